@@ -1,0 +1,1 @@
+//! DynamoDB expressions: parsing and evaluation of condition, update and projection expressions.

@@ -1,0 +1,254 @@
+//! Compact binary encoding of items as stored values (see docs/storage-format.md).
+//!
+//! `item := varint(count) (string(name) value)*`; `value := tag payload`; strings and binaries are
+//! `varint(len) bytes`; numbers are `varint(zigzag(exponent)) varint(coefficient)` under a tag that
+//! carries the sign. Decoding checks every length, so a damaged value is an error, never a panic.
+
+use std::collections::BTreeMap;
+
+use crate::{AttributeValue, Item, Number};
+
+const TAG_S: u8 = 1;
+const TAG_N_POSITIVE: u8 = 2;
+const TAG_N_NEGATIVE: u8 = 3;
+const TAG_B: u8 = 4;
+const TAG_TRUE: u8 = 5;
+const TAG_FALSE: u8 = 6;
+const TAG_NULL: u8 = 7;
+const TAG_M: u8 = 8;
+const TAG_L: u8 = 9;
+const TAG_SS: u8 = 10;
+const TAG_NS: u8 = 11;
+const TAG_BS: u8 = 12;
+
+/// A stored value that cannot be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError;
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stored item is corrupt")
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+pub fn encode_item(item: &Item) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    write_varint(item.len() as u128, &mut out);
+    for (name, value) in item {
+        write_bytes(name.as_bytes(), &mut out);
+        encode_value(value, &mut out);
+    }
+    out
+}
+
+pub fn decode_item(bytes: &[u8]) -> Result<Item, DecodeError> {
+    let mut reader = Reader { bytes, pos: 0 };
+    let item = reader.map()?;
+    if reader.pos != bytes.len() {
+        return Err(DecodeError);
+    }
+    Ok(item)
+}
+
+fn encode_value(value: &AttributeValue, out: &mut Vec<u8>) {
+    match value {
+        AttributeValue::S(s) => {
+            out.push(TAG_S);
+            write_bytes(s.as_bytes(), out);
+        }
+        AttributeValue::N(n) => encode_number(n, out),
+        AttributeValue::B(b) => {
+            out.push(TAG_B);
+            write_bytes(b, out);
+        }
+        AttributeValue::Bool(b) => out.push(if *b { TAG_TRUE } else { TAG_FALSE }),
+        AttributeValue::Null => out.push(TAG_NULL),
+        AttributeValue::M(m) => {
+            out.push(TAG_M);
+            write_varint(m.len() as u128, out);
+            for (k, v) in m {
+                write_bytes(k.as_bytes(), out);
+                encode_value(v, out);
+            }
+        }
+        AttributeValue::L(l) => {
+            out.push(TAG_L);
+            write_varint(l.len() as u128, out);
+            l.iter().for_each(|v| encode_value(v, out));
+        }
+        AttributeValue::Ss(s) => {
+            out.push(TAG_SS);
+            write_varint(s.len() as u128, out);
+            s.iter().for_each(|v| write_bytes(v.as_bytes(), out));
+        }
+        AttributeValue::Ns(s) => {
+            out.push(TAG_NS);
+            write_varint(s.len() as u128, out);
+            s.iter().for_each(|n| encode_number(n, out));
+        }
+        AttributeValue::Bs(s) => {
+            out.push(TAG_BS);
+            write_varint(s.len() as u128, out);
+            s.iter().for_each(|v| write_bytes(v, out));
+        }
+    }
+}
+
+fn encode_number(n: &Number, out: &mut Vec<u8>) {
+    out.push(if n.is_negative() {
+        TAG_N_NEGATIVE
+    } else {
+        TAG_N_POSITIVE
+    });
+    let exponent = n.exponent() as i64;
+    write_varint(((exponent << 1) ^ (exponent >> 63)) as u64 as u128, out);
+    write_varint(n.coefficient(), out);
+}
+
+fn write_varint(mut value: u128, out: &mut Vec<u8>) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn write_bytes(bytes: &[u8], out: &mut Vec<u8>) {
+    write_varint(bytes.len() as u128, out);
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let b = *self.bytes.get(self.pos).ok_or(DecodeError)?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn varint(&mut self) -> Result<u128, DecodeError> {
+        let mut value = 0u128;
+        for shift in (0..128).step_by(7) {
+            let b = self.byte()?;
+            value |= ((b & 0x7F) as u128) << shift;
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(DecodeError)
+    }
+
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let len = usize::try_from(self.varint()?).map_err(|_| DecodeError)?;
+        if len > self.bytes.len() - self.pos {
+            Err(DecodeError)
+        } else {
+            Ok(len)
+        }
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = self.len()?;
+        let slice = &self.bytes[self.pos..self.pos + len];
+        self.pos += len;
+        Ok(slice)
+    }
+
+    fn string(&mut self) -> Result<String, DecodeError> {
+        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| DecodeError)
+    }
+
+    fn number(&mut self, negative: bool) -> Result<Number, DecodeError> {
+        let zigzag = u64::try_from(self.varint()?).map_err(|_| DecodeError)?;
+        let exponent = ((zigzag >> 1) as i64) ^ -((zigzag & 1) as i64);
+        let coefficient = self.varint()?;
+        Number::from_parts(negative, coefficient, exponent).map_err(|_| DecodeError)
+    }
+
+    fn map(&mut self) -> Result<BTreeMap<String, AttributeValue>, DecodeError> {
+        let count = self.len()?;
+        let mut map = BTreeMap::new();
+        for _ in 0..count {
+            let name = self.string()?;
+            map.insert(name, self.value()?);
+        }
+        Ok(map)
+    }
+
+    fn list<T>(
+        &mut self,
+        mut element: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let count = self.len()?;
+        (0..count).map(|_| element(self)).collect()
+    }
+
+    fn value(&mut self) -> Result<AttributeValue, DecodeError> {
+        Ok(match self.byte()? {
+            TAG_S => AttributeValue::S(self.string()?),
+            TAG_N_POSITIVE => AttributeValue::N(self.number(false)?),
+            TAG_N_NEGATIVE => AttributeValue::N(self.number(true)?),
+            TAG_B => AttributeValue::B(self.bytes()?.to_vec()),
+            TAG_TRUE => AttributeValue::Bool(true),
+            TAG_FALSE => AttributeValue::Bool(false),
+            TAG_NULL => AttributeValue::Null,
+            TAG_M => AttributeValue::M(self.map()?),
+            TAG_L => AttributeValue::L(self.list(Self::value)?),
+            TAG_SS => AttributeValue::Ss(self.list(Self::string)?),
+            TAG_NS => AttributeValue::Ns(self.list(|r| {
+                let negative = match r.byte()? {
+                    TAG_N_POSITIVE => false,
+                    TAG_N_NEGATIVE => true,
+                    _ => return Err(DecodeError),
+                };
+                r.number(negative)
+            })?),
+            TAG_BS => AttributeValue::Bs(self.list(|r| Ok(r.bytes()?.to_vec()))?),
+            _ => return Err(DecodeError),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value_strategy() -> impl Strategy<Value = AttributeValue> {
+        let number = (any::<bool>(), 0u128..10u128.pow(30), -100i64..90)
+            .prop_filter_map("in range", |(neg, c, e)| Number::from_parts(neg, c, e).ok());
+        let leaf = prop_oneof![
+            ".*".prop_map(AttributeValue::S),
+            number.clone().prop_map(AttributeValue::N),
+            proptest::collection::vec(any::<u8>(), 0..16).prop_map(AttributeValue::B),
+            any::<bool>().prop_map(AttributeValue::Bool),
+            Just(AttributeValue::Null),
+            proptest::collection::vec(".*", 1..4).prop_map(AttributeValue::Ss),
+            proptest::collection::vec(number, 1..4).prop_map(AttributeValue::Ns),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(AttributeValue::L),
+                proptest::collection::btree_map(".*", inner, 0..4).prop_map(AttributeValue::M),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn items_round_trip(item in proptest::collection::btree_map(".*", value_strategy(), 0..6)) {
+            prop_assert_eq!(decode_item(&encode_item(&item)).unwrap(), item);
+        }
+
+        #[test]
+        fn damaged_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_item(&bytes);
+        }
+    }
+}
