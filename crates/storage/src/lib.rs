@@ -1,1 +1,65 @@
-//! Storage.
+//! The storage layer: an ordered key-value [`Engine`] that knows nothing of DynamoDB.
+//!
+//! The contract is deliberately small so that a replicated engine (TiKV, FoundationDB, etcd...) can
+//! implement it later without touching the layers above:
+//! - [`Snapshot`]: a consistent, read-only view for point reads and ordered range reads;
+//! - [`WriteBatch`]: an atomic set of writes guarded by *expectations* (the values the writer read),
+//!   validated at commit time. This is optimistic concurrency: if any expected value changed since
+//!   it was read, the whole batch is refused with [`CommitError::Conflict`] and the caller re-reads
+//!   and retries. Counter increments ([`WriteOp::AddCounter`]) commute, so they need no expectation.
+//!
+//! [`RedbEngine`] is the embedded default; see `docs/storage-format.md` for why redb, the on-disk
+//! layout and the measurements behind the choice.
+
+mod batch;
+mod redb_engine;
+
+use std::ops::Bound;
+
+pub use batch::{CommitError, PendingCommit, WriteBatch, WriteOp};
+pub use redb_engine::RedbEngine;
+
+/// A failure of the storage medium or engine; the API layer answers InternalServerError.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    #[error("storage I/O failed: {0}")]
+    Io(String),
+    #[error("the data directory {0} is in use by another Haven server")]
+    Locked(String),
+    #[error("the storage engine has shut down")]
+    Closed,
+}
+
+/// A consistent read-only view of the whole key space.
+pub trait Snapshot: Send {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Visits the pairs in `range` in ascending (or, if `reverse`, descending) key order until
+    /// `visit` returns false.
+    fn scan(
+        &self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError>;
+}
+
+/// An ordered, transactional key-value store.
+pub trait Engine: Send + Sync + 'static {
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError>;
+
+    /// Commits a batch atomically, durably if the engine is durable. Resolves once the batch is
+    /// applied (and synced) or refused.
+    fn commit(&self, batch: WriteBatch) -> PendingCommit;
+}
+
+/// Reads a counter written by [`WriteOp::AddCounter`] (absent counters are zero).
+pub fn read_counter(snapshot: &dyn Snapshot, key: &[u8]) -> Result<i64, StorageError> {
+    Ok(snapshot
+        .get(key)?
+        .map(|bytes| batch::decode_counter(&bytes))
+        .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod engine_tests;
