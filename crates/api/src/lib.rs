@@ -1,1 +1,62 @@
-//! API.
+//! The DynamoDB API: one module per operation (in `ops`), each validating its request, calling the
+//! storage engine and shaping the response or the error exactly as DynamoDB does.
+//!
+//! [`Service`] is what the HTTP layer calls: an operation name and a JSON body in, a JSON body or a
+//! [`DynamoError`] out. Nothing here knows about HTTP.
+
+mod catalog;
+mod error;
+mod items;
+mod ops;
+mod wire;
+
+use std::sync::Arc;
+
+use haven_storage::{Engine, StorageError};
+
+pub use catalog::{Catalog, TableMeta};
+pub use error::DynamoError;
+pub use ops::Operation;
+
+/// DynamoDB's JSON form of an item (for error bodies that carry one).
+pub fn item_json(item: &haven_model::Item) -> serde_json::Value {
+    wire::item_to_json(item)
+}
+
+/// Settings that appear in responses.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Region named in ARNs and DescribeEndpoints.
+    pub region: String,
+    /// Account id named in ARNs.
+    pub account: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> ServiceConfig {
+        ServiceConfig { region: "us-east-1".into(), account: "000000000000".into() }
+    }
+}
+
+/// The DynamoDB service over one storage engine.
+pub struct Service {
+    engine: Arc<dyn Engine>,
+    catalog: Catalog,
+    config: ServiceConfig,
+}
+
+impl Service {
+    pub fn new(engine: Arc<dyn Engine>, config: ServiceConfig) -> Result<Service, StorageError> {
+        let catalog = Catalog::load(&*engine)?;
+        Ok(Service { engine, catalog, config })
+    }
+
+    /// Runs one operation given its name (the part of `X-Amz-Target` after the dot) and JSON request.
+    pub async fn call(&self, operation: &str, request: serde_json::Value) -> Result<serde_json::Value, DynamoError> {
+        let operation = Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
+        if !request.is_object() {
+            return Err(DynamoError::Serialization("Start of structure or map found where not expected".into()));
+        }
+        ops::dispatch(self, operation, request).await
+    }
+}

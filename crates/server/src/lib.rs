@@ -1,1 +1,143 @@
-//! Server.
+//! The HTTP front end: DynamoDB's JSON 1.0 protocol over HTTP/1.1.
+//!
+//! A request is `POST /` with `X-Amz-Target: DynamoDB_20120810.<Operation>` and a JSON body. The
+//! checks run in the order DynamoDB applies them (method and content type, JSON syntax, target,
+//! authentication header), then the operation runs in [`haven_api::Service`]. Every response carries
+//! `x-amzn-RequestId` and `x-amz-crc32` (the CRC32 of the body, which SDKs verify).
+
+mod auth;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use haven_api::{DynamoError, Service};
+
+/// Largest request body DynamoDB accepts (16 MB).
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+const TARGET_PREFIX: &str = "DynamoDB_20120810.";
+const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.0";
+
+/// Serves DynamoDB requests on `listener` until `shutdown` resolves, then stops accepting, lets
+/// in-flight requests finish, and returns.
+pub async fn run(listener: TcpListener, service: Arc<Service>, shutdown: impl Future<Output = ()>) {
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let service = service.clone();
+                let mut closing = closing_rx.clone();
+                connections.spawn(async move {
+                    let handler = hyper::service::service_fn(move |request| handle(service.clone(), request));
+                    let connection = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), handler);
+                    tokio::pin!(connection);
+                    tokio::select! {
+                        _ = connection.as_mut() => {}
+                        _ = closing.changed() => {
+                            // Finish the request in progress, then close instead of keeping alive.
+                            connection.as_mut().graceful_shutdown();
+                            let _ = connection.await;
+                        }
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    while connections.join_next().await.is_some() {}
+}
+
+async fn handle(service: Arc<Service>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id)),
+    };
+    if parts.method == Method::GET && parts.uri.path() == "/health" {
+        return Ok(plain(StatusCode::OK, "ok", &request_id));
+    }
+    if parts.method != Method::POST {
+        return Ok(plain(StatusCode::OK, "healthy: haven", &request_id));
+    }
+    let response = match dispatch(&service, &parts.headers, &body).await {
+        Ok(json) => json_response(StatusCode::OK, json.to_string(), &request_id),
+        Err(error) => error_response(&error, &request_id),
+    };
+    Ok(response)
+}
+
+async fn dispatch(service: &Service, headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Value, DynamoError> {
+    let content_type = header(headers, "content-type").unwrap_or_default();
+    if !body.is_empty() && content_type != JSON_CONTENT_TYPE && content_type != "application/json" {
+        return Err(DynamoError::UnknownOperation);
+    }
+    let request: Option<serde_json::Value> = if body.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_slice(body).map_err(|_| DynamoError::Serialization(String::new()))?)
+    };
+    let operation = header(headers, "x-amz-target")
+        .and_then(|target| target.strip_prefix(TARGET_PREFIX))
+        .ok_or(DynamoError::UnknownOperation)?;
+    haven_api::Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
+    auth::check_authorization(headers)?;
+    let request = request.ok_or_else(|| DynamoError::Serialization(String::new()))?;
+    service.call(operation, request).await
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn error_response(error: &DynamoError, request_id: &str) -> Response<Full<Bytes>> {
+    let mut body = serde_json::Map::new();
+    body.insert("__type".into(), error.type_name().into());
+    if let Some(message) = error.message().filter(|m| !m.is_empty()) {
+        body.insert("message".into(), message.into());
+    }
+    if let DynamoError::ConditionalCheckFailed { item: Some(item), .. } = error {
+        body.insert("Item".into(), haven_api::item_json(item));
+    }
+    if matches!(error, DynamoError::InternalServerError) {
+        tracing::error!(request_id, "answered InternalServerError");
+    }
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    json_response(status, serde_json::Value::Object(body).to_string(), request_id)
+}
+
+fn json_response(status: StatusCode, body: String, request_id: &str) -> Response<Full<Bytes>> {
+    let crc = crc32fast::hash(body.as_bytes());
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static(JSON_CONTENT_TYPE));
+    headers.insert("x-amz-crc32", HeaderValue::from(crc));
+    headers.insert("x-amzn-requestid", HeaderValue::from_str(request_id).expect("uuid is ASCII"));
+    response
+}
+
+fn plain(status: StatusCode, body: &'static str, request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert("x-amzn-requestid", HeaderValue::from_str(request_id).expect("uuid is ASCII"));
+    response
+}

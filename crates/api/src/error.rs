@@ -1,0 +1,147 @@
+//! Errors are data: one enum whose variants are DynamoDB's error types, each carrying AWS's exact
+//! message. The HTTP layer only serialises them (`__type`, `message`, status code).
+
+use haven_model::Item;
+
+/// The namespace DynamoDB puts before its own error names.
+const DYNAMODB: &str = "com.amazonaws.dynamodb.v20120810";
+/// The namespace of errors raised by AWS's request framework (Coral) before DynamoDB sees a request.
+const CORAL_SERVICE: &str = "com.amazon.coral.service";
+const CORAL_VALIDATE: &str = "com.amazon.coral.validate";
+
+/// Every error a DynamoDB operation can answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DynamoError {
+    Validation(String),
+    Serialization(String),
+    UnknownOperation,
+    MissingAuthenticationToken,
+    IncompleteSignature(String),
+    ResourceNotFound(String),
+    ResourceInUse(String),
+    ConditionalCheckFailed { message: String, item: Option<Item> },
+    LimitExceeded(String),
+    ProvisionedThroughputExceeded(String),
+    InternalServerError,
+}
+
+impl DynamoError {
+    pub fn validation(message: impl Into<String>) -> DynamoError {
+        DynamoError::Validation(message.into())
+    }
+
+    /// ResourceNotFoundException for data-plane operations on a missing table.
+    pub fn table_not_found() -> DynamoError {
+        DynamoError::ResourceNotFound("Requested resource not found".into())
+    }
+
+    /// The error name as AWS spells it (the part after `#` in `__type`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            DynamoError::Validation(_) => "ValidationException",
+            DynamoError::Serialization(_) => "SerializationException",
+            DynamoError::UnknownOperation => "UnknownOperationException",
+            DynamoError::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            DynamoError::IncompleteSignature(_) => "IncompleteSignatureException",
+            DynamoError::ResourceNotFound(_) => "ResourceNotFoundException",
+            DynamoError::ResourceInUse(_) => "ResourceInUseException",
+            DynamoError::ConditionalCheckFailed { .. } => "ConditionalCheckFailedException",
+            DynamoError::LimitExceeded(_) => "LimitExceededException",
+            DynamoError::ProvisionedThroughputExceeded(_) => "ProvisionedThroughputExceededException",
+            DynamoError::InternalServerError => "InternalServerError",
+        }
+    }
+
+    fn namespace(&self) -> &'static str {
+        match self {
+            DynamoError::Validation(_) => CORAL_VALIDATE,
+            DynamoError::Serialization(_)
+            | DynamoError::UnknownOperation
+            | DynamoError::MissingAuthenticationToken
+            | DynamoError::IncompleteSignature(_) => CORAL_SERVICE,
+            _ => DYNAMODB,
+        }
+    }
+
+    /// The `__type` field: `<namespace>#<name>`.
+    pub fn type_name(&self) -> String {
+        format!("{}#{}", self.namespace(), self.name())
+    }
+
+    pub fn message(&self) -> Option<&str> {
+        Some(match self {
+            DynamoError::Validation(m)
+            | DynamoError::Serialization(m)
+            | DynamoError::IncompleteSignature(m)
+            | DynamoError::ResourceNotFound(m)
+            | DynamoError::ResourceInUse(m)
+            | DynamoError::LimitExceeded(m)
+            | DynamoError::ProvisionedThroughputExceeded(m) => m,
+            DynamoError::ConditionalCheckFailed { message, .. } => message,
+            DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
+            DynamoError::InternalServerError => "Internal server error",
+            DynamoError::UnknownOperation => return None,
+        })
+    }
+
+    /// The HTTP status DynamoDB answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            DynamoError::InternalServerError => 500,
+            _ => 400,
+        }
+    }
+}
+
+impl From<haven_storage::StorageError> for DynamoError {
+    fn from(error: haven_storage::StorageError) -> DynamoError {
+        tracing::error!(%error, "storage failure");
+        DynamoError::InternalServerError
+    }
+}
+
+/// Collects constraint violations and reports them as AWS does:
+/// `2 validation errors detected: Value ... ; Value ...`.
+#[derive(Default)]
+pub struct Violations(Vec<String>);
+
+impl Violations {
+    pub fn new() -> Violations {
+        Violations::default()
+    }
+
+    pub fn push(&mut self, violation: impl Into<String>) {
+        self.0.push(violation.into());
+    }
+
+    /// `Value null at 'tableName' failed to satisfy constraint: Member must not be null`.
+    pub fn null(&mut self, field: &str) {
+        self.push(format!("Value null at '{field}' failed to satisfy constraint: Member must not be null"));
+    }
+
+    /// Checks a table (or index) name against DynamoDB's length and character rules.
+    pub fn name(&mut self, field: &str, name: Option<&str>) {
+        let Some(name) = name else { return self.null(field) };
+        let rendered = format!("Value '{name}' at '{field}' failed to satisfy constraint: ");
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
+            self.push(format!("{rendered}Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"));
+        }
+        if name.len() < 3 {
+            self.push(format!("{rendered}Member must have length greater than or equal to 3"));
+        }
+        if name.len() > 255 {
+            self.push(format!("{rendered}Member must have length less than or equal to 255"));
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), DynamoError> {
+        match self.0.len() {
+            0 => Ok(()),
+            n => Err(DynamoError::Validation(format!(
+                "{n} validation error{} detected: {}",
+                if n == 1 { "" } else { "s" },
+                self.0.join("; ")
+            ))),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! What every item operation shares: finding the table, validating keys and items against the key
+//! schema, reading an item, the optimistic read-decide-write loop, and consumed capacity.
+
+use std::sync::Arc;
+
+use haven_model::item_codec::{decode_item, encode_item};
+use haven_model::{AttributeValue, Item, item_size};
+use haven_storage::{CommitError, Snapshot, WriteBatch};
+use serde_json::{Value, json};
+
+use crate::catalog::TableMeta;
+use crate::error::{DynamoError, Violations};
+use crate::Service;
+
+const MAX_PARTITION_KEY_BYTES: usize = 2048;
+const MAX_SORT_KEY_BYTES: usize = 1024;
+
+fn invalid(message: impl std::fmt::Display) -> DynamoError {
+    DynamoError::validation(format!("One or more parameter values were invalid: {message}"))
+}
+
+/// Finds the table a data-plane request names (DynamoDB's data-plane wording when it is missing).
+pub(crate) fn table(service: &Service, name: &str) -> Result<Arc<TableMeta>, DynamoError> {
+    service.catalog.get(name).ok_or_else(DynamoError::table_not_found)
+}
+
+/// Checks a table name field; the caller adds further violations before reporting.
+pub(crate) fn check_table_name(violations: &mut Violations, name: Option<&str>) {
+    violations.name("tableName", name);
+}
+
+fn empty_key_value(name: &str, value: &AttributeValue) -> Option<DynamoError> {
+    let kind = match value {
+        AttributeValue::S(s) if s.is_empty() => "string",
+        AttributeValue::B(b) if b.is_empty() => "binary",
+        _ => return None,
+    };
+    Some(DynamoError::validation(format!(
+        "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty {kind} value. Key: {name}"
+    )))
+}
+
+fn key_size_error(is_partition: bool, value: &AttributeValue) -> Option<DynamoError> {
+    let size = match value {
+        AttributeValue::S(s) => s.len(),
+        AttributeValue::B(b) => b.len(),
+        _ => return None,
+    };
+    if is_partition && size > MAX_PARTITION_KEY_BYTES {
+        Some(invalid("Size of hashkey has exceeded the maximum size limit of2048 bytes"))
+    } else if !is_partition && size > MAX_SORT_KEY_BYTES {
+        Some(invalid("Aggregated size of all range keys has exceeded the size limit of 1024 bytes"))
+    } else {
+        None
+    }
+}
+
+/// A `Key` parameter must hold exactly the table's key attributes, with the declared types.
+pub(crate) fn validate_key(meta: &TableMeta, key: &Item) -> Result<(), DynamoError> {
+    let schema = meta.keys();
+    let mismatch = || DynamoError::validation("The provided key element does not match the schema");
+    if key.len() != schema.attributes().count() {
+        return Err(mismatch());
+    }
+    for (index, attribute) in schema.attributes().enumerate() {
+        let value = key.get(&attribute.name).ok_or_else(mismatch)?;
+        if !attribute.scalar_type.matches(value) {
+            return Err(mismatch());
+        }
+        if let Some(error) = empty_key_value(&attribute.name, value).or_else(|| key_size_error(index == 0, value)) {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// An item must contain the key attributes with the declared types.
+pub(crate) fn validate_item(meta: &TableMeta, item: &Item) -> Result<(), DynamoError> {
+    for (index, attribute) in meta.keys().attributes().enumerate() {
+        let value = item
+            .get(&attribute.name)
+            .ok_or_else(|| invalid(format!("Missing the key {} in the item", attribute.name)))?;
+        if !attribute.scalar_type.matches(value) {
+            return Err(invalid(format!(
+                "Type mismatch for key {} expected: {} actual: {}",
+                attribute.name,
+                attribute.scalar_type.name(),
+                value.type_name()
+            )));
+        }
+        if let Some(error) = empty_key_value(&attribute.name, value).or_else(|| key_size_error(index == 0, value)) {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// DynamoDB's 400 KB item limit.
+pub(crate) fn check_item_size(item: &Item) -> Result<(), DynamoError> {
+    if item_size(item) > haven_model::MAX_ITEM_SIZE {
+        return Err(DynamoError::validation("Item size has exceeded the maximum allowed size"));
+    }
+    Ok(())
+}
+
+/// Reads one item by its (validated) key from a snapshot; returns its stored bytes too.
+pub(crate) fn read_item(snapshot: &dyn Snapshot, meta: &TableMeta, key: &Item) -> Result<Option<(Vec<u8>, Item)>, DynamoError> {
+    let storage_key = meta.keys().storage_key(&meta.item_prefix(), key);
+    let Some(bytes) = snapshot.get(&storage_key)? else { return Ok(None) };
+    let item = decode_item(&bytes).map_err(|error| {
+        tracing::error!(table = %meta.name, %error, "undecodable item");
+        DynamoError::InternalServerError
+    })?;
+    Ok(Some((bytes, item)))
+}
+
+/// The before and after images of a single-item write.
+pub(crate) struct WriteOutcome {
+    pub old: Option<Item>,
+    pub new: Option<Item>,
+}
+
+/// Runs `decide` on the item's current state and writes what it returns (None deletes), atomically
+/// with respect to every other writer: if the item changed between the read and the commit, the
+/// engine refuses the batch and the decision is made again on the fresh state.
+pub(crate) async fn write_item(
+    service: &Service,
+    meta: &TableMeta,
+    key: &Item,
+    mut decide: impl FnMut(Option<&Item>) -> Result<Option<Item>, DynamoError>,
+) -> Result<WriteOutcome, DynamoError> {
+    let storage_key = meta.keys().storage_key(&meta.item_prefix(), key);
+    loop {
+        let snapshot = service.engine.snapshot()?;
+        let current = read_item(&*snapshot, meta, key)?;
+        drop(snapshot);
+        let (old_bytes, old) = match current {
+            Some((bytes, item)) => (Some(bytes), Some(item)),
+            None => (None, None),
+        };
+        let new = decide(old.as_ref())?;
+        let mut batch = WriteBatch::new();
+        batch.expect(storage_key.clone(), old_bytes);
+        let old_size = old.as_ref().map_or(0, item_size) as i64;
+        let new_size = new.as_ref().map_or(0, item_size) as i64;
+        match &new {
+            Some(item) => batch.put(storage_key.clone(), encode_item(item)),
+            None => batch.delete(storage_key.clone()),
+        };
+        batch
+            .add_counter(meta.item_count_key(), new.is_some() as i64 - old.is_some() as i64)
+            .add_counter(meta.size_bytes_key(), new_size - old_size);
+        match service.engine.commit(batch).await {
+            Ok(()) => return Ok(WriteOutcome { old, new }),
+            Err(CommitError::Conflict) => continue,
+            Err(CommitError::Storage(error)) => return Err(error.into()),
+        }
+    }
+}
+
+/// ReturnConsumedCapacity: NONE (default), TOTAL or INDEXES.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CapacityReport {
+    None,
+    Total,
+    Indexes,
+}
+
+impl CapacityReport {
+    pub fn parse(violations: &mut Violations, value: Option<&str>) -> CapacityReport {
+        match value {
+            None | Some("NONE") => CapacityReport::None,
+            Some("TOTAL") => CapacityReport::Total,
+            Some("INDEXES") => CapacityReport::Indexes,
+            Some(other) => {
+                violations.push(format!(
+                    "Value '{other}' at 'returnConsumedCapacity' failed to satisfy constraint: Member must satisfy enum value set: [INDEXES, TOTAL, NONE]"
+                ));
+                CapacityReport::None
+            }
+        }
+    }
+
+    /// The ConsumedCapacity structure for `units` spent on `table`, or None when not asked for.
+    pub fn render(self, table: &str, units: f64) -> Option<Value> {
+        match self {
+            CapacityReport::None => None,
+            CapacityReport::Total => Some(json!({ "TableName": table, "CapacityUnits": units })),
+            CapacityReport::Indexes => Some(json!({ "TableName": table, "CapacityUnits": units, "Table": { "CapacityUnits": units } })),
+        }
+    }
+}
+
+/// Write units: one per started KB of the larger of the old and new item, at least one.
+pub(crate) fn write_units(outcome: &WriteOutcome) -> f64 {
+    let size = outcome.old.as_ref().map_or(0, item_size).max(outcome.new.as_ref().map_or(0, item_size));
+    size.div_ceil(1024).max(1) as f64
+}
+
+/// Read units: one per started 4 KB (at least one), halved for eventually consistent reads.
+pub(crate) fn read_units(size: usize, consistent: bool) -> f64 {
+    let units = size.div_ceil(4096).max(1) as f64;
+    if consistent { units } else { units / 2.0 }
+}

@@ -1,0 +1,364 @@
+//! Control-plane operations on tables: CreateTable, DescribeTable, ListTables, DeleteTable, and the
+//! TableDescription they all return.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::catalog::{AttributeDefinition, Catalog, KeySchemaElement, TableMeta, Throughput};
+use crate::error::{DynamoError, Violations};
+use crate::Service;
+
+/// Seconds since the epoch, as DynamoDB's timestamps are.
+pub(crate) fn now() -> f64 {
+    let elapsed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (elapsed.as_millis() as f64) / 1000.0
+}
+
+/// Largest capacity DynamoDB accepts in a request.
+const MAX_CAPACITY_UNITS: i64 = 1_000_000_000_000;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ProvisionedThroughputInput {
+    pub read_capacity_units: Option<i64>,
+    pub write_capacity_units: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AttributeDefinitionInput {
+    attribute_name: Option<String>,
+    attribute_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeySchemaElementInput {
+    attribute_name: Option<String>,
+    key_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct CreateTableInput {
+    table_name: Option<String>,
+    attribute_definitions: Option<Vec<AttributeDefinitionInput>>,
+    key_schema: Option<Vec<KeySchemaElementInput>>,
+    billing_mode: Option<String>,
+    provisioned_throughput: Option<ProvisionedThroughputInput>,
+    local_secondary_indexes: Option<Value>,
+    global_secondary_indexes: Option<Value>,
+    tags: Option<Vec<TagInput>>,
+    table_class: Option<String>,
+    deletion_protection_enabled: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct TagInput {
+    pub key: Option<String>,
+    pub value: Option<String>,
+}
+
+/// Checks ProvisionedThroughput members (null, >= 1) and records violations under `field`.
+pub(crate) fn check_throughput(violations: &mut Violations, field: &str, throughput: &ProvisionedThroughputInput) {
+    for (member, value) in [("writeCapacityUnits", throughput.write_capacity_units), ("readCapacityUnits", throughput.read_capacity_units)] {
+        match value {
+            None => violations.null(&format!("{field}.{member}")),
+            Some(v) if v < 1 => violations.push(format!(
+                "Value '{v}' at '{field}.{member}' failed to satisfy constraint: Member must have value greater than or equal to 1"
+            )),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Checks billing mode and throughput together, as DynamoDB does after the field constraints.
+pub(crate) fn check_billing(billing_mode: &str, throughput: Option<&ProvisionedThroughputInput>) -> Result<(), DynamoError> {
+    let invalid = |m: &str| Err(DynamoError::validation(format!("One or more parameter values were invalid: {m}")));
+    if billing_mode == "PAY_PER_REQUEST" {
+        if throughput.is_some() {
+            return invalid("Neither ReadCapacityUnits nor WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST");
+        }
+        return Ok(());
+    }
+    let Some(throughput) = throughput else {
+        return invalid("ReadCapacityUnits and WriteCapacityUnits must both be specified when BillingMode is PROVISIONED");
+    };
+    for (name, value) in [("ReadCapacityUnits", throughput.read_capacity_units), ("WriteCapacityUnits", throughput.write_capacity_units)] {
+        if let Some(v) = value.filter(|v| *v > MAX_CAPACITY_UNITS) {
+            return Err(DynamoError::validation(format!("Given value {v} for {name} is out of bounds")));
+        }
+    }
+    Ok(())
+}
+
+fn enum_violation(violations: &mut Violations, field: &str, value: &str, allowed: &[&str]) {
+    if !allowed.contains(&value) {
+        violations.push(format!(
+            "Value '{value}' at '{field}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+            allowed.join(", ")
+        ));
+    }
+}
+
+pub(crate) async fn create_table(service: &Service, input: CreateTableInput) -> Result<Value, DynamoError> {
+    let mut violations = Violations::new();
+    match &input.attribute_definitions {
+        None => violations.null("attributeDefinitions"),
+        Some(definitions) => {
+            for (i, d) in definitions.iter().enumerate() {
+                let field = format!("attributeDefinitions.{}.member", i + 1);
+                if d.attribute_name.is_none() {
+                    violations.null(&format!("{field}.attributeName"));
+                }
+                match &d.attribute_type {
+                    None => violations.null(&format!("{field}.attributeType")),
+                    Some(t) => enum_violation(&mut violations, &format!("{field}.attributeType"), t, &["B", "N", "S"]),
+                }
+            }
+        }
+    }
+    violations.name("tableName", input.table_name.as_deref());
+    match &input.key_schema {
+        None => violations.null("keySchema"),
+        Some(keys) => {
+            for (i, k) in keys.iter().enumerate() {
+                let field = format!("keySchema.{}.member", i + 1);
+                if k.attribute_name.is_none() {
+                    violations.null(&format!("{field}.attributeName"));
+                }
+                match &k.key_type {
+                    None => violations.null(&format!("{field}.keyType")),
+                    Some(t) => enum_violation(&mut violations, &format!("{field}.keyType"), t, &["HASH", "RANGE"]),
+                }
+            }
+            if keys.is_empty() {
+                violations.push("Value '[]' at 'keySchema' failed to satisfy constraint: Member must have length greater than or equal to 1");
+            } else if keys.len() > 2 {
+                violations.push(format!(
+                    "Value '[{}]' at 'keySchema' failed to satisfy constraint: Member must have length less than or equal to 2",
+                    keys.iter()
+                        .map(|k| format!(
+                            "KeySchemaElement(attributeName={}, keyType={})",
+                            k.attribute_name.as_deref().unwrap_or("null"),
+                            k.key_type.as_deref().unwrap_or("null")
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    if let Some(mode) = &input.billing_mode {
+        enum_violation(&mut violations, "billingMode", mode, &["PROVISIONED", "PAY_PER_REQUEST"]);
+    }
+    if let Some(throughput) = &input.provisioned_throughput {
+        check_throughput(&mut violations, "provisionedThroughput", throughput);
+    }
+    violations.into_result()?;
+
+    if input.local_secondary_indexes.is_some() || input.global_secondary_indexes.is_some() {
+        return Err(DynamoError::validation("Secondary indexes are not supported by this version of Haven"));
+    }
+    let billing_mode = input.billing_mode.clone().unwrap_or_else(|| "PROVISIONED".into());
+    check_billing(&billing_mode, input.provisioned_throughput.as_ref())?;
+    let (definitions, key_schema) = check_key_schema(&input)?;
+
+    let name = input.table_name.clone().unwrap_or_default();
+    let created = now();
+    let throughput = input.provisioned_throughput.as_ref().map_or_else(Throughput::default, |t| Throughput {
+        read_capacity_units: t.read_capacity_units.unwrap_or(0),
+        write_capacity_units: t.write_capacity_units.unwrap_or(0),
+        ..Throughput::default()
+    });
+    let meta = TableMeta {
+        id: 0,
+        arn: format!("arn:aws:dynamodb:{}:{}:table/{}", service.config.region, service.config.account, name),
+        name: name.clone(),
+        table_uuid: uuid::Uuid::new_v4().to_string(),
+        created,
+        attribute_definitions: definitions,
+        key_schema,
+        pay_per_request_since: (billing_mode == "PAY_PER_REQUEST").then_some(created),
+        billing_mode,
+        throughput,
+        tags: input.tags.unwrap_or_default().into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())).collect(),
+        time_to_live: None,
+        deletion_protection: input.deletion_protection_enabled.unwrap_or(false),
+        table_class: input.table_class,
+    };
+    let meta = service
+        .catalog
+        .create(&*service.engine, meta)
+        .await?
+        .ok_or_else(|| DynamoError::ResourceInUse(format!("Table already exists: {name}")))?;
+    Ok(json!({ "TableDescription": describe(service, &meta, "ACTIVE")? }))
+}
+
+/// DynamoDB's semantic checks of AttributeDefinitions against KeySchema, in DynamoDB's order.
+fn check_key_schema(input: &CreateTableInput) -> Result<(Vec<AttributeDefinition>, Vec<KeySchemaElement>), DynamoError> {
+    let invalid = |m: String| Err(DynamoError::validation(m));
+    let definitions: Vec<AttributeDefinition> = input
+        .attribute_definitions
+        .iter()
+        .flatten()
+        .map(|d| AttributeDefinition {
+            attribute_name: d.attribute_name.clone().unwrap_or_default(),
+            attribute_type: d.attribute_type.clone().unwrap_or_default(),
+        })
+        .collect();
+    let keys: Vec<KeySchemaElement> = input
+        .key_schema
+        .iter()
+        .flatten()
+        .map(|k| KeySchemaElement {
+            attribute_name: k.attribute_name.clone().unwrap_or_default(),
+            key_type: k.key_type.clone().unwrap_or_default(),
+        })
+        .collect();
+    let defined: Vec<&str> = definitions.iter().map(|d| d.attribute_name.as_str()).collect();
+    let key_names: Vec<&str> = keys.iter().map(|k| k.attribute_name.as_str()).collect();
+    if key_names.len() > defined.len() {
+        return invalid("Invalid KeySchema: Some index key attribute have no definition".into());
+    }
+    if key_names.iter().any(|k| !defined.contains(k)) {
+        return invalid(format!(
+            "One or more parameter values were invalid: Some index key attributes are not defined in AttributeDefinitions. Keys: [{}], AttributeDefinitions: [{}]",
+            key_names.join(", "),
+            defined.join(", ")
+        ));
+    }
+    if key_names.len() == 2 && key_names[0] == key_names[1] {
+        return invalid("Both the Hash Key and the Range Key element in the KeySchema have the same name".into());
+    }
+    if keys[0].key_type != "HASH" {
+        return invalid("Invalid KeySchema: The first KeySchemaElement is not a HASH key type".into());
+    }
+    if keys.get(1).is_some_and(|k| k.key_type != "RANGE") {
+        return invalid("Invalid KeySchema: The second KeySchemaElement is not a RANGE key type".into());
+    }
+    if keys.len() != definitions.len() {
+        return invalid(
+            "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions"
+                .into(),
+        );
+    }
+    Ok((definitions, keys))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct TableNameInput {
+    table_name: Option<String>,
+}
+
+impl TableNameInput {
+    /// Validates the name and finds the table (control-plane wording of the not-found error).
+    fn lookup(&self, service: &Service) -> Result<std::sync::Arc<TableMeta>, DynamoError> {
+        let mut violations = Violations::new();
+        violations.name("tableName", self.table_name.as_deref());
+        violations.into_result()?;
+        let name = self.table_name.as_deref().unwrap_or_default();
+        service
+            .catalog
+            .get(name)
+            .ok_or_else(|| DynamoError::ResourceNotFound(format!("Requested resource not found: Table: {name} not found")))
+    }
+}
+
+pub(crate) fn describe_table(service: &Service, input: TableNameInput) -> Result<Value, DynamoError> {
+    let meta = input.lookup(service)?;
+    Ok(json!({ "Table": describe(service, &meta, "ACTIVE")? }))
+}
+
+pub(crate) async fn delete_table(service: &Service, input: TableNameInput) -> Result<Value, DynamoError> {
+    let meta = input.lookup(service)?;
+    if meta.deletion_protection {
+        return Err(DynamoError::validation(format!(
+            "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first."
+        )));
+    }
+    let description = describe(service, &meta, "DELETING")?;
+    if !service.catalog.delete(&*service.engine, &meta).await? {
+        return Err(DynamoError::ResourceNotFound(format!("Requested resource not found: Table: {} not found", meta.name)));
+    }
+    Ok(json!({ "TableDescription": description }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListTablesInput {
+    exclusive_start_table_name: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(crate) fn list_tables(service: &Service, input: ListTablesInput) -> Result<Value, DynamoError> {
+    let mut violations = Violations::new();
+    if let Some(start) = &input.exclusive_start_table_name {
+        violations.name("exclusiveStartTableName", Some(start));
+    }
+    match input.limit {
+        Some(limit) if limit < 1 => violations.push(format!(
+            "Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1"
+        )),
+        Some(limit) if limit > 100 => violations.push(format!(
+            "Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 100"
+        )),
+        _ => {}
+    }
+    violations.into_result()?;
+    let limit = input.limit.unwrap_or(100) as usize;
+    let names: Vec<String> = service
+        .catalog
+        .names()
+        .into_iter()
+        .filter(|name| input.exclusive_start_table_name.as_ref().is_none_or(|start| name > start))
+        .collect();
+    let page: Vec<&String> = names.iter().take(limit).collect();
+    let mut response = json!({ "TableNames": page });
+    if names.len() > limit {
+        response["LastEvaluatedTableName"] = json!(page.last());
+    }
+    Ok(response)
+}
+
+/// The TableDescription structure shared by every control-plane response.
+pub(crate) fn describe(service: &Service, meta: &TableMeta, status: &str) -> Result<Value, DynamoError> {
+    let stats = Catalog::stats(&*service.engine.snapshot()?, meta)?;
+    let throughput = &meta.throughput;
+    let mut provisioned = json!({
+        "NumberOfDecreasesToday": throughput.decreases_today,
+        "ReadCapacityUnits": throughput.read_capacity_units,
+        "WriteCapacityUnits": throughput.write_capacity_units,
+    });
+    if let Some(at) = throughput.last_increase {
+        provisioned["LastIncreaseDateTime"] = json!(at);
+    }
+    if let Some(at) = throughput.last_decrease {
+        provisioned["LastDecreaseDateTime"] = json!(at);
+    }
+    let mut description = json!({
+        "AttributeDefinitions": meta.attribute_definitions,
+        "TableName": meta.name,
+        "KeySchema": meta.key_schema,
+        "TableStatus": status,
+        "CreationDateTime": meta.created,
+        "ProvisionedThroughput": provisioned,
+        "TableSizeBytes": stats.size_bytes,
+        "ItemCount": stats.item_count,
+        "TableArn": meta.arn,
+        "TableId": meta.table_uuid,
+        "DeletionProtectionEnabled": meta.deletion_protection,
+    });
+    if let Some(since) = meta.pay_per_request_since.filter(|_| meta.billing_mode == "PAY_PER_REQUEST") {
+        description["BillingModeSummary"] =
+            json!({ "BillingMode": "PAY_PER_REQUEST", "LastUpdateToPayPerRequestDateTime": since });
+    }
+    if let Some(class) = &meta.table_class {
+        description["TableClassSummary"] = json!({ "TableClass": class });
+    }
+    Ok(description)
+}

@@ -1,0 +1,160 @@
+//! Single-item operations: PutItem, GetItem, DeleteItem.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::error::{DynamoError, Violations};
+use crate::items::{
+    CapacityReport, WriteOutcome, check_item_size, check_table_name, read_item, read_units, table, validate_item,
+    validate_key, write_item, write_units,
+};
+use crate::wire::{item_to_json, parse_item};
+use crate::Service;
+
+const RETURN_VALUES: &[&str] = &["ALL_NEW", "UPDATED_OLD", "ALL_OLD", "NONE", "UPDATED_NEW"];
+
+/// Checks the ReturnValues enum; Put and Delete then accept only NONE and ALL_OLD.
+fn check_return_values(violations: &mut Violations, value: Option<&str>) {
+    if let Some(value) = value.filter(|v| !RETURN_VALUES.contains(v)) {
+        violations.push(format!(
+            "Value '{value}' at 'returnValues' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+            RETURN_VALUES.join(", ")
+        ));
+    }
+}
+
+fn check_item_collection_metrics(violations: &mut Violations, value: Option<&str>) {
+    if let Some(value) = value.filter(|v| !["SIZE", "NONE"].contains(v)) {
+        violations.push(format!(
+            "Value '{value}' at 'returnItemCollectionMetrics' failed to satisfy constraint: Member must satisfy enum value set: [SIZE, NONE]"
+        ));
+    }
+}
+
+fn only_all_old_or_none(return_values: Option<&str>) -> Result<bool, DynamoError> {
+    match return_values {
+        None | Some("NONE") => Ok(false),
+        Some("ALL_OLD") => Ok(true),
+        Some(_) => Err(DynamoError::validation("ReturnValues can only be ALL_OLD or NONE")),
+    }
+}
+
+/// Builds a write response: `Attributes` when asked for and present, plus ConsumedCapacity.
+fn write_response(attributes: Option<&haven_model::Item>, capacity: Option<Value>) -> Value {
+    let mut response = Map::new();
+    if let Some(item) = attributes {
+        response.insert("Attributes".into(), item_to_json(item));
+    }
+    if let Some(capacity) = capacity {
+        response.insert("ConsumedCapacity".into(), capacity);
+    }
+    Value::Object(response)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct PutItemInput {
+    table_name: Option<String>,
+    item: Option<Value>,
+    return_values: Option<String>,
+    return_consumed_capacity: Option<String>,
+    return_item_collection_metrics: Option<String>,
+}
+
+pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<Value, DynamoError> {
+    let mut violations = Violations::new();
+    check_table_name(&mut violations, input.table_name.as_deref());
+    if input.item.is_none() {
+        violations.null("item");
+    }
+    check_return_values(&mut violations, input.return_values.as_deref());
+    let capacity = CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    check_item_collection_metrics(&mut violations, input.return_item_collection_metrics.as_deref());
+    violations.into_result()?;
+    let item = parse_item(input.item.as_ref().unwrap_or(&Value::Null))?;
+    let return_old = only_all_old_or_none(input.return_values.as_deref())?;
+    check_item_size(&item)?;
+
+    let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
+    validate_item(&meta, &item)?;
+    let key = meta.keys().project_key(&item);
+    let outcome = write_item(service, &meta, &key, |_| Ok(Some(item.clone()))).await?;
+    let attributes = outcome.old.as_ref().filter(|_| return_old);
+    Ok(write_response(attributes, capacity.render(&meta.name, write_units(&outcome))))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct GetItemInput {
+    table_name: Option<String>,
+    key: Option<Value>,
+    consistent_read: Option<bool>,
+    return_consumed_capacity: Option<String>,
+}
+
+pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Value, DynamoError> {
+    let mut violations = Violations::new();
+    check_table_name(&mut violations, input.table_name.as_deref());
+    if input.key.is_none() {
+        violations.null("key");
+    }
+    let capacity = CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    violations.into_result()?;
+    let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
+
+    let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
+    validate_key(&meta, &key)?;
+    let snapshot = service.engine.snapshot()?;
+    let found = read_item(&*snapshot, &meta, &key)?;
+    let size = found.as_ref().map_or(0, |(_, item)| haven_model::item_size(item));
+    let mut response = Map::new();
+    if let Some((_, item)) = &found {
+        response.insert("Item".into(), item_to_json(item));
+    }
+    if let Some(capacity) = capacity.render(&meta.name, read_units(size, input.consistent_read.unwrap_or(false))) {
+        response.insert("ConsumedCapacity".into(), capacity);
+    }
+    Ok(Value::Object(response))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct DeleteItemInput {
+    table_name: Option<String>,
+    key: Option<Value>,
+    return_values: Option<String>,
+    return_consumed_capacity: Option<String>,
+    return_item_collection_metrics: Option<String>,
+}
+
+pub(crate) async fn delete_item(service: &Service, input: DeleteItemInput) -> Result<Value, DynamoError> {
+    let mut violations = Violations::new();
+    check_table_name(&mut violations, input.table_name.as_deref());
+    if input.key.is_none() {
+        violations.null("key");
+    }
+    check_return_values(&mut violations, input.return_values.as_deref());
+    let capacity = CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    check_item_collection_metrics(&mut violations, input.return_item_collection_metrics.as_deref());
+    violations.into_result()?;
+    let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
+    let return_old = only_all_old_or_none(input.return_values.as_deref())?;
+
+    let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
+    validate_key(&meta, &key)?;
+    let outcome: WriteOutcome = write_item(service, &meta, &key, |_| Ok(None)).await?;
+    let attributes = outcome.old.as_ref().filter(|_| return_old);
+    Ok(write_response(attributes, capacity.render(&meta.name, write_units(&outcome))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn put_and_delete_accept_only_all_old_or_none() {
+        assert_eq!(only_all_old_or_none(Some("ALL_OLD")), Ok(true));
+        assert_eq!(only_all_old_or_none(None), Ok(false));
+        assert!(only_all_old_or_none(Some("ALL_NEW")).is_err());
+    }
+}

@@ -1,0 +1,74 @@
+//! Every DynamoDB operation by its AWS name, and the dispatch from name to implementation.
+//! Operations not built yet answer UnknownOperationException, as DynamoDB does for operations it
+//! does not offer; README.md lists them.
+
+mod control;
+mod items;
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::{DynamoError, Service};
+
+macro_rules! operations {
+    ($($name:ident),* $(,)?) => {
+        /// Every operation of the DynamoDB API (version 2012-08-10).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Operation { $($name),* }
+
+        impl Operation {
+            pub fn from_name(name: &str) -> Option<Operation> {
+                match name { $(stringify!($name) => Some(Operation::$name),)* _ => None }
+            }
+
+            pub fn name(self) -> &'static str {
+                match self { $(Operation::$name => stringify!($name)),* }
+            }
+        }
+    };
+}
+
+operations!(
+    BatchExecuteStatement, BatchGetItem, BatchWriteItem, CreateBackup, CreateGlobalTable, CreateTable,
+    DeleteBackup, DeleteItem, DeleteResourcePolicy, DeleteTable, DescribeBackup, DescribeContinuousBackups,
+    DescribeContributorInsights, DescribeEndpoints, DescribeExport, DescribeGlobalTable,
+    DescribeGlobalTableSettings, DescribeImport, DescribeKinesisStreamingDestination, DescribeLimits,
+    DescribeTable, DescribeTableReplicaAutoScaling, DescribeTimeToLive, DisableKinesisStreamingDestination,
+    EnableKinesisStreamingDestination, ExecuteStatement, ExecuteTransaction, ExportTableToPointInTime,
+    GetItem, GetResourcePolicy, ImportTable, ListBackups, ListContributorInsights, ListExports,
+    ListGlobalTables, ListImports, ListTables, ListTagsOfResource, PutItem, PutResourcePolicy, Query,
+    RestoreTableFromBackup, RestoreTableToPointInTime, Scan, TagResource, TransactGetItems,
+    TransactWriteItems, UntagResource, UpdateContinuousBackups, UpdateContributorInsights,
+    UpdateGlobalTable, UpdateGlobalTableSettings, UpdateItem, UpdateKinesisStreamingDestination,
+    UpdateTable, UpdateTableReplicaAutoScaling, UpdateTimeToLive,
+);
+
+pub(crate) async fn dispatch(service: &Service, operation: Operation, request: Value) -> Result<Value, DynamoError> {
+    use Operation::*;
+    match operation {
+        CreateTable => control::create_table(service, parse(request)?).await,
+        DescribeTable => control::describe_table(service, parse(request)?),
+        ListTables => control::list_tables(service, parse(request)?),
+        DeleteTable => control::delete_table(service, parse(request)?).await,
+        PutItem => items::put_item(service, parse(request)?).await,
+        GetItem => items::get_item(service, parse(request)?),
+        DeleteItem => items::delete_item(service, parse(request)?).await,
+        _ => Err(DynamoError::UnknownOperation),
+    }
+}
+
+/// Reads a request body into an operation's request type; a shape mismatch is a SerializationException.
+fn parse<T: DeserializeOwned>(request: Value) -> Result<T, DynamoError> {
+    serde_json::from_value(request).map_err(|error| DynamoError::Serialization(serialization_message(&error)))
+}
+
+fn serialization_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    if text.contains("invalid type: string") {
+        "STRING_VALUE can not be converted to the expected type".into()
+    } else if text.contains("invalid type: integer") || text.contains("invalid type: floating") {
+        "NUMBER_VALUE can not be converted to the expected type".into()
+    } else {
+        "Unexpected value type in payload".into()
+    }
+}

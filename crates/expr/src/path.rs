@@ -1,0 +1,153 @@
+//! Document paths (`a.b[3].c`): how expressions name an attribute or a part of one, how DynamoDB
+//! prints them in messages (`[a, b, [3], c]`), and how they are looked up in an item.
+
+use std::fmt;
+
+use haven_model::{AttributeValue, Item};
+
+/// One step of a document path: a map key (or top-level attribute name) or a list index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PathElement {
+    Name(String),
+    Index(usize),
+}
+
+/// A document path. It always starts with a [`PathElement::Name`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Path(pub Vec<PathElement>);
+
+impl Path {
+    /// A top-level attribute.
+    pub fn attribute(name: &str) -> Path {
+        Path(vec![PathElement::Name(name.to_string())])
+    }
+
+    /// The top-level attribute the path starts at.
+    pub fn root(&self) -> &str {
+        match self.0.first() {
+            Some(PathElement::Name(name)) => name,
+            _ => "",
+        }
+    }
+
+    /// The value the path points at, if the item has one there.
+    pub fn resolve<'i>(&self, item: &'i Item) -> Option<&'i AttributeValue> {
+        let mut current = item.get(self.root())?;
+        for element in &self.0[1..] {
+            current = child(current, element)?;
+        }
+        Some(current)
+    }
+
+    /// Message form used by DynamoDB: `[a, b, [3]]`.
+    pub fn message_form(&self) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|e| match e {
+                PathElement::Name(n) => n.clone(),
+                PathElement::Index(i) => format!("[{i}]"),
+            })
+            .collect();
+        format!("[{}]", parts.join(", "))
+    }
+}
+
+pub(crate) fn child<'v>(value: &'v AttributeValue, element: &PathElement) -> Option<&'v AttributeValue> {
+    match (value, element) {
+        (AttributeValue::M(map), PathElement::Name(name)) => map.get(name),
+        (AttributeValue::L(list), PathElement::Index(i)) => list.get(*i),
+        _ => None,
+    }
+}
+
+/// Expression syntax, with names written as they are (they print back as valid expression text
+/// when they are plain identifiers that are not reserved words).
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, element) in self.0.iter().enumerate() {
+            match element {
+                PathElement::Name(name) if i == 0 => f.write_str(name)?,
+                PathElement::Name(name) => write!(f, ".{name}")?,
+                PathElement::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How two paths of one expression relate, for DynamoDB's overlap and conflict checks.
+pub(crate) enum Clash {
+    /// One path is a prefix of the other (or they are equal).
+    Overlap,
+    /// At the first difference one path indexes a list and the other names a map key.
+    Conflict,
+}
+
+pub(crate) fn clash(a: &Path, b: &Path) -> Option<Clash> {
+    for (x, y) in a.0.iter().zip(&b.0) {
+        match (x, y) {
+            (PathElement::Name(p), PathElement::Name(q)) if p != q => return None,
+            (PathElement::Index(p), PathElement::Index(q)) if p != q => return None,
+            (PathElement::Name(_), PathElement::Index(_))
+            | (PathElement::Index(_), PathElement::Name(_)) => return Some(Clash::Conflict),
+            _ => {}
+        }
+    }
+    Some(Clash::Overlap)
+}
+
+/// Checks every pair of paths in order, as DynamoDB does, returning the message for the first clash.
+pub(crate) fn first_clash(paths: &[Path]) -> Option<String> {
+    for (j, later) in paths.iter().enumerate() {
+        for earlier in &paths[..j] {
+            let kind = match clash(earlier, later) {
+                Some(Clash::Overlap) => "overlap",
+                Some(Clash::Conflict) => "conflict",
+                None => continue,
+            };
+            return Some(format!(
+                "Two document paths {kind} with each other; must remove or rewrite one of these paths; path one: {}, path two: {}",
+                earlier.message_form(),
+                later.message_form()
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(elements: &[&str]) -> Path {
+        Path(
+            elements
+                .iter()
+                .map(|e| match e.parse::<usize>() {
+                    Ok(i) => PathElement::Index(i),
+                    Err(_) => PathElement::Name(e.to_string()),
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn message_form_brackets_indexes() {
+        assert_eq!(p(&["c", "3", "x"]).message_form(), "[c, [3], x]");
+        assert_eq!(p(&["c", "3", "x"]).to_string(), "c[3].x");
+    }
+
+    #[test]
+    fn prefix_overlaps_and_mixed_kinds_conflict() {
+        assert_eq!(
+            first_clash(&[p(&["a"]), p(&["a", "b"])]).unwrap(),
+            "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a, b]"
+        );
+        assert_eq!(
+            first_clash(&[p(&["a", "1"]), p(&["a", "b"])]).unwrap(),
+            "Two document paths conflict with each other; must remove or rewrite one of these paths; path one: [a, [1]], path two: [a, b]"
+        );
+        assert!(first_clash(&[p(&["a", "1"]), p(&["a", "2"]), p(&["b"])]).is_none());
+    }
+}

@@ -1,0 +1,173 @@
+//! ExpressionAttributeNames and ExpressionAttributeValues: the `#name` and `:value` substitutions of a
+//! request. Every expression of one request resolves through the same tracker, because DynamoDB
+//! rejects a request that defines a placeholder none of its expressions uses.
+
+use std::collections::{BTreeSet, HashMap};
+
+use haven_model::AttributeValue;
+
+use crate::ExprError;
+
+/// Resolves placeholders and remembers which ones were used.
+#[derive(Debug, Default)]
+pub struct Placeholders<'a> {
+    names: Option<&'a HashMap<String, String>>,
+    values: Option<&'a HashMap<String, AttributeValue>>,
+    used_names: BTreeSet<String>,
+    used_values: BTreeSet<String>,
+}
+
+impl<'a> Placeholders<'a> {
+    /// Checks the maps as DynamoDB does before parsing: they must not be empty, and every key must be
+    /// a well-formed `#name` / `:value`.
+    pub fn new(
+        names: Option<&'a HashMap<String, String>>,
+        values: Option<&'a HashMap<String, AttributeValue>>,
+    ) -> Result<Placeholders<'a>, ExprError> {
+        if names.is_some_and(HashMap::is_empty) {
+            return Err(ExprError::new("ExpressionAttributeNames must not be empty"));
+        }
+        if let Some(key) = names.and_then(|n| first_bad_key(n.keys(), '#')) {
+            return Err(ExprError(format!(
+                "ExpressionAttributeNames contains invalid key: Syntax error; key: \"{key}\""
+            )));
+        }
+        if let Some(key) = names.and_then(first_empty_name) {
+            return Err(ExprError(format!(
+                "ExpressionAttributeNames contains invalid value: Empty attribute name for key {key}"
+            )));
+        }
+        if values.is_some_and(HashMap::is_empty) {
+            return Err(ExprError::new("ExpressionAttributeValues must not be empty"));
+        }
+        if let Some(key) = values.and_then(|v| first_bad_key(v.keys(), ':')) {
+            return Err(ExprError(format!(
+                "ExpressionAttributeValues contains invalid key: Syntax error; key: \"{key}\""
+            )));
+        }
+        Ok(Placeholders {
+            names,
+            values,
+            ..Placeholders::default()
+        })
+    }
+
+    /// The attribute name `#name` stands for, marking it used.
+    pub(crate) fn name(&mut self, placeholder: &str) -> Option<String> {
+        let name = self.names?.get(placeholder)?.clone();
+        self.used_names.insert(placeholder.to_string());
+        Some(name)
+    }
+
+    /// The value `:value` stands for, marking it used.
+    pub(crate) fn value(&mut self, placeholder: &str) -> Option<AttributeValue> {
+        let value = self.values?.get(placeholder)?.clone();
+        self.used_values.insert(placeholder.to_string());
+        Some(value)
+    }
+
+    /// DynamoDB's error for placeholders that no expression of the request used; names are reported
+    /// before values, keys sorted.
+    pub fn check_all_used(&self) -> Result<(), ExprError> {
+        let unused = |defined: Option<Vec<&String>>, used: &BTreeSet<String>| {
+            let mut keys: Vec<&String> = defined
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|k| !used.contains(*k))
+                .collect();
+            keys.sort();
+            keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+        };
+        let names = unused(self.names.map(|n| n.keys().collect()), &self.used_names);
+        if !names.is_empty() {
+            return Err(ExprError(format!(
+                "Value provided in ExpressionAttributeNames unused in expressions: keys: {{{names}}}"
+            )));
+        }
+        let values = unused(self.values.map(|v| v.keys().collect()), &self.used_values);
+        if !values.is_empty() {
+            return Err(ExprError(format!(
+                "Value provided in ExpressionAttributeValues unused in expressions: keys: {{{values}}}"
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn first_empty_name(names: &HashMap<String, String>) -> Option<&String> {
+    let mut empty: Vec<&String> = names
+        .iter()
+        .filter(|(_, v)| v.is_empty())
+        .map(|(k, _)| k)
+        .collect();
+    empty.sort();
+    empty.first().copied()
+}
+
+fn first_bad_key<'k>(keys: impl Iterator<Item = &'k String>, sigil: char) -> Option<&'k String> {
+    let mut bad: Vec<&String> = keys
+        .filter(|k| {
+            let mut chars = k.chars();
+            chars.next() != Some(sigil)
+                || k.len() < 2
+                || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+        .collect();
+    bad.sort();
+    bad.first().copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_maps_are_rejected() {
+        let names = HashMap::new();
+        let err = Placeholders::new(Some(&names), None).unwrap_err();
+        assert_eq!(err.0, "ExpressionAttributeNames must not be empty");
+        let values = HashMap::new();
+        let err = Placeholders::new(None, Some(&values)).unwrap_err();
+        assert_eq!(err.0, "ExpressionAttributeValues must not be empty");
+    }
+
+    #[test]
+    fn malformed_keys_are_rejected() {
+        let names = HashMap::from([("a".to_string(), "a".to_string())]);
+        let err = Placeholders::new(Some(&names), None).unwrap_err();
+        assert_eq!(
+            err.0,
+            "ExpressionAttributeNames contains invalid key: Syntax error; key: \"a\""
+        );
+        let values = HashMap::from([("b".to_string(), AttributeValue::Null)]);
+        let err = Placeholders::new(None, Some(&values)).unwrap_err();
+        assert_eq!(
+            err.0,
+            "ExpressionAttributeValues contains invalid key: Syntax error; key: \"b\""
+        );
+    }
+
+    #[test]
+    fn unused_names_are_reported_before_values_and_sorted() {
+        let names = HashMap::from([
+            ("#b".to_string(), "b".to_string()),
+            ("#a".to_string(), "a".to_string()),
+            ("#c".to_string(), "c".to_string()),
+        ]);
+        let values = HashMap::from([(":v".to_string(), AttributeValue::Null)]);
+        let mut p = Placeholders::new(Some(&names), Some(&values)).unwrap();
+        assert_eq!(p.name("#c").as_deref(), Some("c"));
+        assert_eq!(
+            p.check_all_used().unwrap_err().0,
+            "Value provided in ExpressionAttributeNames unused in expressions: keys: {#a, #b}"
+        );
+        p.name("#a");
+        p.name("#b");
+        assert_eq!(
+            p.check_all_used().unwrap_err().0,
+            "Value provided in ExpressionAttributeValues unused in expressions: keys: {:v}"
+        );
+        p.value(":v");
+        assert!(p.check_all_used().is_ok());
+    }
+}

@@ -1,0 +1,36 @@
+//! The Authorization header check. Until signature verification lands, any well-formed SigV4
+//! header is accepted; a missing or malformed one gets DynamoDB's answer.
+
+use hyper::header::HeaderMap;
+
+use haven_api::DynamoError;
+
+const REQUIRED_PARAMETERS: [&str; 3] = ["Credential", "Signature", "SignedHeaders"];
+
+pub fn check_authorization(headers: &HeaderMap) -> Result<(), DynamoError> {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if !authorization.trim_start().starts_with("AWS4-") {
+        return Err(DynamoError::MissingAuthenticationToken);
+    }
+    let parameters: Vec<(&str, &str)> = authorization
+        .split_once(' ')
+        .map(|(_, rest)| rest)
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .collect();
+    let mut message = String::new();
+    for required in REQUIRED_PARAMETERS {
+        if !parameters.iter().any(|(name, value)| *name == required && !value.is_empty()) {
+            message.push_str(&format!("Authorization header requires '{required}' parameter. "));
+        }
+    }
+    if !headers.contains_key("x-amz-date") && !headers.contains_key("date") {
+        message.push_str("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ");
+    }
+    if message.is_empty() {
+        Ok(())
+    } else {
+        Err(DynamoError::IncompleteSignature(format!("{message}Authorization={authorization}")))
+    }
+}
