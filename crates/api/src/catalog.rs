@@ -90,17 +90,23 @@ impl TableMeta {
     /// The typed key schema (validated at CreateTable, so every lookup succeeds).
     pub fn keys(&self) -> KeySchema {
         let attribute = |key_type: &str| {
-            self.key_schema.iter().find(|k| k.key_type == key_type).map(|k| KeyAttribute {
-                name: k.attribute_name.clone(),
-                scalar_type: self
-                    .attribute_definitions
-                    .iter()
-                    .find(|d| d.attribute_name == k.attribute_name)
-                    .and_then(|d| ScalarType::parse(&d.attribute_type))
-                    .unwrap_or(ScalarType::S),
-            })
+            self.key_schema
+                .iter()
+                .find(|k| k.key_type == key_type)
+                .map(|k| KeyAttribute {
+                    name: k.attribute_name.clone(),
+                    scalar_type: self
+                        .attribute_definitions
+                        .iter()
+                        .find(|d| d.attribute_name == k.attribute_name)
+                        .and_then(|d| ScalarType::parse(&d.attribute_type))
+                        .unwrap_or(ScalarType::S),
+                })
         };
-        KeySchema { partition: attribute("HASH").expect("validated at CreateTable"), sort: attribute("RANGE") }
+        KeySchema {
+            partition: attribute("HASH").expect("validated at CreateTable"),
+            sort: attribute("RANGE"),
+        }
     }
 
     /// Storage prefix of this table's items.
@@ -162,20 +168,32 @@ impl Catalog {
         let mut corrupt = None;
         let start = [prefix::META];
         let end = [prefix::META + 1];
-        let range = (std::ops::Bound::Included(&start[..]), std::ops::Bound::Excluded(&end[..]));
-        snapshot.scan(range, false, &mut |key, value| match serde_json::from_slice::<TableMeta>(value) {
-            Ok(meta) => {
-                tables.insert(meta.name.clone(), Arc::new(meta));
-                true
-            }
-            Err(error) => {
-                corrupt = Some(format!("table metadata {:?}: {error}", String::from_utf8_lossy(&key[1..])));
-                false
-            }
-        })?;
+        let range = (
+            std::ops::Bound::Included(&start[..]),
+            std::ops::Bound::Excluded(&end[..]),
+        );
+        snapshot.scan(
+            range,
+            false,
+            &mut |key, value| match serde_json::from_slice::<TableMeta>(value) {
+                Ok(meta) => {
+                    tables.insert(meta.name.clone(), Arc::new(meta));
+                    true
+                }
+                Err(error) => {
+                    corrupt = Some(format!(
+                        "table metadata {:?}: {error}",
+                        String::from_utf8_lossy(&key[1..])
+                    ));
+                    false
+                }
+            },
+        )?;
         match corrupt {
             Some(message) => Err(StorageError::Io(message)),
-            None => Ok(Catalog { tables: RwLock::new(tables) }),
+            None => Ok(Catalog {
+                tables: RwLock::new(tables),
+            }),
         }
     }
 
@@ -189,14 +207,22 @@ impl Catalog {
     }
 
     /// Allocates a table id and records the table; false if the name is taken.
-    pub async fn create(&self, engine: &dyn Engine, mut meta: TableMeta) -> Result<Option<Arc<TableMeta>>, StorageError> {
+    pub async fn create(
+        &self,
+        engine: &dyn Engine,
+        mut meta: TableMeta,
+    ) -> Result<Option<Arc<TableMeta>>, StorageError> {
         loop {
             let snapshot = engine.snapshot()?;
             if snapshot.get(&meta_key(&meta.name))?.is_some() {
                 return Ok(None);
             }
             let current_id = snapshot.get(NEXT_TABLE_ID)?;
-            let id = current_id.as_deref().and_then(|b| b.try_into().ok()).map(u64::from_be_bytes).unwrap_or(1);
+            let id = current_id
+                .as_deref()
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(1);
             meta.id = id;
             let mut batch = WriteBatch::new();
             batch
@@ -207,7 +233,10 @@ impl Catalog {
             match engine.commit(batch).await {
                 Ok(()) => {
                     let meta = Arc::new(meta);
-                    self.tables.write().unwrap().insert(meta.name.clone(), meta.clone());
+                    self.tables
+                        .write()
+                        .unwrap()
+                        .insert(meta.name.clone(), meta.clone());
                     return Ok(Some(meta));
                 }
                 Err(haven_storage::CommitError::Conflict) => continue,
@@ -217,12 +246,22 @@ impl Catalog {
     }
 
     /// Replaces a table's metadata (UpdateTable, tags, TTL...) if it is still `current`.
-    pub async fn update(&self, engine: &dyn Engine, current: &TableMeta, updated: TableMeta) -> Result<bool, StorageError> {
+    pub async fn update(
+        &self,
+        engine: &dyn Engine,
+        current: &TableMeta,
+        updated: TableMeta,
+    ) -> Result<bool, StorageError> {
         let mut batch = WriteBatch::new();
-        batch.expect(meta_key(&current.name), Some(encode_meta(current))).put(meta_key(&updated.name), encode_meta(&updated));
+        batch
+            .expect(meta_key(&current.name), Some(encode_meta(current)))
+            .put(meta_key(&updated.name), encode_meta(&updated));
         match engine.commit(batch).await {
             Ok(()) => {
-                self.tables.write().unwrap().insert(updated.name.clone(), Arc::new(updated));
+                self.tables
+                    .write()
+                    .unwrap()
+                    .insert(updated.name.clone(), Arc::new(updated));
                 Ok(true)
             }
             Err(haven_storage::CommitError::Conflict) => Ok(false),
@@ -231,7 +270,11 @@ impl Catalog {
     }
 
     /// Removes a table with all its items and counters in one batch; false if it was already gone.
-    pub async fn delete(&self, engine: &dyn Engine, meta: &TableMeta) -> Result<bool, StorageError> {
+    pub async fn delete(
+        &self,
+        engine: &dyn Engine,
+        meta: &TableMeta,
+    ) -> Result<bool, StorageError> {
         let mut batch = WriteBatch::new();
         batch
             .expect(meta_key(&meta.name), Some(encode_meta(meta)))

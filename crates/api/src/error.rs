@@ -47,7 +47,9 @@ impl DynamoError {
             DynamoError::ResourceInUse(_) => "ResourceInUseException",
             DynamoError::ConditionalCheckFailed { .. } => "ConditionalCheckFailedException",
             DynamoError::LimitExceeded(_) => "LimitExceededException",
-            DynamoError::ProvisionedThroughputExceeded(_) => "ProvisionedThroughputExceededException",
+            DynamoError::ProvisionedThroughputExceeded(_) => {
+                "ProvisionedThroughputExceededException"
+            }
             DynamoError::InternalServerError => "InternalServerError",
         }
     }
@@ -116,21 +118,34 @@ impl Violations {
 
     /// `Value null at 'tableName' failed to satisfy constraint: Member must not be null`.
     pub fn null(&mut self, field: &str) {
-        self.push(format!("Value null at '{field}' failed to satisfy constraint: Member must not be null"));
+        self.push(format!(
+            "Value null at '{field}' failed to satisfy constraint: Member must not be null"
+        ));
     }
 
     /// Checks a table (or index) name against DynamoDB's length and character rules.
     pub fn name(&mut self, field: &str, name: Option<&str>) {
-        let Some(name) = name else { return self.null(field) };
+        let Some(name) = name else {
+            return self.null(field);
+        };
         let rendered = format!("Value '{name}' at '{field}' failed to satisfy constraint: ");
-        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')) {
-            self.push(format!("{rendered}Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"));
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            self.push(format!(
+                "{rendered}Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+            ));
         }
         if name.len() < 3 {
-            self.push(format!("{rendered}Member must have length greater than or equal to 3"));
+            self.push(format!(
+                "{rendered}Member must have length greater than or equal to 3"
+            ));
         }
         if name.len() > 255 {
-            self.push(format!("{rendered}Member must have length less than or equal to 255"));
+            self.push(format!(
+                "{rendered}Member must have length less than or equal to 255"
+            ));
         }
     }
 

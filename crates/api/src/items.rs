@@ -8,20 +8,25 @@ use haven_model::{AttributeValue, Item, item_size};
 use haven_storage::{CommitError, Snapshot, WriteBatch};
 use serde_json::{Value, json};
 
+use crate::Service;
 use crate::catalog::TableMeta;
 use crate::error::{DynamoError, Violations};
-use crate::Service;
 
 const MAX_PARTITION_KEY_BYTES: usize = 2048;
 const MAX_SORT_KEY_BYTES: usize = 1024;
 
 fn invalid(message: impl std::fmt::Display) -> DynamoError {
-    DynamoError::validation(format!("One or more parameter values were invalid: {message}"))
+    DynamoError::validation(format!(
+        "One or more parameter values were invalid: {message}"
+    ))
 }
 
 /// Finds the table a data-plane request names (DynamoDB's data-plane wording when it is missing).
 pub(crate) fn table(service: &Service, name: &str) -> Result<Arc<TableMeta>, DynamoError> {
-    service.catalog.get(name).ok_or_else(DynamoError::table_not_found)
+    service
+        .catalog
+        .get(name)
+        .ok_or_else(DynamoError::table_not_found)
 }
 
 /// Checks a table name field; the caller adds further violations before reporting.
@@ -47,9 +52,13 @@ fn key_size_error(is_partition: bool, value: &AttributeValue) -> Option<DynamoEr
         _ => return None,
     };
     if is_partition && size > MAX_PARTITION_KEY_BYTES {
-        Some(invalid("Size of hashkey has exceeded the maximum size limit of2048 bytes"))
+        Some(invalid(
+            "Size of hashkey has exceeded the maximum size limit of2048 bytes",
+        ))
     } else if !is_partition && size > MAX_SORT_KEY_BYTES {
-        Some(invalid("Aggregated size of all range keys has exceeded the size limit of 1024 bytes"))
+        Some(invalid(
+            "Aggregated size of all range keys has exceeded the size limit of 1024 bytes",
+        ))
     } else {
         None
     }
@@ -67,7 +76,9 @@ pub(crate) fn validate_key(meta: &TableMeta, key: &Item) -> Result<(), DynamoErr
         if !attribute.scalar_type.matches(value) {
             return Err(mismatch());
         }
-        if let Some(error) = empty_key_value(&attribute.name, value).or_else(|| key_size_error(index == 0, value)) {
+        if let Some(error) =
+            empty_key_value(&attribute.name, value).or_else(|| key_size_error(index == 0, value))
+        {
             return Err(error);
         }
     }
@@ -88,7 +99,9 @@ pub(crate) fn validate_item(meta: &TableMeta, item: &Item) -> Result<(), DynamoE
                 value.type_name()
             )));
         }
-        if let Some(error) = empty_key_value(&attribute.name, value).or_else(|| key_size_error(index == 0, value)) {
+        if let Some(error) =
+            empty_key_value(&attribute.name, value).or_else(|| key_size_error(index == 0, value))
+        {
             return Err(error);
         }
     }
@@ -98,15 +111,23 @@ pub(crate) fn validate_item(meta: &TableMeta, item: &Item) -> Result<(), DynamoE
 /// DynamoDB's 400 KB item limit.
 pub(crate) fn check_item_size(item: &Item) -> Result<(), DynamoError> {
     if item_size(item) > haven_model::MAX_ITEM_SIZE {
-        return Err(DynamoError::validation("Item size has exceeded the maximum allowed size"));
+        return Err(DynamoError::validation(
+            "Item size has exceeded the maximum allowed size",
+        ));
     }
     Ok(())
 }
 
 /// Reads one item by its (validated) key from a snapshot; returns its stored bytes too.
-pub(crate) fn read_item(snapshot: &dyn Snapshot, meta: &TableMeta, key: &Item) -> Result<Option<(Vec<u8>, Item)>, DynamoError> {
+pub(crate) fn read_item(
+    snapshot: &dyn Snapshot,
+    meta: &TableMeta,
+    key: &Item,
+) -> Result<Option<(Vec<u8>, Item)>, DynamoError> {
     let storage_key = meta.keys().storage_key(&meta.item_prefix(), key);
-    let Some(bytes) = snapshot.get(&storage_key)? else { return Ok(None) };
+    let Some(bytes) = snapshot.get(&storage_key)? else {
+        return Ok(None);
+    };
     let item = decode_item(&bytes).map_err(|error| {
         tracing::error!(table = %meta.name, %error, "undecodable item");
         DynamoError::InternalServerError
@@ -148,7 +169,10 @@ pub(crate) async fn write_item(
             None => batch.delete(storage_key.clone()),
         };
         batch
-            .add_counter(meta.item_count_key(), new.is_some() as i64 - old.is_some() as i64)
+            .add_counter(
+                meta.item_count_key(),
+                new.is_some() as i64 - old.is_some() as i64,
+            )
             .add_counter(meta.size_bytes_key(), new_size - old_size);
         match service.engine.commit(batch).await {
             Ok(()) => return Ok(WriteOutcome { old, new }),
@@ -186,14 +210,20 @@ impl CapacityReport {
         match self {
             CapacityReport::None => None,
             CapacityReport::Total => Some(json!({ "TableName": table, "CapacityUnits": units })),
-            CapacityReport::Indexes => Some(json!({ "TableName": table, "CapacityUnits": units, "Table": { "CapacityUnits": units } })),
+            CapacityReport::Indexes => Some(
+                json!({ "TableName": table, "CapacityUnits": units, "Table": { "CapacityUnits": units } }),
+            ),
         }
     }
 }
 
 /// Write units: one per started KB of the larger of the old and new item, at least one.
 pub(crate) fn write_units(outcome: &WriteOutcome) -> f64 {
-    let size = outcome.old.as_ref().map_or(0, item_size).max(outcome.new.as_ref().map_or(0, item_size));
+    let size = outcome
+        .old
+        .as_ref()
+        .map_or(0, item_size)
+        .max(outcome.new.as_ref().map_or(0, item_size));
     size.div_ceil(1024).max(1) as f64
 }
 

@@ -34,7 +34,10 @@ pub struct ServiceConfig {
 
 impl Default for ServiceConfig {
     fn default() -> ServiceConfig {
-        ServiceConfig { region: "us-east-1".into(), account: "000000000000".into() }
+        ServiceConfig {
+            region: "us-east-1".into(),
+            account: "000000000000".into(),
+        }
     }
 }
 
@@ -48,14 +51,24 @@ pub struct Service {
 impl Service {
     pub fn new(engine: Arc<dyn Engine>, config: ServiceConfig) -> Result<Service, StorageError> {
         let catalog = Catalog::load(&*engine)?;
-        Ok(Service { engine, catalog, config })
+        Ok(Service {
+            engine,
+            catalog,
+            config,
+        })
     }
 
     /// Runs one operation given its name (the part of `X-Amz-Target` after the dot) and JSON request.
-    pub async fn call(&self, operation: &str, request: serde_json::Value) -> Result<serde_json::Value, DynamoError> {
+    pub async fn call(
+        &self,
+        operation: &str,
+        request: serde_json::Value,
+    ) -> Result<serde_json::Value, DynamoError> {
         let operation = Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
         if !request.is_object() {
-            return Err(DynamoError::Serialization("Start of structure or map found where not expected".into()));
+            return Err(DynamoError::Serialization(
+                "Start of structure or map found where not expected".into(),
+            ));
         }
         ops::dispatch(self, operation, request).await
     }

@@ -14,7 +14,9 @@ use crate::error::DynamoError;
 const MAX_NESTING_DEPTH: usize = 32;
 
 fn invalid(message: &str) -> DynamoError {
-    DynamoError::validation(format!("One or more parameter values were invalid: {message}"))
+    DynamoError::validation(format!(
+        "One or more parameter values were invalid: {message}"
+    ))
 }
 
 fn serialization(message: impl Into<String>) -> DynamoError {
@@ -32,32 +34,69 @@ fn parse_value(value: &Value) -> Result<AttributeValue, DynamoError> {
 }
 
 fn parse_map(value: &Value, depth: usize) -> Result<BTreeMap<String, AttributeValue>, DynamoError> {
-    let object = value.as_object().ok_or_else(|| serialization("Start of structure or map found where not expected"))?;
-    object.iter().map(|(name, v)| Ok((name.clone(), parse_value_at(v, depth)?))).collect()
+    let object = value
+        .as_object()
+        .ok_or_else(|| serialization("Start of structure or map found where not expected"))?;
+    object
+        .iter()
+        .map(|(name, v)| Ok((name.clone(), parse_value_at(v, depth)?)))
+        .collect()
 }
 
 fn parse_value_at(value: &Value, depth: usize) -> Result<AttributeValue, DynamoError> {
     if depth > MAX_NESTING_DEPTH {
-        return Err(DynamoError::validation("Nesting Levels have exceeded supported limits"));
+        return Err(DynamoError::validation(
+            "Nesting Levels have exceeded supported limits",
+        ));
     }
-    let object = value.as_object().ok_or_else(|| serialization("Unexpected value type in payload"))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| serialization("Unexpected value type in payload"))?;
     let mut found = None;
     for (type_name, payload) in object {
         let parsed = match type_name.as_str() {
             "S" => AttributeValue::S(string(payload)?),
             "N" => AttributeValue::N(number(payload)?),
             "B" => AttributeValue::B(binary(payload)?),
-            "BOOL" => AttributeValue::Bool(payload.as_bool().ok_or_else(|| serialization("Unexpected token in BOOL"))?),
+            "BOOL" => AttributeValue::Bool(
+                payload
+                    .as_bool()
+                    .ok_or_else(|| serialization("Unexpected token in BOOL"))?,
+            ),
             "NULL" => match payload.as_bool() {
                 Some(true) => AttributeValue::Null,
-                Some(false) => return Err(invalid("Null attribute value types must have the value of true")),
+                Some(false) => {
+                    return Err(invalid(
+                        "Null attribute value types must have the value of true",
+                    ));
+                }
                 None => return Err(serialization("Unexpected token in NULL")),
             },
             "M" => AttributeValue::M(parse_map(payload, depth + 1)?),
-            "L" => AttributeValue::L(array(payload)?.iter().map(|v| parse_value_at(v, depth + 1)).collect::<Result<_, _>>()?),
-            "SS" => AttributeValue::Ss(set(payload, "An string set  may not be empty", string, |s| s.clone())?),
-            "NS" => AttributeValue::Ns(set(payload, "An number set  may not be empty", number, |n| n.to_string())?),
-            "BS" => AttributeValue::Bs(set(payload, "Binary sets should not be empty", binary, |b| BASE64.encode(b))?),
+            "L" => AttributeValue::L(
+                array(payload)?
+                    .iter()
+                    .map(|v| parse_value_at(v, depth + 1))
+                    .collect::<Result<_, _>>()?,
+            ),
+            "SS" => AttributeValue::Ss(set(
+                payload,
+                "An string set  may not be empty",
+                string,
+                |s| s.clone(),
+            )?),
+            "NS" => AttributeValue::Ns(set(
+                payload,
+                "An number set  may not be empty",
+                number,
+                |n| n.to_string(),
+            )?),
+            "BS" => AttributeValue::Bs(set(
+                payload,
+                "Binary sets should not be empty",
+                binary,
+                |b| BASE64.encode(b),
+            )?),
             // Unknown members are ignored, as DynamoDB's deserializer does.
             _ => continue,
         };
@@ -69,28 +108,39 @@ fn parse_value_at(value: &Value, depth: usize) -> Result<AttributeValue, DynamoE
         found = Some(parsed);
     }
     found.ok_or_else(|| {
-        DynamoError::validation("Supplied AttributeValue is empty, must contain exactly one of the supported datatypes")
+        DynamoError::validation(
+            "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes",
+        )
     })
 }
 
 fn string(value: &Value) -> Result<String, DynamoError> {
-    value.as_str().map(str::to_string).ok_or_else(|| serialization("Unexpected value type in payload"))
+    value
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| serialization("Unexpected value type in payload"))
 }
 
 fn number(value: &Value) -> Result<Number, DynamoError> {
-    let text = value.as_str().ok_or_else(|| serialization("Unexpected value type in payload"))?;
+    let text = value
+        .as_str()
+        .ok_or_else(|| serialization("Unexpected value type in payload"))?;
     Number::parse(text).map_err(|e| DynamoError::validation(e.to_string()))
 }
 
 fn binary(value: &Value) -> Result<Vec<u8>, DynamoError> {
-    let text = value.as_str().ok_or_else(|| serialization("Unexpected value type in payload"))?;
-    BASE64
-        .decode(text)
-        .map_err(|_| serialization("Base64 encoded length is expected a multiple of 4 bytes but found: 1"))
+    let text = value
+        .as_str()
+        .ok_or_else(|| serialization("Unexpected value type in payload"))?;
+    BASE64.decode(text).map_err(|_| {
+        serialization("Base64 encoded length is expected a multiple of 4 bytes but found: 1")
+    })
 }
 
 fn array(value: &Value) -> Result<&Vec<Value>, DynamoError> {
-    value.as_array().ok_or_else(|| serialization("Unexpected value type in payload"))
+    value
+        .as_array()
+        .ok_or_else(|| serialization("Unexpected value type in payload"))
 }
 
 /// Reads a set: non-empty and free of duplicates (DynamoDB lists the input when it finds one).
@@ -100,14 +150,23 @@ fn set<T: PartialEq>(
     member: fn(&Value) -> Result<T, DynamoError>,
     render: fn(&T) -> String,
 ) -> Result<Vec<T>, DynamoError> {
-    let members = array(value)?.iter().map(member).collect::<Result<Vec<T>, _>>()?;
+    let members = array(value)?
+        .iter()
+        .map(member)
+        .collect::<Result<Vec<T>, _>>()?;
     if members.is_empty() {
         return Err(invalid(empty_message));
     }
-    let has_duplicates = members.iter().enumerate().any(|(i, m)| members[..i].contains(m));
+    let has_duplicates = members
+        .iter()
+        .enumerate()
+        .any(|(i, m)| members[..i].contains(m));
     if has_duplicates {
         let listed: Vec<String> = members.iter().map(render).collect();
-        return Err(invalid(&format!("Input collection [{}] contains duplicates.", listed.join(", "))));
+        return Err(invalid(&format!(
+            "Input collection [{}] contains duplicates.",
+            listed.join(", ")
+        )));
     }
     Ok(members)
 }
@@ -121,9 +180,18 @@ pub fn value_to_json(value: &AttributeValue) -> Value {
         AttributeValue::Null => ("NULL", Value::Bool(true)),
         AttributeValue::M(m) => ("M", item_to_json(m)),
         AttributeValue::L(l) => ("L", Value::Array(l.iter().map(value_to_json).collect())),
-        AttributeValue::Ss(s) => ("SS", Value::Array(s.iter().cloned().map(Value::String).collect())),
-        AttributeValue::Ns(s) => ("NS", Value::Array(s.iter().map(|n| Value::String(n.to_string())).collect())),
-        AttributeValue::Bs(s) => ("BS", Value::Array(s.iter().map(|b| Value::String(BASE64.encode(b))).collect())),
+        AttributeValue::Ss(s) => (
+            "SS",
+            Value::Array(s.iter().cloned().map(Value::String).collect()),
+        ),
+        AttributeValue::Ns(s) => (
+            "NS",
+            Value::Array(s.iter().map(|n| Value::String(n.to_string())).collect()),
+        ),
+        AttributeValue::Bs(s) => (
+            "BS",
+            Value::Array(s.iter().map(|b| Value::String(BASE64.encode(b))).collect()),
+        ),
     };
     let mut object = Map::with_capacity(1);
     object.insert(type_name.to_string(), payload);
@@ -131,7 +199,11 @@ pub fn value_to_json(value: &AttributeValue) -> Value {
 }
 
 pub fn item_to_json(item: &Item) -> Value {
-    Value::Object(item.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
+    Value::Object(
+        item.iter()
+            .map(|(k, v)| (k.clone(), value_to_json(v)))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -140,7 +212,11 @@ mod tests {
     use serde_json::json;
 
     fn message(value: Value) -> String {
-        parse_value(&value).unwrap_err().message().unwrap().to_string()
+        parse_value(&value)
+            .unwrap_err()
+            .message()
+            .unwrap()
+            .to_string()
     }
 
     #[test]
@@ -157,17 +233,26 @@ mod tests {
 
     #[test]
     fn rejects_malformed_values_with_dynamodb_messages() {
-        assert_eq!(message(json!({})), "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes");
+        assert_eq!(
+            message(json!({})),
+            "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes"
+        );
         assert_eq!(
             message(json!({"S": "a", "N": "1"})),
             "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes"
         );
-        assert_eq!(message(json!({"SS": []})), "One or more parameter values were invalid: An string set  may not be empty");
+        assert_eq!(
+            message(json!({"SS": []})),
+            "One or more parameter values were invalid: An string set  may not be empty"
+        );
         assert_eq!(
             message(json!({"SS": ["a", "a"]})),
             "One or more parameter values were invalid: Input collection [a, a] contains duplicates."
         );
-        assert_eq!(message(json!({"N": "x"})), "The parameter cannot be converted to a numeric value: x");
+        assert_eq!(
+            message(json!({"N": "x"})),
+            "The parameter cannot be converted to a numeric value: x"
+        );
         assert_eq!(
             message(json!({"NULL": false})),
             "One or more parameter values were invalid: Null attribute value types must have the value of true"
@@ -180,6 +265,9 @@ mod tests {
         for _ in 0..40 {
             deep = json!({"L": [deep]});
         }
-        assert_eq!(message(deep), "Nesting Levels have exceeded supported limits");
+        assert_eq!(
+            message(deep),
+            "Nesting Levels have exceeded supported limits"
+        );
     }
 }

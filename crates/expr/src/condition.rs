@@ -7,7 +7,7 @@ use haven_model::AttributeValue;
 use crate::ast::{Comparator, Condition, Operand};
 use crate::lexer::{Keyword, Kind, Punct};
 use crate::parser::{
-    self, Cursor, Diagnostics, PathRanks, Parsed, RawPath, fail_to_error, resolve_path,
+    self, Cursor, Diagnostics, Parsed, PathRanks, RawPath, fail_to_error, resolve_path,
     undefined_value,
 };
 use crate::{ExprError, Path, Placeholders};
@@ -124,7 +124,10 @@ fn parse_top(cursor: &mut Cursor) -> Parsed<Raw> {
 fn parse_or(cursor: &mut Cursor) -> Parsed<Raw> {
     let mut left = parse_and(cursor)?;
     while cursor.peek() == Kind::Keyword(Keyword::Or) {
-        left = Raw::Or(Box::new(checked(cursor, left)?), Box::new(next_condition(cursor, parse_and)?));
+        left = Raw::Or(
+            Box::new(checked(cursor, left)?),
+            Box::new(next_condition(cursor, parse_and)?),
+        );
     }
     Ok(left)
 }
@@ -132,7 +135,10 @@ fn parse_or(cursor: &mut Cursor) -> Parsed<Raw> {
 fn parse_and(cursor: &mut Cursor) -> Parsed<Raw> {
     let mut left = parse_not(cursor)?;
     while cursor.peek() == Kind::Keyword(Keyword::And) {
-        left = Raw::And(Box::new(checked(cursor, left)?), Box::new(next_condition(cursor, parse_not)?));
+        left = Raw::And(
+            Box::new(checked(cursor, left)?),
+            Box::new(next_condition(cursor, parse_not)?),
+        );
     }
     Ok(left)
 }
@@ -292,7 +298,8 @@ impl Lower<'_, '_> {
         let mut operators = 0;
         self.walk_shape(raw, &mut operators);
         if operators > parser::MAX_OPERATORS {
-            self.diagnostics.report(RANK_LIMITS, parser::too_many_operators());
+            self.diagnostics
+                .report(RANK_LIMITS, parser::too_many_operators());
         }
     }
 
@@ -355,8 +362,12 @@ impl Lower<'_, '_> {
                 Condition::In(a, list)
             }
             Raw::Not(a) => Condition::Not(Box::new(self.condition(a))),
-            Raw::And(a, b) => Condition::And(Box::new(self.condition(a)), Box::new(self.condition(b))),
-            Raw::Or(a, b) => Condition::Or(Box::new(self.condition(a)), Box::new(self.condition(b))),
+            Raw::And(a, b) => {
+                Condition::And(Box::new(self.condition(a)), Box::new(self.condition(b)))
+            }
+            Raw::Or(a, b) => {
+                Condition::Or(Box::new(self.condition(a)), Box::new(self.condition(b)))
+            }
             Raw::Call(name, args) => self.function_condition(name, args),
             Raw::Path(_) | Raw::Value(_) | Raw::Paren(_) => {
                 unreachable!("the parser only accepts conditions here")
@@ -388,7 +399,9 @@ impl Lower<'_, '_> {
             self.check_distinct(name, &first, [second]);
         }
         match (name, second) {
-            ("attribute_exists", None) => Condition::AttributeExists(self.document_path(name, first)),
+            ("attribute_exists", None) => {
+                Condition::AttributeExists(self.document_path(name, first))
+            }
             ("attribute_not_exists", None) => {
                 Condition::AttributeNotExists(self.document_path(name, first))
             }
@@ -471,7 +484,9 @@ impl Lower<'_, '_> {
     fn misused(&mut self, name: &str) {
         self.diagnostics.report(
             RANK_MISUSED_FUNCTION,
-            format!("The function is not allowed to be used this way in an expression; function: {name}"),
+            format!(
+                "The function is not allowed to be used this way in an expression; function: {name}"
+            ),
         );
     }
 
@@ -528,7 +543,10 @@ impl Lower<'_, '_> {
         rest: impl IntoIterator<Item = &'o Operand>,
     ) {
         let Operand::Path(p) = first else { return };
-        if rest.into_iter().any(|o| matches!(o, Operand::Path(q) if q == p)) {
+        if rest
+            .into_iter()
+            .any(|o| matches!(o, Operand::Path(q) if q == p))
+        {
             self.diagnostics.report(
                 RANK_DISTINCT,
                 format!("The first operand must be distinct from the remaining operands for this operator or function; operator: {operator}, first operand: {}", p.message_form()),
@@ -537,10 +555,14 @@ impl Lower<'_, '_> {
     }
 
     fn check_between(&mut self, low: &Operand, high: &Operand) {
-        let (Operand::Value { value: lo, .. }, Operand::Value { value: hi, .. }) = (low, high) else {
+        let (Operand::Value { value: lo, .. }, Operand::Value { value: hi, .. }) = (low, high)
+        else {
             return;
         };
-        if ![lo, hi].iter().all(|v| matches!(v.type_name(), "S" | "N" | "B")) {
+        if ![lo, hi]
+            .iter()
+            .all(|v| matches!(v.type_name(), "S" | "N" | "B"))
+        {
             return;
         }
         let bounds = format!(

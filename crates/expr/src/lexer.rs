@@ -167,7 +167,10 @@ pub(crate) fn syntax_error(text: &str, tokens: &[Token], at: usize) -> String {
         Some(next) if next.kind != Kind::Eof => next.end,
         _ => text.len(),
     };
-    format!("Syntax error; token: \"{shown}\", near: \"{}\"", &text[from..to])
+    format!(
+        "Syntax error; token: \"{shown}\", near: \"{}\"",
+        &text[from..to]
+    )
 }
 
 #[cfg(test)]
@@ -207,9 +210,18 @@ mod tests {
     #[test]
     fn near_spans_the_previous_and_next_tokens() {
         let near = |text: &str, at: usize| syntax_error(text, &tokenize(text), at);
-        assert_eq!(near("a  b  c d", 1), "Syntax error; token: \"b\", near: \"a  b  c\"");
+        assert_eq!(
+            near("a  b  c d", 1),
+            "Syntax error; token: \"b\", near: \"a  b  c\""
+        );
         assert_eq!(near("!!!", 0), "Syntax error; token: \"!\", near: \"!!\"");
-        assert_eq!(near("a =   ", 2), "Syntax error; token: \"<EOF>\", near: \"=   \"");
-        assert_eq!(near("  ", 0), "Syntax error; token: \"<EOF>\", near: \"  \"");
+        assert_eq!(
+            near("a =   ", 2),
+            "Syntax error; token: \"<EOF>\", near: \"=   \""
+        );
+        assert_eq!(
+            near("  ", 0),
+            "Syntax error; token: \"<EOF>\", near: \"  \""
+        );
     }
 }

@@ -54,9 +54,7 @@ impl<'t> Cursor<'t> {
     }
 
     pub fn peek_second(&self) -> Kind {
-        self.tokens
-            .get(self.pos + 1)
-            .map_or(Kind::Eof, |t| t.kind)
+        self.tokens.get(self.pos + 1).map_or(Kind::Eof, |t| t.kind)
     }
 
     pub fn at_punct(&self, p: Punct) -> bool {
@@ -119,7 +117,12 @@ impl<'t> Cursor<'t> {
                 (Kind::Keyword(_), _) => true,
                 (Kind::Punct(p), _) => !matches!(
                     p,
-                    Punct::LParen | Punct::RParen | Punct::LBracket | Punct::RBracket | Punct::Comma | Punct::Dot
+                    Punct::LParen
+                        | Punct::RParen
+                        | Punct::LBracket
+                        | Punct::RBracket
+                        | Punct::Comma
+                        | Punct::Dot
                 ),
                 _ => false,
             })

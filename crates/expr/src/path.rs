@@ -53,7 +53,10 @@ impl Path {
     }
 }
 
-pub(crate) fn child<'v>(value: &'v AttributeValue, element: &PathElement) -> Option<&'v AttributeValue> {
+pub(crate) fn child<'v>(
+    value: &'v AttributeValue,
+    element: &PathElement,
+) -> Option<&'v AttributeValue> {
     match (value, element) {
         (AttributeValue::M(map), PathElement::Name(name)) => map.get(name),
         (AttributeValue::L(list), PathElement::Index(i)) => list.get(*i),

@@ -38,7 +38,9 @@ impl<'a> Placeholders<'a> {
             )));
         }
         if values.is_some_and(HashMap::is_empty) {
-            return Err(ExprError::new("ExpressionAttributeValues must not be empty"));
+            return Err(ExprError::new(
+                "ExpressionAttributeValues must not be empty",
+            ));
         }
         if let Some(key) = values.and_then(|v| first_bad_key(v.keys(), ':')) {
             return Err(ExprError(format!(
@@ -76,7 +78,10 @@ impl<'a> Placeholders<'a> {
                 .filter(|k| !used.contains(*k))
                 .collect();
             keys.sort();
-            keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            keys.iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let names = unused(self.names.map(|n| n.keys().collect()), &self.used_names);
         if !names.is_empty() {

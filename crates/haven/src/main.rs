@@ -10,7 +10,11 @@ use haven_api::{Service, ServiceConfig};
 use haven_storage::RedbEngine;
 
 #[derive(Parser)]
-#[command(name = "haven", version, about = "A DynamoDB-compatible database you can host anywhere")]
+#[command(
+    name = "haven",
+    version,
+    about = "A DynamoDB-compatible database you can host anywhere"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,15 +54,22 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log_level).context("invalid --log-level")?)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&args.log_level)
+                .context("invalid --log-level")?,
+        )
         .with_writer(std::io::stderr)
         .init();
     let engine = Arc::new(if args.in_memory {
         RedbEngine::in_memory()?
     } else {
-        RedbEngine::open(&args.data_dir).with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?
+        RedbEngine::open(&args.data_dir)
+            .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?
     });
-    let config = ServiceConfig { region: args.region, ..ServiceConfig::default() };
+    let config = ServiceConfig {
+        region: args.region,
+        ..ServiceConfig::default()
+    };
     let service = Arc::new(Service::new(engine.clone(), config)?);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
@@ -66,7 +77,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
-        let storage = if args.in_memory { "in memory".to_string() } else { format!("data in {}", args.data_dir.display()) };
+        let storage = if args.in_memory {
+            "in memory".to_string()
+        } else {
+            format!("data in {}", args.data_dir.display())
+        };
         tracing::info!(%address, storage, "haven is ready");
         println!("Haven listening on http://{address}");
         haven_server::run(listener, service, shutdown_signal()).await;
@@ -79,7 +94,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Resolves on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

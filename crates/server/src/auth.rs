@@ -8,7 +8,10 @@ use haven_api::DynamoError;
 const REQUIRED_PARAMETERS: [&str; 3] = ["Credential", "Signature", "SignedHeaders"];
 
 pub fn check_authorization(headers: &HeaderMap) -> Result<(), DynamoError> {
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     if !authorization.trim_start().starts_with("AWS4-") {
         return Err(DynamoError::MissingAuthenticationToken);
     }
@@ -21,16 +24,25 @@ pub fn check_authorization(headers: &HeaderMap) -> Result<(), DynamoError> {
         .collect();
     let mut message = String::new();
     for required in REQUIRED_PARAMETERS {
-        if !parameters.iter().any(|(name, value)| *name == required && !value.is_empty()) {
-            message.push_str(&format!("Authorization header requires '{required}' parameter. "));
+        if !parameters
+            .iter()
+            .any(|(name, value)| *name == required && !value.is_empty())
+        {
+            message.push_str(&format!(
+                "Authorization header requires '{required}' parameter. "
+            ));
         }
     }
     if !headers.contains_key("x-amz-date") && !headers.contains_key("date") {
-        message.push_str("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ");
+        message.push_str(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ",
+        );
     }
     if message.is_empty() {
         Ok(())
     } else {
-        Err(DynamoError::IncompleteSignature(format!("{message}Authorization={authorization}")))
+        Err(DynamoError::IncompleteSignature(format!(
+            "{message}Authorization={authorization}"
+        )))
     }
 }

@@ -65,7 +65,10 @@ pub async fn run(listener: TcpListener, service: Arc<Service>, shutdown: impl Fu
     while connections.join_next().await.is_some() {}
 }
 
-async fn handle(service: Arc<Service>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn handle(
+    service: Arc<Service>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
@@ -85,7 +88,11 @@ async fn handle(service: Arc<Service>, request: Request<Incoming>) -> Result<Res
     Ok(response)
 }
 
-async fn dispatch(service: &Service, headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Value, DynamoError> {
+async fn dispatch(
+    service: &Service,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<serde_json::Value, DynamoError> {
     let content_type = header(headers, "content-type").unwrap_or_default();
     if !body.is_empty() && content_type != JSON_CONTENT_TYPE && content_type != "application/json" {
         return Err(DynamoError::UnknownOperation);
@@ -114,14 +121,21 @@ fn error_response(error: &DynamoError, request_id: &str) -> Response<Full<Bytes>
     if let Some(message) = error.message().filter(|m| !m.is_empty()) {
         body.insert("message".into(), message.into());
     }
-    if let DynamoError::ConditionalCheckFailed { item: Some(item), .. } = error {
+    if let DynamoError::ConditionalCheckFailed {
+        item: Some(item), ..
+    } = error
+    {
         body.insert("Item".into(), haven_api::item_json(item));
     }
     if matches!(error, DynamoError::InternalServerError) {
         tracing::error!(request_id, "answered InternalServerError");
     }
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    json_response(status, serde_json::Value::Object(body).to_string(), request_id)
+    json_response(
+        status,
+        serde_json::Value::Object(body).to_string(),
+        request_id,
+    )
 }
 
 fn json_response(status: StatusCode, body: String, request_id: &str) -> Response<Full<Bytes>> {
@@ -131,13 +145,19 @@ fn json_response(status: StatusCode, body: String, request_id: &str) -> Response
     let headers = response.headers_mut();
     headers.insert("content-type", HeaderValue::from_static(JSON_CONTENT_TYPE));
     headers.insert("x-amz-crc32", HeaderValue::from(crc));
-    headers.insert("x-amzn-requestid", HeaderValue::from_str(request_id).expect("uuid is ASCII"));
+    headers.insert(
+        "x-amzn-requestid",
+        HeaderValue::from_str(request_id).expect("uuid is ASCII"),
+    );
     response
 }
 
 fn plain(status: StatusCode, body: &'static str, request_id: &str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
-    response.headers_mut().insert("x-amzn-requestid", HeaderValue::from_str(request_id).expect("uuid is ASCII"));
+    response.headers_mut().insert(
+        "x-amzn-requestid",
+        HeaderValue::from_str(request_id).expect("uuid is ASCII"),
+    );
     response
 }

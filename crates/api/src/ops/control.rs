@@ -6,13 +6,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::Service;
 use crate::catalog::{AttributeDefinition, Catalog, KeySchemaElement, TableMeta, Throughput};
 use crate::error::{DynamoError, Violations};
-use crate::Service;
 
 /// Seconds since the epoch, as DynamoDB's timestamps are.
 pub(crate) fn now() -> f64 {
-    let elapsed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let elapsed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     (elapsed.as_millis() as f64) / 1000.0
 }
 
@@ -63,8 +65,15 @@ pub(crate) struct TagInput {
 }
 
 /// Checks ProvisionedThroughput members (null, >= 1) and records violations under `field`.
-pub(crate) fn check_throughput(violations: &mut Violations, field: &str, throughput: &ProvisionedThroughputInput) {
-    for (member, value) in [("writeCapacityUnits", throughput.write_capacity_units), ("readCapacityUnits", throughput.read_capacity_units)] {
+pub(crate) fn check_throughput(
+    violations: &mut Violations,
+    field: &str,
+    throughput: &ProvisionedThroughputInput,
+) {
+    for (member, value) in [
+        ("writeCapacityUnits", throughput.write_capacity_units),
+        ("readCapacityUnits", throughput.read_capacity_units),
+    ] {
         match value {
             None => violations.null(&format!("{field}.{member}")),
             Some(v) if v < 1 => violations.push(format!(
@@ -76,20 +85,36 @@ pub(crate) fn check_throughput(violations: &mut Violations, field: &str, through
 }
 
 /// Checks billing mode and throughput together, as DynamoDB does after the field constraints.
-pub(crate) fn check_billing(billing_mode: &str, throughput: Option<&ProvisionedThroughputInput>) -> Result<(), DynamoError> {
-    let invalid = |m: &str| Err(DynamoError::validation(format!("One or more parameter values were invalid: {m}")));
+pub(crate) fn check_billing(
+    billing_mode: &str,
+    throughput: Option<&ProvisionedThroughputInput>,
+) -> Result<(), DynamoError> {
+    let invalid = |m: &str| {
+        Err(DynamoError::validation(format!(
+            "One or more parameter values were invalid: {m}"
+        )))
+    };
     if billing_mode == "PAY_PER_REQUEST" {
         if throughput.is_some() {
-            return invalid("Neither ReadCapacityUnits nor WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST");
+            return invalid(
+                "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified when BillingMode is PAY_PER_REQUEST",
+            );
         }
         return Ok(());
     }
     let Some(throughput) = throughput else {
-        return invalid("ReadCapacityUnits and WriteCapacityUnits must both be specified when BillingMode is PROVISIONED");
+        return invalid(
+            "ReadCapacityUnits and WriteCapacityUnits must both be specified when BillingMode is PROVISIONED",
+        );
     };
-    for (name, value) in [("ReadCapacityUnits", throughput.read_capacity_units), ("WriteCapacityUnits", throughput.write_capacity_units)] {
+    for (name, value) in [
+        ("ReadCapacityUnits", throughput.read_capacity_units),
+        ("WriteCapacityUnits", throughput.write_capacity_units),
+    ] {
         if let Some(v) = value.filter(|v| *v > MAX_CAPACITY_UNITS) {
-            return Err(DynamoError::validation(format!("Given value {v} for {name} is out of bounds")));
+            return Err(DynamoError::validation(format!(
+                "Given value {v} for {name} is out of bounds"
+            )));
         }
     }
     Ok(())
@@ -104,7 +129,10 @@ fn enum_violation(violations: &mut Violations, field: &str, value: &str, allowed
     }
 }
 
-pub(crate) async fn create_table(service: &Service, input: CreateTableInput) -> Result<Value, DynamoError> {
+pub(crate) async fn create_table(
+    service: &Service,
+    input: CreateTableInput,
+) -> Result<Value, DynamoError> {
     let mut violations = Violations::new();
     match &input.attribute_definitions {
         None => violations.null("attributeDefinitions"),
@@ -116,7 +144,12 @@ pub(crate) async fn create_table(service: &Service, input: CreateTableInput) -> 
                 }
                 match &d.attribute_type {
                     None => violations.null(&format!("{field}.attributeType")),
-                    Some(t) => enum_violation(&mut violations, &format!("{field}.attributeType"), t, &["B", "N", "S"]),
+                    Some(t) => enum_violation(
+                        &mut violations,
+                        &format!("{field}.attributeType"),
+                        t,
+                        &["B", "N", "S"],
+                    ),
                 }
             }
         }
@@ -132,7 +165,12 @@ pub(crate) async fn create_table(service: &Service, input: CreateTableInput) -> 
                 }
                 match &k.key_type {
                     None => violations.null(&format!("{field}.keyType")),
-                    Some(t) => enum_violation(&mut violations, &format!("{field}.keyType"), t, &["HASH", "RANGE"]),
+                    Some(t) => enum_violation(
+                        &mut violations,
+                        &format!("{field}.keyType"),
+                        t,
+                        &["HASH", "RANGE"],
+                    ),
                 }
             }
             if keys.is_empty() {
@@ -153,7 +191,12 @@ pub(crate) async fn create_table(service: &Service, input: CreateTableInput) -> 
         }
     }
     if let Some(mode) = &input.billing_mode {
-        enum_violation(&mut violations, "billingMode", mode, &["PROVISIONED", "PAY_PER_REQUEST"]);
+        enum_violation(
+            &mut violations,
+            "billingMode",
+            mode,
+            &["PROVISIONED", "PAY_PER_REQUEST"],
+        );
     }
     if let Some(throughput) = &input.provisioned_throughput {
         check_throughput(&mut violations, "provisionedThroughput", throughput);
@@ -161,22 +204,33 @@ pub(crate) async fn create_table(service: &Service, input: CreateTableInput) -> 
     violations.into_result()?;
 
     if input.local_secondary_indexes.is_some() || input.global_secondary_indexes.is_some() {
-        return Err(DynamoError::validation("Secondary indexes are not supported by this version of Haven"));
+        return Err(DynamoError::validation(
+            "Secondary indexes are not supported by this version of Haven",
+        ));
     }
-    let billing_mode = input.billing_mode.clone().unwrap_or_else(|| "PROVISIONED".into());
+    let billing_mode = input
+        .billing_mode
+        .clone()
+        .unwrap_or_else(|| "PROVISIONED".into());
     check_billing(&billing_mode, input.provisioned_throughput.as_ref())?;
     let (definitions, key_schema) = check_key_schema(&input)?;
 
     let name = input.table_name.clone().unwrap_or_default();
     let created = now();
-    let throughput = input.provisioned_throughput.as_ref().map_or_else(Throughput::default, |t| Throughput {
-        read_capacity_units: t.read_capacity_units.unwrap_or(0),
-        write_capacity_units: t.write_capacity_units.unwrap_or(0),
-        ..Throughput::default()
-    });
+    let throughput = input
+        .provisioned_throughput
+        .as_ref()
+        .map_or_else(Throughput::default, |t| Throughput {
+            read_capacity_units: t.read_capacity_units.unwrap_or(0),
+            write_capacity_units: t.write_capacity_units.unwrap_or(0),
+            ..Throughput::default()
+        });
     let meta = TableMeta {
         id: 0,
-        arn: format!("arn:aws:dynamodb:{}:{}:table/{}", service.config.region, service.config.account, name),
+        arn: format!(
+            "arn:aws:dynamodb:{}:{}:table/{}",
+            service.config.region, service.config.account, name
+        ),
         name: name.clone(),
         table_uuid: uuid::Uuid::new_v4().to_string(),
         created,
@@ -185,7 +239,12 @@ pub(crate) async fn create_table(service: &Service, input: CreateTableInput) -> 
         pay_per_request_since: (billing_mode == "PAY_PER_REQUEST").then_some(created),
         billing_mode,
         throughput,
-        tags: input.tags.unwrap_or_default().into_iter().map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default())).collect(),
+        tags: input
+            .tags
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+            .collect(),
         time_to_live: None,
         deletion_protection: input.deletion_protection_enabled.unwrap_or(false),
         table_class: input.table_class,
@@ -199,7 +258,9 @@ pub(crate) async fn create_table(service: &Service, input: CreateTableInput) -> 
 }
 
 /// DynamoDB's semantic checks of AttributeDefinitions against KeySchema, in DynamoDB's order.
-fn check_key_schema(input: &CreateTableInput) -> Result<(Vec<AttributeDefinition>, Vec<KeySchemaElement>), DynamoError> {
+fn check_key_schema(
+    input: &CreateTableInput,
+) -> Result<(Vec<AttributeDefinition>, Vec<KeySchemaElement>), DynamoError> {
     let invalid = |m: String| Err(DynamoError::validation(m));
     let definitions: Vec<AttributeDefinition> = input
         .attribute_definitions
@@ -219,7 +280,10 @@ fn check_key_schema(input: &CreateTableInput) -> Result<(Vec<AttributeDefinition
             key_type: k.key_type.clone().unwrap_or_default(),
         })
         .collect();
-    let defined: Vec<&str> = definitions.iter().map(|d| d.attribute_name.as_str()).collect();
+    let defined: Vec<&str> = definitions
+        .iter()
+        .map(|d| d.attribute_name.as_str())
+        .collect();
     let key_names: Vec<&str> = keys.iter().map(|k| k.attribute_name.as_str()).collect();
     if key_names.len() > defined.len() {
         return invalid("Invalid KeySchema: Some index key attribute have no definition".into());
@@ -232,13 +296,20 @@ fn check_key_schema(input: &CreateTableInput) -> Result<(Vec<AttributeDefinition
         ));
     }
     if key_names.len() == 2 && key_names[0] == key_names[1] {
-        return invalid("Both the Hash Key and the Range Key element in the KeySchema have the same name".into());
+        return invalid(
+            "Both the Hash Key and the Range Key element in the KeySchema have the same name"
+                .into(),
+        );
     }
     if keys[0].key_type != "HASH" {
-        return invalid("Invalid KeySchema: The first KeySchemaElement is not a HASH key type".into());
+        return invalid(
+            "Invalid KeySchema: The first KeySchemaElement is not a HASH key type".into(),
+        );
     }
     if keys.get(1).is_some_and(|k| k.key_type != "RANGE") {
-        return invalid("Invalid KeySchema: The second KeySchemaElement is not a RANGE key type".into());
+        return invalid(
+            "Invalid KeySchema: The second KeySchemaElement is not a RANGE key type".into(),
+        );
     }
     if keys.len() != definitions.len() {
         return invalid(
@@ -262,19 +333,26 @@ impl TableNameInput {
         violations.name("tableName", self.table_name.as_deref());
         violations.into_result()?;
         let name = self.table_name.as_deref().unwrap_or_default();
-        service
-            .catalog
-            .get(name)
-            .ok_or_else(|| DynamoError::ResourceNotFound(format!("Requested resource not found: Table: {name} not found")))
+        service.catalog.get(name).ok_or_else(|| {
+            DynamoError::ResourceNotFound(format!(
+                "Requested resource not found: Table: {name} not found"
+            ))
+        })
     }
 }
 
-pub(crate) fn describe_table(service: &Service, input: TableNameInput) -> Result<Value, DynamoError> {
+pub(crate) fn describe_table(
+    service: &Service,
+    input: TableNameInput,
+) -> Result<Value, DynamoError> {
     let meta = input.lookup(service)?;
     Ok(json!({ "Table": describe(service, &meta, "ACTIVE")? }))
 }
 
-pub(crate) async fn delete_table(service: &Service, input: TableNameInput) -> Result<Value, DynamoError> {
+pub(crate) async fn delete_table(
+    service: &Service,
+    input: TableNameInput,
+) -> Result<Value, DynamoError> {
     let meta = input.lookup(service)?;
     if meta.deletion_protection {
         return Err(DynamoError::validation(format!(
@@ -283,7 +361,10 @@ pub(crate) async fn delete_table(service: &Service, input: TableNameInput) -> Re
     }
     let description = describe(service, &meta, "DELETING")?;
     if !service.catalog.delete(&*service.engine, &meta).await? {
-        return Err(DynamoError::ResourceNotFound(format!("Requested resource not found: Table: {} not found", meta.name)));
+        return Err(DynamoError::ResourceNotFound(format!(
+            "Requested resource not found: Table: {} not found",
+            meta.name
+        )));
     }
     Ok(json!({ "TableDescription": description }))
 }
@@ -315,7 +396,12 @@ pub(crate) fn list_tables(service: &Service, input: ListTablesInput) -> Result<V
         .catalog
         .names()
         .into_iter()
-        .filter(|name| input.exclusive_start_table_name.as_ref().is_none_or(|start| name > start))
+        .filter(|name| {
+            input
+                .exclusive_start_table_name
+                .as_ref()
+                .is_none_or(|start| name > start)
+        })
         .collect();
     let page: Vec<&String> = names.iter().take(limit).collect();
     let mut response = json!({ "TableNames": page });
@@ -326,7 +412,11 @@ pub(crate) fn list_tables(service: &Service, input: ListTablesInput) -> Result<V
 }
 
 /// The TableDescription structure shared by every control-plane response.
-pub(crate) fn describe(service: &Service, meta: &TableMeta, status: &str) -> Result<Value, DynamoError> {
+pub(crate) fn describe(
+    service: &Service,
+    meta: &TableMeta,
+    status: &str,
+) -> Result<Value, DynamoError> {
     let stats = Catalog::stats(&*service.engine.snapshot()?, meta)?;
     let throughput = &meta.throughput;
     let mut provisioned = json!({
@@ -353,7 +443,10 @@ pub(crate) fn describe(service: &Service, meta: &TableMeta, status: &str) -> Res
         "TableId": meta.table_uuid,
         "DeletionProtectionEnabled": meta.deletion_protection,
     });
-    if let Some(since) = meta.pay_per_request_since.filter(|_| meta.billing_mode == "PAY_PER_REQUEST") {
+    if let Some(since) = meta
+        .pay_per_request_since
+        .filter(|_| meta.billing_mode == "PAY_PER_REQUEST")
+    {
         description["BillingModeSummary"] =
             json!({ "BillingMode": "PAY_PER_REQUEST", "LastUpdateToPayPerRequestDateTime": since });
     }

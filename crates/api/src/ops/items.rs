@@ -3,13 +3,13 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::Service;
 use crate::error::{DynamoError, Violations};
 use crate::items::{
-    CapacityReport, WriteOutcome, check_item_size, check_table_name, read_item, read_units, table, validate_item,
-    validate_key, write_item, write_units,
+    CapacityReport, WriteOutcome, check_item_size, check_table_name, read_item, read_units, table,
+    validate_item, validate_key, write_item, write_units,
 };
 use crate::wire::{item_to_json, parse_item};
-use crate::Service;
 
 const RETURN_VALUES: &[&str] = &["ALL_NEW", "UPDATED_OLD", "ALL_OLD", "NONE", "UPDATED_NEW"];
 
@@ -35,7 +35,9 @@ fn only_all_old_or_none(return_values: Option<&str>) -> Result<bool, DynamoError
     match return_values {
         None | Some("NONE") => Ok(false),
         Some("ALL_OLD") => Ok(true),
-        Some(_) => Err(DynamoError::validation("ReturnValues can only be ALL_OLD or NONE")),
+        Some(_) => Err(DynamoError::validation(
+            "ReturnValues can only be ALL_OLD or NONE",
+        )),
     }
 }
 
@@ -68,8 +70,12 @@ pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<V
         violations.null("item");
     }
     check_return_values(&mut violations, input.return_values.as_deref());
-    let capacity = CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
-    check_item_collection_metrics(&mut violations, input.return_item_collection_metrics.as_deref());
+    let capacity =
+        CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    check_item_collection_metrics(
+        &mut violations,
+        input.return_item_collection_metrics.as_deref(),
+    );
     violations.into_result()?;
     let item = parse_item(input.item.as_ref().unwrap_or(&Value::Null))?;
     let return_old = only_all_old_or_none(input.return_values.as_deref())?;
@@ -80,7 +86,10 @@ pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<V
     let key = meta.keys().project_key(&item);
     let outcome = write_item(service, &meta, &key, |_| Ok(Some(item.clone()))).await?;
     let attributes = outcome.old.as_ref().filter(|_| return_old);
-    Ok(write_response(attributes, capacity.render(&meta.name, write_units(&outcome))))
+    Ok(write_response(
+        attributes,
+        capacity.render(&meta.name, write_units(&outcome)),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -98,7 +107,8 @@ pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Value, 
     if input.key.is_none() {
         violations.null("key");
     }
-    let capacity = CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    let capacity =
+        CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
     violations.into_result()?;
     let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
 
@@ -106,12 +116,17 @@ pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Value, 
     validate_key(&meta, &key)?;
     let snapshot = service.engine.snapshot()?;
     let found = read_item(&*snapshot, &meta, &key)?;
-    let size = found.as_ref().map_or(0, |(_, item)| haven_model::item_size(item));
+    let size = found
+        .as_ref()
+        .map_or(0, |(_, item)| haven_model::item_size(item));
     let mut response = Map::new();
     if let Some((_, item)) = &found {
         response.insert("Item".into(), item_to_json(item));
     }
-    if let Some(capacity) = capacity.render(&meta.name, read_units(size, input.consistent_read.unwrap_or(false))) {
+    if let Some(capacity) = capacity.render(
+        &meta.name,
+        read_units(size, input.consistent_read.unwrap_or(false)),
+    ) {
         response.insert("ConsumedCapacity".into(), capacity);
     }
     Ok(Value::Object(response))
@@ -127,15 +142,22 @@ pub(crate) struct DeleteItemInput {
     return_item_collection_metrics: Option<String>,
 }
 
-pub(crate) async fn delete_item(service: &Service, input: DeleteItemInput) -> Result<Value, DynamoError> {
+pub(crate) async fn delete_item(
+    service: &Service,
+    input: DeleteItemInput,
+) -> Result<Value, DynamoError> {
     let mut violations = Violations::new();
     check_table_name(&mut violations, input.table_name.as_deref());
     if input.key.is_none() {
         violations.null("key");
     }
     check_return_values(&mut violations, input.return_values.as_deref());
-    let capacity = CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
-    check_item_collection_metrics(&mut violations, input.return_item_collection_metrics.as_deref());
+    let capacity =
+        CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    check_item_collection_metrics(
+        &mut violations,
+        input.return_item_collection_metrics.as_deref(),
+    );
     violations.into_result()?;
     let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
     let return_old = only_all_old_or_none(input.return_values.as_deref())?;
@@ -144,7 +166,10 @@ pub(crate) async fn delete_item(service: &Service, input: DeleteItemInput) -> Re
     validate_key(&meta, &key)?;
     let outcome: WriteOutcome = write_item(service, &meta, &key, |_| Ok(None)).await?;
     let attributes = outcome.old.as_ref().filter(|_| return_old);
-    Ok(write_response(attributes, capacity.render(&meta.name, write_units(&outcome))))
+    Ok(write_response(
+        attributes,
+        capacity.render(&meta.name, write_units(&outcome)),
+    ))
 }
 
 #[cfg(test)]

@@ -29,21 +29,70 @@ macro_rules! operations {
 }
 
 operations!(
-    BatchExecuteStatement, BatchGetItem, BatchWriteItem, CreateBackup, CreateGlobalTable, CreateTable,
-    DeleteBackup, DeleteItem, DeleteResourcePolicy, DeleteTable, DescribeBackup, DescribeContinuousBackups,
-    DescribeContributorInsights, DescribeEndpoints, DescribeExport, DescribeGlobalTable,
-    DescribeGlobalTableSettings, DescribeImport, DescribeKinesisStreamingDestination, DescribeLimits,
-    DescribeTable, DescribeTableReplicaAutoScaling, DescribeTimeToLive, DisableKinesisStreamingDestination,
-    EnableKinesisStreamingDestination, ExecuteStatement, ExecuteTransaction, ExportTableToPointInTime,
-    GetItem, GetResourcePolicy, ImportTable, ListBackups, ListContributorInsights, ListExports,
-    ListGlobalTables, ListImports, ListTables, ListTagsOfResource, PutItem, PutResourcePolicy, Query,
-    RestoreTableFromBackup, RestoreTableToPointInTime, Scan, TagResource, TransactGetItems,
-    TransactWriteItems, UntagResource, UpdateContinuousBackups, UpdateContributorInsights,
-    UpdateGlobalTable, UpdateGlobalTableSettings, UpdateItem, UpdateKinesisStreamingDestination,
-    UpdateTable, UpdateTableReplicaAutoScaling, UpdateTimeToLive,
+    BatchExecuteStatement,
+    BatchGetItem,
+    BatchWriteItem,
+    CreateBackup,
+    CreateGlobalTable,
+    CreateTable,
+    DeleteBackup,
+    DeleteItem,
+    DeleteResourcePolicy,
+    DeleteTable,
+    DescribeBackup,
+    DescribeContinuousBackups,
+    DescribeContributorInsights,
+    DescribeEndpoints,
+    DescribeExport,
+    DescribeGlobalTable,
+    DescribeGlobalTableSettings,
+    DescribeImport,
+    DescribeKinesisStreamingDestination,
+    DescribeLimits,
+    DescribeTable,
+    DescribeTableReplicaAutoScaling,
+    DescribeTimeToLive,
+    DisableKinesisStreamingDestination,
+    EnableKinesisStreamingDestination,
+    ExecuteStatement,
+    ExecuteTransaction,
+    ExportTableToPointInTime,
+    GetItem,
+    GetResourcePolicy,
+    ImportTable,
+    ListBackups,
+    ListContributorInsights,
+    ListExports,
+    ListGlobalTables,
+    ListImports,
+    ListTables,
+    ListTagsOfResource,
+    PutItem,
+    PutResourcePolicy,
+    Query,
+    RestoreTableFromBackup,
+    RestoreTableToPointInTime,
+    Scan,
+    TagResource,
+    TransactGetItems,
+    TransactWriteItems,
+    UntagResource,
+    UpdateContinuousBackups,
+    UpdateContributorInsights,
+    UpdateGlobalTable,
+    UpdateGlobalTableSettings,
+    UpdateItem,
+    UpdateKinesisStreamingDestination,
+    UpdateTable,
+    UpdateTableReplicaAutoScaling,
+    UpdateTimeToLive,
 );
 
-pub(crate) async fn dispatch(service: &Service, operation: Operation, request: Value) -> Result<Value, DynamoError> {
+pub(crate) async fn dispatch(
+    service: &Service,
+    operation: Operation,
+    request: Value,
+) -> Result<Value, DynamoError> {
     use Operation::*;
     match operation {
         CreateTable => control::create_table(service, parse(request)?).await,
@@ -59,7 +108,8 @@ pub(crate) async fn dispatch(service: &Service, operation: Operation, request: V
 
 /// Reads a request body into an operation's request type; a shape mismatch is a SerializationException.
 fn parse<T: DeserializeOwned>(request: Value) -> Result<T, DynamoError> {
-    serde_json::from_value(request).map_err(|error| DynamoError::Serialization(serialization_message(&error)))
+    serde_json::from_value(request)
+        .map_err(|error| DynamoError::Serialization(serialization_message(&error)))
 }
 
 fn serialization_message(error: &serde_json::Error) -> String {
