@@ -83,3 +83,94 @@ pub fn sdk_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
 }
+
+/// The AWS error code and message of a failed SDK call, e.g.
+/// `("ValidationException", "1 validation error detected: ...")`. Panics if the call succeeded.
+pub fn error_of<T: std::fmt::Debug, E, R>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<E, R>>,
+) -> (String, String)
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+    let error = result.expect_err("the call should fail");
+    let code = error
+        .code()
+        .unwrap_or_else(|| panic!("not a service error: {error:?}"));
+    (
+        code.to_string(),
+        error.message().unwrap_or_default().to_string(),
+    )
+}
+
+/// Key schema and attribute definitions for a table keyed by `hash` (and `range`), all strings
+/// unless a type is given: `table_keys(&[("pk", "S"), ("sk", "N")])`.
+pub fn table_keys(
+    keys: &[(&str, &str)],
+) -> (
+    Vec<aws_sdk_dynamodb::types::KeySchemaElement>,
+    Vec<aws_sdk_dynamodb::types::AttributeDefinition>,
+) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let mut schema = Vec::new();
+    let mut definitions = Vec::new();
+    for (i, (name, kind)) in keys.iter().enumerate() {
+        schema.push(
+            KeySchemaElement::builder()
+                .attribute_name(*name)
+                .key_type(if i == 0 {
+                    KeyType::Hash
+                } else {
+                    KeyType::Range
+                })
+                .build()
+                .unwrap(),
+        );
+        definitions.push(
+            AttributeDefinition::builder()
+                .attribute_name(*name)
+                .attribute_type(ScalarAttributeType::from(*kind))
+                .build()
+                .unwrap(),
+        );
+    }
+    (schema, definitions)
+}
+
+/// Creates an on-demand table with the given keys (see `table_keys`) and panics on failure.
+pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, keys: &[(&str, &str)]) {
+    let (schema, definitions) = table_keys(keys);
+    client
+        .create_table()
+        .table_name(name)
+        .set_key_schema(Some(schema))
+        .set_attribute_definitions(Some(definitions))
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateTable {name}: {e:?}"));
+}
+
+/// Sends SIGTERM (through the `kill` command) and waits for a clean exit; returns the exit status.
+pub fn terminate(mut server: HavenServer) -> std::process::ExitStatus {
+    let pid = server.child.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -TERM {pid} failed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.child.try_wait().expect("wait on haven") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "haven did not stop within 10 s of SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
