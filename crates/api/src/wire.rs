@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::error::DynamoError;
 
-/// DynamoDB's limit on nested documents (maps and lists).
+/// DynamoDB's limit on nested documents: counting a top-level attribute as level 1, a value may sit
+/// at level 32 at most (31 maps or lists around a scalar), as real DynamoDB and DynamoDB Local answer.
 const MAX_NESTING_DEPTH: usize = 32;
 
 fn invalid(message: &str) -> DynamoError {
@@ -44,9 +45,10 @@ fn parse_map(value: &Value, depth: usize) -> Result<BTreeMap<String, AttributeVa
 }
 
 fn parse_value_at(value: &Value, depth: usize) -> Result<AttributeValue, DynamoError> {
-    if depth > MAX_NESTING_DEPTH {
+    // `depth` counts the containers around this value, so the value is at level `depth + 1`.
+    if depth >= MAX_NESTING_DEPTH {
         return Err(DynamoError::validation(
-            "Nesting Levels have exceeded supported limits",
+            "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels beyond supported limit",
         ));
     }
     let object = value
@@ -261,13 +263,26 @@ mod tests {
 
     #[test]
     fn bounds_nesting_depth() {
-        let mut deep = json!({"S": "leaf"});
-        for _ in 0..40 {
-            deep = json!({"L": [deep]});
+        let wrap = |levels: usize, container: &str| {
+            let mut value = json!({"S": "leaf"});
+            for _ in 0..levels {
+                value = if container == "L" {
+                    json!({"L": [value]})
+                } else {
+                    json!({"M": {"a": value}})
+                };
+            }
+            value
+        };
+        for container in ["L", "M"] {
+            // 31 containers: the leaf is at level 32, the deepest DynamoDB accepts.
+            assert!(parse_value(&wrap(31, container)).is_ok());
+            for levels in [32, 40] {
+                assert_eq!(
+                    message(wrap(levels, container)),
+                    "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels beyond supported limit"
+                );
+            }
         }
-        assert_eq!(
-            message(deep),
-            "Nesting Levels have exceeded supported limits"
-        );
     }
 }
