@@ -62,6 +62,7 @@ pub fn parse_condition(
         Ok(raw) => raw,
         Err(fail) => return Err(fail_to_error(fail, &cursor, prefix)),
     };
+    cursor.check_operators(prefix)?;
     let mut lower = Lower {
         placeholders,
         diagnostics: Diagnostics::default(),
@@ -124,6 +125,7 @@ fn parse_top(cursor: &mut Cursor) -> Parsed<Raw> {
 fn parse_or(cursor: &mut Cursor) -> Parsed<Raw> {
     let mut left = parse_and(cursor)?;
     while cursor.peek() == Kind::Keyword(Keyword::Or) {
+        cursor.count_operator();
         left = Raw::Or(
             Box::new(checked(cursor, left)?),
             Box::new(next_condition(cursor, parse_and)?),
@@ -135,6 +137,7 @@ fn parse_or(cursor: &mut Cursor) -> Parsed<Raw> {
 fn parse_and(cursor: &mut Cursor) -> Parsed<Raw> {
     let mut left = parse_not(cursor)?;
     while cursor.peek() == Kind::Keyword(Keyword::And) {
+        cursor.count_operator();
         left = Raw::And(
             Box::new(checked(cursor, left)?),
             Box::new(next_condition(cursor, parse_not)?),
@@ -164,13 +167,15 @@ fn parse_not(cursor: &mut Cursor) -> Parsed<Raw> {
     let mut nots = 0;
     while cursor.peek() == Kind::Keyword(Keyword::Not) {
         cursor.bump();
+        cursor.count_operator();
         nots += 1;
     }
     let mut raw = parse_comparison(cursor)?;
     if nots > 0 && !raw.is_condition() {
         return cursor.error();
     }
-    for _ in 0..nots {
+    // Past the operator limit the request fails anyway; a bounded tree keeps recursion shallow.
+    for _ in 0..nots.min(parser::MAX_OPERATORS + 1) {
         raw = Raw::Not(Box::new(raw));
     }
     Ok(raw)
@@ -201,6 +206,7 @@ fn parse_comparison(cursor: &mut Cursor) -> Parsed<Raw> {
         return cursor.error();
     }
     cursor.bump();
+    cursor.count_operator();
     let left = Box::new(left);
     if let Some(op) = comparator(next) {
         return Ok(Raw::Compare(left, op, Box::new(parse_operand(cursor)?)));
@@ -260,6 +266,7 @@ fn parse_atom(cursor: &mut Cursor) -> Parsed<Raw> {
         Kind::Identifier if cursor.peek_second() == Kind::Punct(Punct::LParen) => {
             let name = cursor.bump().to_string();
             cursor.bump();
+            cursor.count_operator();
             cursor.descend()?;
             let args = parse_arguments(cursor)?;
             cursor.ascend();
@@ -293,17 +300,8 @@ fn dummy_path() -> Path {
 }
 
 impl Lower<'_, '_> {
-    /// Whole-tree checks that outrank everything else: operator count, IN size, redundant parentheses.
+    /// Whole-tree checks that outrank the others: IN size and redundant parentheses.
     fn check_shape(&mut self, raw: &Raw) {
-        let mut operators = 0;
-        self.walk_shape(raw, &mut operators);
-        if operators > parser::MAX_OPERATORS {
-            self.diagnostics
-                .report(RANK_LIMITS, parser::too_many_operators());
-        }
-    }
-
-    fn walk_shape(&mut self, raw: &Raw, operators: &mut usize) {
         let children: Vec<&Raw> = match raw {
             Raw::Path(_) | Raw::Value(_) => vec![],
             Raw::Paren(inner) => {
@@ -330,11 +328,8 @@ impl Lower<'_, '_> {
             }
             Raw::Not(a) => vec![a],
         };
-        if !matches!(raw, Raw::Path(_) | Raw::Value(_) | Raw::Paren(_)) {
-            *operators += 1;
-        }
         for child in children {
-            self.walk_shape(child, operators);
+            self.check_shape(child);
         }
     }
 

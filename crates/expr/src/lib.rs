@@ -11,6 +11,7 @@
 //! [`Placeholders::check_all_used`]; evaluate with [`Condition::evaluate`], [`UpdateExpression::apply`]
 //! and [`project`].
 
+mod apply;
 mod ast;
 mod condition;
 mod describe;
@@ -19,12 +20,17 @@ mod lexer;
 mod parser;
 mod path;
 mod placeholders;
+mod projection;
 mod reserved;
+mod update;
 
+pub use apply::{UpdatedPaths, key_attribute_error};
 pub use ast::{Comparator, Condition, Operand, SetValue, UpdateAction, UpdateOperand};
 pub use condition::{ConditionKind, parse_condition};
 pub use path::{Path, PathElement};
 pub use placeholders::Placeholders;
+pub use projection::{parse_projection, project};
+pub use update::{UpdateExpression, parse_update};
 
 use std::fmt;
 
@@ -45,3 +51,6 @@ impl fmt::Display for ExprError {
 }
 
 impl std::error::Error for ExprError {}
+
+#[cfg(test)]
+mod tests;

@@ -11,7 +11,7 @@ pub(crate) const MAX_EXPRESSION_SIZE: usize = 4096;
 pub(crate) const MAX_OPERATORS: usize = 300;
 /// Nesting beyond this is refused before the stack is at risk; a legal expression cannot get there
 /// without redundant parentheses or more than [`MAX_OPERATORS`] operators.
-const MAX_DEPTH: usize = 400;
+const MAX_DEPTH: usize = 120;
 
 /// Why parsing stopped.
 pub(crate) enum Fail {
@@ -37,6 +37,7 @@ pub(crate) struct Cursor<'t> {
     tokens: Vec<Token>,
     pos: usize,
     depth: usize,
+    operators: usize,
 }
 
 impl<'t> Cursor<'t> {
@@ -46,6 +47,7 @@ impl<'t> Cursor<'t> {
             tokens: lexer::tokenize(text),
             pos: 0,
             depth: 0,
+            operators: 0,
         }
     }
 
@@ -106,6 +108,20 @@ impl<'t> Cursor<'t> {
 
     pub fn ascend(&mut self) {
         self.depth -= 1;
+    }
+
+    /// Counts one operator or function call towards [`MAX_OPERATORS`].
+    pub fn count_operator(&mut self) {
+        self.operators += 1;
+    }
+
+    /// DynamoDB's error when the parsed text has too many operators (checked after a clean parse:
+    /// syntax errors outrank it).
+    pub fn check_operators(&self, prefix: &str) -> Result<(), ExprError> {
+        if self.operators > MAX_OPERATORS {
+            return Err(ExprError(format!("{prefix}: {}", too_many_operators())));
+        }
+        Ok(())
     }
 
     /// How many operator and function tokens the whole text holds (used to word a nesting failure).

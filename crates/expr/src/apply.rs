@@ -1,0 +1,271 @@
+//! Applying an update to an item with DynamoDB's semantics. Every SET value is computed from the item
+//! as it was before the update; then SET actions run, then REMOVE (list elements from the highest
+//! index down, so indexes keep naming the original elements), then ADD, then DELETE. The item is only
+//! changed when the whole update succeeds.
+
+use haven_model::{AttributeValue, Item};
+
+use crate::ast::{SetValue, UpdateAction, UpdateOperand};
+use crate::update::UpdateExpression;
+use crate::{ExprError, Path, PathElement};
+
+const INVALID_PATH: &str =
+    "The document path provided in the update expression is invalid for update";
+const WRONG_TYPE: &str = "An operand in the update expression has an incorrect data type";
+const MISSING: &str =
+    "The provided expression refers to an attribute that does not exist in the item";
+
+/// The paths an update wrote or removed, in the order applied, as they are in the new item
+/// (an element appended past the end of a list is recorded at the index it landed at).
+/// ReturnValues UPDATED_OLD / UPDATED_NEW project the old / new item onto them with [`crate::project`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UpdatedPaths(pub Vec<Path>);
+
+impl UpdatedPaths {
+    /// The top-level attributes touched, sorted (DynamoDB Local returns whole attributes this way).
+    pub fn attribute_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.0.iter().map(Path::root).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+}
+
+/// The error for an update that names a key attribute.
+pub fn key_attribute_error(name: &str) -> ExprError {
+    ExprError(format!(
+        "One or more parameter values were invalid: Cannot update attribute {name}. This attribute is part of the key"
+    ))
+}
+
+impl UpdateExpression {
+    /// Fails when an action writes or removes (part of) a key attribute.
+    pub fn check_key_attributes(&self, key_attribute_names: &[&str]) -> Result<(), ExprError> {
+        match self
+            .actions
+            .iter()
+            .map(|a| a.path().root())
+            .find(|root| key_attribute_names.contains(root))
+        {
+            Some(name) => Err(key_attribute_error(name)),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies the update to `item` (an empty item when it did not exist yet).
+    pub fn apply(
+        &self,
+        item: &mut Item,
+        key_attribute_names: &[&str],
+    ) -> Result<UpdatedPaths, ExprError> {
+        self.check_key_attributes(key_attribute_names)?;
+        let mut sets = Vec::new();
+        let mut removes = Vec::new();
+        for action in &self.actions {
+            match action {
+                UpdateAction::Set(path, value) => sets.push((path, evaluate_set(value, item)?)),
+                UpdateAction::Remove(path) => removes.push(path),
+                _ => {}
+            }
+        }
+        let mut new = item.clone();
+        let mut updated = UpdatedPaths::default();
+        for (path, value) in sets {
+            updated.0.push(write(&mut new, path, value)?);
+        }
+        removes.sort_by(|a, b| b.cmp(a));
+        for path in removes {
+            if remove(&mut new, path)? {
+                updated.0.push(path.clone());
+            }
+        }
+        for action in &self.actions {
+            match action {
+                UpdateAction::Add(path, _, value) => updated.0.push(add(&mut new, path, value)?),
+                UpdateAction::Delete(path, _, value) => {
+                    delete(&mut new, path, value)?;
+                    updated.0.push(path.clone());
+                }
+                _ => {}
+            }
+        }
+        *item = new;
+        Ok(updated)
+    }
+}
+
+fn evaluate_set(value: &SetValue, item: &Item) -> Result<AttributeValue, ExprError> {
+    match value {
+        SetValue::Operand(o) => evaluate(o, item),
+        SetValue::Plus(a, b) => arithmetic(evaluate(a, item)?, evaluate(b, item)?, false),
+        SetValue::Minus(a, b) => arithmetic(evaluate(a, item)?, evaluate(b, item)?, true),
+    }
+}
+
+fn arithmetic(
+    a: AttributeValue,
+    b: AttributeValue,
+    subtract: bool,
+) -> Result<AttributeValue, ExprError> {
+    let (AttributeValue::N(a), AttributeValue::N(b)) = (a, b) else {
+        return Err(ExprError::new(WRONG_TYPE));
+    };
+    let result = if subtract {
+        a.checked_sub(b)
+    } else {
+        a.checked_add(b)
+    };
+    result
+        .map(AttributeValue::N)
+        .map_err(|e| ExprError(e.to_string()))
+}
+
+fn evaluate(operand: &UpdateOperand, item: &Item) -> Result<AttributeValue, ExprError> {
+    match operand {
+        UpdateOperand::Path(path) => path.resolve(item).cloned().ok_or(ExprError::new(MISSING)),
+        UpdateOperand::Value { value, .. } => Ok(value.clone()),
+        UpdateOperand::IfNotExists(path, fallback) => match path.resolve(item) {
+            Some(value) => Ok(value.clone()),
+            None => evaluate(fallback, item),
+        },
+        UpdateOperand::ListAppend(a, b) => match (evaluate(a, item)?, evaluate(b, item)?) {
+            (AttributeValue::L(mut a), AttributeValue::L(b)) => {
+                a.extend(b);
+                Ok(AttributeValue::L(a))
+            }
+            _ => Err(ExprError::new(WRONG_TYPE)),
+        },
+    }
+}
+
+/// The container holding the path's last element: the item itself for a top-level attribute.
+enum Parent<'i> {
+    Item(&'i mut Item),
+    Value(&'i mut AttributeValue),
+}
+
+/// Finds the parent of `path`'s last element; `None` when some step is missing or of another type.
+fn parent<'i>(item: &'i mut Item, path: &Path) -> Option<Parent<'i>> {
+    let steps = &path.0[..path.0.len() - 1];
+    let Some((first, rest)) = steps.split_first() else {
+        return Some(Parent::Item(item));
+    };
+    let PathElement::Name(root) = first else {
+        return None;
+    };
+    let mut current = item.get_mut(root)?;
+    for step in rest {
+        current = child_mut(current, step)?;
+    }
+    Some(Parent::Value(current))
+}
+
+fn child_mut<'v>(
+    value: &'v mut AttributeValue,
+    element: &PathElement,
+) -> Option<&'v mut AttributeValue> {
+    match (value, element) {
+        (AttributeValue::M(map), PathElement::Name(name)) => map.get_mut(name),
+        (AttributeValue::L(list), PathElement::Index(i)) => list.get_mut(*i),
+        _ => None,
+    }
+}
+
+fn last(path: &Path) -> &PathElement {
+    path.0.last().expect("paths are never empty")
+}
+
+/// Writes `value` at `path`, returning the path it landed at.
+fn write(item: &mut Item, path: &Path, value: AttributeValue) -> Result<Path, ExprError> {
+    match (parent(item, path), last(path)) {
+        (Some(Parent::Item(item)), PathElement::Name(name)) => {
+            item.insert(name.clone(), value);
+            Ok(path.clone())
+        }
+        (Some(Parent::Value(AttributeValue::M(map))), PathElement::Name(name)) => {
+            map.insert(name.clone(), value);
+            Ok(path.clone())
+        }
+        (Some(Parent::Value(AttributeValue::L(list))), PathElement::Index(i)) => {
+            let mut landed = path.clone();
+            if *i < list.len() {
+                list[*i] = value;
+            } else {
+                list.push(value);
+                *landed.0.last_mut().expect("not empty") = PathElement::Index(list.len() - 1);
+            }
+            Ok(landed)
+        }
+        _ => Err(ExprError::new(INVALID_PATH)),
+    }
+}
+
+/// Removes what `path` names; returns whether there was something. Removing a missing map key or a
+/// list index past the end does nothing, but the containers on the way must exist.
+fn remove(item: &mut Item, path: &Path) -> Result<bool, ExprError> {
+    match (parent(item, path), last(path)) {
+        (Some(Parent::Item(item)), PathElement::Name(name)) => Ok(item.remove(name).is_some()),
+        (Some(Parent::Value(AttributeValue::M(map))), PathElement::Name(name)) => {
+            Ok(map.remove(name).is_some())
+        }
+        (Some(Parent::Value(AttributeValue::L(list))), PathElement::Index(i)) => {
+            Ok(*i < list.len() && {
+                list.remove(*i);
+                true
+            })
+        }
+        _ => Err(ExprError::new(INVALID_PATH)),
+    }
+}
+
+/// ADD: number addition or set union; a missing attribute starts from the value itself.
+fn add(item: &mut Item, path: &Path, value: &AttributeValue) -> Result<Path, ExprError> {
+    let existing = path.resolve(item).cloned();
+    let combined = match (existing, value) {
+        (None, v) => v.clone(),
+        (Some(AttributeValue::N(a)), AttributeValue::N(b)) => {
+            AttributeValue::N(a.checked_add(*b).map_err(|e| ExprError(e.to_string()))?)
+        }
+        (Some(AttributeValue::Ss(a)), AttributeValue::Ss(b)) => AttributeValue::Ss(union(a, b)),
+        (Some(AttributeValue::Ns(a)), AttributeValue::Ns(b)) => AttributeValue::Ns(union(a, b)),
+        (Some(AttributeValue::Bs(a)), AttributeValue::Bs(b)) => AttributeValue::Bs(union(a, b)),
+        _ => return Err(ExprError::new(WRONG_TYPE)),
+    };
+    write(item, path, combined)
+}
+
+fn union<T: PartialEq + Clone>(mut a: Vec<T>, b: &[T]) -> Vec<T> {
+    for x in b {
+        if !a.contains(x) {
+            a.push(x.clone());
+        }
+    }
+    a
+}
+
+fn difference<T: PartialEq>(a: Vec<T>, b: &[T]) -> Vec<T> {
+    a.into_iter().filter(|x| !b.contains(x)).collect()
+}
+
+/// DELETE: set difference; an emptied set removes the attribute, a missing one is left missing.
+fn delete(item: &mut Item, path: &Path, value: &AttributeValue) -> Result<(), ExprError> {
+    let Some(existing) = path.resolve(item).cloned() else {
+        return match parent(item, path) {
+            Some(_) => Ok(()),
+            None => Err(ExprError::new(INVALID_PATH)),
+        };
+    };
+    let remaining = match (existing, value) {
+        (AttributeValue::Ss(a), AttributeValue::Ss(b)) => AttributeValue::Ss(difference(a, b)),
+        (AttributeValue::Ns(a), AttributeValue::Ns(b)) => AttributeValue::Ns(difference(a, b)),
+        (AttributeValue::Bs(a), AttributeValue::Bs(b)) => AttributeValue::Bs(difference(a, b)),
+        _ => return Err(ExprError::new(WRONG_TYPE)),
+    };
+    let empty = crate::eval::size(&remaining) == Some(0);
+    if empty {
+        remove(item, path)?;
+    } else {
+        write(item, path, remaining)?;
+    }
+    Ok(())
+}

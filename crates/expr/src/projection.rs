@@ -1,0 +1,124 @@
+//! ProjectionExpression (and AttributesToGet, and ReturnValues UPDATED_*): choosing parts of an item.
+//! A projected nested path keeps its shape: `a.b` yields `{a: {b: ...}}`, and list elements picked by
+//! index are gathered, in index order, into a shorter list.
+
+use std::collections::BTreeMap;
+
+use haven_model::{AttributeValue, Item};
+
+use crate::lexer::Punct;
+use crate::parser::{
+    self, Cursor, Diagnostics, Parsed, PathRanks, RawPath, fail_to_error, resolve_path,
+};
+use crate::{ExprError, Path, PathElement, Placeholders};
+
+const PREFIX: &str = "Invalid ProjectionExpression";
+
+const PATH_RANKS: PathRanks = PathRanks {
+    reserved: 1,
+    undefined_name: 2,
+};
+const RANK_PATHS: u8 = 3;
+
+/// Parses a comma-separated list of document paths.
+pub fn parse_projection(
+    text: &str,
+    placeholders: &mut Placeholders,
+) -> Result<Vec<Path>, ExprError> {
+    parser::check_text(text, PREFIX)?;
+    let mut cursor = Cursor::new(text);
+    let raw = match parse_paths(&mut cursor) {
+        Ok(raw) => raw,
+        Err(fail) => return Err(fail_to_error(fail, &cursor, PREFIX)),
+    };
+    let mut diagnostics = Diagnostics::default();
+    let paths: Vec<Path> = raw
+        .iter()
+        .map(|p| resolve_path(p, placeholders, &mut diagnostics, &PATH_RANKS))
+        .collect();
+    if let Some(message) = crate::path::first_clash(&paths) {
+        diagnostics.report(RANK_PATHS, message);
+    }
+    diagnostics.into_result(PREFIX)?;
+    Ok(paths)
+}
+
+fn parse_paths(cursor: &mut Cursor) -> Parsed<Vec<RawPath>> {
+    let mut paths = vec![cursor.path()?];
+    while cursor.at_punct(Punct::Comma) {
+        cursor.bump();
+        paths.push(cursor.path()?);
+    }
+    cursor.expect_eof()?;
+    Ok(paths)
+}
+
+/// The parts of `item` the paths name, in DynamoDB's shapes. Paths naming nothing are skipped.
+pub fn project(item: &Item, paths: &[Path]) -> Item {
+    let mut tree = Node::Map(BTreeMap::new());
+    for path in paths {
+        if path.resolve(item).is_some() {
+            tree.insert(&path.0);
+        }
+    }
+    let mut out = Item::new();
+    if let Node::Map(children) = tree {
+        for (name, node) in children {
+            if let Some(value) = item.get(&name) {
+                out.insert(name, node.pick(value));
+            }
+        }
+    }
+    out
+}
+
+/// The union of projected paths, as a tree of what to keep.
+enum Node {
+    /// Keep the whole value.
+    All,
+    Map(BTreeMap<String, Node>),
+    List(BTreeMap<usize, Node>),
+}
+
+impl Node {
+    fn insert(&mut self, rest: &[PathElement]) {
+        let Some((first, rest)) = rest.split_first() else {
+            *self = Node::All;
+            return;
+        };
+        let child = match (&mut *self, first) {
+            (Node::All, _) => return,
+            (Node::Map(m), PathElement::Name(n)) => {
+                m.entry(n.clone()).or_insert_with(|| empty(rest))
+            }
+            (Node::List(l), PathElement::Index(i)) => l.entry(*i).or_insert_with(|| empty(rest)),
+            _ => return,
+        };
+        child.insert(rest);
+    }
+
+    fn pick(&self, value: &AttributeValue) -> AttributeValue {
+        match (self, value) {
+            (Node::Map(keep), AttributeValue::M(map)) => AttributeValue::M(
+                keep.iter()
+                    .filter_map(|(k, node)| map.get(k).map(|v| (k.clone(), node.pick(v))))
+                    .collect(),
+            ),
+            (Node::List(keep), AttributeValue::L(list)) => AttributeValue::L(
+                keep.iter()
+                    .filter_map(|(i, node)| list.get(*i).map(|v| node.pick(v)))
+                    .collect(),
+            ),
+            _ => value.clone(),
+        }
+    }
+}
+
+/// The node for a path whose remaining steps are `rest`.
+fn empty(rest: &[PathElement]) -> Node {
+    match rest.first() {
+        None => Node::All,
+        Some(PathElement::Name(_)) => Node::Map(BTreeMap::new()),
+        Some(PathElement::Index(_)) => Node::List(BTreeMap::new()),
+    }
+}

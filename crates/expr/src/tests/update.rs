@@ -1,0 +1,340 @@
+//! Update parsing messages and application semantics.
+
+use super::*;
+use crate::{UpdateExpression, parse_update};
+
+fn parse(text: &str, env: &Env) -> Result<UpdateExpression, String> {
+    let mut p = env.placeholders();
+    parse_update(text, &mut p).map_err(|e| e.0)
+}
+
+fn values() -> Env {
+    Env::new()
+        .value(":v", s("x"))
+        .value(":n", n("1"))
+        .value(":l", l(vec![s("a")]))
+        .value(":ss", ss(&["a", "b"]))
+        .value(":null", AttributeValue::Null)
+        .value(":bool", AttributeValue::Bool(true))
+        .value(":m", m(vec![]))
+        .value(":bin", AttributeValue::B(vec![1]))
+}
+
+#[test]
+fn parse_errors() {
+    let env = values().name("#c", "c").name("#d", "[3]");
+    let cases = [
+        ("", "The expression can not be empty;"),
+        (" ", "Syntax error; token: \"<EOF>\", near: \" \""),
+        ("SET", "Syntax error; token: \"<EOF>\", near: \"SET\""),
+        ("SET a", "Syntax error; token: \"<EOF>\", near: \"a\""),
+        (
+            "whatever",
+            "Syntax error; token: \"whatever\", near: \"whatever\"",
+        ),
+        (
+            "SET a = :n + :n + :n",
+            "Syntax error; token: \"+\", near: \":n + :n\"",
+        ),
+        ("REMOVE a b", "Syntax error; token: \"b\", near: \"a b\""),
+        ("SET a = :v,", "Syntax error; token: \"<EOF>\", near: \",\""),
+        (
+            "SET a = :v, and = :v",
+            "Syntax error; token: \"and\", near: \", and =\"",
+        ),
+        (
+            "SET a = :v SET b = :n",
+            "The \"SET\" section can only be used once in an update expression;",
+        ),
+        (
+            "remove #d set a = b remove e",
+            "The \"REMOVE\" section can only be used once in an update expression;",
+        ),
+        (
+            "SET a = :v REMOVE a",
+            "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]",
+        ),
+        (
+            "SET a = :v REMOVE a.b",
+            "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a, b]",
+        ),
+        (
+            "SET a[1] = :v REMOVE a.b",
+            "Two document paths conflict with each other; must remove or rewrite one of these paths; path one: [a, [1]], path two: [a, b]",
+        ),
+        (
+            "set #c[3].#d = a, #c[3] = a",
+            "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [c, [3], [3]], path two: [c, [3]]",
+        ),
+        (
+            "set #c[3].#d = a, #c.#d[3] = if_not_exists(a, b)",
+            "Two document paths conflict with each other; must remove or rewrite one of these paths; path one: [c, [3], [3]], path two: [c, [3], [3]]",
+        ),
+        (
+            "SET a = :v + :n",
+            "Incorrect operand type for operator or function; operator or function: +, operand type: S",
+        ),
+        (
+            "SET a = :n - :v",
+            "Incorrect operand type for operator or function; operator or function: -, operand type: S",
+        ),
+        (
+            "SET a = list_append(:l, :v)",
+            "Incorrect operand type for operator or function; operator or function: list_append, operand type: S",
+        ),
+        (
+            "SET a = list_append(:l)",
+            "Incorrect number of operands for operator or function; operator or function: list_append, number of operands: 1",
+        ),
+        (
+            "SET a = if_not_exists(:v, :v)",
+            "Operator or function requires a document path; operator or function: if_not_exists",
+        ),
+        ("SET a = foo(:v)", "Invalid function name; function: foo"),
+        (
+            "SET a = size(b)",
+            "The function is not allowed in an update expression; function: size",
+        ),
+        (
+            "ADD a :v",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: STRING",
+        ),
+        (
+            "ADD a :l",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: LIST",
+        ),
+        (
+            "ADD a :null",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: NULL",
+        ),
+        (
+            "ADD a :bool",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: BOOLEAN",
+        ),
+        (
+            "ADD a :m",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: MAP",
+        ),
+        (
+            "ADD a :bin",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: BINARY",
+        ),
+        (
+            "DELETE a :n",
+            "Incorrect operand type for operator or function; operator: DELETE, operand type: NUMBER",
+        ),
+        (
+            "SET name = :v",
+            "Attribute name is a reserved keyword; reserved keyword: name",
+        ),
+        (
+            "SET #a = :v",
+            "An expression attribute name used in the document path is not defined; attribute name: #a",
+        ),
+        (
+            "SET a = :zz",
+            "An expression attribute value used in expression is not defined; attribute value: :zz",
+        ),
+    ];
+    for (text, message) in cases {
+        assert_eq!(
+            parse(text, &env).expect_err(text),
+            format!("Invalid UpdateExpression: {message}"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn valid_updates_parse() {
+    let env = values();
+    for text in [
+        "SET a = :v",
+        "set a = :v, b = :n",
+        "SET a = (:n + :n)",
+        "SET a = (b) + :n",
+        "SET a = list_append(if_not_exists(a, :l), :l)",
+        "ADD a :ss, b :n",
+        "DELETE a :ss",
+        "REMOVE a, b[1].c SET size = :v",
+    ] {
+        assert!(parse(text, &env).is_ok(), "{text}");
+    }
+}
+
+fn apply(text: &str, env: &Env, subject: &Item) -> Result<Item, String> {
+    let update = parse(text, env).unwrap();
+    let mut it = subject.clone();
+    update.apply(&mut it, &["id"]).map_err(|e| e.0)?;
+    Ok(it)
+}
+
+fn sample() -> Item {
+    item(vec![
+        ("id", s("k")),
+        ("a", l(vec![s("x"), s("y"), s("z")])),
+        ("m", m(vec![("p", n("1")), ("q", l(vec![n("1"), n("2")]))])),
+        ("n", n("5")),
+        ("ss", ss(&["a", "b"])),
+        ("str", s("s")),
+    ])
+}
+
+#[test]
+fn set_then_remove_with_original_indexes() {
+    let env = Env::new().value(":x", s("NEW"));
+    let it = apply("REMOVE a[0] SET a[1] = :x", &env, &sample()).unwrap();
+    assert_eq!(it["a"], l(vec![s("NEW"), s("z")]));
+    let it = apply("REMOVE a[0], a[1]", &Env::new(), &sample()).unwrap();
+    assert_eq!(it["a"], l(vec![s("z")]));
+    let it = apply("SET a[10] = :x, a[11] = :x", &env, &sample()).unwrap();
+    assert_eq!(it["a"], l(vec![s("x"), s("y"), s("z"), s("NEW"), s("NEW")]));
+    let it = apply("REMOVE a[7], m.zz, nope", &Env::new(), &sample()).unwrap();
+    assert_eq!(it, sample());
+}
+
+#[test]
+fn set_values_read_the_original_item() {
+    let env = Env::new().value(":one", n("1"));
+    let it = apply("SET n = n + :one, dup = n", &env, &sample()).unwrap();
+    assert_eq!(it["n"], n("6"));
+    assert_eq!(it["dup"], n("5"));
+    let it = apply(
+        "SET x = if_not_exists(nope, :one), y = if_not_exists(n, :one)",
+        &env,
+        &sample(),
+    )
+    .unwrap();
+    assert_eq!((&it["x"], &it["y"]), (&n("1"), &n("5")));
+}
+
+#[test]
+fn runtime_errors() {
+    let env = Env::new()
+        .value(":x", s("NEW"))
+        .value(":one", n("1"))
+        .value(":l", l(vec![]))
+        .value(":ns", AttributeValue::Ns(vec![Number::parse("1").unwrap()]));
+    let cases = [
+        (
+            "SET m.zz.y = :x",
+            "The document path provided in the update expression is invalid for update",
+        ),
+        (
+            "SET str.a = :x",
+            "The document path provided in the update expression is invalid for update",
+        ),
+        (
+            "SET m[0] = :x",
+            "The document path provided in the update expression is invalid for update",
+        ),
+        (
+            "REMOVE y.a",
+            "The document path provided in the update expression is invalid for update",
+        ),
+        (
+            "REMOVE m[1]",
+            "The document path provided in the update expression is invalid for update",
+        ),
+        (
+            "ADD y.a :one",
+            "The document path provided in the update expression is invalid for update",
+        ),
+        (
+            "DELETE y.a :ns",
+            "The document path provided in the update expression is invalid for update",
+        ),
+        (
+            "SET c = nope",
+            "The provided expression refers to an attribute that does not exist in the item",
+        ),
+        (
+            "SET c = list_append(nope, :l)",
+            "The provided expression refers to an attribute that does not exist in the item",
+        ),
+        (
+            "SET c = str + :one",
+            "An operand in the update expression has an incorrect data type",
+        ),
+        (
+            "SET c = list_append(n, :l)",
+            "An operand in the update expression has an incorrect data type",
+        ),
+        (
+            "ADD ss :ns",
+            "An operand in the update expression has an incorrect data type",
+        ),
+        (
+            "ADD str :one",
+            "An operand in the update expression has an incorrect data type",
+        ),
+        (
+            "DELETE n :ns",
+            "An operand in the update expression has an incorrect data type",
+        ),
+        (
+            "SET id = :x",
+            "One or more parameter values were invalid: Cannot update attribute id. This attribute is part of the key",
+        ),
+        (
+            "REMOVE id.x",
+            "One or more parameter values were invalid: Cannot update attribute id. This attribute is part of the key",
+        ),
+    ];
+    for (text, message) in cases {
+        assert_eq!(
+            apply(text, &env, &sample()).expect_err(text),
+            message,
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn add_and_delete() {
+    let env = Env::new()
+        .value(":one", n("1"))
+        .value(":cd", ss(&["b", "c", "d"]))
+        .value(":ab", ss(&["a", "b", "q"]));
+    let it = apply(
+        "ADD n :one, fresh :one, ss :cd, fresh_set :cd",
+        &env,
+        &sample(),
+    )
+    .unwrap();
+    assert_eq!(it["n"], n("6"));
+    assert_eq!(it["fresh"], n("1"));
+    assert_eq!(it["ss"], ss(&["a", "b", "c", "d"]));
+    assert_eq!(it["fresh_set"], ss(&["b", "c", "d"]));
+    let it = apply("DELETE ss :cd", &env, &sample()).unwrap();
+    assert_eq!(it["ss"], ss(&["a"]));
+    let it = apply("DELETE ss :ab, nope :ab", &env, &sample()).unwrap();
+    assert!(!it.contains_key("ss"));
+    assert!(!it.contains_key("nope"));
+}
+
+#[test]
+fn arithmetic_limits_use_number_errors() {
+    let env = Env::new().value(":big", n("9E+125"));
+    let err = apply("SET n = :big + :big", &env, &sample()).unwrap_err();
+    assert_eq!(
+        err,
+        "Number overflow. Attempting to store a number with magnitude larger than supported range"
+    );
+}
+
+#[test]
+fn updated_paths_feed_return_values() {
+    let env = Env::new().value(":x", s("NEW"));
+    let update = parse("SET m.p = :x, a[9] = :x REMOVE str", &env).unwrap();
+    let old = sample();
+    let mut new = old.clone();
+    let paths = update.apply(&mut new, &["id"]).unwrap();
+    assert_eq!(paths.attribute_names(), vec!["a", "m", "str"]);
+    let updated_new = crate::project(&new, &paths.0);
+    assert_eq!(updated_new["m"], m(vec![("p", s("NEW"))]));
+    assert_eq!(updated_new["a"], l(vec![s("NEW")]));
+    let updated_old = crate::project(&old, &paths.0);
+    assert_eq!(updated_old["str"], s("s"));
+    assert!(!updated_old.contains_key("a"));
+}
