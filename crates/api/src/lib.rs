@@ -6,6 +6,7 @@
 
 mod catalog;
 mod error;
+mod expressions;
 mod items;
 mod ops;
 mod wire;

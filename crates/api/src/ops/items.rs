@@ -1,10 +1,15 @@
 //! Single-item operations: PutItem, GetItem, DeleteItem.
 
+use std::collections::HashMap;
+
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::Service;
 use crate::error::{DynamoError, Violations};
+use crate::expressions::{
+    ExpressionTexts, check_condition, parse_expressions, return_item_on_failure,
+};
 use crate::items::{
     CapacityReport, WriteOutcome, check_item_size, check_table_name, read_item, read_units, table,
     validate_item, validate_key, write_item, write_units,
@@ -14,7 +19,7 @@ use crate::wire::{item_to_json, parse_item};
 const RETURN_VALUES: &[&str] = &["ALL_NEW", "UPDATED_OLD", "ALL_OLD", "NONE", "UPDATED_NEW"];
 
 /// Checks the ReturnValues enum; Put and Delete then accept only NONE and ALL_OLD.
-fn check_return_values(violations: &mut Violations, value: Option<&str>) {
+pub(super) fn check_return_values(violations: &mut Violations, value: Option<&str>) {
     if let Some(value) = value.filter(|v| !RETURN_VALUES.contains(v)) {
         violations.push(format!(
             "Value '{value}' at 'returnValues' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
@@ -23,7 +28,7 @@ fn check_return_values(violations: &mut Violations, value: Option<&str>) {
     }
 }
 
-fn check_item_collection_metrics(violations: &mut Violations, value: Option<&str>) {
+pub(super) fn check_item_collection_metrics(violations: &mut Violations, value: Option<&str>) {
     if let Some(value) = value.filter(|v| !["SIZE", "NONE"].contains(v)) {
         violations.push(format!(
             "Value '{value}' at 'returnItemCollectionMetrics' failed to satisfy constraint: Member must satisfy enum value set: [SIZE, NONE]"
@@ -61,6 +66,10 @@ pub(crate) struct PutItemInput {
     return_values: Option<String>,
     return_consumed_capacity: Option<String>,
     return_item_collection_metrics: Option<String>,
+    condition_expression: Option<String>,
+    expression_attribute_names: Option<HashMap<String, String>>,
+    expression_attribute_values: Option<Value>,
+    return_values_on_condition_check_failure: Option<String>,
 }
 
 pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<Value, DynamoError> {
@@ -76,15 +85,32 @@ pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<V
         &mut violations,
         input.return_item_collection_metrics.as_deref(),
     );
+    let return_on_failure = return_item_on_failure(
+        input.return_values_on_condition_check_failure.as_deref(),
+        &mut violations,
+    );
     violations.into_result()?;
     let item = parse_item(input.item.as_ref().unwrap_or(&Value::Null))?;
     let return_old = only_all_old_or_none(input.return_values.as_deref())?;
+    let texts = ExpressionTexts {
+        condition: input.condition_expression.as_deref(),
+        ..ExpressionTexts::default()
+    };
+    let expressions = parse_expressions(
+        texts,
+        input.expression_attribute_names.as_ref(),
+        input.expression_attribute_values.as_ref(),
+    )?;
     check_item_size(&item)?;
 
     let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
     validate_item(&meta, &item)?;
     let key = meta.keys().project_key(&item);
-    let outcome = write_item(service, &meta, &key, |_| Ok(Some(item.clone()))).await?;
+    let outcome = write_item(service, &meta, &key, |current| {
+        check_condition(expressions.condition.as_ref(), current, return_on_failure)?;
+        Ok(Some(item.clone()))
+    })
+    .await?;
     let attributes = outcome.old.as_ref().filter(|_| return_old);
     Ok(write_response(
         attributes,
@@ -99,6 +125,8 @@ pub(crate) struct GetItemInput {
     key: Option<Value>,
     consistent_read: Option<bool>,
     return_consumed_capacity: Option<String>,
+    projection_expression: Option<String>,
+    expression_attribute_names: Option<HashMap<String, String>>,
 }
 
 pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Value, DynamoError> {
@@ -112,6 +140,12 @@ pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Value, 
     violations.into_result()?;
     let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
 
+    let texts = ExpressionTexts {
+        projection: input.projection_expression.as_deref(),
+        ..ExpressionTexts::default()
+    };
+    let expressions = parse_expressions(texts, input.expression_attribute_names.as_ref(), None)?;
+
     let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
     validate_key(&meta, &key)?;
     let snapshot = service.engine.snapshot()?;
@@ -121,7 +155,11 @@ pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Value, 
         .map_or(0, |(_, item)| haven_model::item_size(item));
     let mut response = Map::new();
     if let Some((_, item)) = &found {
-        response.insert("Item".into(), item_to_json(item));
+        let item = match &expressions.projection {
+            Some(paths) => haven_expr::project(item, paths),
+            None => item.clone(),
+        };
+        response.insert("Item".into(), item_to_json(&item));
     }
     if let Some(capacity) = capacity.render(
         &meta.name,
@@ -140,6 +178,10 @@ pub(crate) struct DeleteItemInput {
     return_values: Option<String>,
     return_consumed_capacity: Option<String>,
     return_item_collection_metrics: Option<String>,
+    condition_expression: Option<String>,
+    expression_attribute_names: Option<HashMap<String, String>>,
+    expression_attribute_values: Option<Value>,
+    return_values_on_condition_check_failure: Option<String>,
 }
 
 pub(crate) async fn delete_item(
@@ -158,13 +200,30 @@ pub(crate) async fn delete_item(
         &mut violations,
         input.return_item_collection_metrics.as_deref(),
     );
+    let return_on_failure = return_item_on_failure(
+        input.return_values_on_condition_check_failure.as_deref(),
+        &mut violations,
+    );
     violations.into_result()?;
     let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
     let return_old = only_all_old_or_none(input.return_values.as_deref())?;
+    let texts = ExpressionTexts {
+        condition: input.condition_expression.as_deref(),
+        ..ExpressionTexts::default()
+    };
+    let expressions = parse_expressions(
+        texts,
+        input.expression_attribute_names.as_ref(),
+        input.expression_attribute_values.as_ref(),
+    )?;
 
     let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
     validate_key(&meta, &key)?;
-    let outcome: WriteOutcome = write_item(service, &meta, &key, |_| Ok(None)).await?;
+    let outcome: WriteOutcome = write_item(service, &meta, &key, |current| {
+        check_condition(expressions.condition.as_ref(), current, return_on_failure)?;
+        Ok(None)
+    })
+    .await?;
     let attributes = outcome.old.as_ref().filter(|_| return_old);
     Ok(write_response(
         attributes,

@@ -4,6 +4,7 @@
 
 mod control;
 mod items;
+mod update_item;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -102,6 +103,7 @@ pub(crate) async fn dispatch(
         PutItem => items::put_item(service, parse(request)?).await,
         GetItem => items::get_item(service, parse(request)?),
         DeleteItem => items::delete_item(service, parse(request)?).await,
+        UpdateItem => update_item::update_item(service, parse(request)?).await,
         _ => Err(DynamoError::UnknownOperation),
     }
 }

@@ -1,0 +1,140 @@
+//! UpdateItem: edits an item in place (creating it if absent) with an UpdateExpression, under an
+//! optional ConditionExpression, and returns the attributes ReturnValues asks for.
+
+use std::collections::HashMap;
+
+use haven_expr::UpdatedPaths;
+use haven_model::Item;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::Service;
+use crate::error::{DynamoError, Violations};
+use crate::expressions::{
+    ExpressionTexts, check_condition, parse_expressions, return_item_on_failure,
+};
+use crate::items::{
+    CapacityReport, check_item_size, check_table_name, table, validate_key, write_item, write_units,
+};
+use crate::wire::{item_to_json, parse_item};
+
+use super::items::{check_item_collection_metrics, check_return_values};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct UpdateItemInput {
+    table_name: Option<String>,
+    key: Option<Value>,
+    return_values: Option<String>,
+    return_consumed_capacity: Option<String>,
+    return_item_collection_metrics: Option<String>,
+    update_expression: Option<String>,
+    condition_expression: Option<String>,
+    expression_attribute_names: Option<HashMap<String, String>>,
+    expression_attribute_values: Option<Value>,
+    return_values_on_condition_check_failure: Option<String>,
+}
+
+/// What ReturnValues asks UpdateItem to return.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReturnValues {
+    None,
+    AllOld,
+    UpdatedOld,
+    AllNew,
+    UpdatedNew,
+}
+
+impl ReturnValues {
+    fn parse(value: Option<&str>) -> ReturnValues {
+        match value {
+            Some("ALL_OLD") => ReturnValues::AllOld,
+            Some("UPDATED_OLD") => ReturnValues::UpdatedOld,
+            Some("ALL_NEW") => ReturnValues::AllNew,
+            Some("UPDATED_NEW") => ReturnValues::UpdatedNew,
+            _ => ReturnValues::None,
+        }
+    }
+
+    /// The attributes to return, given the item before and after and the paths the update touched.
+    fn select(
+        self,
+        old: Option<&Item>,
+        new: Option<&Item>,
+        updated: &UpdatedPaths,
+    ) -> Option<Item> {
+        let attributes = match self {
+            ReturnValues::None => return None,
+            ReturnValues::AllOld => old?.clone(),
+            ReturnValues::AllNew => new?.clone(),
+            ReturnValues::UpdatedOld => haven_expr::project(old?, &updated.0),
+            ReturnValues::UpdatedNew => haven_expr::project(new?, &updated.0),
+        };
+        (!attributes.is_empty()).then_some(attributes)
+    }
+}
+
+pub(crate) async fn update_item(
+    service: &Service,
+    input: UpdateItemInput,
+) -> Result<Value, DynamoError> {
+    let mut violations = Violations::new();
+    check_table_name(&mut violations, input.table_name.as_deref());
+    if input.key.is_none() {
+        violations.null("key");
+    }
+    check_return_values(&mut violations, input.return_values.as_deref());
+    let capacity =
+        CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    check_item_collection_metrics(
+        &mut violations,
+        input.return_item_collection_metrics.as_deref(),
+    );
+    let return_on_failure = return_item_on_failure(
+        input.return_values_on_condition_check_failure.as_deref(),
+        &mut violations,
+    );
+    violations.into_result()?;
+    let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
+    let return_values = ReturnValues::parse(input.return_values.as_deref());
+    let texts = ExpressionTexts {
+        condition: input.condition_expression.as_deref(),
+        update: input.update_expression.as_deref(),
+        ..ExpressionTexts::default()
+    };
+    let expressions = parse_expressions(
+        texts,
+        input.expression_attribute_names.as_ref(),
+        input.expression_attribute_values.as_ref(),
+    )?;
+
+    let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
+    validate_key(&meta, &key)?;
+    let schema = meta.keys();
+    let key_names: Vec<&str> = schema.attributes().map(|a| a.name.as_str()).collect();
+    if let Some(update) = &expressions.update {
+        update.check_key_attributes(&key_names)?;
+    }
+    let mut updated = UpdatedPaths::default();
+    let outcome = write_item(service, &meta, &key, |current| {
+        check_condition(expressions.condition.as_ref(), current, return_on_failure)?;
+        let mut item = current.cloned().unwrap_or_else(|| key.clone());
+        if let Some(update) = &expressions.update {
+            updated = update.apply(&mut item, &key_names)?;
+        }
+        check_item_size(&item)?;
+        Ok(Some(item))
+    })
+    .await?;
+
+    let mut response = Map::new();
+    if let Some(attributes) =
+        return_values.select(outcome.old.as_ref(), outcome.new.as_ref(), &updated)
+    {
+        response.insert("Attributes".into(), item_to_json(&attributes));
+    }
+    if let Some(capacity) = capacity.render(&meta.name, write_units(&outcome)) {
+        response.insert("ConsumedCapacity".into(), capacity);
+    }
+    Ok(Value::Object(response))
+}
