@@ -226,25 +226,37 @@ fn add(item: &mut Item, path: &Path, value: &AttributeValue) -> Result<Path, Exp
         (Some(AttributeValue::N(a)), AttributeValue::N(b)) => {
             AttributeValue::N(a.checked_add(*b).map_err(|e| ExprError(e.to_string()))?)
         }
-        (Some(AttributeValue::Ss(a)), AttributeValue::Ss(b)) => AttributeValue::Ss(union(a, b)),
-        (Some(AttributeValue::Ns(a)), AttributeValue::Ns(b)) => AttributeValue::Ns(union(a, b)),
-        (Some(AttributeValue::Bs(a)), AttributeValue::Bs(b)) => AttributeValue::Bs(union(a, b)),
-        _ => return Err(ExprError::new(WRONG_TYPE)),
+        (Some(a), b) => set_union(&a, b).ok_or(ExprError::new(WRONG_TYPE))?,
     };
     write(item, path, combined)
 }
 
-fn union<T: PartialEq + Clone>(mut a: Vec<T>, b: &[T]) -> Vec<T> {
-    for x in b {
-        if !a.contains(x) {
-            a.push(x.clone());
-        }
+/// Union of two sets of the same type; `None` when they are not sets of one type.
+pub(crate) fn set_union(a: &AttributeValue, b: &AttributeValue) -> Option<AttributeValue> {
+    fn union<T: PartialEq + Clone>(a: &[T], b: &[T]) -> Vec<T> {
+        let mut out = a.to_vec();
+        out.extend(b.iter().filter(|x| !a.contains(x)).cloned());
+        out
     }
-    a
+    Some(match (a, b) {
+        (AttributeValue::Ss(a), AttributeValue::Ss(b)) => AttributeValue::Ss(union(a, b)),
+        (AttributeValue::Ns(a), AttributeValue::Ns(b)) => AttributeValue::Ns(union(a, b)),
+        (AttributeValue::Bs(a), AttributeValue::Bs(b)) => AttributeValue::Bs(union(a, b)),
+        _ => return None,
+    })
 }
 
-fn difference<T: PartialEq>(a: Vec<T>, b: &[T]) -> Vec<T> {
-    a.into_iter().filter(|x| !b.contains(x)).collect()
+/// Members of `a` not in `b`; `None` when they are not sets of one type.
+pub(crate) fn set_difference(a: &AttributeValue, b: &AttributeValue) -> Option<AttributeValue> {
+    fn difference<T: PartialEq + Clone>(a: &[T], b: &[T]) -> Vec<T> {
+        a.iter().filter(|x| !b.contains(x)).cloned().collect()
+    }
+    Some(match (a, b) {
+        (AttributeValue::Ss(a), AttributeValue::Ss(b)) => AttributeValue::Ss(difference(a, b)),
+        (AttributeValue::Ns(a), AttributeValue::Ns(b)) => AttributeValue::Ns(difference(a, b)),
+        (AttributeValue::Bs(a), AttributeValue::Bs(b)) => AttributeValue::Bs(difference(a, b)),
+        _ => return None,
+    })
 }
 
 /// DELETE: set difference; an emptied set removes the attribute, a missing one is left missing.
@@ -255,12 +267,7 @@ fn delete(item: &mut Item, path: &Path, value: &AttributeValue) -> Result<(), Ex
             None => Err(ExprError::new(INVALID_PATH)),
         };
     };
-    let remaining = match (existing, value) {
-        (AttributeValue::Ss(a), AttributeValue::Ss(b)) => AttributeValue::Ss(difference(a, b)),
-        (AttributeValue::Ns(a), AttributeValue::Ns(b)) => AttributeValue::Ns(difference(a, b)),
-        (AttributeValue::Bs(a), AttributeValue::Bs(b)) => AttributeValue::Bs(difference(a, b)),
-        _ => return Err(ExprError::new(WRONG_TYPE)),
-    };
+    let remaining = set_difference(&existing, value).ok_or(ExprError::new(WRONG_TYPE))?;
     let empty = crate::eval::size(&remaining) == Some(0);
     if empty {
         remove(item, path)?;

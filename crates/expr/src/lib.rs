@@ -16,6 +16,7 @@ mod ast;
 mod condition;
 mod describe;
 mod eval;
+mod legacy;
 mod lexer;
 mod parser;
 mod path;
@@ -27,6 +28,10 @@ mod update;
 pub use apply::{UpdatedPaths, key_attribute_error};
 pub use ast::{Comparator, Condition, Operand, SetValue, UpdateAction, UpdateOperand};
 pub use condition::{ConditionKind, parse_condition};
+pub use legacy::{
+    AttributeAction, AttributeUpdate, AttributeUpdates, ComparisonOperator, ConditionalOperator,
+    ExpectedAttribute, attributes_to_get, translate_conditions,
+};
 pub use path::{Path, PathElement};
 pub use placeholders::Placeholders;
 pub use projection::{parse_projection, project};
