@@ -18,6 +18,8 @@ pub enum DynamoError {
     MissingAuthenticationToken,
     IncompleteSignature(String),
     ResourceNotFound(String),
+    /// IAM refused the request (DynamoDB answers this for another account's resource ARN).
+    AccessDenied(String),
     ResourceInUse(String),
     ConditionalCheckFailed { message: String, item: Option<Item> },
     LimitExceeded(String),
@@ -44,6 +46,7 @@ impl DynamoError {
             DynamoError::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             DynamoError::IncompleteSignature(_) => "IncompleteSignatureException",
             DynamoError::ResourceNotFound(_) => "ResourceNotFoundException",
+            DynamoError::AccessDenied(_) => "AccessDeniedException",
             DynamoError::ResourceInUse(_) => "ResourceInUseException",
             DynamoError::ConditionalCheckFailed { .. } => "ConditionalCheckFailedException",
             DynamoError::LimitExceeded(_) => "LimitExceededException",
@@ -60,7 +63,8 @@ impl DynamoError {
             DynamoError::Serialization(_)
             | DynamoError::UnknownOperation
             | DynamoError::MissingAuthenticationToken
-            | DynamoError::IncompleteSignature(_) => CORAL_SERVICE,
+            | DynamoError::IncompleteSignature(_)
+            | DynamoError::AccessDenied(_) => CORAL_SERVICE,
             _ => DYNAMODB,
         }
     }
@@ -76,6 +80,7 @@ impl DynamoError {
             | DynamoError::Serialization(m)
             | DynamoError::IncompleteSignature(m)
             | DynamoError::ResourceNotFound(m)
+            | DynamoError::AccessDenied(m)
             | DynamoError::ResourceInUse(m)
             | DynamoError::LimitExceeded(m)
             | DynamoError::ProvisionedThroughputExceeded(m) => m,

@@ -42,6 +42,14 @@ impl Default for ServiceConfig {
     }
 }
 
+/// What the HTTP layer knows about a request beyond its operation and body.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// The `Host` header the client sent (`host[:port]`): DescribeEndpoints answers with it, so
+    /// that an SDK doing endpoint discovery keeps talking to this server.
+    pub host: Option<String>,
+}
+
 /// The DynamoDB service over one storage engine.
 pub struct Service {
     engine: Arc<dyn Engine>,
@@ -65,12 +73,23 @@ impl Service {
         operation: &str,
         request: serde_json::Value,
     ) -> Result<serde_json::Value, DynamoError> {
+        self.call_with(operation, request, &RequestContext::default())
+            .await
+    }
+
+    /// [`Service::call`] with what the HTTP layer knows about the request.
+    pub async fn call_with(
+        &self,
+        operation: &str,
+        request: serde_json::Value,
+        context: &RequestContext,
+    ) -> Result<serde_json::Value, DynamoError> {
         let operation = Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
         if !request.is_object() {
             return Err(DynamoError::Serialization(
                 "Start of structure or map found where not expected".into(),
             ));
         }
-        ops::dispatch(self, operation, request).await
+        ops::dispatch(self, operation, request, context).await
     }
 }

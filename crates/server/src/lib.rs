@@ -108,7 +108,10 @@ async fn dispatch(
     haven_api::Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
     auth::check_authorization(headers)?;
     let request = request.ok_or_else(|| DynamoError::Serialization(String::new()))?;
-    service.call(operation, request).await
+    let context = haven_api::RequestContext {
+        host: header(headers, "host").map(str::to_owned),
+    };
+    service.call_with(operation, request, &context).await
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {

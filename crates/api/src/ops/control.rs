@@ -323,12 +323,15 @@ fn check_key_schema(
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct TableNameInput {
-    table_name: Option<String>,
+    pub(crate) table_name: Option<String>,
 }
 
 impl TableNameInput {
     /// Validates the name and finds the table (control-plane wording of the not-found error).
-    fn lookup(&self, service: &Service) -> Result<std::sync::Arc<TableMeta>, DynamoError> {
+    pub(crate) fn lookup(
+        &self,
+        service: &Service,
+    ) -> Result<std::sync::Arc<TableMeta>, DynamoError> {
         let mut violations = Violations::new();
         violations.name("tableName", self.table_name.as_deref());
         violations.into_result()?;
@@ -420,7 +423,7 @@ pub(crate) fn describe(
     let stats = Catalog::stats(&*service.engine.snapshot()?, meta)?;
     let throughput = &meta.throughput;
     let mut provisioned = json!({
-        "NumberOfDecreasesToday": throughput.decreases_today,
+        "NumberOfDecreasesToday": super::update_table::decreases_today(throughput, now()),
         "ReadCapacityUnits": throughput.read_capacity_units,
         "WriteCapacityUnits": throughput.write_capacity_units,
     });
@@ -443,12 +446,13 @@ pub(crate) fn describe(
         "TableId": meta.table_uuid,
         "DeletionProtectionEnabled": meta.deletion_protection,
     });
-    if let Some(since) = meta
-        .pay_per_request_since
-        .filter(|_| meta.billing_mode == "PAY_PER_REQUEST")
-    {
-        description["BillingModeSummary"] =
-            json!({ "BillingMode": "PAY_PER_REQUEST", "LastUpdateToPayPerRequestDateTime": since });
+    // Once a table has been PAY_PER_REQUEST, DynamoDB keeps the summary (with the date of that
+    // switch) even after the table goes back to PROVISIONED.
+    if let Some(since) = meta.pay_per_request_since {
+        description["BillingModeSummary"] = json!({
+            "BillingMode": meta.billing_mode,
+            "LastUpdateToPayPerRequestDateTime": since,
+        });
     }
     if let Some(class) = &meta.table_class {
         description["TableClassSummary"] = json!({ "TableClass": class });

@@ -2,14 +2,18 @@
 //! Operations not built yet answer UnknownOperationException, as DynamoDB does for operations it
 //! does not offer; README.md lists them.
 
+mod account;
 mod control;
 mod items;
+mod tags;
+mod time_to_live;
+mod update_table;
 mod update_item;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::{DynamoError, Service};
+use crate::{DynamoError, RequestContext, Service};
 
 macro_rules! operations {
     ($($name:ident),* $(,)?) => {
@@ -93,6 +97,7 @@ pub(crate) async fn dispatch(
     service: &Service,
     operation: Operation,
     request: Value,
+    context: &RequestContext,
 ) -> Result<Value, DynamoError> {
     use Operation::*;
     match operation {
@@ -104,6 +109,14 @@ pub(crate) async fn dispatch(
         GetItem => items::get_item(service, parse(request)?),
         DeleteItem => items::delete_item(service, parse(request)?).await,
         UpdateItem => update_item::update_item(service, parse(request)?).await,
+        UpdateTable => update_table::update_table(service, parse(request)?).await,
+        TagResource => tags::tag_resource(service, parse(request)?).await,
+        UntagResource => tags::untag_resource(service, parse(request)?).await,
+        ListTagsOfResource => tags::list_tags_of_resource(service, parse(request)?),
+        UpdateTimeToLive => time_to_live::update_time_to_live(service, parse(request)?).await,
+        DescribeTimeToLive => time_to_live::describe_time_to_live(service, parse(request)?),
+        DescribeLimits => Ok(account::describe_limits()),
+        DescribeEndpoints => Ok(account::describe_endpoints(service, context)),
         _ => Err(DynamoError::UnknownOperation),
     }
 }
