@@ -38,10 +38,15 @@ fn parse_map(value: &Value, depth: usize) -> Result<BTreeMap<String, AttributeVa
     let object = value
         .as_object()
         .ok_or_else(|| serialization("Start of structure or map found where not expected"))?;
-    object
+    let map = object
         .iter()
         .map(|(name, v)| Ok((name.clone(), parse_value_at(v, depth)?)))
-        .collect()
+        .collect::<Result<BTreeMap<_, _>, DynamoError>>()?;
+    // DynamoDB reads every value before it looks at the names.
+    if map.contains_key("") {
+        return Err(DynamoError::validation("Empty attribute name"));
+    }
+    Ok(map)
 }
 
 fn parse_value_at(value: &Value, depth: usize) -> Result<AttributeValue, DynamoError> {
@@ -85,19 +90,30 @@ fn parse_value_at(value: &Value, depth: usize) -> Result<AttributeValue, DynamoE
                 payload,
                 "An string set  may not be empty",
                 string,
-                |s| s.clone(),
+                |members| {
+                    invalid(&format!(
+                        "Input collection [{}] contains duplicates.",
+                        members.join(", ")
+                    ))
+                },
             )?),
             "NS" => AttributeValue::Ns(set(
                 payload,
                 "An number set  may not be empty",
                 number,
-                |n| n.to_string(),
+                |_| DynamoError::validation("Input collection contains duplicates"),
             )?),
             "BS" => AttributeValue::Bs(set(
                 payload,
                 "Binary sets should not be empty",
                 binary,
-                |b| BASE64.encode(b),
+                |members| {
+                    let listed: Vec<String> = members.iter().map(|b| BASE64.encode(b)).collect();
+                    invalid(&format!(
+                        "Input collection [{}]of type BS contains duplicates.",
+                        listed.join(", ")
+                    ))
+                },
             )?),
             // Unknown members are ignored, as DynamoDB's deserializer does.
             _ => continue,
@@ -127,6 +143,12 @@ fn number(value: &Value) -> Result<Number, DynamoError> {
     let text = value
         .as_str()
         .ok_or_else(|| serialization("Unexpected value type in payload"))?;
+    if text.is_empty() {
+        // DynamoDB leaves out the ": <value>" tail when the value is empty.
+        return Err(DynamoError::validation(
+            "The parameter cannot be converted to a numeric value",
+        ));
+    }
     Number::parse(text).map_err(|e| DynamoError::validation(e.to_string()))
 }
 
@@ -145,12 +167,13 @@ fn array(value: &Value) -> Result<&Vec<Value>, DynamoError> {
         .ok_or_else(|| serialization("Unexpected value type in payload"))
 }
 
-/// Reads a set: non-empty and free of duplicates (DynamoDB lists the input when it finds one).
+/// Reads a set: non-empty and free of duplicates (each set type words the duplicate error its own
+/// way, so `duplicates` builds it from the members).
 fn set<T: PartialEq>(
     value: &Value,
     empty_message: &str,
     member: fn(&Value) -> Result<T, DynamoError>,
-    render: fn(&T) -> String,
+    duplicates: fn(&[T]) -> DynamoError,
 ) -> Result<Vec<T>, DynamoError> {
     let members = array(value)?
         .iter()
@@ -164,11 +187,7 @@ fn set<T: PartialEq>(
         .enumerate()
         .any(|(i, m)| members[..i].contains(m));
     if has_duplicates {
-        let listed: Vec<String> = members.iter().map(render).collect();
-        return Err(invalid(&format!(
-            "Input collection [{}] contains duplicates.",
-            listed.join(", ")
-        )));
+        return Err(duplicates(&members));
     }
     Ok(members)
 }
@@ -250,6 +269,22 @@ mod tests {
         assert_eq!(
             message(json!({"SS": ["a", "a"]})),
             "One or more parameter values were invalid: Input collection [a, a] contains duplicates."
+        );
+        assert_eq!(
+            message(json!({"NS": ["1", "1.0"]})),
+            "Input collection contains duplicates"
+        );
+        assert_eq!(
+            message(json!({"BS": ["Yg==", "Yg=="]})),
+            "One or more parameter values were invalid: Input collection [Yg==, Yg==]of type BS contains duplicates."
+        );
+        assert_eq!(
+            message(json!({"N": ""})),
+            "The parameter cannot be converted to a numeric value"
+        );
+        assert_eq!(
+            message(json!({"M": {"": {"S": "x"}}})),
+            "Empty attribute name"
         );
         assert_eq!(
             message(json!({"N": "x"})),
