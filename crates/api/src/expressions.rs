@@ -23,6 +23,8 @@ pub(crate) struct ExpressionTexts<'r> {
     pub condition: Option<&'r str>,
     pub update: Option<&'r str>,
     pub projection: Option<&'r str>,
+    pub key_condition: Option<&'r str>,
+    pub filter: Option<&'r str>,
 }
 
 /// The parsed expressions of one request.
@@ -31,6 +33,8 @@ pub(crate) struct Expressions {
     pub condition: Option<Condition>,
     pub update: Option<UpdateExpression>,
     pub projection: Option<Vec<Path>>,
+    pub key_condition: Option<Condition>,
+    pub filter: Option<Condition>,
 }
 
 /// Parses a request's expressions with its ExpressionAttributeNames/Values, checking that the maps
@@ -43,8 +47,11 @@ pub(crate) fn parse_expressions(
     let values: Option<HashMap<String, AttributeValue>> = values
         .map(|v| parse_item(v).map(|item| item.into_iter().collect()))
         .transpose()?;
-    let any_expression =
-        texts.condition.is_some() || texts.update.is_some() || texts.projection.is_some();
+    let any_expression = texts.condition.is_some()
+        || texts.update.is_some()
+        || texts.projection.is_some()
+        || texts.key_condition.is_some()
+        || texts.filter.is_some();
     if !any_expression {
         if names.is_some() {
             return Err(DynamoError::validation(
@@ -71,6 +78,14 @@ pub(crate) fn parse_expressions(
         projection: texts
             .projection
             .map(|t| haven_expr::parse_projection(t, &mut placeholders))
+            .transpose()?,
+        key_condition: texts
+            .key_condition
+            .map(|t| haven_expr::parse_condition(t, &mut placeholders, ConditionKind::KeyCondition))
+            .transpose()?,
+        filter: texts
+            .filter
+            .map(|t| haven_expr::parse_condition(t, &mut placeholders, ConditionKind::Filter))
             .transpose()?,
     };
     placeholders.check_all_used()?;

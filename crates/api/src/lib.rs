@@ -9,6 +9,7 @@ mod error;
 mod expressions;
 mod items;
 mod ops;
+mod pages;
 mod wire;
 
 use std::sync::Arc;

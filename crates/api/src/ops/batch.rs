@@ -1,0 +1,336 @@
+//! BatchGetItem and BatchWriteItem: many single-item reads or writes, across tables, in one call.
+//! Reads come from one snapshot; the writes of a batch commit together in one storage batch (each
+//! put or delete is atomic, as DynamoDB promises, and here the whole batch is too).
+
+use std::collections::{BTreeMap, HashMap};
+
+use haven_model::item_codec::encode_item;
+use haven_model::{Item, item_size};
+use haven_storage::{CommitError, WriteBatch};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::Service;
+use crate::catalog::TableMeta;
+use crate::error::{DynamoError, Violations};
+use crate::expressions::{ExpressionTexts, parse_expressions};
+use crate::items::{
+    CapacityReport, check_item_size, read_item, read_units, validate_item, validate_key,
+};
+use crate::wire::{item_to_json, parse_item};
+
+const MAX_GET_KEYS: usize = 100;
+const MAX_WRITE_REQUESTS: usize = 25;
+/// BatchGetItem returns at most this much; the rest goes to UnprocessedKeys.
+const MAX_GET_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
+fn table_for_batch(
+    service: &Service,
+    name: &str,
+) -> Result<std::sync::Arc<TableMeta>, DynamoError> {
+    service
+        .catalog
+        .get(name)
+        .ok_or_else(DynamoError::table_not_found)
+}
+
+/// In batches a key missing an attribute gets this wording instead of the single-item one.
+fn batch_key_error(error: DynamoError) -> DynamoError {
+    match error {
+        DynamoError::Validation(message)
+            if message == "The provided key element does not match the schema" =>
+        {
+            DynamoError::validation("One of the required keys was not given a value")
+        }
+        other => other,
+    }
+}
+
+fn capacity_list(report: CapacityReport, units: &BTreeMap<String, f64>) -> Option<Value> {
+    let entries: Vec<Value> = units
+        .iter()
+        .filter_map(|(table, units)| report.render(table, *units))
+        .collect();
+    (report != CapacityReport::None).then(|| Value::Array(entries))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct KeysAndAttributes {
+    keys: Option<Vec<Value>>,
+    consistent_read: Option<bool>,
+    projection_expression: Option<String>,
+    expression_attribute_names: Option<HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct BatchGetItemInput {
+    request_items: Option<BTreeMap<String, KeysAndAttributes>>,
+    return_consumed_capacity: Option<String>,
+}
+
+pub(crate) fn batch_get_item(
+    service: &Service,
+    input: BatchGetItemInput,
+) -> Result<Value, DynamoError> {
+    let mut violations = Violations::new();
+    if input.request_items.is_none() {
+        violations.null("requestItems");
+    }
+    let report = CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    violations.into_result()?;
+    let requests = input.request_items.unwrap_or_default();
+    if requests.is_empty() {
+        return Err(DynamoError::validation(
+            "BatchGetItem must have some requests set",
+        ));
+    }
+    let mut total = 0;
+    for (table, request) in &requests {
+        let keys = request.keys.as_deref().unwrap_or_default();
+        if keys.is_empty() {
+            return Err(DynamoError::validation(format!(
+                "The list of keys in RequestItems for BatchGetItem is required: {table} has empty list"
+            )));
+        }
+        total += keys.len();
+    }
+    if total > MAX_GET_KEYS {
+        return Err(DynamoError::validation(
+            "Too many items requested for the BatchGetItem call",
+        ));
+    }
+
+    let snapshot = service.engine.snapshot()?;
+    let mut responses = Map::new();
+    let mut unprocessed = Map::new();
+    let mut units = BTreeMap::new();
+    let mut response_bytes = 0;
+    for (table_name, request) in &requests {
+        let texts = ExpressionTexts {
+            projection: request.projection_expression.as_deref(),
+            ..ExpressionTexts::default()
+        };
+        let expressions =
+            parse_expressions(texts, request.expression_attribute_names.as_ref(), None)?;
+        let meta = table_for_batch(service, table_name)?;
+        let keys: Vec<Item> = request
+            .keys
+            .iter()
+            .flatten()
+            .map(parse_item)
+            .collect::<Result<_, _>>()?;
+        for (i, key) in keys.iter().enumerate() {
+            validate_key(&meta, key).map_err(batch_key_error)?;
+            if keys[..i].iter().any(|k| k == key) {
+                return Err(DynamoError::validation(
+                    "Provided list of item keys contains duplicates",
+                ));
+            }
+        }
+        let consistent = request.consistent_read.unwrap_or(false);
+        let mut found = Vec::new();
+        let mut skipped = Vec::new();
+        for key in &keys {
+            if response_bytes >= MAX_GET_RESPONSE_BYTES {
+                skipped.push(item_to_json(key));
+                continue;
+            }
+            let item = read_item(&*snapshot, &meta, key)?.map(|(_, item)| item);
+            *units.entry(table_name.clone()).or_insert(0.0) +=
+                read_units(item.as_ref().map_or(0, item_size), consistent);
+            if let Some(item) = item {
+                response_bytes += item_size(&item);
+                let item = match &expressions.projection {
+                    Some(paths) => haven_expr::project(&item, paths),
+                    None => item,
+                };
+                found.push(item_to_json(&item));
+            }
+        }
+        responses.insert(table_name.clone(), Value::Array(found));
+        if !skipped.is_empty() {
+            let mut entry = json!({ "Keys": skipped });
+            if let Some(text) = &request.projection_expression {
+                entry["ProjectionExpression"] = json!(text);
+            }
+            if let Some(names) = &request.expression_attribute_names {
+                entry["ExpressionAttributeNames"] = json!(names);
+            }
+            if let Some(consistent) = request.consistent_read {
+                entry["ConsistentRead"] = json!(consistent);
+            }
+            unprocessed.insert(table_name.clone(), entry);
+        }
+    }
+    let mut response = json!({ "Responses": responses, "UnprocessedKeys": unprocessed });
+    if let Some(capacity) = capacity_list(report, &units) {
+        response["ConsumedCapacity"] = capacity;
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct PutRequest {
+    item: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct DeleteRequest {
+    key: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct WriteRequest {
+    put_request: Option<PutRequest>,
+    delete_request: Option<DeleteRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct BatchWriteItemInput {
+    request_items: Option<BTreeMap<String, Vec<WriteRequest>>>,
+    return_consumed_capacity: Option<String>,
+    return_item_collection_metrics: Option<String>,
+}
+
+/// One validated write: the table, the item's key, and the new item (None deletes).
+struct PlannedWrite {
+    meta: std::sync::Arc<TableMeta>,
+    key: Item,
+    item: Option<Item>,
+}
+
+fn plan_writes(
+    service: &Service,
+    requests: &BTreeMap<String, Vec<WriteRequest>>,
+) -> Result<Vec<PlannedWrite>, DynamoError> {
+    let more_than_one = || {
+        DynamoError::validation(
+            "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes",
+        )
+    };
+    let mut planned: Vec<PlannedWrite> = Vec::new();
+    for (table_name, writes) in requests {
+        let meta = table_for_batch(service, table_name)?;
+        for write in writes {
+            let (key, item) = match (&write.put_request, &write.delete_request) {
+                (Some(put), None) => {
+                    let item = parse_item(put.item.as_ref().unwrap_or(&Value::Null))?;
+                    check_item_size(&item)?;
+                    validate_item(&meta, &item)?;
+                    (meta.keys().project_key(&item), Some(item))
+                }
+                (None, Some(delete)) => {
+                    let key = parse_item(delete.key.as_ref().unwrap_or(&Value::Null))?;
+                    validate_key(&meta, &key).map_err(batch_key_error)?;
+                    (key, None)
+                }
+                _ => return Err(more_than_one()),
+            };
+            if planned.iter().any(|p| p.meta.id == meta.id && p.key == key) {
+                return Err(DynamoError::validation(
+                    "Provided list of item keys contains duplicates",
+                ));
+            }
+            planned.push(PlannedWrite {
+                meta: meta.clone(),
+                key,
+                item,
+            });
+        }
+    }
+    Ok(planned)
+}
+
+pub(crate) async fn batch_write_item(
+    service: &Service,
+    input: BatchWriteItemInput,
+) -> Result<Value, DynamoError> {
+    let mut violations = Violations::new();
+    if input.request_items.is_none() {
+        violations.null("requestItems");
+    }
+    let report = CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    if let Some(value) = input
+        .return_item_collection_metrics
+        .as_deref()
+        .filter(|v| !["SIZE", "NONE"].contains(v))
+    {
+        violations.push(format!(
+            "Value '{value}' at 'returnItemCollectionMetrics' failed to satisfy constraint: Member must satisfy enum value set: [SIZE, NONE]"
+        ));
+    }
+    violations.into_result()?;
+    let requests = input.request_items.unwrap_or_default();
+    if requests.is_empty() {
+        return Err(DynamoError::validation(
+            "BatchWriteItem cannot have a null or no requests set",
+        ));
+    }
+    for (table, writes) in &requests {
+        if writes.is_empty() {
+            return Err(DynamoError::validation(format!(
+                "The batch write request list for a table cannot be null or empty: {table}"
+            )));
+        }
+    }
+    if requests.values().map(Vec::len).sum::<usize>() > MAX_WRITE_REQUESTS {
+        return Err(DynamoError::validation(
+            "Too many items requested for the BatchWriteItem call",
+        ));
+    }
+    let planned = plan_writes(service, &requests)?;
+    let units = commit_writes(service, &planned).await?;
+    let mut response = json!({ "UnprocessedItems": {} });
+    if let Some(capacity) = capacity_list(report, &units) {
+        response["ConsumedCapacity"] = capacity;
+    }
+    Ok(response)
+}
+
+/// Commits every planned write in one batch, guarded by the items read, retrying on conflict.
+/// Returns the write units consumed per table.
+async fn commit_writes(
+    service: &Service,
+    planned: &[PlannedWrite],
+) -> Result<BTreeMap<String, f64>, DynamoError> {
+    loop {
+        let snapshot = service.engine.snapshot()?;
+        let mut batch = WriteBatch::new();
+        let mut units = BTreeMap::new();
+        for write in planned {
+            let meta = &write.meta;
+            let storage_key = meta.keys().storage_key(&meta.item_prefix(), &write.key);
+            let old = read_item(&*snapshot, meta, &write.key)?;
+            let old_size = old.as_ref().map_or(0, |(_, item)| item_size(item));
+            let new_size = write.item.as_ref().map_or(0, item_size);
+            batch.expect(
+                storage_key.clone(),
+                old.as_ref().map(|(bytes, _)| bytes.clone()),
+            );
+            match &write.item {
+                Some(item) => batch.put(storage_key, encode_item(item)),
+                None => batch.delete(storage_key),
+            };
+            batch
+                .add_counter(
+                    meta.item_count_key(),
+                    write.item.is_some() as i64 - old.is_some() as i64,
+                )
+                .add_counter(meta.size_bytes_key(), new_size as i64 - old_size as i64);
+            *units.entry(meta.name.clone()).or_insert(0.0) +=
+                old_size.max(new_size).div_ceil(1024).max(1) as f64;
+        }
+        drop(snapshot);
+        match service.engine.commit(batch).await {
+            Ok(()) => return Ok(units),
+            Err(CommitError::Conflict) => continue,
+            Err(CommitError::Storage(error)) => return Err(error.into()),
+        }
+    }
+}

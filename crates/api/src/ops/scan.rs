@@ -1,0 +1,174 @@
+//! Scan: the whole table in storage order (hashed partition order, as DynamoDB), or one segment of
+//! a parallel scan. Segment `s` of `n` covers the partition hashes in `[s·2⁶⁴/n, (s+1)·2⁶⁴/n)`, so the
+//! segments are disjoint and together cover the table exactly once.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::Service;
+use crate::catalog::TableMeta;
+use crate::error::{DynamoError, Violations};
+use crate::expressions::{ExpressionTexts, parse_expressions};
+use crate::items::{CapacityReport, check_table_name, table, validate_key};
+use crate::pages::{
+    PageRequest, check_limit, check_select, page_capacity, read_page, render_page, resolve_select,
+};
+use crate::wire::parse_item;
+
+/// DynamoDB's maximum TotalSegments.
+const MAX_SEGMENTS: i64 = 1_000_000;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ScanInput {
+    table_name: Option<String>,
+    index_name: Option<String>,
+    select: Option<String>,
+    limit: Option<i64>,
+    consistent_read: Option<bool>,
+    exclusive_start_key: Option<Value>,
+    return_consumed_capacity: Option<String>,
+    segment: Option<i64>,
+    total_segments: Option<i64>,
+    projection_expression: Option<String>,
+    filter_expression: Option<String>,
+    expression_attribute_names: Option<HashMap<String, String>>,
+    expression_attribute_values: Option<Value>,
+}
+
+fn check_segments(violations: &mut Violations, segment: Option<i64>, total: Option<i64>) {
+    if let Some(total) = total {
+        if total < 1 {
+            violations.push(format!(
+                "Value '{total}' at 'totalSegments' failed to satisfy constraint: Member must have value greater than or equal to 1"
+            ));
+        } else if total > MAX_SEGMENTS {
+            violations.push(format!(
+                "Value '{total}' at 'totalSegments' failed to satisfy constraint: Member must have value less than or equal to {MAX_SEGMENTS}"
+            ));
+        }
+    }
+    if let Some(segment) = segment {
+        if segment < 0 {
+            violations.push(format!(
+                "Value '{segment}' at 'segment' failed to satisfy constraint: Member must have value greater than or equal to 0"
+            ));
+        } else if let Some(total) = total.filter(|t| segment >= *t && *t >= 1) {
+            violations.push(format!(
+                "Value '{segment}' at 'segment' failed to satisfy constraint: Member must have value less than or equal to {}",
+                total - 1
+            ));
+        }
+    }
+}
+
+/// The storage range of one segment (or of the whole table).
+fn segment_range(
+    meta: &TableMeta,
+    segment: Option<(u64, u64)>,
+) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let prefix = meta.item_prefix();
+    let at_hash = |hash: u128| -> Bound<Vec<u8>> {
+        if hash > u64::MAX as u128 {
+            Bound::Excluded(meta.item_prefix_end())
+        } else {
+            Bound::Included([prefix.as_slice(), &(hash as u64).to_be_bytes()].concat())
+        }
+    };
+    match segment {
+        None => (
+            Bound::Included(prefix.clone()),
+            Bound::Excluded(meta.item_prefix_end()),
+        ),
+        Some((segment, total)) => {
+            let span = (u64::MAX as u128 + 1) / total as u128;
+            let start = at_hash(segment as u128 * span);
+            let end = if segment + 1 == total {
+                at_hash(u128::MAX)
+            } else {
+                at_hash((segment as u128 + 1) * span)
+            };
+            let end = match end {
+                Bound::Included(e) => Bound::Excluded(e),
+                other => other,
+            };
+            (start, end)
+        }
+    }
+}
+
+pub(crate) fn scan(service: &Service, input: ScanInput) -> Result<Value, DynamoError> {
+    let mut violations = Violations::new();
+    check_table_name(&mut violations, input.table_name.as_deref());
+    check_select(&mut violations, input.select.as_deref());
+    check_limit(&mut violations, input.limit);
+    let capacity =
+        CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    check_segments(&mut violations, input.segment, input.total_segments);
+    violations.into_result()?;
+    let segment = match (input.segment, input.total_segments) {
+        (Some(s), Some(t)) => Some((s as u64, t as u64)),
+        (Some(_), None) => {
+            return Err(DynamoError::validation(
+                "The TotalSegments parameter is required but was not present in the request when Segment parameter is present",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(DynamoError::validation(
+                "The Segment parameter is required but was not present in the request when parameter TotalSegments is present",
+            ));
+        }
+        (None, None) => None,
+    };
+    let texts = ExpressionTexts {
+        filter: input.filter_expression.as_deref(),
+        projection: input.projection_expression.as_deref(),
+        ..ExpressionTexts::default()
+    };
+    let expressions = parse_expressions(
+        texts,
+        input.expression_attribute_names.as_ref(),
+        input.expression_attribute_values.as_ref(),
+    )?;
+    let select = resolve_select(
+        input.select.as_deref(),
+        expressions.projection.is_some(),
+        input.index_name.as_deref(),
+    )?;
+    let start_key = input
+        .exclusive_start_key
+        .as_ref()
+        .map(parse_item)
+        .transpose()?;
+
+    let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
+    if let Some(index) = &input.index_name {
+        return Err(DynamoError::validation(format!(
+            "The table does not have the specified index: {index}"
+        )));
+    }
+    let (mut lower, upper) = segment_range(&meta, segment);
+    if let Some(start) = &start_key {
+        validate_key(&meta, start).map_err(|_| {
+            DynamoError::validation("The provided starting key is invalid: The provided key element does not match the schema")
+        })?;
+        lower = Bound::Excluded(meta.keys().storage_key(&meta.item_prefix(), start));
+    }
+    let consistent = input.consistent_read.unwrap_or(false);
+    let snapshot = service.engine.snapshot()?;
+    let request = PageRequest {
+        lower,
+        upper,
+        reverse: false,
+        limit: input.limit.map(|l| l as usize),
+        filter: expressions.filter.as_ref(),
+        projection: expressions.projection.as_deref(),
+        select,
+    };
+    let page = read_page(&*snapshot, &meta, &request)?;
+    let capacity = page_capacity(capacity, &meta.name, &page, consistent);
+    Ok(render_page(page, select, capacity))
+}
