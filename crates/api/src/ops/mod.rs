@@ -3,8 +3,11 @@
 //! does not offer; README.md lists them.
 
 mod account;
+mod batch;
 mod control;
 mod items;
+mod query;
+mod scan;
 mod tags;
 mod time_to_live;
 mod update_table;
@@ -109,6 +112,10 @@ pub(crate) async fn dispatch(
         GetItem => items::get_item(service, parse(request)?),
         DeleteItem => items::delete_item(service, parse(request)?).await,
         UpdateItem => update_item::update_item(service, parse(request)?).await,
+        Query => query::query(service, parse(request)?),
+        Scan => scan::scan(service, parse(request)?),
+        BatchGetItem => batch::batch_get_item(service, parse(request)?),
+        BatchWriteItem => batch::batch_write_item(service, parse(request)?).await,
         UpdateTable => update_table::update_table(service, parse(request)?).await,
         TagResource => tags::tag_resource(service, parse(request)?).await,
         UntagResource => tags::untag_resource(service, parse(request)?).await,
