@@ -33,16 +33,20 @@ impl ConditionKind {
 /// Most operands the IN operator takes on its right-hand side.
 const MAX_IN_OPERANDS: usize = 100;
 
-// Error ranks: DynamoDB reports the first category that has an error, in this order.
+// Error ranks: DynamoDB reports the first error (in text order) of the best-ranked category.
 const RANK_LIMITS: u8 = 0;
 const RANK_PARENS: u8 = 1;
-const RANK_UNKNOWN_FUNCTION: u8 = 2;
-const RANK_MISUSED_FUNCTION: u8 = 3;
-const RANK_RESERVED: u8 = 4;
-const RANK_UNDEFINED: u8 = 5;
-const RANK_OPERAND_COUNT: u8 = 6;
-const RANK_DISTINCT: u8 = 7;
-const RANK_FUNCTION: u8 = 8;
+/// Unknown or misused functions and reserved words.
+const RANK_NAMING: u8 = 2;
+/// Undefined placeholders, operand counts, distinct operands and operand types.
+const RANK_OPERANDS: u8 = 3;
+const RANK_UNKNOWN_FUNCTION: u8 = RANK_NAMING;
+const RANK_MISUSED_FUNCTION: u8 = RANK_NAMING;
+const RANK_RESERVED: u8 = RANK_NAMING;
+const RANK_UNDEFINED: u8 = RANK_OPERANDS;
+const RANK_OPERAND_COUNT: u8 = RANK_OPERANDS;
+const RANK_DISTINCT: u8 = RANK_OPERANDS;
+const RANK_FUNCTION: u8 = RANK_OPERANDS;
 
 const PATH_RANKS: PathRanks = PathRanks {
     reserved: RANK_RESERVED,

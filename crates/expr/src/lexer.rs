@@ -104,7 +104,9 @@ pub(crate) fn tokenize(text: &str) -> Vec<Token> {
                 let kind = keyword(&text[start..end]).map_or(Kind::Identifier, Kind::Keyword);
                 (kind, end)
             }
-            b'0'..=b'9' => {
+            // A number has no leading zero: `01` is the two tokens `0` and `1`.
+            b'0' => (Kind::Number, i + 1),
+            b'1'..=b'9' => {
                 let mut j = i;
                 while j < bytes.len() && bytes[j].is_ascii_digit() {
                     j += 1;

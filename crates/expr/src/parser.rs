@@ -38,6 +38,7 @@ pub(crate) struct Cursor<'t> {
     pos: usize,
     depth: usize,
     operators: usize,
+    redundant_parens: bool,
 }
 
 impl<'t> Cursor<'t> {
@@ -48,6 +49,7 @@ impl<'t> Cursor<'t> {
             pos: 0,
             depth: 0,
             operators: 0,
+            redundant_parens: false,
         }
     }
 
@@ -108,6 +110,15 @@ impl<'t> Cursor<'t> {
 
     pub fn ascend(&mut self) {
         self.depth -= 1;
+    }
+
+    /// Notes parentheses directly around other parentheses; DynamoDB rejects them after parsing.
+    pub fn note_redundant_parens(&mut self) {
+        self.redundant_parens = true;
+    }
+
+    pub fn redundant_parens(&self) -> bool {
+        self.redundant_parens
     }
 
     /// Counts one operator or function call towards [`MAX_OPERATORS`].
@@ -187,6 +198,18 @@ impl Diagnostics {
         if !self.found.iter().any(|(r, _)| *r == rank) {
             self.found.push((rank, message.into()));
         }
+    }
+
+    /// Like [`Diagnostics::report`], but the last error of the rank wins (DynamoDB keeps the last
+    /// operand-type error of an update expression).
+    pub fn report_last(&mut self, rank: u8, message: impl Into<String>) {
+        self.found.retain(|(r, _)| *r != rank);
+        self.found.push((rank, message.into()));
+    }
+
+    /// The errors found, in the order reported.
+    pub fn into_entries(self) -> Vec<(u8, String)> {
+        self.found
     }
 
     /// The error DynamoDB would report, prefixed with the expression kind.

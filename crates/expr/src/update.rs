@@ -13,19 +13,20 @@ use crate::{ExprError, Path, Placeholders};
 
 const PREFIX: &str = "Invalid UpdateExpression";
 
-// Error ranks, most important first.
-const RANK_RESERVED: u8 = 1;
-const RANK_UNKNOWN_FUNCTION: u8 = 2;
-const RANK_SECTION: u8 = 3;
-const RANK_UNDEFINED_NAME: u8 = 4;
-const RANK_UNDEFINED_VALUE: u8 = 5;
-const RANK_PATHS: u8 = 6;
-const RANK_OPERAND: u8 = 7;
-const RANK_FUNCTION: u8 = 8;
+// Error ranks, most important first (as DynamoDB Local orders them).
+const RANK_PARENS: u8 = 0;
+/// Reserved words, unknown or misplaced functions and repeated sections, in text order.
+const RANK_NAMING: u8 = 1;
+const RANK_PATHS: u8 = 2;
+/// Undefined placeholders: within an action the first counts, across actions the last, taking
+/// sections in the order SET, REMOVE, ADD, DELETE whatever their order in the text.
+const RANK_UNDEFINED: u8 = 3;
+/// Operand types and function arguments; the last such error in the text wins.
+const RANK_OPERANDS: u8 = 4;
 
 const PATH_RANKS: PathRanks = PathRanks {
-    reserved: RANK_RESERVED,
-    undefined_name: RANK_UNDEFINED_NAME,
+    reserved: RANK_NAMING,
+    undefined_name: RANK_UNDEFINED,
 };
 
 /// A parsed update: its actions in the order written.
@@ -50,6 +51,11 @@ pub fn parse_update(
         placeholders,
         diagnostics: Diagnostics::default(),
     };
+    if cursor.redundant_parens() {
+        lower
+            .diagnostics
+            .report(RANK_PARENS, "The expression has redundant parentheses;");
+    }
     let actions = lower.sections(&sections);
     let paths: Vec<Path> = actions.iter().map(|a| a.path().clone()).collect();
     if let Some(message) = crate::path::first_clash(&paths) {
@@ -119,7 +125,7 @@ fn parse_action(cursor: &mut Cursor, keyword: Keyword) -> Parsed<RawAction> {
     match keyword {
         Keyword::Set => {
             cursor.expect(Punct::Eq)?;
-            Ok(RawAction::Set(path, parse_set_value(cursor)?))
+            Ok(RawAction::Set(path, parse_set_value(cursor)?.0))
         }
         Keyword::Remove => Ok(RawAction::Remove(path)),
         _ => {
@@ -155,61 +161,76 @@ fn arithmetic(cursor: &mut Cursor) -> Option<char> {
     Some(op)
 }
 
-/// `operand [(+|-) operand]`, optionally in one pair of parentheses.
-fn parse_set_value(cursor: &mut Cursor) -> Parsed<RawSetValue> {
-    let left = if cursor.at_punct(Punct::LParen) {
+/// `operand [(+|-) operand]`, optionally parenthesised; also says whether the value was
+/// parenthesised as a whole.
+fn parse_set_value(cursor: &mut Cursor) -> Parsed<(RawSetValue, bool)> {
+    let parenthesised = cursor.at_punct(Punct::LParen);
+    let left = if parenthesised {
         cursor.descend()?;
         cursor.bump();
-        let inner = parse_operand(cursor)?;
-        if let Some(op) = arithmetic(cursor) {
-            cursor.bump();
-            let right = parse_operand(cursor)?;
-            cursor.expect(Punct::RParen)?;
-            cursor.ascend();
-            return Ok(RawSetValue::Arithmetic(inner, op, right));
-        }
+        let (inner, inner_parenthesised) = parse_set_value(cursor)?;
         cursor.expect(Punct::RParen)?;
         cursor.ascend();
-        inner
+        if inner_parenthesised {
+            cursor.note_redundant_parens();
+        }
+        match inner {
+            RawSetValue::Operand(operand) => operand,
+            arithmetic => return Ok((arithmetic, true)),
+        }
     } else {
-        parse_operand(cursor)?
+        parse_operand(cursor)?.0
     };
     match arithmetic(cursor) {
         Some(op) => {
             cursor.bump();
-            Ok(RawSetValue::Arithmetic(left, op, parse_operand(cursor)?))
+            let right = parse_operand(cursor)?.0;
+            Ok((RawSetValue::Arithmetic(left, op, right), false))
         }
-        None => Ok(RawSetValue::Operand(left)),
+        None => Ok((RawSetValue::Operand(left), parenthesised)),
     }
 }
 
-fn parse_operand(cursor: &mut Cursor) -> Parsed<RawOperand> {
+/// An operand, and whether it was parenthesised.
+fn parse_operand(cursor: &mut Cursor) -> Parsed<(RawOperand, bool)> {
     match cursor.peek() {
         Kind::Punct(Punct::LParen) => {
             cursor.descend()?;
             cursor.bump();
-            let inner = parse_operand(cursor)?;
+            let (inner, parenthesised) = parse_operand(cursor)?;
             cursor.expect(Punct::RParen)?;
             cursor.ascend();
-            Ok(inner)
+            if parenthesised {
+                cursor.note_redundant_parens();
+            }
+            Ok((inner, true))
         }
         Kind::Identifier if cursor.peek_second() == Kind::Punct(Punct::LParen) => {
             let name = cursor.bump().to_string();
             cursor.bump();
             cursor.count_operator();
             cursor.descend()?;
-            let mut args = vec![parse_operand(cursor)?];
+            let mut args = vec![parse_operand(cursor)?.0];
             while cursor.at_punct(Punct::Comma) {
                 cursor.bump();
-                args.push(parse_operand(cursor)?);
+                args.push(parse_operand(cursor)?.0);
             }
             cursor.expect(Punct::RParen)?;
             cursor.ascend();
-            Ok(RawOperand::Call(name, args))
+            Ok((RawOperand::Call(name, args), false))
         }
-        Kind::Identifier | Kind::Name => Ok(RawOperand::Path(cursor.path()?)),
-        Kind::Value => Ok(RawOperand::Value(cursor.bump().to_string())),
+        Kind::Identifier | Kind::Name => Ok((RawOperand::Path(cursor.path()?), false)),
+        Kind::Value => Ok((RawOperand::Value(cursor.bump().to_string()), false)),
         _ => cursor.error(),
+    }
+}
+
+fn section_order(keyword: Keyword) -> u8 {
+    match keyword {
+        Keyword::Set => 0,
+        Keyword::Remove => 1,
+        Keyword::Add => 2,
+        _ => 3,
     }
 }
 
@@ -245,7 +266,20 @@ impl Lower<'_, '_> {
     fn sections(&mut self, sections: &[Section]) -> Vec<UpdateAction> {
         let mut seen = Vec::new();
         let mut actions = Vec::new();
+        let mut undefined = Vec::new();
         for section in sections {
+            for raw in &section.actions {
+                let action_diagnostics = std::mem::take(&mut self.diagnostics);
+                actions.push(self.action(raw));
+                let found = std::mem::replace(&mut self.diagnostics, action_diagnostics);
+                for (rank, message) in found.into_entries() {
+                    match rank {
+                        RANK_UNDEFINED => undefined.push((section_order(section.keyword), message)),
+                        RANK_OPERANDS => self.diagnostics.report_last(rank, message),
+                        _ => self.diagnostics.report(rank, message),
+                    }
+                }
+            }
             if seen.contains(&section.keyword) {
                 let name = match section.keyword {
                     Keyword::Set => "SET",
@@ -254,14 +288,17 @@ impl Lower<'_, '_> {
                     _ => "DELETE",
                 };
                 self.diagnostics.report(
-                    RANK_SECTION,
+                    RANK_NAMING,
                     format!(
                         "The \"{name}\" section can only be used once in an update expression;"
                     ),
                 );
             }
             seen.push(section.keyword);
-            actions.extend(section.actions.iter().map(|a| self.action(a)));
+        }
+        undefined.sort_by_key(|(order, _)| *order);
+        for (_, message) in undefined {
+            self.diagnostics.report_last(RANK_UNDEFINED, message);
         }
         actions
     }
@@ -294,7 +331,7 @@ impl Lower<'_, '_> {
 
     fn operand_type(&mut self, operator: &str, value: &AttributeValue) {
         self.diagnostics.report(
-            RANK_OPERAND,
+            RANK_OPERANDS,
             format!(
                 "Incorrect operand type for operator or function; operator: {operator}, operand type: {}",
                 long_type_name(value)
@@ -309,7 +346,7 @@ impl Lower<'_, '_> {
     fn value(&mut self, placeholder: &str) -> AttributeValue {
         self.placeholders.value(placeholder).unwrap_or_else(|| {
             self.diagnostics
-                .report(RANK_UNDEFINED_VALUE, undefined_value(placeholder));
+                .report(RANK_UNDEFINED, undefined_value(placeholder));
             // A set, so that no operand-type error is reported for a value that does not exist.
             AttributeValue::Ss(Vec::new())
         })
@@ -317,9 +354,9 @@ impl Lower<'_, '_> {
 
     fn set_value(&mut self, raw: &RawSetValue) -> SetValue {
         match raw {
-            RawSetValue::Operand(o) => SetValue::Operand(self.operand(o)),
+            RawSetValue::Operand(o) => SetValue::Operand(self.operand(o, false)),
             RawSetValue::Arithmetic(a, op, b) => {
-                let (a, b) = (self.operand(a), self.operand(b));
+                let (a, b) = (self.operand(a, true), self.operand(b, true));
                 for operand in [&a, &b] {
                     self.check_immediate(&op.to_string(), operand, "N");
                 }
@@ -332,24 +369,33 @@ impl Lower<'_, '_> {
         }
     }
 
-    fn operand(&mut self, raw: &RawOperand) -> UpdateOperand {
+    /// Lowers an operand; `nested` when it is an argument of a function or of `+`/`-`.
+    fn operand(&mut self, raw: &RawOperand, nested: bool) -> UpdateOperand {
         match raw {
             RawOperand::Path(p) => UpdateOperand::Path(self.path(p)),
             RawOperand::Value(placeholder) => UpdateOperand::Value {
                 placeholder: placeholder.clone(),
                 value: self.placeholders.value(placeholder).unwrap_or_else(|| {
                     self.diagnostics
-                        .report(RANK_UNDEFINED_VALUE, undefined_value(placeholder));
+                        .report(RANK_UNDEFINED, undefined_value(placeholder));
                     AttributeValue::Null
                 }),
             },
-            RawOperand::Call(name, args) => self.call(name, args),
+            RawOperand::Call(name, args) => {
+                if nested && name == "list_append" {
+                    self.diagnostics.report(
+                        RANK_NAMING,
+                        "The function is not allowed to be used this way in an expression; function: list_append",
+                    );
+                }
+                self.call(name, args)
+            }
         }
     }
 
     fn call(&mut self, name: &str, args: &[RawOperand]) -> UpdateOperand {
         let dummy = UpdateOperand::Path(Path::attribute(""));
-        let mut operands: Vec<UpdateOperand> = args.iter().map(|a| self.operand(a)).collect();
+        let mut operands: Vec<UpdateOperand> = args.iter().map(|a| self.operand(a, true)).collect();
         match name {
             "if_not_exists" | "list_append" => {}
             "attribute_exists"
@@ -359,7 +405,7 @@ impl Lower<'_, '_> {
             | "contains"
             | "size" => {
                 self.diagnostics.report(
-                    RANK_UNKNOWN_FUNCTION,
+                    RANK_NAMING,
                     format!(
                         "The function is not allowed in an update expression; function: {name}"
                     ),
@@ -368,7 +414,7 @@ impl Lower<'_, '_> {
             }
             _ => {
                 self.diagnostics.report(
-                    RANK_UNKNOWN_FUNCTION,
+                    RANK_NAMING,
                     format!("Invalid function name; function: {name}"),
                 );
                 return dummy;
@@ -376,7 +422,7 @@ impl Lower<'_, '_> {
         }
         if operands.len() != 2 {
             self.diagnostics.report(
-                RANK_FUNCTION,
+                RANK_OPERANDS,
                 format!("Incorrect number of operands for operator or function; operator or function: {name}, number of operands: {}", operands.len()),
             );
             return dummy;
@@ -392,7 +438,7 @@ impl Lower<'_, '_> {
             UpdateOperand::Path(path) => UpdateOperand::IfNotExists(path, second),
             _ => {
                 self.diagnostics.report(
-                    RANK_FUNCTION,
+                    RANK_OPERANDS,
                     format!("Operator or function requires a document path; operator or function: {name}"),
                 );
                 dummy
@@ -406,7 +452,7 @@ impl Lower<'_, '_> {
             && value.type_name() != wanted
         {
             self.diagnostics.report(
-                RANK_FUNCTION,
+                RANK_OPERANDS,
                 format!("Incorrect operand type for operator or function; operator or function: {operator}, operand type: {}", value.type_name()),
             );
         }

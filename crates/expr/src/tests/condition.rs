@@ -354,3 +354,68 @@ fn evaluation_follows_dynamodb() {
     assert!(!holds("attribute_exists(n)", &env, None));
     assert!(holds("attribute_not_exists(n)", &env, None));
 }
+
+#[test]
+fn error_ranking_matches_dynamodb() {
+    let env = Env::new()
+        .value(":n", n("1"))
+        .value(":b", AttributeValue::Bool(true));
+    let cases = [
+        // Parentheses first; then functions and reserved words in text order; then operand errors
+        // (undefined placeholders, counts, distinct operands, types) in text order.
+        (
+            "foo(c) AND ((a = b))",
+            "The expression has redundant parentheses;",
+        ),
+        (
+            "name = b AND foo(a)",
+            "Attribute name is a reserved keyword; reserved keyword: name",
+        ),
+        (
+            "foo(a) AND name = b",
+            "Invalid function name; function: foo",
+        ),
+        (
+            "size(b) AND foo(a)",
+            "The function is not allowed to be used this way in an expression; function: size",
+        ),
+        (
+            "a = :zz AND size(a)",
+            "The function is not allowed to be used this way in an expression; function: size",
+        ),
+        (
+            "contains(a) AND a = :zz",
+            "Incorrect number of operands for operator or function; operator or function: contains, number of operands: 1",
+        ),
+        (
+            "a = :zz AND contains(a)",
+            "An expression attribute value used in expression is not defined; attribute value: :zz",
+        ),
+        (
+            "begins_with(a, :n) AND a = a",
+            "Incorrect operand type for operator or function; operator or function: begins_with, operand type: N",
+        ),
+        (
+            "a < :b AND a = :zz",
+            "Incorrect operand type for operator or function; operator or function: <, operand type: BOOL",
+        ),
+        (
+            "a = #zz AND b = :zz",
+            "An expression attribute name used in the document path is not defined; attribute name: #zz",
+        ),
+    ];
+    for (text, message) in cases {
+        assert_eq!(
+            error(text, &env),
+            format!("Invalid ConditionExpression: {message}"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn list_indexes_have_no_leading_zeros() {
+    syntax("a[01] = b", "1", "01]");
+    syntax("a[0010] = b", "0", "0010");
+    assert!(parse("a[0] = b AND a[10] = c", &Env::new()).is_ok());
+}

@@ -338,3 +338,107 @@ fn updated_paths_feed_return_values() {
     assert_eq!(updated_old["str"], s("s"));
     assert!(!updated_old.contains_key("a"));
 }
+
+#[test]
+fn error_ranking_matches_dynamodb() {
+    let env = values().value(":b", AttributeValue::Bool(true));
+    let cases = [
+        // Reserved words, unknown functions and repeated sections: first in the text.
+        (
+            "SET a = foo(b) REMOVE name",
+            "Invalid function name; function: foo",
+        ),
+        (
+            "REMOVE name SET a = foo(b)",
+            "Attribute name is a reserved keyword; reserved keyword: name",
+        ),
+        (
+            "SET a = b SET c = d REMOVE name",
+            "The \"SET\" section can only be used once in an update expression;",
+        ),
+        (
+            "SET a = b SET c = foo(d)",
+            "Invalid function name; function: foo",
+        ),
+        // Overlapping paths outrank undefined placeholders.
+        (
+            "SET a = b, a = :zz",
+            "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]",
+        ),
+        // Undefined placeholders: first within an action, last across actions, REMOVE after SET.
+        (
+            "SET a = :zz, b = #zz",
+            "An expression attribute name used in the document path is not defined; attribute name: #zz",
+        ),
+        (
+            "SET a = #zz, b = :zz",
+            "An expression attribute value used in expression is not defined; attribute value: :zz",
+        ),
+        (
+            "SET #zz = :zz",
+            "An expression attribute name used in the document path is not defined; attribute name: #zz",
+        ),
+        (
+            "REMOVE #zz SET a = :zz",
+            "An expression attribute name used in the document path is not defined; attribute name: #zz",
+        ),
+        (
+            "SET a = list_append(:zz, #zz)",
+            "An expression attribute value used in expression is not defined; attribute value: :zz",
+        ),
+        // Operand types: first within an action, last across actions.
+        (
+            "SET a = :v + :n, b = list_append(:v)",
+            "Incorrect number of operands for operator or function; operator or function: list_append, number of operands: 1",
+        ),
+        (
+            "SET b = list_append(:v), a = :v + :n",
+            "Incorrect operand type for operator or function; operator or function: +, operand type: S",
+        ),
+        (
+            "DELETE b :n ADD a :v",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: STRING",
+        ),
+        (
+            "SET a = :v - :b",
+            "Incorrect operand type for operator or function; operator or function: -, operand type: S",
+        ),
+        // Redundant parentheses and misplaced list_append.
+        ("SET a = ((b))", "The expression has redundant parentheses;"),
+        (
+            "SET b = ((a)) + c",
+            "The expression has redundant parentheses;",
+        ),
+        (
+            "SET b = ((a + c))",
+            "The expression has redundant parentheses;",
+        ),
+        (
+            "SET a = list_append(((b)), c)",
+            "The expression has redundant parentheses;",
+        ),
+        (
+            "SET b = :n + list_append(a, c)",
+            "The function is not allowed to be used this way in an expression; function: list_append",
+        ),
+        (
+            "SET a = if_not_exists(c, list_append(a, b))",
+            "The function is not allowed to be used this way in an expression; function: list_append",
+        ),
+    ];
+    for (text, message) in cases {
+        assert_eq!(
+            parse(text, &env).expect_err(text),
+            format!("Invalid UpdateExpression: {message}"),
+            "{text}"
+        );
+    }
+    for text in [
+        "SET a = (b)",
+        "SET a = (b) + (c)",
+        "SET a = list_append(if_not_exists(a, b), c)",
+        "SET a = if_not_exists(c, if_not_exists(a, b))",
+    ] {
+        assert!(parse(text, &env).is_ok(), "{text}");
+    }
+}
