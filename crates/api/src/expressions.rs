@@ -4,9 +4,13 @@
 
 use std::collections::HashMap;
 
-use haven_expr::{Condition, ConditionKind, ExprError, Path, Placeholders, UpdateExpression};
+use haven_expr::{
+    AttributeAction, AttributeUpdate, AttributeUpdates, ComparisonOperator, Condition,
+    ConditionKind, ConditionalOperator, ExpectedAttribute, ExprError, Path, Placeholders,
+    UpdateExpression, UpdatedPaths, attributes_to_get, translate_conditions,
+};
 use haven_model::{AttributeValue, Item};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::error::DynamoError;
 use crate::wire::parse_item;
@@ -39,7 +43,7 @@ pub(crate) struct Expressions {
 
 /// Parses a request's expressions with its ExpressionAttributeNames/Values, checking that the maps
 /// are only given with expressions and that every placeholder they define is used.
-pub(crate) fn parse_expressions(
+fn parse_expressions(
     texts: ExpressionTexts,
     names: Option<&HashMap<String, String>>,
     values: Option<&Value>,
@@ -126,4 +130,187 @@ pub(crate) fn check_condition(
         message: "The conditional request failed".into(),
         item: current.filter(|_| return_item).cloned(),
     })
+}
+
+/// The legacy (pre-expression) parameters of a request, as sent.
+#[derive(Default)]
+pub(crate) struct LegacyParams<'r> {
+    pub expected: Option<&'r Map<String, Value>>,
+    pub attribute_updates: Option<&'r Map<String, Value>>,
+    pub attributes_to_get: Option<&'r [String]>,
+    pub key_conditions: Option<&'r Map<String, Value>>,
+    pub query_filter: Option<&'r Map<String, Value>>,
+    pub scan_filter: Option<&'r Map<String, Value>>,
+    pub conditional_operator: Option<&'r str>,
+}
+
+/// An update in either form.
+pub(crate) enum Update {
+    Expression(UpdateExpression),
+    Legacy(AttributeUpdates),
+}
+
+impl Update {
+    pub fn check_key_attributes(&self, key_names: &[&str]) -> Result<(), DynamoError> {
+        match self {
+            Update::Expression(update) => Ok(update.check_key_attributes(key_names)?),
+            Update::Legacy(_) => Ok(()),
+        }
+    }
+
+    pub fn apply(&self, item: &mut Item, key_names: &[&str]) -> Result<UpdatedPaths, DynamoError> {
+        Ok(match self {
+            Update::Expression(update) => update.apply(item, key_names)?,
+            Update::Legacy(updates) => updates.apply(item, key_names)?,
+        })
+    }
+}
+
+/// Every expression or legacy parameter of a request, parsed into the one AST.
+#[derive(Default)]
+pub(crate) struct RequestConditions {
+    pub condition: Option<Condition>,
+    pub update: Option<Update>,
+    pub projection: Option<Vec<Path>>,
+    pub key_condition: Option<Condition>,
+    pub filter: Option<Condition>,
+}
+
+/// Parses a request's expressions or legacy parameters (never both: DynamoDB refuses the mix).
+pub(crate) fn parse_request_conditions(
+    texts: ExpressionTexts,
+    legacy: LegacyParams,
+    names: Option<&HashMap<String, String>>,
+    values: Option<&Value>,
+) -> Result<RequestConditions, DynamoError> {
+    check_no_mix(&texts, &legacy)?;
+    let expressions = parse_expressions(texts, names, values)?;
+    let operator = conditional_operator(legacy.conditional_operator)?;
+    let legacy_condition =
+        |map: Option<&Map<String, Value>>| -> Result<Option<Condition>, DynamoError> {
+            match map {
+                Some(map) => Ok(translate_conditions(&expected_entries(map)?, operator)?),
+                None => Ok(None),
+            }
+        };
+    let update = match (expressions.update, legacy.attribute_updates) {
+        (Some(update), _) => Some(Update::Expression(update)),
+        (None, Some(map)) => Some(Update::Legacy(AttributeUpdates::new(
+            &attribute_update_entries(map)?,
+        )?)),
+        (None, None) => None,
+    };
+    Ok(RequestConditions {
+        condition: expressions.condition.or(legacy_condition(legacy.expected)?),
+        update,
+        projection: expressions
+            .projection
+            .or_else(|| legacy.attributes_to_get.map(attributes_to_get)),
+        key_condition: expressions
+            .key_condition
+            .or(legacy_condition(legacy.key_conditions)?),
+        filter: expressions.filter.or(legacy_condition(
+            legacy.query_filter.or(legacy.scan_filter),
+        )?),
+    })
+}
+
+/// DynamoDB's refusal of requests that mix expressions with legacy parameters.
+fn check_no_mix(texts: &ExpressionTexts, legacy: &LegacyParams) -> Result<(), DynamoError> {
+    let legacy_names: Vec<&str> = [
+        ("AttributesToGet", legacy.attributes_to_get.is_some()),
+        ("QueryFilter", legacy.query_filter.is_some()),
+        ("ScanFilter", legacy.scan_filter.is_some()),
+        ("ConditionalOperator", legacy.conditional_operator.is_some()),
+        ("AttributeUpdates", legacy.attribute_updates.is_some()),
+        ("KeyConditions", legacy.key_conditions.is_some()),
+        ("Expected", legacy.expected.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, present)| present.then_some(name))
+    .collect();
+    let expression_names: Vec<&str> = [
+        ("ProjectionExpression", texts.projection.is_some()),
+        ("FilterExpression", texts.filter.is_some()),
+        ("UpdateExpression", texts.update.is_some()),
+        ("KeyConditionExpression", texts.key_condition.is_some()),
+        ("ConditionExpression", texts.condition.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, present)| present.then_some(name))
+    .collect();
+    if legacy_names.is_empty() || expression_names.is_empty() {
+        return Ok(());
+    }
+    Err(DynamoError::validation(format!(
+        "Can not use both expression and non-expression parameters in the same request: Non-expression parameters: {{{}}} Expression parameters: {{{}}}",
+        legacy_names.join(", "),
+        expression_names.join(", ")
+    )))
+}
+
+fn conditional_operator(value: Option<&str>) -> Result<ConditionalOperator, DynamoError> {
+    match value {
+        None | Some("AND") => Ok(ConditionalOperator::And),
+        Some("OR") => Ok(ConditionalOperator::Or),
+        Some(other) => Err(DynamoError::validation(format!(
+            "1 validation error detected: Value '{other}' at 'conditionalOperator' failed to satisfy constraint: Member must satisfy enum value set: [AND, OR]"
+        ))),
+    }
+}
+
+fn expected_entries(
+    map: &Map<String, Value>,
+) -> Result<Vec<(String, ExpectedAttribute)>, DynamoError> {
+    map.iter()
+        .map(|(name, entry)| {
+            let field = |member: &str| entry.get(member).filter(|v| !v.is_null());
+            let comparison_operator = match field("ComparisonOperator").and_then(Value::as_str) {
+                None => None,
+                Some(op) => Some(ComparisonOperator::from_name(op).ok_or_else(|| {
+                    DynamoError::validation(format!(
+                        "1 validation error detected: Value '{op}' at 'expected.{name}.member.comparisonOperator' failed to satisfy constraint: Member must satisfy enum value set: [IN, NULL, BETWEEN, LT, NOT_CONTAINS, EQ, GT, NOT_NULL, NE, LE, BEGINS_WITH, GE, CONTAINS]"
+                    ))
+                })?),
+            };
+            let attribute_value_list = field("AttributeValueList")
+                .map(|list| {
+                    list.as_array()
+                        .ok_or_else(|| DynamoError::Serialization("Unexpected value type in payload".into()))?
+                        .iter()
+                        .map(crate::wire::parse_value)
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?;
+            let entry = ExpectedAttribute {
+                value: field("Value").map(crate::wire::parse_value).transpose()?,
+                exists: field("Exists").and_then(Value::as_bool),
+                comparison_operator,
+                attribute_value_list,
+            };
+            Ok((name.clone(), entry))
+        })
+        .collect()
+}
+
+fn attribute_update_entries(
+    map: &Map<String, Value>,
+) -> Result<Vec<(String, AttributeUpdate)>, DynamoError> {
+    map.iter()
+        .map(|(name, entry)| {
+            let action = match entry.get("Action").and_then(Value::as_str) {
+                None => None,
+                Some("PUT") => Some(AttributeAction::Put),
+                Some("ADD") => Some(AttributeAction::Add),
+                Some("DELETE") => Some(AttributeAction::Delete),
+                Some(other) => {
+                    return Err(DynamoError::validation(format!(
+                        "1 validation error detected: Value '{other}' at 'attributeUpdates.{name}.member.action' failed to satisfy constraint: Member must satisfy enum value set: [ADD, PUT, DELETE]"
+                    )));
+                }
+            };
+            let value = entry.get("Value").filter(|v| !v.is_null()).map(crate::wire::parse_value).transpose()?;
+            Ok((name.clone(), AttributeUpdate { action, value }))
+        })
+        .collect()
 }

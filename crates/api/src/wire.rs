@@ -29,8 +29,7 @@ pub fn parse_item(value: &Value) -> Result<Item, DynamoError> {
     parse_map(value, 0)
 }
 
-#[cfg(test)]
-fn parse_value(value: &Value) -> Result<AttributeValue, DynamoError> {
+pub fn parse_value(value: &Value) -> Result<AttributeValue, DynamoError> {
     parse_value_at(value, 0)
 }
 

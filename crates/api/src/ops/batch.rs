@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use crate::Service;
 use crate::catalog::TableMeta;
 use crate::error::{DynamoError, Violations};
-use crate::expressions::{ExpressionTexts, parse_expressions};
+use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::items::{
     CapacityReport, check_item_size, read_item, read_units, validate_item, validate_key,
 };
@@ -61,6 +61,7 @@ pub(crate) struct KeysAndAttributes {
     consistent_read: Option<bool>,
     projection_expression: Option<String>,
     expression_attribute_names: Option<HashMap<String, String>>,
+    attributes_to_get: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -112,8 +113,16 @@ pub(crate) fn batch_get_item(
             projection: request.projection_expression.as_deref(),
             ..ExpressionTexts::default()
         };
-        let expressions =
-            parse_expressions(texts, request.expression_attribute_names.as_ref(), None)?;
+        let legacy = LegacyParams {
+            attributes_to_get: request.attributes_to_get.as_deref(),
+            ..LegacyParams::default()
+        };
+        let expressions = parse_request_conditions(
+            texts,
+            legacy,
+            request.expression_attribute_names.as_ref(),
+            None,
+        )?;
         let meta = table_for_batch(service, table_name)?;
         let keys: Vec<Item> = request
             .keys

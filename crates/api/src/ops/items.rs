@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 use crate::Service;
 use crate::error::{DynamoError, Violations};
 use crate::expressions::{
-    ExpressionTexts, check_condition, parse_expressions, return_item_on_failure,
+    ExpressionTexts, LegacyParams, check_condition, parse_request_conditions,
+    return_item_on_failure,
 };
 use crate::items::{
     CapacityReport, WriteOutcome, check_item_size, check_table_name, read_item, read_units, table,
@@ -66,6 +67,8 @@ pub(crate) struct PutItemInput {
     return_values: Option<String>,
     return_consumed_capacity: Option<String>,
     return_item_collection_metrics: Option<String>,
+    expected: Option<Map<String, Value>>,
+    conditional_operator: Option<String>,
     condition_expression: Option<String>,
     expression_attribute_names: Option<HashMap<String, String>>,
     expression_attribute_values: Option<Value>,
@@ -96,8 +99,14 @@ pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<V
         condition: input.condition_expression.as_deref(),
         ..ExpressionTexts::default()
     };
-    let expressions = parse_expressions(
+    let legacy = LegacyParams {
+        expected: input.expected.as_ref(),
+        conditional_operator: input.conditional_operator.as_deref(),
+        ..LegacyParams::default()
+    };
+    let expressions = parse_request_conditions(
         texts,
+        legacy,
         input.expression_attribute_names.as_ref(),
         input.expression_attribute_values.as_ref(),
     )?;
@@ -127,6 +136,7 @@ pub(crate) struct GetItemInput {
     return_consumed_capacity: Option<String>,
     projection_expression: Option<String>,
     expression_attribute_names: Option<HashMap<String, String>>,
+    attributes_to_get: Option<Vec<String>>,
 }
 
 pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Value, DynamoError> {
@@ -144,7 +154,16 @@ pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Value, 
         projection: input.projection_expression.as_deref(),
         ..ExpressionTexts::default()
     };
-    let expressions = parse_expressions(texts, input.expression_attribute_names.as_ref(), None)?;
+    let legacy = LegacyParams {
+        attributes_to_get: input.attributes_to_get.as_deref(),
+        ..LegacyParams::default()
+    };
+    let expressions = parse_request_conditions(
+        texts,
+        legacy,
+        input.expression_attribute_names.as_ref(),
+        None,
+    )?;
 
     let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
     validate_key(&meta, &key)?;
@@ -178,6 +197,8 @@ pub(crate) struct DeleteItemInput {
     return_values: Option<String>,
     return_consumed_capacity: Option<String>,
     return_item_collection_metrics: Option<String>,
+    expected: Option<Map<String, Value>>,
+    conditional_operator: Option<String>,
     condition_expression: Option<String>,
     expression_attribute_names: Option<HashMap<String, String>>,
     expression_attribute_values: Option<Value>,
@@ -211,8 +232,14 @@ pub(crate) async fn delete_item(
         condition: input.condition_expression.as_deref(),
         ..ExpressionTexts::default()
     };
-    let expressions = parse_expressions(
+    let legacy = LegacyParams {
+        expected: input.expected.as_ref(),
+        conditional_operator: input.conditional_operator.as_deref(),
+        ..LegacyParams::default()
+    };
+    let expressions = parse_request_conditions(
         texts,
+        legacy,
         input.expression_attribute_names.as_ref(),
         input.expression_attribute_values.as_ref(),
     )?;

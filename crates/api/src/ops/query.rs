@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::Service;
 use crate::catalog::TableMeta;
 use crate::error::{DynamoError, Violations};
-use crate::expressions::{ExpressionTexts, parse_expressions};
+use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::items::{CapacityReport, check_table_name, table};
 use crate::pages::{
     PageRequest, check_limit, check_select, page_capacity, prefix_successor, read_page,
@@ -36,6 +36,10 @@ pub(crate) struct QueryInput {
     projection_expression: Option<String>,
     filter_expression: Option<String>,
     key_condition_expression: Option<String>,
+    attributes_to_get: Option<Vec<String>>,
+    key_conditions: Option<serde_json::Map<String, Value>>,
+    query_filter: Option<serde_json::Map<String, Value>>,
+    conditional_operator: Option<String>,
     expression_attribute_names: Option<HashMap<String, String>>,
     expression_attribute_values: Option<Value>,
 }
@@ -54,8 +58,16 @@ pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, Dynam
         projection: input.projection_expression.as_deref(),
         ..ExpressionTexts::default()
     };
-    let expressions = parse_expressions(
+    let legacy = LegacyParams {
+        attributes_to_get: input.attributes_to_get.as_deref(),
+        key_conditions: input.key_conditions.as_ref(),
+        query_filter: input.query_filter.as_ref(),
+        conditional_operator: input.conditional_operator.as_deref(),
+        ..LegacyParams::default()
+    };
+    let expressions = parse_request_conditions(
         texts,
+        legacy,
         input.expression_attribute_names.as_ref(),
         input.expression_attribute_values.as_ref(),
     )?;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::Service;
 use crate::catalog::TableMeta;
 use crate::error::{DynamoError, Violations};
-use crate::expressions::{ExpressionTexts, parse_expressions};
+use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::items::{CapacityReport, check_table_name, table, validate_key};
 use crate::pages::{
     PageRequest, check_limit, check_select, page_capacity, read_page, render_page, resolve_select,
@@ -35,6 +35,9 @@ pub(crate) struct ScanInput {
     total_segments: Option<i64>,
     projection_expression: Option<String>,
     filter_expression: Option<String>,
+    attributes_to_get: Option<Vec<String>>,
+    scan_filter: Option<serde_json::Map<String, Value>>,
+    conditional_operator: Option<String>,
     expression_attribute_names: Option<HashMap<String, String>>,
     expression_attribute_values: Option<Value>,
 }
@@ -128,8 +131,15 @@ pub(crate) fn scan(service: &Service, input: ScanInput) -> Result<Value, DynamoE
         projection: input.projection_expression.as_deref(),
         ..ExpressionTexts::default()
     };
-    let expressions = parse_expressions(
+    let legacy = LegacyParams {
+        attributes_to_get: input.attributes_to_get.as_deref(),
+        scan_filter: input.scan_filter.as_ref(),
+        conditional_operator: input.conditional_operator.as_deref(),
+        ..LegacyParams::default()
+    };
+    let expressions = parse_request_conditions(
         texts,
+        legacy,
         input.expression_attribute_names.as_ref(),
         input.expression_attribute_values.as_ref(),
     )?;

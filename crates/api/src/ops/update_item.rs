@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use crate::Service;
 use crate::error::{DynamoError, Violations};
 use crate::expressions::{
-    ExpressionTexts, check_condition, parse_expressions, return_item_on_failure,
+    ExpressionTexts, LegacyParams, check_condition, parse_request_conditions,
+    return_item_on_failure,
 };
 use crate::items::{
     CapacityReport, check_item_size, check_table_name, table, validate_key, write_item, write_units,
@@ -29,6 +30,9 @@ pub(crate) struct UpdateItemInput {
     return_consumed_capacity: Option<String>,
     return_item_collection_metrics: Option<String>,
     update_expression: Option<String>,
+    expected: Option<Map<String, Value>>,
+    conditional_operator: Option<String>,
+    attribute_updates: Option<Map<String, Value>>,
     condition_expression: Option<String>,
     expression_attribute_names: Option<HashMap<String, String>>,
     expression_attribute_values: Option<Value>,
@@ -102,8 +106,15 @@ pub(crate) async fn update_item(
         update: input.update_expression.as_deref(),
         ..ExpressionTexts::default()
     };
-    let expressions = parse_expressions(
+    let legacy = LegacyParams {
+        expected: input.expected.as_ref(),
+        conditional_operator: input.conditional_operator.as_deref(),
+        attribute_updates: input.attribute_updates.as_ref(),
+        ..LegacyParams::default()
+    };
+    let expressions = parse_request_conditions(
         texts,
+        legacy,
         input.expression_attribute_names.as_ref(),
         input.expression_attribute_values.as_ref(),
     )?;
@@ -122,7 +133,10 @@ pub(crate) async fn update_item(
         if let Some(update) = &expressions.update {
             updated = update.apply(&mut item, &key_names)?;
         }
-        check_item_size(&item)?;
+        // UpdateItem words the limit its own way (as DynamoDB and DynamoDB Local do).
+        check_item_size(&item).map_err(|_| {
+            DynamoError::validation("Item size to update has exceeded the maximum allowed size")
+        })?;
         Ok(Some(item))
     })
     .await?;
