@@ -77,12 +77,14 @@ pub(crate) async fn update_table(
 fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
     let mut violations = Violations::new();
     violations.name("tableName", input.table_name.as_deref());
-    if let Some(mode) = &input.billing_mode {
-        if mode != PROVISIONED && mode != PAY_PER_REQUEST {
-            violations.push(format!(
-                "Value '{mode}' at 'billingMode' failed to satisfy constraint: Member must satisfy enum value set: [PROVISIONED, PAY_PER_REQUEST]"
-            ));
-        }
+    if let Some(mode) = input
+        .billing_mode
+        .as_ref()
+        .filter(|mode| *mode != PROVISIONED && *mode != PAY_PER_REQUEST)
+    {
+        violations.push(format!(
+            "Value '{mode}' at 'billingMode' failed to satisfy constraint: Member must satisfy enum value set: [PROVISIONED, PAY_PER_REQUEST]"
+        ));
     }
     if let Some(throughput) = &input.provisioned_throughput {
         check_throughput(&mut violations, "provisionedThroughput", throughput);
