@@ -3,7 +3,7 @@
 //! index down, so indexes keep naming the original elements), then ADD, then DELETE. The item is only
 //! changed when the whole update succeeds.
 
-use haven_model::{AttributeValue, Item};
+use haven_model::{AttributeValue, Item, NumberError};
 
 use crate::ast::{SetValue, UpdateAction, UpdateOperand};
 use crate::update::UpdateExpression;
@@ -115,9 +115,17 @@ fn arithmetic(
     } else {
         a.checked_add(b)
     };
-    result
-        .map(AttributeValue::N)
-        .map_err(|e| ExprError(e.to_string()))
+    result.map(AttributeValue::N).map_err(arithmetic_error)
+}
+
+/// Arithmetic results beyond 38 digits have their own message; range errors keep the Number's.
+pub(crate) fn arithmetic_error(error: NumberError) -> ExprError {
+    match error {
+        NumberError::TooManyDigits => {
+            ExprError::new("DynamoDB only supports precision up to 38 digits")
+        }
+        other => ExprError(other.to_string()),
+    }
 }
 
 fn evaluate(operand: &UpdateOperand, item: &Item) -> Result<AttributeValue, ExprError> {
@@ -224,7 +232,7 @@ fn add(item: &mut Item, path: &Path, value: &AttributeValue) -> Result<Path, Exp
     let combined = match (existing, value) {
         (None, v) => v.clone(),
         (Some(AttributeValue::N(a)), AttributeValue::N(b)) => {
-            AttributeValue::N(a.checked_add(*b).map_err(|e| ExprError(e.to_string()))?)
+            AttributeValue::N(a.checked_add(*b).map_err(arithmetic_error)?)
         }
         (Some(a), b) => set_union(&a, b).ok_or(ExprError::new(WRONG_TYPE))?,
     };

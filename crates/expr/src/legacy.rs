@@ -362,7 +362,7 @@ fn add(
     Ok(match (existing, value) {
         (None, v) => v.clone(),
         (Some(AttributeValue::N(a)), AttributeValue::N(b)) => {
-            AttributeValue::N(a.checked_add(*b).map_err(|e| ExprError(e.to_string()))?)
+            AttributeValue::N(a.checked_add(*b).map_err(apply::arithmetic_error)?)
         }
         (Some(AttributeValue::L(a)), AttributeValue::L(b)) => {
             AttributeValue::L(a.iter().chain(b).cloned().collect())

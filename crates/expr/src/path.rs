@@ -100,23 +100,34 @@ pub(crate) fn clash(a: &Path, b: &Path) -> Option<Clash> {
     Some(Clash::Overlap)
 }
 
+/// The message for `later` clashing with `earlier`, if it does. Paths holding an undefined
+/// placeholder (resolved to an empty name) clash with nothing: their own error is reported.
+pub(crate) fn clash_message(earlier: &Path, later: &Path) -> Option<String> {
+    let undefined = |p: &Path| {
+        p.0.iter()
+            .any(|e| matches!(e, PathElement::Name(n) if n.is_empty()))
+    };
+    if undefined(earlier) || undefined(later) {
+        return None;
+    }
+    let kind = match clash(earlier, later)? {
+        Clash::Overlap => "overlap",
+        Clash::Conflict => "conflict",
+    };
+    Some(format!(
+        "Two document paths {kind} with each other; must remove or rewrite one of these paths; path one: {}, path two: {}",
+        earlier.message_form(),
+        later.message_form()
+    ))
+}
+
 /// Checks every pair of paths in order, as DynamoDB does, returning the message for the first clash.
 pub(crate) fn first_clash(paths: &[Path]) -> Option<String> {
-    for (j, later) in paths.iter().enumerate() {
-        for earlier in &paths[..j] {
-            let kind = match clash(earlier, later) {
-                Some(Clash::Overlap) => "overlap",
-                Some(Clash::Conflict) => "conflict",
-                None => continue,
-            };
-            return Some(format!(
-                "Two document paths {kind} with each other; must remove or rewrite one of these paths; path one: {}, path two: {}",
-                earlier.message_form(),
-                later.message_form()
-            ));
-        }
-    }
-    None
+    paths.iter().enumerate().find_map(|(j, later)| {
+        paths[..j]
+            .iter()
+            .find_map(|earlier| clash_message(earlier, later))
+    })
 }
 
 #[cfg(test)]

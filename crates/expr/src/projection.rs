@@ -14,11 +14,14 @@ use crate::{ExprError, Path, PathElement, Placeholders};
 
 const PREFIX: &str = "Invalid ProjectionExpression";
 
+// Error ranks: reserved words (first one wins), then undefined names and overlapping paths, where
+// the last one found, path by path, wins (DynamoDB's order).
+const RANK_RESERVED: u8 = 1;
+const RANK_PATHS: u8 = 2;
 const PATH_RANKS: PathRanks = PathRanks {
-    reserved: 1,
-    undefined_name: 2,
+    reserved: RANK_RESERVED,
+    undefined_name: RANK_PATHS,
 };
-const RANK_PATHS: u8 = 3;
 
 /// Parses a comma-separated list of document paths.
 pub fn parse_projection(
@@ -32,12 +35,24 @@ pub fn parse_projection(
         Err(fail) => return Err(fail_to_error(fail, &cursor, PREFIX)),
     };
     let mut diagnostics = Diagnostics::default();
-    let paths: Vec<Path> = raw
-        .iter()
-        .map(|p| resolve_path(p, placeholders, &mut diagnostics, &PATH_RANKS))
-        .collect();
-    if let Some(message) = crate::path::first_clash(&paths) {
-        diagnostics.report(RANK_PATHS, message);
+    let mut paths: Vec<Path> = Vec::with_capacity(raw.len());
+    for raw_path in &raw {
+        let mut found = Diagnostics::default();
+        let path = resolve_path(raw_path, placeholders, &mut found, &PATH_RANKS);
+        for (rank, message) in found.into_entries() {
+            if rank == RANK_PATHS {
+                diagnostics.report_last(rank, message);
+            } else {
+                diagnostics.report(rank, message);
+            }
+        }
+        if let Some(message) = paths
+            .iter()
+            .find_map(|earlier| crate::path::clash_message(earlier, &path))
+        {
+            diagnostics.report_last(RANK_PATHS, message);
+        }
+        paths.push(path);
     }
     diagnostics.into_result(PREFIX)?;
     Ok(paths)

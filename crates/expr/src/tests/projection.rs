@@ -43,6 +43,30 @@ fn projection_errors() {
 }
 
 #[test]
+fn error_ranking_matches_dynamodb() {
+    let env = Env::new();
+    let overlap = "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]";
+    let undefined = "An expression attribute name used in the document path is not defined; attribute name: #zz";
+    let cases = [
+        (
+            "#zz, name",
+            "Attribute name is a reserved keyword; reserved keyword: name",
+        ),
+        ("a, a, #zz", undefined),
+        ("#zz, a, a", overlap),
+        ("#yy, #zz", undefined),
+        ("#zz.#yy", undefined),
+    ];
+    for (text, message) in cases {
+        assert_eq!(
+            parse(text, &env).expect_err(text),
+            format!("Invalid ProjectionExpression: {message}"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
 fn nested_paths_keep_their_shape() {
     let it = item(vec![
         (

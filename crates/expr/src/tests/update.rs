@@ -314,13 +314,20 @@ fn add_and_delete() {
 }
 
 #[test]
-fn arithmetic_limits_use_number_errors() {
-    let env = Env::new().value(":big", n("9E+125"));
+fn arithmetic_limits() {
+    let env = Env::new()
+        .value(":big", n("9E+125"))
+        .value(":wide", n("99999999999999999999999999999999999999"))
+        .value(":half", n("0.5"));
     let err = apply("SET n = :big + :big", &env, &sample()).unwrap_err();
     assert_eq!(
         err,
         "Number overflow. Attempting to store a number with magnitude larger than supported range"
     );
+    let err = apply("SET n = :wide + :half", &env, &sample()).unwrap_err();
+    assert_eq!(err, "DynamoDB only supports precision up to 38 digits");
+    let err = apply("SET n = :wide ADD w :half", &env, &sample());
+    assert!(err.is_ok());
 }
 
 #[test]
