@@ -214,6 +214,7 @@ pub(crate) async fn create_table(
         .unwrap_or_else(|| "PROVISIONED".into());
     check_billing(&billing_mode, input.provisioned_throughput.as_ref())?;
     let (definitions, key_schema) = check_key_schema(&input)?;
+    let tags = super::tags::check_tags(input.tags.as_deref().unwrap_or_default())?;
 
     let name = input.table_name.clone().unwrap_or_default();
     let created = now();
@@ -239,12 +240,7 @@ pub(crate) async fn create_table(
         pay_per_request_since: (billing_mode == "PAY_PER_REQUEST").then_some(created),
         billing_mode,
         throughput,
-        tags: input
-            .tags
-            .unwrap_or_default()
-            .into_iter()
-            .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
-            .collect(),
+        tags,
         time_to_live: None,
         deletion_protection: input.deletion_protection_enabled.unwrap_or(false),
         table_class: input.table_class,
