@@ -65,13 +65,20 @@ impl AttributeValue {
     }
 }
 
-/// Bytes a Number occupies: one byte per two significant digits plus one or two, as DynamoDB counts.
+/// Bytes a Number occupies, as DynamoDB counts them: its digits are stored in base-100 pairs aligned
+/// on even powers of ten, plus one byte of exponent, plus one for a negative sign.
 fn number_size(n: &Number) -> usize {
     if n.is_zero() {
         return 1;
     }
-    let odd_exponent = n.scientific_exponent() % 2 != 0;
-    (n.digit_count() as usize).div_ceil(2) + if odd_exponent { 1 } else { 2 }
+    let digits = n.digit_count() as usize;
+    let even_exponent = n.scientific_exponent() % 2 == 0;
+    let pairs = if even_exponent {
+        1 + (digits - 1).div_ceil(2)
+    } else {
+        digits.div_ceil(2)
+    };
+    pairs + 1 + n.is_negative() as usize
 }
 
 /// Size of a value without its attribute name.
@@ -114,12 +121,32 @@ mod tests {
             "n".into(),
             AttributeValue::N(Number::parse("12345").unwrap()),
         );
-        assert_eq!(item_size(&item), 5 + 1 + 3 + 2);
+        assert_eq!(item_size(&item), 5 + 1 + 4);
         item.insert(
             "m".into(),
             AttributeValue::M(BTreeMap::from([("k".into(), AttributeValue::Null)])),
         );
-        assert_eq!(item_size(&item), 11 + 1 + 3 + 1 + 1 + 1);
+        assert_eq!(item_size(&item), 10 + 1 + 3 + 1 + 1 + 1);
+    }
+
+    #[test]
+    fn number_sizes_match_dynamodb() {
+        // Sizes measured on DynamoDB Local (TableSizeBytes of one-attribute items).
+        for (text, size) in [
+            ("1", 2),
+            ("-1", 3),
+            ("1.5", 3),
+            ("-1.5", 4),
+            ("123", 3),
+            ("123456789", 6),
+            ("1000", 2),
+        ] {
+            assert_eq!(
+                attribute_size(&AttributeValue::N(Number::parse(text).unwrap())),
+                size,
+                "{text}"
+            );
+        }
     }
 
     #[test]
