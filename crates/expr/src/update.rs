@@ -333,7 +333,7 @@ impl Lower<'_, '_> {
         self.diagnostics.report(
             RANK_OPERANDS,
             format!(
-                "Incorrect operand type for operator or function; operator: {operator}, operand type: {}",
+                "Incorrect operand type for operator or function; operator: {operator}, operand type: {}, typeSet: ALLOWED_FOR_{operator}_OPERAND",
                 long_type_name(value)
             ),
         );

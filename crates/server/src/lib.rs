@@ -81,6 +81,20 @@ async fn handle(
     if parts.method != Method::POST {
         return Ok(plain(StatusCode::OK, "healthy: haven", &request_id));
     }
+    let content_type = header(&parts.headers, "content-type").unwrap_or_default();
+    if !body.is_empty() && content_type != JSON_CONTENT_TYPE && content_type != "application/json" {
+        // DynamoDB answers a body it cannot read as JSON with this bare XML 404.
+        let mut response = plain(
+            StatusCode::NOT_FOUND,
+            "<UnknownOperationException/>\n",
+            &request_id,
+        );
+        let crc = crc32fast::hash(b"<UnknownOperationException/>\n");
+        response
+            .headers_mut()
+            .insert("x-amz-crc32", HeaderValue::from(crc));
+        return Ok(response);
+    }
     let response = match dispatch(&service, &parts.headers, &body).await {
         Ok(json) => json_response(StatusCode::OK, json.to_string(), &request_id),
         Err(error) => error_response(&error, &request_id),
@@ -93,10 +107,6 @@ async fn dispatch(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<serde_json::Value, DynamoError> {
-    let content_type = header(headers, "content-type").unwrap_or_default();
-    if !body.is_empty() && content_type != JSON_CONTENT_TYPE && content_type != "application/json" {
-        return Err(DynamoError::UnknownOperation);
-    }
     let request: Option<serde_json::Value> = if body.is_empty() {
         None
     } else {

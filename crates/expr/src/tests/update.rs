@@ -97,31 +97,31 @@ fn parse_errors() {
         ),
         (
             "ADD a :v",
-            "Incorrect operand type for operator or function; operator: ADD, operand type: STRING",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: STRING, typeSet: ALLOWED_FOR_ADD_OPERAND",
         ),
         (
             "ADD a :l",
-            "Incorrect operand type for operator or function; operator: ADD, operand type: LIST",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: LIST, typeSet: ALLOWED_FOR_ADD_OPERAND",
         ),
         (
             "ADD a :null",
-            "Incorrect operand type for operator or function; operator: ADD, operand type: NULL",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: NULL, typeSet: ALLOWED_FOR_ADD_OPERAND",
         ),
         (
             "ADD a :bool",
-            "Incorrect operand type for operator or function; operator: ADD, operand type: BOOLEAN",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: BOOLEAN, typeSet: ALLOWED_FOR_ADD_OPERAND",
         ),
         (
             "ADD a :m",
-            "Incorrect operand type for operator or function; operator: ADD, operand type: MAP",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: MAP, typeSet: ALLOWED_FOR_ADD_OPERAND",
         ),
         (
             "ADD a :bin",
-            "Incorrect operand type for operator or function; operator: ADD, operand type: BINARY",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: BINARY, typeSet: ALLOWED_FOR_ADD_OPERAND",
         ),
         (
             "DELETE a :n",
-            "Incorrect operand type for operator or function; operator: DELETE, operand type: NUMBER",
+            "Incorrect operand type for operator or function; operator: DELETE, operand type: NUMBER, typeSet: ALLOWED_FOR_DELETE_OPERAND",
         ),
         (
             "SET name = :v",
@@ -404,7 +404,7 @@ fn error_ranking_matches_dynamodb() {
         ),
         (
             "DELETE b :n ADD a :v",
-            "Incorrect operand type for operator or function; operator: ADD, operand type: STRING",
+            "Incorrect operand type for operator or function; operator: ADD, operand type: STRING, typeSet: ALLOWED_FOR_ADD_OPERAND",
         ),
         (
             "SET a = :v - :b",
