@@ -16,6 +16,7 @@ mod ast;
 mod condition;
 mod describe;
 mod eval;
+mod key_condition;
 mod legacy;
 mod lexer;
 mod parser;
@@ -28,6 +29,7 @@ mod update;
 pub use apply::{UpdatedPaths, key_attribute_error};
 pub use ast::{Comparator, Condition, Operand, SetValue, UpdateAction, UpdateOperand};
 pub use condition::{ConditionKind, parse_condition};
+pub use key_condition::{KeyCondition, KeySchema, RangeKeyCondition, key_condition};
 pub use legacy::{
     AttributeAction, AttributeUpdate, AttributeUpdates, ComparisonOperator, ConditionalOperator,
     ExpectedAttribute, attributes_to_get, translate_conditions,

@@ -2,6 +2,7 @@
 //! (DynamoDB Local, and the real service's messages recorded by dynalite's test suite).
 
 mod condition;
+mod key_condition;
 mod legacy;
 mod projection;
 mod roundtrip;
