@@ -1,7 +1,8 @@
 //! Crash recovery: a durable server under steady PutItem load is killed with SIGKILL mid-load and
 //! restarted on the same data directory, three times over. Every write the server acknowledged
 //! before the kill must be there afterwards, with its exact value; a write in flight at the kill
-//! may or may not be there, but never half-written.
+//! may or may not be there, but never half-written. A clean stop (SIGTERM) under the same load
+//! must exit 0 and keep the same promise.
 
 mod common;
 
@@ -239,5 +240,52 @@ async fn acknowledged_writes_survive_sigkill() {
         started.elapsed() < Duration::from_secs(30),
         "the crash test took {:.1} s",
         started.elapsed().as_secs_f64()
+    );
+}
+
+/// A clean stop under load: SIGTERM lets the server finish what it acknowledged and exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_sigterm_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HavenServer::start_on_disk(dir.path());
+    create_table(&server.client(), TABLE, &[("pk", "S")]).await;
+    let config = server
+        .client()
+        .config()
+        .to_builder()
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+        .build();
+    let client = Client::from_conf(config);
+    let ledgers: Vec<Arc<Mutex<Ledger>>> = (0..WRITERS).map(|_| Arc::default()).collect();
+    let latest: Vec<Arc<Mutex<Latest>>> = (0..WRITERS).map(|_| Arc::default()).collect();
+    let mut writers = JoinSet::new();
+    for (id, ledger) in ledgers.iter().enumerate() {
+        writers.spawn(writer(
+            client.clone(),
+            0,
+            id,
+            ledger.clone(),
+            latest[id].clone(),
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(writers.len(), WRITERS, "a writer stopped before SIGTERM");
+    let status = tokio::task::spawn_blocking(move || common::terminate(server))
+        .await
+        .unwrap();
+    assert!(status.success(), "haven exited with {status} after SIGTERM");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(result) = writers.join_next().await {
+            result.unwrap();
+        }
+    })
+    .await
+    .expect("writers stop once the server is gone");
+
+    let server = HavenServer::start_on_disk(dir.path());
+    let checked = verify(&server.client(), &ledgers, 0, &latest).await;
+    assert!(
+        checked > 20,
+        "only {checked} writes acknowledged under load"
     );
 }
