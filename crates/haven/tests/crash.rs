@@ -58,7 +58,7 @@ fn item_for(key: &str, seq: u64) -> HashMap<String, AttributeValue> {
             ("n".to_string(), AttributeValue::N(format!("{seq}.25"))),
             (
                 "l".to_string(),
-                AttributeValue::L(vec![AttributeValue::Bool(seq % 2 == 0)]),
+                AttributeValue::L(vec![AttributeValue::Bool(seq.is_multiple_of(2))]),
             ),
         ])),
     );
@@ -146,10 +146,10 @@ async fn verify(
                 );
             }
             // An unacknowledged write is all there or not there at all.
-            if let Some((key, seq)) = in_flight {
-                if let Some(got) = read(&client, &key).await {
-                    assert_eq!(got, item_for(&key, seq), "half-written item {key}");
-                }
+            if let Some((key, seq)) = in_flight
+                && let Some(got) = read(&client, &key).await
+            {
+                assert_eq!(got, item_for(&key, seq), "half-written item {key}");
             }
         });
     }

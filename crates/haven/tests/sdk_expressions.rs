@@ -644,7 +644,8 @@ async fn expression_validation_errors() {
         }
         request.send()
     };
-    let cases: Vec<(&str, Vec<(&str, AttributeValue)>, &str)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, AttributeValue)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "SET cnt = :one",
             vec![(":one", n("1")), (":unused", n("1"))],
@@ -706,15 +707,12 @@ async fn expression_validation_errors() {
         assert_eq!(code, "ValidationException", "{expression}");
         assert_eq!(message, expected, "{expression}");
     }
-    // ADD of a string is refused when the expression is checked. DynamoDB (and DynamoDB Local) end
-    // the message with ", typeSet: ALLOWED_FOR_ADD_OPERAND", which Haven leaves out for now.
+    // ADD of a string is refused when the expression is checked, with DynamoDB's typeSet suffix.
     let (code, message) = error_of(update("ADD cnt :v", &[(":v", s("x"))]).await);
     assert_eq!(code, "ValidationException");
-    assert!(
-        message.starts_with(
-            "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: ADD, operand type: STRING"
-        ),
-        "{message}"
+    assert_eq!(
+        message,
+        "Invalid UpdateExpression: Incorrect operand type for operator or function; operator: ADD, operand type: STRING, typeSet: ALLOWED_FOR_ADD_OPERAND"
     );
     let condition_cases = [
         (

@@ -138,25 +138,15 @@ impl Snapshot for RedbSnapshot {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StorageError> {
         let iter = self.table.range::<&[u8]>(range).map_err(io_error)?;
-        let mut visit_entry = |entry: Result<
-            (redb::AccessGuard<&[u8]>, redb::AccessGuard<&[u8]>),
-            redb::StorageError,
-        >| {
-            entry
-                .map(|(k, v)| visit(k.value(), v.value()))
-                .map_err(io_error)
-        };
-        if reverse {
-            for entry in iter.rev() {
-                if !visit_entry(entry)? {
-                    break;
-                }
-            }
+        let entries: Box<dyn Iterator<Item = _>> = if reverse {
+            Box::new(iter.rev())
         } else {
-            for entry in iter {
-                if !visit_entry(entry)? {
-                    break;
-                }
+            Box::new(iter)
+        };
+        for entry in entries {
+            let (key, value) = entry.map_err(io_error)?;
+            if !visit(key.value(), value.value()) {
+                break;
             }
         }
         Ok(())

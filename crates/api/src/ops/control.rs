@@ -354,9 +354,9 @@ pub(crate) async fn delete_table(
 ) -> Result<Value, DynamoError> {
     let meta = input.lookup(service)?;
     if meta.deletion_protection {
-        return Err(DynamoError::validation(format!(
-            "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first."
-        )));
+        return Err(DynamoError::validation(
+            "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first.",
+        ));
     }
     let description = describe(service, &meta, "DELETING")?;
     if !service.catalog.delete(&*service.engine, &meta).await? {

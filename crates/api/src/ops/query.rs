@@ -257,25 +257,25 @@ impl SortCondition {
 
     /// Checks operand types against the key attribute's declared type.
     fn check(&self, key: &KeyAttribute) -> Result<(), DynamoError> {
-        if let SortCondition::BeginsWith(v) = self {
-            if !matches!(v, AttributeValue::S(_) | AttributeValue::B(_)) {
-                return Err(DynamoError::validation(format!(
-                    "Invalid KeyConditionExpression: Incorrect operand type for operator or function; operator or function: begins_with, operand type: {}",
-                    v.type_name()
-                )));
-            }
+        if let SortCondition::BeginsWith(v) = self
+            && !matches!(v, AttributeValue::S(_) | AttributeValue::B(_))
+        {
+            return Err(DynamoError::validation(format!(
+                "Invalid KeyConditionExpression: Incorrect operand type for operator or function; operator or function: begins_with, operand type: {}",
+                v.type_name()
+            )));
         }
         if self.values().iter().any(|v| !key.scalar_type.matches(v)) {
             return Err(type_mismatch());
         }
-        if let SortCondition::Between(low, high) = self {
-            if encoded(low) > encoded(high) {
-                return Err(DynamoError::validation(format!(
-                    "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound; lower bound operand: AttributeValue: {}, upper bound operand: AttributeValue: {}",
-                    message_form(low),
-                    message_form(high)
-                )));
-            }
+        if let SortCondition::Between(low, high) = self
+            && encoded(low) > encoded(high)
+        {
+            return Err(DynamoError::validation(format!(
+                "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound; lower bound operand: AttributeValue: {}, upper bound operand: AttributeValue: {}",
+                message_form(low),
+                message_form(high)
+            )));
         }
         Ok(())
     }
@@ -418,10 +418,10 @@ impl KeyRange {
         if !start[&schema.partition.name].same_value(&self.partition_value) {
             return Err(outside());
         }
-        if let (Some(condition), Some(sort)) = (&self.sort_condition, &schema.sort) {
-            if !condition.contains(&start[&sort.name], &self.partition_prefix) {
-                return Err(outside());
-            }
+        if let (Some(condition), Some(sort)) = (&self.sort_condition, &schema.sort)
+            && !condition.contains(&start[&sort.name], &self.partition_prefix)
+        {
+            return Err(outside());
         }
         Ok(schema.storage_key(&meta.item_prefix(), start))
     }
