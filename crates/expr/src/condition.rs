@@ -51,6 +51,7 @@ const RANK_FUNCTION: u8 = RANK_OPERANDS;
 const PATH_RANKS: PathRanks = PathRanks {
     reserved: RANK_RESERVED,
     undefined_name: RANK_UNDEFINED,
+    nesting: RANK_OPERANDS,
 };
 
 /// Parses a condition, resolving placeholders through `placeholders`.

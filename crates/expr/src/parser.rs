@@ -29,7 +29,8 @@ pub(crate) struct RawPath(pub Vec<RawElement>);
 pub(crate) enum RawElement {
     Identifier(String),
     Name(String),
-    Index(usize),
+    /// The digits as written; range-checked when resolved.
+    Index(String),
 }
 
 pub(crate) struct Cursor<'t> {
@@ -168,8 +169,7 @@ impl<'t> Cursor<'t> {
                 if self.peek() != Kind::Number {
                     return self.error();
                 }
-                let digits = self.bump();
-                elements.push(RawElement::Index(digits.parse().unwrap_or(usize::MAX)));
+                elements.push(RawElement::Index(self.bump().to_string()));
                 self.expect(Punct::RBracket)?;
             } else {
                 return Ok(RawPath(elements));
@@ -221,10 +221,18 @@ impl Diagnostics {
     }
 }
 
+/// Largest list index DynamoDB accepts.
+const MAX_LIST_INDEX: usize = i32::MAX as usize;
+/// Most elements a document path may have.
+pub(crate) const MAX_PATH_DEPTH: usize = 32;
+
 /// Ranks of the errors path resolution reports; each parser passes its own.
 pub(crate) struct PathRanks {
+    /// Reserved words and list indexes out of range.
     pub reserved: u8,
     pub undefined_name: u8,
+    /// Paths deeper than DynamoDB allows.
+    pub nesting: u8,
 }
 
 /// Substitutes `#names`, reporting reserved words and undefined placeholders.
@@ -256,9 +264,27 @@ pub(crate) fn resolve_path(
                     String::new()
                 }))
             }
-            RawElement::Index(i) => PathElement::Index(*i),
+            RawElement::Index(digits) => {
+                let index = digits.parse().ok().filter(|i| *i <= MAX_LIST_INDEX);
+                PathElement::Index(index.unwrap_or_else(|| {
+                    diagnostics.report(
+                        ranks.reserved,
+                        format!("List index is not within the allowable range; index: [{digits}]"),
+                    );
+                    0
+                }))
+            }
         })
-        .collect();
+        .collect::<Vec<_>>();
+    if elements.len() > MAX_PATH_DEPTH {
+        diagnostics.report(
+            ranks.nesting,
+            format!(
+                "The document path has too many nesting levels; nesting levels: {}",
+                elements.len()
+            ),
+        );
+    }
     Path(elements)
 }
 

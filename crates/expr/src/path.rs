@@ -101,13 +101,16 @@ pub(crate) fn clash(a: &Path, b: &Path) -> Option<Clash> {
 }
 
 /// The message for `later` clashing with `earlier`, if it does. Paths holding an undefined
-/// placeholder (resolved to an empty name) clash with nothing: their own error is reported.
+/// placeholder (resolved to an empty name) or nested too deep clash with nothing: their own error
+/// is reported instead.
 pub(crate) fn clash_message(earlier: &Path, later: &Path) -> Option<String> {
-    let undefined = |p: &Path| {
-        p.0.iter()
-            .any(|e| matches!(e, PathElement::Name(n) if n.is_empty()))
+    let rejected = |p: &Path| {
+        p.0.len() > crate::parser::MAX_PATH_DEPTH
+            || p.0
+                .iter()
+                .any(|e| matches!(e, PathElement::Name(n) if n.is_empty()))
     };
-    if undefined(earlier) || undefined(later) {
+    if rejected(earlier) || rejected(later) {
         return None;
     }
     let kind = match clash(earlier, later)? {
@@ -119,15 +122,6 @@ pub(crate) fn clash_message(earlier: &Path, later: &Path) -> Option<String> {
         earlier.message_form(),
         later.message_form()
     ))
-}
-
-/// Checks every pair of paths in order, as DynamoDB does, returning the message for the first clash.
-pub(crate) fn first_clash(paths: &[Path]) -> Option<String> {
-    paths.iter().enumerate().find_map(|(j, later)| {
-        paths[..j]
-            .iter()
-            .find_map(|earlier| clash_message(earlier, later))
-    })
 }
 
 #[cfg(test)]
@@ -155,13 +149,14 @@ mod tests {
     #[test]
     fn prefix_overlaps_and_mixed_kinds_conflict() {
         assert_eq!(
-            first_clash(&[p(&["a"]), p(&["a", "b"])]).unwrap(),
+            clash_message(&p(&["a"]), &p(&["a", "b"])).unwrap(),
             "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a, b]"
         );
         assert_eq!(
-            first_clash(&[p(&["a", "1"]), p(&["a", "b"])]).unwrap(),
+            clash_message(&p(&["a", "1"]), &p(&["a", "b"])).unwrap(),
             "Two document paths conflict with each other; must remove or rewrite one of these paths; path one: [a, [1]], path two: [a, b]"
         );
-        assert!(first_clash(&[p(&["a", "1"]), p(&["a", "2"]), p(&["b"])]).is_none());
+        assert!(clash_message(&p(&["a", "1"]), &p(&["a", "2"])).is_none());
+        assert!(clash_message(&p(&["a"]), &p(&["b"])).is_none());
     }
 }

@@ -14,13 +14,14 @@ use crate::{ExprError, Path, PathElement, Placeholders};
 
 const PREFIX: &str = "Invalid ProjectionExpression";
 
-// Error ranks: reserved words (first one wins), then undefined names and overlapping paths, where
-// the last one found, path by path, wins (DynamoDB's order).
+// Error ranks: reserved words and bad list indexes (first one wins), then undefined names, too deep
+// and overlapping paths, where the last one found, path by path, wins (DynamoDB's order).
 const RANK_RESERVED: u8 = 1;
 const RANK_PATHS: u8 = 2;
 const PATH_RANKS: PathRanks = PathRanks {
     reserved: RANK_RESERVED,
     undefined_name: RANK_PATHS,
+    nesting: RANK_PATHS,
 };
 
 /// Parses a comma-separated list of document paths.

@@ -9,6 +9,7 @@ use crate::parser::{
     self, Cursor, Diagnostics, Parsed, PathRanks, RawPath, fail_to_error, resolve_path,
     undefined_value,
 };
+use crate::path::clash_message;
 use crate::{ExprError, Path, Placeholders};
 
 const PREFIX: &str = "Invalid UpdateExpression";
@@ -17,6 +18,7 @@ const PREFIX: &str = "Invalid UpdateExpression";
 const RANK_PARENS: u8 = 0;
 /// Reserved words, unknown or misplaced functions and repeated sections, in text order.
 const RANK_NAMING: u8 = 1;
+/// Overlapping and too deep paths; the last one found, action by action, wins.
 const RANK_PATHS: u8 = 2;
 /// Undefined placeholders: within an action the first counts, across actions the last, taking
 /// sections in the order SET, REMOVE, ADD, DELETE whatever their order in the text.
@@ -27,6 +29,7 @@ const RANK_OPERANDS: u8 = 4;
 const PATH_RANKS: PathRanks = PathRanks {
     reserved: RANK_NAMING,
     undefined_name: RANK_UNDEFINED,
+    nesting: RANK_PATHS,
 };
 
 /// A parsed update: its actions in the order written.
@@ -57,10 +60,6 @@ pub fn parse_update(
             .report(RANK_PARENS, "The expression has redundant parentheses;");
     }
     let actions = lower.sections(&sections);
-    let paths: Vec<Path> = actions.iter().map(|a| a.path().clone()).collect();
-    if let Some(message) = crate::path::first_clash(&paths) {
-        lower.diagnostics.report(RANK_PATHS, message);
-    }
     lower.diagnostics.into_result(PREFIX)?;
     Ok(UpdateExpression { actions })
 }
@@ -270,15 +269,22 @@ impl Lower<'_, '_> {
         for section in sections {
             for raw in &section.actions {
                 let action_diagnostics = std::mem::take(&mut self.diagnostics);
-                actions.push(self.action(raw));
+                let action = self.action(raw);
                 let found = std::mem::replace(&mut self.diagnostics, action_diagnostics);
                 for (rank, message) in found.into_entries() {
                     match rank {
                         RANK_UNDEFINED => undefined.push((section_order(section.keyword), message)),
-                        RANK_OPERANDS => self.diagnostics.report_last(rank, message),
+                        RANK_OPERANDS | RANK_PATHS => self.diagnostics.report_last(rank, message),
                         _ => self.diagnostics.report(rank, message),
                     }
                 }
+                if let Some(message) = actions
+                    .iter()
+                    .find_map(|earlier: &UpdateAction| clash_message(earlier.path(), action.path()))
+                {
+                    self.diagnostics.report_last(RANK_PATHS, message);
+                }
+                actions.push(action);
             }
             if seen.contains(&section.keyword) {
                 let name = match section.keyword {

@@ -419,3 +419,55 @@ fn list_indexes_have_no_leading_zeros() {
     syntax("a[0010] = b", "0", "0010");
     assert!(parse("a[0] = b AND a[10] = c", &Env::new()).is_ok());
 }
+
+#[test]
+fn list_index_range_and_path_depth() {
+    let env = Env::new();
+    let deep = |root: &str| {
+        format!(
+            "{root}{}",
+            (0..32).map(|i| format!(".b{i}")).collect::<String>()
+        )
+    };
+    let cases = [
+        (
+            "a[2147483648] = b".to_string(),
+            "List index is not within the allowable range; index: [2147483648]",
+        ),
+        (
+            "a[99999999999999999999] = b".to_string(),
+            "List index is not within the allowable range; index: [99999999999999999999]",
+        ),
+        (
+            "a[2147483648] = b AND name = c".to_string(),
+            "List index is not within the allowable range; index: [2147483648]",
+        ),
+        (
+            format!("{} = b", deep("a")),
+            "The document path has too many nesting levels; nesting levels: 33",
+        ),
+        (
+            format!("{} = b AND contains(a)", deep("a")),
+            "The document path has too many nesting levels; nesting levels: 33",
+        ),
+        (
+            format!("{} = b AND name = c", deep("a")),
+            "Attribute name is a reserved keyword; reserved keyword: name",
+        ),
+    ];
+    for (text, message) in cases {
+        assert_eq!(
+            error(&text, &env),
+            format!("Invalid ConditionExpression: {message}"),
+            "{text}"
+        );
+    }
+    assert!(parse("a[2147483647] = b", &env).is_ok());
+    assert!(
+        parse(
+            &format!("{} = b", &deep("a")[..deep("a").rfind('.').unwrap()]),
+            &env
+        )
+        .is_ok()
+    );
+}

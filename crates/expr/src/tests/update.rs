@@ -449,3 +449,28 @@ fn error_ranking_matches_dynamodb() {
         assert!(parse(text, &env).is_ok(), "{text}");
     }
 }
+
+#[test]
+fn path_depth_and_overlap_share_a_rank() {
+    let env = values();
+    let deep = format!("q{}", (0..32).map(|i| format!(".b{i}")).collect::<String>());
+    let nesting = "The document path has too many nesting levels; nesting levels: 33";
+    let overlap = "Two document paths overlap with each other; must remove or rewrite one of these paths; path one: [a], path two: [a]";
+    let cases = [
+        (format!("SET a = b, a = c, {deep} = d"), nesting),
+        (format!("SET {deep} = d, a = b, a = c"), overlap),
+        (format!("SET a = :zz, {deep} = d"), nesting),
+        (format!("SET {deep} = d ADD x :v"), nesting),
+        (
+            "SET c[2147483648] = d SET a = b".to_string(),
+            "List index is not within the allowable range; index: [2147483648]",
+        ),
+    ];
+    for (text, message) in cases {
+        assert_eq!(
+            parse(&text, &env).expect_err(&text),
+            format!("Invalid UpdateExpression: {message}"),
+            "{text}"
+        );
+    }
+}
