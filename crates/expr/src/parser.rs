@@ -9,9 +9,10 @@ use crate::{ExprError, Path, PathElement, Placeholders, reserved};
 pub(crate) const MAX_EXPRESSION_SIZE: usize = 4096;
 /// Most operators and functions one expression may contain.
 pub(crate) const MAX_OPERATORS: usize = 300;
-/// Nesting beyond this is refused before the stack is at risk; a legal expression cannot get there
-/// without redundant parentheses or more than [`MAX_OPERATORS`] operators.
-const MAX_DEPTH: usize = 120;
+/// Nesting beyond this is refused before the stack is at risk. Every level of a legal expression
+/// needs an operator, so only expressions with redundant parentheses or more than
+/// [`MAX_OPERATORS`] operators get there.
+const MAX_DEPTH: usize = 300;
 
 /// Why parsing stopped.
 pub(crate) enum Fail {
