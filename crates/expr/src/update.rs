@@ -64,6 +64,43 @@ pub fn parse_update(
     Ok(UpdateExpression { actions })
 }
 
+/// Expression text, one clause per action kind (SET, REMOVE, ADD, DELETE) in that order.
+impl std::fmt::Display for UpdateExpression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let clauses: [(&str, fn(&UpdateAction) -> Option<String>); 4] = [
+            ("SET", |a| match a {
+                UpdateAction::Set(p, v) => Some(format!("{p} = {v}")),
+                _ => None,
+            }),
+            ("REMOVE", |a| match a {
+                UpdateAction::Remove(p) => Some(p.to_string()),
+                _ => None,
+            }),
+            ("ADD", |a| match a {
+                UpdateAction::Add(p, placeholder, _) => Some(format!("{p} {placeholder}")),
+                _ => None,
+            }),
+            ("DELETE", |a| match a {
+                UpdateAction::Delete(p, placeholder, _) => Some(format!("{p} {placeholder}")),
+                _ => None,
+            }),
+        ];
+        let mut first = true;
+        for (keyword, show) in clauses {
+            let items: Vec<String> = self.actions.iter().filter_map(show).collect();
+            if items.is_empty() {
+                continue;
+            }
+            if !first {
+                f.write_str(" ")?;
+            }
+            first = false;
+            write!(f, "{keyword} {}", items.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 impl UpdateAction {
     /// The document path the action writes or removes.
     pub fn path(&self) -> &Path {

@@ -90,3 +90,73 @@ proptest! {
         let _ = crate::parse_projection(&text, &mut p);
     }
 }
+
+fn update_operand() -> impl Strategy<Value = crate::UpdateOperand> {
+    use crate::UpdateOperand;
+    let leaf = prop_oneof![
+        path().prop_map(UpdateOperand::Path),
+        (0u8..3).prop_map(|i| UpdateOperand::Value {
+            placeholder: format!(":v{i}"),
+            value: n(&i.to_string()),
+        }),
+    ];
+    leaf.prop_recursive(2, 4, 1, |inner| {
+        (path(), inner).prop_map(|(p, v)| UpdateOperand::IfNotExists(p, Box::new(v)))
+    })
+}
+
+fn update() -> impl Strategy<Value = crate::UpdateExpression> {
+    use crate::{SetValue, UpdateAction, UpdateOperand};
+    let set_value = prop_oneof![
+        update_operand().prop_map(SetValue::Operand),
+        (update_operand(), update_operand()).prop_map(|(a, b)| SetValue::Plus(a, b)),
+        (update_operand(), update_operand()).prop_map(|(a, b)| SetValue::Minus(a, b)),
+        (path(), path()).prop_map(|(a, b)| SetValue::Operand(UpdateOperand::ListAppend(
+            Box::new(UpdateOperand::Path(a)),
+            Box::new(UpdateOperand::Path(b)),
+        ))),
+    ];
+    let sets = prop::collection::vec((path(), set_value), 0..3);
+    let removes = prop::collection::vec(path(), 0..3);
+    let adds = prop::collection::vec(path(), 0..2);
+    let deletes = prop::collection::vec(path(), 0..2);
+    (sets, removes, adds, deletes)
+        .prop_filter("at least one action", |(s, r, a, d)| {
+            !(s.is_empty() && r.is_empty() && a.is_empty() && d.is_empty())
+        })
+        .prop_map(|(sets, removes, adds, deletes)| {
+            let mut actions: Vec<UpdateAction> = sets
+                .into_iter()
+                .map(|(p, v)| UpdateAction::Set(p, v))
+                .collect();
+            actions.extend(removes.into_iter().map(UpdateAction::Remove));
+            actions.extend(
+                adds.into_iter()
+                    .map(|p| UpdateAction::Add(p, ":v1".into(), n("1"))),
+            );
+            actions.extend(
+                deletes
+                    .into_iter()
+                    .map(|p| UpdateAction::Delete(p, ":ss".into(), ss(&["a"]))),
+            );
+            crate::UpdateExpression { actions }
+        })
+}
+
+proptest! {
+    #[test]
+    fn update_print_parse_round_trip(u in update()) {
+        let text = u.to_string();
+        let env = Env::new()
+            .value(":v0", n("0"))
+            .value(":v1", n("1"))
+            .value(":v2", n("2"))
+            .value(":ss", ss(&["a"]));
+        let mut p = env.placeholders();
+        // Random paths may overlap; that must be a validation error, never a syntax error.
+        match crate::parse_update(&text, &mut p) {
+            Ok(parsed) => prop_assert_eq!(parsed, u),
+            Err(e) => prop_assert!(!e.0.contains("Syntax error"), "{}: {}", text, e.0),
+        }
+    }
+}
