@@ -67,41 +67,34 @@ pub fn parse_update(
 /// Expression text, one clause per action kind (SET, REMOVE, ADD, DELETE) in that order.
 impl std::fmt::Display for UpdateExpression {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let clauses: [(&str, fn(&UpdateAction) -> Option<String>); 4] = [
-            ("SET", |a| match a {
-                UpdateAction::Set(p, v) => Some(format!("{p} = {v}")),
-                _ => None,
-            }),
-            ("REMOVE", |a| match a {
-                UpdateAction::Remove(p) => Some(p.to_string()),
-                _ => None,
-            }),
-            ("ADD", |a| match a {
-                UpdateAction::Add(p, placeholder, _) => Some(format!("{p} {placeholder}")),
-                _ => None,
-            }),
-            ("DELETE", |a| match a {
-                UpdateAction::Delete(p, placeholder, _) => Some(format!("{p} {placeholder}")),
-                _ => None,
-            }),
-        ];
-        let mut first = true;
-        for (keyword, show) in clauses {
-            let items: Vec<String> = self.actions.iter().filter_map(show).collect();
-            if items.is_empty() {
-                continue;
+        let mut clauses = Vec::new();
+        for keyword in ["SET", "REMOVE", "ADD", "DELETE"] {
+            let items: Vec<String> = self
+                .actions
+                .iter()
+                .map(UpdateAction::clause)
+                .filter(|(k, _)| *k == keyword)
+                .map(|(_, text)| text)
+                .collect();
+            if !items.is_empty() {
+                clauses.push(format!("{keyword} {}", items.join(", ")));
             }
-            if !first {
-                f.write_str(" ")?;
-            }
-            first = false;
-            write!(f, "{keyword} {}", items.join(", "))?;
         }
-        Ok(())
+        f.write_str(&clauses.join(" "))
     }
 }
 
 impl UpdateAction {
+    /// The clause keyword and the action's text within it.
+    fn clause(&self) -> (&'static str, String) {
+        match self {
+            UpdateAction::Set(p, v) => ("SET", format!("{p} = {v}")),
+            UpdateAction::Remove(p) => ("REMOVE", p.to_string()),
+            UpdateAction::Add(p, placeholder, _) => ("ADD", format!("{p} {placeholder}")),
+            UpdateAction::Delete(p, placeholder, _) => ("DELETE", format!("{p} {placeholder}")),
+        }
+    }
+
     /// The document path the action writes or removes.
     pub fn path(&self) -> &Path {
         match self {
