@@ -17,6 +17,10 @@
 //! ] } ] }
 //! ```
 //!
+//! A step with `"unordered_items": true` compares `Items`, every table's list under `Responses`
+//! and `UnprocessedItems`, and a `ConsumedCapacity` list as multisets: DynamoDB does not specify
+//! the order of a Scan across partitions nor of a BatchGetItem's answer.
+//!
 //! Inside a request, `{"$repeat": ["ab", 3]}` stands for the string `"ababab"` (large items).
 //!
 //! Environment: `DIFFERENTIAL_FILTER=<substring>` runs only the cases whose name contains it;
@@ -285,6 +289,30 @@ fn normalise(value: &Value) -> Value {
     }
 }
 
+/// Sorts the order-free lists of an already normalised answer: `Items`, each table's list under
+/// `Responses` and `UnprocessedItems`, and a `ConsumedCapacity` list.
+fn sort_unordered(value: &mut Value) {
+    fn sort(list: &mut Value) {
+        if let Value::Array(items) = list {
+            items.sort_by_key(|v| v.to_string());
+        }
+    }
+    let Value::Object(object) = value else {
+        return;
+    };
+    for (key, member) in object.iter_mut() {
+        match key.as_str() {
+            "Items" | "ConsumedCapacity" => sort(member),
+            "Responses" | "UnprocessedItems" => {
+                if let Value::Object(tables) = member {
+                    tables.values_mut().for_each(sort);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Expands `{"$repeat": [text, count]}` into `text` repeated `count` times.
 fn expand(value: &Value) -> Value {
     match value {
@@ -322,6 +350,8 @@ struct Step {
     /// The override pins only the status and `__type` (`"match": "type"`), for errors whose exact
     /// wording in the real service is not recorded anywhere we can cite.
     type_only: bool,
+    /// Item lists are compared as multisets (`"unordered_items": true`).
+    unordered_items: bool,
 }
 
 struct Case {
@@ -374,7 +404,15 @@ fn load_cases() -> Vec<Case> {
 }
 
 fn parse_step(file: &str, case: &str, step: &Value) -> Step {
-    let known = ["op", "request", "headers", "raw_body", "haven", "why"];
+    let known = [
+        "op",
+        "request",
+        "headers",
+        "raw_body",
+        "haven",
+        "why",
+        "unordered_items",
+    ];
     for key in step.as_object().expect("a step is an object").keys() {
         assert!(
             known.contains(&key.as_str()),
@@ -410,6 +448,7 @@ fn parse_step(file: &str, case: &str, step: &Value) -> Step {
         headers,
         raw_body: step["raw_body"].as_str().map(str::to_string),
         type_only: step["haven"]["match"] == "type",
+        unordered_items: step["unordered_items"] == true,
         haven,
     }
 }
@@ -441,11 +480,18 @@ fn haven_answers_like_dynamodb_local() {
             let from_haven = haven.send(step.op.as_deref(), &step.headers, &body);
             let from_local = oracle.send(step.op.as_deref(), &step.headers, &body);
             let expected = step.haven.as_ref().unwrap_or(&from_local);
+            let comparable = |body: &Value| {
+                let mut body = normalise(body);
+                if step.unordered_items {
+                    sort_unordered(&mut body);
+                }
+                body
+            };
             let same = |a: &Answer, b: &Answer| {
                 if step.type_only {
                     a.status == b.status && a.body.get("__type") == b.body.get("__type")
                 } else {
-                    a.status == b.status && normalise(&a.body) == normalise(&b.body)
+                    a.status == b.status && comparable(&a.body) == comparable(&b.body)
                 }
             };
             let label = format!(
@@ -483,7 +529,7 @@ fn haven_answers_like_dynamodb_local() {
                 println!("ok {label}: {}", from_haven.render());
             }
             let agree = from_local.status == from_haven.status
-                && normalise(&from_local.body) == normalise(&from_haven.body);
+                && comparable(&from_local.body) == comparable(&from_haven.body);
             if step.haven.is_some() && agree {
                 stale_overrides.push(label);
             }
