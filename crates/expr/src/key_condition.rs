@@ -114,9 +114,16 @@ pub fn key_condition(condition: &Condition, schema: &KeySchema) -> Result<KeyCon
         Some(_) => return Err(error("Query key condition not supported")),
         None => return Err(missed(schema, false)),
     };
+    let key = KeyCondition { hash, range };
+    check_types(&key, schema)?;
+    Ok(key)
+}
+
+/// Key values must have the types the key schema declares.
+pub(crate) fn check_types(key: &KeyCondition, schema: &KeySchema) -> Result<(), ExprError> {
     let wrong_type = |value: &AttributeValue, t: &str| value.type_name() != t;
-    if wrong_type(&hash, schema.hash.1)
-        || range.as_ref().is_some_and(|r| {
+    if wrong_type(&key.hash, schema.hash.1)
+        || key.range.as_ref().is_some_and(|r| {
             let t = schema.range.map_or("", |(_, t)| t);
             r.values().into_iter().any(|v| wrong_type(v, t))
         })
@@ -125,10 +132,10 @@ pub fn key_condition(condition: &Condition, schema: &KeySchema) -> Result<KeyCon
             "One or more parameter values were invalid: Condition parameter type does not match schema type",
         ));
     }
-    Ok(KeyCondition { hash, range })
+    Ok(())
 }
 
-fn missed(schema: &KeySchema, hash_found: bool) -> ExprError {
+pub(crate) fn missed(schema: &KeySchema, hash_found: bool) -> ExprError {
     let name = match schema.range {
         Some((range, _)) if hash_found => range,
         _ => schema.hash.0,

@@ -1,12 +1,12 @@
 //! The legacy (pre-expression) request parameters, checked with DynamoDB's messages and turned into
-//! the expression trees: `Expected` + `ConditionalOperator`, `QueryFilter` / `ScanFilter` /
-//! `KeyConditions` (same shape), `AttributeUpdates` and `AttributesToGet`.
+//! the expression trees: `Expected` + `ConditionalOperator`, `QueryFilter` / `ScanFilter`,
+//! `KeyConditions` (into a [`KeyCondition`]), `AttributeUpdates` and `AttributesToGet`.
 
 use haven_model::{AttributeValue, Item};
 
 use crate::apply::{self, UpdatedPaths};
 use crate::ast::{Comparator, Condition, Operand};
-use crate::{ExprError, Path};
+use crate::{ExprError, KeyCondition, KeySchema, Path, RangeKeyCondition};
 
 const INVALID: &str = "One or more parameter values were invalid: ";
 
@@ -386,4 +386,105 @@ fn delete(
 /// `AttributesToGet` as projection paths.
 pub fn attributes_to_get(names: &[String]) -> Vec<Path> {
     names.iter().map(|n| Path::attribute(n)).collect()
+}
+
+/// One entry of `QueryFilter`, `ScanFilter` or `KeyConditions`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterCondition {
+    pub comparison_operator: ComparisonOperator,
+    pub attribute_value_list: Vec<AttributeValue>,
+}
+
+/// Translates `QueryFilter` / `ScanFilter` (entries in request order) into one condition; `None` for
+/// an empty map.
+pub fn translate_filter(
+    entries: &[(String, FilterCondition)],
+    operator: ConditionalOperator,
+) -> Result<Option<Condition>, ExprError> {
+    let mut combined: Option<Condition> = None;
+    for (name, entry) in entries {
+        check_arguments(entry.comparison_operator, &entry.attribute_value_list)?;
+        let condition = comparison(
+            entry.comparison_operator,
+            Path::attribute(name),
+            &entry.attribute_value_list,
+        );
+        combined = Some(match (combined, operator) {
+            (None, _) => condition,
+            (Some(c), ConditionalOperator::And) => Condition::And(Box::new(c), Box::new(condition)),
+            (Some(c), ConditionalOperator::Or) => Condition::Or(Box::new(c), Box::new(condition)),
+        });
+    }
+    Ok(combined)
+}
+
+/// Checks legacy `KeyConditions` against the key schema and reduces them to a [`KeyCondition`].
+pub fn translate_key_conditions(
+    entries: &[(String, FilterCondition)],
+    schema: &KeySchema,
+) -> Result<KeyCondition, ExprError> {
+    match entries.len() {
+        0 => return Err(ExprError::new("Conditions must be at least length 1")),
+        1 | 2 => {}
+        _ => return Err(ExprError::new("Conditions can be of length 1 or 2 only")),
+    }
+    let mut hash = None;
+    let mut range = None;
+    for (name, entry) in entries {
+        let (op, values) = (entry.comparison_operator, &entry.attribute_value_list);
+        check_arguments(op, values)?;
+        if name == schema.hash.0 {
+            hash = Some(hash_key_value(op, values)?);
+        } else if schema
+            .range
+            .is_some_and(|(range_name, _)| range_name == name)
+        {
+            range = Some(range_key_condition(op, values)?);
+        } else {
+            return Err(crate::key_condition::missed(schema, hash.is_some()));
+        }
+    }
+    let hash = hash.ok_or_else(|| crate::key_condition::missed(schema, false))?;
+    let key = KeyCondition { hash, range };
+    crate::key_condition::check_types(&key, schema)?;
+    Ok(key)
+}
+
+fn hash_key_value(
+    op: ComparisonOperator,
+    values: &[AttributeValue],
+) -> Result<AttributeValue, ExprError> {
+    match op {
+        ComparisonOperator::Eq => Ok(values[0].clone()),
+        ComparisonOperator::Null | ComparisonOperator::NotNull => Err(ExprError::new(
+            "Only scalar types can be used as Hash Key values",
+        )),
+        _ => Err(ExprError::new("Query key condition not supported")),
+    }
+}
+
+fn range_key_condition(
+    op: ComparisonOperator,
+    values: &[AttributeValue],
+) -> Result<RangeKeyCondition, ExprError> {
+    let first = || values[0].clone();
+    Ok(match op {
+        ComparisonOperator::Eq => RangeKeyCondition::Eq(first()),
+        ComparisonOperator::Lt => RangeKeyCondition::Lt(first()),
+        ComparisonOperator::Le => RangeKeyCondition::Le(first()),
+        ComparisonOperator::Gt => RangeKeyCondition::Gt(first()),
+        ComparisonOperator::Ge => RangeKeyCondition::Ge(first()),
+        ComparisonOperator::BeginsWith => RangeKeyCondition::BeginsWith(first()),
+        ComparisonOperator::Between => RangeKeyCondition::Between(first(), values[1].clone()),
+        ComparisonOperator::Null | ComparisonOperator::NotNull => {
+            return Err(ExprError::new(
+                "Only scalar types can be used as Range Key values",
+            ));
+        }
+        _ => {
+            return Err(ExprError::new(
+                "Attempted conditional constraint is not an indexable operation",
+            ));
+        }
+    })
 }

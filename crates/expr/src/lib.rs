@@ -32,7 +32,8 @@ pub use condition::{ConditionKind, parse_condition};
 pub use key_condition::{KeyCondition, KeySchema, RangeKeyCondition, key_condition};
 pub use legacy::{
     AttributeAction, AttributeUpdate, AttributeUpdates, ComparisonOperator, ConditionalOperator,
-    ExpectedAttribute, attributes_to_get, translate_conditions,
+    ExpectedAttribute, FilterCondition, attributes_to_get, translate_conditions, translate_filter,
+    translate_key_conditions,
 };
 pub use path::{Path, PathElement};
 pub use placeholders::Placeholders;

@@ -294,3 +294,108 @@ fn attributes_to_get_projects_top_level_names() {
     let paths = crate::attributes_to_get(&["a".to_string(), "zz".to_string()]);
     assert_eq!(crate::project(&it, &paths), item(vec![("a", n("1"))]));
 }
+
+fn filter(op: Op, list: Vec<AttributeValue>) -> (String, crate::FilterCondition) {
+    filter_on("a", op, list)
+}
+
+fn filter_on(name: &str, op: Op, list: Vec<AttributeValue>) -> (String, crate::FilterCondition) {
+    (
+        name.to_string(),
+        crate::FilterCondition {
+            comparison_operator: op,
+            attribute_value_list: list,
+        },
+    )
+}
+
+#[test]
+fn filters_validate_and_translate() {
+    let err = |entry| {
+        crate::translate_filter(&[entry], ConditionalOperator::And)
+            .unwrap_err()
+            .0
+    };
+    assert_eq!(
+        err(filter(Op::Eq, vec![])),
+        "One or more parameter values were invalid: Invalid number of argument(s) for the EQ ComparisonOperator"
+    );
+    assert_eq!(
+        err(filter(Op::Lt, vec![ss(&["x"])])),
+        "One or more parameter values were invalid: ComparisonOperator LT is not valid for SS AttributeValue type"
+    );
+    let it = item(vec![("a", n("3"))]);
+    let c = crate::translate_filter(&[filter(Op::Gt, vec![n("2")])], ConditionalOperator::And)
+        .unwrap()
+        .unwrap();
+    assert!(c.evaluate(Some(&it)).unwrap());
+}
+
+#[test]
+fn key_conditions_validate_and_translate() {
+    let schema = crate::KeySchema {
+        hash: ("pk", "S"),
+        range: Some(("sk", "N")),
+    };
+    let pk = || filter_on("pk", Op::Eq, vec![s("x")]);
+    let run = |entries: Vec<(String, crate::FilterCondition)>| {
+        crate::translate_key_conditions(&entries, &schema).map_err(|e| e.0)
+    };
+    let cases = [
+        (vec![], "Conditions must be at least length 1"),
+        (
+            vec![
+                pk(),
+                filter_on("sk", Op::Eq, vec![n("1")]),
+                filter_on("zz", Op::Eq, vec![n("1")]),
+            ],
+            "Conditions can be of length 1 or 2 only",
+        ),
+        (
+            vec![filter_on("pk", Op::Lt, vec![s("x")])],
+            "Query key condition not supported",
+        ),
+        (
+            vec![filter_on("pk", Op::Null, vec![])],
+            "Only scalar types can be used as Hash Key values",
+        ),
+        (
+            vec![pk(), filter_on("sk", Op::NotNull, vec![])],
+            "Only scalar types can be used as Range Key values",
+        ),
+        (
+            vec![pk(), filter_on("sk", Op::In, vec![n("1")])],
+            "Attempted conditional constraint is not an indexable operation",
+        ),
+        (
+            vec![pk(), filter_on("sk", Op::Contains, vec![n("1")])],
+            "Attempted conditional constraint is not an indexable operation",
+        ),
+        (
+            vec![filter_on("sk", Op::Eq, vec![n("1")])],
+            "Query condition missed key schema element: pk",
+        ),
+        (
+            vec![pk(), filter_on("zz", Op::Eq, vec![n("1")])],
+            "Query condition missed key schema element: sk",
+        ),
+        (
+            vec![pk(), filter_on("sk", Op::Eq, vec![s("1")])],
+            "One or more parameter values were invalid: Condition parameter type does not match schema type",
+        ),
+        (
+            vec![pk(), filter_on("sk", Op::BeginsWith, vec![n("1")])],
+            "One or more parameter values were invalid: ComparisonOperator BEGINS_WITH is not valid for N AttributeValue type",
+        ),
+        (
+            vec![pk(), filter_on("sk", Op::Between, vec![n("5"), n("1")])],
+            "The BETWEEN condition was provided a range where the lower bound is greater than the upper bound",
+        ),
+    ];
+    for (entries, message) in cases {
+        assert_eq!(run(entries).unwrap_err(), message);
+    }
+    let key = run(vec![pk(), filter_on("sk", Op::Gt, vec![n("1")])]).unwrap();
+    assert_eq!(key.hash, s("x"));
+    assert_eq!(key.range, Some(crate::RangeKeyCondition::Gt(n("1"))));
+}
