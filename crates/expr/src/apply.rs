@@ -1,7 +1,8 @@
 //! Applying an update to an item with DynamoDB's semantics. Every SET value is computed from the item
-//! as it was before the update; then SET actions run, then REMOVE (list elements from the highest
-//! index down, so indexes keep naming the original elements), then ADD, then DELETE. The item is only
-//! changed when the whole update succeeds.
+//! as it was before the update. SET, ADD and DELETE then run in document-path order whatever their
+//! order in the text (so `SET c[4] = :x, c[2] = :y` on a two-element list appends `:y` then `:x`),
+//! and REMOVE runs last, list elements from the highest index down, so indexes keep naming the
+//! original elements. The item is only changed when the whole update succeeds.
 
 use haven_model::{AttributeValue, Item, NumberError};
 
@@ -15,9 +16,9 @@ const WRONG_TYPE: &str = "An operand in the update expression has an incorrect d
 const MISSING: &str =
     "The provided expression refers to an attribute that does not exist in the item";
 
-/// The paths an update wrote or removed, in the order applied, as they are in the new item
-/// (an element appended past the end of a list is recorded at the index it landed at).
-/// ReturnValues UPDATED_OLD / UPDATED_NEW project the old / new item onto them with [`crate::project`].
+/// The paths of an update's actions, as written. ReturnValues UPDATED_OLD / UPDATED_NEW are the old /
+/// new item projected onto them with [`crate::project`], which is what DynamoDB returns (an element
+/// appended past the end of a list shows only if an action's index happens to name it).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct UpdatedPaths(pub Vec<Path>);
 
@@ -59,39 +60,43 @@ impl UpdateExpression {
         key_attribute_names: &[&str],
     ) -> Result<UpdatedPaths, ExprError> {
         self.check_key_attributes(key_attribute_names)?;
-        let mut sets = Vec::new();
+        let mut writes = Vec::new();
         let mut removes = Vec::new();
         for action in &self.actions {
             match action {
-                UpdateAction::Set(path, value) => sets.push((path, evaluate_set(value, item)?)),
+                UpdateAction::Set(path, value) => {
+                    writes.push((path, Write::Set(evaluate_set(value, item)?)));
+                }
+                UpdateAction::Add(path, _, value) => writes.push((path, Write::Add(value))),
+                UpdateAction::Delete(path, _, value) => writes.push((path, Write::Delete(value))),
                 UpdateAction::Remove(path) => removes.push(path),
-                _ => {}
             }
         }
         let mut new = item.clone();
-        let mut updated = UpdatedPaths::default();
-        for (path, value) in sets {
-            updated.0.push(write(&mut new, path, value)?);
+        writes.sort_by(|a, b| a.0.cmp(b.0));
+        for (path, change) in writes {
+            match change {
+                Write::Set(value) => write(&mut new, path, value)?,
+                Write::Add(value) => add(&mut new, path, value)?,
+                Write::Delete(value) => delete(&mut new, path, value)?,
+            }
         }
         removes.sort_by(|a, b| b.cmp(a));
         for path in removes {
-            if remove(&mut new, path)? {
-                updated.0.push(path.clone());
-            }
-        }
-        for action in &self.actions {
-            match action {
-                UpdateAction::Add(path, _, value) => updated.0.push(add(&mut new, path, value)?),
-                UpdateAction::Delete(path, _, value) => {
-                    delete(&mut new, path, value)?;
-                    updated.0.push(path.clone());
-                }
-                _ => {}
-            }
+            remove(&mut new, path)?;
         }
         *item = new;
-        Ok(updated)
+        Ok(UpdatedPaths(
+            self.actions.iter().map(|a| a.path().clone()).collect(),
+        ))
     }
+}
+
+/// A SET (with its value already computed), ADD or DELETE waiting to be applied.
+enum Write<'u> {
+    Set(AttributeValue),
+    Add(&'u AttributeValue),
+    Delete(&'u AttributeValue),
 }
 
 fn evaluate_set(value: &SetValue, item: &Item) -> Result<AttributeValue, ExprError> {
@@ -183,51 +188,49 @@ fn last(path: &Path) -> &PathElement {
     path.0.last().expect("paths are never empty")
 }
 
-/// Writes `value` at `path`, returning the path it landed at.
-fn write(item: &mut Item, path: &Path, value: AttributeValue) -> Result<Path, ExprError> {
+/// Writes `value` at `path`; an index past the end of a list appends.
+fn write(item: &mut Item, path: &Path, value: AttributeValue) -> Result<(), ExprError> {
     match (parent(item, path), last(path)) {
         (Some(Parent::Item(item)), PathElement::Name(name)) => {
             item.insert(name.clone(), value);
-            Ok(path.clone())
         }
         (Some(Parent::Value(AttributeValue::M(map))), PathElement::Name(name)) => {
             map.insert(name.clone(), value);
-            Ok(path.clone())
         }
         (Some(Parent::Value(AttributeValue::L(list))), PathElement::Index(i)) => {
-            let mut landed = path.clone();
             if *i < list.len() {
                 list[*i] = value;
             } else {
                 list.push(value);
-                *landed.0.last_mut().expect("not empty") = PathElement::Index(list.len() - 1);
             }
-            Ok(landed)
         }
-        _ => Err(ExprError::new(INVALID_PATH)),
+        _ => return Err(ExprError::new(INVALID_PATH)),
     }
+    Ok(())
 }
 
-/// Removes what `path` names; returns whether there was something. Removing a missing map key or a
-/// list index past the end does nothing, but the containers on the way must exist.
-fn remove(item: &mut Item, path: &Path) -> Result<bool, ExprError> {
+/// Removes what `path` names. Removing a missing map key or a list index past the end does
+/// nothing, but the containers on the way must exist.
+fn remove(item: &mut Item, path: &Path) -> Result<(), ExprError> {
     match (parent(item, path), last(path)) {
-        (Some(Parent::Item(item)), PathElement::Name(name)) => Ok(item.remove(name).is_some()),
+        (Some(Parent::Item(item)), PathElement::Name(name)) => {
+            item.remove(name);
+        }
         (Some(Parent::Value(AttributeValue::M(map))), PathElement::Name(name)) => {
-            Ok(map.remove(name).is_some())
+            map.remove(name);
         }
         (Some(Parent::Value(AttributeValue::L(list))), PathElement::Index(i)) => {
-            Ok(*i < list.len() && {
+            if *i < list.len() {
                 list.remove(*i);
-                true
-            })
+            }
         }
-        _ => Err(ExprError::new(INVALID_PATH)),
+        _ => return Err(ExprError::new(INVALID_PATH)),
     }
+    Ok(())
 }
 
 /// ADD: number addition or set union; a missing attribute starts from the value itself.
-fn add(item: &mut Item, path: &Path, value: &AttributeValue) -> Result<Path, ExprError> {
+fn add(item: &mut Item, path: &Path, value: &AttributeValue) -> Result<(), ExprError> {
     let existing = path.resolve(item).cloned();
     let combined = match (existing, value) {
         (None, v) => v.clone(),
@@ -270,9 +273,12 @@ pub(crate) fn set_difference(a: &AttributeValue, b: &AttributeValue) -> Option<A
 /// DELETE: set difference; an emptied set removes the attribute, a missing one is left missing.
 fn delete(item: &mut Item, path: &Path, value: &AttributeValue) -> Result<(), ExprError> {
     let Some(existing) = path.resolve(item).cloned() else {
-        return match parent(item, path) {
-            Some(_) => Ok(()),
-            None => Err(ExprError::new(INVALID_PATH)),
+        // Nothing to delete from, but the containers on the way must exist and fit the path.
+        return match (parent(item, path), last(path)) {
+            (Some(Parent::Item(_)), PathElement::Name(_))
+            | (Some(Parent::Value(AttributeValue::M(_))), PathElement::Name(_))
+            | (Some(Parent::Value(AttributeValue::L(_))), PathElement::Index(_)) => Ok(()),
+            _ => Err(ExprError::new(INVALID_PATH)),
         };
     };
     let remaining = set_difference(&existing, value).ok_or(ExprError::new(WRONG_TYPE))?;

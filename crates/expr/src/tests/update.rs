@@ -330,20 +330,54 @@ fn arithmetic_limits() {
     assert!(err.is_ok());
 }
 
+/// dynalite's recording of the real service ("should update nested attributes"): SET/ADD run in
+/// path order, values read the old item, UPDATED_NEW projects the new item on the paths as written.
 #[test]
-fn updated_paths_feed_return_values() {
-    let env = Env::new().value(":x", s("NEW"));
-    let update = parse("SET m.p = :x, a[9] = :x REMOVE str", &env).unwrap();
-    let old = sample();
+fn nested_update_matches_the_real_service() {
+    let env = Env::new().value(":a", n("2")).value(":b", ss(&["a"]));
+    let old = item(vec![
+        ("a", s("key")),
+        ("b", m(vec![("a", n("1")), ("b", n("2")), ("c", n("3"))])),
+        ("c", l(vec![n("1"), n("3")])),
+    ]);
+    let update = parse(
+        "set b.c=((c[1])+(b.a)),b.a = a,c[1] = a, c[4] = b.a - b.b, c[2] = b.c add c[8] :b, c[6] :a",
+        &env,
+    )
+    .unwrap();
     let mut new = old.clone();
-    let paths = update.apply(&mut new, &["id"]).unwrap();
-    assert_eq!(paths.attribute_names(), vec!["a", "m", "str"]);
-    let updated_new = crate::project(&new, &paths.0);
-    assert_eq!(updated_new["m"], m(vec![("p", s("NEW"))]));
-    assert_eq!(updated_new["a"], l(vec![s("NEW")]));
-    let updated_old = crate::project(&old, &paths.0);
-    assert_eq!(updated_old["str"], s("s"));
-    assert!(!updated_old.contains_key("a"));
+    let paths = update.apply(&mut new, &[]).unwrap();
+    assert_eq!(
+        new,
+        item(vec![
+            ("a", s("key")),
+            ("b", m(vec![("a", s("key")), ("b", n("2")), ("c", n("4"))])),
+            (
+                "c",
+                l(vec![n("1"), s("key"), n("3"), n("-1"), n("2"), ss(&["a"])])
+            ),
+        ])
+    );
+    assert_eq!(
+        crate::project(&new, &paths.0),
+        item(vec![
+            ("b", m(vec![("a", s("key")), ("c", n("4"))])),
+            ("c", l(vec![s("key"), n("3"), n("2")])),
+        ])
+    );
+    assert_eq!(paths.attribute_names(), vec!["b", "c"]);
+}
+
+#[test]
+fn list_writes_run_in_index_order_across_clauses() {
+    let env = Env::new()
+        .value(":x", s("x"))
+        .value(":y", s("y"))
+        .value(":n", n("8"));
+    let it = apply("SET a[4] = :x, a[3] = :y", &env, &sample()).unwrap();
+    assert_eq!(it["a"], l(vec![s("x"), s("y"), s("z"), s("y"), s("x")]));
+    let it = apply("ADD a[7] :n SET a[8] = :x", &env, &sample()).unwrap();
+    assert_eq!(it["a"], l(vec![s("x"), s("y"), s("z"), n("8"), s("x")]));
 }
 
 #[test]
