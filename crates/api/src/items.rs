@@ -34,7 +34,7 @@ pub(crate) fn check_table_name(violations: &mut Violations, name: Option<&str>) 
     violations.name("tableName", name);
 }
 
-fn empty_key_value(name: &str, value: &AttributeValue) -> Option<DynamoError> {
+pub(crate) fn empty_key_value(name: &str, value: &AttributeValue) -> Option<DynamoError> {
     let kind = match value {
         AttributeValue::S(s) if s.is_empty() => "string",
         AttributeValue::B(b) if b.is_empty() => "binary",

@@ -43,17 +43,18 @@ pub(crate) fn check_select(violations: &mut Violations, select: Option<&str>) {
 }
 
 /// Resolves Select with the projection (Select defaults to ALL_ATTRIBUTES, or SPECIFIC_ATTRIBUTES
-/// when a projection is given).
+/// when a projection is given). `projection_parameter` names the parameter that carries the
+/// projection (ProjectionExpression or AttributesToGet), as DynamoDB's messages do.
 pub(crate) fn resolve_select(
     select: Option<&str>,
-    has_projection: bool,
+    projection_parameter: Option<&str>,
     index_name: Option<&str>,
 ) -> Result<Select, DynamoError> {
-    match (select, has_projection) {
-        (None, false) | (Some("ALL_ATTRIBUTES"), false) => Ok(Select::AllAttributes),
-        (None, true) | (Some("SPECIFIC_ATTRIBUTES"), true) => Ok(Select::SpecificAttributes),
-        (Some("COUNT"), false) => Ok(Select::Count),
-        (Some("SPECIFIC_ATTRIBUTES"), false) => Err(DynamoError::validation(
+    match (select, projection_parameter) {
+        (None, None) | (Some("ALL_ATTRIBUTES"), None) => Ok(Select::AllAttributes),
+        (None, Some(_)) | (Some("SPECIFIC_ATTRIBUTES"), Some(_)) => Ok(Select::SpecificAttributes),
+        (Some("COUNT"), None) => Ok(Select::Count),
+        (Some("SPECIFIC_ATTRIBUTES"), None) => Err(DynamoError::validation(
             "Must specify the AttributesToGet or ProjectionExpression when choosing to get SPECIFIC_ATTRIBUTES",
         )),
         (Some("ALL_PROJECTED_ATTRIBUTES"), _) if index_name.is_none() => {
@@ -61,11 +62,45 @@ pub(crate) fn resolve_select(
                 "ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName",
             ))
         }
-        (Some(other), true) => Err(DynamoError::validation(format!(
-            "Cannot specify the AttributesToGet or ProjectionExpression when choosing to get {other}"
+        (Some("COUNT"), Some(parameter)) => Err(DynamoError::validation(format!(
+            "Cannot specify the {parameter} when choosing to get only the Count"
         ))),
-        (Some(_), false) => Ok(Select::AllAttributes),
+        (Some(other), Some(parameter)) => Err(DynamoError::validation(format!(
+            "Cannot specify the {parameter} when choosing to get {other}"
+        ))),
+        (Some(_), None) => Ok(Select::AllAttributes),
     }
+}
+
+/// Which projection parameter a request used, for Select's messages.
+pub(crate) fn projection_parameter(
+    expression: bool,
+    attributes_to_get: bool,
+) -> Option<&'static str> {
+    if expression {
+        Some("ProjectionExpression")
+    } else if attributes_to_get {
+        Some("AttributesToGet")
+    } else {
+        None
+    }
+}
+
+/// Checks an ExclusiveStartKey against the table's key schema, with DynamoDB's messages.
+pub(crate) fn validate_start_key(meta: &TableMeta, start: &Item) -> Result<(), DynamoError> {
+    if start.is_empty() {
+        return Err(DynamoError::validation(
+            "The provided starting key is invalid",
+        ));
+    }
+    if start.len() != meta.keys().attributes().count() {
+        return Err(DynamoError::validation(
+            "Exclusive Start Key must have same size as table's key schema",
+        ));
+    }
+    crate::items::validate_key(meta, start).map_err(|_| {
+        DynamoError::validation("The provided starting key is invalid: The provided key element does not match the schema")
+    })
 }
 
 /// Checks `Limit` (DynamoDB requires at least 1).

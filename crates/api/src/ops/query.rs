@@ -17,8 +17,8 @@ use crate::error::{DynamoError, Violations};
 use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::items::{CapacityReport, check_table_name, table};
 use crate::pages::{
-    PageRequest, check_limit, check_select, page_capacity, prefix_successor, read_page,
-    render_page, resolve_select,
+    PageRequest, check_limit, check_select, page_capacity, prefix_successor, projection_parameter,
+    read_page, render_page, resolve_select, validate_start_key,
 };
 use crate::wire::parse_item;
 
@@ -71,9 +71,13 @@ pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, Dynam
         input.expression_attribute_names.as_ref(),
         input.expression_attribute_values.as_ref(),
     )?;
+    let projection = projection_parameter(
+        input.projection_expression.is_some(),
+        input.attributes_to_get.is_some(),
+    );
     let select = resolve_select(
         input.select.as_deref(),
-        expressions.projection.is_some(),
+        projection,
         input.index_name.as_deref(),
     )?;
     let key_condition = expressions.key_condition.as_ref().ok_or_else(|| {
@@ -93,6 +97,14 @@ pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, Dynam
     }
     let schema = meta.keys();
     let range = KeyRange::from_condition(key_condition, &schema, &meta)?;
+    if let Some(filter) = &expressions.filter {
+        let parameter = if input.query_filter.is_some() {
+            "QueryFilter"
+        } else {
+            "Filter Expression"
+        };
+        reject_key_attributes(filter, &schema, parameter)?;
+    }
     let reverse = !input.scan_index_forward.unwrap_or(true);
     let (mut lower, mut upper) = (range.lower.clone(), range.upper.clone());
     if let Some(start) = &start_key {
@@ -375,6 +387,18 @@ impl KeyRange {
         if let (Some(condition), Some(key)) = (&sort, &schema.sort) {
             condition.check(key)?;
         }
+        if let Some(error) = crate::items::empty_key_value(&schema.partition.name, &partition_value)
+        {
+            return Err(error);
+        }
+        if let (Some(condition), Some(key)) = (&sort, &schema.sort)
+            && let Some(error) = condition
+                .values()
+                .into_iter()
+                .find_map(|v| crate::items::empty_key_value(&key.name, v))
+        {
+            return Err(error);
+        }
         let mut partition_prefix = meta.item_prefix();
         let encoded_partition = encoded(&partition_value);
         partition_prefix.extend_from_slice(&partition_hash(&encoded_partition));
@@ -402,14 +426,7 @@ impl KeyRange {
         schema: &KeySchema,
         meta: &TableMeta,
     ) -> Result<Vec<u8>, DynamoError> {
-        if start.len() != schema.attributes().count() {
-            return Err(DynamoError::validation(
-                "Exclusive Start Key must have same size as table's key schema",
-            ));
-        }
-        crate::items::validate_key(meta, start).map_err(|_| {
-            DynamoError::validation("The provided starting key is invalid: The provided key element does not match the schema")
-        })?;
+        validate_start_key(meta, start)?;
         let outside = || {
             DynamoError::validation(
                 "The provided starting key does not match the range key predicate",
@@ -434,4 +451,54 @@ fn missed_key(schema: &KeySchema, partition_missing: bool) -> DynamoError {
         _ => &schema.partition.name,
     };
     DynamoError::validation(format!("Query condition missed key schema element: {name}"))
+}
+
+/// A Query filter may not name key attributes (they belong in the key condition).
+fn reject_key_attributes(
+    filter: &Condition,
+    schema: &KeySchema,
+    parameter: &str,
+) -> Result<(), DynamoError> {
+    let mut roots = Vec::new();
+    condition_roots(filter, &mut roots);
+    match roots.into_iter().find(|root| schema.is_key_attribute(root)) {
+        Some(key) => Err(DynamoError::validation(format!(
+            "{parameter} can only contain non-primary key attributes: Primary key attribute: {key}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The top-level attribute names a condition reads, in order of appearance.
+fn condition_roots<'c>(condition: &'c Condition, out: &mut Vec<&'c str>) {
+    fn operand_roots<'c>(operand: &'c Operand, out: &mut Vec<&'c str>) {
+        match operand {
+            Operand::Path(path) => out.push(path.root()),
+            Operand::Size(inner) => operand_roots(inner, out),
+            Operand::Value { .. } => {}
+        }
+    }
+    match condition {
+        Condition::Compare(a, _, b)
+        | Condition::AttributeType(a, b)
+        | Condition::BeginsWith(a, b)
+        | Condition::Contains(a, b) => {
+            operand_roots(a, out);
+            operand_roots(b, out);
+        }
+        Condition::Between(a, low, high) => [a, low, high]
+            .into_iter()
+            .for_each(|o| operand_roots(o, out)),
+        Condition::In(a, list) => std::iter::once(a)
+            .chain(list)
+            .for_each(|o| operand_roots(o, out)),
+        Condition::AttributeExists(path) | Condition::AttributeNotExists(path) => {
+            out.push(path.root())
+        }
+        Condition::Not(inner) => condition_roots(inner, out),
+        Condition::And(a, b) | Condition::Or(a, b) => {
+            condition_roots(a, out);
+            condition_roots(b, out);
+        }
+    }
 }

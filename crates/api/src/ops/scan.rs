@@ -12,9 +12,10 @@ use crate::Service;
 use crate::catalog::TableMeta;
 use crate::error::{DynamoError, Violations};
 use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
-use crate::items::{CapacityReport, check_table_name, table, validate_key};
+use crate::items::{CapacityReport, check_table_name, table};
 use crate::pages::{
-    PageRequest, check_limit, check_select, page_capacity, read_page, render_page, resolve_select,
+    PageRequest, check_limit, check_select, page_capacity, projection_parameter, read_page,
+    render_page, resolve_select, validate_start_key,
 };
 use crate::wire::parse_item;
 
@@ -143,9 +144,13 @@ pub(crate) fn scan(service: &Service, input: ScanInput) -> Result<Value, DynamoE
         input.expression_attribute_names.as_ref(),
         input.expression_attribute_values.as_ref(),
     )?;
+    let projection = projection_parameter(
+        input.projection_expression.is_some(),
+        input.attributes_to_get.is_some(),
+    );
     let select = resolve_select(
         input.select.as_deref(),
-        expressions.projection.is_some(),
+        projection,
         input.index_name.as_deref(),
     )?;
     let start_key = input
@@ -162,9 +167,7 @@ pub(crate) fn scan(service: &Service, input: ScanInput) -> Result<Value, DynamoE
     }
     let (mut lower, upper) = segment_range(&meta, segment);
     if let Some(start) = &start_key {
-        validate_key(&meta, start).map_err(|_| {
-            DynamoError::validation("The provided starting key is invalid: The provided key element does not match the schema")
-        })?;
+        validate_start_key(&meta, start)?;
         lower = Bound::Excluded(meta.keys().storage_key(&meta.item_prefix(), start));
     }
     let consistent = input.consistent_read.unwrap_or(false);
