@@ -272,10 +272,10 @@ fn normalise(value: &Value) -> Value {
                     key.clone()
                 };
                 let mut member = normalise(member);
-                if matches!(key.as_str(), "SS" | "NS" | "BS") {
-                    if let Value::Array(items) = &mut member {
-                        items.sort_by_key(|v| v.to_string());
-                    }
+                if matches!(key.as_str(), "SS" | "NS" | "BS")
+                    && let Value::Array(items) = &mut member
+                {
+                    items.sort_by_key(|v| v.to_string());
                 }
                 members.push((key, member));
             }

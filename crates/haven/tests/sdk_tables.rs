@@ -443,15 +443,9 @@ async fn create_table_validation_errors() {
                 .billing_mode(BillingMode::PayPerRequest)
         };
 
-    let cases: Vec<(
-        Box<
-            dyn FnOnce(
-                aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
-            )
-                -> aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
-        >,
-        &str,
-    )> = vec![
+    type Builder = aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
+    type Case<'a> = (Box<dyn FnOnce(Builder) -> Builder + 'a>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             Box::new(|b| valid(b).table_name("ab")),
             "1 validation error detected: Value 'ab' at 'tableName' failed to satisfy constraint: Member must have length greater than or equal to 3",
