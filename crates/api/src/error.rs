@@ -21,7 +21,10 @@ pub enum DynamoError {
     /// IAM refused the request (DynamoDB answers this for another account's resource ARN).
     AccessDenied(String),
     ResourceInUse(String),
-    ConditionalCheckFailed { message: String, item: Option<Item> },
+    ConditionalCheckFailed {
+        message: String,
+        item: Option<Item>,
+    },
     LimitExceeded(String),
     ProvisionedThroughputExceeded(String),
     InternalServerError,

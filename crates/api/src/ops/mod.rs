@@ -10,8 +10,8 @@ mod query;
 mod scan;
 mod tags;
 mod time_to_live;
-mod update_table;
 mod update_item;
+mod update_table;
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
