@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HAVEN = Path(os.environ.get("HAVEN_BIN", ROOT / "target" / "debug" / "haven"))
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+HAVEN = Path(os.environ.get("HAVEN_BIN", TARGET / "debug" / "haven"))
 TOUR_PORT = "8000"
 COMMAND_TIMEOUT = 60
 
