@@ -35,7 +35,6 @@ const MAX_IN_OPERANDS: usize = 100;
 
 // Error ranks: DynamoDB reports the first error (in text order) of the best-ranked category.
 const RANK_LIMITS: u8 = 0;
-const RANK_PARENS: u8 = 1;
 /// Unknown or misused functions and reserved words.
 const RANK_NAMING: u8 = 2;
 /// Undefined placeholders, operand counts, distinct operands and operand types.
@@ -198,13 +197,16 @@ fn comparator(kind: Kind) -> Option<Comparator> {
     }
 }
 
+fn starts_comparison(kind: Kind) -> bool {
+    comparator(kind).is_some()
+        || kind == Kind::Keyword(Keyword::Between)
+        || kind == Kind::Keyword(Keyword::In)
+}
+
 fn parse_comparison(cursor: &mut Cursor) -> Parsed<Raw> {
     let left = parse_primary(cursor)?;
     let next = cursor.peek();
-    let is_operator = comparator(next).is_some()
-        || next == Kind::Keyword(Keyword::Between)
-        || next == Kind::Keyword(Keyword::In);
-    if !is_operator {
+    if !starts_comparison(next) {
         return Ok(left);
     }
     if !left.is_operand() {
@@ -251,7 +253,13 @@ fn parse_primary(cursor: &mut Cursor) -> Parsed<Raw> {
     let inner = parse_or(cursor)?;
     cursor.expect(Punct::RParen)?;
     cursor.ascend();
-    Ok(Raw::Paren(Box::new(inner)))
+    // DynamoDB only knows that doubled parentheses around an operand hold an operand once a
+    // comparison follows them; before that, a misplaced token is the error it reports.
+    if matches!(inner, Raw::Paren(_)) && !inner.is_condition() && !starts_comparison(cursor.peek())
+    {
+        return cursor.error();
+    }
+    parenthesised(cursor, inner)
 }
 
 fn parse_operand(cursor: &mut Cursor) -> Parsed<Raw> {
@@ -263,6 +271,13 @@ fn parse_operand(cursor: &mut Cursor) -> Parsed<Raw> {
     let inner = parse_operand(cursor)?;
     cursor.expect(Punct::RParen)?;
     cursor.ascend();
+    parenthesised(cursor, inner)
+}
+
+fn parenthesised(cursor: &Cursor, inner: Raw) -> Parsed<Raw> {
+    if matches!(inner, Raw::Paren(_)) {
+        return cursor.redundant_parens();
+    }
     Ok(Raw::Paren(Box::new(inner)))
 }
 
@@ -305,17 +320,11 @@ fn dummy_path() -> Path {
 }
 
 impl Lower<'_, '_> {
-    /// Whole-tree checks that outrank the others: IN size and redundant parentheses.
+    /// Whole-tree check that outranks the others: the size of IN lists.
     fn check_shape(&mut self, raw: &Raw) {
         let children: Vec<&Raw> = match raw {
             Raw::Path(_) | Raw::Value(_) => vec![],
-            Raw::Paren(inner) => {
-                if matches!(**inner, Raw::Paren(_)) {
-                    self.diagnostics
-                        .report(RANK_PARENS, "The expression has redundant parentheses;");
-                }
-                vec![inner]
-            }
+            Raw::Paren(inner) => vec![inner],
             Raw::Call(_, args) => args.iter().collect(),
             Raw::Compare(a, _, b) | Raw::And(a, b) | Raw::Or(a, b) => vec![a, b],
             Raw::Between(a, b, c) => vec![a, b, c],
@@ -350,8 +359,8 @@ impl Lower<'_, '_> {
             }
             Raw::Between(a, low, high) => {
                 let (a, low, high) = (self.operand(a), self.operand(low), self.operand(high));
-                self.check_distinct("BETWEEN", &a, [&low, &high]);
                 self.check_ordered("BETWEEN", [&a, &low, &high]);
+                self.check_distinct("BETWEEN", &a, [&low, &high]);
                 self.check_between(&low, &high);
                 Condition::Between(a, low, high)
             }
@@ -375,16 +384,20 @@ impl Lower<'_, '_> {
         }
     }
 
+    /// A function used as a condition. Its name is judged before its arguments are lowered.
     fn function_condition(&mut self, name: &str, args: &[Raw]) -> Condition {
-        let operands: Vec<Operand> = args.iter().map(|a| self.operand(a)).collect();
         let Some(expected) = condition_function(name) else {
             if name == "size" {
                 self.misused(name);
             } else {
                 self.unknown_function(name);
             }
+            for arg in args {
+                self.operand(arg);
+            }
             return Condition::AttributeExists(dummy_path());
         };
+        let operands: Vec<Operand> = args.iter().map(|a| self.operand(a)).collect();
         if operands.len() != expected {
             self.diagnostics.report(
                 RANK_OPERAND_COUNT,
@@ -436,13 +449,13 @@ impl Lower<'_, '_> {
             }
             Raw::Call(name, args) if name == "size" => self.size(args),
             Raw::Call(name, args) => {
-                for arg in args {
-                    self.operand(arg);
-                }
                 if condition_function(name).is_some() {
                     self.misused(name);
                 } else {
                     self.unknown_function(name);
+                }
+                for arg in args {
+                    self.operand(arg);
                 }
                 Operand::Path(dummy_path())
             }

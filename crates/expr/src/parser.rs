@@ -17,6 +17,7 @@ const MAX_DEPTH: usize = 300;
 /// Why parsing stopped.
 pub(crate) enum Fail {
     Syntax(String),
+    RedundantParens,
     TooDeep,
 }
 
@@ -40,7 +41,6 @@ pub(crate) struct Cursor<'t> {
     pos: usize,
     depth: usize,
     operators: usize,
-    redundant_parens: bool,
 }
 
 impl<'t> Cursor<'t> {
@@ -51,7 +51,6 @@ impl<'t> Cursor<'t> {
             pos: 0,
             depth: 0,
             operators: 0,
-            redundant_parens: false,
         }
     }
 
@@ -114,13 +113,10 @@ impl<'t> Cursor<'t> {
         self.depth -= 1;
     }
 
-    /// Notes parentheses directly around other parentheses; DynamoDB rejects them after parsing.
-    pub fn note_redundant_parens(&mut self) {
-        self.redundant_parens = true;
-    }
-
-    pub fn redundant_parens(&self) -> bool {
-        self.redundant_parens
+    /// Parentheses directly around other parentheses: DynamoDB stops at the closing one, so this
+    /// error wins over anything later in the text, syntax errors included.
+    pub fn redundant_parens<T>(&self) -> Parsed<T> {
+        Err(Fail::RedundantParens)
     }
 
     /// Counts one operator or function call towards [`MAX_OPERATORS`].
@@ -199,13 +195,6 @@ impl Diagnostics {
         if !self.found.iter().any(|(r, _)| *r == rank) {
             self.found.push((rank, message.into()));
         }
-    }
-
-    /// Like [`Diagnostics::report`], but the last error of the rank wins (DynamoDB keeps the last
-    /// operand-type error of an update expression).
-    pub fn report_last(&mut self, rank: u8, message: impl Into<String>) {
-        self.found.retain(|(r, _)| *r != rank);
-        self.found.push((rank, message.into()));
     }
 
     /// The errors found, in the order reported.
@@ -319,12 +308,15 @@ pub(crate) fn too_many_operators() -> String {
     )
 }
 
+const REDUNDANT_PARENS: &str = "The expression has redundant parentheses;";
+
 /// Turns a parse failure into the request's error.
 pub(crate) fn fail_to_error(fail: Fail, cursor: &Cursor, prefix: &str) -> ExprError {
     let message = match fail {
         Fail::Syntax(message) => message,
+        Fail::RedundantParens => REDUNDANT_PARENS.to_string(),
         Fail::TooDeep if cursor.operator_tokens() > MAX_OPERATORS => too_many_operators(),
-        Fail::TooDeep => "The expression has redundant parentheses;".to_string(),
+        Fail::TooDeep => REDUNDANT_PARENS.to_string(),
     };
     ExprError(format!("{prefix}: {message}"))
 }

@@ -14,8 +14,8 @@ use crate::{ExprError, Path, PathElement, Placeholders};
 
 const PREFIX: &str = "Invalid ProjectionExpression";
 
-// Error ranks: reserved words and bad list indexes (first one wins), then undefined names, too deep
-// and overlapping paths, where the last one found, path by path, wins (DynamoDB's order).
+// Error ranks: reserved words and bad list indexes (first in the text wins), then undefined
+// names, too deep and overlapping paths, found walking the paths from last to first.
 const RANK_RESERVED: u8 = 1;
 const RANK_PATHS: u8 = 2;
 const PATH_RANKS: PathRanks = PathRanks {
@@ -37,26 +37,50 @@ pub fn parse_projection(
     };
     let mut diagnostics = Diagnostics::default();
     let mut paths: Vec<Path> = Vec::with_capacity(raw.len());
+    let mut own_errors = Vec::with_capacity(raw.len());
     for raw_path in &raw {
         let mut found = Diagnostics::default();
-        let path = resolve_path(raw_path, placeholders, &mut found, &PATH_RANKS);
+        paths.push(resolve_path(
+            raw_path,
+            placeholders,
+            &mut found,
+            &PATH_RANKS,
+        ));
+        let mut own = None;
         for (rank, message) in found.into_entries() {
             if rank == RANK_PATHS {
-                diagnostics.report_last(rank, message);
+                own = Some(message);
             } else {
                 diagnostics.report(rank, message);
             }
         }
-        if let Some(message) = paths
-            .iter()
-            .find_map(|earlier| crate::path::clash_message(earlier, &path))
-        {
-            diagnostics.report_last(RANK_PATHS, message);
-        }
-        paths.push(path);
+        own_errors.push(own);
+    }
+    if let Some(message) = path_error(&paths, &own_errors) {
+        diagnostics.report(RANK_PATHS, message);
     }
     diagnostics.into_result(PREFIX)?;
     Ok(paths)
+}
+
+/// The first error walking the paths from last to first, as DynamoDB does: a path's own error
+/// (undefined name, too deep), or its clash with a later path (the most recent one looked at first).
+fn path_error(paths: &[Path], own_errors: &[Option<String>]) -> Option<String> {
+    let mut later: Vec<&Path> = Vec::new();
+    for (path, own) in paths.iter().zip(own_errors).rev() {
+        if own.is_some() {
+            return own.clone();
+        }
+        if let Some(message) = later
+            .iter()
+            .rev()
+            .find_map(|l| crate::path::clash_message(path, l))
+        {
+            return Some(message);
+        }
+        later.push(path);
+    }
+    None
 }
 
 fn parse_paths(cursor: &mut Cursor) -> Parsed<Vec<RawPath>> {

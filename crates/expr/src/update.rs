@@ -14,22 +14,28 @@ use crate::{ExprError, Path, Placeholders};
 
 const PREFIX: &str = "Invalid UpdateExpression";
 
-// Error ranks, most important first (as DynamoDB Local orders them).
-const RANK_PARENS: u8 = 0;
-/// Reserved words, unknown or misplaced functions and repeated sections, in text order.
+// Error ranks, most important first, as DynamoDB orders them. Within a rank, NAMING errors count
+// in text order; the other two are found walking the actions from last to first (DynamoDB builds
+// its tree of paths that way), the first error of an action counting before its later ones.
+/// Reserved words, unknown or misplaced functions, repeated sections, list indexes out of range.
 const RANK_NAMING: u8 = 1;
-/// Overlapping and too deep paths; the last one found, action by action, wins.
+/// The paths the actions write: undefined names in them, too deep or overlapping paths.
 const RANK_PATHS: u8 = 2;
-/// Undefined placeholders: within an action the first counts, across actions the last, taking
-/// sections in the order SET, REMOVE, ADD, DELETE whatever their order in the text.
-const RANK_UNDEFINED: u8 = 3;
-/// Operand types and function arguments; the last such error in the text wins.
-const RANK_OPERANDS: u8 = 4;
+/// Operands: undefined placeholders, operand types, function arguments.
+const RANK_OPERANDS: u8 = 3;
 
-const PATH_RANKS: PathRanks = PathRanks {
+/// Ranks for the path an action writes.
+const TARGET_RANKS: PathRanks = PathRanks {
     reserved: RANK_NAMING,
-    undefined_name: RANK_UNDEFINED,
+    undefined_name: RANK_PATHS,
     nesting: RANK_PATHS,
+};
+
+/// Ranks for paths read by operands.
+const OPERAND_RANKS: PathRanks = PathRanks {
+    reserved: RANK_NAMING,
+    undefined_name: RANK_OPERANDS,
+    nesting: RANK_OPERANDS,
 };
 
 /// A parsed update: its actions in the order written.
@@ -54,11 +60,6 @@ pub fn parse_update(
         placeholders,
         diagnostics: Diagnostics::default(),
     };
-    if cursor.redundant_parens() {
-        lower
-            .diagnostics
-            .report(RANK_PARENS, "The expression has redundant parentheses;");
-    }
     let actions = lower.sections(&sections);
     lower.diagnostics.into_result(PREFIX)?;
     Ok(UpdateExpression { actions })
@@ -201,7 +202,7 @@ fn parse_set_value(cursor: &mut Cursor) -> Parsed<(RawSetValue, bool)> {
         cursor.expect(Punct::RParen)?;
         cursor.ascend();
         if inner_parenthesised {
-            cursor.note_redundant_parens();
+            return cursor.redundant_parens();
         }
         match inner {
             RawSetValue::Operand(operand) => operand,
@@ -230,7 +231,7 @@ fn parse_operand(cursor: &mut Cursor) -> Parsed<(RawOperand, bool)> {
             cursor.expect(Punct::RParen)?;
             cursor.ascend();
             if parenthesised {
-                cursor.note_redundant_parens();
+                return cursor.redundant_parens();
             }
             Ok((inner, true))
         }
@@ -254,13 +255,33 @@ fn parse_operand(cursor: &mut Cursor) -> Parsed<(RawOperand, bool)> {
     }
 }
 
-fn section_order(keyword: Keyword) -> u8 {
+fn keyword_name(keyword: Keyword) -> &'static str {
     match keyword {
-        Keyword::Set => 0,
-        Keyword::Remove => 1,
-        Keyword::Add => 2,
-        _ => 3,
+        Keyword::Set => "SET",
+        Keyword::Remove => "REMOVE",
+        Keyword::Add => "ADD",
+        _ => "DELETE",
     }
+}
+
+/// The first path error walking the actions from last to first: an action's own path error, or
+/// its path clashing with one written by a later action (the most recent one looked at first).
+fn path_error(
+    actions: &[UpdateAction],
+    found: &[(Option<String>, Option<String>)],
+) -> Option<String> {
+    let mut later: Vec<&Path> = Vec::new();
+    for (action, (own, _)) in actions.iter().zip(found).rev() {
+        if own.is_some() {
+            return own.clone();
+        }
+        let path = action.path();
+        if let Some(message) = later.iter().rev().find_map(|l| clash_message(path, l)) {
+            return Some(message);
+        }
+        later.push(path);
+    }
+    None
 }
 
 struct Lower<'p, 'a> {
@@ -295,46 +316,40 @@ impl Lower<'_, '_> {
     fn sections(&mut self, sections: &[Section]) -> Vec<UpdateAction> {
         let mut seen = Vec::new();
         let mut actions = Vec::new();
-        let mut undefined = Vec::new();
+        // Per action, its first path error and its first operand error.
+        let mut found_per_action = Vec::new();
         for section in sections {
             for raw in &section.actions {
-                let action_diagnostics = std::mem::take(&mut self.diagnostics);
-                let action = self.action(raw);
-                let found = std::mem::replace(&mut self.diagnostics, action_diagnostics);
+                let outer = std::mem::take(&mut self.diagnostics);
+                actions.push(self.action(raw));
+                let found = std::mem::replace(&mut self.diagnostics, outer);
+                let mut path_error = None;
+                let mut operand_error = None;
                 for (rank, message) in found.into_entries() {
                     match rank {
-                        RANK_UNDEFINED => undefined.push((section_order(section.keyword), message)),
-                        RANK_OPERANDS | RANK_PATHS => self.diagnostics.report_last(rank, message),
+                        RANK_PATHS => path_error = Some(message),
+                        RANK_OPERANDS => operand_error = Some(message),
                         _ => self.diagnostics.report(rank, message),
                     }
                 }
-                if let Some(message) = actions
-                    .iter()
-                    .find_map(|earlier: &UpdateAction| clash_message(earlier.path(), action.path()))
-                {
-                    self.diagnostics.report_last(RANK_PATHS, message);
-                }
-                actions.push(action);
+                found_per_action.push((path_error, operand_error));
             }
             if seen.contains(&section.keyword) {
-                let name = match section.keyword {
-                    Keyword::Set => "SET",
-                    Keyword::Remove => "REMOVE",
-                    Keyword::Add => "ADD",
-                    _ => "DELETE",
-                };
                 self.diagnostics.report(
                     RANK_NAMING,
                     format!(
-                        "The \"{name}\" section can only be used once in an update expression;"
+                        "The \"{}\" section can only be used once in an update expression;",
+                        keyword_name(section.keyword)
                     ),
                 );
             }
             seen.push(section.keyword);
         }
-        undefined.sort_by_key(|(order, _)| *order);
-        for (_, message) in undefined {
-            self.diagnostics.report_last(RANK_UNDEFINED, message);
+        if let Some(message) = path_error(&actions, &found_per_action) {
+            self.diagnostics.report(RANK_PATHS, message);
+        }
+        if let Some(message) = found_per_action.iter().rev().find_map(|(_, o)| o.clone()) {
+            self.diagnostics.report(RANK_OPERANDS, message);
         }
         actions
     }
@@ -342,12 +357,12 @@ impl Lower<'_, '_> {
     fn action(&mut self, raw: &RawAction) -> UpdateAction {
         match raw {
             RawAction::Set(path, value) => {
-                let path = self.path(path);
+                let path = self.target(path);
                 UpdateAction::Set(path, self.set_value(value))
             }
-            RawAction::Remove(path) => UpdateAction::Remove(self.path(path)),
+            RawAction::Remove(path) => UpdateAction::Remove(self.target(path)),
             RawAction::Add(path, placeholder) => {
-                let path = self.path(path);
+                let path = self.target(path);
                 let value = self.value(placeholder);
                 if !matches!(value, AttributeValue::N(_)) && !is_set(&value) {
                     self.operand_type("ADD", &value);
@@ -355,7 +370,7 @@ impl Lower<'_, '_> {
                 UpdateAction::Add(path, placeholder.clone(), value)
             }
             RawAction::Delete(path, placeholder) => {
-                let path = self.path(path);
+                let path = self.target(path);
                 let value = self.value(placeholder);
                 if !is_set(&value) {
                     self.operand_type("DELETE", &value);
@@ -375,14 +390,25 @@ impl Lower<'_, '_> {
         );
     }
 
+    /// The path an action writes.
+    fn target(&mut self, raw: &RawPath) -> Path {
+        resolve_path(raw, self.placeholders, &mut self.diagnostics, &TARGET_RANKS)
+    }
+
+    /// A path an operand reads.
     fn path(&mut self, raw: &RawPath) -> Path {
-        resolve_path(raw, self.placeholders, &mut self.diagnostics, &PATH_RANKS)
+        resolve_path(
+            raw,
+            self.placeholders,
+            &mut self.diagnostics,
+            &OPERAND_RANKS,
+        )
     }
 
     fn value(&mut self, placeholder: &str) -> AttributeValue {
         self.placeholders.value(placeholder).unwrap_or_else(|| {
             self.diagnostics
-                .report(RANK_UNDEFINED, undefined_value(placeholder));
+                .report(RANK_OPERANDS, undefined_value(placeholder));
             // A set, so that no operand-type error is reported for a value that does not exist.
             AttributeValue::Ss(Vec::new())
         })
@@ -413,7 +439,7 @@ impl Lower<'_, '_> {
                 placeholder: placeholder.clone(),
                 value: self.placeholders.value(placeholder).unwrap_or_else(|| {
                     self.diagnostics
-                        .report(RANK_UNDEFINED, undefined_value(placeholder));
+                        .report(RANK_OPERANDS, undefined_value(placeholder));
                     AttributeValue::Null
                 }),
             },
@@ -429,33 +455,29 @@ impl Lower<'_, '_> {
         }
     }
 
+    /// A function call. Its name is judged before its arguments are lowered.
     fn call(&mut self, name: &str, args: &[RawOperand]) -> UpdateOperand {
         let dummy = UpdateOperand::Path(Path::attribute(""));
-        let mut operands: Vec<UpdateOperand> = args.iter().map(|a| self.operand(a, true)).collect();
-        match name {
-            "if_not_exists" | "list_append" => {}
+        let problem = match name {
+            "if_not_exists" | "list_append" => None,
             "attribute_exists"
             | "attribute_not_exists"
             | "attribute_type"
             | "begins_with"
             | "contains"
-            | "size" => {
-                self.diagnostics.report(
-                    RANK_NAMING,
-                    format!(
-                        "The function is not allowed in an update expression; function: {name}"
-                    ),
-                );
-                return dummy;
+            | "size" => Some(format!(
+                "The function is not allowed in an update expression; function: {name}"
+            )),
+            _ => Some(format!("Invalid function name; function: {name}")),
+        };
+        if let Some(message) = problem {
+            self.diagnostics.report(RANK_NAMING, message);
+            for arg in args {
+                self.operand(arg, true);
             }
-            _ => {
-                self.diagnostics.report(
-                    RANK_NAMING,
-                    format!("Invalid function name; function: {name}"),
-                );
-                return dummy;
-            }
+            return dummy;
         }
+        let mut operands: Vec<UpdateOperand> = args.iter().map(|a| self.operand(a, true)).collect();
         if operands.len() != 2 {
             self.diagnostics.report(
                 RANK_OPERANDS,
@@ -471,7 +493,15 @@ impl Lower<'_, '_> {
             return UpdateOperand::ListAppend(Box::new(first), second);
         }
         match first {
-            UpdateOperand::Path(path) => UpdateOperand::IfNotExists(path, second),
+            UpdateOperand::Path(path) => {
+                if matches!(&*second, UpdateOperand::Path(p) if *p == path) {
+                    self.diagnostics.report(
+                        RANK_OPERANDS,
+                        format!("The first operand must be distinct from the remaining operands for this operator or function; operator: {name}, first operand: {}", path.message_form()),
+                    );
+                }
+                UpdateOperand::IfNotExists(path, second)
+            }
             _ => {
                 self.diagnostics.report(
                     RANK_OPERANDS,

@@ -508,3 +508,48 @@ fn path_depth_and_overlap_share_a_rank() {
         );
     }
 }
+
+/// dynalite's recordings of the real service: which pair of paths is reported follows DynamoDB's
+/// walk from the last action to the first.
+#[test]
+fn overlapping_paths_as_the_real_service_reports_them() {
+    let env = Env::new().name("#b", "b").name("#c", "c").name("#d", "[3]");
+    let overlap = [
+        (
+            "set d[1] = a, d.b = a, c[1].a = a, #c = if_not_exists(a, b)",
+            "[c, [1], a]",
+            "[c]",
+        ),
+        ("set c.b.#c = a, c = a, #d = a", "[c, b, c]", "[c]"),
+        ("set a = b remove a, #c, #d", "[a]", "[a]"),
+        ("set #c[3].#d = a, #c[3] = a", "[c, [3], [3]]", "[c, [3]]"),
+        ("remove c, #c.a, #d", "[c]", "[c, a]"),
+        ("remove a, #c, a, #d", "[a]", "[a]"),
+    ];
+    for (text, one, two) in overlap {
+        assert_eq!(
+            parse(text, &env).expect_err(text),
+            format!(
+                "Invalid UpdateExpression: Two document paths overlap with each other; must remove or rewrite one of these paths; path one: {one}, path two: {two}"
+            ),
+            "{text}"
+        );
+    }
+    let conflict = [
+        (
+            "set #c[3].#d = a, #c.#d[3] = if_not_exists(a, b)",
+            "[c, [3], [3]]",
+            "[c, [3], [3]]",
+        ),
+        ("remove a.#c set a[1] = #d", "[a, c]", "[a, [1]]"),
+    ];
+    for (text, one, two) in conflict {
+        assert_eq!(
+            parse(text, &env).expect_err(text),
+            format!(
+                "Invalid UpdateExpression: Two document paths conflict with each other; must remove or rewrite one of these paths; path one: {one}, path two: {two}"
+            ),
+            "{text}"
+        );
+    }
+}
