@@ -2,9 +2,10 @@
 //! as it was before the update. SET, ADD and DELETE then run in document-path order whatever their
 //! order in the text (so `SET c[4] = :x, c[2] = :y` on a two-element list appends `:y` then `:x`),
 //! and REMOVE runs last, list elements from the highest index down, so indexes keep naming the
-//! original elements. The item is only changed when the whole update succeeds.
+//! original elements. The item is only changed when the whole update succeeds. When an update has
+//! several faults, the one reported is the one DynamoDB finds first (see `UpdateExpression::check`).
 
-use haven_model::{AttributeValue, Item, NumberError};
+use haven_model::{AttributeValue, Item, Number, NumberError};
 
 use crate::ast::{SetValue, UpdateAction, UpdateOperand};
 use crate::update::UpdateExpression;
@@ -60,12 +61,13 @@ impl UpdateExpression {
         key_attribute_names: &[&str],
     ) -> Result<UpdatedPaths, ExprError> {
         self.check_key_attributes(key_attribute_names)?;
+        let values = self.check(item)?;
         let mut writes = Vec::new();
         let mut removes = Vec::new();
-        for action in &self.actions {
+        for (action, value) in self.actions.iter().zip(values) {
             match action {
-                UpdateAction::Set(path, value) => {
-                    writes.push((path, Write::Set(evaluate_set(value, item)?)));
+                UpdateAction::Set(path, _) => {
+                    writes.push((path, Write::Set(value.expect("SET values are computed"))));
                 }
                 UpdateAction::Add(path, _, value) => writes.push((path, Write::Add(value))),
                 UpdateAction::Delete(path, _, value) => writes.push((path, Write::Delete(value))),
@@ -90,6 +92,69 @@ impl UpdateExpression {
             self.actions.iter().map(|a| a.path().clone()).collect(),
         ))
     }
+
+    /// The checks DynamoDB makes before changing anything, in its order (measured against DynamoDB
+    /// Local): paths through list indexes or nested below the second level must lead somewhere;
+    /// DELETE operands must match the sets they remove from; SET values are computed, the greatest
+    /// path first; ADD targets must exist and fit their operands, the greatest path first. Returns
+    /// the SET values, by action. Problems found only while writing come after all of these.
+    fn check(&self, item: &Item) -> Result<Vec<Option<AttributeValue>>, ExprError> {
+        for action in &self.actions {
+            let path = action.path();
+            let indexed = path.0.iter().any(|e| matches!(e, PathElement::Index(_)));
+            let checked_early =
+                indexed || (path.0.len() > 2 && !matches!(action, UpdateAction::Delete(..)));
+            if checked_early && !leads_somewhere(item, path) {
+                return Err(ExprError::new(INVALID_PATH));
+            }
+        }
+        for action in &self.actions {
+            if let UpdateAction::Delete(path, _, value) = action
+                && path
+                    .resolve(item)
+                    .is_some_and(|existing| set_difference(existing, value).is_none())
+            {
+                return Err(ExprError::new(WRONG_TYPE));
+            }
+        }
+        let mut values = vec![None; self.actions.len()];
+        for (i, action) in descending_paths(&self.actions) {
+            if let UpdateAction::Set(_, value) = action {
+                values[i] = Some(evaluate_set(value, item)?);
+            }
+        }
+        for (_, action) in descending_paths(&self.actions) {
+            if let UpdateAction::Add(path, _, value) = action {
+                if !leads_somewhere(item, path) {
+                    return Err(ExprError::new(INVALID_PATH));
+                }
+                added(path.resolve(item), value)?;
+            }
+        }
+        Ok(values)
+    }
+}
+
+/// The actions with their positions, the greatest path first.
+fn descending_paths(actions: &[UpdateAction]) -> Vec<(usize, &UpdateAction)> {
+    let mut sorted: Vec<(usize, &UpdateAction)> = actions.iter().enumerate().collect();
+    sorted.sort_by(|a, b| b.1.path().cmp(a.1.path()));
+    sorted
+}
+
+/// Whether the container that would hold the path's last element exists and has the right kind
+/// (the item itself for a top-level attribute, a map for a name, a list for an index).
+fn leads_somewhere(item: &Item, path: &Path) -> bool {
+    let steps = &path.0[..path.0.len() - 1];
+    if steps.is_empty() {
+        return true;
+    }
+    let container = Path(steps.to_vec()).resolve(item);
+    matches!(
+        (container, last(path)),
+        (Some(AttributeValue::M(_)), PathElement::Name(_))
+            | (Some(AttributeValue::L(_)), PathElement::Index(_))
+    )
 }
 
 /// A SET (with its value already computed), ADD or DELETE waiting to be applied.
@@ -102,19 +167,28 @@ enum Write<'u> {
 fn evaluate_set(value: &SetValue, item: &Item) -> Result<AttributeValue, ExprError> {
     match value {
         SetValue::Operand(o) => evaluate(o, item),
-        SetValue::Plus(a, b) => arithmetic(evaluate(a, item)?, evaluate(b, item)?, false),
-        SetValue::Minus(a, b) => arithmetic(evaluate(a, item)?, evaluate(b, item)?, true),
+        SetValue::Plus(a, b) => arithmetic(a, b, item, false),
+        SetValue::Minus(a, b) => arithmetic(a, b, item, true),
+    }
+}
+
+/// Evaluates `operand`, which must be a number; like DynamoDB, the left operand's type is checked
+/// before the right operand is read.
+fn number_operand(operand: &UpdateOperand, item: &Item) -> Result<Number, ExprError> {
+    match evaluate(operand, item)? {
+        AttributeValue::N(n) => Ok(n),
+        _ => Err(ExprError::new(WRONG_TYPE)),
     }
 }
 
 fn arithmetic(
-    a: AttributeValue,
-    b: AttributeValue,
+    a: &UpdateOperand,
+    b: &UpdateOperand,
+    item: &Item,
     subtract: bool,
 ) -> Result<AttributeValue, ExprError> {
-    let (AttributeValue::N(a), AttributeValue::N(b)) = (a, b) else {
-        return Err(ExprError::new(WRONG_TYPE));
-    };
+    let a = number_operand(a, item)?;
+    let b = number_operand(b, item)?;
     let result = if subtract {
         a.checked_sub(b)
     } else {
@@ -141,13 +215,19 @@ fn evaluate(operand: &UpdateOperand, item: &Item) -> Result<AttributeValue, Expr
             Some(value) => Ok(value.clone()),
             None => evaluate(fallback, item),
         },
-        UpdateOperand::ListAppend(a, b) => match (evaluate(a, item)?, evaluate(b, item)?) {
-            (AttributeValue::L(mut a), AttributeValue::L(b)) => {
-                a.extend(b);
-                Ok(AttributeValue::L(a))
-            }
-            _ => Err(ExprError::new(WRONG_TYPE)),
-        },
+        UpdateOperand::ListAppend(a, b) => {
+            let mut list = list_operand(a, item)?;
+            list.extend(list_operand(b, item)?);
+            Ok(AttributeValue::L(list))
+        }
+    }
+}
+
+/// Evaluates `operand`, which must be a list.
+fn list_operand(operand: &UpdateOperand, item: &Item) -> Result<Vec<AttributeValue>, ExprError> {
+    match evaluate(operand, item)? {
+        AttributeValue::L(list) => Ok(list),
+        _ => Err(ExprError::new(WRONG_TYPE)),
     }
 }
 
@@ -231,15 +311,22 @@ fn remove(item: &mut Item, path: &Path) -> Result<(), ExprError> {
 
 /// ADD: number addition or set union; a missing attribute starts from the value itself.
 fn add(item: &mut Item, path: &Path, value: &AttributeValue) -> Result<(), ExprError> {
-    let existing = path.resolve(item).cloned();
-    let combined = match (existing, value) {
-        (None, v) => v.clone(),
-        (Some(AttributeValue::N(a)), AttributeValue::N(b)) => {
-            AttributeValue::N(a.checked_add(*b).map_err(arithmetic_error)?)
-        }
-        (Some(a), b) => set_union(&a, b).ok_or(ExprError::new(WRONG_TYPE))?,
-    };
+    let combined = added(path.resolve(item), value)?;
     write(item, path, combined)
+}
+
+/// What ADD turns `existing` into.
+fn added(
+    existing: Option<&AttributeValue>,
+    value: &AttributeValue,
+) -> Result<AttributeValue, ExprError> {
+    match (existing, value) {
+        (None, v) => Ok(v.clone()),
+        (Some(AttributeValue::N(a)), AttributeValue::N(b)) => Ok(AttributeValue::N(
+            a.checked_add(*b).map_err(arithmetic_error)?,
+        )),
+        (Some(a), b) => set_union(a, b).ok_or(ExprError::new(WRONG_TYPE)),
+    }
 }
 
 /// Union of two sets of the same type; `None` when they are not sets of one type.

@@ -553,3 +553,42 @@ fn overlapping_paths_as_the_real_service_reports_them() {
         );
     }
 }
+
+/// When an update has several runtime faults, the one DynamoDB finds first is reported.
+#[test]
+fn runtime_fault_precedence() {
+    let env = Env::new()
+        .value(":n", n("3"))
+        .value(":ss", ss(&["b"]))
+        .value(":ns", AttributeValue::Ns(vec![Number::parse("2").unwrap()]))
+        .value(":m", m(vec![]));
+    let subject = item(vec![
+        ("n", n("5")),
+        ("s", s("str")),
+        ("a", l(vec![s("x")])),
+        ("m", m(vec![("p", n("1"))])),
+    ]);
+    let missing = "The provided expression refers to an attribute that does not exist in the item";
+    let wrong_type = "An operand in the update expression has an incorrect data type";
+    let invalid = "The document path provided in the update expression is invalid for update";
+    let cases = [
+        ("SET a.x = :m, m.p = zz", missing),
+        ("ADD n[0] :n SET s = zz", invalid),
+        ("DELETE n :ns SET s = zz", wrong_type),
+        ("ADD s :n SET t = zz", missing),
+        // SET values are computed greatest path first.
+        ("SET x = zz, y = s + :n", wrong_type),
+        ("SET y = zz, x = s + :n", missing),
+        ("SET x = zz + s", missing),
+        ("SET x = s + zz", wrong_type),
+        ("SET m.p[0] = :n, x = zz", invalid),
+        ("ADD s :n SET a.x = :m", wrong_type),
+    ];
+    for (text, message) in cases {
+        assert_eq!(
+            apply(text, &env, &subject).expect_err(text),
+            message,
+            "{text}"
+        );
+    }
+}
