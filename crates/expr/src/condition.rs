@@ -34,22 +34,16 @@ impl ConditionKind {
 const MAX_IN_OPERANDS: usize = 100;
 
 // Error ranks: DynamoDB reports the first error (in text order) of the best-ranked category.
-const RANK_LIMITS: u8 = 0;
-/// Unknown or misused functions and reserved words.
-const RANK_NAMING: u8 = 2;
-/// Undefined placeholders, operand counts, distinct operands and operand types.
-const RANK_OPERANDS: u8 = 3;
-const RANK_UNKNOWN_FUNCTION: u8 = RANK_NAMING;
-const RANK_MISUSED_FUNCTION: u8 = RANK_NAMING;
-const RANK_RESERVED: u8 = RANK_NAMING;
-const RANK_UNDEFINED: u8 = RANK_OPERANDS;
-const RANK_OPERAND_COUNT: u8 = RANK_OPERANDS;
-const RANK_DISTINCT: u8 = RANK_OPERANDS;
-const RANK_FUNCTION: u8 = RANK_OPERANDS;
+// (Doubled parentheses and syntax errors stop the parse before any of these.)
+/// Unknown or misused functions, reserved words, list indexes out of range.
+const RANK_NAMING: u8 = 1;
+/// Undefined placeholders, operand counts, distinct operands, operand types, too deep paths, IN
+/// lists longer than DynamoDB allows.
+const RANK_OPERANDS: u8 = 2;
 
 const PATH_RANKS: PathRanks = PathRanks {
-    reserved: RANK_RESERVED,
-    undefined_name: RANK_UNDEFINED,
+    reserved: RANK_NAMING,
+    undefined_name: RANK_OPERANDS,
     nesting: RANK_OPERANDS,
 };
 
@@ -71,7 +65,6 @@ pub fn parse_condition(
         placeholders,
         diagnostics: Diagnostics::default(),
     };
-    lower.check_shape(&raw);
     let condition = lower.condition(&raw);
     lower.diagnostics.into_result(prefix)?;
     Ok(condition)
@@ -320,33 +313,6 @@ fn dummy_path() -> Path {
 }
 
 impl Lower<'_, '_> {
-    /// Whole-tree check that outranks the others: the size of IN lists.
-    fn check_shape(&mut self, raw: &Raw) {
-        let children: Vec<&Raw> = match raw {
-            Raw::Path(_) | Raw::Value(_) => vec![],
-            Raw::Paren(inner) => vec![inner],
-            Raw::Call(_, args) => args.iter().collect(),
-            Raw::Compare(a, _, b) | Raw::And(a, b) | Raw::Or(a, b) => vec![a, b],
-            Raw::Between(a, b, c) => vec![a, b, c],
-            Raw::In(a, list) => {
-                if list.len() > MAX_IN_OPERANDS {
-                    self.diagnostics.report(
-                        RANK_LIMITS,
-                        format!(
-                            "The IN operator is provided with too many operands; number of operands: {}",
-                            list.len()
-                        ),
-                    );
-                }
-                std::iter::once(&**a).chain(list).collect()
-            }
-            Raw::Not(a) => vec![a],
-        };
-        for child in children {
-            self.check_shape(child);
-        }
-    }
-
     fn condition(&mut self, raw: &Raw) -> Condition {
         match raw.unwrap_parens() {
             Raw::Compare(a, op, b) => {
@@ -365,6 +331,15 @@ impl Lower<'_, '_> {
                 Condition::Between(a, low, high)
             }
             Raw::In(a, list) => {
+                if list.len() > MAX_IN_OPERANDS {
+                    self.diagnostics.report(
+                        RANK_OPERANDS,
+                        format!(
+                            "The IN operator is provided with too many operands; number of operands: {}",
+                            list.len()
+                        ),
+                    );
+                }
                 let a = self.operand(a);
                 let list: Vec<Operand> = list.iter().map(|r| self.operand(r)).collect();
                 self.check_distinct("IN", &a, &list);
@@ -400,7 +375,7 @@ impl Lower<'_, '_> {
         let operands: Vec<Operand> = args.iter().map(|a| self.operand(a)).collect();
         if operands.len() != expected {
             self.diagnostics.report(
-                RANK_OPERAND_COUNT,
+                RANK_OPERANDS,
                 format!("Incorrect number of operands for operator or function; operator or function: {name}, number of operands: {}", operands.len()),
             );
             return Condition::AttributeExists(dummy_path());
@@ -439,7 +414,7 @@ impl Lower<'_, '_> {
             Raw::Value(placeholder) => {
                 let value = self.placeholders.value(placeholder).unwrap_or_else(|| {
                     self.diagnostics
-                        .report(RANK_UNDEFINED, undefined_value(placeholder));
+                        .report(RANK_OPERANDS, undefined_value(placeholder));
                     AttributeValue::Null
                 });
                 Operand::Value {
@@ -467,7 +442,7 @@ impl Lower<'_, '_> {
         let mut operands: Vec<Operand> = args.iter().map(|a| self.operand(a)).collect();
         if operands.len() != 1 {
             self.diagnostics.report(
-                RANK_OPERAND_COUNT,
+                RANK_OPERANDS,
                 format!("Incorrect number of operands for operator or function; operator or function: size, number of operands: {}", operands.len()),
             );
             return Operand::Path(dummy_path());
@@ -486,7 +461,7 @@ impl Lower<'_, '_> {
             Operand::Path(path) => path,
             _ => {
                 self.diagnostics.report(
-                    RANK_FUNCTION,
+                    RANK_OPERANDS,
                     format!("Operator or function requires a document path; operator or function: {function}"),
                 );
                 dummy_path()
@@ -496,7 +471,7 @@ impl Lower<'_, '_> {
 
     fn misused(&mut self, name: &str) {
         self.diagnostics.report(
-            RANK_MISUSED_FUNCTION,
+            RANK_NAMING,
             format!(
                 "The function is not allowed to be used this way in an expression; function: {name}"
             ),
@@ -505,7 +480,7 @@ impl Lower<'_, '_> {
 
     fn unknown_function(&mut self, name: &str) {
         self.diagnostics.report(
-            RANK_UNKNOWN_FUNCTION,
+            RANK_NAMING,
             format!("Invalid function name; function: {name}"),
         );
     }
@@ -513,7 +488,7 @@ impl Lower<'_, '_> {
     fn check_operand_type(&mut self, function: &str, operand: &Operand, allowed: fn(&str) -> bool) {
         if let Some(t) = static_type(operand).filter(|t| !allowed(t)) {
             self.diagnostics.report(
-                RANK_FUNCTION,
+                RANK_OPERANDS,
                 format!("Incorrect operand type for operator or function; operator or function: {function}, operand type: {t}"),
             );
         }
@@ -527,7 +502,7 @@ impl Lower<'_, '_> {
             } => {
                 if !TYPE_NAMES.contains(&name.as_str()) {
                     self.diagnostics.report(
-                        RANK_FUNCTION,
+                        RANK_OPERANDS,
                         format!("Invalid attribute type name found; type: {name}, valid types: {{B,NULL,SS,BOOL,L,BS,N,NS,S,M}}"),
                     );
                 }
@@ -535,7 +510,7 @@ impl Lower<'_, '_> {
             other => {
                 let t = static_type(other).unwrap_or("{NS,SS,L,BS,N,M,B,BOOL,NULL,S}");
                 self.diagnostics.report(
-                    RANK_FUNCTION,
+                    RANK_OPERANDS,
                     format!("Incorrect operand type for operator or function; operator or function: attribute_type, operand type: {t}"),
                 );
             }
@@ -561,7 +536,7 @@ impl Lower<'_, '_> {
             .any(|o| matches!(o, Operand::Path(q) if q == p))
         {
             self.diagnostics.report(
-                RANK_DISTINCT,
+                RANK_OPERANDS,
                 format!("The first operand must be distinct from the remaining operands for this operator or function; operator: {operator}, first operand: {}", p.message_form()),
             );
         }
@@ -585,12 +560,12 @@ impl Lower<'_, '_> {
         );
         if lo.type_name() != hi.type_name() {
             self.diagnostics.report(
-                RANK_FUNCTION,
+                RANK_OPERANDS,
                 format!("The BETWEEN operator requires same data type for lower and upper bounds; {bounds}"),
             );
         } else if crate::eval::compare(lo, hi) == Some(std::cmp::Ordering::Greater) {
             self.diagnostics.report(
-                RANK_FUNCTION,
+                RANK_OPERANDS,
                 format!("The BETWEEN operator requires upper bound to be greater than or equal to lower bound; {bounds}"),
             );
         }
