@@ -54,7 +54,7 @@ pub fn parse_condition(
     kind: ConditionKind,
 ) -> Result<Condition, ExprError> {
     let prefix = kind.prefix();
-    parser::check_text(text, prefix)?;
+    parser::check_text(text, prefix, true)?;
     let mut cursor = Cursor::new(text);
     let raw = match parse_top(&mut cursor) {
         Ok(raw) => raw,

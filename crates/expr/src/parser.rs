@@ -285,17 +285,22 @@ pub(crate) fn undefined_value(placeholder: &str) -> String {
     )
 }
 
-/// Checks done before any parsing: emptiness and size. `prefix` is e.g. "Invalid UpdateExpression".
-pub(crate) fn check_text(text: &str, prefix: &str) -> Result<(), ExprError> {
+/// Checks done before any parsing: emptiness and size. `prefix` is e.g. "Invalid UpdateExpression";
+/// DynamoDB states the size for conditions but not for update and projection expressions.
+pub(crate) fn check_text(text: &str, prefix: &str, state_size: bool) -> Result<(), ExprError> {
     if text.is_empty() {
         return Err(ExprError(format!(
             "{prefix}: The expression can not be empty;"
         )));
     }
     if text.len() > MAX_EXPRESSION_SIZE {
+        let size = if state_size {
+            format!(" expression size: {}", text.len())
+        } else {
+            String::new()
+        };
         return Err(ExprError(format!(
-            "{prefix}: Expression size has exceeded the maximum allowed size; expression size: {}",
-            text.len()
+            "{prefix}: Expression size has exceeded the maximum allowed size;{size}"
         )));
     }
     Ok(())

@@ -29,7 +29,7 @@ pub fn parse_projection(
     text: &str,
     placeholders: &mut Placeholders,
 ) -> Result<Vec<Path>, ExprError> {
-    parser::check_text(text, PREFIX)?;
+    parser::check_text(text, PREFIX, false)?;
     let mut cursor = Cursor::new(text);
     let raw = match parse_paths(&mut cursor) {
         Ok(raw) => raw,

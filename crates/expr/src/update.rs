@@ -49,7 +49,7 @@ pub fn parse_update(
     text: &str,
     placeholders: &mut Placeholders,
 ) -> Result<UpdateExpression, ExprError> {
-    parser::check_text(text, PREFIX)?;
+    parser::check_text(text, PREFIX, false)?;
     let mut cursor = Cursor::new(text);
     let sections = match parse_sections(&mut cursor) {
         Ok(sections) => sections,

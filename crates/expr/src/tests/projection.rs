@@ -87,3 +87,11 @@ fn nested_paths_keep_their_shape() {
         ])
     );
 }
+
+#[test]
+fn size_limit_message_states_no_size() {
+    assert_eq!(
+        parse(&"a".repeat(4097), &Env::new()).unwrap_err(),
+        "Invalid ProjectionExpression: Expression size has exceeded the maximum allowed size;"
+    );
+}

@@ -592,3 +592,12 @@ fn runtime_fault_precedence() {
         );
     }
 }
+
+#[test]
+fn size_limit_message_states_no_size() {
+    let text = format!("SET {} = b", "a".repeat(4093));
+    assert_eq!(
+        parse(&text, &Env::new()).unwrap_err(),
+        "Invalid UpdateExpression: Expression size has exceeded the maximum allowed size;"
+    );
+}
