@@ -5,7 +5,7 @@
 use crate::lexer::{self, Kind, Punct, Token};
 use crate::{ExprError, Path, PathElement, Placeholders, reserved};
 
-/// Longest expression DynamoDB accepts, in bytes.
+/// Longest expression DynamoDB accepts, in UTF-16 code units (Java characters).
 pub(crate) const MAX_EXPRESSION_SIZE: usize = 4096;
 /// Most operators and functions one expression may contain.
 pub(crate) const MAX_OPERATORS: usize = 300;
@@ -293,9 +293,10 @@ pub(crate) fn check_text(text: &str, prefix: &str, state_size: bool) -> Result<(
             "{prefix}: The expression can not be empty;"
         )));
     }
-    if text.len() > MAX_EXPRESSION_SIZE {
+    let length = text.encode_utf16().count();
+    if length > MAX_EXPRESSION_SIZE {
         let size = if state_size {
-            format!(" expression size: {}", text.len())
+            format!(" expression size: {length}")
         } else {
             String::new()
         };

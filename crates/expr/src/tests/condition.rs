@@ -64,6 +64,12 @@ fn empty_and_oversized_expressions() {
         "Invalid ConditionExpression: Expression size has exceeded the maximum allowed size; expression size: 4097"
     );
     assert!(parse(&format!("{} = b", "a".repeat(4092)), &Env::new()).is_ok());
+    // The size counts UTF-16 code units, as Java does.
+    assert_eq!(
+        error(&"😀".repeat(2049), &Env::new()),
+        "Invalid ConditionExpression: Expression size has exceeded the maximum allowed size; expression size: 4098"
+    );
+    syntax(&"é".repeat(2100), "é", "éé");
 }
 
 #[test]
