@@ -9,7 +9,14 @@
 //! Flow for one request: build one [`Placeholders`] from its ExpressionAttributeNames/Values, parse
 //! each expression through it ([`parse_condition`], [`parse_update`], [`parse_projection`]), then call
 //! [`Placeholders::check_all_used`]; evaluate with [`Condition::evaluate`], [`UpdateExpression::apply`]
-//! and [`project`].
+//! and [`project`]. A Query reduces its KeyConditionExpression with [`key_condition`].
+//!
+//! Legacy parameters: `Expected` → [`translate_conditions`], `QueryFilter`/`ScanFilter` →
+//! [`translate_filter`], `KeyConditions` → [`translate_key_conditions`], `AttributeUpdates` →
+//! [`AttributeUpdates`], `AttributesToGet` → [`attributes_to_get`].
+//!
+//! Where DynamoDB Local and the real service disagree, and which is followed, is listed in
+//! `COMPATIBILITY-NOTES.md` next to this crate's manifest.
 
 mod apply;
 mod ast;
