@@ -6,6 +6,7 @@ use haven_model::{AttributeValue, Item};
 
 use crate::apply::{self, UpdatedPaths};
 use crate::ast::{Comparator, Condition, Operand};
+use crate::update::long_type_name;
 use crate::{ExprError, KeyCondition, KeySchema, Path, RangeKeyCondition};
 
 const INVALID: &str = "One or more parameter values were invalid: ";
@@ -292,7 +293,7 @@ impl AttributeUpdates {
                 (AttributeAction::Delete, Some(v)) if !is_set(v) => {
                     return Err(invalid(format!(
                         "DELETE action with value is not supported for the type {}",
-                        v.type_name()
+                        long_type_name(v)
                     )));
                 }
                 (AttributeAction::Add, Some(v))
@@ -300,7 +301,7 @@ impl AttributeUpdates {
                 {
                     return Err(invalid(format!(
                         "ADD action is not supported for the type {}",
-                        v.type_name()
+                        long_type_name(v)
                     )));
                 }
                 _ => {}

@@ -289,8 +289,8 @@ struct Lower<'p, 'a> {
     diagnostics: Diagnostics,
 }
 
-/// DynamoDB's long type names, used in ADD/DELETE operand errors.
-fn long_type_name(value: &AttributeValue) -> &'static str {
+/// DynamoDB's long type names, used in ADD/DELETE operand errors (also of `AttributeUpdates`).
+pub(crate) fn long_type_name(value: &AttributeValue) -> &'static str {
     match value {
         AttributeValue::S(_) => "STRING",
         AttributeValue::N(_) => "NUMBER",

@@ -202,7 +202,7 @@ fn attribute_updates_validation() {
         ),
         (
             updates(vec![("a", Some(AttributeAction::Add), Some(s("1")))]),
-            "ADD action is not supported for the type S",
+            "ADD action is not supported for the type STRING",
         ),
         (
             updates(vec![(
@@ -210,15 +210,15 @@ fn attribute_updates_validation() {
                 Some(AttributeAction::Add),
                 Some(AttributeValue::Bool(true)),
             )]),
-            "ADD action is not supported for the type BOOL",
+            "ADD action is not supported for the type BOOLEAN",
         ),
         (
             updates(vec![("a", Some(AttributeAction::Delete), Some(n("1")))]),
-            "DELETE action with value is not supported for the type N",
+            "DELETE action with value is not supported for the type NUMBER",
         ),
         (
             updates(vec![("a", Some(AttributeAction::Delete), Some(l(vec![])))]),
-            "DELETE action with value is not supported for the type L",
+            "DELETE action with value is not supported for the type LIST",
         ),
     ];
     for (result, message) in cases {
