@@ -16,7 +16,7 @@
 //! [`AttributeUpdates`], `AttributesToGet` → [`attributes_to_get`].
 //!
 //! Where DynamoDB Local and the real service disagree, and which is followed, is listed in
-//! `COMPATIBILITY-NOTES.md` next to this crate's manifest.
+//! `docs/compatibility.md` (section "Expressions").
 
 mod apply;
 mod ast;
