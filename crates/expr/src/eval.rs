@@ -1,6 +1,7 @@
 //! Evaluation of conditions against an item, with DynamoDB's semantics: a missing attribute or a type
 //! mismatch makes a comparison false (and `<>` true), ordering exists only within S, N and B.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use haven_model::{AttributeValue, Item, Number};
@@ -39,11 +40,15 @@ fn number(n: usize) -> AttributeValue {
 
 impl Operand {
     /// The operand's value for `item`; `None` when it reads a missing attribute or has no size.
-    pub fn value(&self, item: Option<&Item>) -> Option<AttributeValue> {
+    /// Borrowed from the item or the expression where possible: filters run on every scanned item.
+    pub fn value<'a>(&'a self, item: Option<&'a Item>) -> Option<Cow<'a, AttributeValue>> {
         match self {
-            Operand::Path(path) => item.and_then(|i| path.resolve(i)).cloned(),
-            Operand::Value { value, .. } => Some(value.clone()),
-            Operand::Size(inner) => inner.value(item).as_ref().and_then(size).map(number),
+            Operand::Path(path) => item.and_then(|i| path.resolve(i)).map(Cow::Borrowed),
+            Operand::Value { value, .. } => Some(Cow::Borrowed(value)),
+            Operand::Size(inner) => inner
+                .value(item)
+                .and_then(|v| size(&v))
+                .map(|n| Cow::Owned(number(n))),
         }
     }
 }
@@ -78,15 +83,19 @@ impl Condition {
             }),
             Condition::AttributeExists(path) => item.and_then(|i| path.resolve(i)).is_some(),
             Condition::AttributeNotExists(path) => item.and_then(|i| path.resolve(i)).is_none(),
-            Condition::AttributeType(a, t) => match (a.value(item), t.value(item)) {
+            Condition::AttributeType(a, t) => match (a.value(item), t.value(item).as_deref()) {
                 (Some(a), Some(AttributeValue::S(t))) => a.type_name() == t,
                 _ => false,
             },
-            Condition::BeginsWith(a, prefix) => match (a.value(item), prefix.value(item)) {
-                (Some(AttributeValue::S(s)), Some(AttributeValue::S(p))) => s.starts_with(&p),
-                (Some(AttributeValue::B(b)), Some(AttributeValue::B(p))) => b.starts_with(&p),
-                _ => false,
-            },
+            Condition::BeginsWith(a, prefix) => {
+                match (a.value(item).as_deref(), prefix.value(item).as_deref()) {
+                    (Some(AttributeValue::S(s)), Some(AttributeValue::S(p))) => {
+                        s.starts_with(p.as_str())
+                    }
+                    (Some(AttributeValue::B(b)), Some(AttributeValue::B(p))) => b.starts_with(p),
+                    _ => false,
+                }
+            }
             Condition::Contains(a, b) => match (a.value(item), b.value(item)) {
                 (Some(a), Some(b)) => contains(&a, &b),
                 _ => false,
