@@ -5,6 +5,7 @@ mod condition;
 mod key_condition;
 mod legacy;
 mod projection;
+mod robustness;
 mod roundtrip;
 mod update;
 

@@ -48,7 +48,7 @@ fn comparator() -> impl Strategy<Value = Comparator> {
     ]
 }
 
-fn condition() -> impl Strategy<Value = Condition> {
+pub(super) fn condition() -> impl Strategy<Value = Condition> {
     let leaf = prop_oneof![
         (operand(), comparator(), operand()).prop_map(|(a, op, b)| Condition::Compare(a, op, b)),
         path().prop_map(Condition::AttributeExists),
@@ -105,7 +105,7 @@ fn update_operand() -> impl Strategy<Value = crate::UpdateOperand> {
     })
 }
 
-fn update() -> impl Strategy<Value = crate::UpdateExpression> {
+pub(super) fn update() -> impl Strategy<Value = crate::UpdateExpression> {
     use crate::{SetValue, UpdateAction, UpdateOperand};
     let set_value = prop_oneof![
         update_operand().prop_map(SetValue::Operand),
