@@ -174,7 +174,7 @@ fn semantic_errors() {
         ),
         (
             "attribute_type(a, :t)",
-            "Invalid attribute type name found; type: X, valid types: {B,NULL,SS,BOOL,L,BS,N,NS,S,M}",
+            "Invalid attribute type name found; type: X, valid types: {N,BS,L,B,NULL,M,S,SS,NS,BOOL}",
         ),
         (
             "attribute_type(a, :n)",
