@@ -488,3 +488,96 @@ fn deepest_legal_nesting_fits_a_default_thread_stack() {
         .unwrap();
     assert_eq!(handle.join().unwrap(), Ok(Ok(true)));
 }
+
+/// FilterExpression messages the real service gave, as recorded by dynalite's test suite.
+#[test]
+fn filter_messages_recorded_from_the_real_service() {
+    let filter = |text: &str, env: &Env| {
+        let mut p = env.placeholders();
+        parse_condition(text, &mut p, ConditionKind::Filter).map_err(|e| e.0)
+    };
+    let none = Env::new();
+    for text in [
+        "things are not gonna be ok",
+        "attribute_exists(Pictures-RearView)",
+        "attribute_exists(Pictures..RearView)",
+        "a.:a < b.:b",
+        "a in b, c",
+        "a in (b,c,)",
+        "(a)between(b.(c.d))and(c)",
+        "b[:a] > a",
+        "ü > a",
+        "(a)between(b.c[4.5].#d)and(:a)",
+        "size(a).b > a",
+        "(size(a))[0] > a",
+    ] {
+        let err = filter(text, &none).unwrap_err();
+        assert!(
+            err.starts_with("Invalid FilterExpression: Syntax error; "),
+            "{text}: {err}"
+        );
+    }
+    let cases = [
+        (
+            "a=a and a > ((views))",
+            "The expression has redundant parentheses;",
+        ),
+        (
+            "(a)between(((b.c)).d)and(c)",
+            "The expression has redundant parentheses;",
+        ),
+        (
+            "a=a OR ((a=a OR (a=a OR a=a)))",
+            "The expression has redundant parentheses;",
+        ),
+        (
+            "attRIbute_exIsts((views), #a)",
+            "Invalid function name; function: attRIbute_exIsts",
+        ),
+        (
+            "size(contains(a, b)) > a",
+            "The function is not allowed to be used this way in an expression; function: contains",
+        ),
+        (
+            "a in (b, attribute_exists(things))",
+            "The function is not allowed to be used this way in an expression; function: attribute_exists",
+        ),
+        (
+            "attribute_exists(views, #a)",
+            "Attribute name is a reserved keyword; reserved keyword: views",
+        ),
+        (
+            "(#P between :lo and :hi) and (#PC in (:cat1, :cat2))",
+            "An expression attribute name used in the document path is not defined; attribute name: #P",
+        ),
+        (
+            "(a)between(b.c[45].#d)and(:a)",
+            "An expression attribute name used in the document path is not defined; attribute name: #d",
+        ),
+        (
+            "begins_with(:hello, #a, #b)",
+            "An expression attribute value used in expression is not defined; attribute value: :hello",
+        ),
+        (
+            "begins_with(things, size(a), b)",
+            "Incorrect number of operands for operator or function; operator or function: begins_with, number of operands: 3",
+        ),
+    ];
+    for (text, message) in cases {
+        assert_eq!(
+            filter(text, &none).unwrap_err(),
+            format!("Invalid FilterExpression: {message}"),
+            "{text}"
+        );
+    }
+    let names = Env::new().name("#a", "a");
+    assert_eq!(
+        filter("contains(ab.bc[1].a, ab.bc[1].#a)", &names).unwrap_err(),
+        "Invalid FilterExpression: The first operand must be distinct from the remaining operands for this operator or function; operator: contains, first operand: [ab, bc, [1], a]"
+    );
+    let number = Env::new().value(":a", n("1"));
+    assert_eq!(
+        filter("attribute_not_exists(size(:a))", &number).unwrap_err(),
+        "Invalid FilterExpression: Incorrect operand type for operator or function; operator or function: size, operand type: N"
+    );
+}
