@@ -105,7 +105,10 @@ static ENV: LazyLock<Env> = LazyLock::new(|| {
                 AttributeValue::L(vec![n("1"), map(vec![("c", s("deep"))]), s("x")]),
             )]),
         ),
-        ("n", AttributeValue::L(vec![AttributeValue::L(vec![n("0")])])),
+        (
+            "n",
+            AttributeValue::L(vec![AttributeValue::L(vec![n("0")])]),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -29,6 +29,9 @@ pub(crate) struct ExpressionTexts<'r> {
     pub projection: Option<&'r str>,
     pub key_condition: Option<&'r str>,
     pub filter: Option<&'r str>,
+    /// How DynamoDB names the operation's expressions that can use values when none was given,
+    /// e.g. "UpdateExpression and ConditionExpression are null" (empty: no such suffix).
+    pub missing_value_expressions: &'static str,
 }
 
 /// The parsed expressions of one request.
@@ -48,14 +51,16 @@ fn parse_expressions(
     names: Option<&HashMap<String, String>>,
     values: Option<&Value>,
 ) -> Result<Expressions, DynamoError> {
-    let values: Option<HashMap<String, AttributeValue>> = values
-        .map(|v| parse_item(v).map(|item| item.into_iter().collect()))
-        .transpose()?;
     let any_expression = texts.condition.is_some()
         || texts.update.is_some()
         || texts.projection.is_some()
         || texts.key_condition.is_some()
         || texts.filter.is_some();
+    let values: Option<HashMap<String, AttributeValue>> = match values {
+        Some(v) if any_expression => Some(parse_values(v, names)?),
+        Some(v) => Some(parse_item(v)?.into_iter().collect()),
+        None => None,
+    };
     if !any_expression {
         if names.is_some() {
             return Err(DynamoError::validation(
@@ -63,9 +68,13 @@ fn parse_expressions(
             ));
         }
         if values.is_some() {
-            return Err(DynamoError::validation(
-                "ExpressionAttributeValues can only be specified when using expressions",
-            ));
+            let mut message =
+                "ExpressionAttributeValues can only be specified when using expressions"
+                    .to_string();
+            if !texts.missing_value_expressions.is_empty() {
+                message = format!("{message}: {}", texts.missing_value_expressions);
+            }
+            return Err(DynamoError::validation(message));
         }
         return Ok(Expressions::default());
     }
@@ -94,6 +103,36 @@ fn parse_expressions(
     };
     placeholders.check_all_used()?;
     Ok(expressions)
+}
+
+/// Reads ExpressionAttributeValues. DynamoDB checks the maps' keys before their values, and names
+/// the placeholder whose value is invalid: "ExpressionAttributeValues contains invalid value: <the
+/// value's error> for key :v" (dynalite `test/updateItem.js`, `test/deleteItem.js`).
+fn parse_values(
+    values: &Value,
+    names: Option<&HashMap<String, String>>,
+) -> Result<HashMap<String, AttributeValue>, DynamoError> {
+    let Some(object) = values.as_object() else {
+        // Not a map: the wire reader's own error.
+        return Ok(parse_item(values)?.into_iter().collect());
+    };
+    let keys: HashMap<String, AttributeValue> = object
+        .keys()
+        .map(|k| (k.clone(), AttributeValue::Null))
+        .collect();
+    Placeholders::new(names, Some(&keys))?;
+    let mut entries: Vec<(&String, &Value)> = object.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    entries
+        .into_iter()
+        .map(|(key, value)| match crate::wire::parse_value(value) {
+            Ok(value) => Ok((key.clone(), value)),
+            Err(DynamoError::Validation(message)) => Err(DynamoError::validation(format!(
+                "ExpressionAttributeValues contains invalid value: {message} for key {key}"
+            ))),
+            Err(other) => Err(other),
+        })
+        .collect()
 }
 
 /// ReturnValuesOnConditionCheckFailure: whether a failed condition returns the item.

@@ -479,10 +479,12 @@ impl Lower<'_, '_> {
     }
 
     fn unknown_function(&mut self, name: &str) {
-        self.diagnostics.report(
-            RANK_NAMING,
-            format!("Invalid function name; function: {name}"),
-        );
+        let message = if matches!(name, "if_not_exists" | "list_append") {
+            format!("The function is not allowed in a condition expression; function: {name}")
+        } else {
+            format!("Invalid function name; function: {name}")
+        };
+        self.diagnostics.report(RANK_NAMING, message);
     }
 
     fn check_operand_type(&mut self, function: &str, operand: &Operand, allowed: fn(&str) -> bool) {

@@ -27,6 +27,12 @@ impl<'a> Placeholders<'a> {
         if names.is_some_and(HashMap::is_empty) {
             return Err(ExprError::new("ExpressionAttributeNames must not be empty"));
         }
+        if let Some(key) = names.and_then(|n| first_long_key(n.keys())) {
+            return Err(ExprError(format!(
+                "ExpressionAttributeNames contains invalid key: The expression attribute map contains a key that is too long; size of key: {}",
+                key.len()
+            )));
+        }
         if let Some(key) = names.and_then(|n| first_bad_key(n.keys(), '#')) {
             return Err(ExprError(format!(
                 "ExpressionAttributeNames contains invalid key: Syntax error; key: \"{key}\""
@@ -37,10 +43,21 @@ impl<'a> Placeholders<'a> {
                 "ExpressionAttributeNames contains invalid value: Empty attribute name for key {key}"
             )));
         }
+        if let Some(key) = names.and_then(first_long_name) {
+            return Err(ExprError(format!(
+                "ExpressionAttributeNames contains invalid value: Attribute name is too large, must be less than 65536 bytes for key {key}"
+            )));
+        }
         if values.is_some_and(HashMap::is_empty) {
             return Err(ExprError::new(
                 "ExpressionAttributeValues must not be empty",
             ));
+        }
+        if let Some(key) = values.and_then(|v| first_long_key(v.keys())) {
+            return Err(ExprError(format!(
+                "ExpressionAttributeValues contains invalid key: The expression attribute map contains a key that is too long; size of key: {}",
+                key.len()
+            )));
         }
         if let Some(key) = values.and_then(|v| first_bad_key(v.keys(), ':')) {
             return Err(ExprError(format!(
@@ -107,6 +124,28 @@ fn first_empty_name(names: &HashMap<String, String>) -> Option<&String> {
         .collect();
     empty.sort();
     empty.first().copied()
+}
+
+/// DynamoDB's limit on a placeholder's length, in UTF-8 bytes.
+const MAX_KEY_BYTES: usize = 255;
+
+/// DynamoDB's limit on an attribute name given through a placeholder: under 64 KiB.
+const MAX_NAME_BYTES: usize = 65535;
+
+fn first_long_key<'k>(keys: impl Iterator<Item = &'k String>) -> Option<&'k String> {
+    let mut long: Vec<&String> = keys.filter(|k| k.len() > MAX_KEY_BYTES).collect();
+    long.sort();
+    long.first().copied()
+}
+
+fn first_long_name(names: &HashMap<String, String>) -> Option<&String> {
+    let mut long: Vec<&String> = names
+        .iter()
+        .filter(|(_, v)| v.len() > MAX_NAME_BYTES)
+        .map(|(k, _)| k)
+        .collect();
+    long.sort();
+    long.first().copied()
 }
 
 fn first_bad_key<'k>(keys: impl Iterator<Item = &'k String>, sigil: char) -> Option<&'k String> {

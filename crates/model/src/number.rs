@@ -223,6 +223,14 @@ impl Number {
         let sum = align(self)?
             .checked_add(align(other)?)
             .ok_or(NumberError::TooManyDigits)?;
+        // DynamoDB judges an arithmetic result's precision before its magnitude.
+        let mut significant = sum.unsigned_abs();
+        while significant != 0 && significant.is_multiple_of(10) {
+            significant /= 10;
+        }
+        if count_digits(significant) > MAX_DIGITS {
+            return Err(NumberError::TooManyDigits);
+        }
         Number::from_parts(sum < 0, sum.unsigned_abs(), exponent as i64)
     }
 
@@ -405,8 +413,13 @@ mod tests {
             n("1e38").checked_add(n("1")),
             Err(NumberError::TooManyDigits)
         );
+        // Both too large and too precise: DynamoDB Local reports the precision.
         assert_eq!(
             n("9.9999999999999999999999999999999999999e125").checked_add(n("1e125")),
+            Err(NumberError::TooManyDigits)
+        );
+        assert_eq!(
+            n("9e125").checked_add(n("1e125")),
             Err(NumberError::Overflow)
         );
     }

@@ -97,6 +97,7 @@ pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<V
     let return_old = only_all_old_or_none(input.return_values.as_deref())?;
     let texts = ExpressionTexts {
         condition: input.condition_expression.as_deref(),
+        missing_value_expressions: "ConditionExpression is null",
         ..ExpressionTexts::default()
     };
     let legacy = LegacyParams {
@@ -230,6 +231,7 @@ pub(crate) async fn delete_item(
     let return_old = only_all_old_or_none(input.return_values.as_deref())?;
     let texts = ExpressionTexts {
         condition: input.condition_expression.as_deref(),
+        missing_value_expressions: "ConditionExpression is null",
         ..ExpressionTexts::default()
     };
     let legacy = LegacyParams {

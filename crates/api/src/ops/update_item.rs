@@ -104,6 +104,7 @@ pub(crate) async fn update_item(
     let texts = ExpressionTexts {
         condition: input.condition_expression.as_deref(),
         update: input.update_expression.as_deref(),
+        missing_value_expressions: "UpdateExpression and ConditionExpression are null",
         ..ExpressionTexts::default()
     };
     let legacy = LegacyParams {
