@@ -23,11 +23,18 @@ pub mod prefix {
     pub const STATS: u8 = 0x02;
     /// `SYSTEM | name` → server-wide values such as the table id sequence.
     pub const SYSTEM: u8 = 0x03;
+    /// `INDEXES | table id | index id (u32 BE) | index key | base key` → projected item.
+    pub const INDEXES: u8 = 0x04;
 }
 
 const NEXT_TABLE_ID: &[u8] = &[prefix::SYSTEM, b'n', b'e', b'x', b't', b'-', b'i', b'd'];
 const STAT_ITEM_COUNT: u8 = b'c';
 const STAT_SIZE_BYTES: u8 = b's';
+const STAT_INDEX_COUNT: u8 = b'C';
+const STAT_INDEX_SIZE: u8 = b'S';
+/// `STATS | table id | 'v'` holds the table's schema version: every item write expects it, so a
+/// write planned against an older set of indexes is refused and re-planned.
+const STAT_SCHEMA_VERSION: u8 = b'v';
 
 /// One attribute definition as declared at CreateTable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,13 +91,115 @@ pub struct TableMeta {
     pub deletion_protection: bool,
     /// `STANDARD` or `STANDARD_INFREQUENT_ACCESS`, when set explicitly.
     pub table_class: Option<String>,
+    /// Local and global secondary indexes, in declaration order (locals first).
+    #[serde(default)]
+    pub indexes: Vec<IndexMeta>,
+    /// Bumped whenever the set of indexes changes (see `schema_version_key`).
+    #[serde(default)]
+    pub schema_version: u64,
+}
+
+/// Whether an index shares the table's partition key (local) or has its own (global).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IndexKind {
+    Local,
+    Global,
+}
+
+/// A secondary index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexMeta {
+    /// Storage id, unique within the table and never reused.
+    pub id: u32,
+    pub name: String,
+    pub kind: IndexKind,
+    pub key_schema: Vec<KeySchemaElement>,
+    /// `ALL`, `KEYS_ONLY` or `INCLUDE`.
+    pub projection_type: String,
+    pub non_key_attributes: Option<Vec<String>>,
+    /// `CREATING`, `ACTIVE` or `DELETING`.
+    pub status: String,
+    /// True while a CREATING index is being filled from the table.
+    pub backfilling: bool,
+    /// Provisioned throughput of a global index on a PROVISIONED table.
+    pub throughput: Option<Throughput>,
+}
+
+impl IndexMeta {
+    /// Index entries are written for CREATING and ACTIVE indexes (never for DELETING ones).
+    pub fn maintained(&self) -> bool {
+        self.status != "DELETING"
+    }
+
+    /// Queries and scans may read only ACTIVE indexes.
+    pub fn readable(&self) -> bool {
+        self.status == "ACTIVE"
+    }
 }
 
 impl TableMeta {
     /// The typed key schema (validated at CreateTable, so every lookup succeeds).
     pub fn keys(&self) -> KeySchema {
+        self.typed_keys(&self.key_schema)
+    }
+
+    /// The typed key schema of one of the table's indexes.
+    pub fn index_keys(&self, index: &IndexMeta) -> KeySchema {
+        self.typed_keys(&index.key_schema)
+    }
+
+    pub fn index(&self, name: &str) -> Option<&IndexMeta> {
+        self.indexes.iter().find(|i| i.name == name)
+    }
+
+    fn index_stat_key(&self, kind: u8, index: &IndexMeta) -> Vec<u8> {
+        let mut key = self.stat_key(kind);
+        key.extend_from_slice(&index.id.to_be_bytes());
+        key
+    }
+
+    pub fn index_count_key(&self, index: &IndexMeta) -> Vec<u8> {
+        self.index_stat_key(STAT_INDEX_COUNT, index)
+    }
+
+    pub fn index_size_key(&self, index: &IndexMeta) -> Vec<u8> {
+        self.index_stat_key(STAT_INDEX_SIZE, index)
+    }
+
+    pub fn schema_version_key(&self) -> Vec<u8> {
+        self.stat_key(STAT_SCHEMA_VERSION)
+    }
+
+    /// The bytes the schema version key holds for this metadata.
+    pub fn schema_version_value(&self) -> Vec<u8> {
+        self.schema_version.to_be_bytes().to_vec()
+    }
+
+    /// What an item write expects the schema version key to hold (tables from before versioning
+    /// have no key).
+    pub fn schema_version_expectation(&self) -> Option<Vec<u8>> {
+        (self.schema_version > 0).then(|| self.schema_version_value())
+    }
+
+    /// Storage prefix of one index's entries.
+    pub fn index_prefix(&self, index: &IndexMeta) -> Vec<u8> {
+        let mut prefix = vec![prefix::INDEXES];
+        prefix.extend_from_slice(&self.id.to_be_bytes());
+        prefix.extend_from_slice(&index.id.to_be_bytes());
+        prefix
+    }
+
+    /// Exclusive upper bound of one index's entries.
+    pub fn index_prefix_end(&self, index: &IndexMeta) -> Vec<u8> {
+        let mut end = vec![prefix::INDEXES];
+        end.extend_from_slice(&self.id.to_be_bytes());
+        end.extend_from_slice(&(index.id + 1).to_be_bytes());
+        end
+    }
+
+    fn typed_keys(&self, elements: &[KeySchemaElement]) -> KeySchema {
         let attribute = |key_type: &str| {
-            self.key_schema
+            elements
                 .iter()
                 .find(|k| k.key_type == key_type)
                 .map(|k| KeyAttribute {
@@ -143,6 +252,13 @@ impl TableMeta {
 pub struct TableStats {
     pub item_count: i64,
     pub size_bytes: i64,
+}
+
+/// `prefix | table id`: the start of a table's range under a per-table prefix.
+fn table_range(prefix: u8, table_id: u64) -> Vec<u8> {
+    let mut key = vec![prefix];
+    key.extend_from_slice(&table_id.to_be_bytes());
+    key
 }
 
 fn meta_key(name: &str) -> Vec<u8> {
@@ -224,12 +340,14 @@ impl Catalog {
                 .map(u64::from_be_bytes)
                 .unwrap_or(1);
             meta.id = id;
+            meta.schema_version = 1;
             let mut batch = WriteBatch::new();
             batch
                 .expect(NEXT_TABLE_ID.to_vec(), current_id)
                 .expect(meta_key(&meta.name), None)
                 .put(NEXT_TABLE_ID.to_vec(), (id + 1).to_be_bytes().to_vec())
-                .put(meta_key(&meta.name), encode_meta(&meta));
+                .put(meta_key(&meta.name), encode_meta(&meta))
+                .put(meta.schema_version_key(), meta.schema_version_value());
             match engine.commit(batch).await {
                 Ok(()) => {
                     let meta = Arc::new(meta);
@@ -245,6 +363,27 @@ impl Catalog {
         }
     }
 
+    /// The batch that replaces a table's metadata if it is still `current` (plus the schema version
+    /// key when the set of indexes changed). Commit it, then [`Catalog::install`] the new metadata.
+    pub fn update_batch(current: &TableMeta, updated: &TableMeta) -> WriteBatch {
+        let mut batch = WriteBatch::new();
+        batch
+            .expect(meta_key(&current.name), Some(encode_meta(current)))
+            .put(meta_key(&updated.name), encode_meta(updated));
+        if updated.schema_version != current.schema_version {
+            batch.put(updated.schema_version_key(), updated.schema_version_value());
+        }
+        batch
+    }
+
+    /// Makes committed metadata visible to requests.
+    pub fn install(&self, updated: TableMeta) {
+        self.tables
+            .write()
+            .unwrap()
+            .insert(updated.name.clone(), Arc::new(updated));
+    }
+
     /// Replaces a table's metadata (UpdateTable, tags, TTL...) if it is still `current`.
     pub async fn update(
         &self,
@@ -252,16 +391,12 @@ impl Catalog {
         current: &TableMeta,
         updated: TableMeta,
     ) -> Result<bool, StorageError> {
-        let mut batch = WriteBatch::new();
-        batch
-            .expect(meta_key(&current.name), Some(encode_meta(current)))
-            .put(meta_key(&updated.name), encode_meta(&updated));
-        match engine.commit(batch).await {
+        match engine
+            .commit(Catalog::update_batch(current, &updated))
+            .await
+        {
             Ok(()) => {
-                self.tables
-                    .write()
-                    .unwrap()
-                    .insert(updated.name.clone(), Arc::new(updated));
+                self.install(updated);
                 Ok(true)
             }
             Err(haven_storage::CommitError::Conflict) => Ok(false),
@@ -280,8 +415,14 @@ impl Catalog {
             .expect(meta_key(&meta.name), Some(encode_meta(meta)))
             .delete(meta_key(&meta.name))
             .delete_range(meta.item_prefix(), meta.item_prefix_end())
-            .delete(meta.item_count_key())
-            .delete(meta.size_bytes_key());
+            .delete_range(
+                table_range(prefix::INDEXES, meta.id),
+                table_range(prefix::INDEXES, meta.id + 1),
+            )
+            .delete_range(
+                table_range(prefix::STATS, meta.id),
+                table_range(prefix::STATS, meta.id + 1),
+            );
         match engine.commit(batch).await {
             Ok(()) => {
                 self.tables.write().unwrap().remove(&meta.name);

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use haven_expr::{
     AttributeAction, AttributeUpdate, AttributeUpdates, ComparisonOperator, Condition,
-    ConditionKind, ConditionalOperator, ExpectedAttribute, ExprError, Path, Placeholders,
-    UpdateExpression, UpdatedPaths, attributes_to_get, translate_conditions,
+    ConditionKind, ConditionalOperator, ExpectedAttribute, ExprError, FilterCondition,
+    KeyCondition, Path, Placeholders, UpdateExpression, UpdatedPaths, attributes_to_get,
+    translate_conditions, translate_filter, translate_key_conditions,
 };
 use haven_model::{AttributeValue, Item};
 use serde_json::{Map, Value};
@@ -211,8 +212,38 @@ pub(crate) struct RequestConditions {
     pub condition: Option<Condition>,
     pub update: Option<Update>,
     pub projection: Option<Vec<Path>>,
-    pub key_condition: Option<Condition>,
+    pub key_condition: Option<KeyConditionSource>,
     pub filter: Option<Condition>,
+}
+
+/// A Query's key condition as sent; it can only be checked once the key schema (of the table or
+/// of the index queried) is known.
+pub(crate) enum KeyConditionSource {
+    Expression(Box<Condition>),
+    Legacy(Vec<(String, FilterCondition)>),
+}
+
+impl KeyConditionSource {
+    /// Checks the condition against a key schema and reduces it to a partition value and an
+    /// optional sort-key condition.
+    pub fn resolve(
+        &self,
+        schema: &haven_model::schema::KeySchema,
+    ) -> Result<KeyCondition, DynamoError> {
+        let expr_schema = haven_expr::KeySchema {
+            hash: (&schema.partition.name, schema.partition.scalar_type.name()),
+            range: schema
+                .sort
+                .as_ref()
+                .map(|s| (s.name.as_str(), s.scalar_type.name())),
+        };
+        Ok(match self {
+            KeyConditionSource::Expression(condition) => {
+                haven_expr::key_condition(condition, &expr_schema)?
+            }
+            KeyConditionSource::Legacy(entries) => translate_key_conditions(entries, &expr_schema)?,
+        })
+    }
 }
 
 /// Parses a request's expressions or legacy parameters (never both: DynamoDB refuses the mix).
@@ -245,12 +276,24 @@ pub(crate) fn parse_request_conditions(
         projection: expressions
             .projection
             .or_else(|| legacy.attributes_to_get.map(attributes_to_get)),
-        key_condition: expressions
-            .key_condition
-            .or(legacy_condition(legacy.key_conditions)?),
-        filter: expressions.filter.or(legacy_condition(
-            legacy.query_filter.or(legacy.scan_filter),
-        )?),
+        key_condition: match (expressions.key_condition, legacy.key_conditions) {
+            (Some(condition), _) => Some(KeyConditionSource::Expression(Box::new(condition))),
+            (None, Some(map)) => Some(KeyConditionSource::Legacy(filter_entries(
+                map,
+                "keyConditions",
+            )?)),
+            (None, None) => None,
+        },
+        filter: match (expressions.filter, legacy.query_filter, legacy.scan_filter) {
+            (Some(filter), ..) => Some(filter),
+            (None, Some(map), _) => {
+                translate_filter(&filter_entries(map, "queryFilter")?, operator)?
+            }
+            (None, None, Some(map)) => {
+                translate_filter(&filter_entries(map, "scanFilter")?, operator)?
+            }
+            (None, None, None) => None,
+        },
     })
 }
 
@@ -350,6 +393,37 @@ fn attribute_update_entries(
             };
             let value = entry.get("Value").filter(|v| !v.is_null()).map(crate::wire::parse_value).transpose()?;
             Ok((name.clone(), AttributeUpdate { action, value }))
+        })
+        .collect()
+}
+
+/// Reads a QueryFilter, ScanFilter or KeyConditions map (entries in request order).
+fn filter_entries(
+    map: &Map<String, Value>,
+    field: &str,
+) -> Result<Vec<(String, FilterCondition)>, DynamoError> {
+    map.iter()
+        .map(|(name, entry)| {
+            let operator = entry.get("ComparisonOperator").and_then(Value::as_str).ok_or_else(|| {
+                DynamoError::validation(format!(
+                    "1 validation error detected: Value null at '{field}.{name}.member.comparisonOperator' failed to satisfy constraint: Member must not be null"
+                ))
+            })?;
+            let comparison_operator = ComparisonOperator::from_name(operator).ok_or_else(|| {
+                DynamoError::validation(format!(
+                    "1 validation error detected: Value '{operator}' at '{field}.{name}.member.comparisonOperator' failed to satisfy constraint: Member must satisfy enum value set: [IN, NULL, BETWEEN, LT, NOT_CONTAINS, EQ, GT, NOT_NULL, NE, LE, BEGINS_WITH, GE, CONTAINS]"
+                ))
+            })?;
+            let attribute_value_list = match entry.get("AttributeValueList").filter(|v| !v.is_null()) {
+                None => Vec::new(),
+                Some(list) => list
+                    .as_array()
+                    .ok_or_else(|| DynamoError::Serialization("Unexpected value type in payload".into()))?
+                    .iter()
+                    .map(crate::wire::parse_value)
+                    .collect::<Result<_, _>>()?,
+            };
+            Ok((name.clone(), FilterCondition { comparison_operator, attribute_value_list }))
         })
         .collect()
 }

@@ -142,44 +142,76 @@ pub(crate) struct WriteOutcome {
 }
 
 /// Runs `decide` on the item's current state and writes what it returns (None deletes), atomically
-/// with respect to every other writer: if the item changed between the read and the commit, the
-/// engine refuses the batch and the decision is made again on the fresh state.
+/// with respect to every other writer: if the item (or the table's set of indexes) changed between
+/// the read and the commit, the engine refuses the batch and the decision is made again on the fresh
+/// state, with the table's current metadata.
 pub(crate) async fn write_item(
     service: &Service,
     meta: &TableMeta,
     key: &Item,
     mut decide: impl FnMut(Option<&Item>) -> Result<Option<Item>, DynamoError>,
 ) -> Result<WriteOutcome, DynamoError> {
-    let storage_key = meta.keys().storage_key(&meta.item_prefix(), key);
+    let mut meta = std::sync::Arc::new(meta.clone());
     loop {
         let snapshot = service.engine.snapshot()?;
-        let current = read_item(&*snapshot, meta, key)?;
-        drop(snapshot);
-        let (old_bytes, old) = match current {
-            Some((bytes, item)) => (Some(bytes), Some(item)),
-            None => (None, None),
-        };
-        let new = decide(old.as_ref())?;
+        let current = read_item(&*snapshot, &meta, key)?;
+        let old = current.as_ref().map(|(_, item)| item);
+        let new = decide(old)?;
+        if let Some(item) = &new {
+            crate::indexes::validate_index_keys(&meta, item)?;
+        }
         let mut batch = WriteBatch::new();
-        batch.expect(storage_key.clone(), old_bytes);
-        let old_size = old.as_ref().map_or(0, item_size) as i64;
-        let new_size = new.as_ref().map_or(0, item_size) as i64;
-        match &new {
-            Some(item) => batch.put(storage_key.clone(), encode_item(item)),
-            None => batch.delete(storage_key.clone()),
-        };
-        batch
-            .add_counter(
-                meta.item_count_key(),
-                new.is_some() as i64 - old.is_some() as i64,
-            )
-            .add_counter(meta.size_bytes_key(), new_size - old_size);
+        stage_item_write(
+            &*snapshot,
+            &meta,
+            key,
+            current.as_ref(),
+            new.as_ref(),
+            &mut batch,
+        )?;
+        drop(snapshot);
         match service.engine.commit(batch).await {
-            Ok(()) => return Ok(WriteOutcome { old, new }),
-            Err(CommitError::Conflict) => continue,
+            Ok(()) => {
+                return Ok(WriteOutcome {
+                    old: current.map(|(_, item)| item),
+                    new,
+                });
+            }
+            Err(CommitError::Conflict) => meta = table(service, &meta.name)?,
             Err(CommitError::Storage(error)) => return Err(error.into()),
         }
     }
+}
+
+/// Adds one item write to `batch`: the expectations that make it safe (the item's stored bytes and
+/// the table's schema version), the put or delete, the table counters and the index entries.
+pub(crate) fn stage_item_write(
+    snapshot: &dyn Snapshot,
+    meta: &TableMeta,
+    key: &Item,
+    current: Option<&(Vec<u8>, Item)>,
+    new: Option<&Item>,
+    batch: &mut WriteBatch,
+) -> Result<(), DynamoError> {
+    let storage_key = meta.keys().storage_key(&meta.item_prefix(), key);
+    let old = current.map(|(_, item)| item);
+    batch
+        .expect(storage_key.clone(), current.map(|(bytes, _)| bytes.clone()))
+        .expect(meta.schema_version_key(), meta.schema_version_expectation());
+    match new {
+        Some(item) => batch.put(storage_key, encode_item(item)),
+        None => batch.delete(storage_key),
+    };
+    let old_size = old.map_or(0, item_size) as i64;
+    let new_size = new.map_or(0, item_size) as i64;
+    batch
+        .add_counter(
+            meta.item_count_key(),
+            new.is_some() as i64 - old.is_some() as i64,
+        )
+        .add_counter(meta.size_bytes_key(), new_size - old_size);
+    crate::indexes::maintain(snapshot, meta, old, new, batch)?;
+    Ok(())
 }
 
 /// ReturnConsumedCapacity: NONE (default), TOTAL or INDEXES.

@@ -7,6 +7,7 @@
 mod catalog;
 mod error;
 mod expressions;
+mod indexes;
 mod items;
 mod ops;
 mod pages;
@@ -54,18 +55,38 @@ pub struct RequestContext {
 /// The DynamoDB service over one storage engine.
 pub struct Service {
     engine: Arc<dyn Engine>,
-    catalog: Catalog,
+    catalog: Arc<Catalog>,
     config: ServiceConfig,
 }
 
 impl Service {
+    /// Loads the catalog and resumes any index creation or deletion a previous run left half-way.
     pub fn new(engine: Arc<dyn Engine>, config: ServiceConfig) -> Result<Service, StorageError> {
-        let catalog = Catalog::load(&*engine)?;
-        Ok(Service {
+        let catalog = Arc::new(Catalog::load(&*engine)?);
+        let service = Service {
             engine,
             catalog,
             config,
-        })
+        };
+        for name in service.catalog.names() {
+            let Some(meta) = service.catalog.get(&name) else {
+                continue;
+            };
+            for index in meta.indexes.iter().filter(|i| i.status != "ACTIVE") {
+                service.start_index_worker(&name, index.id);
+            }
+        }
+        Ok(service)
+    }
+
+    /// Starts the background backfill or removal of a CREATING or DELETING index.
+    fn start_index_worker(&self, table: &str, index_id: u32) {
+        indexes::spawn_index_worker(
+            self.engine.clone(),
+            self.catalog.clone(),
+            table.to_string(),
+            index_id,
+        );
     }
 
     /// Runs one operation given its name (the part of `X-Amz-Target` after the dot) and JSON request.

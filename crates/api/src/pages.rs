@@ -1,18 +1,20 @@
 //! Reading a page of items from a key range, as Query and Scan do: items in key order, at most
 //! `Limit` items and about 1 MB read per page, a filter applied after the read (so ScannedCount
 //! counts what was read and Count what matched), and the LastEvaluatedKey to resume from.
+//! A read targets the table or one of its secondary indexes ([`ReadTarget`]).
 
 use std::ops::Bound;
 
 use haven_expr::{Condition, Path};
 use haven_model::item_codec::decode_item;
+use haven_model::schema::KeySchema;
 use haven_model::{Item, item_size};
 use haven_storage::Snapshot;
 use serde_json::{Map, Value, json};
 
-use crate::catalog::TableMeta;
+use crate::catalog::{IndexKind, IndexMeta, TableMeta};
 use crate::error::{DynamoError, Violations};
-use crate::items::{CapacityReport, read_units};
+use crate::items::{CapacityReport, read_item, read_units};
 use crate::wire::item_to_json;
 
 /// DynamoDB stops a Query or Scan page once this much data has been read.
@@ -22,6 +24,7 @@ const PAGE_BYTES: usize = 1024 * 1024;
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Select {
     AllAttributes,
+    AllProjectedAttributes,
     SpecificAttributes,
     Count,
 }
@@ -42,15 +45,17 @@ pub(crate) fn check_select(violations: &mut Violations, select: Option<&str>) {
     }
 }
 
-/// Resolves Select with the projection (Select defaults to ALL_ATTRIBUTES, or SPECIFIC_ATTRIBUTES
-/// when a projection is given). `projection_parameter` names the parameter that carries the
-/// projection (ProjectionExpression or AttributesToGet), as DynamoDB's messages do.
+/// Resolves Select with the projection (Select defaults to ALL_ATTRIBUTES on a table and
+/// ALL_PROJECTED_ATTRIBUTES on an index, or SPECIFIC_ATTRIBUTES when a projection is given).
+/// `projection_parameter` names the parameter that carries the projection (ProjectionExpression or
+/// AttributesToGet), as DynamoDB's messages do.
 pub(crate) fn resolve_select(
     select: Option<&str>,
     projection_parameter: Option<&str>,
     index_name: Option<&str>,
 ) -> Result<Select, DynamoError> {
     match (select, projection_parameter) {
+        (None, None) if index_name.is_some() => Ok(Select::AllProjectedAttributes),
         (None, None) | (Some("ALL_ATTRIBUTES"), None) => Ok(Select::AllAttributes),
         (None, Some(_)) | (Some("SPECIFIC_ATTRIBUTES"), Some(_)) => Ok(Select::SpecificAttributes),
         (Some("COUNT"), None) => Ok(Select::Count),
@@ -68,7 +73,7 @@ pub(crate) fn resolve_select(
         (Some(other), Some(parameter)) => Err(DynamoError::validation(format!(
             "Cannot specify the {parameter} when choosing to get {other}"
         ))),
-        (Some(_), None) => Ok(Select::AllAttributes),
+        (Some(_), None) => Ok(Select::AllProjectedAttributes),
     }
 }
 
@@ -86,29 +91,153 @@ pub(crate) fn projection_parameter(
     }
 }
 
-/// Checks an ExclusiveStartKey against the table's key schema, with DynamoDB's messages.
-pub(crate) fn validate_start_key(meta: &TableMeta, start: &Item) -> Result<(), DynamoError> {
-    if start.is_empty() {
-        return Err(DynamoError::validation(
-            "The provided starting key is invalid",
-        ));
-    }
-    if start.len() != meta.keys().attributes().count() {
-        return Err(DynamoError::validation(
-            "Exclusive Start Key must have same size as table's key schema",
-        ));
-    }
-    crate::items::validate_key(meta, start).map_err(|_| {
-        DynamoError::validation("The provided starting key is invalid: The provided key element does not match the schema")
-    })
-}
-
 /// Checks `Limit` (DynamoDB requires at least 1).
 pub(crate) fn check_limit(violations: &mut Violations, limit: Option<i64>) {
     if let Some(limit) = limit.filter(|l| *l < 1) {
         violations.push(format!(
             "Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1"
         ));
+    }
+}
+
+/// The table, or one of its indexes, that a Query or Scan reads.
+pub(crate) struct ReadTarget<'m> {
+    pub meta: &'m TableMeta,
+    pub index: Option<&'m IndexMeta>,
+}
+
+impl<'m> ReadTarget<'m> {
+    /// Finds the index a request names, with DynamoDB's errors for a missing or unready one.
+    pub fn new(
+        meta: &'m TableMeta,
+        index_name: Option<&str>,
+    ) -> Result<ReadTarget<'m>, DynamoError> {
+        let index = match index_name {
+            None => None,
+            Some(name) => {
+                let index = meta.index(name).ok_or_else(|| {
+                    DynamoError::validation(format!(
+                        "The table does not have the specified index: {name}"
+                    ))
+                })?;
+                if !index.readable() {
+                    return Err(DynamoError::validation(format!(
+                        "Cannot read from backfilling global secondary index: {name}"
+                    )));
+                }
+                Some(index)
+            }
+        };
+        Ok(ReadTarget { meta, index })
+    }
+
+    /// The key schema the read is ordered by.
+    pub fn keys(&self) -> KeySchema {
+        match self.index {
+            Some(index) => self.meta.index_keys(index),
+            None => self.meta.keys(),
+        }
+    }
+
+    /// Storage prefix of the entries read, and its exclusive end.
+    pub fn prefix(&self) -> (Vec<u8>, Vec<u8>) {
+        match self.index {
+            Some(index) => (
+                self.meta.index_prefix(index),
+                self.meta.index_prefix_end(index),
+            ),
+            None => (self.meta.item_prefix(), self.meta.item_prefix_end()),
+        }
+    }
+
+    /// The attributes that make up a LastEvaluatedKey: the table's key, plus the index's.
+    pub fn key_attributes(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .meta
+            .keys()
+            .attributes()
+            .map(|a| a.name.clone())
+            .collect();
+        if let Some(index) = self.index {
+            for attribute in self.meta.index_keys(index).attributes() {
+                if !names.contains(&attribute.name) {
+                    names.push(attribute.name.clone());
+                }
+            }
+        }
+        names
+    }
+
+    /// Validates an ExclusiveStartKey and returns the storage key to resume after.
+    pub fn start_key(&self, start: &Item) -> Result<Vec<u8>, DynamoError> {
+        let invalid = || {
+            DynamoError::validation(
+                "The provided starting key is invalid: The provided key element does not match the schema",
+            )
+        };
+        if start.is_empty() {
+            return Err(DynamoError::validation(
+                "The provided starting key is invalid",
+            ));
+        }
+        let names = self.key_attributes();
+        if start.len() != names.len() {
+            return Err(DynamoError::validation(
+                "Exclusive Start Key must have same size as table's key schema",
+            ));
+        }
+        crate::items::validate_key(self.meta, &self.meta.keys().project_key(start))
+            .map_err(|_| invalid())?;
+        match self.index {
+            None => Ok(self
+                .meta
+                .keys()
+                .storage_key(&self.meta.item_prefix(), start)),
+            Some(index) => crate::indexes::entry_key(self.meta, index, start).ok_or_else(invalid),
+        }
+    }
+
+    /// Whether the read must fetch the table's item for each index entry: a local index serves
+    /// attributes it does not project from the table (a global index cannot).
+    pub fn fetches_from_table(
+        &self,
+        select: Select,
+        attributes: &[&str],
+    ) -> Result<bool, DynamoError> {
+        let Some(index) = self.index else {
+            return Ok(false);
+        };
+        let complete = crate::indexes::projects_all(self.meta, index, attributes);
+        match (index.kind, select) {
+            (IndexKind::Global, Select::AllAttributes) if index.projection_type != "ALL" => {
+                Err(DynamoError::validation(format!(
+                    "One or more parameter values were invalid: Select type ALL_ATTRIBUTES is not supported for global secondary index {} because its projection type is not ALL",
+                    index.name
+                )))
+            }
+            (IndexKind::Local, Select::AllAttributes) => Ok(index.projection_type != "ALL"),
+            (IndexKind::Local, _) => Ok(!complete),
+            (IndexKind::Global, _) => Ok(false),
+        }
+    }
+
+    /// ConsumedCapacity for a page: the index's units and the table's (items fetched from it).
+    pub fn capacity(&self, report: CapacityReport, page: &Page, consistent: bool) -> Option<Value> {
+        let table_units = page_units(page.fetched_bytes, consistent);
+        let Some(index) = self.index else {
+            return report.render(&self.meta.name, page_units(page.bytes_read, consistent));
+        };
+        let index_units = page_units(page.bytes_read, consistent);
+        let mut capacity = report.render(&self.meta.name, table_units + index_units)?;
+        if report == CapacityReport::Indexes {
+            let field = match index.kind {
+                IndexKind::Local => "LocalSecondaryIndexes",
+                IndexKind::Global => "GlobalSecondaryIndexes",
+            };
+            capacity["Table"] = json!({ "CapacityUnits": table_units });
+            capacity[field] = json!({ &index.name: { "CapacityUnits": index_units } });
+        }
+        Some(capacity)
     }
 }
 
@@ -121,6 +250,8 @@ pub(crate) struct PageRequest<'a> {
     pub filter: Option<&'a Condition>,
     pub projection: Option<&'a [Path]>,
     pub select: Select,
+    /// Replace each index entry by the table's item (see [`ReadTarget::fetches_from_table`]).
+    pub fetch_from_table: bool,
 }
 
 /// One page of results.
@@ -128,65 +259,99 @@ pub(crate) struct Page {
     pub items: Vec<Item>,
     pub count: usize,
     pub scanned: usize,
+    /// Bytes of the entries read (table items, or index entries).
     pub bytes_read: usize,
+    /// Bytes of the table items fetched for index entries.
+    pub fetched_bytes: usize,
     pub last_evaluated: Option<Item>,
 }
 
-/// Reads one page from `snapshot`.
+/// Reads one page of `target` from `snapshot`.
 pub(crate) fn read_page(
     snapshot: &dyn Snapshot,
-    meta: &TableMeta,
+    target: &ReadTarget,
     request: &PageRequest,
 ) -> Result<Page, DynamoError> {
-    let schema = meta.keys();
+    let key_attributes = target.key_attributes();
     let mut page = Page {
         items: Vec::new(),
         count: 0,
         scanned: 0,
         bytes_read: 0,
+        fetched_bytes: 0,
         last_evaluated: None,
     };
     let mut failure = None;
     let range = (as_ref_bound(&request.lower), as_ref_bound(&request.upper));
-    snapshot.scan(range, request.reverse, &mut |_, value| {
-        let item = match decode_item(value) {
-            Ok(item) => item,
-            Err(error) => {
-                tracing::error!(table = %meta.name, %error, "undecodable item");
-                failure = Some(DynamoError::InternalServerError);
-                return false;
-            }
-        };
-        page.scanned += 1;
-        page.bytes_read += item_size(&item);
-        let matches = match request.filter.map(|f| f.evaluate(Some(&item))) {
-            None => true,
-            Some(Ok(matches)) => matches,
-            Some(Err(error)) => {
-                failure = Some(error.into());
-                return false;
-            }
-        };
-        let full =
-            request.limit.is_some_and(|l| page.scanned >= l) || page.bytes_read >= PAGE_BYTES;
-        if full {
-            page.last_evaluated = Some(schema.project_key(&item));
+    snapshot.scan(range, request.reverse, &mut |_, value| match visit_entry(
+        snapshot,
+        target,
+        request,
+        &key_attributes,
+        value,
+        &mut page,
+    ) {
+        Ok(more) => more,
+        Err(error) => {
+            failure = Some(error);
+            false
         }
-        if matches {
-            page.count += 1;
-            if request.select != Select::Count {
-                page.items.push(match request.projection {
-                    Some(paths) => haven_expr::project(&item, paths),
-                    None => item,
-                });
-            }
-        }
-        !full
     })?;
     match failure {
         Some(error) => Err(error),
         None => Ok(page),
     }
+}
+
+/// Handles one stored entry; returns whether the page wants more.
+fn visit_entry(
+    snapshot: &dyn Snapshot,
+    target: &ReadTarget,
+    request: &PageRequest,
+    key_attributes: &[String],
+    value: &[u8],
+    page: &mut Page,
+) -> Result<bool, DynamoError> {
+    let entry = decode_item(value).map_err(|error| {
+        tracing::error!(table = %target.meta.name, %error, "undecodable entry");
+        DynamoError::InternalServerError
+    })?;
+    page.scanned += 1;
+    page.bytes_read += item_size(&entry);
+    let full = request.limit.is_some_and(|l| page.scanned >= l) || page.bytes_read >= PAGE_BYTES;
+    if full {
+        let key: Item = key_attributes
+            .iter()
+            .filter_map(|name| entry.get(name).map(|v| (name.clone(), v.clone())))
+            .collect();
+        page.last_evaluated = Some(key);
+    }
+    let item = if request.fetch_from_table {
+        let key = target.meta.keys().project_key(&entry);
+        match read_item(snapshot, target.meta, &key)? {
+            Some((_, item)) => {
+                page.fetched_bytes += item_size(&item);
+                item
+            }
+            None => entry,
+        }
+    } else {
+        entry
+    };
+    let matches = match request.filter {
+        None => true,
+        Some(filter) => filter.evaluate(Some(&item))?,
+    };
+    if matches {
+        page.count += 1;
+        if request.select != Select::Count {
+            page.items.push(match request.projection {
+                Some(paths) => haven_expr::project(&item, paths),
+                None => item,
+            });
+        }
+    }
+    Ok(!full)
 }
 
 fn as_ref_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
@@ -238,12 +403,53 @@ pub(crate) fn render_page(page: Page, select: Select, capacity: Option<Value>) -
     Value::Object(response)
 }
 
-/// ConsumedCapacity for a page, if asked for.
-pub(crate) fn page_capacity(
-    report: CapacityReport,
-    table: &str,
-    page: &Page,
-    consistent: bool,
-) -> Option<Value> {
-    report.render(table, page_units(page.bytes_read, consistent))
+/// The top-level attribute names a projection or condition reads.
+pub(crate) fn attribute_roots<'a>(
+    projection: Option<&'a [Path]>,
+    filter: Option<&'a Condition>,
+) -> Vec<&'a str> {
+    let mut roots: Vec<&str> = projection
+        .unwrap_or_default()
+        .iter()
+        .map(Path::root)
+        .collect();
+    if let Some(filter) = filter {
+        condition_roots(filter, &mut roots);
+    }
+    roots
+}
+
+/// The top-level attribute names a condition reads, in order of appearance.
+pub(crate) fn condition_roots<'c>(condition: &'c Condition, out: &mut Vec<&'c str>) {
+    use haven_expr::Operand;
+    fn operand_roots<'c>(operand: &'c Operand, out: &mut Vec<&'c str>) {
+        match operand {
+            Operand::Path(path) => out.push(path.root()),
+            Operand::Size(inner) => operand_roots(inner, out),
+            Operand::Value { .. } => {}
+        }
+    }
+    match condition {
+        Condition::Compare(a, _, b)
+        | Condition::AttributeType(a, b)
+        | Condition::BeginsWith(a, b)
+        | Condition::Contains(a, b) => {
+            operand_roots(a, out);
+            operand_roots(b, out);
+        }
+        Condition::Between(a, low, high) => [a, low, high]
+            .into_iter()
+            .for_each(|o| operand_roots(o, out)),
+        Condition::In(a, list) => std::iter::once(a)
+            .chain(list)
+            .for_each(|o| operand_roots(o, out)),
+        Condition::AttributeExists(path) | Condition::AttributeNotExists(path) => {
+            out.push(path.root())
+        }
+        Condition::Not(inner) => condition_roots(inner, out),
+        Condition::And(a, b) | Condition::Or(a, b) => {
+            condition_roots(a, out);
+            condition_roots(b, out);
+        }
+    }
 }

@@ -50,7 +50,7 @@ impl RangeKeyCondition {
         }
     }
 
-    fn values(&self) -> Vec<&AttributeValue> {
+    pub fn values(&self) -> Vec<&AttributeValue> {
         match self {
             RangeKeyCondition::Eq(v)
             | RangeKeyCondition::Lt(v)
@@ -85,9 +85,7 @@ fn error(message: &str) -> ExprError {
 pub fn key_condition(condition: &Condition, schema: &KeySchema) -> Result<KeyCondition, ExprError> {
     let mut leaves = Vec::new();
     collect(condition, &mut leaves)?;
-    if leaves.len() > 2 {
-        return Err(error("Conditions can be of length 1 or 2 only"));
-    }
+    let leaf_count = leaves.len();
     let parts = leaves
         .into_iter()
         .map(part)
@@ -100,7 +98,11 @@ pub fn key_condition(condition: &Condition, schema: &KeySchema) -> Result<KeyCon
         } else if schema.range.is_some_and(|(name, _)| name == part.name) {
             &mut range
         } else {
-            return Err(missed(schema, hash.is_some()));
+            return Err(if leaf_count > 2 {
+                error("Conditions can be of length 1 or 2 only")
+            } else {
+                missed(schema, hash.is_some())
+            });
         };
         if slot.is_some() {
             return Err(error(
@@ -108,6 +110,10 @@ pub fn key_condition(condition: &Condition, schema: &KeySchema) -> Result<KeyCon
             ));
         }
         *slot = Some(part.condition);
+    }
+    // Two conditions on one key are reported before too many conditions, as DynamoDB does.
+    if leaf_count > 2 {
+        return Err(error("Conditions can be of length 1 or 2 only"));
     }
     let hash = match hash {
         Some(RangeKeyCondition::Eq(value)) => value,

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use haven_model::item_codec::encode_item;
 use haven_model::{Item, item_size};
 use haven_storage::{CommitError, WriteBatch};
 use serde::Deserialize;
@@ -15,7 +14,8 @@ use crate::catalog::TableMeta;
 use crate::error::{DynamoError, Violations};
 use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::items::{
-    CapacityReport, check_item_size, read_item, read_units, validate_item, validate_key,
+    CapacityReport, check_item_size, read_item, read_units, stage_item_write, validate_item,
+    validate_key,
 };
 use crate::wire::{item_to_json, parse_item};
 
@@ -313,25 +313,22 @@ async fn commit_writes(
         let mut batch = WriteBatch::new();
         let mut units = BTreeMap::new();
         for write in planned {
-            let meta = &write.meta;
-            let storage_key = meta.keys().storage_key(&meta.item_prefix(), &write.key);
-            let old = read_item(&*snapshot, meta, &write.key)?;
-            let old_size = old.as_ref().map_or(0, |(_, item)| item_size(item));
+            // The table's current metadata: its indexes may have changed since the plan.
+            let meta = table_for_batch(service, &write.meta.name)?;
+            if let Some(item) = &write.item {
+                crate::indexes::validate_index_keys(&meta, item)?;
+            }
+            let current = read_item(&*snapshot, &meta, &write.key)?;
+            let old_size = current.as_ref().map_or(0, |(_, item)| item_size(item));
             let new_size = write.item.as_ref().map_or(0, item_size);
-            batch.expect(
-                storage_key.clone(),
-                old.as_ref().map(|(bytes, _)| bytes.clone()),
-            );
-            match &write.item {
-                Some(item) => batch.put(storage_key, encode_item(item)),
-                None => batch.delete(storage_key),
-            };
-            batch
-                .add_counter(
-                    meta.item_count_key(),
-                    write.item.is_some() as i64 - old.is_some() as i64,
-                )
-                .add_counter(meta.size_bytes_key(), new_size as i64 - old_size as i64);
+            stage_item_write(
+                &*snapshot,
+                &meta,
+                &write.key,
+                current.as_ref(),
+                write.item.as_ref(),
+                &mut batch,
+            )?;
             *units.entry(meta.name.clone()).or_insert(0.0) +=
                 old_size.max(new_size).div_ceil(1024).max(1) as f64;
         }

@@ -7,8 +7,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Service;
-use crate::catalog::{AttributeDefinition, Catalog, KeySchemaElement, TableMeta, Throughput};
+use haven_storage::{Snapshot, read_counter};
+
+use crate::catalog::{
+    AttributeDefinition, Catalog, IndexKind, IndexMeta, KeySchemaElement, TableMeta, Throughput,
+};
 use crate::error::{DynamoError, Violations};
+
+use super::index_specs::{self, IndexInput};
 
 /// Seconds since the epoch, as DynamoDB's timestamps are.
 pub(crate) fn now() -> f64 {
@@ -50,8 +56,8 @@ pub(crate) struct CreateTableInput {
     key_schema: Option<Vec<KeySchemaElementInput>>,
     billing_mode: Option<String>,
     provisioned_throughput: Option<ProvisionedThroughputInput>,
-    local_secondary_indexes: Option<Value>,
-    global_secondary_indexes: Option<Value>,
+    local_secondary_indexes: Option<Vec<IndexInput>>,
+    global_secondary_indexes: Option<Vec<IndexInput>>,
     tags: Option<Vec<TagInput>>,
     table_class: Option<String>,
     deletion_protection_enabled: Option<bool>,
@@ -201,19 +207,28 @@ pub(crate) async fn create_table(
     if let Some(throughput) = &input.provisioned_throughput {
         check_throughput(&mut violations, "provisionedThroughput", throughput);
     }
+    if let Some(indexes) = &input.local_secondary_indexes {
+        index_specs::check_fields(&mut violations, "localSecondaryIndexes", indexes);
+    }
+    if let Some(indexes) = &input.global_secondary_indexes {
+        index_specs::check_fields(&mut violations, "globalSecondaryIndexes", indexes);
+    }
     violations.into_result()?;
 
-    if input.local_secondary_indexes.is_some() || input.global_secondary_indexes.is_some() {
-        return Err(DynamoError::validation(
-            "Secondary indexes are not supported by this version of Haven",
-        ));
-    }
     let billing_mode = input
         .billing_mode
         .clone()
         .unwrap_or_else(|| "PROVISIONED".into());
     check_billing(&billing_mode, input.provisioned_throughput.as_ref())?;
     let (definitions, key_schema) = check_key_schema(&input)?;
+    let indexes = index_specs::create_table_indexes(
+        input.local_secondary_indexes.as_deref(),
+        input.global_secondary_indexes.as_deref(),
+        &key_schema,
+        &definitions,
+        &billing_mode,
+    )?;
+    index_specs::check_definitions_used(&definitions, &key_schema, &indexes)?;
     let tags = super::tags::check_tags(input.tags.as_deref().unwrap_or_default())?;
 
     let name = input.table_name.clone().unwrap_or_default();
@@ -244,6 +259,8 @@ pub(crate) async fn create_table(
         time_to_live: None,
         deletion_protection: input.deletion_protection_enabled.unwrap_or(false),
         table_class: input.table_class,
+        indexes,
+        schema_version: 0,
     };
     let meta = service
         .catalog
@@ -305,12 +322,6 @@ fn check_key_schema(
     if keys.get(1).is_some_and(|k| k.key_type != "RANGE") {
         return invalid(
             "Invalid KeySchema: The second KeySchemaElement is not a RANGE key type".into(),
-        );
-    }
-    if keys.len() != definitions.len() {
-        return invalid(
-            "One or more parameter values were invalid: Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions"
-                .into(),
         );
     }
     Ok((definitions, keys))
@@ -453,5 +464,54 @@ pub(crate) fn describe(
     if let Some(class) = &meta.table_class {
         description["TableClassSummary"] = json!({ "TableClass": class });
     }
+    let snapshot = service.engine.snapshot()?;
+    for (kind, field) in [
+        (IndexKind::Local, "LocalSecondaryIndexes"),
+        (IndexKind::Global, "GlobalSecondaryIndexes"),
+    ] {
+        let described: Vec<Value> = meta
+            .indexes
+            .iter()
+            .filter(|index| index.kind == kind)
+            .map(|index| describe_index(&*snapshot, meta, index))
+            .collect::<Result<_, _>>()?;
+        if !described.is_empty() {
+            description[field] = Value::Array(described);
+        }
+    }
     Ok(description)
+}
+
+/// One entry of LocalSecondaryIndexes / GlobalSecondaryIndexes in a TableDescription.
+fn describe_index(
+    snapshot: &dyn Snapshot,
+    meta: &TableMeta,
+    index: &IndexMeta,
+) -> Result<Value, DynamoError> {
+    let mut projection = json!({ "ProjectionType": index.projection_type });
+    if let Some(attributes) = &index.non_key_attributes {
+        projection["NonKeyAttributes"] = json!(attributes);
+    }
+    let mut described = json!({
+        "IndexName": index.name,
+        "KeySchema": index.key_schema,
+        "Projection": projection,
+        "IndexSizeBytes": read_counter(snapshot, &meta.index_size_key(index))?,
+        "ItemCount": read_counter(snapshot, &meta.index_count_key(index))?,
+        "IndexArn": format!("{}/index/{}", meta.arn, index.name),
+    });
+    if index.kind == IndexKind::Global {
+        described["IndexStatus"] = json!(index.status);
+        if index.status == "CREATING" {
+            described["Backfilling"] = json!(index.backfilling);
+        }
+        if let Some(throughput) = &index.throughput {
+            described["ProvisionedThroughput"] = json!({
+                "NumberOfDecreasesToday": throughput.decreases_today,
+                "ReadCapacityUnits": throughput.read_capacity_units,
+                "WriteCapacityUnits": throughput.write_capacity_units,
+            });
+        }
+    }
+    Ok(described)
 }

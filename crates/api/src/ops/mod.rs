@@ -5,6 +5,7 @@
 mod account;
 mod batch;
 mod control;
+mod index_specs;
 mod items;
 mod query;
 mod scan;

@@ -1,24 +1,24 @@
-//! Query: one partition, read in sort-key order (forwards or backwards) as a single range read.
-//! The KeyConditionExpression is turned into byte bounds over the order-preserving key encoding.
+//! Query: one partition of the table or of a secondary index, read in sort-key order (forwards or
+//! backwards) as a single range read. The key condition becomes byte bounds over the
+//! order-preserving key encoding (see docs/storage-format.md).
 
 use std::collections::HashMap;
 use std::ops::Bound;
 
-use haven_expr::{Comparator, Condition, Operand, PathElement};
+use haven_expr::{Condition, KeyCondition, RangeKeyCondition};
 use haven_model::key_codec::{encode_key_value, partition_hash};
-use haven_model::schema::{KeyAttribute, KeySchema};
+use haven_model::schema::KeySchema;
 use haven_model::{AttributeValue, Item};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Service;
-use crate::catalog::TableMeta;
 use crate::error::{DynamoError, Violations};
 use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::items::{CapacityReport, check_table_name, table};
 use crate::pages::{
-    PageRequest, check_limit, check_select, page_capacity, prefix_successor, projection_parameter,
-    read_page, render_page, resolve_select, validate_start_key,
+    PageRequest, ReadTarget, attribute_roots, check_limit, check_select, condition_roots,
+    prefix_successor, projection_parameter, read_page, render_page, resolve_select,
 };
 use crate::wire::parse_item;
 
@@ -90,13 +90,19 @@ pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, Dynam
         .transpose()?;
 
     let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
-    if let Some(index) = &input.index_name {
-        return Err(DynamoError::validation(format!(
-            "The table does not have the specified index: {index}"
-        )));
+    let target = ReadTarget::new(&meta, input.index_name.as_deref())?;
+    let consistent = input.consistent_read.unwrap_or(false);
+    if consistent
+        && target
+            .index
+            .is_some_and(|i| i.kind == crate::catalog::IndexKind::Global)
+    {
+        return Err(DynamoError::validation(
+            "Consistent reads are not supported on global secondary indexes",
+        ));
     }
-    let schema = meta.keys();
-    let range = KeyRange::from_condition(key_condition, &schema, &meta)?;
+    let schema = target.keys();
+    let range = KeyRange::new(key_condition.resolve(&schema)?, &schema, &target)?;
     if let Some(filter) = &expressions.filter {
         let parameter = if input.query_filter.is_some() {
             "QueryFilter"
@@ -108,15 +114,17 @@ pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, Dynam
     let reverse = !input.scan_index_forward.unwrap_or(true);
     let (mut lower, mut upper) = (range.lower.clone(), range.upper.clone());
     if let Some(start) = &start_key {
-        let start = range.start_after(start, &schema, &meta)?;
+        let start = range.start_after(start, &schema, &target)?;
         if reverse {
             upper = Bound::Excluded(start);
         } else {
             lower = Bound::Excluded(start);
         }
     }
-    let consistent = input.consistent_read.unwrap_or(false);
-    let snapshot = service.engine.snapshot()?;
+    let roots = attribute_roots(
+        expressions.projection.as_deref(),
+        expressions.filter.as_ref(),
+    );
     let request = PageRequest {
         lower,
         upper,
@@ -125,116 +133,21 @@ pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, Dynam
         filter: expressions.filter.as_ref(),
         projection: expressions.projection.as_deref(),
         select,
+        fetch_from_table: target.fetches_from_table(select, &roots)?,
     };
-    let page = read_page(&*snapshot, &meta, &request)?;
-    let capacity = page_capacity(capacity, &meta.name, &page, consistent);
+    let snapshot = service.engine.snapshot()?;
+    let page = read_page(&*snapshot, &target, &request)?;
+    let capacity = target.capacity(capacity, &page, consistent);
     Ok(render_page(page, select, capacity))
 }
 
 /// The key range a key condition selects: one partition, optionally narrowed by sort key.
 struct KeyRange {
-    partition_value: AttributeValue,
+    condition: KeyCondition,
     /// Storage-key prefix of the partition.
     partition_prefix: Vec<u8>,
     lower: Bound<Vec<u8>>,
     upper: Bound<Vec<u8>>,
-    sort_condition: Option<SortCondition>,
-}
-
-/// A condition on the sort key, normalised so the key attribute is on the left.
-enum SortCondition {
-    Compare(Comparator, AttributeValue),
-    Between(AttributeValue, AttributeValue),
-    BeginsWith(AttributeValue),
-}
-
-fn invalid_operator(name: &str) -> DynamoError {
-    DynamoError::validation(format!(
-        "Invalid operator used in KeyConditionExpression: {name}"
-    ))
-}
-
-/// Splits the top-level ANDs of a key condition into its simple conditions.
-fn conjuncts<'c>(
-    condition: &'c Condition,
-    out: &mut Vec<&'c Condition>,
-) -> Result<(), DynamoError> {
-    match condition {
-        Condition::And(a, b) => {
-            conjuncts(a, out)?;
-            conjuncts(b, out)
-        }
-        Condition::Or(..) => Err(invalid_operator("OR")),
-        Condition::Not(..) => Err(invalid_operator("NOT")),
-        Condition::In(..) => Err(invalid_operator("IN")),
-        Condition::AttributeExists(..) => Err(invalid_operator("attribute_exists")),
-        Condition::AttributeNotExists(..) => Err(invalid_operator("attribute_not_exists")),
-        Condition::AttributeType(..) => Err(invalid_operator("attribute_type")),
-        Condition::Contains(..) => Err(invalid_operator("contains")),
-        Condition::Compare(_, Comparator::Ne, _) => Err(invalid_operator("<>")),
-        simple => {
-            out.push(simple);
-            Ok(())
-        }
-    }
-}
-
-/// The attribute a key-condition operand names, or the value it carries.
-enum Side<'c> {
-    Attribute(&'c str),
-    Value(&'c AttributeValue),
-}
-
-fn side(operand: &Operand) -> Result<Side<'_>, DynamoError> {
-    match operand {
-        Operand::Path(path) => match path.0.as_slice() {
-            [PathElement::Name(name)] => Ok(Side::Attribute(name)),
-            _ => Err(DynamoError::validation(
-                "KeyConditionExpressions cannot contain nested attributes",
-            )),
-        },
-        Operand::Value { value, .. } => Ok(Side::Value(value)),
-        Operand::Size(..) => Err(invalid_operator("size")),
-    }
-}
-
-fn flip(comparator: Comparator) -> Comparator {
-    match comparator {
-        Comparator::Lt => Comparator::Gt,
-        Comparator::Le => Comparator::Ge,
-        Comparator::Gt => Comparator::Lt,
-        Comparator::Ge => Comparator::Le,
-        other => other,
-    }
-}
-
-/// One simple condition as (attribute, sort-style condition).
-fn simple_condition(condition: &Condition) -> Result<(&str, SortCondition), DynamoError> {
-    let unsupported = || DynamoError::validation("Query key condition not supported");
-    match condition {
-        Condition::Compare(a, comparator, b) => match (side(a)?, side(b)?) {
-            (Side::Attribute(name), Side::Value(v)) => {
-                Ok((name, SortCondition::Compare(*comparator, v.clone())))
-            }
-            (Side::Value(v), Side::Attribute(name)) => {
-                Ok((name, SortCondition::Compare(flip(*comparator), v.clone())))
-            }
-            _ => Err(unsupported()),
-        },
-        Condition::Between(a, low, high) => match (side(a)?, side(low)?, side(high)?) {
-            (Side::Attribute(name), Side::Value(l), Side::Value(h)) => {
-                Ok((name, SortCondition::Between(l.clone(), h.clone())))
-            }
-            _ => Err(unsupported()),
-        },
-        Condition::BeginsWith(a, prefix) => match (side(a)?, side(prefix)?) {
-            (Side::Attribute(name), Side::Value(p)) => {
-                Ok((name, SortCondition::BeginsWith(p.clone())))
-            }
-            _ => Err(unsupported()),
-        },
-        _ => Err(unsupported()),
-    }
 }
 
 fn encoded(value: &AttributeValue) -> Vec<u8> {
@@ -243,179 +156,40 @@ fn encoded(value: &AttributeValue) -> Vec<u8> {
     out
 }
 
-/// `{N:3}`: how DynamoDB prints a value inside key-condition messages.
-fn message_form(value: &AttributeValue) -> String {
-    let json = crate::wire::value_to_json(value);
-    let (kind, payload) = json
-        .as_object()
-        .and_then(|o| o.iter().next())
-        .expect("one member");
-    format!("{{{kind}:{}}}", payload.as_str().unwrap_or_default())
-}
-
-fn type_mismatch() -> DynamoError {
-    DynamoError::validation(
-        "One or more parameter values were invalid: Condition parameter type does not match schema type",
-    )
-}
-
-impl SortCondition {
-    fn values(&self) -> Vec<&AttributeValue> {
-        match self {
-            SortCondition::Compare(_, v) | SortCondition::BeginsWith(v) => vec![v],
-            SortCondition::Between(l, h) => vec![l, h],
-        }
-    }
-
-    /// Checks operand types against the key attribute's declared type.
-    fn check(&self, key: &KeyAttribute) -> Result<(), DynamoError> {
-        if let SortCondition::BeginsWith(v) = self
-            && !matches!(v, AttributeValue::S(_) | AttributeValue::B(_))
-        {
-            return Err(DynamoError::validation(format!(
-                "Invalid KeyConditionExpression: Incorrect operand type for operator or function; operator or function: begins_with, operand type: {}",
-                v.type_name()
-            )));
-        }
-        if self.values().iter().any(|v| !key.scalar_type.matches(v)) {
-            return Err(type_mismatch());
-        }
-        if let SortCondition::Between(low, high) = self
-            && encoded(low) > encoded(high)
-        {
-            return Err(DynamoError::validation(format!(
-                "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound; lower bound operand: AttributeValue: {}, upper bound operand: AttributeValue: {}",
-                message_form(low),
-                message_form(high)
-            )));
-        }
-        Ok(())
-    }
-
-    /// Byte bounds within a partition whose storage prefix is `p`.
-    fn bounds(&self, p: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
-        let at = |v: &AttributeValue| [p, &encoded(v)].concat();
-        let partition_start = Bound::Included(p.to_vec());
-        let partition_end = prefix_successor(p);
-        match self {
-            SortCondition::Compare(Comparator::Eq, v) => {
-                (Bound::Included(at(v)), Bound::Included(at(v)))
-            }
-            SortCondition::Compare(Comparator::Lt, v) => (partition_start, Bound::Excluded(at(v))),
-            SortCondition::Compare(Comparator::Le, v) => (partition_start, Bound::Included(at(v))),
-            SortCondition::Compare(Comparator::Gt, v) => (Bound::Excluded(at(v)), partition_end),
-            SortCondition::Compare(_, v) => (Bound::Included(at(v)), partition_end),
-            SortCondition::Between(low, high) => {
-                (Bound::Included(at(low)), Bound::Included(at(high)))
-            }
-            SortCondition::BeginsWith(prefix) => {
-                let raw = match prefix {
-                    AttributeValue::S(s) => s.as_bytes(),
-                    AttributeValue::B(b) => b.as_slice(),
-                    _ => &[],
-                };
-                // The encoding of every value starting with `raw` starts with `raw`'s escaped bytes.
-                let mut start = p.to_vec();
-                for &b in raw {
-                    start.push(b);
-                    if b == 0 {
-                        start.push(0xFF);
-                    }
-                }
-                let end = prefix_successor(&start);
-                (Bound::Included(start), end)
-            }
-        }
-    }
-
-    fn contains(&self, value: &AttributeValue, p: &[u8]) -> bool {
-        let key = [p, &encoded(value)].concat();
-        let (lower, upper) = self.bounds(p);
-        let above = match &lower {
-            Bound::Included(l) => key >= *l,
-            Bound::Excluded(l) => key > *l,
-            Bound::Unbounded => true,
-        };
-        let below = match &upper {
-            Bound::Included(u) => key <= *u,
-            Bound::Excluded(u) => key < *u,
-            Bound::Unbounded => true,
-        };
-        above && below
-    }
-}
-
 impl KeyRange {
-    fn from_condition(
-        condition: &Condition,
+    fn new(
+        condition: KeyCondition,
         schema: &KeySchema,
-        meta: &TableMeta,
+        target: &ReadTarget,
     ) -> Result<KeyRange, DynamoError> {
-        let mut parts = Vec::new();
-        conjuncts(condition, &mut parts)?;
-        let parts_count = parts.len();
-        let mut partition = None;
-        let mut sort = None;
-        for part in parts {
-            let (name, condition) = simple_condition(part)?;
-            let slot = if name == schema.partition.name {
-                &mut partition
-            } else if schema.sort.as_ref().is_some_and(|s| s.name == name) {
-                &mut sort
-            } else {
-                return Err(missed_key(schema, partition.is_none()));
-            };
-            if slot.replace(condition).is_some() {
-                return Err(DynamoError::validation(
-                    "KeyConditionExpressions must only contain one condition per key",
-                ));
-            }
-        }
-        if parts_count > 2 {
-            return Err(DynamoError::validation(
-                "Conditions can be of length 1 or 2 only",
-            ));
-        }
-        let partition_value = match partition {
-            Some(SortCondition::Compare(Comparator::Eq, value)) => value,
-            Some(_) => return Err(DynamoError::validation("Query key condition not supported")),
-            None => return Err(missed_key(schema, true)),
-        };
-        if !schema.partition.scalar_type.matches(&partition_value) {
-            return Err(type_mismatch());
-        }
-        if let (Some(condition), Some(key)) = (&sort, &schema.sort) {
-            condition.check(key)?;
-        }
-        if let Some(error) = crate::items::empty_key_value(&schema.partition.name, &partition_value)
+        if let Some(error) = crate::items::empty_key_value(&schema.partition.name, &condition.hash)
         {
             return Err(error);
         }
-        if let (Some(condition), Some(key)) = (&sort, &schema.sort)
-            && let Some(error) = condition
+        if let (Some(range), Some(sort)) = (&condition.range, &schema.sort)
+            && let Some(error) = range
                 .values()
                 .into_iter()
-                .find_map(|v| crate::items::empty_key_value(&key.name, v))
+                .find_map(|v| crate::items::empty_key_value(&sort.name, v))
         {
             return Err(error);
         }
-        let mut partition_prefix = meta.item_prefix();
-        let encoded_partition = encoded(&partition_value);
+        let encoded_partition = encoded(&condition.hash);
+        let mut partition_prefix = target.prefix().0;
         partition_prefix.extend_from_slice(&partition_hash(&encoded_partition));
         partition_prefix.extend_from_slice(&encoded_partition);
-        let (lower, upper) = match &sort {
-            Some(condition) => condition.bounds(&partition_prefix),
+        let (lower, upper) = match &condition.range {
+            Some(range) => sort_bounds(range, &partition_prefix),
             None => (
                 Bound::Included(partition_prefix.clone()),
                 prefix_successor(&partition_prefix),
             ),
         };
         Ok(KeyRange {
-            partition_value,
+            condition,
             partition_prefix,
             lower,
             upper,
-            sort_condition: sort,
         })
     }
 
@@ -424,33 +198,67 @@ impl KeyRange {
         &self,
         start: &Item,
         schema: &KeySchema,
-        meta: &TableMeta,
+        target: &ReadTarget,
     ) -> Result<Vec<u8>, DynamoError> {
-        validate_start_key(meta, start)?;
+        let storage_key = target.start_key(start)?;
         let outside = || {
             DynamoError::validation(
                 "The provided starting key does not match the range key predicate",
             )
         };
-        if !start[&schema.partition.name].same_value(&self.partition_value) {
+        if !start[&schema.partition.name].same_value(&self.condition.hash) {
             return Err(outside());
         }
-        if let (Some(condition), Some(sort)) = (&self.sort_condition, &schema.sort)
-            && !condition.contains(&start[&sort.name], &self.partition_prefix)
+        if let (Some(range), Some(sort)) = (&self.condition.range, &schema.sort)
+            && !range.matches(&start[&sort.name])
         {
             return Err(outside());
         }
-        Ok(schema.storage_key(&meta.item_prefix(), start))
+        debug_assert!(storage_key.starts_with(&self.partition_prefix));
+        Ok(storage_key)
     }
 }
 
-/// "Query condition missed key schema element: <name>", naming the partition key if it is missing.
-fn missed_key(schema: &KeySchema, partition_missing: bool) -> DynamoError {
-    let name = match (&schema.sort, partition_missing) {
-        (Some(sort), false) => &sort.name,
-        _ => &schema.partition.name,
-    };
-    DynamoError::validation(format!("Query condition missed key schema element: {name}"))
+/// Byte bounds of a sort-key condition within the partition whose storage prefix is `p`. Bounds on
+/// an index partition also cover every table key that follows the index sort key.
+fn sort_bounds(range: &RangeKeyCondition, p: &[u8]) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let at = |v: &AttributeValue| [p, &encoded(v)].concat();
+    let partition_start = Bound::Included(p.to_vec());
+    let partition_end = prefix_successor(p);
+    match range {
+        RangeKeyCondition::Eq(v) => (Bound::Included(at(v)), prefix_successor(&at(v))),
+        RangeKeyCondition::Lt(v) => (partition_start, Bound::Excluded(at(v))),
+        RangeKeyCondition::Le(v) => (partition_start, prefix_successor(&at(v))),
+        RangeKeyCondition::Gt(v) => {
+            // Past every key that starts with v's encoding (index entries append table keys).
+            let lower = match prefix_successor(&at(v)) {
+                Bound::Excluded(end) => Bound::Included(end),
+                other => other,
+            };
+            (lower, partition_end)
+        }
+        RangeKeyCondition::Ge(v) => (Bound::Included(at(v)), partition_end),
+        RangeKeyCondition::Between(low, high) => {
+            (Bound::Included(at(low)), prefix_successor(&at(high)))
+        }
+        RangeKeyCondition::BeginsWith(prefix) => {
+            let raw = match prefix {
+                AttributeValue::S(s) => s.as_bytes(),
+                AttributeValue::B(b) => b.as_slice(),
+                _ => &[],
+            };
+            // The encoding of every value starting with `raw` starts with `raw`'s escaped bytes.
+            let mut start = p.to_vec();
+            for &b in raw {
+                start.push(b);
+                if b == 0 {
+                    start.push(0xFF);
+                }
+            }
+            let end = prefix_successor(&start);
+            (Bound::Included(start), end)
+        }
+    }
 }
 
 /// A Query filter may not name key attributes (they belong in the key condition).
@@ -466,39 +274,5 @@ fn reject_key_attributes(
             "{parameter} can only contain non-primary key attributes: Primary key attribute: {key}"
         ))),
         None => Ok(()),
-    }
-}
-
-/// The top-level attribute names a condition reads, in order of appearance.
-fn condition_roots<'c>(condition: &'c Condition, out: &mut Vec<&'c str>) {
-    fn operand_roots<'c>(operand: &'c Operand, out: &mut Vec<&'c str>) {
-        match operand {
-            Operand::Path(path) => out.push(path.root()),
-            Operand::Size(inner) => operand_roots(inner, out),
-            Operand::Value { .. } => {}
-        }
-    }
-    match condition {
-        Condition::Compare(a, _, b)
-        | Condition::AttributeType(a, b)
-        | Condition::BeginsWith(a, b)
-        | Condition::Contains(a, b) => {
-            operand_roots(a, out);
-            operand_roots(b, out);
-        }
-        Condition::Between(a, low, high) => [a, low, high]
-            .into_iter()
-            .for_each(|o| operand_roots(o, out)),
-        Condition::In(a, list) => std::iter::once(a)
-            .chain(list)
-            .for_each(|o| operand_roots(o, out)),
-        Condition::AttributeExists(path) | Condition::AttributeNotExists(path) => {
-            out.push(path.root())
-        }
-        Condition::Not(inner) => condition_roots(inner, out),
-        Condition::And(a, b) | Condition::Or(a, b) => {
-            condition_roots(a, out);
-            condition_roots(b, out);
-        }
     }
 }

@@ -9,13 +9,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Service;
-use crate::catalog::TableMeta;
 use crate::error::{DynamoError, Violations};
 use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::items::{CapacityReport, check_table_name, table};
 use crate::pages::{
-    PageRequest, check_limit, check_select, page_capacity, projection_parameter, read_page,
-    render_page, resolve_select, validate_start_key,
+    PageRequest, ReadTarget, attribute_roots, check_limit, check_select, projection_parameter,
+    read_page, render_page, resolve_select,
 };
 use crate::wire::parse_item;
 
@@ -69,37 +68,32 @@ fn check_segments(violations: &mut Violations, segment: Option<i64>, total: Opti
     }
 }
 
-/// The storage range of one segment (or of the whole table).
+/// The storage range of one segment (or of the whole table or index), given its prefix and end.
 fn segment_range(
-    meta: &TableMeta,
+    (prefix, prefix_end): (Vec<u8>, Vec<u8>),
     segment: Option<(u64, u64)>,
 ) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
-    let prefix = meta.item_prefix();
-    let at_hash = |hash: u128| -> Bound<Vec<u8>> {
+    let at_hash = |hash: u128| -> Vec<u8> {
         if hash > u64::MAX as u128 {
-            Bound::Excluded(meta.item_prefix_end())
+            prefix_end.clone()
         } else {
-            Bound::Included([prefix.as_slice(), &(hash as u64).to_be_bytes()].concat())
+            [prefix.as_slice(), &(hash as u64).to_be_bytes()].concat()
         }
     };
     match segment {
         None => (
             Bound::Included(prefix.clone()),
-            Bound::Excluded(meta.item_prefix_end()),
+            Bound::Excluded(prefix_end.clone()),
         ),
         Some((segment, total)) => {
             let span = (u64::MAX as u128 + 1) / total as u128;
             let start = at_hash(segment as u128 * span);
             let end = if segment + 1 == total {
-                at_hash(u128::MAX)
+                prefix_end.clone()
             } else {
                 at_hash((segment as u128 + 1) * span)
             };
-            let end = match end {
-                Bound::Included(e) => Bound::Excluded(e),
-                other => other,
-            };
-            (start, end)
+            (Bound::Included(start), Bound::Excluded(end))
         }
     }
 }
@@ -160,18 +154,25 @@ pub(crate) fn scan(service: &Service, input: ScanInput) -> Result<Value, DynamoE
         .transpose()?;
 
     let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
-    if let Some(index) = &input.index_name {
-        return Err(DynamoError::validation(format!(
-            "The table does not have the specified index: {index}"
-        )));
-    }
-    let (mut lower, upper) = segment_range(&meta, segment);
-    if let Some(start) = &start_key {
-        validate_start_key(&meta, start)?;
-        lower = Bound::Excluded(meta.keys().storage_key(&meta.item_prefix(), start));
-    }
+    let target = ReadTarget::new(&meta, input.index_name.as_deref())?;
     let consistent = input.consistent_read.unwrap_or(false);
-    let snapshot = service.engine.snapshot()?;
+    if consistent
+        && target
+            .index
+            .is_some_and(|i| i.kind == crate::catalog::IndexKind::Global)
+    {
+        return Err(DynamoError::validation(
+            "Consistent reads are not supported on global secondary indexes",
+        ));
+    }
+    let (mut lower, upper) = segment_range(target.prefix(), segment);
+    if let Some(start) = &start_key {
+        lower = Bound::Excluded(target.start_key(start)?);
+    }
+    let roots = attribute_roots(
+        expressions.projection.as_deref(),
+        expressions.filter.as_ref(),
+    );
     let request = PageRequest {
         lower,
         upper,
@@ -180,8 +181,10 @@ pub(crate) fn scan(service: &Service, input: ScanInput) -> Result<Value, DynamoE
         filter: expressions.filter.as_ref(),
         projection: expressions.projection.as_deref(),
         select,
+        fetch_from_table: target.fetches_from_table(select, &roots)?,
     };
-    let page = read_page(&*snapshot, &meta, &request)?;
-    let capacity = page_capacity(capacity, &meta.name, &page, consistent);
+    let snapshot = service.engine.snapshot()?;
+    let page = read_page(&*snapshot, &target, &request)?;
+    let capacity = target.capacity(capacity, &page, consistent);
     Ok(render_page(page, select, capacity))
 }

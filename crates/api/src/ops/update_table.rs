@@ -12,8 +12,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::control::{ProvisionedThroughputInput, check_billing, check_throughput, describe, now};
+use super::index_specs::{self, IndexInput};
 use crate::Service;
-use crate::catalog::{TableMeta, Throughput};
+use crate::catalog::{AttributeDefinition, IndexKind, TableMeta, Throughput};
 use crate::error::{DynamoError, Violations};
 
 const PROVISIONED: &str = "PROVISIONED";
@@ -35,6 +36,7 @@ pub(crate) struct UpdateTableInput {
     provisioned_throughput: Option<ProvisionedThroughputInput>,
     deletion_protection_enabled: Option<bool>,
     table_class: Option<String>,
+    attribute_definitions: Option<Vec<AttributeDefinition>>,
     global_secondary_index_updates: Option<Vec<Value>>,
     stream_specification: Option<Value>,
     #[serde(rename = "SSESpecification")]
@@ -55,6 +57,64 @@ enum Change {
         billing_mode: Option<String>,
         throughput: Option<(i64, i64)>,
     },
+    /// GlobalSecondaryIndexUpdates: create one global index (backfilled in the background).
+    CreateIndex(Box<IndexInput>, Vec<AttributeDefinition>),
+    /// GlobalSecondaryIndexUpdates: delete one global index (removed in the background).
+    DeleteIndex(String),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GlobalSecondaryIndexUpdate {
+    create: Option<IndexInput>,
+    delete: Option<IndexName>,
+    update: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct IndexName {
+    index_name: Option<String>,
+}
+
+/// Reads GlobalSecondaryIndexUpdates: Haven, like DynamoDB, creates or deletes one index per call.
+fn index_change(input: &UpdateTableInput, updates: &[Value]) -> Result<Change, DynamoError> {
+    let limit = || {
+        DynamoError::LimitExceeded(
+            "Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table".into(),
+        )
+    };
+    if updates.len() > 1 {
+        return Err(limit());
+    }
+    let update: GlobalSecondaryIndexUpdate = serde_json::from_value(updates[0].clone())
+        .map_err(|_| DynamoError::Serialization("Unexpected value type in payload".into()))?;
+    match (update.create, update.delete, update.update) {
+        (Some(create), None, None) => {
+            let mut violations = Violations::new();
+            index_specs::check_fields(
+                &mut violations,
+                "globalSecondaryIndexUpdates.1.member.create",
+                std::slice::from_ref(&create),
+            );
+            violations.into_result()?;
+            let definitions = input.attribute_definitions.clone().ok_or_else(|| {
+                DynamoError::validation(
+                    "One or more parameter values were invalid: Global Secondary Index creation requires AttributeDefinitions",
+                )
+            })?;
+            Ok(Change::CreateIndex(Box::new(create), definitions))
+        }
+        (None, Some(delete), None) => {
+            Ok(Change::DeleteIndex(delete.index_name.unwrap_or_default()))
+        }
+        (None, None, Some(_)) => Err(DynamoError::validation(
+            "GlobalSecondaryIndexUpdates Update is not supported by this version of Haven",
+        )),
+        _ => Err(DynamoError::validation(
+            "One or more parameter values were invalid: One of GlobalSecondaryIndexUpdate.Create, GlobalSecondaryIndexUpdate.Update, or GlobalSecondaryIndexUpdate.Delete must be specified",
+        )),
+    }
 }
 
 pub(crate) async fn update_table(
@@ -70,7 +130,22 @@ pub(crate) async fn update_table(
             ))
         })
     };
-    modify_table(service, lookup, |meta| apply(service, meta, &change, now())).await
+    let response =
+        modify_table(service, lookup, |meta| apply(service, meta, &change, now())).await?;
+    let changed_index = match &change {
+        Change::CreateIndex(index, _) => index.index_name.clone(),
+        Change::DeleteIndex(name) => Some(name.clone()),
+        _ => None,
+    };
+    if let Some(index_name) = changed_index
+        && let Some(index) = service
+            .catalog
+            .get(&name)
+            .and_then(|meta| meta.index(&index_name).map(|i| i.id))
+    {
+        service.start_index_worker(&name, index);
+    }
+    Ok(response)
 }
 
 /// The checks DynamoDB makes before it looks the table up, in its order.
@@ -93,11 +168,8 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
 
     let non_empty = |list: &Option<Vec<Value>>| list.as_ref().is_some_and(|l| !l.is_empty());
     // Every concern the request touches, by the name its "must be the only operation" rule uses.
+    let index_updates = non_empty(&input.global_secondary_index_updates);
     let unsupported = [
-        (
-            "GlobalSecondaryIndexUpdates",
-            non_empty(&input.global_secondary_index_updates),
-        ),
         ("StreamSpecification", input.stream_specification.is_some()),
         ("SSESpecification", input.sse_specification.is_some()),
         ("ReplicaUpdates", non_empty(&input.replica_updates)),
@@ -111,6 +183,7 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
     let capacity = input.billing_mode.is_some() || input.provisioned_throughput.is_some();
     let concerns = [
         capacity,
+        index_updates,
         input.deletion_protection_enabled.is_some(),
         input.table_class.is_some(),
     ]
@@ -150,6 +223,13 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
     }
     if let Some(enabled) = input.deletion_protection_enabled {
         return Ok(Change::DeletionProtection(enabled));
+    }
+    if let Some(updates) = input
+        .global_secondary_index_updates
+        .as_deref()
+        .filter(|u| !u.is_empty())
+    {
+        return index_change(input, updates);
     }
     if let Some(class) = &input.table_class {
         if !TABLE_CLASSES.contains(&class.as_str()) {
@@ -212,6 +292,46 @@ fn apply(
             }
             let mut updated = meta.clone();
             updated.table_class = Some(class.clone());
+            Ok((Some(updated), response))
+        }
+        Change::CreateIndex(index, definitions) => {
+            let mut updated = meta.clone();
+            if meta.indexes.iter().any(|i| i.status != "ACTIVE") {
+                return Err(DynamoError::LimitExceeded(
+                    "Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table".into(),
+                ));
+            }
+            merge_definitions(&mut updated.attribute_definitions, definitions)?;
+            let created = index_specs::new_global_index(
+                index,
+                &updated.attribute_definitions,
+                &meta.indexes,
+                &meta.billing_mode,
+            )?;
+            updated.indexes.push(created);
+            updated.schema_version += 1;
+            let response = respond(&updated, "UPDATING")?;
+            Ok((Some(updated), response))
+        }
+        Change::DeleteIndex(name) => {
+            let mut updated = meta.clone();
+            let index = updated
+                .indexes
+                .iter_mut()
+                .find(|i| &i.name == name && i.kind == IndexKind::Global)
+                .ok_or_else(|| {
+                    DynamoError::ResourceNotFound(format!(
+                        "Requested resource not found: Index: {name} not found"
+                    ))
+                })?;
+            if index.status != "ACTIVE" {
+                return Err(DynamoError::LimitExceeded(
+                    "Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table".into(),
+                ));
+            }
+            index.status = "DELETING".into();
+            updated.schema_version += 1;
+            let response = respond(&updated, "UPDATING")?;
             Ok((Some(updated), response))
         }
         Change::Capacity {
@@ -419,6 +539,30 @@ pub(crate) async fn modify_table<T>(
     }
 }
 
+/// Adds the request's attribute definitions to the table's; redefining an attribute with another
+/// type is an error.
+fn merge_definitions(
+    current: &mut Vec<AttributeDefinition>,
+    requested: &[AttributeDefinition],
+) -> Result<(), DynamoError> {
+    for definition in requested {
+        match current
+            .iter()
+            .find(|d| d.attribute_name == definition.attribute_name)
+        {
+            Some(existing) if existing.attribute_type != definition.attribute_type => {
+                return Err(DynamoError::validation(format!(
+                    "One or more parameter values were invalid: Cannot change the type of attribute {} from {} to {}",
+                    definition.attribute_name, existing.attribute_type, definition.attribute_type
+                )));
+            }
+            Some(_) => {}
+            None => current.push(definition.clone()),
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,6 +587,8 @@ mod tests {
             created: 0.0,
             attribute_definitions: vec![],
             key_schema: vec![],
+            indexes: vec![],
+            schema_version: 0,
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {
@@ -540,9 +686,9 @@ mod tests {
         );
         assert_eq!(
             message(check_request(&input(json!({
-                "TableName": "abc", "GlobalSecondaryIndexUpdates": [{"Delete": {"IndexName": "abc"}}]
+                "TableName": "abc", "GlobalSecondaryIndexUpdates": [{"Update": {"IndexName": "abc"}}]
             })))),
-            "GlobalSecondaryIndexUpdates is not supported by this version of Haven"
+            "GlobalSecondaryIndexUpdates Update is not supported by this version of Haven"
         );
     }
 

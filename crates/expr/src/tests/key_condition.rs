@@ -81,6 +81,10 @@ fn key_condition_errors() {
         ),
         (
             "pk = :s AND sk = :n AND sk = :m",
+            "KeyConditionExpressions must only contain one condition per key",
+        ),
+        (
+            "pk = :s AND sk = :n AND x = :m",
             "Conditions can be of length 1 or 2 only",
         ),
         (

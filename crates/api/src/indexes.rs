@@ -1,0 +1,331 @@
+//! Secondary indexes: their storage entries, projections, and their maintenance on every write.
+//!
+//! An index entry lives under `INDEXES | table id | index id | hash(index partition key) | index
+//! partition key | index sort key | table partition key | table sort key` (each key value in the
+//! order-preserving encoding), and holds the projected item. Entries with equal index keys are thus
+//! ordered by table key, and an index Query is one range read like a table Query. Entries are
+//! written in the same storage batch as the item they derive from, so an index never disagrees with
+//! its table once a write is acknowledged.
+
+use haven_model::item_codec::encode_item;
+use haven_model::key_codec::{encode_key_value, partition_hash};
+use haven_model::{AttributeValue, Item, item_size};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use haven_model::item_codec::decode_item;
+use haven_storage::{CommitError, Engine, Snapshot, StorageError, WriteBatch};
+
+use crate::catalog::{Catalog, IndexMeta, TableMeta};
+use crate::error::DynamoError;
+
+/// The storage key of `item`'s entry in `index`, or None when the item lacks an index key (sparse
+/// index). Key attributes were validated, so their types are right.
+pub(crate) fn entry_key(meta: &TableMeta, index: &IndexMeta, item: &Item) -> Option<Vec<u8>> {
+    let index_keys = meta.index_keys(index);
+    let partition = item.get(&index_keys.partition.name)?;
+    let sort = match &index_keys.sort {
+        Some(sort) => Some(item.get(&sort.name)?),
+        None => None,
+    };
+    if !index_keys.partition.scalar_type.matches(partition)
+        || index_keys
+            .sort
+            .as_ref()
+            .zip(sort)
+            .is_some_and(|(k, v)| !k.scalar_type.matches(v))
+    {
+        return None;
+    }
+    let mut encoded_partition = Vec::with_capacity(32);
+    encode_key_value(partition, &mut encoded_partition);
+    let mut key = meta.index_prefix(index);
+    key.extend_from_slice(&partition_hash(&encoded_partition));
+    key.extend_from_slice(&encoded_partition);
+    if let Some(sort) = sort {
+        encode_key_value(sort, &mut key);
+    }
+    let table_keys = meta.keys();
+    for attribute in table_keys.attributes() {
+        encode_key_value(item.get(&attribute.name)?, &mut key);
+    }
+    Some(key)
+}
+
+/// The attributes of `item` that `index` projects: ALL, KEYS_ONLY (table and index keys) or
+/// INCLUDE (keys plus the listed attributes).
+pub(crate) fn project(meta: &TableMeta, index: &IndexMeta, item: &Item) -> Item {
+    if index.projection_type == "ALL" {
+        return item.clone();
+    }
+    let table_keys = meta.keys();
+    let index_keys = meta.index_keys(index);
+    let included = index.non_key_attributes.as_deref().unwrap_or_default();
+    item.iter()
+        .filter(|(name, _)| {
+            table_keys.is_key_attribute(name)
+                || index_keys.is_key_attribute(name)
+                || included.contains(name)
+        })
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
+/// Whether `index` projects every attribute named in `names`.
+pub(crate) fn projects_all(meta: &TableMeta, index: &IndexMeta, names: &[&str]) -> bool {
+    if index.projection_type == "ALL" {
+        return true;
+    }
+    let included = index.non_key_attributes.as_deref().unwrap_or_default();
+    names.iter().all(|name| {
+        meta.keys().is_key_attribute(name)
+            || meta.index_keys(index).is_key_attribute(name)
+            || included.iter().any(|i| i == name)
+    })
+}
+
+/// Adds to `batch` the index entry changes that take `old` to `new`, with their counters.
+///
+/// An ACTIVE index holds an entry for every item that has its keys, so the old entry is known to
+/// exist. A CREATING index is still being backfilled: whether the old entry exists yet is read from
+/// `snapshot` and pinned by an expectation, so that the counters stay exact whichever of the
+/// backfill and the write gets to an item first.
+pub(crate) fn maintain(
+    snapshot: &dyn Snapshot,
+    meta: &TableMeta,
+    old: Option<&Item>,
+    new: Option<&Item>,
+    batch: &mut WriteBatch,
+) -> Result<(), StorageError> {
+    for index in meta.indexes.iter().filter(|i| i.maintained()) {
+        let entry = |item: Option<&Item>| {
+            item.and_then(|i| entry_key(meta, index, i).map(|k| (k, project(meta, index, i))))
+        };
+        let mut old_entry = entry(old);
+        let new_entry = entry(new);
+        if index.status == "CREATING"
+            && let Some((key, _)) = &old_entry
+        {
+            let stored = snapshot.get(key)?;
+            batch.expect(key.clone(), stored.clone());
+            if stored.is_none() {
+                old_entry = None;
+            }
+        }
+        if old_entry == new_entry {
+            continue;
+        }
+        let (mut count, mut size) = (0, 0);
+        if let Some((key, projected)) = &old_entry {
+            if new_entry.as_ref().is_none_or(|(new_key, _)| new_key != key) {
+                batch.delete(key.clone());
+            }
+            count -= 1;
+            size -= item_size(projected) as i64;
+        }
+        if let Some((key, projected)) = &new_entry {
+            batch.put(key.clone(), encode_item(projected));
+            count += 1;
+            size += item_size(projected) as i64;
+        }
+        batch
+            .add_counter(meta.index_count_key(index), count)
+            .add_counter(meta.index_size_key(index), size);
+    }
+    Ok(())
+}
+
+/// DynamoDB's checks of index key attributes on an item about to be written: the declared type,
+/// and no empty strings or binaries.
+pub(crate) fn validate_index_keys(meta: &TableMeta, item: &Item) -> Result<(), DynamoError> {
+    for index in meta.indexes.iter().filter(|i| i.maintained()) {
+        for attribute in meta.index_keys(index).attributes() {
+            let Some(value) = item.get(&attribute.name) else {
+                continue;
+            };
+            if !attribute.scalar_type.matches(value) {
+                return Err(DynamoError::validation(format!(
+                    "One or more parameter values were invalid: Type mismatch for Index Key {} Expected: {} Actual: {} IndexName: {}",
+                    attribute.name,
+                    attribute.scalar_type.name(),
+                    value.type_name(),
+                    index.name
+                )));
+            }
+            let empty = match value {
+                AttributeValue::S(s) => s.is_empty().then_some("string"),
+                AttributeValue::B(b) => b.is_empty().then_some("binary"),
+                _ => None,
+            };
+            if let Some(kind) = empty {
+                return Err(DynamoError::validation(format!(
+                    "One or more parameter values are not valid. A value specified for a secondary index key is not supported. The AttributeValue for a key attribute cannot contain an empty {kind} value. IndexName: {}, IndexKey: {}",
+                    index.name, attribute.name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Items a backfill step copies into a new index in one batch.
+const BACKFILL_CHUNK: usize = 256;
+
+/// Starts the background work a CREATING or DELETING index needs (after UpdateTable, or at start-up
+/// when a previous run stopped half-way). It runs on its own thread and goes through the same
+/// expectations as every write, so it never races with foreground writes.
+pub(crate) fn spawn_index_worker(
+    engine: Arc<dyn Engine>,
+    catalog: Arc<Catalog>,
+    table: String,
+    index_id: u32,
+) {
+    let name = format!("haven-index-{table}-{index_id}");
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        if let Err(error) = run_index_worker(&*engine, &catalog, &table, index_id) {
+            tracing::error!(%error, table, index_id, "index worker failed; it resumes at the next start");
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start an index worker");
+    }
+}
+
+fn run_index_worker(
+    engine: &dyn Engine,
+    catalog: &Catalog,
+    table: &str,
+    index_id: u32,
+) -> Result<(), StorageError> {
+    let mut resume_after: Option<Vec<u8>> = None;
+    loop {
+        let Some(meta) = catalog.get(table) else {
+            return Ok(());
+        };
+        let Some(index) = meta.indexes.iter().find(|i| i.id == index_id).cloned() else {
+            return Ok(());
+        };
+        let step = match index.status.as_str() {
+            "CREATING" => backfill_step(engine, &meta, &index, resume_after.as_deref())?,
+            "DELETING" => match finish_step(engine, catalog, &meta, &index, |updated| {
+                updated.indexes.retain(|i| i.id != index.id);
+            })? {
+                Step::Retry => continue,
+                _ => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        match step {
+            Step::Continue(next) => resume_after = next,
+            Step::Retry => {}
+            Step::Backfilled => {
+                let done = finish_step(engine, catalog, &meta, &index, |updated| {
+                    if let Some(i) = updated.indexes.iter_mut().find(|i| i.id == index.id) {
+                        i.status = "ACTIVE".into();
+                        i.backfilling = false;
+                    }
+                })?;
+                if let Step::Retry = done {
+                    continue;
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+enum Step {
+    /// Resume after this table key (None: from the start).
+    Continue(Option<Vec<u8>>),
+    /// A concurrent write changed what the step read: do it again.
+    Retry,
+    /// Every item of the table has its entry.
+    Backfilled,
+}
+
+/// Copies the next chunk of table items into the index.
+fn backfill_step(
+    engine: &dyn Engine,
+    meta: &TableMeta,
+    index: &IndexMeta,
+    after: Option<&[u8]>,
+) -> Result<Step, StorageError> {
+    let snapshot = engine.snapshot()?;
+    let start = match after {
+        Some(key) => Bound::Excluded(key.to_vec()),
+        None => Bound::Included(meta.item_prefix()),
+    };
+    let end = meta.item_prefix_end();
+    let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let range = (
+        start.as_ref().map(Vec::as_slice),
+        Bound::Excluded(end.as_slice()),
+    );
+    snapshot.scan(range, false, &mut |key, value| {
+        chunk.push((key.to_vec(), value.to_vec()));
+        chunk.len() < BACKFILL_CHUNK
+    })?;
+    let Some((last_key, _)) = chunk.last() else {
+        return Ok(Step::Backfilled);
+    };
+    let last_key = last_key.clone();
+    let mut batch = WriteBatch::new();
+    batch.expect(meta.schema_version_key(), meta.schema_version_expectation());
+    let (mut count, mut size) = (0, 0);
+    for (key, value) in &chunk {
+        let item = decode_item(value)
+            .map_err(|e| StorageError::Io(format!("table {}: {e}", meta.name)))?;
+        batch.expect(key.clone(), Some(value.clone()));
+        let Some(entry) = entry_key(meta, index, &item) else {
+            continue;
+        };
+        if snapshot.get(&entry)?.is_some() {
+            // A write since the index was created already put the entry for this very item.
+            continue;
+        }
+        let projected = project(meta, index, &item);
+        batch
+            .expect(entry.clone(), None)
+            .put(entry, encode_item(&projected));
+        count += 1;
+        size += item_size(&projected) as i64;
+    }
+    batch
+        .add_counter(meta.index_count_key(index), count)
+        .add_counter(meta.index_size_key(index), size);
+    drop(snapshot);
+    match engine.commit(batch).wait() {
+        Ok(()) => Ok(Step::Continue(Some(last_key))),
+        Err(CommitError::Conflict) => Ok(Step::Retry),
+        Err(CommitError::Storage(error)) => Err(error),
+    }
+}
+
+/// Commits a metadata change that ends an index's transition (with the index's data removed when
+/// the index itself goes), bumping the schema version so that in-flight writes re-plan.
+fn finish_step(
+    engine: &dyn Engine,
+    catalog: &Catalog,
+    meta: &TableMeta,
+    index: &IndexMeta,
+    change: impl FnOnce(&mut TableMeta),
+) -> Result<Step, StorageError> {
+    let mut updated = meta.clone();
+    change(&mut updated);
+    updated.schema_version += 1;
+    let mut batch = Catalog::update_batch(meta, &updated);
+    if !updated.indexes.iter().any(|i| i.id == index.id) {
+        batch
+            .delete_range(meta.index_prefix(index), meta.index_prefix_end(index))
+            .delete(meta.index_count_key(index))
+            .delete(meta.index_size_key(index));
+    }
+    match engine.commit(batch).wait() {
+        Ok(()) => {
+            catalog.install(updated);
+            Ok(Step::Backfilled)
+        }
+        Err(CommitError::Conflict) => Ok(Step::Retry),
+        Err(CommitError::Storage(error)) => Err(error),
+    }
+}

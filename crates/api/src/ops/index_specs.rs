@@ -1,0 +1,349 @@
+//! Secondary index specifications as CreateTable and UpdateTable receive them: their field
+//! constraints, DynamoDB's semantic checks (in DynamoDB's order), and the resulting `IndexMeta`.
+
+use serde::Deserialize;
+
+use crate::catalog::{AttributeDefinition, IndexKind, IndexMeta, KeySchemaElement, Throughput};
+use crate::error::{DynamoError, Violations};
+
+use super::control::{ProvisionedThroughputInput, check_throughput};
+
+const MAX_LOCAL_INDEXES: usize = 5;
+const MAX_GLOBAL_INDEXES: usize = 20;
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct KeyElementInput {
+    pub attribute_name: Option<String>,
+    pub key_type: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ProjectionInput {
+    projection_type: Option<String>,
+    non_key_attributes: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct IndexInput {
+    pub index_name: Option<String>,
+    key_schema: Option<Vec<KeyElementInput>>,
+    projection: Option<ProjectionInput>,
+    provisioned_throughput: Option<ProvisionedThroughputInput>,
+}
+
+fn invalid(message: impl std::fmt::Display) -> DynamoError {
+    DynamoError::validation(format!(
+        "One or more parameter values were invalid: {message}"
+    ))
+}
+
+/// Field constraints of one index list (`localSecondaryIndexes` / `globalSecondaryIndexes`).
+pub(crate) fn check_fields(violations: &mut Violations, field: &str, indexes: &[IndexInput]) {
+    for (i, index) in indexes.iter().enumerate() {
+        let at = format!("{field}.{}.member", i + 1);
+        violations.name(&format!("{at}.indexName"), index.index_name.as_deref());
+        match &index.key_schema {
+            None => violations.null(&format!("{at}.keySchema")),
+            Some(keys) => {
+                for (k, key) in keys.iter().enumerate() {
+                    if key.attribute_name.is_none() {
+                        violations.null(&format!("{at}.keySchema.{}.member.attributeName", k + 1));
+                    }
+                    if key.key_type.is_none() {
+                        violations.null(&format!("{at}.keySchema.{}.member.keyType", k + 1));
+                    }
+                }
+            }
+        }
+        match &index.projection {
+            None => violations.null(&format!("{at}.projection")),
+            Some(projection) => {
+                if let Some(t) = projection
+                    .projection_type
+                    .as_deref()
+                    .filter(|t| !["ALL", "KEYS_ONLY", "INCLUDE"].contains(t))
+                {
+                    violations.push(format!(
+                        "Value '{t}' at '{at}.projection.projectionType' failed to satisfy constraint: Member must satisfy enum value set: [ALL, INCLUDE, KEYS_ONLY]"
+                    ));
+                }
+            }
+        }
+        if let Some(throughput) = &index.provisioned_throughput {
+            check_throughput(
+                violations,
+                &format!("{at}.provisionedThroughput"),
+                throughput,
+            );
+        }
+    }
+}
+
+fn key_elements(index: &IndexInput) -> Vec<KeySchemaElement> {
+    index
+        .key_schema
+        .iter()
+        .flatten()
+        .map(|k| KeySchemaElement {
+            attribute_name: k.attribute_name.clone().unwrap_or_default(),
+            key_type: k.key_type.clone().unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The checks every index gets, local or global.
+fn check_index(index: &IndexInput, definitions: &[AttributeDefinition]) -> Result<(), DynamoError> {
+    let keys = key_elements(index);
+    let names: Vec<&str> = keys.iter().map(|k| k.attribute_name.as_str()).collect();
+    let defined: Vec<&str> = definitions
+        .iter()
+        .map(|d| d.attribute_name.as_str())
+        .collect();
+    if keys.is_empty() || keys.len() > 2 {
+        return Err(invalid("Index KeySchema must have one or two elements"));
+    }
+    if names.iter().any(|n| !defined.contains(n)) {
+        return Err(invalid(format!(
+            "Some index key attributes are not defined in AttributeDefinitions. Keys: [{}], AttributeDefinitions: [{}]",
+            names.join(", "),
+            defined.join(", ")
+        )));
+    }
+    if names.len() == 2 && names[0] == names[1] {
+        return Err(DynamoError::validation(
+            "Both the Hash Key and the Range Key element in the KeySchema have the same name",
+        ));
+    }
+    if keys[0].key_type != "HASH" {
+        return Err(DynamoError::validation(
+            "Invalid KeySchema: The first KeySchemaElement is not a HASH key type",
+        ));
+    }
+    if keys.get(1).is_some_and(|k| k.key_type != "RANGE") {
+        return Err(DynamoError::validation(
+            "Invalid KeySchema: The second KeySchemaElement is not a RANGE key type",
+        ));
+    }
+    Ok(())
+}
+
+fn check_projection(index: &IndexInput) -> Result<(), DynamoError> {
+    let projection = index.projection.as_ref();
+    let projection_type = projection.and_then(|p| p.projection_type.as_deref());
+    let Some(projection_type) = projection_type else {
+        return Err(invalid("Unknown ProjectionType: null"));
+    };
+    let non_key = projection.and_then(|p| p.non_key_attributes.as_ref());
+    if non_key.is_some() && projection_type != "INCLUDE" {
+        return Err(invalid(format!(
+            "ProjectionType is {projection_type}, but NonKeyAttributes is specified"
+        )));
+    }
+    if projection_type == "INCLUDE" && non_key.is_none_or(|n| n.is_empty()) {
+        return Err(DynamoError::validation(
+            "If Projection type INCLUDE is specified, some non-key attributes to include in the projection must be specified as well",
+        ));
+    }
+    Ok(())
+}
+
+fn index_meta(
+    index: &IndexInput,
+    id: u32,
+    kind: IndexKind,
+    throughput: Option<Throughput>,
+) -> IndexMeta {
+    let projection = index.projection.clone();
+    IndexMeta {
+        id,
+        name: index.index_name.clone().unwrap_or_default(),
+        kind,
+        key_schema: key_elements(index),
+        projection_type: projection
+            .as_ref()
+            .and_then(|p| p.projection_type.clone())
+            .unwrap_or_default(),
+        non_key_attributes: projection.and_then(|p| p.non_key_attributes),
+        status: "ACTIVE".into(),
+        backfilling: false,
+        throughput,
+    }
+}
+
+fn throughput_of(input: &ProvisionedThroughputInput) -> Throughput {
+    Throughput {
+        read_capacity_units: input.read_capacity_units.unwrap_or(0),
+        write_capacity_units: input.write_capacity_units.unwrap_or(0),
+        ..Throughput::default()
+    }
+}
+
+/// DynamoDB's checks of CreateTable's LocalSecondaryIndexes, then GlobalSecondaryIndexes; returns
+/// the indexes to create (locals first), numbered from 1.
+pub(crate) fn create_table_indexes(
+    locals: Option<&[IndexInput]>,
+    globals: Option<&[IndexInput]>,
+    table_keys: &[KeySchemaElement],
+    definitions: &[AttributeDefinition],
+    billing_mode: &str,
+) -> Result<Vec<IndexMeta>, DynamoError> {
+    let mut indexes: Vec<IndexMeta> = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(locals) = locals {
+        if locals.is_empty() {
+            return Err(invalid("List of LocalSecondaryIndexes is empty"));
+        }
+        if table_keys.len() != 2 {
+            return Err(invalid(
+                "Table KeySchema does not have a range key, which is required when specifying a LocalSecondaryIndex",
+            ));
+        }
+        let table_hash = &table_keys[0].attribute_name;
+        for index in locals {
+            let name = index.index_name.clone().unwrap_or_default();
+            check_index(index, definitions)?;
+            let keys = key_elements(index);
+            if keys.len() != 2 {
+                return Err(invalid(format!(
+                    "Index KeySchema does not have a range key for index: {name}"
+                )));
+            }
+            if &keys[0].attribute_name != table_hash {
+                return Err(invalid(format!(
+                    "Index KeySchema does not have the same leading hash key as table KeySchema for index: {name}. index hash key: {}, table hash key: {table_hash}",
+                    keys[0].attribute_name
+                )));
+            }
+            check_projection(index)?;
+            if !seen.insert(name.clone()) {
+                return Err(invalid(format!("Duplicate index name: {name}")));
+            }
+            indexes.push(index_meta(
+                index,
+                indexes.len() as u32 + 1,
+                IndexKind::Local,
+                None,
+            ));
+        }
+        if locals.len() > MAX_LOCAL_INDEXES {
+            return Err(invalid(
+                "Number of LocalSecondaryIndexes exceeds per-table limit of 5",
+            ));
+        }
+    }
+    if let Some(globals) = globals {
+        if globals.is_empty() {
+            return Err(invalid("List of GlobalSecondaryIndexes is empty"));
+        }
+        for index in globals {
+            let name = index.index_name.clone().unwrap_or_default();
+            check_index(index, definitions)?;
+            check_projection(index)?;
+            let throughput = check_global_throughput(index, &name, billing_mode)?;
+            if !seen.insert(name.clone()) {
+                return Err(invalid(format!("Duplicate index name: {name}")));
+            }
+            indexes.push(index_meta(
+                index,
+                indexes.len() as u32 + 1,
+                IndexKind::Global,
+                throughput,
+            ));
+        }
+        if globals.len() > MAX_GLOBAL_INDEXES {
+            return Err(invalid(
+                "GlobalSecondaryIndex count exceeds the per-table limit of 20",
+            ));
+        }
+    }
+    Ok(indexes)
+}
+
+/// A global index's throughput must match the table's billing mode.
+fn check_global_throughput(
+    index: &IndexInput,
+    name: &str,
+    billing_mode: &str,
+) -> Result<Option<Throughput>, DynamoError> {
+    match (&index.provisioned_throughput, billing_mode) {
+        (Some(_), "PAY_PER_REQUEST") => Err(invalid(format!(
+            "ProvisionedThroughput should not be specified for index: {name} when BillingMode is PAY_PER_REQUEST"
+        ))),
+        (None, "PAY_PER_REQUEST") => Ok(None),
+        (Some(throughput), _) => Ok(Some(throughput_of(throughput))),
+        (None, _) => Err(DynamoError::validation(
+            "No provisioned throughput specified for the global secondary index",
+        )),
+    }
+}
+
+/// A global index added by UpdateTable: the same checks, against the table's existing indexes.
+pub(crate) fn new_global_index(
+    index: &IndexInput,
+    definitions: &[AttributeDefinition],
+    existing: &[IndexMeta],
+    billing_mode: &str,
+) -> Result<IndexMeta, DynamoError> {
+    let name = index.index_name.clone().unwrap_or_default();
+    check_index(index, definitions)?;
+    check_projection(index)?;
+    let throughput = check_global_throughput(index, &name, billing_mode)?;
+    if existing.iter().any(|i| i.name == name) {
+        return Err(invalid(format!("Duplicate index name: {name}")));
+    }
+    if existing
+        .iter()
+        .filter(|i| i.kind == IndexKind::Global)
+        .count()
+        >= MAX_GLOBAL_INDEXES
+    {
+        return Err(invalid(
+            "GlobalSecondaryIndex count exceeds the per-table limit of 20",
+        ));
+    }
+    let id = existing.iter().map(|i| i.id).max().unwrap_or(0) + 1;
+    let mut meta = index_meta(index, id, IndexKind::Global, throughput);
+    meta.status = "CREATING".into();
+    meta.backfilling = true;
+    Ok(meta)
+}
+
+/// Every attribute definition must be used by a key of the table or of an index.
+pub(crate) fn check_definitions_used(
+    definitions: &[AttributeDefinition],
+    table_keys: &[KeySchemaElement],
+    indexes: &[IndexMeta],
+) -> Result<(), DynamoError> {
+    let mut used: Vec<&str> = table_keys
+        .iter()
+        .map(|k| k.attribute_name.as_str())
+        .collect();
+    for key in indexes.iter().flat_map(|i| &i.key_schema) {
+        if !used.contains(&key.attribute_name.as_str()) {
+            used.push(&key.attribute_name);
+        }
+    }
+    if definitions
+        .iter()
+        .all(|d| used.contains(&d.attribute_name.as_str()))
+    {
+        return Ok(());
+    }
+    if indexes.is_empty() {
+        return Err(invalid(
+            "Number of attributes in KeySchema does not exactly match number of attributes defined in AttributeDefinitions",
+        ));
+    }
+    let defined: Vec<&str> = definitions
+        .iter()
+        .map(|d| d.attribute_name.as_str())
+        .collect();
+    Err(invalid(format!(
+        "Some AttributeDefinitions are not used. AttributeDefinitions: [{}], keys used: [{}]",
+        defined.join(", "),
+        used.join(", ")
+    )))
+}
