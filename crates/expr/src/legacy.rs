@@ -132,6 +132,11 @@ fn value_operand(value: &AttributeValue) -> Operand {
 fn translate_one(name: &str, entry: &ExpectedAttribute) -> Result<Condition, ExprError> {
     let path = Path::attribute(name);
     let Some(op) = entry.comparison_operator else {
+        if entry.value.is_some() && entry.attribute_value_list.is_some() {
+            return Err(invalid(format!(
+                "Value and AttributeValueList cannot be used together for Attribute: {name}"
+            )));
+        }
         if entry.attribute_value_list.is_some() {
             return Err(invalid(format!(
                 "AttributeValueList can only be used with a ComparisonOperator for Attribute: {name}"
