@@ -27,7 +27,19 @@ pub enum DynamoError {
     },
     LimitExceeded(String),
     ProvisionedThroughputExceeded(String),
+    /// A transaction was refused; one reason per action, in request order.
+    TransactionCanceled(Vec<CancellationReason>),
+    /// The ClientRequestToken was used by a different request within the idempotency window.
+    IdempotentParameterMismatch(String),
     InternalServerError,
+}
+
+/// Why one action of a cancelled transaction failed (`Code` None when it did not).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CancellationReason {
+    pub code: &'static str,
+    pub message: Option<String>,
+    pub item: Option<Item>,
 }
 
 impl DynamoError {
@@ -56,8 +68,19 @@ impl DynamoError {
             DynamoError::ProvisionedThroughputExceeded(_) => {
                 "ProvisionedThroughputExceededException"
             }
+            DynamoError::TransactionCanceled(_) => "TransactionCanceledException",
+            DynamoError::IdempotentParameterMismatch(_) => "IdempotentParameterMismatchException",
             DynamoError::InternalServerError => "InternalServerError",
         }
+    }
+
+    /// The cancellation message, listing each action's code in request order.
+    fn cancellation_message(reasons: &[CancellationReason]) -> String {
+        let codes: Vec<&str> = reasons.iter().map(|r| r.code).collect();
+        format!(
+            "Transaction cancelled, please refer cancellation reasons for specific reasons [{}]",
+            codes.join(", ")
+        )
     }
 
     fn namespace(&self) -> &'static str {
@@ -77,7 +100,16 @@ impl DynamoError {
         format!("{}#{}", self.namespace(), self.name())
     }
 
-    pub fn message(&self) -> Option<&str> {
+    pub fn message(&self) -> Option<String> {
+        Some(match self {
+            DynamoError::TransactionCanceled(reasons) => {
+                return Some(Self::cancellation_message(reasons));
+            }
+            other => other.static_message()?.to_string(),
+        })
+    }
+
+    fn static_message(&self) -> Option<&str> {
         Some(match self {
             DynamoError::Validation(m)
             | DynamoError::Serialization(m)
@@ -86,11 +118,12 @@ impl DynamoError {
             | DynamoError::AccessDenied(m)
             | DynamoError::ResourceInUse(m)
             | DynamoError::LimitExceeded(m)
-            | DynamoError::ProvisionedThroughputExceeded(m) => m,
+            | DynamoError::ProvisionedThroughputExceeded(m)
+            | DynamoError::IdempotentParameterMismatch(m) => m,
             DynamoError::ConditionalCheckFailed { message, .. } => message,
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",
-            DynamoError::UnknownOperation => return None,
+            DynamoError::UnknownOperation | DynamoError::TransactionCanceled(_) => return None,
         })
     }
 

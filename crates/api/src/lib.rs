@@ -18,12 +18,42 @@ use std::sync::Arc;
 use haven_storage::{Engine, StorageError};
 
 pub use catalog::{Catalog, TableMeta};
-pub use error::DynamoError;
+pub use error::{CancellationReason, DynamoError};
 pub use ops::Operation;
 
-/// DynamoDB's JSON form of an item (for error bodies that carry one).
-pub fn item_json(item: &haven_model::Item) -> serde_json::Value {
-    wire::item_to_json(item)
+/// The members an error body carries besides `__type` and `message`: the item of a failed condition
+/// (when asked for), the CancellationReasons of a cancelled transaction.
+pub fn error_details(error: &DynamoError) -> serde_json::Map<String, serde_json::Value> {
+    let mut details = serde_json::Map::new();
+    match error {
+        DynamoError::ConditionalCheckFailed {
+            item: Some(item), ..
+        } => {
+            details.insert("Item".into(), wire::item_to_json(item));
+        }
+        DynamoError::TransactionCanceled(reasons) => {
+            let reasons = reasons
+                .iter()
+                .map(|reason| {
+                    let mut entry = serde_json::Map::new();
+                    if let Some(item) = &reason.item {
+                        entry.insert("Item".into(), wire::item_to_json(item));
+                    }
+                    entry.insert("Code".into(), reason.code.into());
+                    if let Some(message) = &reason.message {
+                        entry.insert("Message".into(), message.clone().into());
+                    }
+                    serde_json::Value::Object(entry)
+                })
+                .collect();
+            details.insert(
+                "CancellationReasons".into(),
+                serde_json::Value::Array(reasons),
+            );
+        }
+        _ => {}
+    }
+    details
 }
 
 /// Settings that appear in responses.

@@ -469,7 +469,12 @@ fn apply_to_model(model: &mut BTreeMap<(u8, u8), Value>, op: &Op) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+    // 64 cases unless PROPTEST_CASES asks for more (a longer hunt).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn indexes_match_the_table(ops in proptest::collection::vec(op(), 1..30)) {

@@ -134,12 +134,7 @@ fn error_response(error: &DynamoError, request_id: &str) -> Response<Full<Bytes>
     if let Some(message) = error.message().filter(|m| !m.is_empty()) {
         body.insert("message".into(), message.into());
     }
-    if let DynamoError::ConditionalCheckFailed {
-        item: Some(item), ..
-    } = error
-    {
-        body.insert("Item".into(), haven_api::item_json(item));
-    }
+    body.extend(haven_api::error_details(error));
     if matches!(error, DynamoError::InternalServerError) {
         tracing::error!(request_id, "answered InternalServerError");
     }

@@ -11,6 +11,7 @@ mod query;
 mod scan;
 mod tags;
 mod time_to_live;
+mod transact;
 mod update_item;
 mod update_table;
 
@@ -117,6 +118,8 @@ pub(crate) async fn dispatch(
         Scan => scan::scan(service, parse(request)?),
         BatchGetItem => batch::batch_get_item(service, parse(request)?),
         BatchWriteItem => batch::batch_write_item(service, parse(request)?).await,
+        TransactWriteItems => transact::transact_write_items(service, request).await,
+        TransactGetItems => transact::transact_get_items(service, parse(request)?),
         UpdateTable => update_table::update_table(service, parse(request)?).await,
         TagResource => tags::tag_resource(service, parse(request)?).await,
         UntagResource => tags::untag_resource(service, parse(request)?).await,
@@ -130,7 +133,7 @@ pub(crate) async fn dispatch(
 }
 
 /// Reads a request body into an operation's request type; a shape mismatch is a SerializationException.
-fn parse<T: DeserializeOwned>(request: Value) -> Result<T, DynamoError> {
+pub(crate) fn parse<T: DeserializeOwned>(request: Value) -> Result<T, DynamoError> {
     serde_json::from_value(request)
         .map_err(|error| DynamoError::Serialization(serialization_message(&error)))
 }

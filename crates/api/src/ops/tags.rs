@@ -326,11 +326,14 @@ mod tests {
     fn arn_presence_comes_first() {
         assert_eq!(
             check_arn_present(None).unwrap_err().message(),
-            Some("Invalid TableArn")
+            Some("Invalid TableArn".to_string())
         );
         assert_eq!(
             check_arn_present(Some("tab")).unwrap_err().message(),
-            Some("One or more parameter values were invalid: ARNs must start with 'arn:': tab")
+            Some(
+                "One or more parameter values were invalid: ARNs must start with 'arn:': tab"
+                    .to_string()
+            )
         );
     }
 }

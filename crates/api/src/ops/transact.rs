@@ -1,0 +1,455 @@
+//! TransactWriteItems and TransactGetItems: all-or-nothing writes across items and tables, and
+//! reads from one snapshot.
+//!
+//! A write transaction reads every item it touches from one snapshot, evaluates every condition,
+//! and commits all its writes (with their index entries) in one storage batch that expects every
+//! item it read to be unchanged. If another write got in between, the engine refuses the batch and
+//! the transaction is evaluated again, so transactions are serializable with respect to every other
+//! read and write path. A ClientRequestToken is recorded in the same batch, so a retry within ten
+//! minutes returns the first result without applying twice, even across a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use haven_model::{Item, item_size};
+use haven_storage::{CommitError, WriteBatch};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::Service;
+use crate::catalog::{TableMeta, prefix};
+use crate::error::{CancellationReason, DynamoError, Violations};
+use crate::expressions::{
+    ExpressionTexts, LegacyParams, RequestConditions, Update, parse_request_conditions,
+};
+use crate::items::{
+    CapacityReport, check_item_size, read_item, stage_item_write, table, validate_item,
+    validate_key,
+};
+use crate::wire::{item_to_json, parse_item};
+
+const MAX_ACTIONS: usize = 100;
+/// How long a ClientRequestToken is remembered.
+const TOKEN_WINDOW_SECONDS: u64 = 600;
+
+/// One action of a TransactWriteItems request, as sent (Put uses `item`, the others `key`).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ActionInput {
+    table_name: Option<String>,
+    key: Option<Value>,
+    item: Option<Value>,
+    condition_expression: Option<String>,
+    update_expression: Option<String>,
+    expression_attribute_names: Option<HashMap<String, String>>,
+    expression_attribute_values: Option<Value>,
+    return_values_on_condition_check_failure: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct TransactWriteItem {
+    condition_check: Option<ActionInput>,
+    put: Option<ActionInput>,
+    delete: Option<ActionInput>,
+    update: Option<ActionInput>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct TransactWriteItemsInput {
+    transact_items: Option<Vec<TransactWriteItem>>,
+    return_consumed_capacity: Option<String>,
+    return_item_collection_metrics: Option<String>,
+    client_request_token: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    ConditionCheck,
+    Put,
+    Delete,
+    Update,
+}
+
+/// A validated action, ready to be evaluated against the current state.
+struct Action {
+    kind: Kind,
+    meta: std::sync::Arc<TableMeta>,
+    key: Item,
+    item: Option<Item>,
+    conditions: RequestConditions,
+    return_item_on_failure: bool,
+}
+
+fn check_transact_items(violations: &mut Violations, count: Option<usize>) {
+    match count {
+        None => violations.null("transactItems"),
+        Some(0) => violations.push(
+            "Value '[]' at 'transactItems' failed to satisfy constraint: Member must have length greater than or equal to 1",
+        ),
+        Some(n) if n > MAX_ACTIONS => violations.push(format!(
+            "Value '[...{n} items]' at 'transactItems' failed to satisfy constraint: Member must have length less than or equal to {MAX_ACTIONS}"
+        )),
+        Some(_) => {}
+    }
+}
+
+fn plan_action(service: &Service, write: TransactWriteItem) -> Result<Action, DynamoError> {
+    let (kind, input) = match (write.condition_check, write.put, write.delete, write.update) {
+        (Some(a), None, None, None) => (Kind::ConditionCheck, a),
+        (None, Some(a), None, None) => (Kind::Put, a),
+        (None, None, Some(a), None) => (Kind::Delete, a),
+        (None, None, None, Some(a)) => (Kind::Update, a),
+        _ => {
+            return Err(DynamoError::validation(
+                "TransactItems can only contain one of Check, Put, Update or Delete",
+            ));
+        }
+    };
+    let mut violations = Violations::new();
+    crate::items::check_table_name(&mut violations, input.table_name.as_deref());
+    let return_item_on_failure = crate::expressions::return_item_on_failure(
+        input.return_values_on_condition_check_failure.as_deref(),
+        &mut violations,
+    );
+    violations.into_result()?;
+    if kind == Kind::ConditionCheck && input.condition_expression.is_none() {
+        return Err(DynamoError::validation(
+            "1 validation error detected: Value null at 'transactItems.1.member.conditionCheck.conditionExpression' failed to satisfy constraint: Member must not be null",
+        ));
+    }
+    let texts = ExpressionTexts {
+        condition: input.condition_expression.as_deref(),
+        update: input.update_expression.as_deref(),
+        ..ExpressionTexts::default()
+    };
+    let conditions = parse_request_conditions(
+        texts,
+        LegacyParams::default(),
+        input.expression_attribute_names.as_ref(),
+        input.expression_attribute_values.as_ref(),
+    )?;
+    let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
+    let (key, item) = if kind == Kind::Put {
+        let item = parse_item(input.item.as_ref().unwrap_or(&Value::Null))?;
+        check_item_size(&item)?;
+        validate_item(&meta, &item)?;
+        (meta.keys().project_key(&item), Some(item))
+    } else {
+        let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
+        validate_key(&meta, &key)?;
+        (key, None)
+    };
+    if let Some(update) = &conditions.update {
+        let schema = meta.keys();
+        let names: Vec<&str> = schema.attributes().map(|a| a.name.as_str()).collect();
+        update.check_key_attributes(&names)?;
+    }
+    Ok(Action {
+        kind,
+        meta,
+        key,
+        item,
+        conditions,
+        return_item_on_failure,
+    })
+}
+
+/// The outcome of evaluating one action: the new item (for writes), or why the action fails.
+enum Evaluation {
+    Write(Option<Item>),
+    Check,
+    Failed(CancellationReason),
+}
+
+fn evaluate(action: &Action, current: Option<&Item>) -> Evaluation {
+    if let Some(condition) = &action.conditions.condition {
+        match condition.evaluate(current) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Evaluation::Failed(CancellationReason {
+                    code: "ConditionalCheckFailed",
+                    message: Some("The conditional request failed".into()),
+                    item: current.filter(|_| action.return_item_on_failure).cloned(),
+                });
+            }
+            Err(error) => return Evaluation::Failed(validation_reason(error.0)),
+        }
+    }
+    match action.kind {
+        Kind::ConditionCheck => Evaluation::Check,
+        Kind::Put => Evaluation::Write(action.item.clone()),
+        Kind::Delete => Evaluation::Write(None),
+        Kind::Update => {
+            let mut item = current.cloned().unwrap_or_else(|| action.key.clone());
+            if let Some(update) = &action.conditions.update {
+                let schema = action.meta.keys();
+                let names: Vec<&str> = schema.attributes().map(|a| a.name.as_str()).collect();
+                if let Err(error) = Update::apply(update, &mut item, &names) {
+                    return Evaluation::Failed(validation_reason(
+                        error.message().unwrap_or_default(),
+                    ));
+                }
+            }
+            if check_item_size(&item).is_err() {
+                return Evaluation::Failed(validation_reason(
+                    "Item size to update has exceeded the maximum allowed size".into(),
+                ));
+            }
+            Evaluation::Write(Some(item))
+        }
+    }
+}
+
+fn validation_reason(message: String) -> CancellationReason {
+    CancellationReason {
+        code: "ValidationError",
+        message: Some(message),
+        item: None,
+    }
+}
+
+/// A recorded ClientRequestToken: which request used it, when, and what it answered.
+#[derive(Serialize, Deserialize)]
+struct TokenRecord {
+    request_hash: String,
+    created: u64,
+    response: Value,
+}
+
+fn token_key(token: &str) -> Vec<u8> {
+    let mut key = vec![prefix::SYSTEM];
+    key.extend_from_slice(b"token/");
+    key.extend_from_slice(token.as_bytes());
+    key
+}
+
+fn now_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+pub(crate) async fn transact_write_items(
+    service: &Service,
+    request: Value,
+) -> Result<Value, DynamoError> {
+    let request_hash = format!(
+        "{:032x}",
+        xxhash_rust::xxh3::xxh3_128(request.to_string().as_bytes())
+    );
+    let input: TransactWriteItemsInput = super::parse(request)?;
+    let mut violations = Violations::new();
+    check_transact_items(&mut violations, input.transact_items.as_ref().map(Vec::len));
+    let report = CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    super::items::check_item_collection_metrics(
+        &mut violations,
+        input.return_item_collection_metrics.as_deref(),
+    );
+    if let Some(token) = &input.client_request_token
+        && (token.is_empty() || token.len() > 36)
+    {
+        violations.push(format!(
+            "Value '{token}' at 'clientRequestToken' failed to satisfy constraint: Member must have length less than or equal to 36"
+        ));
+    }
+    violations.into_result()?;
+    let actions: Vec<Action> = input
+        .transact_items
+        .unwrap_or_default()
+        .into_iter()
+        .map(|w| plan_action(service, w))
+        .collect::<Result<_, _>>()?;
+    for (i, action) in actions.iter().enumerate() {
+        if actions[..i]
+            .iter()
+            .any(|other| other.meta.id == action.meta.id && other.key == action.key)
+        {
+            return Err(DynamoError::validation(
+                "Transaction request cannot include multiple operations on one item",
+            ));
+        }
+    }
+    let token = input.client_request_token.as_deref();
+    loop {
+        let snapshot = service.engine.snapshot()?;
+        if let Some(token) = token
+            && let Some(bytes) = snapshot.get(&token_key(token))?
+            && let Ok(record) = serde_json::from_slice::<TokenRecord>(&bytes)
+            && now_seconds() < record.created + TOKEN_WINDOW_SECONDS
+        {
+            if record.request_hash != request_hash {
+                return Err(DynamoError::IdempotentParameterMismatch(
+                    "Request parameters do not match the original request parameters for the ClientRequestToken".into(),
+                ));
+            }
+            return Ok(record.response);
+        }
+        let mut batch = WriteBatch::new();
+        let mut reasons = Vec::with_capacity(actions.len());
+        let mut units: BTreeMap<String, f64> = BTreeMap::new();
+        let mut cancelled = false;
+        for action in &actions {
+            let meta = table(service, &action.meta.name)?;
+            let current = read_item(&*snapshot, &meta, &action.key)?;
+            let old = current.as_ref().map(|(_, item)| item);
+            let size = match evaluate(action, old) {
+                Evaluation::Failed(reason) => {
+                    cancelled = true;
+                    reasons.push(reason);
+                    continue;
+                }
+                Evaluation::Check => {
+                    let storage_key = meta.keys().storage_key(&meta.item_prefix(), &action.key);
+                    batch.expect(
+                        storage_key,
+                        current.as_ref().map(|(bytes, _)| bytes.clone()),
+                    );
+                    old.map_or(0, item_size)
+                }
+                Evaluation::Write(new) => {
+                    if let Some(item) = &new {
+                        crate::indexes::validate_index_keys(&meta, item)?;
+                    }
+                    stage_item_write(
+                        &*snapshot,
+                        &meta,
+                        &action.key,
+                        current.as_ref(),
+                        new.as_ref(),
+                        &mut batch,
+                    )?;
+                    old.map_or(0, item_size)
+                        .max(new.as_ref().map_or(0, item_size))
+                }
+            };
+            reasons.push(CancellationReason {
+                code: "None",
+                message: None,
+                item: None,
+            });
+            // Transactions cost two write units per KB of each item.
+            *units.entry(meta.name.clone()).or_insert(0.0) +=
+                2.0 * size.div_ceil(1024).max(1) as f64;
+        }
+        if cancelled {
+            return Err(DynamoError::TransactionCanceled(reasons));
+        }
+        let mut response = Map::new();
+        if report != CapacityReport::None {
+            let capacity: Vec<Value> = units
+                .iter()
+                .filter_map(|(t, u)| report.render(t, *u))
+                .collect();
+            response.insert("ConsumedCapacity".into(), Value::Array(capacity));
+        }
+        let response = Value::Object(response);
+        if let Some(token) = token {
+            let record = TokenRecord {
+                request_hash: request_hash.clone(),
+                created: now_seconds(),
+                response: response.clone(),
+            };
+            let key = token_key(token);
+            let previous = snapshot.get(&key)?;
+            batch
+                .expect(key.clone(), previous)
+                .put(key, serde_json::to_vec(&record).expect("record serialises"));
+        }
+        drop(snapshot);
+        match service.engine.commit(batch).await {
+            Ok(()) => return Ok(response),
+            Err(CommitError::Conflict) => continue,
+            Err(CommitError::Storage(error)) => return Err(error.into()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct GetInput {
+    table_name: Option<String>,
+    key: Option<Value>,
+    projection_expression: Option<String>,
+    expression_attribute_names: Option<HashMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct TransactGetItem {
+    get: Option<GetInput>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct TransactGetItemsInput {
+    transact_items: Option<Vec<TransactGetItem>>,
+    return_consumed_capacity: Option<String>,
+}
+
+pub(crate) fn transact_get_items(
+    service: &Service,
+    input: TransactGetItemsInput,
+) -> Result<Value, DynamoError> {
+    let mut violations = Violations::new();
+    check_transact_items(&mut violations, input.transact_items.as_ref().map(Vec::len));
+    let report = CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    violations.into_result()?;
+    let mut gets = Vec::new();
+    for entry in input.transact_items.unwrap_or_default() {
+        let get = entry.get.ok_or_else(|| {
+            DynamoError::validation("1 validation error detected: Value null at 'transactItems.1.member.get' failed to satisfy constraint: Member must not be null")
+        })?;
+        let texts = ExpressionTexts {
+            projection: get.projection_expression.as_deref(),
+            ..ExpressionTexts::default()
+        };
+        let conditions = parse_request_conditions(
+            texts,
+            LegacyParams::default(),
+            get.expression_attribute_names.as_ref(),
+            None,
+        )?;
+        let meta = table(service, get.table_name.as_deref().unwrap_or_default())?;
+        let key = parse_item(get.key.as_ref().unwrap_or(&Value::Null))?;
+        validate_key(&meta, &key)?;
+        if gets
+            .iter()
+            .any(|(m, k, _): &(std::sync::Arc<TableMeta>, Item, _)| m.id == meta.id && *k == key)
+        {
+            return Err(DynamoError::validation(
+                "Transaction request cannot include multiple operations on one item",
+            ));
+        }
+        gets.push((meta, key, conditions.projection));
+    }
+    let snapshot = service.engine.snapshot()?;
+    let mut responses = Vec::with_capacity(gets.len());
+    let mut units: BTreeMap<String, f64> = BTreeMap::new();
+    for (meta, key, projection) in &gets {
+        let found = read_item(&*snapshot, meta, key)?.map(|(_, item)| item);
+        *units.entry(meta.name.clone()).or_insert(0.0) +=
+            2.0 * found.as_ref().map_or(0, item_size).div_ceil(4096).max(1) as f64;
+        responses.push(match found {
+            Some(item) => {
+                let item = match projection {
+                    Some(paths) => haven_expr::project(&item, paths),
+                    None => item,
+                };
+                json!({ "Item": item_to_json(&item) })
+            }
+            None => json!({}),
+        });
+    }
+    let mut response = json!({ "Responses": responses });
+    if report != CapacityReport::None {
+        let capacity: Vec<Value> = units
+            .iter()
+            .filter_map(|(t, u)| report.render(t, *u))
+            .collect();
+        response["ConsumedCapacity"] = Value::Array(capacity);
+    }
+    Ok(response)
+}
