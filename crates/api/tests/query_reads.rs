@@ -1,0 +1,267 @@
+//! A Query touches only the items it returns: a counting engine wraps the in-memory redb engine
+//! and counts every key the API layer visits (`Snapshot::scan` callbacks and `Snapshot::get`
+//! calls), then a `Limit 100` Query over one partition of 10 000 items, in a table of many other
+//! partitions, must visit exactly 100 stored entries.
+//!
+//! `query_reads_only_its_page_in_100k_items` runs in CI (100 000 items, 10 partitions);
+//! `query_reads_only_its_page_in_1m_items` is the full table (1 000 000 items,
+//! 100 partitions) and is `#[ignore]`d because loading it takes minutes in a debug build:
+//! `cargo test -p haven-api --test query_reads -- --ignored`.
+
+use std::ops::Bound;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use haven_api::{Service, ServiceConfig};
+use haven_storage::{Engine, PendingCommit, RedbEngine, Snapshot, StorageError, WriteBatch};
+use serde_json::{Value, json};
+
+/// What the API layer read from storage since the last reset.
+#[derive(Default)]
+struct Counters {
+    /// Entries handed to a `scan` visitor.
+    scanned: AtomicU64,
+    /// `get` calls.
+    gets: AtomicU64,
+    /// `scan` calls.
+    scans: AtomicU64,
+}
+
+impl Counters {
+    fn reset(&self) {
+        self.scanned.store(0, Ordering::SeqCst);
+        self.gets.store(0, Ordering::SeqCst);
+        self.scans.store(0, Ordering::SeqCst);
+    }
+
+    fn read(&self) -> (u64, u64, u64) {
+        (
+            self.scanned.load(Ordering::SeqCst),
+            self.gets.load(Ordering::SeqCst),
+            self.scans.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// An engine that counts the reads made through its snapshots.
+struct CountingEngine {
+    inner: RedbEngine,
+    counters: Arc<Counters>,
+}
+
+struct CountingSnapshot {
+    inner: Box<dyn Snapshot>,
+    counters: Arc<Counters>,
+}
+
+impl Engine for CountingEngine {
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError> {
+        Ok(Box::new(CountingSnapshot {
+            inner: self.inner.snapshot()?,
+            counters: self.counters.clone(),
+        }))
+    }
+
+    fn commit(&self, batch: WriteBatch) -> PendingCommit {
+        self.inner.commit(batch)
+    }
+}
+
+impl Snapshot for CountingSnapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.counters.gets.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key)
+    }
+
+    fn scan(
+        &self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        self.counters.scans.fetch_add(1, Ordering::SeqCst);
+        let counters = &self.counters;
+        self.inner.scan(range, reverse, &mut |key, value| {
+            counters.scanned.fetch_add(1, Ordering::SeqCst);
+            visit(key, value)
+        })
+    }
+}
+
+const TABLE: &str = "big";
+
+fn partition(p: usize) -> String {
+    format!("p{p:03}")
+}
+
+/// Creates the table and loads `partitions` partitions of `per_partition` small items each
+/// (`{pk, sk, v}`), with BatchWriteItem calls of 25 items from a few concurrent writers.
+async fn load(service: &Arc<Service>, partitions: usize, per_partition: usize) {
+    service
+        .call(
+            "CreateTable",
+            json!({
+                "TableName": TABLE,
+                "AttributeDefinitions": [
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "N"}
+                ],
+                "KeySchema": [
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"}
+                ],
+                "BillingMode": "PAY_PER_REQUEST"
+            }),
+        )
+        .await
+        .expect("CreateTable");
+    const WRITERS: usize = 8;
+    let total = partitions * per_partition;
+    let mut writers = Vec::new();
+    for writer in 0..WRITERS {
+        let service = service.clone();
+        writers.push(tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(25);
+            let mut next = writer * 25;
+            while next < total {
+                for n in next..(next + 25).min(total) {
+                    let (p, sk) = (n / per_partition, n % per_partition);
+                    batch.push(json!({"PutRequest": {"Item": {
+                        "pk": {"S": partition(p)},
+                        "sk": {"N": sk.to_string()},
+                        "v": {"N": n.to_string()}
+                    }}}));
+                }
+                let request = json!({"RequestItems": {TABLE: std::mem::take(&mut batch)}});
+                let answer = service
+                    .call("BatchWriteItem", request)
+                    .await
+                    .expect("BatchWriteItem");
+                assert_eq!(answer["UnprocessedItems"], json!({}));
+                next += WRITERS * 25;
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("a loader task panicked");
+    }
+}
+
+fn sort_keys(page: &Value) -> Vec<u64> {
+    page["Items"]
+        .as_array()
+        .expect("Items")
+        .iter()
+        .map(|item| item["sk"]["N"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+async fn check(partitions: usize, per_partition: usize) {
+    let counters = Arc::new(Counters::default());
+    let engine = CountingEngine {
+        inner: RedbEngine::in_memory().expect("in-memory engine"),
+        counters: counters.clone(),
+    };
+    let service = Arc::new(Service::new(Arc::new(engine), ServiceConfig::default()).unwrap());
+    let started = std::time::Instant::now();
+    load(&service, partitions, per_partition).await;
+    let scan = service
+        .call("Scan", json!({"TableName": TABLE, "Select": "COUNT", "Limit": 1}))
+        .await
+        .unwrap();
+    assert_eq!(scan["Count"], 1);
+    let described = service
+        .call("DescribeTable", json!({"TableName": TABLE}))
+        .await
+        .unwrap();
+    assert_eq!(
+        described["Table"]["ItemCount"],
+        json!(partitions * per_partition)
+    );
+    println!(
+        "loaded {} items in {:.1?}",
+        partitions * per_partition,
+        started.elapsed()
+    );
+
+    let target = partition(partitions / 2);
+    // The first 100 items of the partition.
+    counters.reset();
+    let page = service
+        .call(
+            "Query",
+            json!({
+                "TableName": TABLE,
+                "KeyConditionExpression": "pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": target}},
+                "Limit": 100
+            }),
+        )
+        .await
+        .unwrap();
+    let (scanned, gets, scans) = counters.read();
+    println!("Query Limit 100 from the start: {scanned} entries scanned, {gets} gets, {scans} scans");
+    assert_eq!(sort_keys(&page), (0..100).collect::<Vec<_>>());
+    assert_eq!(page["Count"], 100);
+    assert_eq!(page["ScannedCount"], 100);
+    assert_eq!(
+        page["LastEvaluatedKey"],
+        json!({"pk": {"S": target}, "sk": {"N": "99"}})
+    );
+    assert_eq!(scanned, 100, "entries visited by the Query");
+    assert_eq!(gets, 0, "point reads made by the Query");
+
+    // 100 items from the middle of the partition, by sort-key condition.
+    counters.reset();
+    let middle = per_partition as u64 / 2;
+    let page = service
+        .call(
+            "Query",
+            json!({
+                "TableName": TABLE,
+                "KeyConditionExpression": "pk = :p AND sk >= :s",
+                "ExpressionAttributeValues": {":p": {"S": target}, ":s": {"N": middle.to_string()}},
+                "Limit": 100
+            }),
+        )
+        .await
+        .unwrap();
+    let (scanned, gets, _) = counters.read();
+    println!("Query Limit 100 from the middle: {scanned} entries scanned, {gets} gets");
+    assert_eq!(sort_keys(&page), (middle..middle + 100).collect::<Vec<_>>());
+    assert_eq!(scanned, 100);
+    assert_eq!(gets, 0);
+
+    // The next page, from the LastEvaluatedKey, backwards.
+    counters.reset();
+    let page = service
+        .call(
+            "Query",
+            json!({
+                "TableName": TABLE,
+                "KeyConditionExpression": "pk = :p",
+                "ExpressionAttributeValues": {":p": {"S": target}},
+                "ScanIndexForward": false,
+                "ExclusiveStartKey": {"pk": {"S": target}, "sk": {"N": "5000"}},
+                "Limit": 100
+            }),
+        )
+        .await
+        .unwrap();
+    let (scanned, gets, _) = counters.read();
+    println!("Query Limit 100 backwards from a start key: {scanned} entries scanned, {gets} gets");
+    assert_eq!(sort_keys(&page), (4900..5000).rev().collect::<Vec<_>>());
+    assert_eq!(scanned, 100);
+    assert_eq!(gets, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_reads_only_its_page_in_100k_items() {
+    check(10, 10_000).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "loads 1 000 000 items: minutes in a debug build"]
+async fn query_reads_only_its_page_in_1m_items() {
+    check(100, 10_000).await;
+}
