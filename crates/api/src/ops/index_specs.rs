@@ -48,6 +48,11 @@ pub(crate) fn check_fields(violations: &mut Violations, field: &str, indexes: &[
         match &index.key_schema {
             None => violations.null(&format!("{at}.keySchema")),
             Some(keys) => {
+                if keys.is_empty() {
+                    violations.push(format!(
+                        "Value '[]' at '{at}.keySchema' failed to satisfy constraint: Member must have length greater than or equal to 1"
+                    ));
+                }
                 for (k, key) in keys.iter().enumerate() {
                     if key.attribute_name.is_none() {
                         violations.null(&format!("{at}.keySchema.{}.member.attributeName", k + 1));
@@ -68,6 +73,11 @@ pub(crate) fn check_fields(violations: &mut Violations, field: &str, indexes: &[
                 {
                     violations.push(format!(
                         "Value '{t}' at '{at}.projection.projectionType' failed to satisfy constraint: Member must satisfy enum value set: [ALL, INCLUDE, KEYS_ONLY]"
+                    ));
+                }
+                if projection.non_key_attributes.as_ref().is_some_and(|n| n.is_empty()) {
+                    violations.push(format!(
+                        "Value '[]' at '{at}.projection.nonKeyAttributes' failed to satisfy constraint: Member must have length greater than or equal to 1"
                     ));
                 }
             }
