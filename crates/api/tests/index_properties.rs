@@ -385,7 +385,10 @@ async fn check_indexes(service: &Service, model: &BTreeMap<(u8, u8), Value>, ste
     let table_items = scan_all(service, None).await;
     let table: BTreeSet<Canonical> = table_items.iter().map(canonical).collect();
     let modelled: BTreeSet<Canonical> = model.values().map(canonical).collect();
-    assert_eq!(table, modelled, "step {step}: the table differs from the model");
+    assert_eq!(
+        table, modelled,
+        "step {step}: the table differs from the model"
+    );
     let description = call(service, "DescribeTable", json!({"TableName": TABLE})).await;
     for spec in &INDEXES {
         let expected_items = expected_index(spec, &table_items);
@@ -437,9 +440,7 @@ fn apply_to_model(model: &mut BTreeMap<(u8, u8), Value>, op: &Op) {
             model.insert((key.0, key.1), item_json(*key, attributes));
         }
         Op::Update(key, set, remove) => {
-            let item = model
-                .entry((key.0, key.1))
-                .or_insert_with(|| key.json());
+            let item = model.entry((key.0, key.1)).or_insert_with(|| key.json());
             let setting: BTreeSet<usize> = set.iter().map(|(a, _)| *a).collect();
             for (attribute, choice) in set {
                 let name = ATTRIBUTES[*attribute];
