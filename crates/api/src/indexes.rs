@@ -20,7 +20,8 @@ use crate::catalog::{Catalog, IndexMeta, TableMeta};
 use crate::error::DynamoError;
 
 /// The storage key of `item`'s entry in `index`, or None when the item lacks an index key (sparse
-/// index). Key attributes were validated, so their types are right.
+/// index). Writes validated their key attributes; items that predate the index (backfill) may
+/// violate its key (wrong type, empty string or binary) and then have no entry, as in DynamoDB.
 pub(crate) fn entry_key(meta: &TableMeta, index: &IndexMeta, item: &Item) -> Option<Vec<u8>> {
     let index_keys = meta.index_keys(index);
     let partition = item.get(&index_keys.partition.name)?;
@@ -28,12 +29,19 @@ pub(crate) fn entry_key(meta: &TableMeta, index: &IndexMeta, item: &Item) -> Opt
         Some(sort) => Some(item.get(&sort.name)?),
         None => None,
     };
+    let empty = |value: &AttributeValue| match value {
+        AttributeValue::S(s) => s.is_empty(),
+        AttributeValue::B(b) => b.is_empty(),
+        _ => false,
+    };
     if !index_keys.partition.scalar_type.matches(partition)
         || index_keys
             .sort
             .as_ref()
             .zip(sort)
             .is_some_and(|(k, v)| !k.scalar_type.matches(v))
+        || empty(partition)
+        || sort.is_some_and(empty)
     {
         return None;
     }

@@ -1772,6 +1772,103 @@ async fn created_index_is_creating_then_active_and_delete_is_deleting_then_gone(
     assert_eq!(check_big_index(&client, "by_g", &["v"]).await, 1_334);
 }
 
+/// Items written before an index exists may violate its key: a value of another type, or an empty
+/// string. The backfill leaves them out of the index (DynamoDB's "index key violations"), and
+/// later writes that keep the violation are refused.
+#[tokio::test]
+async fn backfill_skips_items_that_violate_the_index_key() {
+    let server = HavenServer::start_in_memory();
+    let client = server.client();
+    common::create_table(&client, "mixed", &[("pk", "S")]).await;
+    let items = [
+        item(&[("pk", s("a")), ("g", s("x")), ("h", n(1))]),
+        item(&[("pk", s("b")), ("g", s("")), ("h", n(1))]),
+        item(&[("pk", s("c")), ("g", n(5)), ("h", n(1))]),
+        item(&[("pk", s("d")), ("h", n(1))]),
+        item(&[("pk", s("e")), ("g", s("y")), ("h", s(""))]),
+        item(&[("pk", s("f")), ("g", s("z")), ("h", n(2))]),
+    ];
+    for item in &items {
+        put(&client, "mixed", item.clone()).await;
+    }
+    // By g (S) alone, and by g with range h (N).
+    for (name, range) in [("by_g", None), ("by_g_h", Some("h"))] {
+        let mut request = client
+            .update_table()
+            .table_name("mixed")
+            .attribute_definitions(definition("g", ScalarAttributeType::S));
+        if range.is_some() {
+            request = request.attribute_definitions(definition("h", ScalarAttributeType::N));
+        }
+        request
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder()
+                    .create(
+                        CreateGlobalSecondaryIndexAction::builder()
+                            .index_name(name)
+                            .set_key_schema(Some(keys("g", range)))
+                            .projection(projection(ProjectionType::KeysOnly, &[]))
+                            .build()
+                            .unwrap(),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+        wait_for_index(&client, "mixed", name, Some(IndexStatus::Active)).await;
+    }
+    let keys_in = |entries: Vec<Item>| {
+        let mut keys: Vec<String> = entries
+            .iter()
+            .map(|i| i["pk"].as_s().unwrap().clone())
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        keys_in(scan_all(&client, "mixed", Some("by_g")).await),
+        ["a", "e", "f"]
+    );
+    assert_eq!(
+        keys_in(scan_all(&client, "mixed", Some("by_g_h")).await),
+        ["a", "f"]
+    );
+    let counts = index_counts(&client, "mixed").await;
+    assert_eq!(counts["by_g"], 3);
+    assert_eq!(counts["by_g_h"], 2);
+    // A write that keeps the empty index key is refused; one that fixes it is indexed.
+    let result = client
+        .update_item()
+        .table_name("mixed")
+        .key("pk", s("b"))
+        .update_expression("SET v = :v")
+        .expression_attribute_values(":v", n(1))
+        .send()
+        .await;
+    assert_eq!(
+        error_of(result),
+        (
+            "ValidationException".to_string(),
+            "One or more parameter values are not valid. A value specified for a secondary index key is not supported. The AttributeValue for a key attribute cannot contain an empty string value. IndexName: by_g, IndexKey: g".to_string()
+        )
+    );
+    client
+        .update_item()
+        .table_name("mixed")
+        .key("pk", s("b"))
+        .update_expression("SET g = :g")
+        .expression_attribute_values(":g", s("w"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        keys_in(scan_all(&client, "mixed", Some("by_g_h")).await),
+        ["a", "b", "f"]
+    );
+    assert_eq!(index_counts(&client, "mixed").await["by_g_h"], 3);
+}
+
 /// DynamoDB has no way to add (or delete) a local index after CreateTable: UpdateTable has no
 /// LocalSecondaryIndexUpdates, and GlobalSecondaryIndexUpdates only knows global indexes.
 #[tokio::test]
