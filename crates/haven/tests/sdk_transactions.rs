@@ -483,7 +483,6 @@ async fn client_request_token_is_idempotent_across_restart() {
 /// An application retry rebuilds the request, so maps (Item, Key, ExpressionAttributeValues) may
 /// be serialised in another order; DynamoDB compares the parameters, not the bytes.
 #[tokio::test]
-#[ignore = "Haven bug: the ClientRequestToken request hash is taken over the JSON text in arrival order (serde_json preserve_order), so a rebuilt request with the same maps in another order is IdempotentParameterMismatchException"]
 async fn client_request_token_ignores_map_order() {
     let server = HavenServer::start_in_memory();
     let client = server.client();

@@ -218,6 +218,39 @@ struct TokenRecord {
     response: Value,
 }
 
+/// A hash of the request that ignores the order of JSON object members (SDKs build maps from hash
+/// tables, so a retry may list an item's attributes in another order).
+fn request_fingerprint(request: &Value) -> String {
+    fn canonical(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (name, member) in members {
+                    out.push_str(&Value::String(name.clone()).to_string());
+                    out.push(':');
+                    canonical(member, out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for item in items {
+                    canonical(item, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut text = String::new();
+    canonical(request, &mut text);
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
+}
+
 fn token_key(token: &str) -> Vec<u8> {
     let mut key = vec![prefix::SYSTEM];
     key.extend_from_slice(b"token/");
@@ -236,10 +269,7 @@ pub(crate) async fn transact_write_items(
     service: &Service,
     request: Value,
 ) -> Result<Value, DynamoError> {
-    let request_hash = format!(
-        "{:032x}",
-        xxhash_rust::xxh3::xxh3_128(request.to_string().as_bytes())
-    );
+    let request_hash = request_fingerprint(&request);
     let input: TransactWriteItemsInput = super::parse(request)?;
     let mut violations = Violations::new();
     check_transact_items(&mut violations, input.transact_items.as_ref().map(Vec::len));
