@@ -2,8 +2,9 @@
 //! secondary index holds exactly the entries recomputed from the table's items (items having the
 //! index keys, projected), and DescribeTable's ItemCount and IndexSizeBytes of each index agree.
 //!
-//! The table (`pk` S, `sk` N) has two global indexes and one local index with different key
-//! shapes and projections; a small key space makes items collide on table and index keys.
+//! The table (`pk` S, `sk` N) has global indexes (hash and range, INCLUDE; hash only, KEYS_ONLY;
+//! the table's keys swapped) and a local index (ALL); a small key space makes items collide on
+//! table and index keys, and Scans page with a small Limit through index LastEvaluatedKeys.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
@@ -27,7 +28,7 @@ struct IndexSpec {
     include: Option<&'static [&'static str]>,
 }
 
-const INDEXES: [IndexSpec; 3] = [
+const INDEXES: [IndexSpec; 4] = [
     // Global, hash and range, INCLUDE a.
     IndexSpec {
         name: "by_gk",
@@ -40,6 +41,13 @@ const INDEXES: [IndexSpec; 3] = [
         name: "by_gh",
         global: true,
         keys: &[("gh", "N")],
+        include: Some(&[]),
+    },
+    // Global, keyed by the table's keys swapped (key attributes shared with the table).
+    IndexSpec {
+        name: "by_sk_pk",
+        global: true,
+        keys: &[("sk", "N"), ("pk", "S")],
         include: Some(&[]),
     },
     // Local, ALL.
@@ -63,6 +71,15 @@ fn attribute_value(name: &str, choice: u8) -> Value {
         _ => unreachable!(),
     }
 }
+
+/// A global index created by UpdateTable in the middle of a sequence (backfilled while the
+/// following writes run), checked once ACTIVE.
+const CREATED: IndexSpec = IndexSpec {
+    name: "by_b",
+    global: true,
+    keys: &[("b", "N")],
+    include: Some(&["gk"]),
+};
 
 const ATTRIBUTES: [&str; 6] = ["gk", "gs", "gh", "ls", "a", "b"];
 
@@ -89,6 +106,8 @@ enum Op {
     Batch(Vec<(Key, Option<Attributes>)>),
     /// A write with a wrong-typed or empty index key: refused, changes nothing.
     BadPut(Key, u8),
+    /// UpdateTable creating the `CREATED` index (the first time only).
+    CreateIndex,
 }
 
 fn key() -> impl Strategy<Value = Key> {
@@ -126,6 +145,7 @@ fn op() -> impl Strategy<Value = Op> {
                 )
             }),
         1 => (key(), any::<u8>()).prop_map(|(k, c)| Op::BadPut(k, c)),
+        1 => Just(Op::CreateIndex),
     ]
 }
 
@@ -272,6 +292,30 @@ async fn apply(service: &Service, op: &Op) {
             .await;
             assert_eq!(response["UnprocessedItems"], json!({}), "{response}");
         }
+        Op::CreateIndex => {
+            let description = call(service, "DescribeTable", json!({"TableName": TABLE})).await;
+            let exists = description["Table"]["GlobalSecondaryIndexes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["IndexName"] == CREATED.name);
+            if !exists {
+                call(
+                    service,
+                    "UpdateTable",
+                    json!({
+                        "TableName": TABLE,
+                        "AttributeDefinitions": [{"AttributeName": "b", "AttributeType": "N"}],
+                        "GlobalSecondaryIndexUpdates": [{"Create": {
+                            "IndexName": CREATED.name,
+                            "KeySchema": [{"AttributeName": "b", "KeyType": "HASH"}],
+                            "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["gk"]},
+                        }}],
+                    }),
+                )
+                .await;
+            }
+        }
         Op::BadPut(key, choice) => {
             let mut item = key.json();
             let (attribute, value, message) = match choice % 4 {
@@ -390,7 +434,13 @@ async fn check_indexes(service: &Service, model: &BTreeMap<(u8, u8), Value>, ste
         "step {step}: the table differs from the model"
     );
     let description = call(service, "DescribeTable", json!({"TableName": TABLE})).await;
-    for spec in &INDEXES {
+    let created_active = description["Table"]["GlobalSecondaryIndexes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["IndexName"] == CREATED.name && i["IndexStatus"] == "ACTIVE");
+    let checked = INDEXES.iter().chain(created_active.then_some(&CREATED));
+    for spec in checked {
         let expected_items = expected_index(spec, &table_items);
         let expected: BTreeSet<Canonical> = expected_items.iter().map(canonical).collect();
         let scanned = scan_all(service, Some(spec.name)).await;
@@ -465,7 +515,7 @@ fn apply_to_model(model: &mut BTreeMap<(u8, u8), Value>, op: &Op) {
                 }
             }
         }
-        Op::BadPut(..) => {}
+        Op::BadPut(..) | Op::CreateIndex => {}
     }
 }
 
@@ -488,6 +538,25 @@ proptest! {
                 apply(&service, op).await;
                 apply_to_model(&mut model, op);
                 check_indexes(&service, &model, step).await;
+            }
+            // An index created along the way becomes ACTIVE, and is then checked like the others.
+            if ops.iter().any(|op| matches!(op, Op::CreateIndex)) {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                loop {
+                    let description =
+                        call(&service, "DescribeTable", json!({"TableName": TABLE})).await;
+                    let active = description["Table"]["GlobalSecondaryIndexes"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|i| i["IndexName"] == CREATED.name && i["IndexStatus"] == "ACTIVE");
+                    if active {
+                        break;
+                    }
+                    assert!(std::time::Instant::now() < deadline, "{} stays CREATING", CREATED.name);
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                check_indexes(&service, &model, ops.len()).await;
             }
         });
     }
