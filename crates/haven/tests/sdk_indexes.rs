@@ -1425,7 +1425,7 @@ async fn wait_for_index(client: &Client, table: &str, index: &str, status: Optio
 /// The big table's items: `pk` = k{i:06}; `g` (N) on two items in three; `v` on all.
 fn big_item(i: usize) -> Item {
     let mut attributes = vec![("pk", s(&format!("k{i:06}"))), ("v", n(i))];
-    if i % 3 != 0 {
+    if !i.is_multiple_of(3) {
         attributes.push(("g", n(i % 1000)));
     }
     item(&attributes)
