@@ -202,6 +202,33 @@ fn evaluate(action: &Action, current: Option<&Item>) -> Evaluation {
     }
 }
 
+/// The answer to a retried request: nothing is applied again, and the capacity consumed is the
+/// transactional read of the items involved (two units per 4 KB), as DynamoDB charges for a replay.
+fn replayed_response(
+    service: &Service,
+    snapshot: &dyn haven_storage::Snapshot,
+    actions: &[Action],
+    report: CapacityReport,
+) -> Result<Value, DynamoError> {
+    let mut response = Map::new();
+    if report != CapacityReport::None {
+        let mut units: BTreeMap<String, f64> = BTreeMap::new();
+        for action in actions {
+            let meta = table(service, &action.meta.name)?;
+            let size =
+                read_item(snapshot, &meta, &action.key)?.map_or(0, |(_, item)| item_size(&item));
+            *units.entry(meta.name.clone()).or_insert(0.0) +=
+                2.0 * size.div_ceil(4096).max(1) as f64;
+        }
+        let capacity: Vec<Value> = units
+            .iter()
+            .filter_map(|(t, u)| report.render(t, *u))
+            .collect();
+        response.insert("ConsumedCapacity".into(), Value::Array(capacity));
+    }
+    Ok(Value::Object(response))
+}
+
 fn validation_reason(message: String) -> CancellationReason {
     CancellationReason {
         code: "ValidationError",
@@ -315,7 +342,7 @@ pub(crate) async fn transact_write_items(
                     "Request parameters do not match the original request parameters for the ClientRequestToken".into(),
                 ));
             }
-            return Ok(record.response);
+            return replayed_response(service, &*snapshot, &actions, report);
         }
         let mut batch = WriteBatch::new();
         let mut reasons = Vec::with_capacity(actions.len());
