@@ -185,6 +185,16 @@ async fn scan_all(client: &Client, table: &str, index: Option<&str>) -> Vec<Item
 
 /// A 4-segment parallel scan: every segment's items (segments checked disjoint by the callers).
 async fn parallel_scan(client: &Client, table: &str, index: Option<&str>) -> Vec<Vec<Item>> {
+    parallel_scan_pages(client, table, index, None).await
+}
+
+/// [`parallel_scan`] with a page Limit, so that each segment resumes from LastEvaluatedKeys.
+async fn parallel_scan_pages(
+    client: &Client,
+    table: &str,
+    index: Option<&str>,
+    limit: Option<i32>,
+) -> Vec<Vec<Item>> {
     let mut tasks = Vec::new();
     for segment in 0..4 {
         let client = client.clone();
@@ -197,6 +207,7 @@ async fn parallel_scan(client: &Client, table: &str, index: Option<&str>) -> Vec
                 .set_index_name(index)
                 .segment(segment)
                 .total_segments(4)
+                .set_limit(limit)
                 .into_paginator()
                 .items()
                 .send()
@@ -1115,6 +1126,9 @@ async fn parallel_scan_of_a_global_index() {
             .unwrap();
     }
     let segments = parallel_scan(&client, "items", Some("by_gk")).await;
+    // Again with pages of 17 entries: each segment resumes from index LastEvaluatedKeys.
+    let paged = parallel_scan_pages(&client, "items", Some("by_gk"), Some(17)).await;
+    assert_eq!(paged, segments);
     let mut seen = BTreeSet::new();
     for (number, segment) in segments.iter().enumerate() {
         assert!(!segment.is_empty(), "segment {number} is empty");
