@@ -166,7 +166,10 @@ async fn check(partitions: usize, per_partition: usize) {
     let started = std::time::Instant::now();
     load(&service, partitions, per_partition).await;
     let scan = service
-        .call("Scan", json!({"TableName": TABLE, "Select": "COUNT", "Limit": 1}))
+        .call(
+            "Scan",
+            json!({"TableName": TABLE, "Select": "COUNT", "Limit": 1}),
+        )
         .await
         .unwrap();
     assert_eq!(scan["Count"], 1);
@@ -200,7 +203,9 @@ async fn check(partitions: usize, per_partition: usize) {
         .await
         .unwrap();
     let (scanned, gets, scans) = counters.read();
-    println!("Query Limit 100 from the start: {scanned} entries scanned, {gets} gets, {scans} scans");
+    println!(
+        "Query Limit 100 from the start: {scanned} entries scanned, {gets} gets, {scans} scans"
+    );
     assert_eq!(sort_keys(&page), (0..100).collect::<Vec<_>>());
     assert_eq!(page["Count"], 100);
     assert_eq!(page["ScannedCount"], 100);
