@@ -1,7 +1,7 @@
 //! A Query touches only the items it returns: a counting engine wraps the in-memory redb engine
 //! and counts every key the API layer visits (`Snapshot::scan` callbacks and `Snapshot::get`
 //! calls), then a `Limit 100` Query over one partition of 10 000 items, in a table of many other
-//! partitions, must visit exactly 100 stored entries.
+//! partitions, must visit exactly 100 stored entries (101 would be allowed for a peek past the page).
 //!
 //! `query_reads_only_its_page_in_100k_items` runs in CI (100 000 items, 10 partitions);
 //! `query_reads_only_its_page_in_1m_items` is the full table (1 000 000 items,
@@ -213,7 +213,12 @@ async fn check(partitions: usize, per_partition: usize) {
         page["LastEvaluatedKey"],
         json!({"pk": {"S": target}, "sk": {"N": "99"}})
     );
-    assert_eq!(scanned, 100, "entries visited by the Query");
+    // 101 would be allowed if the Query peeked one entry past its page (to omit LastEvaluatedKey
+    // when the range is exhausted, as DynamoDB Local does); today it reads exactly its page.
+    assert!(
+        matches!(scanned, 100 | 101),
+        "entries visited by the Query: {scanned}"
+    );
     assert_eq!(gets, 0, "point reads made by the Query");
 
     // 100 items from the middle of the partition, by sort-key condition.
@@ -234,7 +239,7 @@ async fn check(partitions: usize, per_partition: usize) {
     let (scanned, gets, _) = counters.read();
     println!("Query Limit 100 from the middle: {scanned} entries scanned, {gets} gets");
     assert_eq!(sort_keys(&page), (middle..middle + 100).collect::<Vec<_>>());
-    assert_eq!(scanned, 100);
+    assert!(matches!(scanned, 100 | 101), "entries visited: {scanned}");
     assert_eq!(gets, 0);
 
     // The next page, from the LastEvaluatedKey, backwards.
@@ -256,7 +261,7 @@ async fn check(partitions: usize, per_partition: usize) {
     let (scanned, gets, _) = counters.read();
     println!("Query Limit 100 backwards from a start key: {scanned} entries scanned, {gets} gets");
     assert_eq!(sort_keys(&page), (4900..5000).rev().collect::<Vec<_>>());
-    assert_eq!(scanned, 100);
+    assert!(matches!(scanned, 100 | 101), "entries visited: {scanned}");
     assert_eq!(gets, 0);
 }
 
