@@ -17,6 +17,10 @@ pub enum DynamoError {
     UnknownOperation,
     MissingAuthenticationToken,
     IncompleteSignature(String),
+    /// A SigV4 signature that does not verify, an expired request or a badly scoped credential.
+    InvalidSignature(String),
+    /// An access key Haven does not know (or a session token it did not issue).
+    UnrecognizedClient(String),
     ResourceNotFound(String),
     /// IAM refused the request (DynamoDB answers this for another account's resource ARN).
     AccessDenied(String),
@@ -60,6 +64,8 @@ impl DynamoError {
             DynamoError::UnknownOperation => "UnknownOperationException",
             DynamoError::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             DynamoError::IncompleteSignature(_) => "IncompleteSignatureException",
+            DynamoError::InvalidSignature(_) => "InvalidSignatureException",
+            DynamoError::UnrecognizedClient(_) => "UnrecognizedClientException",
             DynamoError::ResourceNotFound(_) => "ResourceNotFoundException",
             DynamoError::AccessDenied(_) => "AccessDeniedException",
             DynamoError::ResourceInUse(_) => "ResourceInUseException",
@@ -90,6 +96,8 @@ impl DynamoError {
             | DynamoError::UnknownOperation
             | DynamoError::MissingAuthenticationToken
             | DynamoError::IncompleteSignature(_)
+            | DynamoError::InvalidSignature(_)
+            | DynamoError::UnrecognizedClient(_)
             | DynamoError::AccessDenied(_) => CORAL_SERVICE,
             _ => DYNAMODB,
         }
@@ -114,6 +122,8 @@ impl DynamoError {
             DynamoError::Validation(m)
             | DynamoError::Serialization(m)
             | DynamoError::IncompleteSignature(m)
+            | DynamoError::InvalidSignature(m)
+            | DynamoError::UnrecognizedClient(m)
             | DynamoError::ResourceNotFound(m)
             | DynamoError::AccessDenied(m)
             | DynamoError::ResourceInUse(m)

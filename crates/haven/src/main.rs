@@ -24,6 +24,34 @@ struct Cli {
 enum Command {
     /// Serve the DynamoDB API over HTTP.
     Serve(ServeArgs),
+    /// Manage the access keys of a credentials file (see docs/security.md).
+    Keys(KeysArgs),
+}
+
+#[derive(clap::Args)]
+struct KeysArgs {
+    /// The credentials file (created if missing).
+    #[arg(long, global = true, default_value = "./haven-credentials")]
+    credentials: PathBuf,
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; its id and secret are printed once, here.
+    Create {
+        /// A name to remember the key by.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the keys (ids and names; never secrets).
+    List,
+    /// Revoke a key: requests signed with it are refused within a second.
+    Revoke {
+        /// The access key id.
+        access_key_id: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -43,13 +71,52 @@ struct ServeArgs {
     /// Region named in ARNs.
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    /// Verify every request's SigV4 signature against the keys of --credentials.
+    #[arg(long, requires = "credentials")]
+    auth: bool,
+    /// Credentials file of access keys (re-read when it changes); used with --auth.
+    #[arg(long)]
+    credentials: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Keys(args) => keys(args),
     }
+}
+
+fn keys(args: KeysArgs) -> anyhow::Result<()> {
+    use haven_server::credentials::{self, AccessKey};
+    let path = &args.credentials;
+    let mut keys = credentials::load(path)
+        .with_context(|| format!("cannot read credentials file {}", path.display()))?;
+    match args.command {
+        KeysCommand::Create { name } => {
+            let key = AccessKey::generate(name)?;
+            keys.push(key.clone());
+            credentials::save(path, &keys)
+                .with_context(|| format!("cannot write credentials file {}", path.display()))?;
+            println!("aws_access_key_id = {}", key.id);
+            println!("aws_secret_access_key = {}", key.secret);
+            eprintln!("The secret is shown only once; it is kept in {}.", path.display());
+        }
+        KeysCommand::List => {
+            for key in &keys {
+                println!("{}\t{}", key.id, key.name.as_deref().unwrap_or(""));
+            }
+        }
+        KeysCommand::Revoke { access_key_id } => {
+            let before = keys.len();
+            keys.retain(|k| k.id != access_key_id);
+            anyhow::ensure!(keys.len() < before, "no access key {access_key_id} in {}", path.display());
+            credentials::save(path, &keys)
+                .with_context(|| format!("cannot write credentials file {}", path.display()))?;
+            println!("revoked {access_key_id}");
+        }
+    }
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -67,8 +134,27 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?
     });
     let config = ServiceConfig {
-        region: args.region,
+        region: args.region.clone(),
         ..ServiceConfig::default()
+    };
+    let auth = match (args.auth, &args.credentials) {
+        (true, Some(path)) => {
+            let keys = haven_server::KeyStore::open(path)
+                .with_context(|| format!("cannot read credentials file {}", path.display()))?;
+            tracing::info!(
+                credentials = %path.display(),
+                keys = keys.len(),
+                "authentication on: every request must be SigV4-signed with a key of the credentials file"
+            );
+            Some(Arc::new(haven_server::Authenticator {
+                region: args.region.clone(),
+                keys,
+            }))
+        }
+        _ => {
+            tracing::info!("authentication off: any well-formed credentials are accepted (use --auth to turn it on)");
+            None
+        }
     };
     let service = Arc::new(Service::new(engine.clone(), config)?);
     let runtime = tokio::runtime::Runtime::new()?;
@@ -84,7 +170,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         tracing::info!(%address, storage, "haven is ready");
         println!("Haven listening on http://{address}");
-        haven_server::run(listener, service, shutdown_signal()).await;
+        haven_server::run_with_auth(listener, service, auth, shutdown_signal()).await;
         anyhow::Ok(())
     })?;
     engine.shutdown();

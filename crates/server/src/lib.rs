@@ -6,6 +6,8 @@
 //! `x-amzn-RequestId` and `x-amz-crc32` (the CRC32 of the body, which SDKs verify).
 
 mod auth;
+pub mod credentials;
+pub mod sigv4;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,6 +23,8 @@ use tokio::sync::watch;
 
 use haven_api::{DynamoError, Service};
 
+pub use credentials::{Authenticator, KeyStore};
+
 /// Largest request body DynamoDB accepts (16 MB).
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 const TARGET_PREFIX: &str = "DynamoDB_20120810.";
@@ -29,6 +33,16 @@ const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 /// Serves DynamoDB requests on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish, and returns.
 pub async fn run(listener: TcpListener, service: Arc<Service>, shutdown: impl Future<Output = ()>) {
+    run_with_auth(listener, service, None, shutdown).await
+}
+
+/// [`run`], verifying every request's SigV4 signature when `auth` is given.
+pub async fn run_with_auth(
+    listener: TcpListener,
+    service: Arc<Service>,
+    auth: Option<Arc<Authenticator>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -38,9 +52,10 @@ pub async fn run(listener: TcpListener, service: Arc<Service>, shutdown: impl Fu
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let service = service.clone();
+                let auth = auth.clone();
                 let mut closing = closing_rx.clone();
                 connections.spawn(async move {
-                    let handler = hyper::service::service_fn(move |request| handle(service.clone(), request));
+                    let handler = hyper::service::service_fn(move |request| handle(service.clone(), auth.clone(), request));
                     let connection = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .keep_alive(true)
@@ -67,6 +82,7 @@ pub async fn run(listener: TcpListener, service: Arc<Service>, shutdown: impl Fu
 
 async fn handle(
     service: Arc<Service>,
+    auth: Option<Arc<Authenticator>>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -95,7 +111,7 @@ async fn handle(
             .insert("x-amz-crc32", HeaderValue::from(crc));
         return Ok(response);
     }
-    let response = match dispatch(&service, &parts.headers, &body).await {
+    let response = match dispatch(&service, auth.as_deref(), &parts, &body).await {
         Ok(json) => json_response(StatusCode::OK, json.to_string(), &request_id),
         Err(error) => error_response(&error, &request_id),
     };
@@ -104,9 +120,11 @@ async fn handle(
 
 async fn dispatch(
     service: &Service,
-    headers: &HeaderMap,
+    auth: Option<&Authenticator>,
+    parts: &hyper::http::request::Parts,
     body: &Bytes,
 ) -> Result<serde_json::Value, DynamoError> {
+    let headers = &parts.headers;
     let request: Option<serde_json::Value> = if body.is_empty() {
         None
     } else {
@@ -117,6 +135,9 @@ async fn dispatch(
         .ok_or(DynamoError::UnknownOperation)?;
     haven_api::Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
     auth::check_authorization(headers)?;
+    if let Some(auth) = auth {
+        auth.verify(parts.method.as_str(), &parts.uri, headers, body)?;
+    }
     let request = request.ok_or_else(|| DynamoError::Serialization(String::new()))?;
     let context = haven_api::RequestContext {
         host: header(headers, "host").map(str::to_owned),

@@ -1,0 +1,256 @@
+//! Access keys: the credentials file, its reloading, and key generation.
+//!
+//! The file holds one key per line, `ACCESS_KEY_ID SECRET_ACCESS_KEY [NAME]`, fields separated by
+//! spaces or tabs; blank lines and lines starting with `#` are ignored (docs/security.md). The
+//! server re-reads it when it changes (checked at most once a second), so keys are created,
+//! rotated and revoked without a restart. Secrets are never logged: `AccessKey`'s Debug hides them
+//! and parse errors name the line, not its content.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use hyper::Uri;
+use hyper::header::HeaderMap;
+
+use haven_api::DynamoError;
+
+use crate::sigv4;
+
+/// How often, at most, the credentials file's metadata is checked for a change.
+const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+const FILE_HEADER: &str = "# Haven credentials: one access key per line: ACCESS_KEY_ID SECRET_ACCESS_KEY [NAME]\n\
+# Managed by `haven keys create|list|revoke`; keep this file private (mode 0600).\n";
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub id: String,
+    pub secret: String,
+    pub name: Option<String>,
+}
+
+impl fmt::Debug for AccessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessKey")
+            .field("id", &self.id)
+            .field("secret", &"<hidden>")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl AccessKey {
+    /// A new random key: `HK` and 18 base-32 characters, and a 40-character secret.
+    pub fn generate(name: Option<String>) -> io::Result<AccessKey> {
+        const ID_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+        const SECRET_ALPHABET: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut random = [0u8; 58];
+        getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
+        let id: String = "HK"
+            .chars()
+            .chain(random[..18].iter().map(|b| ID_ALPHABET[usize::from(b % 32)] as char))
+            .collect();
+        let secret: String = random[18..]
+            .iter()
+            .map(|b| SECRET_ALPHABET[usize::from(b % 64)] as char)
+            .collect();
+        Ok(AccessKey { id, secret, name })
+    }
+}
+
+/// Parses a credentials file. An error names the line and what is wrong with it, never its content.
+pub fn parse(text: &str) -> io::Result<Vec<AccessKey>> {
+    let mut keys: Vec<AccessKey> = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let invalid = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("credentials file line {}: {what}", number + 1),
+            )
+        };
+        let mut fields = line.splitn(3, [' ', '\t']);
+        let id = fields.next().unwrap_or_default();
+        let secret = fields.next().unwrap_or_default().trim();
+        let name = fields.next().map(str::trim).filter(|n| !n.is_empty());
+        if secret.is_empty() {
+            return Err(invalid(
+                "expected ACCESS_KEY_ID SECRET_ACCESS_KEY [NAME]",
+            ));
+        }
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(invalid("an access key id is letters and digits only"));
+        }
+        if keys.iter().any(|k| k.id == id) {
+            return Err(invalid("duplicate access key id"));
+        }
+        keys.push(AccessKey {
+            id: id.to_string(),
+            secret: secret.to_string(),
+            name: name.map(str::to_string),
+        });
+    }
+    Ok(keys)
+}
+
+/// Reads a credentials file; a missing file holds no keys.
+pub fn load(path: &Path) -> io::Result<Vec<AccessKey>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the keys atomically (a private temporary file renamed over the old one), mode 0600.
+pub fn save(path: &Path, keys: &[AccessKey]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = String::from(FILE_HEADER);
+    for key in keys {
+        text.push_str(&key.id);
+        text.push(' ');
+        text.push_str(&key.secret);
+        if let Some(name) = &key.name {
+            text.push(' ');
+            text.push_str(name);
+        }
+        text.push('\n');
+    }
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
+    let temporary = path.with_file_name(format!(
+        ".{}.tmp{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)
+}
+
+/// The file's identity: a change of any part means it was rewritten.
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+fn stamp(path: &Path) -> Stamp {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len(), metadata.ino()))
+}
+
+struct State {
+    secrets: HashMap<String, String>,
+    stamp: Stamp,
+    checked: Instant,
+}
+
+/// The keys of a credentials file, re-read when the file changes.
+pub struct KeyStore {
+    path: PathBuf,
+    state: Mutex<State>,
+}
+
+impl KeyStore {
+    /// Reads the file now; fails if it cannot be read or parsed.
+    pub fn open(path: &Path) -> io::Result<KeyStore> {
+        let stamp = stamp(path);
+        let keys = load(path)?;
+        Ok(KeyStore {
+            path: path.to_path_buf(),
+            state: Mutex::new(State {
+                secrets: secrets(keys),
+                stamp,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn len(&self) -> usize {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).secrets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The secret of `access_key_id`, from the file as it is now (at most a second old).
+    pub fn secret_of(&self, access_key_id: &str) -> Option<String> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.checked.elapsed() >= RELOAD_CHECK_INTERVAL {
+            state.checked = Instant::now();
+            let current = stamp(&self.path);
+            if current != state.stamp {
+                match load(&self.path) {
+                    Ok(keys) => {
+                        state.secrets = secrets(keys);
+                        state.stamp = current;
+                        tracing::info!(
+                            path = %self.path.display(),
+                            keys = state.secrets.len(),
+                            "credentials file reloaded"
+                        );
+                    }
+                    // Keep the keys we had: a half-edited file must not lock everyone out. The
+                    // stamp is not updated, so the file is read again on the next check.
+                    Err(error) => tracing::error!(
+                        path = %self.path.display(),
+                        %error,
+                        "cannot reload the credentials file; keeping the previous keys"
+                    ),
+                }
+            }
+        }
+        state.secrets.get(access_key_id).cloned()
+    }
+}
+
+fn secrets(keys: Vec<AccessKey>) -> HashMap<String, String> {
+    keys.into_iter().map(|k| (k.id, k.secret)).collect()
+}
+
+/// SigV4 authentication of every request against a credentials file.
+pub struct Authenticator {
+    /// The region requests must be signed for.
+    pub region: String,
+    pub keys: KeyStore,
+}
+
+impl Authenticator {
+    /// Verifies the request's signature; returns the access key id that signed it.
+    pub fn verify(
+        &self,
+        method: &str,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<String, DynamoError> {
+        let request = sigv4::SignedRequest {
+            method,
+            uri,
+            headers,
+            body,
+        };
+        sigv4::verify(&request, &self.region, SystemTime::now(), |id| {
+            self.keys.secret_of(id)
+        })
+    }
+}
