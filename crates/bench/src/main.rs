@@ -1,0 +1,222 @@
+//! `haven-bench`: a load generator for any DynamoDB endpoint (Haven, DynamoDB Local, the real
+//! service), with YCSB-style workloads, and the ceiling-probe server. See `haven-bench --help`.
+
+mod ceiling;
+mod client;
+mod keys;
+mod requests;
+mod stats;
+mod workload;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::client::{Connection, Endpoint};
+use crate::keys::Distribution;
+use crate::requests::{Layout, RequestBuilder};
+use crate::stats::{Report, Stats, cpu_time};
+use crate::workload::{Plan, Workload, run_connection};
+
+#[derive(Parser)]
+#[command(
+    name = "haven-bench",
+    version,
+    about = "Load generator for DynamoDB-compatible endpoints"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a workload against an endpoint (run `load` first: it creates the table).
+    Run(RunArgs),
+    /// Serve a canned GetItem answer to every request: the ceiling probe.
+    CeilingServer {
+        #[arg(long, default_value = "127.0.0.1:8010")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Workload: load, a, b, c, d, e, f (YCSB's core workloads).
+    #[arg(value_enum)]
+    workload: Workload,
+    /// Endpoint URL.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    endpoint: String,
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    #[arg(long, default_value = "bench")]
+    table: String,
+    /// Number of items (load writes them; workloads read and update them).
+    #[arg(long, default_value_t = 100_000)]
+    items: u64,
+    /// Approximate item size in bytes.
+    #[arg(long, default_value_t = 1024)]
+    item_size: usize,
+    /// Connections, one task each.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Measured seconds (not for load, which runs until every item is written).
+    #[arg(long, default_value_t = 20.0)]
+    duration: f64,
+    /// Seconds run before measuring.
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
+    /// Open loop: total offered requests per second (default: closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Items per BatchWriteItem during load (1 = PutItem).
+    #[arg(long, default_value_t = 1)]
+    batch: u64,
+    #[arg(long, value_enum, default_value = "zipfian")]
+    distribution: Distribution,
+    /// Table layout for load: hash (pk) or range (pk, sk; needed by workload e).
+    #[arg(long, default_value = "hash", value_parser = ["hash", "range"])]
+    layout: String,
+    /// Client runtime threads (1 keeps the client off the server's cores as much as possible).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(args) => {
+            let runtime = runtime(args.threads)?;
+            runtime.block_on(run(args))
+        }
+        Command::CeilingServer { listen } => {
+            tokio::runtime::Runtime::new()?.block_on(ceiling::serve(listen))
+        }
+    }
+}
+
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let endpoint = Endpoint::parse(&args.endpoint, &args.region)?;
+    let layout = prepare(&args, &endpoint).await?;
+    let plan = Arc::new(Plan::new(
+        args.workload,
+        RequestBuilder::new(&args.table, layout, args.item_size),
+        endpoint,
+        args.items,
+        args.batch,
+        args.connections,
+        (
+            Duration::from_secs_f64(args.duration),
+            Duration::from_secs_f64(args.warmup),
+            args.rate,
+        ),
+        args.distribution,
+        args.seed,
+    ));
+    let report = measure(plan, &args).await?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+/// Runs every connection and gathers the report.
+async fn measure(plan: Arc<Plan>, args: &RunArgs) -> anyhow::Result<Report> {
+    let cpu_before = cpu_time();
+    let started = tokio::time::Instant::now();
+    let tasks: Vec<_> = (0..args.connections)
+        .map(|id| tokio::spawn(run_connection(plan.clone(), id)))
+        .collect();
+    let mut stats = Stats::new();
+    for task in tasks {
+        stats.merge(&task.await??);
+    }
+    let elapsed = match args.workload {
+        Workload::Load => started.elapsed(),
+        _ => plan.duration,
+    };
+    Ok(Report {
+        workload: format!("{:?}", args.workload).to_lowercase(),
+        endpoint: args.endpoint.clone(),
+        connections: args.connections,
+        distribution: format!("{:?}", args.distribution).to_lowercase(),
+        offered_rate: args.rate,
+        elapsed,
+        client_cpu: cpu_time() - cpu_before,
+        stats,
+    })
+}
+
+/// Creates the table for load, or finds its layout for the other workloads.
+async fn prepare(args: &RunArgs, endpoint: &Endpoint) -> anyhow::Result<Layout> {
+    let mut connection = Connection::open(endpoint).await?;
+    let wanted = if args.layout == "range" {
+        Layout::Range
+    } else {
+        Layout::Hash
+    };
+    let builder = RequestBuilder::new(&args.table, wanted, args.item_size);
+    if args.workload == Workload::Load {
+        let answer = connection.send(&builder.create_table()).await?;
+        let body = String::from_utf8_lossy(&answer.body);
+        if !answer.status.is_success() && !body.contains("ResourceInUseException") {
+            bail!("CreateTable failed: {} {body}", answer.status);
+        }
+    }
+    let layout = wait_active(&mut connection, &builder).await?;
+    if args.workload == Workload::E && layout != Layout::Range {
+        bail!("workload e needs a table with a sort key: load it with --layout range");
+    }
+    Ok(layout)
+}
+
+/// Polls DescribeTable until the table is ACTIVE; returns its layout.
+async fn wait_active(
+    connection: &mut Connection,
+    builder: &RequestBuilder,
+) -> anyhow::Result<Layout> {
+    for _ in 0..600 {
+        let answer = connection.send(&builder.describe_table()).await?;
+        if !answer.status.is_success() {
+            bail!(
+                "DescribeTable failed (run `load` first?): {}",
+                String::from_utf8_lossy(&answer.body)
+            );
+        }
+        let table: serde_json::Value =
+            serde_json::from_slice(&answer.body).context("DescribeTable answer")?;
+        if table["Table"]["TableStatus"] == "ACTIVE" {
+            let keys = table["Table"]["KeySchema"].as_array().map_or(0, Vec::len);
+            return Ok(if keys > 1 {
+                Layout::Range
+            } else {
+                Layout::Hash
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("table did not become ACTIVE")
+}
