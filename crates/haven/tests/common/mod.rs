@@ -24,6 +24,16 @@ impl HavenServer {
         HavenServer::start_with(&["--data-dir", data_dir.to_str().unwrap()])
     }
 
+    /// An in-memory server with `--auth --credentials <credentials>`.
+    pub fn start_with_auth(credentials: &Path) -> HavenServer {
+        HavenServer::start_with(&[
+            "--in-memory",
+            "--auth",
+            "--credentials",
+            credentials.to_str().unwrap(),
+        ])
+    }
+
     /// Starts `haven serve --listen 127.0.0.1:0 <args>` and waits for its "listening" line.
     pub fn start_with(args: &[&str]) -> HavenServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
@@ -72,8 +82,13 @@ impl Drop for HavenServer {
 
 /// An AWS SDK for Rust DynamoDB client for any endpoint, over plain HTTP.
 pub fn sdk_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    sdk_client_with_key(endpoint, "AKIDTEST", "secret")
+}
+
+/// `sdk_client` signing with the given access key id and secret.
+pub fn sdk_client_with_key(endpoint: &str, key_id: &str, secret: &str) -> aws_sdk_dynamodb::Client {
     let credentials =
-        aws_sdk_dynamodb::config::Credentials::new("AKIDTEST", "secret", None, None, "tests");
+        aws_sdk_dynamodb::config::Credentials::new(key_id, secret, None, None, "tests");
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
