@@ -63,12 +63,12 @@ def tour_commands(readme):
     return commands
 
 
-def start_haven():
+def start_haven(*extra):
     """Starts Haven in memory on a free port; returns the process and the port."""
     if not HAVEN.exists():
         raise SystemExit(f"{HAVEN} not found: run `cargo build --bin haven` first")
     process = subprocess.Popen(
-        [str(HAVEN), "serve", "--in-memory", "--listen", "127.0.0.1:0", "--log-level", "warn"],
+        [str(HAVEN), "serve", "--in-memory", "--listen", "127.0.0.1:0", "--log-level", "warn", *extra],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -242,7 +242,35 @@ def run_boto3(port):
     check("delete_table", table not in client.list_tables()["TableNames"])
 
 
+def run_auth(scratch):
+    """`haven serve --auth`: the AWS CLI with a key from `haven keys create`, then a wrong secret."""
+    credentials = str(Path(scratch) / "haven-credentials")
+    created = subprocess.run([str(HAVEN), "keys", "create", "--credentials", credentials],
+                             capture_output=True, text=True, check=True).stdout
+    key = dict(line.split(" = ") for line in created.splitlines())
+    process, port = start_haven("--auth", "--credentials", credentials)
+    try:
+        env = client_environment(scratch)
+        env.update(AWS_ACCESS_KEY_ID=key["aws_access_key_id"],
+                   AWS_SECRET_ACCESS_KEY=key["aws_secret_access_key"])
+        command = ["aws", "dynamodb", "--endpoint-url", f"http://127.0.0.1:{port}", "list-tables"]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+        check("auth: list-tables with the right key", result.returncode == 0, result.stderr)
+        env.update(AWS_SECRET_ACCESS_KEY="wrong-secret")
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+        check("auth: a wrong secret is InvalidSignatureException",
+              result.returncode != 0 and "InvalidSignatureException" in result.stderr, result.stderr)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def main():
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            run_auth(scratch)
+        except Exception as error:
+            check("the --auth check runs to the end", False, repr(error))
     process, port = start_haven()
     try:
         with tempfile.TemporaryDirectory() as scratch:
