@@ -100,7 +100,10 @@ fn keys(args: KeysArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot write credentials file {}", path.display()))?;
             println!("aws_access_key_id = {}", key.id);
             println!("aws_secret_access_key = {}", key.secret);
-            eprintln!("The secret is shown only once; it is kept in {}.", path.display());
+            eprintln!(
+                "The secret is shown only once; it is kept in {}.",
+                path.display()
+            );
         }
         KeysCommand::List => {
             for key in &keys {
@@ -110,7 +113,11 @@ fn keys(args: KeysArgs) -> anyhow::Result<()> {
         KeysCommand::Revoke { access_key_id } => {
             let before = keys.len();
             keys.retain(|k| k.id != access_key_id);
-            anyhow::ensure!(keys.len() < before, "no access key {access_key_id} in {}", path.display());
+            anyhow::ensure!(
+                keys.len() < before,
+                "no access key {access_key_id} in {}",
+                path.display()
+            );
             credentials::save(path, &keys)
                 .with_context(|| format!("cannot write credentials file {}", path.display()))?;
             println!("revoked {access_key_id}");
@@ -152,7 +159,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }))
         }
         _ => {
-            tracing::info!("authentication off: any well-formed credentials are accepted (use --auth to turn it on)");
+            tracing::info!(
+                "authentication off: any well-formed credentials are accepted (use --auth to turn it on)"
+            );
             None
         }
     };

@@ -54,7 +54,11 @@ impl AccessKey {
         getrandom::fill(&mut random).map_err(|e| io::Error::other(e.to_string()))?;
         let id: String = "HK"
             .chars()
-            .chain(random[..18].iter().map(|b| ID_ALPHABET[usize::from(b % 32)] as char))
+            .chain(
+                random[..18]
+                    .iter()
+                    .map(|b| ID_ALPHABET[usize::from(b % 32)] as char),
+            )
             .collect();
         let secret: String = random[18..]
             .iter()
@@ -83,9 +87,7 @@ pub fn parse(text: &str) -> io::Result<Vec<AccessKey>> {
         let secret = fields.next().unwrap_or_default().trim();
         let name = fields.next().map(str::trim).filter(|n| !n.is_empty());
         if secret.is_empty() {
-            return Err(invalid(
-                "expected ACCESS_KEY_ID SECRET_ACCESS_KEY [NAME]",
-            ));
+            return Err(invalid("expected ACCESS_KEY_ID SECRET_ACCESS_KEY [NAME]"));
         }
         if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(invalid("an access key id is letters and digits only"));
@@ -185,7 +187,11 @@ impl KeyStore {
     }
 
     pub fn len(&self) -> usize {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).secrets.len()
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .secrets
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -156,7 +156,8 @@ pub fn verify<'r>(
     }
 
     // 5. The access key.
-    let secret = secret_of(key_id).ok_or_else(|| DynamoError::UnrecognizedClient(INVALID_TOKEN.into()))?;
+    let secret =
+        secret_of(key_id).ok_or_else(|| DynamoError::UnrecognizedClient(INVALID_TOKEN.into()))?;
 
     // 6. The signature.
     let canonical = canonical_request(request, &signed);
@@ -369,7 +370,7 @@ fn hex_value(c: u8) -> Option<u8> {
 /// Lowercase hex only, as SigV4 signatures are written.
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 || bytes.iter().any(|b| b.is_ascii_uppercase()) {
+    if !bytes.len().is_multiple_of(2) || bytes.iter().any(|b| b.is_ascii_uppercase()) {
         return None;
     }
     bytes
@@ -425,7 +426,9 @@ pub fn format_amz_date(seconds: u64) -> String {
 
 fn days_in_month(year: u64, month: u64) -> u64 {
     match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
+            29
+        }
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,

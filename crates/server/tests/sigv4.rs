@@ -110,7 +110,13 @@ fn signed(url: &str, headers: &[(String, String)], body: &[u8], signing: &Signin
     }
     let mut request = request.body(()).unwrap();
     instructions.apply_to_request_http1x(&mut request);
-    let uri: Uri = request.uri().path_and_query().unwrap().as_str().parse().unwrap();
+    let uri: Uri = request
+        .uri()
+        .path_and_query()
+        .unwrap()
+        .as_str()
+        .parse()
+        .unwrap();
     let mut headers = request.headers().clone();
     if !headers.contains_key("host") {
         let authority = url.split("//").nth(1).unwrap().split('/').next().unwrap();
@@ -127,10 +133,7 @@ fn dynamodb_request(signing: &Signing) -> Request {
     signed(
         "http://127.0.0.1:8000/",
         &[
-            (
-                "content-type".into(),
-                "application/x-amz-json-1.0".into(),
-            ),
+            ("content-type".into(), "application/x-amz-json-1.0".into()),
             ("x-amz-target".into(), "DynamoDB_20120810.ListTables".into()),
         ],
         b"{}",
@@ -309,7 +312,8 @@ fn host_must_be_signed_and_the_algorithm_known() {
     assert_eq!(
         request.verify_at(at(1_704_067_200), "us-east-1"),
         Err(DynamoError::IncompleteSignature(
-            "Unsupported AWS 'algorithm': 'AWS4-HMAC-SHA1' (only AWS4-HMAC-SHA256 for now). ".into()
+            "Unsupported AWS 'algorithm': 'AWS4-HMAC-SHA1' (only AWS4-HMAC-SHA256 for now). "
+                .into()
         ))
     );
 }
@@ -353,7 +357,13 @@ fn a_malformed_signature_is_a_mismatch() {
 
 #[test]
 fn amz_dates_round_trip() {
-    for seconds in [0u64, 951_782_400, 1_704_067_200, 4_102_444_799, 253_402_300_799] {
+    for seconds in [
+        0u64,
+        951_782_400,
+        1_704_067_200,
+        4_102_444_799,
+        253_402_300_799,
+    ] {
         let text = sigv4::format_amz_date(seconds);
         assert_eq!(sigv4::parse_amz_date(&text), Some(seconds), "{text}");
     }
@@ -399,8 +409,10 @@ fn credentials_file_round_trips_and_reloads() {
 }
 
 /// A random request DynamoDB could receive: host, path, query, extra headers, body.
-fn arb_request() -> impl Strategy<Value = (String, Vec<(String, String)>, Vec<u8>, u64, String, String)>
-{
+/// URL, headers, body, signing time, access key id, secret.
+type RandomRequest = (String, Vec<(String, String)>, Vec<u8>, u64, String, String);
+
+fn arb_request() -> impl Strategy<Value = RandomRequest> {
     let host = prop_oneof![
         Just("127.0.0.1:8000".to_string()),
         Just("dynamodb.us-east-1.amazonaws.com".to_string()),
@@ -413,17 +425,13 @@ fn arb_request() -> impl Strategy<Value = (String, Vec<(String, String)>, Vec<u8
     ];
     let query = prop_oneof![
         Just(String::new()),
-        proptest::collection::vec(("[a-z]{1,5}", "[a-zA-Z0-9_.~-]{0,6}"), 1..4).prop_map(
-            |pairs| {
-                let pairs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("?{}", pairs.join("&"))
-            }
-        ),
+        proptest::collection::vec(("[a-z]{1,5}", "[a-zA-Z0-9_.~-]{0,6}"), 1..4).prop_map(|pairs| {
+            let pairs: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!("?{}", pairs.join("&"))
+        }),
     ];
-    let headers = proptest::collection::vec(
-        ("x-test-[a-z]{1,6}", "[!-~]([ -~]{0,18}[!-~])?"),
-        0..4,
-    );
+    let headers =
+        proptest::collection::vec(("x-test-[a-z]{1,6}", "[!-~]([ -~]{0,18}[!-~])?"), 0..4);
     let body = proptest::collection::vec(any::<u8>(), 0..120);
     let time = 946_684_800u64..3_000_000_000;
     (
