@@ -104,7 +104,8 @@ pub(crate) fn maintain(
     old: Option<&Item>,
     new: Option<&Item>,
     batch: &mut WriteBatch,
-) -> Result<(), StorageError> {
+) -> Result<IndexUnits, StorageError> {
+    let mut units = IndexUnits::new();
     for index in meta.indexes.iter().filter(|i| i.maintained()) {
         let entry = |item: Option<&Item>| {
             item.and_then(|i| entry_key(meta, index, i).map(|k| (k, project(meta, index, i))))
@@ -123,6 +124,11 @@ pub(crate) fn maintain(
         if old_entry == new_entry {
             continue;
         }
+        units.push((
+            index.kind,
+            index.name.clone(),
+            entry_write_units(old_entry.as_ref(), new_entry.as_ref()),
+        ));
         let (mut count, mut size) = (0, 0);
         if let Some((key, projected)) = &old_entry {
             if new_entry.as_ref().is_none_or(|(new_key, _)| new_key != key) {
@@ -140,8 +146,24 @@ pub(crate) fn maintain(
             .add_counter(meta.index_count_key(index), count)
             .add_counter(meta.index_size_key(index), size);
     }
-    Ok(())
+    Ok(units)
 }
+
+/// Write units an index spends on one item write: one per started KB of each entry written or
+/// deleted (an entry that moves to another key is a delete plus a put).
+fn entry_write_units(old: Option<&(Vec<u8>, Item)>, new: Option<&(Vec<u8>, Item)>) -> f64 {
+    let kb = |entry: &(Vec<u8>, Item)| item_size(&entry.1).div_ceil(1024).max(1) as f64;
+    match (old, new) {
+        (Some(o), Some(n)) if o.0 == n.0 => kb(o).max(kb(n)),
+        (Some(o), Some(n)) => kb(o) + kb(n),
+        (Some(o), None) => kb(o),
+        (None, Some(n)) => kb(n),
+        (None, None) => 0.0,
+    }
+}
+
+/// Capacity spent on secondary indexes by a write: (kind, index name, units).
+pub(crate) type IndexUnits = Vec<(crate::catalog::IndexKind, String, f64)>;
 
 /// DynamoDB's checks of index key attributes on an item about to be written: the declared type,
 /// and no empty strings or binaries.

@@ -139,6 +139,8 @@ pub(crate) fn read_item(
 pub(crate) struct WriteOutcome {
     pub old: Option<Item>,
     pub new: Option<Item>,
+    /// Write units the secondary indexes spent.
+    pub index_units: crate::indexes::IndexUnits,
 }
 
 /// Runs `decide` on the item's current state and writes what it returns (None deletes), atomically
@@ -161,7 +163,7 @@ pub(crate) async fn write_item(
             crate::indexes::validate_index_keys(&meta, item)?;
         }
         let mut batch = WriteBatch::new();
-        stage_item_write(
+        let index_units = stage_item_write(
             &*snapshot,
             &meta,
             key,
@@ -175,6 +177,7 @@ pub(crate) async fn write_item(
                 return Ok(WriteOutcome {
                     old: current.map(|(_, item)| item),
                     new,
+                    index_units,
                 });
             }
             Err(CommitError::Conflict) => meta = table(service, &meta.name)?,
@@ -192,7 +195,7 @@ pub(crate) fn stage_item_write(
     current: Option<&(Vec<u8>, Item)>,
     new: Option<&Item>,
     batch: &mut WriteBatch,
-) -> Result<(), DynamoError> {
+) -> Result<crate::indexes::IndexUnits, DynamoError> {
     let storage_key = meta.keys().storage_key(&meta.item_prefix(), key);
     let old = current.map(|(_, item)| item);
     batch
@@ -210,8 +213,7 @@ pub(crate) fn stage_item_write(
             new.is_some() as i64 - old.is_some() as i64,
         )
         .add_counter(meta.size_bytes_key(), new_size - old_size);
-    crate::indexes::maintain(snapshot, meta, old, new, batch)?;
-    Ok(())
+    Ok(crate::indexes::maintain(snapshot, meta, old, new, batch)?)
 }
 
 /// ReturnConsumedCapacity: NONE (default), TOTAL or INDEXES.
@@ -239,12 +241,39 @@ impl CapacityReport {
 
     /// The ConsumedCapacity structure for `units` spent on `table`, or None when not asked for.
     pub fn render(self, table: &str, units: f64) -> Option<Value> {
+        self.render_with_indexes(table, units, &[])
+    }
+
+    /// ConsumedCapacity for `table_units` on the table plus what each index spent: TOTAL adds them
+    /// up, INDEXES also lists them (GlobalSecondaryIndexes / LocalSecondaryIndexes).
+    pub fn render_with_indexes(
+        self,
+        table: &str,
+        table_units: f64,
+        index_units: &[(crate::catalog::IndexKind, String, f64)],
+    ) -> Option<Value> {
+        let total = table_units + index_units.iter().map(|(_, _, u)| u).sum::<f64>();
         match self {
             CapacityReport::None => None,
-            CapacityReport::Total => Some(json!({ "TableName": table, "CapacityUnits": units })),
-            CapacityReport::Indexes => Some(
-                json!({ "TableName": table, "CapacityUnits": units, "Table": { "CapacityUnits": units } }),
-            ),
+            CapacityReport::Total => Some(json!({ "TableName": table, "CapacityUnits": total })),
+            CapacityReport::Indexes => {
+                let mut capacity = json!({ "TableName": table, "CapacityUnits": total, "Table": { "CapacityUnits": table_units } });
+                for (kind, name, units) in index_units {
+                    let field = match kind {
+                        crate::catalog::IndexKind::Local => "LocalSecondaryIndexes",
+                        crate::catalog::IndexKind::Global => "GlobalSecondaryIndexes",
+                    };
+                    let entry = capacity[field].as_object().cloned().unwrap_or_default();
+                    let mut entry = entry;
+                    let previous = entry
+                        .get(name)
+                        .and_then(|e| e["CapacityUnits"].as_f64())
+                        .unwrap_or(0.0);
+                    entry.insert(name.clone(), json!({ "CapacityUnits": previous + units }));
+                    capacity[field] = Value::Object(entry);
+                }
+                Some(capacity)
+            }
         }
     }
 }

@@ -181,6 +181,13 @@ impl<'m> ReadTarget<'m> {
             ));
         }
         let names = self.key_attributes();
+        if self.index.is_some_and(|i| i.kind == IndexKind::Global)
+            && names.iter().any(|name| !start.contains_key(name))
+        {
+            return Err(DynamoError::validation(
+                "The provided starting key is invalid",
+            ));
+        }
         if start.len() != names.len() {
             return Err(DynamoError::validation(
                 "Exclusive Start Key must have same size as table's key schema",
@@ -198,32 +205,61 @@ impl<'m> ReadTarget<'m> {
     }
 
     /// Whether the read must fetch the table's item for each index entry: a local index serves
-    /// attributes it does not project from the table (a global index cannot).
+    /// attributes it does not project from the table; a global index cannot, and refuses them.
     pub fn fetches_from_table(
         &self,
         select: Select,
-        attributes: &[&str],
+        projected: &[&str],
+        filtered: &[&str],
     ) -> Result<bool, DynamoError> {
         let Some(index) = self.index else {
             return Ok(false);
         };
-        let complete = crate::indexes::projects_all(self.meta, index, attributes);
-        match (index.kind, select) {
-            (IndexKind::Global, Select::AllAttributes) if index.projection_type != "ALL" => {
-                Err(DynamoError::validation(format!(
-                    "One or more parameter values were invalid: Select type ALL_ATTRIBUTES is not supported for global secondary index {} because its projection type is not ALL",
-                    index.name
-                )))
+        let missing = |names: &[&str]| -> Vec<String> {
+            let mut missing: Vec<String> = names
+                .iter()
+                .filter(|name| !crate::indexes::projects_all(self.meta, index, &[name]))
+                .map(|name| name.to_string())
+                .collect();
+            missing.dedup();
+            missing
+        };
+        match index.kind {
+            IndexKind::Global => {
+                if select == Select::AllAttributes && index.projection_type != "ALL" {
+                    return Err(DynamoError::validation(format!(
+                        "One or more parameter values were invalid: Select type ALL_ATTRIBUTES is not supported for global secondary index {} because its projection type is not ALL",
+                        index.name
+                    )));
+                }
+                let not_projected = missing(projected);
+                if !not_projected.is_empty() {
+                    return Err(DynamoError::validation(format!(
+                        "One or more parameter values were invalid: Global secondary index {} does not project [{}]",
+                        index.name,
+                        not_projected.join(", ")
+                    )));
+                }
+                let not_filtered = missing(filtered);
+                if !not_filtered.is_empty() {
+                    return Err(DynamoError::validation(format!(
+                        "One or more parameter values were invalid: Secondary index {} does not project one or more filter attributes: [{}]",
+                        index.name,
+                        not_filtered.join(", ")
+                    )));
+                }
+                Ok(false)
             }
-            (IndexKind::Local, Select::AllAttributes) => Ok(index.projection_type != "ALL"),
-            (IndexKind::Local, _) => Ok(!complete),
-            (IndexKind::Global, _) => Ok(false),
+            IndexKind::Local if select == Select::AllAttributes => {
+                Ok(index.projection_type != "ALL")
+            }
+            IndexKind::Local => Ok(!missing(projected).is_empty() || !missing(filtered).is_empty()),
         }
     }
 
     /// ConsumedCapacity for a page: the index's units and the table's (items fetched from it).
     pub fn capacity(&self, report: CapacityReport, page: &Page, consistent: bool) -> Option<Value> {
-        let table_units = page_units(page.fetched_bytes, consistent);
+        let table_units = page.fetched_units;
         let Some(index) = self.index else {
             return report.render(&self.meta.name, page_units(page.bytes_read, consistent));
         };
@@ -252,6 +288,7 @@ pub(crate) struct PageRequest<'a> {
     pub select: Select,
     /// Replace each index entry by the table's item (see [`ReadTarget::fetches_from_table`]).
     pub fetch_from_table: bool,
+    pub consistent: bool,
 }
 
 /// One page of results.
@@ -262,7 +299,8 @@ pub(crate) struct Page {
     /// Bytes of the entries read (table items, or index entries).
     pub bytes_read: usize,
     /// Bytes of the table items fetched for index entries.
-    pub fetched_bytes: usize,
+    /// Read units spent fetching table items for index entries (each item rounded on its own).
+    pub fetched_units: f64,
     pub last_evaluated: Option<Item>,
 }
 
@@ -278,7 +316,7 @@ pub(crate) fn read_page(
         count: 0,
         scanned: 0,
         bytes_read: 0,
-        fetched_bytes: 0,
+        fetched_units: 0.0,
         last_evaluated: None,
     };
     let mut failure = None;
@@ -330,7 +368,7 @@ fn visit_entry(
         let key = target.meta.keys().project_key(&entry);
         match read_item(snapshot, target.meta, &key)? {
             Some((_, item)) => {
-                page.fetched_bytes += item_size(&item);
+                page.fetched_units += read_units(item_size(&item), request.consistent);
                 item
             }
             None => entry,
@@ -403,20 +441,21 @@ pub(crate) fn render_page(page: Page, select: Select, capacity: Option<Value>) -
     Value::Object(response)
 }
 
-/// The top-level attribute names a projection or condition reads.
+/// The top-level attribute names a projection and a filter read, separately.
 pub(crate) fn attribute_roots<'a>(
     projection: Option<&'a [Path]>,
     filter: Option<&'a Condition>,
-) -> Vec<&'a str> {
-    let mut roots: Vec<&str> = projection
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    let projected: Vec<&str> = projection
         .unwrap_or_default()
         .iter()
         .map(Path::root)
         .collect();
+    let mut filtered = Vec::new();
     if let Some(filter) = filter {
-        condition_roots(filter, &mut roots);
+        condition_roots(filter, &mut filtered);
     }
-    roots
+    (projected, filtered)
 }
 
 /// The top-level attribute names a condition reads, in order of appearance.

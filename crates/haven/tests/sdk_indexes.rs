@@ -6,6 +6,9 @@
 
 mod common;
 
+/// UpdateItem's wording when an update empties an index key (DynamoDB Local's, pinned by the differential suite).
+const UPDATE_EMPTY_INDEX_KEY: &str = "One or more parameter values are not valid. The update expression attempted to update a secondary index key to a value that is not supported. The AttributeValue for a key attribute cannot contain an empty string value.";
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -941,7 +944,13 @@ async fn empty_index_key_string_is_refused() {
         .expression_attribute_values(":e", s(""))
         .send()
         .await;
-    assert_eq!(error_of(result), expected("by_ls", "ls"));
+    assert_eq!(
+        error_of(result),
+        (
+            "ValidationException".to_string(),
+            UPDATE_EMPTY_INDEX_KEY.to_string()
+        )
+    );
     // An empty string is fine in an attribute no index is keyed by.
     put(
         &client,
@@ -1864,7 +1873,7 @@ async fn backfill_skips_items_that_violate_the_index_key() {
         error_of(result),
         (
             "ValidationException".to_string(),
-            "One or more parameter values are not valid. A value specified for a secondary index key is not supported. The AttributeValue for a key attribute cannot contain an empty string value. IndexName: by_g, IndexKey: g".to_string()
+            UPDATE_EMPTY_INDEX_KEY.to_string()
         )
     );
     client

@@ -13,6 +13,7 @@ use crate::Service;
 use crate::catalog::TableMeta;
 use crate::error::{DynamoError, Violations};
 use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
+use crate::indexes::IndexUnits;
 use crate::items::{
     CapacityReport, check_item_size, read_item, read_units, stage_item_write, validate_item,
     validate_key,
@@ -34,13 +35,13 @@ fn table_for_batch(
         .ok_or_else(DynamoError::table_not_found)
 }
 
-/// In batches a key missing an attribute gets this wording instead of the single-item one.
+/// In a batch, DynamoDB words every key mismatch the same way, even for a PutRequest's item.
 fn batch_key_error(error: DynamoError) -> DynamoError {
     match error {
         DynamoError::Validation(message)
-            if message == "The provided key element does not match the schema" =>
+            if message.contains("Missing the key") || message.contains("Type mismatch for key") =>
         {
-            DynamoError::validation("One of the required keys was not given a value")
+            DynamoError::validation("The provided key element does not match the schema")
         }
         other => other,
     }
@@ -131,7 +132,7 @@ pub(crate) fn batch_get_item(
             .map(parse_item)
             .collect::<Result<_, _>>()?;
         for (i, key) in keys.iter().enumerate() {
-            validate_key(&meta, key).map_err(batch_key_error)?;
+            validate_key(&meta, key)?;
             if keys[..i].iter().any(|k| k == key) {
                 return Err(DynamoError::validation(
                     "Provided list of item keys contains duplicates",
@@ -231,12 +232,12 @@ fn plan_writes(
                 (Some(put), None) => {
                     let item = parse_item(put.item.as_ref().unwrap_or(&Value::Null))?;
                     check_item_size(&item)?;
-                    validate_item(&meta, &item)?;
+                    validate_item(&meta, &item).map_err(batch_key_error)?;
                     (meta.keys().project_key(&item), Some(item))
                 }
                 (None, Some(delete)) => {
                     let key = parse_item(delete.key.as_ref().unwrap_or(&Value::Null))?;
-                    validate_key(&meta, &key).map_err(batch_key_error)?;
+                    validate_key(&meta, &key)?;
                     (key, None)
                 }
                 _ => return Err(more_than_one()),
@@ -296,22 +297,28 @@ pub(crate) async fn batch_write_item(
     let planned = plan_writes(service, &requests)?;
     let units = commit_writes(service, &planned).await?;
     let mut response = json!({ "UnprocessedItems": {} });
-    if let Some(capacity) = capacity_list(report, &units) {
-        response["ConsumedCapacity"] = capacity;
+    if report != CapacityReport::None {
+        let entries: Vec<Value> = units
+            .iter()
+            .filter_map(|(table, (table_units, index_units))| {
+                report.render_with_indexes(table, *table_units, index_units)
+            })
+            .collect();
+        response["ConsumedCapacity"] = Value::Array(entries);
     }
     Ok(response)
 }
 
 /// Commits every planned write in one batch, guarded by the items read, retrying on conflict.
-/// Returns the write units consumed per table.
+/// Returns the write units consumed per table, on the table and on its indexes.
 async fn commit_writes(
     service: &Service,
     planned: &[PlannedWrite],
-) -> Result<BTreeMap<String, f64>, DynamoError> {
+) -> Result<BTreeMap<String, (f64, IndexUnits)>, DynamoError> {
     loop {
         let snapshot = service.engine.snapshot()?;
         let mut batch = WriteBatch::new();
-        let mut units = BTreeMap::new();
+        let mut units: BTreeMap<String, (f64, IndexUnits)> = BTreeMap::new();
         for write in planned {
             // The table's current metadata: its indexes may have changed since the plan.
             let meta = table_for_batch(service, &write.meta.name)?;
@@ -321,7 +328,7 @@ async fn commit_writes(
             let current = read_item(&*snapshot, &meta, &write.key)?;
             let old_size = current.as_ref().map_or(0, |(_, item)| item_size(item));
             let new_size = write.item.as_ref().map_or(0, item_size);
-            stage_item_write(
+            let index_units = stage_item_write(
                 &*snapshot,
                 &meta,
                 &write.key,
@@ -329,8 +336,9 @@ async fn commit_writes(
                 write.item.as_ref(),
                 &mut batch,
             )?;
-            *units.entry(meta.name.clone()).or_insert(0.0) +=
-                old_size.max(new_size).div_ceil(1024).max(1) as f64;
+            let table_units = units.entry(meta.name.clone()).or_default();
+            table_units.0 += old_size.max(new_size).div_ceil(1024).max(1) as f64;
+            table_units.1.extend(index_units);
         }
         drop(snapshot);
         match service.engine.commit(batch).await {

@@ -297,6 +297,13 @@ fn check_key_schema(
         .iter()
         .map(|d| d.attribute_name.as_str())
         .collect();
+    if defined
+        .iter()
+        .enumerate()
+        .any(|(i, name)| defined[..i].contains(name))
+    {
+        return invalid("Cannot have two attributes with the same name".into());
+    }
     let key_names: Vec<&str> = keys.iter().map(|k| k.attribute_name.as_str()).collect();
     if key_names.len() > defined.len() {
         return invalid("Invalid KeySchema: Some index key attribute have no definition".into());

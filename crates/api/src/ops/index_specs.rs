@@ -75,7 +75,11 @@ pub(crate) fn check_fields(violations: &mut Violations, field: &str, indexes: &[
                         "Value '{t}' at '{at}.projection.projectionType' failed to satisfy constraint: Member must satisfy enum value set: [ALL, INCLUDE, KEYS_ONLY]"
                     ));
                 }
-                if projection.non_key_attributes.as_ref().is_some_and(|n| n.is_empty()) {
+                if projection
+                    .non_key_attributes
+                    .as_ref()
+                    .is_some_and(|n| n.is_empty())
+                {
                     violations.push(format!(
                         "Value '[]' at '{at}.projection.nonKeyAttributes' failed to satisfy constraint: Member must have length greater than or equal to 1"
                     ));
@@ -151,6 +155,16 @@ fn check_projection(index: &IndexInput) -> Result<(), DynamoError> {
         return Err(invalid(format!(
             "ProjectionType is {projection_type}, but NonKeyAttributes is specified"
         )));
+    }
+    if let Some(names) = non_key
+        && names
+            .iter()
+            .enumerate()
+            .any(|(i, name)| names[..i].contains(name))
+    {
+        return Err(DynamoError::validation(
+            "Cannot have two attributes with the same name",
+        ));
     }
     if projection_type == "INCLUDE" && non_key.is_none_or(|n| n.is_empty()) {
         return Err(DynamoError::validation(

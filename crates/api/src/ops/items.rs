@@ -124,7 +124,7 @@ pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<V
     let attributes = outcome.old.as_ref().filter(|_| return_old);
     Ok(write_response(
         attributes,
-        capacity.render(&meta.name, write_units(&outcome)),
+        capacity.render_with_indexes(&meta.name, write_units(&outcome), &outcome.index_units),
     ))
 }
 
@@ -256,7 +256,7 @@ pub(crate) async fn delete_item(
     let attributes = outcome.old.as_ref().filter(|_| return_old);
     Ok(write_response(
         attributes,
-        capacity.render(&meta.name, write_units(&outcome)),
+        capacity.render_with_indexes(&meta.name, write_units(&outcome), &outcome.index_units),
     ))
 }
 

@@ -133,7 +133,8 @@ pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, Dynam
         filter: expressions.filter.as_ref(),
         projection: expressions.projection.as_deref(),
         select,
-        fetch_from_table: target.fetches_from_table(select, &roots)?,
+        fetch_from_table: target.fetches_from_table(select, &roots.0, &roots.1)?,
+        consistent,
     };
     let snapshot = service.engine.snapshot()?;
     let page = read_page(&*snapshot, &target, &request)?;

@@ -181,7 +181,8 @@ pub(crate) fn scan(service: &Service, input: ScanInput) -> Result<Value, DynamoE
         filter: expressions.filter.as_ref(),
         projection: expressions.projection.as_deref(),
         select,
-        fetch_from_table: target.fetches_from_table(select, &roots)?,
+        fetch_from_table: target.fetches_from_table(select, &roots.0, &roots.1)?,
+        consistent,
     };
     let snapshot = service.engine.snapshot()?;
     let page = read_page(&*snapshot, &target, &request)?;

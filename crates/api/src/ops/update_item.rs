@@ -138,6 +138,13 @@ pub(crate) async fn update_item(
         check_item_size(&item).map_err(|_| {
             DynamoError::validation("Item size to update has exceeded the maximum allowed size")
         })?;
+        crate::indexes::validate_index_keys(&meta, &item).map_err(|error| match error {
+            // An update that empties an index key gets its own wording.
+            DynamoError::Validation(message) if message.contains("cannot contain an empty") => DynamoError::validation(
+                "One or more parameter values are not valid. The update expression attempted to update a secondary index key to a value that is not supported. The AttributeValue for a key attribute cannot contain an empty string value.",
+            ),
+            other => other,
+        })?;
         Ok(Some(item))
     })
     .await?;
@@ -148,7 +155,9 @@ pub(crate) async fn update_item(
     {
         response.insert("Attributes".into(), item_to_json(&attributes));
     }
-    if let Some(capacity) = capacity.render(&meta.name, write_units(&outcome)) {
+    if let Some(capacity) =
+        capacity.render_with_indexes(&meta.name, write_units(&outcome), &outcome.index_units)
+    {
         response.insert("ConsumedCapacity".into(), capacity);
     }
     Ok(Value::Object(response))

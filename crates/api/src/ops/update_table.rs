@@ -309,6 +309,16 @@ fn apply(
                 &meta.billing_mode,
             )?;
             updated.indexes.push(created);
+            // DynamoDB keeps only the definitions some key uses.
+            let used: Vec<String> = updated
+                .key_schema
+                .iter()
+                .chain(updated.indexes.iter().flat_map(|i| &i.key_schema))
+                .map(|k| k.attribute_name.clone())
+                .collect();
+            updated
+                .attribute_definitions
+                .retain(|d| used.contains(&d.attribute_name));
             updated.schema_version += 1;
             let response = respond(&updated, "UPDATING")?;
             Ok((Some(updated), response))
@@ -324,7 +334,7 @@ fn apply(
                         "Requested resource not found: Index: {name} not found"
                     ))
                 })?;
-            if index.status != "ACTIVE" {
+            if index.status == "DELETING" {
                 return Err(DynamoError::LimitExceeded(
                     "Subscriber limit exceeded: Only 1 online index can be created or deleted simultaneously per table".into(),
                 ));
