@@ -35,6 +35,7 @@ const STAT_INDEX_SIZE: u8 = b'S';
 /// `STATS | table id | 'v'` holds the table's schema version: every item write expects it, so a
 /// write planned against an older set of indexes is refused and re-planned.
 const STAT_SCHEMA_VERSION: u8 = b'v';
+const STAT_COLLECTION_SIZE: u8 = b'p';
 
 /// One attribute definition as declared at CreateTable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +165,18 @@ impl TableMeta {
 
     pub fn index_size_key(&self, index: &IndexMeta) -> Vec<u8> {
         self.index_stat_key(STAT_INDEX_SIZE, index)
+    }
+
+    /// `STATS | table id | 'p' | partition key`: the size of one item collection (tables with local
+    /// indexes only).
+    pub fn collection_size_key(&self, partition: &haven_model::AttributeValue) -> Vec<u8> {
+        let mut key = self.stat_key(STAT_COLLECTION_SIZE);
+        haven_model::key_codec::encode_key_value(partition, &mut key);
+        key
+    }
+
+    pub fn has_local_indexes(&self) -> bool {
+        self.indexes.iter().any(|i| i.kind == IndexKind::Local)
     }
 
     pub fn schema_version_key(&self) -> Vec<u8> {

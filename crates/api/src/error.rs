@@ -35,6 +35,8 @@ pub enum DynamoError {
     TransactionCanceled(Vec<CancellationReason>),
     /// The ClientRequestToken was used by a different request within the idempotency window.
     IdempotentParameterMismatch(String),
+    /// A write would grow an item collection (a partition of a table with local indexes) past its limit.
+    ItemCollectionSizeLimitExceeded,
     InternalServerError,
 }
 
@@ -76,6 +78,9 @@ impl DynamoError {
             }
             DynamoError::TransactionCanceled(_) => "TransactionCanceledException",
             DynamoError::IdempotentParameterMismatch(_) => "IdempotentParameterMismatchException",
+            DynamoError::ItemCollectionSizeLimitExceeded => {
+                "ItemCollectionSizeLimitExceededException"
+            }
             DynamoError::InternalServerError => "InternalServerError",
         }
     }
@@ -133,6 +138,7 @@ impl DynamoError {
             DynamoError::ConditionalCheckFailed { message, .. } => message,
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",
+            DynamoError::ItemCollectionSizeLimitExceeded => "Collection size exceeded.",
             DynamoError::UnknownOperation | DynamoError::TransactionCanceled(_) => return None,
         })
     }

@@ -141,6 +141,8 @@ pub(crate) struct WriteOutcome {
     pub new: Option<Item>,
     /// Write units the secondary indexes spent.
     pub index_units: crate::indexes::IndexUnits,
+    /// The item collection and its size, for tables with local indexes.
+    pub collection: Option<(Item, i64)>,
 }
 
 /// Runs `decide` on the item's current state and writes what it returns (None deletes), atomically
@@ -163,13 +165,14 @@ pub(crate) async fn write_item(
             crate::indexes::validate_index_keys(&meta, item)?;
         }
         let mut batch = WriteBatch::new();
-        let index_units = stage_item_write(
+        let staged = stage_item_write(
             &*snapshot,
             &meta,
             key,
             current.as_ref(),
             new.as_ref(),
             &mut batch,
+            service.config.item_collection_limit,
         )?;
         drop(snapshot);
         match service.engine.commit(batch).await {
@@ -177,7 +180,8 @@ pub(crate) async fn write_item(
                 return Ok(WriteOutcome {
                     old: current.map(|(_, item)| item),
                     new,
-                    index_units,
+                    index_units: staged.index_units,
+                    collection: staged.collection,
                 });
             }
             Err(CommitError::Conflict) => meta = table(service, &meta.name)?,
@@ -195,7 +199,8 @@ pub(crate) fn stage_item_write(
     current: Option<&(Vec<u8>, Item)>,
     new: Option<&Item>,
     batch: &mut WriteBatch,
-) -> Result<crate::indexes::IndexUnits, DynamoError> {
+    collection_limit: u64,
+) -> Result<StagedWrite, DynamoError> {
     let storage_key = meta.keys().storage_key(&meta.item_prefix(), key);
     let old = current.map(|(_, item)| item);
     batch
@@ -213,7 +218,69 @@ pub(crate) fn stage_item_write(
             new.is_some() as i64 - old.is_some() as i64,
         )
         .add_counter(meta.size_bytes_key(), new_size - old_size);
-    Ok(crate::indexes::maintain(snapshot, meta, old, new, batch)?)
+    let collection = stage_collection_size(snapshot, meta, key, old, new, batch, collection_limit)?;
+    let index_units = crate::indexes::maintain(snapshot, meta, old, new, batch)?;
+    Ok(StagedWrite {
+        index_units,
+        collection,
+    })
+}
+
+/// What staging one item write found out: index capacity, and (for a table with local indexes) the
+/// item collection's key and its size after the write.
+pub(crate) struct StagedWrite {
+    pub index_units: crate::indexes::IndexUnits,
+    pub collection: Option<(Item, i64)>,
+}
+
+/// Keeps the item collection size of a table with local indexes (items of one partition plus their
+/// local index entries) and refuses a write that would take it past the limit.
+fn stage_collection_size(
+    snapshot: &dyn Snapshot,
+    meta: &TableMeta,
+    key: &Item,
+    old: Option<&Item>,
+    new: Option<&Item>,
+    batch: &mut WriteBatch,
+    limit: u64,
+) -> Result<Option<(Item, i64)>, DynamoError> {
+    if !meta.has_local_indexes() {
+        return Ok(None);
+    }
+    let collection_bytes = |item: Option<&Item>| -> i64 {
+        let Some(item) = item else { return 0 };
+        let local_entries: usize = meta
+            .indexes
+            .iter()
+            .filter(|i| i.kind == crate::catalog::IndexKind::Local)
+            .filter(|i| crate::indexes::entry_key(meta, i, item).is_some())
+            .map(|i| item_size(&crate::indexes::project(meta, i, item)))
+            .sum();
+        (item_size(item) + local_entries) as i64
+    };
+    let delta = collection_bytes(new) - collection_bytes(old);
+    let partition_name = &meta.keys().partition.name;
+    let counter_key = meta.collection_size_key(&key[partition_name]);
+    let size = haven_storage::read_counter(snapshot, &counter_key)? + delta;
+    if delta > 0 && size as u64 > limit {
+        return Err(DynamoError::ItemCollectionSizeLimitExceeded);
+    }
+    batch.add_counter(counter_key, delta);
+    let collection_key: Item = [(partition_name.clone(), key[partition_name].clone())]
+        .into_iter()
+        .collect();
+    Ok(Some((collection_key, size)))
+}
+
+/// DynamoDB's ItemCollectionMetrics for a collection of `size` bytes: its key and a size estimate
+/// range in GB.
+pub(crate) fn collection_metrics(collection: &(Item, i64)) -> Value {
+    let gb = collection.1.max(0) as f64 / (1024.0 * 1024.0 * 1024.0);
+    let lower = gb.floor();
+    json!({
+        "ItemCollectionKey": crate::wire::item_to_json(&collection.0),
+        "SizeEstimateRangeGB": [lower, lower + 1.0],
+    })
 }
 
 /// ReturnConsumedCapacity: NONE (default), TOTAL or INDEXES.

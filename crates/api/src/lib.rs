@@ -63,6 +63,9 @@ pub struct ServiceConfig {
     pub region: String,
     /// Account id named in ARNs.
     pub account: String,
+    /// Largest item collection (items of one partition plus their local index entries) of a table
+    /// with local secondary indexes; DynamoDB's limit is 10 GB.
+    pub item_collection_limit: u64,
 }
 
 impl Default for ServiceConfig {
@@ -70,6 +73,7 @@ impl Default for ServiceConfig {
         ServiceConfig {
             region: "us-east-1".into(),
             account: "000000000000".into(),
+            item_collection_limit: 10 * 1024 * 1024 * 1024,
         }
     }
 }

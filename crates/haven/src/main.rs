@@ -77,6 +77,10 @@ struct ServeArgs {
     /// Credentials file of access keys (re-read when it changes); used with --auth.
     #[arg(long)]
     credentials: Option<PathBuf>,
+    /// Item collection size limit in bytes for tables with local indexes (DynamoDB's is 10 GB);
+    /// lowered only by tests.
+    #[arg(long, hide = true, default_value_t = 10 * 1024 * 1024 * 1024)]
+    item_collection_limit: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -142,6 +146,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let config = ServiceConfig {
         region: args.region.clone(),
+        item_collection_limit: args.item_collection_limit,
         ..ServiceConfig::default()
     };
     let auth = match (args.auth, &args.credentials) {

@@ -15,8 +15,8 @@ use crate::error::{DynamoError, Violations};
 use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::indexes::IndexUnits;
 use crate::items::{
-    CapacityReport, check_item_size, read_item, read_units, stage_item_write, validate_item,
-    validate_key,
+    CapacityReport, check_item_size, collection_metrics, read_item, read_units, stage_item_write,
+    validate_item, validate_key,
 };
 use crate::wire::{item_to_json, parse_item};
 
@@ -295,8 +295,11 @@ pub(crate) async fn batch_write_item(
         ));
     }
     let planned = plan_writes(service, &requests)?;
-    let units = commit_writes(service, &planned).await?;
+    let (units, collections) = commit_writes(service, &planned).await?;
     let mut response = json!({ "UnprocessedItems": {} });
+    if input.return_item_collection_metrics.as_deref() == Some("SIZE") && !collections.is_empty() {
+        response["ItemCollectionMetrics"] = json!(collections);
+    }
     if report != CapacityReport::None {
         let entries: Vec<Value> = units
             .iter()
@@ -310,15 +313,23 @@ pub(crate) async fn batch_write_item(
 }
 
 /// Commits every planned write in one batch, guarded by the items read, retrying on conflict.
-/// Returns the write units consumed per table, on the table and on its indexes.
+/// Returns the write units consumed per table (on the table and on its indexes) and, for tables
+/// with local indexes, the metrics of the item collections written.
 async fn commit_writes(
     service: &Service,
     planned: &[PlannedWrite],
-) -> Result<BTreeMap<String, (f64, IndexUnits)>, DynamoError> {
+) -> Result<
+    (
+        BTreeMap<String, (f64, IndexUnits)>,
+        BTreeMap<String, Vec<Value>>,
+    ),
+    DynamoError,
+> {
     loop {
         let snapshot = service.engine.snapshot()?;
         let mut batch = WriteBatch::new();
         let mut units: BTreeMap<String, (f64, IndexUnits)> = BTreeMap::new();
+        let mut collections: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for write in planned {
             // The table's current metadata: its indexes may have changed since the plan.
             let meta = table_for_batch(service, &write.meta.name)?;
@@ -328,21 +339,28 @@ async fn commit_writes(
             let current = read_item(&*snapshot, &meta, &write.key)?;
             let old_size = current.as_ref().map_or(0, |(_, item)| item_size(item));
             let new_size = write.item.as_ref().map_or(0, item_size);
-            let index_units = stage_item_write(
+            let staged = stage_item_write(
                 &*snapshot,
                 &meta,
                 &write.key,
                 current.as_ref(),
                 write.item.as_ref(),
                 &mut batch,
+                service.config.item_collection_limit,
             )?;
             let table_units = units.entry(meta.name.clone()).or_default();
             table_units.0 += old_size.max(new_size).div_ceil(1024).max(1) as f64;
-            table_units.1.extend(index_units);
+            table_units.1.extend(staged.index_units);
+            if let Some(collection) = &staged.collection {
+                collections
+                    .entry(meta.name.clone())
+                    .or_default()
+                    .push(collection_metrics(collection));
+            }
         }
         drop(snapshot);
         match service.engine.commit(batch).await {
-            Ok(()) => return Ok(units),
+            Ok(()) => return Ok((units, collections)),
             Err(CommitError::Conflict) => continue,
             Err(CommitError::Storage(error)) => return Err(error.into()),
         }

@@ -12,8 +12,8 @@ use crate::expressions::{
     return_item_on_failure,
 };
 use crate::items::{
-    CapacityReport, WriteOutcome, check_item_size, check_table_name, read_item, read_units, table,
-    validate_item, validate_key, write_item, write_units,
+    CapacityReport, WriteOutcome, check_item_size, check_table_name, collection_metrics, read_item,
+    read_units, table, validate_item, validate_key, write_item, write_units,
 };
 use crate::wire::{item_to_json, parse_item};
 
@@ -48,13 +48,25 @@ fn only_all_old_or_none(return_values: Option<&str>) -> Result<bool, DynamoError
 }
 
 /// Builds a write response: `Attributes` when asked for and present, plus ConsumedCapacity.
-fn write_response(attributes: Option<&haven_model::Item>, capacity: Option<Value>) -> Value {
+pub(super) fn write_response(
+    attributes: Option<&haven_model::Item>,
+    capacity: Option<Value>,
+    outcome: &WriteOutcome,
+    item_collection_metrics: Option<&str>,
+) -> Value {
     let mut response = Map::new();
     if let Some(item) = attributes {
         response.insert("Attributes".into(), item_to_json(item));
     }
     if let Some(capacity) = capacity {
         response.insert("ConsumedCapacity".into(), capacity);
+    }
+    // Only tables with local indexes have item collections to report.
+    if let (Some("SIZE"), Some(collection)) = (item_collection_metrics, &outcome.collection) {
+        response.insert(
+            "ItemCollectionMetrics".into(),
+            collection_metrics(collection),
+        );
     }
     Value::Object(response)
 }
@@ -125,6 +137,8 @@ pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<V
     Ok(write_response(
         attributes,
         capacity.render_with_indexes(&meta.name, write_units(&outcome), &outcome.index_units),
+        &outcome,
+        input.return_item_collection_metrics.as_deref(),
     ))
 }
 
@@ -257,6 +271,8 @@ pub(crate) async fn delete_item(
     Ok(write_response(
         attributes,
         capacity.render_with_indexes(&meta.name, write_units(&outcome), &outcome.index_units),
+        &outcome,
+        input.return_item_collection_metrics.as_deref(),
     ))
 }
 

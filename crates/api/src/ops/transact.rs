@@ -23,8 +23,8 @@ use crate::expressions::{
     ExpressionTexts, LegacyParams, RequestConditions, Update, parse_request_conditions,
 };
 use crate::items::{
-    CapacityReport, check_item_size, read_item, stage_item_write, table, validate_item,
-    validate_key,
+    CapacityReport, check_item_size, collection_metrics, read_item, stage_item_write, table,
+    validate_item, validate_key,
 };
 use crate::wire::{item_to_json, parse_item};
 
@@ -348,6 +348,7 @@ pub(crate) async fn transact_write_items(
         let mut reasons = Vec::with_capacity(actions.len());
         let mut units: BTreeMap<String, f64> = BTreeMap::new();
         let mut cancelled = false;
+        let mut collections: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for action in &actions {
             let meta = table(service, &action.meta.name)?;
             let current = read_item(&*snapshot, &meta, &action.key)?;
@@ -370,14 +371,34 @@ pub(crate) async fn transact_write_items(
                     if let Some(item) = &new {
                         crate::indexes::validate_index_keys(&meta, item)?;
                     }
-                    stage_item_write(
+                    match stage_item_write(
                         &*snapshot,
                         &meta,
                         &action.key,
                         current.as_ref(),
                         new.as_ref(),
                         &mut batch,
-                    )?;
+                        service.config.item_collection_limit,
+                    ) {
+                        Ok(staged) => {
+                            if let Some(collection) = &staged.collection {
+                                collections
+                                    .entry(meta.name.clone())
+                                    .or_default()
+                                    .push(collection_metrics(collection));
+                            }
+                        }
+                        Err(DynamoError::ItemCollectionSizeLimitExceeded) => {
+                            cancelled = true;
+                            reasons.push(CancellationReason {
+                                code: "ItemCollectionSizeLimitExceeded",
+                                message: Some("Collection size exceeded.".into()),
+                                item: None,
+                            });
+                            continue;
+                        }
+                        Err(other) => return Err(other),
+                    }
                     old.map_or(0, item_size)
                         .max(new.as_ref().map_or(0, item_size))
                 }
@@ -401,6 +422,11 @@ pub(crate) async fn transact_write_items(
                 .filter_map(|(t, u)| report.render(t, *u))
                 .collect();
             response.insert("ConsumedCapacity".into(), Value::Array(capacity));
+        }
+        if input.return_item_collection_metrics.as_deref() == Some("SIZE")
+            && !collections.is_empty()
+        {
+            response.insert("ItemCollectionMetrics".into(), json!(collections));
         }
         let response = Value::Object(response);
         if let Some(token) = token {

@@ -17,7 +17,7 @@ use crate::expressions::{
 use crate::items::{
     CapacityReport, check_item_size, check_table_name, table, validate_key, write_item, write_units,
 };
-use crate::wire::{item_to_json, parse_item};
+use crate::wire::parse_item;
 
 use super::items::{check_item_collection_metrics, check_return_values};
 
@@ -149,16 +149,11 @@ pub(crate) async fn update_item(
     })
     .await?;
 
-    let mut response = Map::new();
-    if let Some(attributes) =
-        return_values.select(outcome.old.as_ref(), outcome.new.as_ref(), &updated)
-    {
-        response.insert("Attributes".into(), item_to_json(&attributes));
-    }
-    if let Some(capacity) =
-        capacity.render_with_indexes(&meta.name, write_units(&outcome), &outcome.index_units)
-    {
-        response.insert("ConsumedCapacity".into(), capacity);
-    }
-    Ok(Value::Object(response))
+    let attributes = return_values.select(outcome.old.as_ref(), outcome.new.as_ref(), &updated);
+    Ok(super::items::write_response(
+        attributes.as_ref(),
+        capacity.render_with_indexes(&meta.name, write_units(&outcome), &outcome.index_units),
+        &outcome,
+        input.return_item_collection_metrics.as_deref(),
+    ))
 }
