@@ -5,6 +5,7 @@ mod ceiling;
 mod client;
 mod keys;
 mod requests;
+mod sign;
 mod stats;
 mod workload;
 
@@ -86,6 +87,9 @@ struct RunArgs {
     threads: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Neither create nor describe the table (for the ceiling server, which answers only GetItem).
+    #[arg(long)]
+    no_prepare: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -118,7 +122,11 @@ fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let endpoint = Endpoint::parse(&args.endpoint, &args.region)?;
-    let layout = prepare(&args, &endpoint).await?;
+    let layout = match (args.no_prepare, args.layout.as_str()) {
+        (true, "range") => Layout::Range,
+        (true, _) => Layout::Hash,
+        (false, _) => prepare(&args, &endpoint).await?,
+    };
     let plan = Arc::new(Plan::new(
         args.workload,
         RequestBuilder::new(&args.table, layout, args.item_size),
@@ -180,7 +188,7 @@ async fn prepare(args: &RunArgs, endpoint: &Endpoint) -> anyhow::Result<Layout> 
     };
     let builder = RequestBuilder::new(&args.table, wanted, args.item_size);
     if args.workload == Workload::Load {
-        let answer = connection.send(&builder.create_table()).await?;
+        let answer = connection.send(builder.create_table()).await?;
         let body = String::from_utf8_lossy(&answer.body);
         if !answer.status.is_success() && !body.contains("ResourceInUseException") {
             bail!("CreateTable failed: {} {body}", answer.status);
@@ -199,7 +207,7 @@ async fn wait_active(
     builder: &RequestBuilder,
 ) -> anyhow::Result<Layout> {
     for _ in 0..600 {
-        let answer = connection.send(&builder.describe_table()).await?;
+        let answer = connection.send(builder.describe_table()).await?;
         if !answer.status.is_success() {
             bail!(
                 "DescribeTable failed (run `load` first?): {}",

@@ -188,10 +188,11 @@ impl Report {
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
         for (name, s) in rows {
-            out += &format!(
-                "{name:<8}{:>10}{:>10}{:>10}{:>10}{:>10}\n",
-                s["p50_us"], s["p99_us"], s["p999_us"], s["max_us"], s["mean_us"]
-            );
+            let cell = |key: &str| format!("{:>10.1}", s[key].as_f64().unwrap_or(0.0));
+            let cells: String = ["p50_us", "p99_us", "p999_us", "max_us", "mean_us"]
+                .map(cell)
+                .concat();
+            out += &format!("{name:<8}{cells}\n");
         }
         out += &format!(
             "client CPU {} µs/op ({:.2} s)\n",

@@ -174,15 +174,15 @@ async fn execute(
     let b = &plan.builder;
     match step {
         Step::Read(i) => {
-            check(connection.send(&b.get(i)).await, stats);
+            check(connection.send(b.get(i)).await, stats);
             "read"
         }
         Step::Update(i) => {
-            check(connection.send(&b.update(i)).await, stats);
+            check(connection.send(b.update(i)).await, stats);
             "update"
         }
         Step::Insert(i) => {
-            check(connection.send(&b.put(i)).await, stats);
+            check(connection.send(b.put(i)).await, stats);
             "insert"
         }
         Step::Query {
@@ -191,7 +191,7 @@ async fn execute(
             limit,
         } => {
             check(
-                connection.send(&b.query(partition, from, limit)).await,
+                connection.send(b.query(partition, from, limit)).await,
                 stats,
             );
             "query"
@@ -209,11 +209,11 @@ async fn read_modify_write(
     i: u64,
     stats: &mut Stats,
 ) {
-    let Some(read) = check(connection.send(&b.get(i)).await, stats) else {
+    let Some(read) = check(connection.send(b.get(i)).await, stats) else {
         return;
     };
     let version = version_of(&read.body).unwrap_or(0);
-    match connection.send(&b.update_if_version(i, version)).await {
+    match connection.send(b.update_if_version(i, version)).await {
         Ok(answer) if is_condition_failure(&answer) => stats.conflicts += 1,
         other => {
             check(other, stats);
@@ -265,7 +265,7 @@ async fn load(plan: &Plan, connection: &mut Connection) -> anyhow::Result<Stats>
             (plan.builder.put(first), "put")
         };
         let started = Instant::now();
-        let answer = check(connection.send(&call).await, &mut stats);
+        let answer = check(connection.send(call).await, &mut stats);
         stats.record(kind, started.elapsed());
         match answer {
             Some(a)

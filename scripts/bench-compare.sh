@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Benchmarks Haven (durable, on disk) against AWS's DynamoDB Local (in memory and on disk) and the
+# ceiling probe (a canned-answer server on Haven's HTTP stack), one after another with the same
+# parameters, and writes the comparison table to docs/benchmarks.md ("## Haven vs DynamoDB Local").
+#
+#   scripts/bench-compare.sh            # defaults below; override with environment variables:
+#   ITEMS=100000 CONNECTIONS=8 DURATION=20 WARMUP=3 DISTRIBUTION=zipfian BATCH=25 scripts/bench-compare.sh
+#   TARGETS="haven ceiling" scripts/bench-compare.sh   # a subset (the table shows what ran)
+#
+# Figures are for the report only: nothing here asserts a speed, and CI does not run it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ITEMS=${ITEMS:-100000}
+CONNECTIONS=${CONNECTIONS:-8}
+DURATION=${DURATION:-20}
+WARMUP=${WARMUP:-3}
+DISTRIBUTION=${DISTRIBUTION:-zipfian}
+BATCH=${BATCH:-25}
+TARGETS=${TARGETS:-haven ddb-memory ddb-disk ceiling}
+OUT=${OUT:-docs/benchmarks.md}
+DDB=../shared/tools/dynamodb-local.sh
+
+cargo build --release -q -p haven -p haven-bench
+bench=target/release/haven-bench
+work=$(mktemp -d)
+server_pid=
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Starts a server command, polls its port every millisecond with a ListTables request and prints
+# "<milliseconds to the first answer> <pid>"; the pid is the command's own, or the last line it
+# prints when PID_FROM_STDOUT=1 (dynamodb-local.sh prints the java process's pid once it is ready).
+cat >"$work/start.py" <<'PY'
+import os, socket, subprocess, sys, time
+port, from_stdout, cmd = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3:]
+request = ("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\n"
+    "X-Amz-Target: DynamoDB_20120810.ListTables\r\nAuthorization: AWS4-HMAC-SHA256 "
+    "Credential=x/20200101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=x\r\n"
+    "Content-Length: 2\r\nConnection: close\r\n\r\n{}").encode()
+start = time.monotonic()
+log = open(os.environ["SERVER_LOG"], "w")
+proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if from_stdout else log, stderr=log)
+while True:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(request)
+            if s.recv(16).startswith(b"HTTP/1.1 200"):
+                break
+    except OSError:
+        pass
+    if proc.poll() is not None and not from_stdout:
+        sys.exit("server exited")
+    if time.monotonic() - start > 120:
+        sys.exit("server did not answer")
+    time.sleep(0.001)
+elapsed = (time.monotonic() - start) * 1000
+pid = proc.stdout.read().decode().split()[-1] if from_stdout else proc.pid
+print(f"{elapsed:.1f} {pid}")
+PY
+
+cpu_seconds() { # pid: user + system CPU seconds so far
+  awk -v tck="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / tck }' "/proc/$1/stat"
+}
+status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+run_workload() { # target port workload [extra args...]: runs it, records the JSON and server CPU
+  local target=$1 port=$2 workload=$3; shift 3
+  local before; before=$(cpu_seconds "$server_pid")
+  "$bench" run "$workload" --endpoint "http://127.0.0.1:$port" --items "$ITEMS" \
+    --connections "$CONNECTIONS" --distribution "$DISTRIBUTION" --json "$@" >"$work/$target.$workload.json"
+  echo "$(cpu_seconds "$server_pid") - $before" | bc -l >"$work/$target.$workload.cpu"
+  echo "  $workload: $(jq -c '{ops_per_sec, items_per_sec, errors, p99_us: .latency.p99_us, client_cpu_us_per_op}' "$work/$target.$workload.json")"
+}
+
+measure() { # target port data_dir: startup already done; runs the workloads and samples the server
+  local target=$1 port=$2 dir=$3
+  status_kb "$server_pid" VmRSS >"$work/$target.idle_rss"
+  if [ "$target" = ceiling ]; then
+    run_workload "$target" "$port" c --duration "$DURATION" --warmup "$WARMUP" --no-prepare
+  else
+    run_workload "$target" "$port" load --batch "$BATCH"
+    run_workload "$target" "$port" a --duration "$DURATION" --warmup "$WARMUP"
+    run_workload "$target" "$port" c --duration "$DURATION" --warmup "$WARMUP"
+  fi
+  status_kb "$server_pid" VmHWM >"$work/$target.peak_rss"
+  if [ -n "$dir" ]; then du -sb "$dir" | cut -f1 >"$work/$target.disk"; fi
+}
+
+start_target() { # target port dir: prints "startup_ms pid"
+  case $1 in
+    haven) SERVER_LOG=$work/$1.log python3 "$work/start.py" "$2" 0 target/release/haven serve \
+        --listen "127.0.0.1:$2" --data-dir "$3" --log-level warn ;;
+    ddb-memory) SERVER_LOG=$work/$1.log python3 "$work/start.py" "$2" 1 bash "$DDB" start "$2" ;;
+    ddb-disk) SERVER_LOG=$work/$1.log python3 "$work/start.py" "$2" 1 bash "$DDB" start-disk "$2" "$3" ;;
+    ceiling) SERVER_LOG=$work/$1.log python3 "$work/start.py" "$2" 0 "$bench" ceiling-server --listen "127.0.0.1:$2" ;;
+  esac
+}
+
+bash "$DDB" path >/dev/null # install DynamoDB Local first, so its download is not timed
+for target in $TARGETS; do
+  port=$(free_port)
+  dir=
+  case $target in haven | ddb-disk) dir=$work/$target-data; mkdir -p "$dir" ;; esac
+  read -r startup server_pid < <(start_target "$target" "$port" "$dir")
+  echo "$startup" >"$work/$target.startup"
+  echo "$target: answered after $startup ms (pid $server_pid, port $port)"
+  measure "$target" "$port" "$dir"
+  if [ "$target" = ddb-memory ] || [ "$target" = ddb-disk ]; then bash "$DDB" stop "$server_pid"; else kill "$server_pid"; fi
+  while kill -0 "$server_pid" 2>/dev/null; do sleep 0.1; done
+  server_pid=
+done
+
+command="ITEMS=$ITEMS CONNECTIONS=$CONNECTIONS DURATION=$DURATION WARMUP=$WARMUP DISTRIBUTION=$DISTRIBUTION BATCH=$BATCH scripts/bench-compare.sh"
+python3 scripts/bench-table.py "$work" "$OUT" "$command" "$TARGETS" "$DURATION" "$WARMUP" "$ITEMS"
+echo "wrote $OUT"

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Turns the results scripts/bench-compare.sh gathered into one markdown comparison table and puts it
+in docs/benchmarks.md under "## Haven vs DynamoDB Local", replacing only that section."""
+import json, os, platform, subprocess, sys, time
+
+work, out, command, targets, duration, warmup, items = sys.argv[1:8]
+targets = targets.split()
+NAMES = {"haven": "Haven (durable, on disk)", "ddb-memory": "DynamoDB Local (in memory)",
+         "ddb-disk": "DynamoDB Local (on disk)", "ceiling": "ceiling probe"}
+HEADING = "## Haven vs DynamoDB Local"
+
+
+def read(target, what, parse=float):
+    path = os.path.join(work, f"{target}.{what}")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        text = f.read().strip()
+    return json.loads(text) if parse == "json" else parse(text) if text else None
+
+
+def result(target, workload):
+    return read(target, f"{workload}.json", "json")
+
+
+def num(x):
+    return "—" if x is None else f"{x:,.0f}"
+
+
+def ms(us):
+    return "—" if us is None else f"{us / 1000:.2f}"
+
+
+def latencies(r):
+    if not r:
+        return "—"
+    l = r["latency"]
+    return " / ".join(ms(l[k]) for k in ("p50_us", "p99_us", "p999_us", "max_us"))
+
+
+def cores(target, workload):
+    cpu = read(target, f"{workload}.cpu")
+    return "—" if cpu is None else f"{cpu / (float(duration) + float(warmup)):.2f}"
+
+
+def mb(kb):
+    return "—" if kb is None else f"{kb / 1024:.1f} MB"
+
+
+def disk(target):
+    size = read(target, "disk")
+    if size is None:
+        return "— (in memory)"
+    return f"{size / 1e6:.0f} MB ({size / (int(items) * 1024):.2f}x logical)"
+
+
+def rows():
+    r = lambda t, w, key: (result(t, w) or {}).get(key)
+    yield "startup to first answer (ms)", [f"{read(t, 'startup'):.0f}" for t in targets]
+    yield "idle RSS after start", [mb(read(t, "idle_rss")) for t in targets]
+    yield "load, BatchWriteItem: items/s", [num(r(t, "load", "items_per_sec")) for t in targets]
+    yield "load: p50 / p99 / p99.9 / max per batch (ms)", [latencies(result(t, "load")) for t in targets]
+    for w in ("a", "c"):
+        yield f"workload {w.upper()}: ops/s", [num(r(t, w, "ops_per_sec")) for t in targets]
+        yield f"workload {w.upper()}: p50 / p99 / p99.9 / max (ms)", [latencies(result(t, w)) for t in targets]
+        yield f"workload {w.upper()}: server CPU (cores of 2)", [cores(t, w) for t in targets]
+        yield f"workload {w.upper()}: errors", [num(r(t, w, "errors")) for t in targets]
+    yield "peak RSS", [mb(read(t, "peak_rss")) for t in targets]
+    yield "data on disk", [disk(t) for t in targets]
+    yield "client CPU per request, A / C (µs)", [
+        " / ".join("—" if not result(t, w) else f"{result(t, w)['client_cpu_us_per_op']:.1f}" for w in ("a", "c"))
+        for t in targets]
+
+
+def ratio(a, b):
+    return f"{a / b:.1f}x" if a and b else "—"
+
+
+def summary():
+    ops = lambda t, w: (result(t, w) or {}).get("ops_per_sec")
+    lines = []
+    for w in ("a", "c"):
+        lines.append(f"- Workload {w.upper()}: Haven is {ratio(ops('haven', w), ops('ddb-memory', w))} DynamoDB Local in "
+                     f"memory and {ratio(ops('haven', w), ops('ddb-disk', w))} DynamoDB Local on disk.")
+    if ops("haven", "c") and ops("ceiling", "c"):
+        lines.append(f"- Workload C on Haven reaches {100 * ops('haven', 'c') / ops('ceiling', 'c'):.0f}% of the ceiling probe "
+                     "(a server on the same HTTP stack answering every request with a canned 1 KB GetItem response).")
+    return lines
+
+
+def distribution():
+    found = [result(t, w)["distribution"] for t in targets for w in ("a", "c") if result(t, w)]
+    return found[0] if found else "?"
+
+
+def section():
+    cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
+    lines = [HEADING, "",
+             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({cpu or platform.machine()}), one target after another, "
+             f"with `{command}`:", "",
+             f"{items} items of 1 KB loaded with BatchWriteItem (25 items a request), then workloads A (50% GetItem, 50% UpdateItem) "
+             f"and C (100% GetItem), each {duration} s measured after {warmup} s of warm-up; {distribution()} keys, "
+             "closed loop over keep-alive HTTP/1.1 connections with SigV4-signed requests (`haven-bench`, one client thread). "
+             "Startup is the time from spawning the server to its first answered ListTables (polled every millisecond; for "
+             "DynamoDB Local this includes `dynamodb-local.sh` and the JVM). Server CPU is user+system time over warm-up and "
+             "measurement, in cores. Latencies are as seen by the client and include its own queueing.", "",
+             "| | " + " | ".join(NAMES[t] for t in targets) + " |",
+             "| --- |" + " ---: |" * len(targets)]
+    lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows()]
+    return "\n".join(lines + [""] + summary() + [""])
+
+
+def splice(text, new):
+    lines = text.splitlines()
+    if HEADING not in lines:
+        return text.rstrip("\n") + "\n\n" + new
+    start = lines.index(HEADING)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    rest = "\n".join(lines[end:])
+    return "\n".join(lines[:start]) + ("\n" if start else "") + new + ("\n" + rest + "\n" if rest else "")
+
+
+existing = open(out).read() if os.path.exists(out) else "# Benchmarks\n"
+with open(out, "w") as f:
+    f.write(splice(existing, section()))
