@@ -685,4 +685,100 @@ mod tests {
         assert!(matches!(v.outcome, Outcome::Linearizable), "{v:?}");
         assert!(v.stats.steps < 500_000, "{:?}", v.stats);
     }
+
+    /// The definition, by brute force: some order of all known operations (and any subset of the
+    /// unknown ones) that respects real time and that the model accepts.
+    fn brute_force(ops: &[Operation<&'static str>]) -> bool {
+        fn search(
+            ops: &[Operation<&'static str>],
+            placed: &mut Vec<bool>,
+            state: Option<u64>,
+        ) -> bool {
+            if (0..ops.len()).all(|i| placed[i] || ops[i].ret == Unknown) {
+                return true;
+            }
+            for i in 0..ops.len() {
+                if placed[i] {
+                    continue;
+                }
+                let blocked = (0..ops.len()).any(|j| {
+                    !placed[j] && ops[j].ret != Unknown && ops[j].complete < ops[i].invoke
+                });
+                if blocked {
+                    continue;
+                }
+                if let Some(next) = step(state, ops[i].call, ops[i].ret) {
+                    placed[i] = true;
+                    let found = search(ops, placed, next);
+                    placed[i] = false;
+                    if found {
+                        return true;
+                    }
+                }
+            }
+            false
+        }
+        let ops: Vec<_> = ops
+            .iter()
+            .filter(|op| !(op.call == Read && op.ret == Unknown))
+            .cloned()
+            .collect();
+        search(&ops, &mut vec![false; ops.len()], None)
+    }
+
+    #[test]
+    fn agrees_with_brute_force_on_random_small_histories() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut below = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut accepted, mut rejected) = (0, 0);
+        for _ in 0..3000 {
+            let len = 1 + below(6) as usize;
+            let history: Vec<_> = (0..len)
+                .map(|_| {
+                    let invoke = below(12);
+                    let complete = invoke + below(6);
+                    // Few values, so reads and conditions often match by chance.
+                    let v = 1 + below(3);
+                    let cond = if below(2) == 0 {
+                        NotExists
+                    } else {
+                        Equals(1 + below(3))
+                    };
+                    let (call, ret) = match below(6) {
+                        0 | 1 => (Read, Value((below(3) > 0).then_some(v))),
+                        2 => (Put(v), Done),
+                        3 => (Delete, Done),
+                        4 => (
+                            PutIf(cond, v),
+                            if below(2) == 0 { Done } else { CheckFailed },
+                        ),
+                        _ => (
+                            DeleteIf(cond),
+                            if below(2) == 0 { Done } else { CheckFailed },
+                        ),
+                    };
+                    let ret = if below(8) == 0 { Unknown } else { ret };
+                    op(invoke, complete, call, ret)
+                })
+                .collect();
+            let expected = brute_force(&history);
+            let got = matches!(verdict(&history).outcome, Outcome::Linearizable);
+            assert_eq!(got, expected, "disagreement on {history:#?}");
+            if expected {
+                accepted += 1;
+            } else {
+                rejected += 1;
+            }
+        }
+        // Both verdicts are well represented.
+        assert!(
+            accepted > 300 && rejected > 300,
+            "{accepted} accepted, {rejected} rejected"
+        );
+    }
 }
