@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::Service;
 use crate::error::{DynamoError, Violations};
 use crate::expressions::{
-    ExpressionTexts, LegacyParams, check_condition, parse_request_conditions,
+    ExpressionTexts, LegacyParams, RequestConditions, check_condition, parse_request_conditions,
     return_item_on_failure,
 };
 use crate::items::{
@@ -71,74 +71,131 @@ pub(super) fn write_response(
     Value::Object(response)
 }
 
+/// The members PutItem, UpdateItem and DeleteItem share.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct WriteCommon {
+    pub table_name: Option<String>,
+    pub return_values: Option<String>,
+    pub return_consumed_capacity: Option<String>,
+    pub return_item_collection_metrics: Option<String>,
+    pub expected: Option<Map<String, Value>>,
+    pub conditional_operator: Option<String>,
+    pub condition_expression: Option<String>,
+    pub expression_attribute_names: Option<HashMap<String, String>>,
+    pub expression_attribute_values: Option<Value>,
+    pub return_values_on_condition_check_failure: Option<String>,
+}
+
+/// UpdateItem's UpdateExpression and AttributeUpdates, as sent.
+pub(crate) type UpdateParameters<'r> = (Option<&'r str>, Option<&'r Map<String, Value>>);
+
+/// What the shared members ask of the response.
+pub(crate) struct WriteChecks {
+    pub capacity: CapacityReport,
+    pub return_item_on_failure: bool,
+}
+
+impl WriteCommon {
+    /// Field constraints, in DynamoDB's member order; `payload` names the Item or Key member and
+    /// says whether the request has it.
+    pub fn check(&self, payload: (&str, bool)) -> Result<WriteChecks, DynamoError> {
+        let mut violations = Violations::new();
+        check_table_name(&mut violations, self.table_name.as_deref());
+        if !payload.1 {
+            violations.null(payload.0);
+        }
+        check_return_values(&mut violations, self.return_values.as_deref());
+        let capacity =
+            CapacityReport::parse(&mut violations, self.return_consumed_capacity.as_deref());
+        check_item_collection_metrics(
+            &mut violations,
+            self.return_item_collection_metrics.as_deref(),
+        );
+        let return_item_on_failure = return_item_on_failure(
+            self.return_values_on_condition_check_failure.as_deref(),
+            &mut violations,
+        );
+        violations.into_result()?;
+        Ok(WriteChecks {
+            capacity,
+            return_item_on_failure,
+        })
+    }
+
+    /// Parses the condition (and, for UpdateItem, its UpdateExpression or AttributeUpdates) in
+    /// expression or legacy form.
+    pub fn conditions(
+        &self,
+        update: Option<UpdateParameters>,
+    ) -> Result<RequestConditions, DynamoError> {
+        let (update_expression, attribute_updates) = update.unwrap_or_default();
+        let texts = ExpressionTexts {
+            condition: self.condition_expression.as_deref(),
+            update: update_expression,
+            missing_value_expressions: match update {
+                Some(_) => "UpdateExpression and ConditionExpression are null",
+                None => "ConditionExpression is null",
+            },
+            ..ExpressionTexts::default()
+        };
+        let legacy = LegacyParams {
+            expected: self.expected.as_ref(),
+            conditional_operator: self.conditional_operator.as_deref(),
+            attribute_updates,
+            ..LegacyParams::default()
+        };
+        parse_request_conditions(
+            texts,
+            legacy,
+            self.expression_attribute_names.as_ref(),
+            self.expression_attribute_values.as_ref(),
+        )
+    }
+
+    pub fn table_name(&self) -> &str {
+        self.table_name.as_deref().unwrap_or_default()
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct PutItemInput {
-    table_name: Option<String>,
+    #[serde(flatten)]
+    common: WriteCommon,
     item: Option<Value>,
-    return_values: Option<String>,
-    return_consumed_capacity: Option<String>,
-    return_item_collection_metrics: Option<String>,
-    expected: Option<Map<String, Value>>,
-    conditional_operator: Option<String>,
-    condition_expression: Option<String>,
-    expression_attribute_names: Option<HashMap<String, String>>,
-    expression_attribute_values: Option<Value>,
-    return_values_on_condition_check_failure: Option<String>,
 }
 
 pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<Value, DynamoError> {
-    let mut violations = Violations::new();
-    check_table_name(&mut violations, input.table_name.as_deref());
-    if input.item.is_none() {
-        violations.null("item");
-    }
-    check_return_values(&mut violations, input.return_values.as_deref());
-    let capacity =
-        CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
-    check_item_collection_metrics(
-        &mut violations,
-        input.return_item_collection_metrics.as_deref(),
-    );
-    let return_on_failure = return_item_on_failure(
-        input.return_values_on_condition_check_failure.as_deref(),
-        &mut violations,
-    );
-    violations.into_result()?;
+    let common = &input.common;
+    let checks = common.check(("item", input.item.is_some()))?;
     let item = parse_item(input.item.as_ref().unwrap_or(&Value::Null))?;
-    let return_old = only_all_old_or_none(input.return_values.as_deref())?;
-    let texts = ExpressionTexts {
-        condition: input.condition_expression.as_deref(),
-        missing_value_expressions: "ConditionExpression is null",
-        ..ExpressionTexts::default()
-    };
-    let legacy = LegacyParams {
-        expected: input.expected.as_ref(),
-        conditional_operator: input.conditional_operator.as_deref(),
-        ..LegacyParams::default()
-    };
-    let expressions = parse_request_conditions(
-        texts,
-        legacy,
-        input.expression_attribute_names.as_ref(),
-        input.expression_attribute_values.as_ref(),
-    )?;
+    let return_old = only_all_old_or_none(common.return_values.as_deref())?;
+    let expressions = common.conditions(None)?;
     check_item_size(&item)?;
 
-    let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
+    let meta = table(service, common.table_name())?;
     validate_item(&meta, &item)?;
     let key = meta.keys().project_key(&item);
     let outcome = write_item(service, &meta, &key, |current| {
-        check_condition(expressions.condition.as_ref(), current, return_on_failure)?;
+        check_condition(
+            expressions.condition.as_ref(),
+            current,
+            checks.return_item_on_failure,
+        )?;
         Ok(Some(item.clone()))
     })
     .await?;
     let attributes = outcome.old.as_ref().filter(|_| return_old);
     Ok(write_response(
         attributes,
-        capacity.render_with_indexes(&meta.name, write_units(&outcome), &outcome.index_units),
+        checks.capacity.render_with_indexes(
+            &meta.name,
+            write_units(&outcome),
+            &outcome.index_units,
+        ),
         &outcome,
-        input.return_item_collection_metrics.as_deref(),
+        common.return_item_collection_metrics.as_deref(),
     ))
 }
 
@@ -207,72 +264,42 @@ pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Value, 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct DeleteItemInput {
-    table_name: Option<String>,
+    #[serde(flatten)]
+    common: WriteCommon,
     key: Option<Value>,
-    return_values: Option<String>,
-    return_consumed_capacity: Option<String>,
-    return_item_collection_metrics: Option<String>,
-    expected: Option<Map<String, Value>>,
-    conditional_operator: Option<String>,
-    condition_expression: Option<String>,
-    expression_attribute_names: Option<HashMap<String, String>>,
-    expression_attribute_values: Option<Value>,
-    return_values_on_condition_check_failure: Option<String>,
 }
 
 pub(crate) async fn delete_item(
     service: &Service,
     input: DeleteItemInput,
 ) -> Result<Value, DynamoError> {
-    let mut violations = Violations::new();
-    check_table_name(&mut violations, input.table_name.as_deref());
-    if input.key.is_none() {
-        violations.null("key");
-    }
-    check_return_values(&mut violations, input.return_values.as_deref());
-    let capacity =
-        CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
-    check_item_collection_metrics(
-        &mut violations,
-        input.return_item_collection_metrics.as_deref(),
-    );
-    let return_on_failure = return_item_on_failure(
-        input.return_values_on_condition_check_failure.as_deref(),
-        &mut violations,
-    );
-    violations.into_result()?;
+    let common = &input.common;
+    let checks = common.check(("key", input.key.is_some()))?;
     let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
-    let return_old = only_all_old_or_none(input.return_values.as_deref())?;
-    let texts = ExpressionTexts {
-        condition: input.condition_expression.as_deref(),
-        missing_value_expressions: "ConditionExpression is null",
-        ..ExpressionTexts::default()
-    };
-    let legacy = LegacyParams {
-        expected: input.expected.as_ref(),
-        conditional_operator: input.conditional_operator.as_deref(),
-        ..LegacyParams::default()
-    };
-    let expressions = parse_request_conditions(
-        texts,
-        legacy,
-        input.expression_attribute_names.as_ref(),
-        input.expression_attribute_values.as_ref(),
-    )?;
+    let return_old = only_all_old_or_none(common.return_values.as_deref())?;
+    let expressions = common.conditions(None)?;
 
-    let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
+    let meta = table(service, common.table_name())?;
     validate_key(&meta, &key)?;
     let outcome: WriteOutcome = write_item(service, &meta, &key, |current| {
-        check_condition(expressions.condition.as_ref(), current, return_on_failure)?;
+        check_condition(
+            expressions.condition.as_ref(),
+            current,
+            checks.return_item_on_failure,
+        )?;
         Ok(None)
     })
     .await?;
     let attributes = outcome.old.as_ref().filter(|_| return_old);
     Ok(write_response(
         attributes,
-        capacity.render_with_indexes(&meta.name, write_units(&outcome), &outcome.index_units),
+        checks.capacity.render_with_indexes(
+            &meta.name,
+            write_units(&outcome),
+            &outcome.index_units,
+        ),
         &outcome,
-        input.return_item_collection_metrics.as_deref(),
+        common.return_item_collection_metrics.as_deref(),
     ))
 }
 

@@ -1,42 +1,27 @@
 //! UpdateItem: edits an item in place (creating it if absent) with an UpdateExpression, under an
 //! optional ConditionExpression, and returns the attributes ReturnValues asks for.
 
-use std::collections::HashMap;
-
 use haven_expr::UpdatedPaths;
 use haven_model::Item;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::Service;
-use crate::error::{DynamoError, Violations};
-use crate::expressions::{
-    ExpressionTexts, LegacyParams, check_condition, parse_request_conditions,
-    return_item_on_failure,
-};
-use crate::items::{
-    CapacityReport, check_item_size, check_table_name, table, validate_key, write_item, write_units,
-};
+use crate::error::DynamoError;
+use crate::expressions::check_condition;
+use crate::items::{check_item_size, table, validate_key, write_item, write_units};
 use crate::wire::parse_item;
 
-use super::items::{check_item_collection_metrics, check_return_values};
+use super::items::WriteCommon;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct UpdateItemInput {
-    table_name: Option<String>,
+    #[serde(flatten)]
+    common: WriteCommon,
     key: Option<Value>,
-    return_values: Option<String>,
-    return_consumed_capacity: Option<String>,
-    return_item_collection_metrics: Option<String>,
     update_expression: Option<String>,
-    expected: Option<Map<String, Value>>,
-    conditional_operator: Option<String>,
     attribute_updates: Option<Map<String, Value>>,
-    condition_expression: Option<String>,
-    expression_attribute_names: Option<HashMap<String, String>>,
-    expression_attribute_values: Option<Value>,
-    return_values_on_condition_check_failure: Option<String>,
 }
 
 /// What ReturnValues asks UpdateItem to return.
@@ -82,45 +67,16 @@ pub(crate) async fn update_item(
     service: &Service,
     input: UpdateItemInput,
 ) -> Result<Value, DynamoError> {
-    let mut violations = Violations::new();
-    check_table_name(&mut violations, input.table_name.as_deref());
-    if input.key.is_none() {
-        violations.null("key");
-    }
-    check_return_values(&mut violations, input.return_values.as_deref());
-    let capacity =
-        CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
-    check_item_collection_metrics(
-        &mut violations,
-        input.return_item_collection_metrics.as_deref(),
-    );
-    let return_on_failure = return_item_on_failure(
-        input.return_values_on_condition_check_failure.as_deref(),
-        &mut violations,
-    );
-    violations.into_result()?;
+    let common = &input.common;
+    let checks = common.check(("key", input.key.is_some()))?;
     let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
-    let return_values = ReturnValues::parse(input.return_values.as_deref());
-    let texts = ExpressionTexts {
-        condition: input.condition_expression.as_deref(),
-        update: input.update_expression.as_deref(),
-        missing_value_expressions: "UpdateExpression and ConditionExpression are null",
-        ..ExpressionTexts::default()
-    };
-    let legacy = LegacyParams {
-        expected: input.expected.as_ref(),
-        conditional_operator: input.conditional_operator.as_deref(),
-        attribute_updates: input.attribute_updates.as_ref(),
-        ..LegacyParams::default()
-    };
-    let expressions = parse_request_conditions(
-        texts,
-        legacy,
-        input.expression_attribute_names.as_ref(),
-        input.expression_attribute_values.as_ref(),
-    )?;
+    let return_values = ReturnValues::parse(common.return_values.as_deref());
+    let expressions = common.conditions(Some((
+        input.update_expression.as_deref(),
+        input.attribute_updates.as_ref(),
+    )))?;
 
-    let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
+    let meta = table(service, common.table_name())?;
     validate_key(&meta, &key)?;
     let schema = meta.keys();
     let key_names: Vec<&str> = schema.attributes().map(|a| a.name.as_str()).collect();
@@ -129,7 +85,7 @@ pub(crate) async fn update_item(
     }
     let mut updated = UpdatedPaths::default();
     let outcome = write_item(service, &meta, &key, |current| {
-        check_condition(expressions.condition.as_ref(), current, return_on_failure)?;
+        check_condition(expressions.condition.as_ref(), current, checks.return_item_on_failure)?;
         let mut item = current.cloned().unwrap_or_else(|| key.clone());
         if let Some(update) = &expressions.update {
             updated = update.apply(&mut item, &key_names)?;
@@ -152,8 +108,12 @@ pub(crate) async fn update_item(
     let attributes = return_values.select(outcome.old.as_ref(), outcome.new.as_ref(), &updated);
     Ok(super::items::write_response(
         attributes.as_ref(),
-        capacity.render_with_indexes(&meta.name, write_units(&outcome), &outcome.index_units),
+        checks.capacity.render_with_indexes(
+            &meta.name,
+            write_units(&outcome),
+            &outcome.index_units,
+        ),
         &outcome,
-        input.return_item_collection_metrics.as_deref(),
+        common.return_item_collection_metrics.as_deref(),
     ))
 }
