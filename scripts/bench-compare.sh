@@ -35,9 +35,10 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 cat >"$work/start.py" <<'PY'
 import os, socket, subprocess, sys, time
 port, from_stdout, cmd = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3:]
+now = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
 request = ("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\n"
-    "X-Amz-Target: DynamoDB_20120810.ListTables\r\nAuthorization: AWS4-HMAC-SHA256 "
-    "Credential=x/20200101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=x\r\n"
+    f"X-Amz-Target: DynamoDB_20120810.ListTables\r\nX-Amz-Date: {now}\r\nAuthorization: AWS4-HMAC-SHA256 "
+    f"Credential=x/{now[:8]}/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=x\r\n"
     "Content-Length: 2\r\nConnection: close\r\n\r\n{}").encode()
 start = time.monotonic()
 log = open(os.environ["SERVER_LOG"], "w")
@@ -98,6 +99,7 @@ start_target() { # target port dir: prints "startup_ms pid"
   esac
 }
 
+cut -d' ' -f1-3 /proc/loadavg >"$work/loadavg"
 bash "$DDB" path >/dev/null # install DynamoDB Local first, so its download is not timed
 for target in $TARGETS; do
   port=$(free_port)

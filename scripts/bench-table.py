@@ -93,6 +93,11 @@ def distribution():
     return found[0] if found else "?"
 
 
+def loadavg():
+    with open(os.path.join(work, "loadavg")) as f:
+        return f.read().strip()
+
+
 def section():
     cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
     lines = [HEADING, "",
@@ -103,7 +108,9 @@ def section():
              "closed loop over keep-alive HTTP/1.1 connections with SigV4-signed requests (`haven-bench`, one client thread). "
              "Startup is the time from spawning the server to its first answered ListTables (polled every millisecond; for "
              "DynamoDB Local this includes `dynamodb-local.sh` and the JVM). Server CPU is user+system time over warm-up and "
-             "measurement, in cores. Latencies are as seen by the client and include its own queueing.", "",
+             "measurement, in cores. Latencies are as seen by the client and include its own queueing. Client CPU per "
+             "request is the load generator's user+system time (warm-up included) over its requests; on loopback the "
+             f"kernel's TCP work for both ends is partly charged to it. Load average before the run: {loadavg()}.", "",
              "| | " + " | ".join(NAMES[t] for t in targets) + " |",
              "| --- |" + " ---: |" * len(targets)]
     lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows()]

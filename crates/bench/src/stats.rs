@@ -23,6 +23,8 @@ pub struct Stats {
     pub conflicts: u64,
     /// Items written (load).
     pub items: u64,
+    /// Requests sent during warm-up (not measured, but the client's CPU time covers them).
+    pub warmup_ops: u64,
     /// The first error seen, to show what went wrong.
     pub first_error: Option<String>,
 }
@@ -35,6 +37,7 @@ impl Stats {
             errors: 0,
             conflicts: 0,
             items: 0,
+            warmup_ops: 0,
             first_error: None,
         }
     }
@@ -68,6 +71,7 @@ impl Stats {
         self.errors += other.errors;
         self.conflicts += other.conflicts;
         self.items += other.items;
+        self.warmup_ops += other.warmup_ops;
         if self.first_error.is_none() {
             self.first_error.clone_from(&other.first_error);
         }
@@ -151,7 +155,7 @@ impl Report {
             "latency": summary(&self.stats.overall()),
             "latency_by_op": per_kind,
             "client_cpu_seconds": self.client_cpu.as_secs_f64(),
-            "client_cpu_us_per_op": ((self.client_cpu.as_nanos() as f64 / ops.max(1) as f64) / 10.0).round() / 100.0,
+            "client_cpu_us_per_op": ((self.client_cpu.as_nanos() as f64 / (ops + self.stats.warmup_ops).max(1) as f64) / 10.0).round() / 100.0,
         })
     }
 

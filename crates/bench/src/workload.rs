@@ -161,6 +161,7 @@ pub async fn run_connection(plan: Arc<Plan>, id: usize) -> anyhow::Result<Stats>
         let kind = execute(&plan, &mut connection, step, target).await;
         target.record(kind, intended.elapsed());
     }
+    stats.warmup_ops = warming.overall().len();
     Ok(stats)
 }
 
