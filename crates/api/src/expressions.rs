@@ -256,6 +256,7 @@ pub(crate) fn parse_request_conditions(
     check_no_mix(&texts, &legacy)?;
     let expressions = parse_expressions(texts, names, values)?;
     let operator = conditional_operator(legacy.conditional_operator)?;
+    check_legacy_shapes(&legacy)?;
     let legacy_condition =
         |map: Option<&Map<String, Value>>| -> Result<Option<Condition>, DynamoError> {
             match map {
@@ -426,4 +427,46 @@ fn filter_entries(
             Ok((name.clone(), FilterCondition { comparison_operator, attribute_value_list }))
         })
         .collect()
+}
+
+/// DynamoDB's rules on the shape of legacy parameters: ConditionalOperator needs a map of two or
+/// more conditions to combine; AttributesToGet is non-empty and names each attribute once.
+fn check_legacy_shapes(legacy: &LegacyParams) -> Result<(), DynamoError> {
+    if legacy.conditional_operator.is_some() {
+        let conditions = legacy
+            .expected
+            .or(legacy.query_filter)
+            .or(legacy.scan_filter);
+        match conditions {
+            None => {
+                return Err(DynamoError::validation(
+                    "ConditionalOperator cannot be used without Filter or Expected",
+                ));
+            }
+            Some(map) if map.len() < 2 => {
+                return Err(DynamoError::validation(
+                    "ConditionalOperator can only be used when Filter or Expected has two or more elements",
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(names) = legacy.attributes_to_get {
+        if names.is_empty() {
+            return Err(DynamoError::validation(
+                "1 validation error detected: Value '[]' at 'attributesToGet' failed to satisfy constraint: Member must have length greater than or equal to 1",
+            ));
+        }
+        if let Some(duplicate) = names
+            .iter()
+            .enumerate()
+            .find(|(i, name)| names[..*i].contains(name))
+            .map(|(_, n)| n)
+        {
+            return Err(DynamoError::validation(format!(
+                "One or more parameter values were invalid: Duplicate value in attribute name: {duplicate}"
+            )));
+        }
+    }
+    Ok(())
 }
