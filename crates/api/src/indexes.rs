@@ -22,6 +22,19 @@ use crate::error::DynamoError;
 /// The storage key of `item`'s entry in `index`, or None when the item lacks an index key (sparse
 /// index). Writes validated their key attributes; items that predate the index (backfill) may
 /// violate its key (wrong type, empty string or binary) and then have no entry, as in DynamoDB.
+/// Key size limits of index keys, as for table keys.
+const MAX_INDEX_PARTITION_KEY_BYTES: usize = 2048;
+const MAX_INDEX_SORT_KEY_BYTES: usize = 1024;
+
+/// Whether an S or B key value is longer than `limit` bytes.
+fn oversized(value: &AttributeValue, limit: usize) -> bool {
+    match value {
+        AttributeValue::S(s) => s.len() > limit,
+        AttributeValue::B(b) => b.len() > limit,
+        _ => false,
+    }
+}
+
 pub(crate) fn entry_key(meta: &TableMeta, index: &IndexMeta, item: &Item) -> Option<Vec<u8>> {
     let index_keys = meta.index_keys(index);
     let partition = item.get(&index_keys.partition.name)?;
@@ -42,6 +55,8 @@ pub(crate) fn entry_key(meta: &TableMeta, index: &IndexMeta, item: &Item) -> Opt
             .is_some_and(|(k, v)| !k.scalar_type.matches(v))
         || empty(partition)
         || sort.is_some_and(empty)
+        || oversized(partition, MAX_INDEX_PARTITION_KEY_BYTES)
+        || sort.is_some_and(|v| oversized(v, MAX_INDEX_SORT_KEY_BYTES))
     {
         return None;
     }
@@ -181,6 +196,16 @@ pub(crate) fn validate_index_keys(meta: &TableMeta, item: &Item) -> Result<(), D
                     value.type_name(),
                     index.name
                 )));
+            }
+            let limit = if attribute.name == meta.index_keys(index).partition.name {
+                MAX_INDEX_PARTITION_KEY_BYTES
+            } else {
+                MAX_INDEX_SORT_KEY_BYTES
+            };
+            if oversized(value, limit) {
+                return Err(DynamoError::validation(
+                    "One or more parameter values were invalid: Size limit exceeded",
+                ));
             }
             let empty = match value {
                 AttributeValue::S(s) => s.is_empty().then_some("string"),

@@ -10,6 +10,23 @@ use super::control::{ProvisionedThroughputInput, check_throughput};
 
 const MAX_LOCAL_INDEXES: usize = 5;
 const MAX_GLOBAL_INDEXES: usize = 20;
+/// Most NonKeyAttributes all of a table's indexes may project together.
+const MAX_PROJECTED_ATTRIBUTES: usize = 100;
+
+/// Refuses index sets that project more than 100 non-key attributes in total (DynamoDB Local's
+/// wording: the real service's is not recorded).
+fn check_projected_total(indexes: &[IndexMeta]) -> Result<(), DynamoError> {
+    let total: usize = indexes
+        .iter()
+        .map(|i| i.non_key_attributes.as_ref().map_or(0, Vec::len))
+        .sum();
+    if total > MAX_PROJECTED_ATTRIBUTES {
+        return Err(DynamoError::validation(
+            "No more than 20 attributes per table can be projected into Local Secondary Indices",
+        ));
+    }
+    Ok(())
+}
 
 #[derive(Deserialize, Clone)]
 #[serde(rename_all = "PascalCase")]
@@ -283,6 +300,7 @@ pub(crate) fn create_table_indexes(
             ));
         }
     }
+    check_projected_total(&indexes)?;
     Ok(indexes)
 }
 
@@ -332,6 +350,9 @@ pub(crate) fn new_global_index(
     let mut meta = index_meta(index, id, IndexKind::Global, throughput);
     meta.status = "CREATING".into();
     meta.backfilling = true;
+    let mut all = existing.to_vec();
+    all.push(meta.clone());
+    check_projected_total(&all)?;
     Ok(meta)
 }
 
