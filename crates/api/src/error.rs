@@ -8,6 +8,8 @@ const DYNAMODB: &str = "com.amazonaws.dynamodb.v20120810";
 /// The namespace of errors raised by AWS's request framework (Coral) before DynamoDB sees a request.
 const CORAL_SERVICE: &str = "com.amazon.coral.service";
 const CORAL_VALIDATE: &str = "com.amazon.coral.validate";
+/// The namespace of the request framework's load-shedding errors.
+const CORAL_AVAILABILITY: &str = "com.amazon.coral.availability";
 
 /// Every error a DynamoDB operation can answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,8 @@ pub enum DynamoError {
     /// A write would grow an item collection (a partition of a table with local indexes) past its limit.
     ItemCollectionSizeLimitExceeded,
     InternalServerError,
+    /// The server is overloaded and refused the request at once (SDKs retry it with backoff).
+    Throttling,
 }
 
 /// Why one action of a cancelled transaction failed (`Code` None when it did not).
@@ -82,6 +86,7 @@ impl DynamoError {
                 "ItemCollectionSizeLimitExceededException"
             }
             DynamoError::InternalServerError => "InternalServerError",
+            DynamoError::Throttling => "ThrottlingException",
         }
     }
 
@@ -104,6 +109,7 @@ impl DynamoError {
             | DynamoError::InvalidSignature(_)
             | DynamoError::UnrecognizedClient(_)
             | DynamoError::AccessDenied(_) => CORAL_SERVICE,
+            DynamoError::Throttling => CORAL_AVAILABILITY,
             _ => DYNAMODB,
         }
     }
@@ -139,6 +145,7 @@ impl DynamoError {
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",
             DynamoError::ItemCollectionSizeLimitExceeded => "Collection size exceeded.",
+            DynamoError::Throttling => "Rate of requests exceeds the allowed throughput.",
             DynamoError::UnknownOperation | DynamoError::TransactionCanceled(_) => return None,
         })
     }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -81,6 +82,22 @@ struct ServeArgs {
     /// lowered only by tests.
     #[arg(long, hide = true, default_value_t = 10 * 1024 * 1024 * 1024)]
     item_collection_limit: u64,
+    /// Requests executing at once; one that waits longer than --queue-timeout-ms for a slot is
+    /// refused with ThrottlingException (default: 64 per CPU core).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight: Option<u32>,
+    /// Milliseconds a request may queue for an execution slot before it is throttled.
+    #[arg(long, default_value_t = 50)]
+    queue_timeout_ms: u64,
+    /// Open connections at once; more are closed on accept.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a connection may stay open with no request in progress.
+    #[arg(long, default_value_t = 60)]
+    idle_timeout_secs: u64,
+    /// Seconds allowed to receive a request's headers (slow clients are disconnected).
+    #[arg(long, default_value_t = 10)]
+    header_timeout_secs: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -171,6 +188,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let service = Arc::new(Service::new(engine.clone(), config)?);
+    let limits = haven_server::Limits {
+        max_in_flight: args
+            .max_in_flight
+            .map_or_else(haven_server::default_max_in_flight, |n| n as usize),
+        queue_timeout: Duration::from_millis(args.queue_timeout_ms),
+        max_connections: args.max_connections as usize,
+        header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
+        idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+        ..haven_server::Limits::default()
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -184,7 +211,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         tracing::info!(%address, storage, "haven is ready");
         println!("Haven listening on http://{address}");
-        haven_server::run_with_auth(listener, service, auth, shutdown_signal()).await;
+        haven_server::run_with_limits(listener, service, auth, limits, shutdown_signal()).await;
         anyhow::Ok(())
     })?;
     engine.shutdown();

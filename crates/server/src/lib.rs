@@ -7,6 +7,7 @@
 
 mod auth;
 pub mod credentials;
+mod limits;
 pub mod sigv4;
 
 use std::convert::Infallible;
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 use haven_api::{DynamoError, Service};
 
 pub use credentials::{Authenticator, KeyStore};
+pub use limits::{Limits, default_max_in_flight};
 
 /// Largest request body DynamoDB accepts (16 MB).
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -43,6 +45,20 @@ pub async fn run_with_auth(
     auth: Option<Arc<Authenticator>>,
     shutdown: impl Future<Output = ()>,
 ) {
+    run_with_limits(listener, service, auth, Limits::default(), shutdown).await
+}
+
+/// [`run_with_auth`] with explicit [`Limits`] (in-flight requests, queueing time, connections,
+/// timeouts).
+pub async fn run_with_limits(
+    listener: TcpListener,
+    service: Arc<Service>,
+    auth: Option<Arc<Authenticator>>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let admission = Arc::new(limits::Admission::new(&limits));
+    let connection_slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -50,23 +66,53 @@ pub async fn run_with_auth(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // Beyond the connection cap, close at once rather than let connections pile up.
+                let Ok(slot) = connection_slots.clone().try_acquire_owned() else {
+                    drop(stream);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let service = service.clone();
                 let auth = auth.clone();
+                let admission = admission.clone();
+                let limits = limits.clone();
                 let mut closing = closing_rx.clone();
                 connections.spawn(async move {
-                    let handler = hyper::service::service_fn(move |request| handle(service.clone(), auth.clone(), request));
+                    let _slot = slot;
+                    let activity = limits::Activity::new();
+                    let tracked = activity.clone();
+                    let body_timeout = limits.body_read_timeout;
+                    let handler = hyper::service::service_fn(move |request| {
+                        let busy = tracked.begin();
+                        let response = handle(service.clone(), auth.clone(), admission.clone(), body_timeout, request);
+                        async move {
+                            let response = response.await;
+                            drop(busy);
+                            response
+                        }
+                    });
                     let connection = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .keep_alive(true)
+                        .header_read_timeout(limits.header_read_timeout)
                         .serve_connection(TokioIo::new(stream), handler);
                     tokio::pin!(connection);
-                    tokio::select! {
-                        _ = connection.as_mut() => {}
-                        _ = closing.changed() => {
-                            // Finish the request in progress, then close instead of keeping alive.
-                            connection.as_mut().graceful_shutdown();
-                            let _ = connection.await;
+                    let idle = tokio::time::sleep(limits.idle_timeout);
+                    tokio::pin!(idle);
+                    loop {
+                        tokio::select! {
+                            _ = connection.as_mut() => break,
+                            _ = closing.changed() => {
+                                // Finish the request in progress, then close instead of keeping alive.
+                                connection.as_mut().graceful_shutdown();
+                                let _ = connection.await;
+                                break;
+                            }
+                            () = idle.as_mut() => match activity.idle_remaining(limits.idle_timeout) {
+                                // No request in progress for the whole idle timeout: close.
+                                None => break,
+                                Some(remaining) => idle.as_mut().reset(tokio::time::Instant::now() + remaining),
+                            },
                         }
                     }
                 });
@@ -83,13 +129,25 @@ pub async fn run_with_auth(
 async fn handle(
     service: Arc<Service>,
     auth: Option<Arc<Authenticator>>,
+    admission: Arc<limits::Admission>,
+    body_timeout: std::time::Duration,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id)),
+    // A declared length over the cap is refused before a byte of the body is read.
+    let declared = header(&parts.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_REQUEST_BYTES as u64) {
+        return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id));
+    }
+    let read = tokio::time::timeout(
+        body_timeout,
+        Limited::new(body, MAX_REQUEST_BYTES).collect(),
+    );
+    let body = match read.await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id)),
+        Err(_) => return Ok(plain(StatusCode::REQUEST_TIMEOUT, "", &request_id)),
     };
     if parts.method == Method::GET && parts.uri.path() == "/health" {
         return Ok(plain(StatusCode::OK, "ok", &request_id));
@@ -111,6 +169,11 @@ async fn handle(
             .insert("x-amz-crc32", HeaderValue::from(crc));
         return Ok(response);
     }
+    // Admitted only now, so a slow body holds a connection but never an execution slot.
+    let _permit = match admission.admit().await {
+        Ok(permit) => permit,
+        Err(error) => return Ok(error_response(&error, &request_id)),
+    };
     let response = match dispatch(&service, auth.as_deref(), &parts, &body).await {
         Ok(json) => json_response(StatusCode::OK, json.to_string(), &request_id),
         Err(error) => error_response(&error, &request_id),

@@ -1,0 +1,388 @@
+//! Overload, hostile clients and concurrent read-modify-write (issue 9).
+//!
+//! Why: a database must stay useful when it is offered more than it can do or is attacked by slow
+//! and idle clients: it sheds load with fast ThrottlingExceptions, closes connections that hold
+//! resources without using them, refuses oversized and absurdly nested bodies cheaply, and never
+//! loses an update when many clients modify the same item at once.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::{HavenServer, create_table};
+
+/// A client that does not retry, so every throttled request is seen.
+fn no_retry_client(server: &HavenServer) -> Client {
+    let config = server
+        .client()
+        .config()
+        .to_builder()
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+/// True once the server has closed `stream` (EOF or reset), polling for up to `within`.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + within;
+    let mut buffer = [0u8; 1024];
+    while Instant::now() < deadline {
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_loris_and_idle_connections_do_not_stop_a_normal_client() {
+    let server = HavenServer::start_with(&[
+        "--in-memory",
+        "--header-timeout-secs",
+        "2",
+        "--idle-timeout-secs",
+        "4",
+    ]);
+    let address = server.address;
+    let test_started = Instant::now();
+
+    // 2 000 connections that never send anything.
+    let mut idle: Vec<TcpStream> = (0..2000)
+        .map(|_| TcpStream::connect(address).expect("connect"))
+        .collect();
+
+    // A slow-loris client: a request head sent one byte per second.
+    let loris = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        let head = b"POST / HTTP/1.1\r\nHost: haven\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n";
+        let started = Instant::now();
+        for byte in head {
+            if stream.write_all(&[*byte]).is_err() {
+                return started.elapsed();
+            }
+            let mut buffer = [0u8; 256];
+            match stream.read(&mut buffer) {
+                Ok(0) => return started.elapsed(),
+                Ok(_) => return started.elapsed(), // an error response, then close
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return started.elapsed(),
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        Duration::MAX
+    });
+
+    // A normal SDK client is served promptly meanwhile.
+    let client = server.client();
+    let started = Instant::now();
+    create_table(&client, "Normal", &[("pk", "S")]).await;
+    for i in 0..20 {
+        client
+            .put_item()
+            .table_name("Normal")
+            .item("pk", AttributeValue::S(format!("k{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let got = client
+        .get_item()
+        .table_name("Normal")
+        .key("pk", AttributeValue::S("k7".into()))
+        .send()
+        .await
+        .unwrap();
+    assert!(got.item.is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a normal client took {:?} beside 2 000 idle connections and a slow loris",
+        started.elapsed()
+    );
+
+    // The slow loris is cut off by the header timeout (2 s), long before its head is complete.
+    let cut_after = tokio::task::spawn_blocking(move || loris.join().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        cut_after < Duration::from_secs(8),
+        "the slow-loris connection was held for {cut_after:?}"
+    );
+
+    // The idle connections are closed by the idle timer (4 s).
+    let remaining = Duration::from_secs(10).saturating_sub(test_started.elapsed());
+    let first_closed = tokio::task::spawn_blocking(move || {
+        let closed = closed_within(&mut idle[0], remaining.max(Duration::from_secs(2)));
+        (closed, idle)
+    })
+    .await
+    .unwrap();
+    assert!(first_closed.0, "an idle connection was kept open");
+    assert!(test_started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn a_17_mb_body_is_refused_with_413_before_it_is_read() {
+    let server = HavenServer::start_in_memory();
+    let mut stream = TcpStream::connect(server.address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let length = 17 * 1024 * 1024;
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: haven\r\nContent-Type: application/x-amz-json-1.0\r\n\
+         X-Amz-Target: DynamoDB_20120810.PutItem\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .unwrap();
+    // Only the first 64 KB are sent; the answer must not wait for the rest.
+    stream.write_all(&vec![b' '; 64 * 1024]).unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "unexpected answer: {answer:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() {
+    let server = HavenServer::start_with(&["--in-memory", "--max-in-flight", "1"]);
+    let client = server.client();
+    create_table(&client, "Busy", &[("pk", "S")]).await;
+    // 800 items of 1 KB make every Scan page take a while.
+    let filler = "x".repeat(1000);
+    for batch in 0..32 {
+        let requests = (0..25)
+            .map(|i| {
+                let put = aws_sdk_dynamodb::types::PutRequest::builder()
+                    .item("pk", AttributeValue::S(format!("item{batch}-{i}")))
+                    .item("data", AttributeValue::S(filler.clone()))
+                    .build()
+                    .unwrap();
+                aws_sdk_dynamodb::types::WriteRequest::builder()
+                    .put_request(put)
+                    .build()
+            })
+            .collect();
+        client
+            .batch_write_item()
+            .request_items("Busy", requests)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let client = no_retry_client(&server);
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let client = client.clone();
+        requests.spawn(async move {
+            let started = Instant::now();
+            let answer = tokio::time::timeout(
+                Duration::from_secs(15),
+                client.scan().table_name("Busy").send(),
+            )
+            .await
+            .expect("every request is answered, none times out");
+            (answer, started.elapsed())
+        });
+    }
+    let (mut served, mut throttled) = (0, 0);
+    while let Some(joined) = requests.join_next().await {
+        let (answer, _took) = joined.unwrap();
+        match answer {
+            Ok(page) => {
+                assert!(page.count > 0);
+                served += 1;
+            }
+            Err(error) => {
+                use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+                assert_eq!(error.code(), Some("ThrottlingException"), "{error:?}");
+                assert_eq!(
+                    error.message(),
+                    Some("Rate of requests exceeds the allowed throughput.")
+                );
+                throttled += 1;
+            }
+        }
+    }
+    assert_eq!(served + throttled, 64);
+    assert!(served > 0, "nothing was served");
+    assert!(throttled > 0, "nothing was throttled with --max-in-flight 1");
+
+    // The raw answer: HTTP 400 with the availability namespace.
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let blockers: Vec<_> = (0..8)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.scan().table_name("Busy").send().await })
+        })
+        .collect();
+    let endpoint = server.endpoint();
+    let raw = tokio::task::spawn_blocking(move || {
+        let mut seen = None;
+        for _ in 0..50 {
+            let mut response = agent
+                .post(&endpoint)
+                .header("Content-Type", "application/x-amz-json-1.0")
+                .header("X-Amz-Target", "DynamoDB_20120810.Scan")
+                .header("X-Amz-Date", "20240101T000000Z")
+                .header(
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=AKIDTEST/20240101/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=0",
+                )
+                .send(r#"{"TableName":"Busy"}"#)
+                .unwrap();
+            if response.status().as_u16() != 200 {
+                let body: serde_json::Value = response.body_mut().read_json().unwrap();
+                seen = Some((response.status().as_u16(), body));
+                break;
+            }
+        }
+        seen
+    })
+    .await
+    .unwrap();
+    for blocker in blockers {
+        let _ = blocker.await;
+    }
+    if let Some((status, body)) = raw {
+        assert_eq!(status, 400);
+        assert_eq!(
+            body["__type"],
+            "com.amazon.coral.availability#ThrottlingException"
+        );
+    }
+}
+
+#[test]
+fn a_100_000_deep_json_body_is_a_serialization_error() {
+    let server = HavenServer::start_in_memory();
+    let body = "[".repeat(100_000);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .post(server.endpoint())
+        .header("Content-Type", "application/x-amz-json-1.0")
+        .header("X-Amz-Target", "DynamoDB_20120810.PutItem")
+        .send(body)
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let answer: serde_json::Value = response.body_mut().read_json().unwrap();
+    assert_eq!(
+        answer["__type"],
+        "com.amazon.coral.service#SerializationException"
+    );
+    // The server is still up.
+    let response = agent.get(format!("{}/health", server.endpoint())).call();
+    assert_eq!(response.unwrap().status().as_u16(), 200);
+}
+
+/// 8 clients each send 400 updates of the same item; returns the item afterwards.
+async fn hammer(
+    server: &HavenServer,
+    table: &str,
+    expression: &'static str,
+    operand: AttributeValue,
+) -> std::collections::HashMap<String, AttributeValue> {
+    let setup = server.client();
+    create_table(&setup, table, &[("pk", "S")]).await;
+    setup
+        .put_item()
+        .table_name(table)
+        .item("pk", AttributeValue::S("hot".into()))
+        .item("n", AttributeValue::N("0".into()))
+        .item("l", AttributeValue::L(Vec::new()))
+        .send()
+        .await
+        .unwrap();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        // A client each: separate connections, as separate processes would have.
+        let client = server.client();
+        let table = table.to_string();
+        let operand = operand.clone();
+        clients.spawn(async move {
+            for _ in 0..400 {
+                client
+                    .update_item()
+                    .table_name(&table)
+                    .key("pk", AttributeValue::S("hot".into()))
+                    .update_expression(expression)
+                    .expression_attribute_values(":one", operand.clone())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = clients.join_next().await {
+        done.unwrap();
+    }
+    setup
+        .get_item()
+        .table_name(table)
+        .key("pk", AttributeValue::S("hot".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_read_modify_writes_are_isolated() {
+    let server = HavenServer::start_in_memory();
+    let one = AttributeValue::N("1".into());
+
+    let item = hammer(&server, "Add", "ADD n :one", one.clone()).await;
+    assert_eq!(item["n"], AttributeValue::N("3200".into()));
+
+    let item = hammer(&server, "SetPlus", "SET n = n + :one", one.clone()).await;
+    assert_eq!(item["n"], AttributeValue::N("3200".into()));
+
+    let item = hammer(
+        &server,
+        "Append",
+        "SET l = list_append(l, :one)",
+        AttributeValue::L(vec![one]),
+    )
+    .await;
+    assert_eq!(item["l"].as_l().unwrap().len(), 3200);
+}

@@ -1,0 +1,166 @@
+//! Bounds that keep the server answering under overload and hostile clients.
+//!
+//! Why: a server that queues every request it is offered collapses under overload (each request
+//! waits behind the others until its client times out and retries, so nothing finishes). Haven
+//! instead admits a bounded number of requests at once, lets a request wait for a slot only briefly,
+//! and refuses the rest at once with DynamoDB's `ThrottlingException`, which every SDK retries with
+//! backoff. Connections are bounded too, and a connection that sends nothing (or sends its headers
+//! one byte at a time) is closed, so idle or slow clients cannot hold the server's resources.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use haven_api::DynamoError;
+
+/// The server's limits; [`Limits::default`] suits the machine it runs on.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Requests executing at once (past body reading); beyond it they queue briefly.
+    pub max_in_flight: usize,
+    /// How long a request may wait for an execution slot before it is refused with ThrottlingException.
+    pub queue_timeout: Duration,
+    /// Open connections at once; a connection accepted beyond it is closed at once.
+    pub max_connections: usize,
+    /// Time allowed to receive a request's headers once the connection waits for them.
+    pub header_read_timeout: Duration,
+    /// Time allowed to receive a request's body.
+    pub body_read_timeout: Duration,
+    /// A connection with no request in progress for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_in_flight: default_max_in_flight(),
+            queue_timeout: Duration::from_millis(50),
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// 64 requests per core: enough to keep the group committer's batches full (most of a write's time
+/// is spent waiting for the sync), few enough that a request never waits behind thousands.
+pub fn default_max_in_flight() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()) * 64
+}
+
+/// The in-flight bound: a semaphore whose permits a request holds while it executes.
+pub(crate) struct Admission {
+    slots: Arc<Semaphore>,
+    queue_timeout: Duration,
+}
+
+impl Admission {
+    pub(crate) fn new(limits: &Limits) -> Admission {
+        Admission {
+            slots: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+            queue_timeout: limits.queue_timeout,
+        }
+    }
+
+    /// A slot, or ThrottlingException if none frees up within the queue timeout. The permit is
+    /// released when dropped, including when hyper drops the request because its client has gone.
+    pub(crate) async fn admit(&self) -> Result<OwnedSemaphorePermit, DynamoError> {
+        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            return Ok(permit);
+        }
+        match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(DynamoError::Throttling),
+        }
+    }
+}
+
+/// What a connection is doing, for its idle timer: requests in progress and the last activity.
+pub(crate) struct Activity {
+    started: Instant,
+    busy: AtomicUsize,
+    last_millis: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Activity> {
+        Arc::new(Activity {
+            started: Instant::now(),
+            busy: AtomicUsize::new(0),
+            last_millis: AtomicU64::new(0),
+        })
+    }
+
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last_millis.store(now, Ordering::Relaxed);
+    }
+
+    /// Marks a request in progress until the guard drops (when it is answered or abandoned).
+    pub(crate) fn begin(self: &Arc<Activity>) -> BusyGuard {
+        self.busy.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        BusyGuard(self.clone())
+    }
+
+    /// How long until the connection counts as idle; None if it already does.
+    pub(crate) fn idle_remaining(&self, idle_timeout: Duration) -> Option<Duration> {
+        if self.busy.load(Ordering::Relaxed) > 0 {
+            return Some(idle_timeout);
+        }
+        let last = Duration::from_millis(self.last_millis.load(Ordering::Relaxed));
+        let idle_for = self.started.elapsed().saturating_sub(last);
+        idle_timeout.checked_sub(idle_for).filter(|d| !d.is_zero())
+    }
+}
+
+pub(crate) struct BusyGuard(Arc<Activity>);
+
+impl Drop for BusyGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_that_waits_too_long_is_throttled_and_a_freed_slot_admits_the_next() {
+        let admission = Admission::new(&Limits {
+            max_in_flight: 1,
+            queue_timeout: Duration::from_millis(20),
+            ..Limits::default()
+        });
+        let held = admission
+            .admit()
+            .await
+            .expect("the first request is admitted");
+        let started = Instant::now();
+        assert_eq!(admission.admit().await.err(), Some(DynamoError::Throttling));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        drop(held);
+        assert!(admission.admit().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_idle_only_with_no_request_in_progress() {
+        let activity = Activity::new();
+        let timeout = Duration::from_millis(30);
+        let guard = activity.begin();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(
+            activity.idle_remaining(timeout).is_some(),
+            "busy is never idle"
+        );
+        drop(guard);
+        assert!(activity.idle_remaining(timeout).is_some(), "just answered");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert!(activity.idle_remaining(timeout).is_none());
+    }
+}
