@@ -71,7 +71,8 @@ async fn slow_loris_and_idle_connections_do_not_stop_a_normal_client() {
         stream
             .set_read_timeout(Some(Duration::from_millis(10)))
             .unwrap();
-        let head = b"POST / HTTP/1.1\r\nHost: haven\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n";
+        let head =
+            b"POST / HTTP/1.1\r\nHost: haven\r\nX-Amz-Target: DynamoDB_20120810.ListTables\r\n";
         let started = Instant::now();
         for byte in head {
             if stream.write_all(&[*byte]).is_err() {
@@ -219,7 +220,7 @@ async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() 
     }
     let (mut served, mut throttled) = (0, 0);
     while let Some(joined) = requests.join_next().await {
-        let (answer, _took) = joined.unwrap();
+        let (answer, took) = joined.unwrap();
         match answer {
             Ok(page) => {
                 assert!(page.count > 0);
@@ -232,23 +233,35 @@ async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() 
                     error.message(),
                     Some("Rate of requests exceeds the allowed throughput.")
                 );
+                // Refused after the 50 ms queue wait, not after the work ahead of it.
+                assert!(took < Duration::from_secs(2), "a refusal took {took:?}");
                 throttled += 1;
             }
         }
     }
     assert_eq!(served + throttled, 64);
     assert!(served > 0, "nothing was served");
-    assert!(throttled > 0, "nothing was throttled with --max-in-flight 1");
+    assert!(
+        throttled > 0,
+        "nothing was throttled with --max-in-flight 1"
+    );
 
     // The raw answer: HTTP 400 with the availability namespace.
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
+    // Scans run back to back meanwhile, so the single slot is (nearly) always taken.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let blockers: Vec<_> = (0..8)
         .map(|_| {
             let client = client.clone();
-            tokio::spawn(async move { client.scan().table_name("Busy").send().await })
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = client.scan().table_name("Busy").send().await;
+                }
+            })
         })
         .collect();
     let endpoint = server.endpoint();
@@ -276,16 +289,43 @@ async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() 
     })
     .await
     .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for blocker in blockers {
-        let _ = blocker.await;
+        blocker.await.unwrap();
     }
-    if let Some((status, body)) = raw {
-        assert_eq!(status, 400);
-        assert_eq!(
-            body["__type"],
-            "com.amazon.coral.availability#ThrottlingException"
-        );
-    }
+    let (status, body) = raw.expect("a raw request was throttled");
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["__type"],
+        "com.amazon.coral.availability#ThrottlingException"
+    );
+    assert_eq!(
+        body["message"],
+        "Rate of requests exceeds the allowed throughput."
+    );
+}
+
+#[test]
+fn connections_beyond_the_cap_are_closed_at_once() {
+    let server = HavenServer::start_with(&["--in-memory", "--max-connections", "10"]);
+    let held: Vec<TcpStream> = (0..10)
+        .map(|_| TcpStream::connect(server.address).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut extra = TcpStream::connect(server.address).unwrap();
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(2)),
+        "the 11th connection was kept"
+    );
+    // Once the held connections go, new ones are served again.
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = agent.get(format!("{}/health", server.endpoint())).call();
+    assert_eq!(response.unwrap().status().as_u16(), 200);
 }
 
 #[test]
