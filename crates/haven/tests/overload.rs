@@ -306,26 +306,49 @@ async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() 
 }
 
 #[test]
-fn connections_beyond_the_cap_are_closed_at_once() {
+fn at_the_connection_cap_idle_connections_make_room_and_busy_ones_do_not() {
     let server = HavenServer::start_with(&["--in-memory", "--max-connections", "10"]);
-    let held: Vec<TcpStream> = (0..10)
-        .map(|_| TcpStream::connect(server.address).unwrap())
-        .collect();
-    std::thread::sleep(Duration::from_millis(200));
-    let mut extra = TcpStream::connect(server.address).unwrap();
-    assert!(
-        closed_within(&mut extra, Duration::from_secs(2)),
-        "the 11th connection was kept"
-    );
-    // Once the held connections go, new ones are served again.
-    drop(held);
-    std::thread::sleep(Duration::from_millis(200));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
         .into();
-    let response = agent.get(format!("{}/health", server.endpoint())).call();
+    let health = format!("{}/health", server.endpoint());
+
+    // 10 idle connections fill the cap; a new client is still served, and idle ones are closed.
+    let mut idle: Vec<TcpStream> = (0..10)
+        .map(|_| TcpStream::connect(server.address).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let response = agent.get(&health).call();
     assert_eq!(response.unwrap().status().as_u16(), 200);
+    assert!(closed_within(&mut idle[0], Duration::from_secs(2)));
+    drop(idle);
+    drop(agent);
+    std::thread::sleep(Duration::from_millis(200));
+
+    // 10 connections each in the middle of a request (a body that never comes) are not shed:
+    // the 11th connection is closed at once.
+    let busy: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut stream = TcpStream::connect(server.address).unwrap();
+            stream
+                .write_all(
+                    b"POST / HTTP/1.1\r\nHost: haven\r\nContent-Type: application/x-amz-json-1.0\r\n\
+                      X-Amz-Target: DynamoDB_20120810.ListTables\r\nContent-Length: 100\r\n\r\n{",
+                )
+                .unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut extra = TcpStream::connect(server.address).unwrap();
+    let started = Instant::now();
+    assert!(
+        closed_within(&mut extra, Duration::from_secs(2)),
+        "the 11th connection was kept"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(busy);
 }
 
 #[test]

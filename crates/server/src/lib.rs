@@ -59,6 +59,8 @@ pub async fn run_with_limits(
 ) {
     let admission = Arc::new(limits::Admission::new(&limits));
     let connection_slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    // At the connection cap, idle connections are asked to close to make room for new ones.
+    let shed_idle = Arc::new(tokio::sync::Notify::new());
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -66,11 +68,12 @@ pub async fn run_with_limits(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                // Beyond the connection cap, close at once rather than let connections pile up.
-                let Ok(slot) = connection_slots.clone().try_acquire_owned() else {
-                    drop(stream);
-                    continue;
-                };
+                let slot = connection_slots.clone().try_acquire_owned();
+                if slot.is_err() {
+                    shed_idle.notify_waiters();
+                }
+                let slots = connection_slots.clone();
+                let shed = shed_idle.clone();
                 let _ = stream.set_nodelay(true);
                 let service = service.clone();
                 let auth = auth.clone();
@@ -78,7 +81,14 @@ pub async fn run_with_limits(
                 let limits = limits.clone();
                 let mut closing = closing_rx.clone();
                 connections.spawn(async move {
-                    let _slot = slot;
+                    let _slot = match slot {
+                        Ok(slot) => slot,
+                        // At the cap: wait briefly for a shed idle connection's slot, else close.
+                        Err(_) => match tokio::time::timeout(limits::SHED_WAIT, slots.acquire_owned()).await {
+                            Ok(Ok(slot)) => slot,
+                            _ => return,
+                        },
+                    };
                     let activity = limits::Activity::new();
                     let tracked = activity.clone();
                     let body_timeout = limits.body_read_timeout;
@@ -113,6 +123,11 @@ pub async fn run_with_limits(
                                 None => break,
                                 Some(remaining) => idle.as_mut().reset(tokio::time::Instant::now() + remaining),
                             },
+                            () = shed.notified() => {
+                                if activity.idle_remaining(limits::SHED_IDLE_AFTER).is_none() {
+                                    break;
+                                }
+                            }
                         }
                     }
                 });

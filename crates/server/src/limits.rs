@@ -5,7 +5,8 @@
 //! instead admits a bounded number of requests at once, lets a request wait for a slot only briefly,
 //! and refuses the rest at once with DynamoDB's `ThrottlingException`, which every SDK retries with
 //! backoff. Connections are bounded too, and a connection that sends nothing (or sends its headers
-//! one byte at a time) is closed, so idle or slow clients cannot hold the server's resources.
+//! one byte at a time) is closed, so idle or slow clients cannot hold the server's resources; at the
+//! connection cap, idle connections are closed to make room for new ones rather than refusing them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,6 +16,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use haven_api::DynamoError;
 
+/// How long a connection accepted at the cap waits for a slot freed by shedding idle connections.
+pub(crate) const SHED_WAIT: Duration = Duration::from_millis(100);
+/// At the cap, connections with no request in progress for this long are closed to make room.
+pub(crate) const SHED_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// The server's limits; [`Limits::default`] suits the machine it runs on.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -22,7 +28,7 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// How long a request may wait for an execution slot before it is refused with ThrottlingException.
     pub queue_timeout: Duration,
-    /// Open connections at once; a connection accepted beyond it is closed at once.
+    /// Open connections at once; beyond it idle ones are closed to make room, else the new one is.
     pub max_connections: usize,
     /// Time allowed to receive a request's headers once the connection waits for them.
     pub header_read_timeout: Duration,
