@@ -22,6 +22,7 @@ use crate::error::{CancellationReason, DynamoError, Violations};
 use crate::expressions::{
     ExpressionTexts, LegacyParams, RequestConditions, Update, parse_request_conditions,
 };
+use crate::indexes::IndexUnits;
 use crate::items::{
     CapacityReport, check_item_size, collection_metrics, read_item, stage_item_write, table,
     validate_item, validate_key,
@@ -72,6 +73,18 @@ enum Kind {
     Update,
 }
 
+impl Kind {
+    /// The member's name in DynamoDB's constraint messages.
+    fn member_name(self) -> &'static str {
+        match self {
+            Kind::ConditionCheck => "conditionCheck",
+            Kind::Put => "put",
+            Kind::Delete => "delete",
+            Kind::Update => "update",
+        }
+    }
+}
+
 /// A validated action, ready to be evaluated against the current state.
 struct Action {
     kind: Kind,
@@ -95,7 +108,13 @@ fn check_transact_items(violations: &mut Violations, count: Option<usize>) {
     }
 }
 
-fn plan_action(service: &Service, write: TransactWriteItem) -> Result<Action, DynamoError> {
+/// Validates one action; `position` is its 1-based place in TransactItems, as DynamoDB's member
+/// paths (`transactItems.2.member.put.item`) name it.
+fn plan_action(
+    service: &Service,
+    position: usize,
+    write: TransactWriteItem,
+) -> Result<Action, DynamoError> {
     let (kind, input) = match (write.condition_check, write.put, write.delete, write.update) {
         (Some(a), None, None, None) => (Kind::ConditionCheck, a),
         (None, Some(a), None, None) => (Kind::Put, a),
@@ -107,18 +126,25 @@ fn plan_action(service: &Service, write: TransactWriteItem) -> Result<Action, Dy
             ));
         }
     };
+    let member = format!("transactItems.{position}.member.{}", kind.member_name());
     let mut violations = Violations::new();
-    crate::items::check_table_name(&mut violations, input.table_name.as_deref());
+    violations.name(&format!("{member}.tableName"), input.table_name.as_deref());
+    let (payload, present) = if kind == Kind::Put {
+        ("item", input.item.is_some())
+    } else {
+        ("key", input.key.is_some())
+    };
+    if !present {
+        violations.null(&format!("{member}.{payload}"));
+    }
+    if kind == Kind::ConditionCheck && input.condition_expression.is_none() {
+        violations.null(&format!("{member}.conditionExpression"));
+    }
     let return_item_on_failure = crate::expressions::return_item_on_failure(
         input.return_values_on_condition_check_failure.as_deref(),
         &mut violations,
     );
     violations.into_result()?;
-    if kind == Kind::ConditionCheck && input.condition_expression.is_none() {
-        return Err(DynamoError::validation(
-            "1 validation error detected: Value null at 'transactItems.1.member.conditionCheck.conditionExpression' failed to satisfy constraint: Member must not be null",
-        ));
-    }
     let texts = ExpressionTexts {
         condition: input.condition_expression.as_deref(),
         update: input.update_expression.as_deref(),
@@ -308,8 +334,13 @@ pub(crate) async fn transact_write_items(
     if let Some(token) = &input.client_request_token
         && (token.is_empty() || token.len() > 36)
     {
+        let bound = if token.is_empty() {
+            "greater than or equal to 1"
+        } else {
+            "less than or equal to 36"
+        };
         violations.push(format!(
-            "Value '{token}' at 'clientRequestToken' failed to satisfy constraint: Member must have length less than or equal to 36"
+            "Value '{token}' at 'clientRequestToken' failed to satisfy constraint: Member must have length {bound}"
         ));
     }
     violations.into_result()?;
@@ -317,7 +348,8 @@ pub(crate) async fn transact_write_items(
         .transact_items
         .unwrap_or_default()
         .into_iter()
-        .map(|w| plan_action(service, w))
+        .enumerate()
+        .map(|(i, w)| plan_action(service, i + 1, w))
         .collect::<Result<_, _>>()?;
     for (i, action) in actions.iter().enumerate() {
         if actions[..i]
@@ -346,7 +378,7 @@ pub(crate) async fn transact_write_items(
         }
         let mut batch = WriteBatch::new();
         let mut reasons = Vec::with_capacity(actions.len());
-        let mut units: BTreeMap<String, f64> = BTreeMap::new();
+        let mut units: BTreeMap<String, (f64, IndexUnits)> = BTreeMap::new();
         let mut cancelled = false;
         let mut collections: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for action in &actions {
@@ -381,6 +413,14 @@ pub(crate) async fn transact_write_items(
                         service.config.item_collection_limit,
                     ) {
                         Ok(staged) => {
+                            // Index writes cost double in a transaction too.
+                            let table_units = units.entry(meta.name.clone()).or_default();
+                            table_units.1.extend(
+                                staged
+                                    .index_units
+                                    .into_iter()
+                                    .map(|(kind, name, u)| (kind, name, 2.0 * u)),
+                            );
                             if let Some(collection) = &staged.collection {
                                 collections
                                     .entry(meta.name.clone())
@@ -409,7 +449,7 @@ pub(crate) async fn transact_write_items(
                 item: None,
             });
             // Transactions cost two write units per KB of each item.
-            *units.entry(meta.name.clone()).or_insert(0.0) +=
+            units.entry(meta.name.clone()).or_default().0 +=
                 2.0 * size.div_ceil(1024).max(1) as f64;
         }
         if cancelled {
@@ -419,7 +459,9 @@ pub(crate) async fn transact_write_items(
         if report != CapacityReport::None {
             let capacity: Vec<Value> = units
                 .iter()
-                .filter_map(|(t, u)| report.render(t, *u))
+                .filter_map(|(t, (table_units, index_units))| {
+                    report.render_with_indexes(t, *table_units, index_units)
+                })
                 .collect();
             response.insert("ConsumedCapacity".into(), Value::Array(capacity));
         }
