@@ -16,7 +16,7 @@ DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-3}
 DISTRIBUTION=${DISTRIBUTION:-zipfian}
 BATCH=${BATCH:-25}
-TARGETS=${TARGETS:-haven ddb-memory ddb-disk ceiling}
+TARGETS=${TARGETS:-haven ceiling ddb-memory ddb-disk}
 OUT=${OUT:-docs/benchmarks.md}
 DDB=../shared/tools/dynamodb-local.sh
 

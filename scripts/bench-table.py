@@ -84,7 +84,9 @@ def summary():
                      f"memory and {ratio(ops('haven', w), ops('ddb-disk', w))} DynamoDB Local on disk.")
     if ops("haven", "c") and ops("ceiling", "c"):
         lines.append(f"- Workload C on Haven reaches {100 * ops('haven', 'c') / ops('ceiling', 'c'):.0f}% of the ceiling probe "
-                     "(a server on the same HTTP stack answering every request with a canned 1 KB GetItem response).")
+                     "(a server on the same HTTP stack answering every request with a canned 1 KB GetItem response)."
+                     + (" Above 100% means the probe was limited by the load generator or by other work on the machine "
+                        "during its run, not by its server: compare the server CPU rows." if ops("haven", "c") > ops("ceiling", "c") else ""))
     return lines
 
 
