@@ -112,7 +112,9 @@ def section():
              "DynamoDB Local this includes `dynamodb-local.sh` and the JVM). Server CPU is user+system time over warm-up and "
              "measurement, in cores. Latencies are as seen by the client and include its own queueing. Client CPU per "
              "request is the load generator's user+system time (warm-up included) over its requests; on loopback the "
-             f"kernel's TCP work for both ends is partly charged to it. Load average before the run: {loadavg()}.", "",
+             f"kernel's TCP work for both ends is partly charged to it. Load average before the run: {loadavg()} (the "
+             "machine is shared with other builds, so two runs minutes apart can differ by a third: compare columns "
+             "within one run).", "",
              "| | " + " | ".join(NAMES[t] for t in targets) + " |",
              "| --- |" + " ---: |" * len(targets)]
     lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows()]
