@@ -141,13 +141,13 @@ pub async fn run_connection(plan: Arc<Plan>, id: usize) -> anyhow::Result<Stats>
             .map(|i| i.mul_f64(id as f64 / plan.connections as f64))
             .unwrap_or_default();
     loop {
-        let intended = match interval {
+        let (intended, started) = match interval {
             Some(interval) => {
-                tokio::time::sleep_until(next_send).await;
+                let intended = next_send;
                 next_send += interval;
-                next_send - interval
+                (intended, wait_for(intended).await)
             }
-            None => Instant::now(),
+            None => (Instant::now(), Instant::now()),
         };
         if intended >= end {
             break;
@@ -159,10 +159,22 @@ pub async fn run_connection(plan: Arc<Plan>, id: usize) -> anyhow::Result<Stats>
             &mut warming
         };
         let kind = execute(&plan, &mut connection, step, target).await;
-        target.record(kind, intended.elapsed());
+        target.record(kind, started.elapsed());
     }
     stats.warmup_ops = warming.overall().len();
     Ok(stats)
+}
+
+/// Open loop: waits until `intended` and returns when the request counts as sent. If the
+/// connection is behind schedule that is `intended` itself, so the backlog counts in the latency
+/// (no coordinated omission); if it had to sleep, it is the wake-up time, since the timer's own
+/// lateness (up to a millisecond in tokio) is the client's, not the server's.
+async fn wait_for(intended: Instant) -> Instant {
+    if Instant::now() >= intended {
+        return intended;
+    }
+    tokio::time::sleep_until(intended).await;
+    Instant::now()
 }
 
 /// Sends one step, counting errors and conflicts into `stats`; returns the kind to record.
