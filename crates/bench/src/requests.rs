@@ -191,7 +191,12 @@ impl RequestBuilder {
 
     fn key(&self, out: &mut String, i: u64) {
         match self.layout {
-            Layout::Hash => write!(out, r#"{{"pk":{{"S":"user{i:012}"}}}}"#),
+            Layout::Hash => {
+                out.push_str(r#"{"pk":{"S":"user"#);
+                push_padded(out, i, 12);
+                out.push_str(r#""}}"#);
+                Ok(())
+            }
             Layout::Range => write!(
                 out,
                 r#"{{"pk":{{"S":"p{:08}"}},"sk":{{"N":"{}"}}}}"#,
@@ -213,6 +218,19 @@ impl RequestBuilder {
         )
         .unwrap();
     }
+}
+
+/// Appends `value` in decimal, zero-padded to `width` digits (cheaper than `format!`).
+fn push_padded(out: &mut String, mut value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    while value > 0 || at == digits.len() {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    let start = at.min(digits.len() - width.min(20));
+    out.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
 }
 
 /// `len` pseudo-random alphanumeric characters (no JSON escaping needed, compresses poorly).
@@ -285,6 +303,16 @@ mod tests {
             parse(&range.get(4217))["Key"],
             serde_json::json!({"pk": {"S": "p00000042"}, "sk": {"N": "17"}})
         );
+    }
+
+    #[test]
+    fn numbers_are_zero_padded() {
+        let mut out = String::new();
+        for (value, width) in [(0, 12), (42, 12), (123_456_789_012_345, 12), (7, 1)] {
+            push_padded(&mut out, value, width);
+            out.push(' ');
+        }
+        assert_eq!(out, "000000000000 000000000042 123456789012345 7 ");
     }
 
     #[test]

@@ -86,9 +86,13 @@ impl Signer {
     }
 }
 
+/// Appends `bytes` in lowercase hex (a table lookup: `format!` showed up in profiles).
 fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
     for byte in bytes {
-        write!(out, "{byte:02x}").unwrap();
+        out.push(DIGITS[(byte >> 4) as usize] as char);
+        out.push(DIGITS[(byte & 15) as usize] as char);
     }
 }
 
@@ -165,6 +169,13 @@ mod tests {
                 reference(time, "DynamoDB_20120810.GetItem", body)
             );
         }
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_padded() {
+        let mut out = String::new();
+        push_hex(&mut out, &[0, 9, 171, 255]);
+        assert_eq!(out, "0009abff");
     }
 
     #[test]
