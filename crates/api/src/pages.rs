@@ -492,3 +492,132 @@ pub(crate) fn condition_roots<'c>(condition: &'c Condition, out: &mut Vec<&'c st
         }
     }
 }
+
+/// The members Query and Scan share, and the steps they take with them.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ReadCommon {
+    pub table_name: Option<String>,
+    pub index_name: Option<String>,
+    pub select: Option<String>,
+    pub limit: Option<i64>,
+    pub consistent_read: Option<bool>,
+    pub exclusive_start_key: Option<Value>,
+    pub return_consumed_capacity: Option<String>,
+    pub projection_expression: Option<String>,
+    pub filter_expression: Option<String>,
+    pub attributes_to_get: Option<Vec<String>>,
+    pub conditional_operator: Option<String>,
+    pub expression_attribute_names: Option<std::collections::HashMap<String, String>>,
+    pub expression_attribute_values: Option<Value>,
+}
+
+/// What a Query or Scan resolved from its shared members.
+pub(crate) struct ReadPlan {
+    pub conditions: crate::expressions::RequestConditions,
+    pub select: Select,
+    pub start_key: Option<Item>,
+    pub consistent: bool,
+}
+
+impl ReadCommon {
+    /// The shared field constraints (in DynamoDB's member order); returns ReturnConsumedCapacity.
+    pub fn check(&self, violations: &mut Violations) -> CapacityReport {
+        crate::items::check_table_name(violations, self.table_name.as_deref());
+        check_select(violations, self.select.as_deref());
+        check_limit(violations, self.limit);
+        CapacityReport::parse(violations, self.return_consumed_capacity.as_deref())
+    }
+
+    /// Parses the expressions or legacy parameters (`legacy` carries the operation's own ones),
+    /// Select and the ExclusiveStartKey.
+    pub fn plan(
+        &self,
+        key_condition: Option<&str>,
+        legacy: crate::expressions::LegacyParams,
+    ) -> Result<ReadPlan, DynamoError> {
+        let texts = crate::expressions::ExpressionTexts {
+            key_condition,
+            filter: self.filter_expression.as_deref(),
+            projection: self.projection_expression.as_deref(),
+            ..crate::expressions::ExpressionTexts::default()
+        };
+        let legacy = crate::expressions::LegacyParams {
+            attributes_to_get: self.attributes_to_get.as_deref(),
+            conditional_operator: self.conditional_operator.as_deref(),
+            ..legacy
+        };
+        let conditions = crate::expressions::parse_request_conditions(
+            texts,
+            legacy,
+            self.expression_attribute_names.as_ref(),
+            self.expression_attribute_values.as_ref(),
+        )?;
+        let projection = projection_parameter(
+            self.projection_expression.is_some(),
+            self.attributes_to_get.is_some(),
+        );
+        let select = resolve_select(
+            self.select.as_deref(),
+            projection,
+            self.index_name.as_deref(),
+        )?;
+        let start_key = self
+            .exclusive_start_key
+            .as_ref()
+            .map(crate::wire::parse_item)
+            .transpose()?;
+        Ok(ReadPlan {
+            conditions,
+            select,
+            start_key,
+            consistent: self.consistent_read.unwrap_or(false),
+        })
+    }
+
+    /// The table or index read, refusing consistent reads of a global index.
+    pub fn target<'m>(
+        &self,
+        meta: &'m TableMeta,
+        consistent: bool,
+    ) -> Result<ReadTarget<'m>, DynamoError> {
+        let target = ReadTarget::new(meta, self.index_name.as_deref())?;
+        if consistent && target.index.is_some_and(|i| i.kind == IndexKind::Global) {
+            return Err(DynamoError::validation(
+                "Consistent reads are not supported on global secondary indexes",
+            ));
+        }
+        Ok(target)
+    }
+
+    pub fn table_name(&self) -> &str {
+        self.table_name.as_deref().unwrap_or_default()
+    }
+}
+
+impl ReadPlan {
+    /// The page request over `lower..upper` of `target`.
+    pub fn page_request<'a>(
+        &'a self,
+        target: &ReadTarget,
+        (lower, upper): (Bound<Vec<u8>>, Bound<Vec<u8>>),
+        reverse: bool,
+        limit: Option<i64>,
+    ) -> Result<PageRequest<'a>, DynamoError> {
+        let roots = attribute_roots(
+            self.conditions.projection.as_deref(),
+            self.conditions.filter.as_ref(),
+        );
+        Ok(PageRequest {
+            lower,
+            upper,
+            reverse,
+            limit: limit.map(|l| l as usize),
+            filter: self.conditions.filter.as_ref(),
+            projection: self.conditions.projection.as_deref(),
+            select: self.select,
+            fetch_from_table: target.fetches_from_table(self.select, &roots.0, &roots.1)?,
+            consistent: self.consistent,
+        })
+    }
+}

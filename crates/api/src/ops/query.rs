@@ -2,7 +2,6 @@
 //! backwards) as a single range read. The key condition becomes byte bounds over the
 //! order-preserving key encoding (see docs/storage-format.md).
 
-use std::collections::HashMap;
 use std::ops::Bound;
 
 use haven_expr::{Condition, KeyCondition, RangeKeyCondition};
@@ -14,96 +13,43 @@ use serde_json::Value;
 
 use crate::Service;
 use crate::error::{DynamoError, Violations};
-use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
-use crate::items::{CapacityReport, check_table_name, table};
+use crate::expressions::LegacyParams;
+use crate::items::table;
 use crate::pages::{
-    PageRequest, ReadTarget, attribute_roots, check_limit, check_select, condition_roots,
-    prefix_successor, projection_parameter, read_page, render_page, resolve_select,
+    ReadCommon, ReadTarget, condition_roots, prefix_successor, read_page, render_page,
 };
-use crate::wire::parse_item;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct QueryInput {
-    table_name: Option<String>,
-    index_name: Option<String>,
-    select: Option<String>,
-    limit: Option<i64>,
-    consistent_read: Option<bool>,
+    #[serde(flatten)]
+    common: ReadCommon,
     scan_index_forward: Option<bool>,
-    exclusive_start_key: Option<Value>,
-    return_consumed_capacity: Option<String>,
-    projection_expression: Option<String>,
-    filter_expression: Option<String>,
     key_condition_expression: Option<String>,
-    attributes_to_get: Option<Vec<String>>,
     key_conditions: Option<serde_json::Map<String, Value>>,
     query_filter: Option<serde_json::Map<String, Value>>,
-    conditional_operator: Option<String>,
-    expression_attribute_names: Option<HashMap<String, String>>,
-    expression_attribute_values: Option<Value>,
 }
 
 pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, DynamoError> {
+    let common = &input.common;
     let mut violations = Violations::new();
-    check_table_name(&mut violations, input.table_name.as_deref());
-    check_select(&mut violations, input.select.as_deref());
-    check_limit(&mut violations, input.limit);
-    let capacity =
-        CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    let capacity = common.check(&mut violations);
     violations.into_result()?;
-    let texts = ExpressionTexts {
-        key_condition: input.key_condition_expression.as_deref(),
-        filter: input.filter_expression.as_deref(),
-        projection: input.projection_expression.as_deref(),
-        ..ExpressionTexts::default()
-    };
     let legacy = LegacyParams {
-        attributes_to_get: input.attributes_to_get.as_deref(),
         key_conditions: input.key_conditions.as_ref(),
         query_filter: input.query_filter.as_ref(),
-        conditional_operator: input.conditional_operator.as_deref(),
         ..LegacyParams::default()
     };
-    let expressions = parse_request_conditions(
-        texts,
-        legacy,
-        input.expression_attribute_names.as_ref(),
-        input.expression_attribute_values.as_ref(),
-    )?;
-    let projection = projection_parameter(
-        input.projection_expression.is_some(),
-        input.attributes_to_get.is_some(),
-    );
-    let select = resolve_select(
-        input.select.as_deref(),
-        projection,
-        input.index_name.as_deref(),
-    )?;
-    let key_condition = expressions.key_condition.as_ref().ok_or_else(|| {
+    let plan = common.plan(input.key_condition_expression.as_deref(), legacy)?;
+    let key_condition = plan.conditions.key_condition.as_ref().ok_or_else(|| {
         DynamoError::validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
     })?;
-    let start_key = input
-        .exclusive_start_key
-        .as_ref()
-        .map(parse_item)
-        .transpose()?;
 
-    let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
-    let target = ReadTarget::new(&meta, input.index_name.as_deref())?;
-    let consistent = input.consistent_read.unwrap_or(false);
-    if consistent
-        && target
-            .index
-            .is_some_and(|i| i.kind == crate::catalog::IndexKind::Global)
-    {
-        return Err(DynamoError::validation(
-            "Consistent reads are not supported on global secondary indexes",
-        ));
-    }
+    let meta = table(service, common.table_name())?;
+    let target = common.target(&meta, plan.consistent)?;
     let schema = target.keys();
     let range = KeyRange::new(key_condition.resolve(&schema)?, &schema, &target)?;
-    if let Some(filter) = &expressions.filter {
+    if let Some(filter) = &plan.conditions.filter {
         let parameter = if input.query_filter.is_some() {
             "QueryFilter"
         } else {
@@ -113,7 +59,7 @@ pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, Dynam
     }
     let reverse = !input.scan_index_forward.unwrap_or(true);
     let (mut lower, mut upper) = (range.lower.clone(), range.upper.clone());
-    if let Some(start) = &start_key {
+    if let Some(start) = &plan.start_key {
         let start = range.start_after(start, &schema, &target)?;
         if reverse {
             upper = Bound::Excluded(start);
@@ -121,25 +67,11 @@ pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, Dynam
             lower = Bound::Excluded(start);
         }
     }
-    let roots = attribute_roots(
-        expressions.projection.as_deref(),
-        expressions.filter.as_ref(),
-    );
-    let request = PageRequest {
-        lower,
-        upper,
-        reverse,
-        limit: input.limit.map(|l| l as usize),
-        filter: expressions.filter.as_ref(),
-        projection: expressions.projection.as_deref(),
-        select,
-        fetch_from_table: target.fetches_from_table(select, &roots.0, &roots.1)?,
-        consistent,
-    };
+    let request = plan.page_request(&target, (lower, upper), reverse, common.limit)?;
     let snapshot = service.engine.snapshot()?;
     let page = read_page(&*snapshot, &target, &request)?;
-    let capacity = target.capacity(capacity, &page, consistent);
-    Ok(render_page(page, select, capacity))
+    let capacity = target.capacity(capacity, &page, plan.consistent);
+    Ok(render_page(page, plan.select, capacity))
 }
 
 /// The key range a key condition selects: one partition, optionally narrowed by sort key.

@@ -2,7 +2,6 @@
 //! a parallel scan. Segment `s` of `n` covers the partition hashes in `[s·2⁶⁴/n, (s+1)·2⁶⁴/n)`, so the
 //! segments are disjoint and together cover the table exactly once.
 
-use std::collections::HashMap;
 use std::ops::Bound;
 
 use serde::Deserialize;
@@ -10,13 +9,9 @@ use serde_json::Value;
 
 use crate::Service;
 use crate::error::{DynamoError, Violations};
-use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
-use crate::items::{CapacityReport, check_table_name, table};
-use crate::pages::{
-    PageRequest, ReadTarget, attribute_roots, check_limit, check_select, projection_parameter,
-    read_page, render_page, resolve_select,
-};
-use crate::wire::parse_item;
+use crate::expressions::LegacyParams;
+use crate::items::table;
+use crate::pages::{ReadCommon, read_page, render_page};
 
 /// DynamoDB's maximum TotalSegments.
 const MAX_SEGMENTS: i64 = 1_000_000;
@@ -24,22 +19,11 @@ const MAX_SEGMENTS: i64 = 1_000_000;
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct ScanInput {
-    table_name: Option<String>,
-    index_name: Option<String>,
-    select: Option<String>,
-    limit: Option<i64>,
-    consistent_read: Option<bool>,
-    exclusive_start_key: Option<Value>,
-    return_consumed_capacity: Option<String>,
+    #[serde(flatten)]
+    common: ReadCommon,
     segment: Option<i64>,
     total_segments: Option<i64>,
-    projection_expression: Option<String>,
-    filter_expression: Option<String>,
-    attributes_to_get: Option<Vec<String>>,
     scan_filter: Option<serde_json::Map<String, Value>>,
-    conditional_operator: Option<String>,
-    expression_attribute_names: Option<HashMap<String, String>>,
-    expression_attribute_values: Option<Value>,
 }
 
 fn check_segments(violations: &mut Violations, segment: Option<i64>, total: Option<i64>) {
@@ -99,12 +83,9 @@ fn segment_range(
 }
 
 pub(crate) fn scan(service: &Service, input: ScanInput) -> Result<Value, DynamoError> {
+    let common = &input.common;
     let mut violations = Violations::new();
-    check_table_name(&mut violations, input.table_name.as_deref());
-    check_select(&mut violations, input.select.as_deref());
-    check_limit(&mut violations, input.limit);
-    let capacity =
-        CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
+    let capacity = common.check(&mut violations);
     check_segments(&mut violations, input.segment, input.total_segments);
     violations.into_result()?;
     let segment = match (input.segment, input.total_segments) {
@@ -121,71 +102,21 @@ pub(crate) fn scan(service: &Service, input: ScanInput) -> Result<Value, DynamoE
         }
         (None, None) => None,
     };
-    let texts = ExpressionTexts {
-        filter: input.filter_expression.as_deref(),
-        projection: input.projection_expression.as_deref(),
-        ..ExpressionTexts::default()
-    };
     let legacy = LegacyParams {
-        attributes_to_get: input.attributes_to_get.as_deref(),
         scan_filter: input.scan_filter.as_ref(),
-        conditional_operator: input.conditional_operator.as_deref(),
         ..LegacyParams::default()
     };
-    let expressions = parse_request_conditions(
-        texts,
-        legacy,
-        input.expression_attribute_names.as_ref(),
-        input.expression_attribute_values.as_ref(),
-    )?;
-    let projection = projection_parameter(
-        input.projection_expression.is_some(),
-        input.attributes_to_get.is_some(),
-    );
-    let select = resolve_select(
-        input.select.as_deref(),
-        projection,
-        input.index_name.as_deref(),
-    )?;
-    let start_key = input
-        .exclusive_start_key
-        .as_ref()
-        .map(parse_item)
-        .transpose()?;
+    let plan = common.plan(None, legacy)?;
 
-    let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
-    let target = ReadTarget::new(&meta, input.index_name.as_deref())?;
-    let consistent = input.consistent_read.unwrap_or(false);
-    if consistent
-        && target
-            .index
-            .is_some_and(|i| i.kind == crate::catalog::IndexKind::Global)
-    {
-        return Err(DynamoError::validation(
-            "Consistent reads are not supported on global secondary indexes",
-        ));
-    }
+    let meta = table(service, common.table_name())?;
+    let target = common.target(&meta, plan.consistent)?;
     let (mut lower, upper) = segment_range(target.prefix(), segment);
-    if let Some(start) = &start_key {
+    if let Some(start) = &plan.start_key {
         lower = Bound::Excluded(target.start_key(start)?);
     }
-    let roots = attribute_roots(
-        expressions.projection.as_deref(),
-        expressions.filter.as_ref(),
-    );
-    let request = PageRequest {
-        lower,
-        upper,
-        reverse: false,
-        limit: input.limit.map(|l| l as usize),
-        filter: expressions.filter.as_ref(),
-        projection: expressions.projection.as_deref(),
-        select,
-        fetch_from_table: target.fetches_from_table(select, &roots.0, &roots.1)?,
-        consistent,
-    };
+    let request = plan.page_request(&target, (lower, upper), false, common.limit)?;
     let snapshot = service.engine.snapshot()?;
     let page = read_page(&*snapshot, &target, &request)?;
-    let capacity = target.capacity(capacity, &page, consistent);
-    Ok(render_page(page, select, capacity))
+    let capacity = target.capacity(capacity, &page, plan.consistent);
+    Ok(render_page(page, plan.select, capacity))
 }
