@@ -149,6 +149,19 @@ impl TableMeta {
         self.typed_keys(&index.key_schema)
     }
 
+    /// DynamoDB keeps AttributeDefinitions to the attributes some key of the table or of an index
+    /// uses; call after the set of indexes changes.
+    pub fn drop_unused_definitions(&mut self) {
+        let used: Vec<String> = self
+            .key_schema
+            .iter()
+            .chain(self.indexes.iter().flat_map(|i| &i.key_schema))
+            .map(|k| k.attribute_name.clone())
+            .collect();
+        self.attribute_definitions
+            .retain(|d| used.contains(&d.attribute_name));
+    }
+
     pub fn index(&self, name: &str) -> Option<&IndexMeta> {
         self.indexes.iter().find(|i| i.name == name)
     }

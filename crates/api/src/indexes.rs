@@ -264,16 +264,7 @@ fn run_index_worker(
             "CREATING" => backfill_step(engine, &meta, &index, resume_after.as_deref())?,
             "DELETING" => match finish_step(engine, catalog, &meta, &index, |updated| {
                 updated.indexes.retain(|i| i.id != index.id);
-                // DynamoDB keeps AttributeDefinitions to the attributes some key still uses.
-                let used: Vec<String> = updated
-                    .key_schema
-                    .iter()
-                    .chain(updated.indexes.iter().flat_map(|i| &i.key_schema))
-                    .map(|k| k.attribute_name.clone())
-                    .collect();
-                updated
-                    .attribute_definitions
-                    .retain(|d| used.contains(&d.attribute_name));
+                updated.drop_unused_definitions();
             })? {
                 Step::Retry => continue,
                 _ => return Ok(()),

@@ -50,10 +50,15 @@ fn only_all_old_or_none(return_values: Option<&str>) -> Result<bool, DynamoError
 /// Builds a write response: `Attributes` when asked for and present, plus ConsumedCapacity.
 pub(super) fn write_response(
     attributes: Option<&haven_model::Item>,
-    capacity: Option<Value>,
+    checks: &WriteChecks,
+    table: &str,
     outcome: &WriteOutcome,
     item_collection_metrics: Option<&str>,
 ) -> Value {
+    let capacity =
+        checks
+            .capacity
+            .render_with_indexes(table, write_units(outcome), &outcome.index_units);
     let mut response = Map::new();
     if let Some(item) = attributes {
         response.insert("Attributes".into(), item_to_json(item));
@@ -189,11 +194,8 @@ pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<V
     let attributes = outcome.old.as_ref().filter(|_| return_old);
     Ok(write_response(
         attributes,
-        checks.capacity.render_with_indexes(
-            &meta.name,
-            write_units(&outcome),
-            &outcome.index_units,
-        ),
+        &checks,
+        &meta.name,
         &outcome,
         common.return_item_collection_metrics.as_deref(),
     ))
@@ -293,11 +295,8 @@ pub(crate) async fn delete_item(
     let attributes = outcome.old.as_ref().filter(|_| return_old);
     Ok(write_response(
         attributes,
-        checks.capacity.render_with_indexes(
-            &meta.name,
-            write_units(&outcome),
-            &outcome.index_units,
-        ),
+        &checks,
+        &meta.name,
         &outcome,
         common.return_item_collection_metrics.as_deref(),
     ))

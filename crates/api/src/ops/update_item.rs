@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::Service;
 use crate::error::DynamoError;
 use crate::expressions::check_condition;
-use crate::items::{check_item_size, table, validate_key, write_item, write_units};
+use crate::items::{check_item_size, table, validate_key, write_item};
 use crate::wire::parse_item;
 
 use super::items::WriteCommon;
@@ -108,11 +108,8 @@ pub(crate) async fn update_item(
     let attributes = return_values.select(outcome.old.as_ref(), outcome.new.as_ref(), &updated);
     Ok(super::items::write_response(
         attributes.as_ref(),
-        checks.capacity.render_with_indexes(
-            &meta.name,
-            write_units(&outcome),
-            &outcome.index_units,
-        ),
+        &checks,
+        &meta.name,
         &outcome,
         common.return_item_collection_metrics.as_deref(),
     ))

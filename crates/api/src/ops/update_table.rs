@@ -309,16 +309,7 @@ fn apply(
                 &meta.billing_mode,
             )?;
             updated.indexes.push(created);
-            // DynamoDB keeps only the definitions some key uses.
-            let used: Vec<String> = updated
-                .key_schema
-                .iter()
-                .chain(updated.indexes.iter().flat_map(|i| &i.key_schema))
-                .map(|k| k.attribute_name.clone())
-                .collect();
-            updated
-                .attribute_definitions
-                .retain(|d| used.contains(&d.attribute_name));
+            updated.drop_unused_definitions();
             updated.schema_version += 1;
             let response = respond(&updated, "UPDATING")?;
             Ok((Some(updated), response))
