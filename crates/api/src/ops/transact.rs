@@ -9,10 +9,11 @@
 //! minutes returns the first result without applying twice, even across a restart.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use haven_model::{Item, item_size};
-use haven_storage::{CommitError, WriteBatch};
+use haven_storage::{CommitError, Snapshot, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -311,6 +312,80 @@ fn token_key(token: &str) -> Vec<u8> {
     key
 }
 
+/// `SYSTEM | "token-expiry/" | created (u64 BE) | token`: the tokens in the order they expire, so
+/// that expired records can be found without reading them all.
+fn token_expiry_key(created: u64, token: &str) -> Vec<u8> {
+    let mut key = vec![prefix::SYSTEM];
+    key.extend_from_slice(TOKEN_EXPIRY_TAG);
+    key.extend_from_slice(&created.to_be_bytes());
+    key.extend_from_slice(token.as_bytes());
+    key
+}
+
+const TOKEN_EXPIRY_TAG: &[u8] = b"token-expiry/";
+
+/// Expired tokens removed by each transaction that records one: bounded work per request that
+/// keeps the token records from growing without end (each write removes up to this many, and adds
+/// one).
+const EXPIRED_TOKENS_SWEPT_PER_WRITE: usize = 8;
+
+/// Stages the recording of `token`, with its expiry entry, and the removal of a few tokens whose
+/// window has passed.
+fn stage_token_record(
+    snapshot: &dyn Snapshot,
+    batch: &mut WriteBatch,
+    token: &str,
+    record: &TokenRecord,
+) -> Result<(), DynamoError> {
+    let key = token_key(token);
+    let previous = snapshot.get(&key)?;
+    batch
+        .expect(key.clone(), previous)
+        .put(key, serde_json::to_vec(record).expect("record serialises"))
+        .put(token_expiry_key(record.created, token), Vec::new());
+    sweep_expired_tokens(snapshot, batch, record.created, token)
+}
+
+/// Deletes up to [`EXPIRED_TOKENS_SWEPT_PER_WRITE`] expired token records and their expiry entries.
+/// A record is deleted only if it is still the one the entry describes (the token may have been
+/// used again since), and the batch expects it unchanged, so a concurrent reuse is never lost.
+fn sweep_expired_tokens(
+    snapshot: &dyn Snapshot,
+    batch: &mut WriteBatch,
+    now: u64,
+    recording: &str,
+) -> Result<(), DynamoError> {
+    let start = token_expiry_key(0, "");
+    let end = token_expiry_key(now.saturating_sub(TOKEN_WINDOW_SECONDS) + 1, "");
+    let mut expired = Vec::new();
+    snapshot.scan(
+        (Bound::Included(&start), Bound::Excluded(&end)),
+        false,
+        &mut |key, _| {
+            expired.push(key.to_vec());
+            expired.len() < EXPIRED_TOKENS_SWEPT_PER_WRITE
+        },
+    )?;
+    let tag_end = 1 + TOKEN_EXPIRY_TAG.len();
+    for entry in expired {
+        let created = u64::from_be_bytes(entry[tag_end..tag_end + 8].try_into().expect("8 bytes"));
+        let token = String::from_utf8_lossy(&entry[tag_end + 8..]).into_owned();
+        batch.delete(entry);
+        if token == recording {
+            continue;
+        }
+        let record_key = token_key(&token);
+        if let Some(bytes) = snapshot.get(&record_key)?
+            && serde_json::from_slice::<TokenRecord>(&bytes).is_ok_and(|r| r.created == created)
+        {
+            batch
+                .expect(record_key.clone(), Some(bytes))
+                .delete(record_key);
+        }
+    }
+    Ok(())
+}
+
 fn now_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -477,11 +552,7 @@ pub(crate) async fn transact_write_items(
                 created: now_seconds(),
                 response: response.clone(),
             };
-            let key = token_key(token);
-            let previous = snapshot.get(&key)?;
-            batch
-                .expect(key.clone(), previous)
-                .put(key, serde_json::to_vec(&record).expect("record serialises"));
+            stage_token_record(&*snapshot, &mut batch, token, &record)?;
         }
         drop(snapshot);
         match service.engine.commit(batch).await {
@@ -577,4 +648,94 @@ pub(crate) fn transact_get_items(
         response["ConsumedCapacity"] = Value::Array(capacity);
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use haven_storage::{Engine, RedbEngine};
+
+    use super::*;
+
+    fn record(created: u64) -> TokenRecord {
+        TokenRecord {
+            request_hash: "hash".into(),
+            created,
+            response: json!({}),
+        }
+    }
+
+    fn record_token(engine: &RedbEngine, token: &str, created: u64) {
+        let snapshot = engine.snapshot().unwrap();
+        let mut batch = WriteBatch::new();
+        stage_token_record(&*snapshot, &mut batch, token, &record(created)).unwrap();
+        drop(snapshot);
+        engine.commit(batch).wait().unwrap();
+    }
+
+    fn system_keys(engine: &RedbEngine) -> Vec<Vec<u8>> {
+        let mut keys = Vec::new();
+        let (start, end) = ([prefix::SYSTEM], [prefix::SYSTEM + 1]);
+        engine
+            .snapshot()
+            .unwrap()
+            .scan(
+                (Bound::Included(&start[..]), Bound::Excluded(&end[..])),
+                false,
+                &mut |key, _| {
+                    keys.push(key.to_vec());
+                    true
+                },
+            )
+            .unwrap();
+        keys
+    }
+
+    #[test]
+    fn expired_tokens_are_removed_by_later_writes_a_few_at_a_time() {
+        let engine = RedbEngine::in_memory().unwrap();
+        for i in 0..10 {
+            record_token(&engine, &format!("old-{i}"), 1_000);
+        }
+        record_token(&engine, "young", 1_500);
+        assert_eq!(system_keys(&engine).len(), 22);
+
+        // 1,600 is past the old tokens' window (1,000 + 600) but not the young one's.
+        record_token(&engine, "first-sweeper", 1_600);
+        let keys = system_keys(&engine);
+        assert_eq!(keys.len(), 22 + 2 - 2 * EXPIRED_TOKENS_SWEPT_PER_WRITE);
+        record_token(&engine, "second-sweeper", 1_600);
+        let keys = system_keys(&engine);
+        let remaining: Vec<_> = keys
+            .iter()
+            .filter(|k| k.starts_with(&token_key("")))
+            .map(|k| String::from_utf8_lossy(&k[token_key("").len()..]).into_owned())
+            .collect();
+        assert_eq!(remaining, ["first-sweeper", "second-sweeper", "young"]);
+        assert_eq!(keys.len(), 6);
+    }
+
+    #[test]
+    fn a_token_used_again_after_expiry_keeps_its_new_record() {
+        let engine = RedbEngine::in_memory().unwrap();
+        record_token(&engine, "reused", 1_000);
+        record_token(&engine, "reused", 1_700);
+        // The old expiry entry went with the second write; the new record and entry stay.
+        record_token(&engine, "sweeper", 1_800);
+        let snapshot = engine.snapshot().unwrap();
+        let bytes = snapshot.get(&token_key("reused")).unwrap().unwrap();
+        let kept: TokenRecord = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(kept.created, 1_700);
+        assert!(
+            snapshot
+                .get(&token_expiry_key(1_700, "reused"))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            snapshot
+                .get(&token_expiry_key(1_000, "reused"))
+                .unwrap()
+                .is_none()
+        );
+    }
 }
