@@ -1,0 +1,291 @@
+//! The running control plane: plans from health, publishes through an enactor, and hands the plan
+//! in effect to whoever serves DNS.
+//!
+//! The API the server uses:
+//! - [`spawn`]`(inventory, config, health)` runs on the current tokio runtime. Before it returns it
+//!   opens the plan store (`config.state_dir`, or memory), reconciles it, and publishes the plan in
+//!   effect, so DNS can answer at once: the last good plan on disk if there is one (I7), else one
+//!   made from the inventory (every node, since nothing is known yet).
+//! - [`ControlHandle::plans`]: a watch of the plan in effect. Every value has a non-empty answer for
+//!   every managed name (the planner fails open, I2).
+//! - [`ControlHandle::status`]: the plan in effect, recent plans and recent stale-write rejections.
+//!
+//! The loop runs until the health sender is dropped. Store and planner work runs on tokio's blocking
+//! threads; the DNS side only reads the watch, so a slow disk or a stuck planner never delays an
+//! answer, and if the loop dies the watch keeps its last plan. A plan the store cannot save (a disk
+//! error) is still served from memory: the answer follows health, the disk catches up at the next
+//! plan.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::enactor::Enactor;
+use crate::plan::{Generation, HealthView, Inventory, Plan};
+use crate::planner::{Planner, VelocityLimit};
+use crate::store::{ApplyOutcome, PlanStore, StaleReason, StoreError};
+
+/// How the control loop runs.
+#[derive(Clone, Debug)]
+pub struct ControlConfig {
+    /// Where plans are kept; `None` keeps them in memory (nothing survives a restart).
+    pub state_dir: Option<PathBuf>,
+    /// The largest fraction of a region's nodes health may remove per `velocity_window`.
+    pub max_removed_fraction: f64,
+    pub velocity_window: Duration,
+    /// How many superseded plans stay on disk and in the status history.
+    pub history_len: usize,
+}
+
+/// A snapshot of the control plane, for `haven dns status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ControlStatus {
+    pub effective: Plan,
+    /// Newest first.
+    pub history: Vec<PlanSummary>,
+    /// Newest first; at most `history_len`.
+    pub stale_rejections: Vec<StaleRejection>,
+    /// The last store failure, if the latest plan could not be saved.
+    pub store_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanSummary {
+    pub generation: Generation,
+    pub created_at_ms: u64,
+    /// Address count per managed name.
+    pub addresses: BTreeMap<String, usize>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StaleRejection {
+    pub at_ms: u64,
+    pub generation: Generation,
+    pub reason: StaleReason,
+}
+
+pub struct ControlHandle {
+    plans: watch::Receiver<Arc<Plan>>,
+    status: Arc<Mutex<ControlStatus>>,
+}
+
+impl ControlHandle {
+    /// The plan in effect, updated whenever a new one is published.
+    pub fn plans(&self) -> watch::Receiver<Arc<Plan>> {
+        self.plans.clone()
+    }
+
+    pub fn status(&self) -> ControlStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+/// Starts the control loop; see the module documentation.
+pub fn spawn(
+    inventory: Inventory,
+    config: ControlConfig,
+    mut health: watch::Receiver<HealthView>,
+) -> anyhow::Result<ControlHandle> {
+    let mut control = Control::open(inventory, &config)?;
+    control.step(&health.borrow_and_update());
+    let (plans_sender, plans) = watch::channel(control.effective.clone());
+    let status = Arc::new(Mutex::new(control.status()));
+    let handle = ControlHandle {
+        plans,
+        status: status.clone(),
+    };
+    let tick = tick_interval(config.velocity_window);
+    tokio::spawn(run(control, health, plans_sender, status, tick));
+    Ok(handle)
+}
+
+/// Re-plans even without health news, so removals held back by the velocity limit go through once
+/// their window has passed.
+fn tick_interval(velocity_window: Duration) -> Duration {
+    (velocity_window / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+}
+
+async fn run(
+    mut control: Control,
+    mut health: watch::Receiver<HealthView>,
+    plans: watch::Sender<Arc<Plan>>,
+    status: Arc<Mutex<ControlStatus>>,
+    tick: Duration,
+) {
+    let mut ticks = tokio::time::interval(tick);
+    loop {
+        tokio::select! {
+            changed = health.changed() => if changed.is_err() { return },
+            _ = ticks.tick() => {}
+        }
+        let view = health.borrow_and_update().clone();
+        let stepped = tokio::task::spawn_blocking(move || {
+            control.step(&view);
+            control
+        });
+        control = match stepped.await {
+            Ok(control) => control,
+            Err(error) => {
+                tracing::error!(%error, "DNS control loop stopped; the last plan stays in effect");
+                return;
+            }
+        };
+        plans.send_if_modified(|published| {
+            let changed = published.generation != control.effective.generation;
+            if changed {
+                *published = control.effective.clone();
+            }
+            changed
+        });
+        *status
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = control.status();
+    }
+}
+
+/// The control plane's state, owned by the loop.
+struct Control {
+    planner: Planner,
+    store: Arc<PlanStore>,
+    enactor: Enactor,
+    history_len: usize,
+    /// The plan served; the planner's `previous`.
+    effective: Arc<Plan>,
+    history: VecDeque<PlanSummary>,
+    stale_rejections: VecDeque<StaleRejection>,
+    store_error: Option<String>,
+}
+
+impl Control {
+    /// Opens and reconciles the store; serves its plan, or a first plan from the inventory.
+    fn open(inventory: Inventory, config: &ControlConfig) -> anyhow::Result<Control> {
+        let velocity = VelocityLimit {
+            max_removed_fraction: config.max_removed_fraction,
+            window: config.velocity_window,
+        };
+        let mut planner = Planner::new(inventory, velocity)?;
+        let store = Arc::new(match &config.state_dir {
+            Some(dir) => PlanStore::open(dir)?,
+            None => PlanStore::in_memory(),
+        });
+        let enactor = Enactor::new(store.clone())?;
+        let effective = match store.effective()? {
+            Some(plan) => plan,
+            None => {
+                let first = planner
+                    .next_plan(
+                        &HealthView::new(),
+                        None,
+                        store.highest_generation()?,
+                        now_ms(),
+                    )
+                    .expect("with no previous plan the planner always makes one");
+                enactor.publish(&first)?;
+                Arc::new(first)
+            }
+        };
+        let mut control = Control {
+            planner,
+            store,
+            enactor,
+            history_len: config.history_len,
+            effective,
+            history: VecDeque::new(),
+            stale_rejections: VecDeque::new(),
+            store_error: None,
+        };
+        control.remember(&control.effective.clone());
+        Ok(control)
+    }
+
+    /// Plans from `health`, and publishes the plan if there is a new one.
+    fn step(&mut self, health: &HealthView) {
+        if let Err(error) = self.try_step(health) {
+            tracing::error!(%error, "DNS plan store failed; serving the plan from memory");
+            self.store_error = Some(error.to_string());
+        }
+    }
+
+    fn try_step(&mut self, health: &HealthView) -> Result<(), StoreError> {
+        let floor = self
+            .store
+            .highest_generation()
+            .unwrap_or(self.effective.generation);
+        let Some(plan) = self
+            .planner
+            .next_plan(health, Some(&self.effective), floor, now_ms())
+        else {
+            return Ok(());
+        };
+        let plan = Arc::new(plan);
+        match self.enactor.publish(&plan) {
+            Ok(ApplyOutcome::Applied(_)) => {
+                self.make_effective(plan);
+                self.store_error = None;
+                self.store.cleanup(self.history_len)?;
+            }
+            Ok(ApplyOutcome::Stale(reason)) => self.reject(plan.generation, reason)?,
+            Err(error) => {
+                // Served all the same: the answer must follow health whatever the disk does.
+                self.make_effective(plan);
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Another enactor published something newer: serve what the store has.
+    fn reject(&mut self, generation: Generation, reason: StaleReason) -> Result<(), StoreError> {
+        self.stale_rejections.push_front(StaleRejection {
+            at_ms: now_ms(),
+            generation,
+            reason,
+        });
+        self.stale_rejections.truncate(self.history_len.max(1));
+        if let Some(plan) = self.store.effective()? {
+            self.make_effective(plan);
+        }
+        Ok(())
+    }
+
+    fn make_effective(&mut self, plan: Arc<Plan>) {
+        self.remember(&plan);
+        self.effective = plan;
+    }
+
+    fn remember(&mut self, plan: &Plan) {
+        self.history.push_front(PlanSummary {
+            generation: plan.generation,
+            created_at_ms: plan.created_at_ms,
+            addresses: plan
+                .record_sets
+                .iter()
+                .map(|(name, set)| (name.clone(), set.addresses.len()))
+                .collect(),
+        });
+        self.history.truncate(self.history_len.max(1));
+    }
+
+    fn status(&self) -> ControlStatus {
+        ControlStatus {
+            effective: Plan::clone(&self.effective),
+            history: self.history.iter().cloned().collect(),
+            stale_rejections: self.stale_rejections.iter().cloned().collect(),
+            store_error: self.store_error.clone(),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
