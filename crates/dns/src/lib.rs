@@ -5,8 +5,10 @@
 //! one and a clean-up job then deleted the plan in effect, leaving the endpoint with an empty answer.
 //! This crate makes that impossible by construction (see `plan` for the invariants I1–I7).
 
+pub mod config;
 pub mod control;
 pub mod enactor;
 pub mod plan;
 pub mod planner;
 pub mod store;
+pub mod zone;
