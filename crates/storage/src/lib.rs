@@ -12,12 +12,15 @@
 //! layout and the measurements behind the choice.
 
 mod batch;
+pub mod model_check;
 mod redb_engine;
+mod sim_disk;
 
 use std::ops::Bound;
 
 pub use batch::{CommitError, PendingCommit, WriteBatch, WriteOp};
 pub use redb_engine::RedbEngine;
+pub use sim_disk::SimulatedDisk;
 
 /// A failure of the storage medium or engine; the API layer answers InternalServerError.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,6 +31,9 @@ pub enum StorageError {
     Locked(String),
     #[error("the storage engine has shut down")]
     Closed,
+    /// The checksums found damage; the operator restores the file (docs/operations.md).
+    #[error("the data file {file} is corrupted ({detail}); restore it from a backup")]
+    Corrupted { file: String, detail: String },
 }
 
 /// A consistent read-only view of the whole key space.
@@ -63,3 +69,5 @@ pub fn read_counter(snapshot: &dyn Snapshot, key: &[u8]) -> Result<i64, StorageE
 
 #[cfg(test)]
 mod engine_tests;
+#[cfg(test)]
+mod fault_tests;

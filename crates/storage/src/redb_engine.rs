@@ -12,10 +12,13 @@
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, DatabaseError, Durability, ReadableDatabase, ReadableTable, StorageBackend,
+    TableDefinition,
+};
 use tokio::sync::oneshot;
 
 use crate::batch::{CommitError, PendingCommit, WriteBatch, WriteOp, decode_counter};
@@ -28,18 +31,69 @@ const DATABASE_FILE: &str = "haven.redb";
 const LOCK_FILE: &str = "LOCK";
 
 type CommitRequest = (WriteBatch, oneshot::Sender<Result<(), CommitError>>);
+type Opener = Box<dyn Fn() -> Result<Database, StorageError> + Send + Sync>;
 
 /// The embedded engine, on disk or in memory.
 pub struct RedbEngine {
-    database: Arc<Database>,
+    shared: Arc<Shared>,
     sender: Mutex<Option<mpsc::Sender<CommitRequest>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
     /// Held for the engine's lifetime: a second server on the same directory is refused.
     _lock: Option<File>,
 }
 
+/// What the committer and the readers share: the open database and how to open it again.
+///
+/// redb latches any I/O failure (a full disk, EIO): from then on every operation of that
+/// `Database` answers `PreviousIo` until it is dropped and the file opened again. The engine
+/// therefore closes the database after a failed commit and reopens it on next use; the reopen
+/// runs redb's crash recovery, which returns the file to its last successful commit. Requests
+/// fail with an error while the medium fails, and succeed again by themselves once it recovers.
+struct Shared {
+    /// `None` after a failure closed it, until the next use reopens it.
+    database: RwLock<Option<Database>>,
+    /// Opens the database; `None` for the in-memory engine, which has nothing to reopen.
+    opener: Option<Opener>,
+    durability: Durability,
+}
+
 fn io_error(error: impl std::fmt::Display) -> StorageError {
     StorageError::Io(error.to_string())
+}
+
+/// Describes a failure to open `file`, naming it; damage found by the checksums is `Corrupted`.
+fn open_error(file: &str, error: DatabaseError) -> StorageError {
+    match error {
+        DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => StorageError::Corrupted {
+            file: file.to_string(),
+            detail,
+        },
+        other => StorageError::Io(format!("{file}: {other}")),
+    }
+}
+
+/// redb's open settings for a durable database stored in `file`.
+///
+/// Every open verifies the checksum of every page of the committed trees: a file damaged outside
+/// redb is refused with `Corrupted` instead of being trusted (a plain open trusts a cleanly closed
+/// file and may return garbage or panic). If the newest commit fails its checksum while an older
+/// one verifies, redb rolls back to the older one, which is how it recovers a commit torn by a
+/// power loss; that is logged, naming the file.
+fn builder(file: &str) -> redb::Builder {
+    let mut builder = Database::builder();
+    let file = file.to_string();
+    builder
+        .set_check_integrity_on_open(true)
+        .set_repair_callback(move |session| {
+            // redb reports progress 0.3 only when it falls back past a damaged newest commit.
+            if session.progress() == 0.3 {
+                tracing::warn!(
+                    file,
+                    "the newest commit failed its checksum: rolled back to the previous commit"
+                );
+            }
+        });
+    builder
 }
 
 impl RedbEngine {
@@ -50,9 +104,34 @@ impl RedbEngine {
         lock.try_lock()
             .map_err(|_| StorageError::Locked(dir.display().to_string()))?;
         let path: PathBuf = dir.join(DATABASE_FILE);
-        let database =
-            Database::create(&path).map_err(|e| io_error(format!("{}: {e}", path.display())))?;
-        Self::start(database, Durability::Immediate, Some(lock))
+        let file = path.display().to_string();
+        let opener = move || {
+            builder(&file)
+                .create(&path)
+                .map_err(|e| open_error(&file, e))
+        };
+        Self::start_durable(Box::new(opener), Some(lock))
+    }
+
+    /// A durable engine on backends made by `backend` (one per open; they must share the same
+    /// bytes), for fault-injection tests on a [`crate::SimulatedDisk`]. `name` names the file in
+    /// messages.
+    pub fn on_backend<B: StorageBackend>(
+        name: &str,
+        backend: impl Fn() -> B + Send + Sync + 'static,
+    ) -> Result<RedbEngine, StorageError> {
+        let file = name.to_string();
+        let opener = move || {
+            builder(&file)
+                .create_with_backend(backend())
+                .map_err(|e| open_error(&file, e))
+        };
+        Self::start_durable(Box::new(opener), None)
+    }
+
+    fn start_durable(opener: Opener, lock: Option<File>) -> Result<RedbEngine, StorageError> {
+        let database = opener()?;
+        Self::start(database, Some(opener), Durability::Immediate, lock)
     }
 
     /// A database that lives only in memory (for tests and throw-away servers).
@@ -60,26 +139,29 @@ impl RedbEngine {
         let database = Database::builder()
             .create_with_backend(redb::backends::InMemoryBackend::new())
             .map_err(io_error)?;
-        Self::start(database, Durability::None, None)
+        Self::start(database, None, Durability::None, None)
     }
 
     fn start(
         database: Database,
+        opener: Option<Opener>,
         durability: Durability,
         lock: Option<File>,
     ) -> Result<RedbEngine, StorageError> {
-        let database = Arc::new(database);
-        let txn = database.begin_write().map_err(io_error)?;
-        txn.open_table(DATA).map_err(io_error)?;
-        txn.commit().map_err(io_error)?;
+        create_data_table(&database)?;
+        let shared = Arc::new(Shared {
+            database: RwLock::new(Some(database)),
+            opener,
+            durability,
+        });
         let (sender, receiver) = mpsc::channel();
-        let committer_db = database.clone();
+        let committer_shared = shared.clone();
         let committer = std::thread::Builder::new()
             .name("haven-committer".into())
-            .spawn(move || run_committer(&committer_db, durability, receiver))
+            .spawn(move || run_committer(&committer_shared, receiver))
             .map_err(io_error)?;
         Ok(RedbEngine {
-            database,
+            shared,
             sender: Mutex::new(Some(sender)),
             committer: Mutex::new(Some(committer)),
             _lock: lock,
@@ -95,6 +177,41 @@ impl RedbEngine {
     }
 }
 
+fn create_data_table(database: &Database) -> Result<(), StorageError> {
+    let txn = database.begin_write().map_err(io_error)?;
+    txn.open_table(DATA).map_err(io_error)?;
+    txn.commit().map_err(io_error)
+}
+
+impl Shared {
+    /// Runs `use_database` on the open database, reopening it first if a failure closed it.
+    fn with_database<T>(
+        &self,
+        use_database: impl FnOnce(&Database) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        if let Some(database) = self.database.read().unwrap().as_ref() {
+            return use_database(database);
+        }
+        let mut slot = self.database.write().unwrap();
+        if slot.is_none() {
+            let opener = self.opener.as_ref().ok_or(StorageError::Closed)?;
+            let database = opener()?;
+            create_data_table(&database)?;
+            tracing::info!("storage reopened after a failure");
+            *slot = Some(database);
+        }
+        use_database(slot.as_ref().expect("just opened"))
+    }
+
+    /// Drops the database after a failed commit, so that the next use reopens it. Readers hold
+    /// the lock only while they begin a snapshot; a snapshot begun earlier answers errors.
+    fn close_after_failure(&self) {
+        if self.opener.is_some() {
+            self.database.write().unwrap().take();
+        }
+    }
+}
+
 impl Drop for RedbEngine {
     fn drop(&mut self) {
         self.shutdown();
@@ -103,9 +220,11 @@ impl Drop for RedbEngine {
 
 impl Engine for RedbEngine {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError> {
-        let txn = self.database.begin_read().map_err(io_error)?;
-        let table = txn.open_table(DATA).map_err(io_error)?;
-        Ok(Box::new(RedbSnapshot { table }))
+        self.shared.with_database(|database| {
+            let txn = database.begin_read().map_err(io_error)?;
+            let table = txn.open_table(DATA).map_err(io_error)?;
+            Ok(Box::new(RedbSnapshot { table }) as Box<dyn Snapshot>)
+        })
     }
 
     fn commit(&self, batch: WriteBatch) -> PendingCommit {
@@ -154,11 +273,7 @@ impl Snapshot for RedbSnapshot {
 }
 
 /// The committer loop: one redb transaction and one sync per group of queued batches.
-fn run_committer(
-    database: &Database,
-    durability: Durability,
-    receiver: mpsc::Receiver<CommitRequest>,
-) {
+fn run_committer(shared: &Shared, receiver: mpsc::Receiver<CommitRequest>) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -167,14 +282,17 @@ fn run_committer(
                 Err(_) => break,
             }
         }
-        match commit_group(database, durability, &group) {
+        let result =
+            shared.with_database(|database| commit_group(database, shared.durability, &group));
+        match result {
             Ok(outcomes) => {
                 for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "group commit failed");
+                tracing::error!(%error, "group commit failed; the storage will be reopened");
+                shared.close_after_failure();
                 for (_, reply) in group {
                     let _ = reply.send(Err(CommitError::Storage(error.clone())));
                 }
