@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use haven_api::{DynamoError, Service};
 
 pub use credentials::{Authenticator, KeyStore};
-pub use limits::{Limits, default_max_in_flight};
+pub use limits::{Limits, default_max_in_flight, raise_open_file_limit};
 
 /// Largest request body DynamoDB accepts (16 MB).
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -67,7 +67,12 @@ pub async fn run_with_limits(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+                let Ok((stream, _)) = accepted else {
+                    // Out of file descriptors (or a connection reset before it was accepted):
+                    // pause rather than spin, so the connections being served can finish.
+                    tokio::time::sleep(limits::ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                };
                 let slot = connection_slots.clone().try_acquire_owned();
                 if slot.is_err() {
                     shed_idle.notify_waiters();
@@ -138,7 +143,18 @@ pub async fn run_with_limits(
     }
     drop(listener);
     let _ = closing_tx.send(true);
-    while connections.join_next().await.is_some() {}
+    let drained = tokio::time::timeout(limits.shutdown_timeout, async {
+        while connections.join_next().await.is_some() {}
+    });
+    if drained.await.is_err() {
+        // Requests still unanswered at the deadline are dropped: none was acknowledged, and a
+        // write already handed to the engine is still committed when the engine shuts down.
+        tracing::warn!(
+            connections = connections.len(),
+            "shutdown deadline reached: closing connections with requests in progress"
+        );
+        connections.shutdown().await;
+    }
 }
 
 async fn handle(
@@ -161,7 +177,11 @@ async fn handle(
     );
     let body = match read.await {
         Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(_)) => return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id)),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+            return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id));
+        }
+        // A body that breaks HTTP framing (bad chunk sizes, a connection closed mid-body).
+        Ok(Err(_)) => return Ok(plain(StatusCode::BAD_REQUEST, "", &request_id)),
         Err(_) => return Ok(plain(StatusCode::REQUEST_TIMEOUT, "", &request_id)),
     };
     if parts.method == Method::GET && parts.uri.path() == "/health" {
@@ -196,7 +216,11 @@ async fn handle(
     Ok(response)
 }
 
-async fn dispatch(
+/// Decodes one request and runs it, checking in DynamoDB's order: JSON syntax, `X-Amz-Target`,
+/// the Authorization header (and signature with `auth`), then the operation's own request shape
+/// and constraints in [`Service::call_with`]. Every admitted request goes through here; the request
+/// decoder's fuzz target (`fuzz/`) and property test drive it directly.
+pub async fn dispatch(
     service: &Service,
     auth: Option<&Authenticator>,
     parts: &hyper::http::request::Parts,
@@ -213,12 +237,14 @@ async fn dispatch(
         .ok_or(DynamoError::UnknownOperation)?;
     haven_api::Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
     auth::check_authorization(headers)?;
-    if let Some(auth) = auth {
-        auth.verify(parts.method.as_str(), &parts.uri, headers, body)?;
-    }
+    let signer = match auth {
+        Some(auth) => Some(auth.verify(parts.method.as_str(), &parts.uri, headers, body)?),
+        None => None,
+    };
     let request = request.ok_or_else(|| DynamoError::Serialization(String::new()))?;
     let context = haven_api::RequestContext {
         host: header(headers, "host").map(str::to_owned),
+        principal: signer.as_ref().map(credentials::AccessKey::principal),
     };
     service.call_with(operation, request, &context).await
 }

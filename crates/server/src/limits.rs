@@ -21,6 +21,9 @@ pub(crate) const SHED_WAIT: Duration = Duration::from_millis(100);
 /// At the cap, connections with no request in progress for this long are closed to make room.
 pub(crate) const SHED_IDLE_AFTER: Duration = Duration::from_secs(1);
 
+/// How long the accept loop pauses after a failed accept (typically: out of file descriptors).
+pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
+
 /// The server's limits; [`Limits::default`] suits the machine it runs on.
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -36,6 +39,9 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// A connection with no request in progress for this long is closed.
     pub idle_timeout: Duration,
+    /// After a shutdown signal, how long requests in progress may take to finish before their
+    /// connections are closed anyway (they were never answered, so nothing acknowledged is lost).
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -47,6 +53,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -55,6 +62,29 @@ impl Default for Limits {
 /// is spent waiting for the sync), few enough that a request never waits behind thousands.
 pub fn default_max_in_flight() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()) * 64
+}
+
+/// Raises this process's soft limit on open files to its hard limit and returns the new soft limit.
+/// Each connection is a file descriptor, and the usual soft limit (1024) would refuse connections
+/// long before `max_connections`.
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
 }
 
 /// The in-flight bound: a semaphore whose permits a request holds while it executes.
