@@ -48,22 +48,10 @@ enum KeysCommand {
     },
     /// List the keys (ids and names; never secrets).
     List,
-    /// Revoke a key: requests signed with it are refused from the next request on.
+    /// Revoke a key: requests signed with it are refused within a second.
     Revoke {
         /// The access key id.
         access_key_id: String,
-    },
-    /// Give a key a policy (an IAM-style JSON document, see docs/security.md), or remove it with
-    /// --clear (a key without a policy has full access).
-    Policy {
-        /// The access key id.
-        access_key_id: String,
-        /// The policy document; `-` reads it from standard input.
-        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
-        file: Option<PathBuf>,
-        /// Remove the key's policy.
-        #[arg(long)]
-        clear: bool,
     },
 }
 
@@ -110,10 +98,6 @@ struct ServeArgs {
     /// Seconds allowed to receive a request's headers (slow clients are disconnected).
     #[arg(long, default_value_t = 10)]
     header_timeout_secs: u64,
-    /// Seconds requests in progress may take to finish after SIGTERM or Ctrl-C before the server
-    /// closes their connections and exits.
-    #[arg(long, default_value_t = 30)]
-    shutdown_timeout_secs: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -126,6 +110,10 @@ fn main() -> anyhow::Result<()> {
 
 fn keys(args: KeysArgs) -> anyhow::Result<()> {
     use haven_server::credentials::{self, AccessKey};
+    /// Seconds requests in progress may take to finish after SIGTERM or Ctrl-C before the server
+    /// closes their connections and exits.
+    #[arg(long, default_value_t = 30)]
+    shutdown_timeout_secs: u64,
     let path = &args.credentials;
     let mut keys = credentials::load(path)
         .with_context(|| format!("cannot read credentials file {}", path.display()))?;
@@ -144,16 +132,7 @@ fn keys(args: KeysArgs) -> anyhow::Result<()> {
         }
         KeysCommand::List => {
             for key in &keys {
-                let access = if key.policy.is_some() {
-                    "policy"
-                } else {
-                    "full access"
-                };
-                println!(
-                    "{}\t{}\t{access}",
-                    key.id,
-                    key.name.as_deref().unwrap_or("")
-                );
+                println!("{}\t{}", key.id, key.name.as_deref().unwrap_or(""));
             }
         }
         KeysCommand::Revoke { access_key_id } => {
@@ -168,39 +147,8 @@ fn keys(args: KeysArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot write credentials file {}", path.display()))?;
             println!("revoked {access_key_id}");
         }
-        KeysCommand::Policy {
-            access_key_id,
-            file,
-            clear: _,
-        } => {
-            let policy = file.as_deref().map(read_policy).transpose()?;
-            let key = keys
-                .iter_mut()
-                .find(|k| k.id == access_key_id)
-                .with_context(|| format!("no access key {access_key_id} in {}", path.display()))?;
-            let state = if policy.is_some() {
-                "set"
-            } else {
-                "removed (full access)"
-            };
-            key.policy = policy.map(Arc::new);
-            credentials::save(path, &keys)
-                .with_context(|| format!("cannot write credentials file {}", path.display()))?;
-            println!("policy of {access_key_id} {state}");
-        }
     }
     Ok(())
-}
-
-/// Reads and checks a policy document from a file, or standard input for `-`.
-fn read_policy(file: &std::path::Path) -> anyhow::Result<haven_api::access::Policy> {
-    let text = if file == std::path::Path::new("-") {
-        std::io::read_to_string(std::io::stdin())?
-    } else {
-        std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read policy file {}", file.display()))?
-    };
-    haven_api::access::Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -252,18 +200,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections as usize,
         header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
-        shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
         ..haven_server::Limits::default()
     };
-    match haven_server::raise_open_file_limit() {
-        Ok(files) if files < limits.max_connections as u64 + 64 => tracing::warn!(
-            files,
-            max_connections = limits.max_connections,
-            "the open-file limit is below --max-connections: connections beyond it are refused"
-        ),
-        Ok(_) => {}
-        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
-    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -294,3 +232,13 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
 }
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+    match haven_server::raise_open_file_limit() {
+        Ok(files) if files < limits.max_connections as u64 + 64 => tracing::warn!(
+            files,
+            max_connections = limits.max_connections,
+            "the open-file limit is below --max-connections: connections beyond it are refused"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }

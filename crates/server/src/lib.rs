@@ -141,6 +141,8 @@ pub async fn run_with_limits(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    // Shutdown: new connections are refused from here on; each open connection finishes the
+    // request it is serving (its client gets the answer) and closes instead of staying alive.
     drop(listener);
     let _ = closing_tx.send(true);
     let drained = tokio::time::timeout(limits.shutdown_timeout, async {
@@ -237,14 +239,12 @@ pub async fn dispatch(
         .ok_or(DynamoError::UnknownOperation)?;
     haven_api::Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
     auth::check_authorization(headers)?;
-    let signer = match auth {
-        Some(auth) => Some(auth.verify(parts.method.as_str(), &parts.uri, headers, body)?),
-        None => None,
-    };
+    if let Some(auth) = auth {
+        auth.verify(parts.method.as_str(), &parts.uri, headers, body)?;
+    }
     let request = request.ok_or_else(|| DynamoError::Serialization(String::new()))?;
     let context = haven_api::RequestContext {
         host: header(headers, "host").map(str::to_owned),
-        principal: signer.as_ref().map(credentials::AccessKey::principal),
     };
     service.call_with(operation, request, &context).await
 }
