@@ -4,6 +4,7 @@
 #
 #   scripts/fuzz.sh [MINUTES] [TARGET...]     targets: parse_condition parse_update parse_projection
 #                                             decode_request (a DynamoDB request through the server's decoder)
+#                                             storage_faults (the storage engine under injected faults and crashes)
 #
 # cargo-fuzz needs nightly features; RUSTC_BOOTSTRAP=1 unlocks them on the stable toolchain. No
 # sanitizer (the crate has no unsafe code), debug assertions on (overflow checks). Inputs that
@@ -18,7 +19,7 @@ minutes="${1:-10}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(parse_condition parse_update parse_projection decode_request)
+  targets=(parse_condition parse_update parse_projection decode_request storage_faults)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -32,13 +33,16 @@ CARGO_BUILD_JOBS=1 cargo fuzz build "${flags[@]}"
 status=0
 for target in "${targets[@]}"; do
   echo "== $target: $minutes minute(s)"
-  dict=fuzz/expr.dict
-  [ "$target" = decode_request ] && dict=fuzz/request.dict
   # -max_len reaches past the 4096-character expression limit; the dictionary holds the keywords,
-  # functions and the placeholders the targets define.
+  # functions and the placeholders the targets define. A storage scenario is at most 64 steps.
+  args=(-max_len=5000 -dict=fuzz/expr.dict)
+  case "$target" in
+    decode_request) args=(-max_len=5000 -dict=fuzz/request.dict) ;;
+    storage_faults) args=(-max_len=512) ;;
+  esac
   if ! cargo fuzz run "${flags[@]}" "$target" -- \
-      -max_total_time=$((minutes * 60)) -max_len=5000 -timeout=10 -rss_limit_mb=2048 \
-      -dict="$dict" -print_final_stats=1; then
+      -max_total_time=$((minutes * 60)) "${args[@]}" -timeout=10 -rss_limit_mb=2048 \
+      -print_final_stats=1; then
     echo "== $target: FAILED, see fuzz/artifacts/$target/"
     status=1
   fi
