@@ -4,6 +4,7 @@
 //! [`Service`] is what the HTTP layer calls: an operation name and a JSON body in, a JSON body or a
 //! [`DynamoError`] out. Nothing here knows about HTTP.
 
+pub mod access;
 mod catalog;
 mod error;
 mod expressions;
@@ -84,6 +85,9 @@ pub struct RequestContext {
     /// The `Host` header the client sent (`host[:port]`): DescribeEndpoints answers with it, so
     /// that an SDK doing endpoint discovery keeps talking to this server.
     pub host: Option<String>,
+    /// The authenticated caller, when authentication is on; the request is authorized against
+    /// its policy before the operation runs (see [`access`]).
+    pub principal: Option<access::Principal>,
 }
 
 /// The DynamoDB service over one storage engine.
@@ -145,6 +149,9 @@ impl Service {
             return Err(DynamoError::Serialization(
                 "Start of structure or map found where not expected".into(),
             ));
+        }
+        if let Some(principal) = &context.principal {
+            access::authorize(self, operation, &request, principal)?;
         }
         ops::dispatch(self, operation, request, context).await
     }

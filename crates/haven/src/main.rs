@@ -48,10 +48,22 @@ enum KeysCommand {
     },
     /// List the keys (ids and names; never secrets).
     List,
-    /// Revoke a key: requests signed with it are refused within a second.
+    /// Revoke a key: requests signed with it are refused from the next request on.
     Revoke {
         /// The access key id.
         access_key_id: String,
+    },
+    /// Give a key a policy (an IAM-style JSON document, see docs/security.md), or remove it with
+    /// --clear (a key without a policy has full access).
+    Policy {
+        /// The access key id.
+        access_key_id: String,
+        /// The policy document; `-` reads it from standard input.
+        #[arg(required_unless_present = "clear", conflicts_with = "clear")]
+        file: Option<PathBuf>,
+        /// Remove the key's policy.
+        #[arg(long)]
+        clear: bool,
     },
 }
 
@@ -132,7 +144,16 @@ fn keys(args: KeysArgs) -> anyhow::Result<()> {
         }
         KeysCommand::List => {
             for key in &keys {
-                println!("{}\t{}", key.id, key.name.as_deref().unwrap_or(""));
+                let access = if key.policy.is_some() {
+                    "policy"
+                } else {
+                    "full access"
+                };
+                println!(
+                    "{}\t{}\t{access}",
+                    key.id,
+                    key.name.as_deref().unwrap_or("")
+                );
             }
         }
         KeysCommand::Revoke { access_key_id } => {
@@ -147,8 +168,39 @@ fn keys(args: KeysArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot write credentials file {}", path.display()))?;
             println!("revoked {access_key_id}");
         }
+        KeysCommand::Policy {
+            access_key_id,
+            file,
+            clear: _,
+        } => {
+            let policy = file.as_deref().map(read_policy).transpose()?;
+            let key = keys
+                .iter_mut()
+                .find(|k| k.id == access_key_id)
+                .with_context(|| format!("no access key {access_key_id} in {}", path.display()))?;
+            let state = if policy.is_some() {
+                "set"
+            } else {
+                "removed (full access)"
+            };
+            key.policy = policy.map(Arc::new);
+            credentials::save(path, &keys)
+                .with_context(|| format!("cannot write credentials file {}", path.display()))?;
+            println!("policy of {access_key_id} {state}");
+        }
     }
     Ok(())
+}
+
+/// Reads and checks a policy document from a file, or standard input for `-`.
+fn read_policy(file: &std::path::Path) -> anyhow::Result<haven_api::access::Policy> {
+    let text = if file == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read policy file {}", file.display()))?
+    };
+    haven_api::access::Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -1,37 +1,42 @@
 //! Access keys: the credentials file, its reloading, and key generation.
 //!
 //! The file holds one key per line, `ACCESS_KEY_ID SECRET_ACCESS_KEY [NAME]`, fields separated by
-//! spaces or tabs; blank lines and lines starting with `#` are ignored (docs/security.md). The
-//! server re-reads it when it changes (checked at most once a second), so keys are created,
-//! rotated and revoked without a restart. Secrets are never logged: `AccessKey`'s Debug hides them
-//! and parse errors name the line, not its content.
+//! spaces or tabs, and optionally a key's policy on a line `policy ACCESS_KEY_ID {JSON}`; blank
+//! lines and lines starting with `#` are ignored (docs/security.md). The server checks the file
+//! for a change on every request (one `stat`), so keys are created, rotated, revoked and their
+//! policies changed without a restart, and in force from the next request. Secrets are never
+//! logged: `AccessKey`'s Debug hides them and parse errors name the line, not its content.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use hyper::Uri;
 use hyper::header::HeaderMap;
 
 use haven_api::DynamoError;
+use haven_api::access::{Policy, Principal};
 
 use crate::sigv4;
 
-/// How often, at most, the credentials file's metadata is checked for a change.
-const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
 const FILE_HEADER: &str = "# Haven credentials: one access key per line: ACCESS_KEY_ID SECRET_ACCESS_KEY [NAME]\n\
-# Managed by `haven keys create|list|revoke`; keep this file private (mode 0600).\n";
+# and a key's policy, if it has one: policy ACCESS_KEY_ID {JSON} (a key without one has full access).\n\
+# Managed by `haven keys create|list|revoke|policy`; keep this file private (mode 0600).\n";
 
-#[derive(Clone, PartialEq, Eq)]
+/// The first field of a policy line; never an access key id.
+const POLICY_KEYWORD: &str = "policy";
+
+#[derive(Clone, PartialEq)]
 pub struct AccessKey {
     pub id: String,
     pub secret: String,
     pub name: Option<String>,
+    /// None: full access.
+    pub policy: Option<Arc<Policy>>,
 }
 
 impl fmt::Debug for AccessKey {
@@ -40,6 +45,7 @@ impl fmt::Debug for AccessKey {
             .field("id", &self.id)
             .field("secret", &"<hidden>")
             .field("name", &self.name)
+            .field("policy", &self.policy.is_some())
             .finish()
     }
 }
@@ -64,29 +70,44 @@ impl AccessKey {
             .iter()
             .map(|b| SECRET_ALPHABET[usize::from(b % 64)] as char)
             .collect();
-        Ok(AccessKey { id, secret, name })
+        Ok(AccessKey {
+            id,
+            secret,
+            name,
+            policy: None,
+        })
+    }
+
+    /// The caller this key authenticates, as authorization sees it.
+    pub fn principal(&self) -> Principal {
+        Principal {
+            user: self.name.clone().unwrap_or_else(|| self.id.clone()),
+            policy: self.policy.clone(),
+        }
     }
 }
 
 /// Parses a credentials file. An error names the line and what is wrong with it, never its content.
 pub fn parse(text: &str) -> io::Result<Vec<AccessKey>> {
     let mut keys: Vec<AccessKey> = Vec::new();
+    let mut policies: Vec<(usize, &str, Policy)> = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let invalid = |what: &str| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("credentials file line {}: {what}", number + 1),
-            )
-        };
+        let invalid = |what: &str| invalid_line(number, what);
         let mut fields = line.splitn(3, [' ', '\t']);
         let id = fields.next().unwrap_or_default();
-        let secret = fields.next().unwrap_or_default().trim();
-        let name = fields.next().map(str::trim).filter(|n| !n.is_empty());
-        if secret.is_empty() {
+        let second = fields.next().unwrap_or_default().trim();
+        let rest = fields.next().map(str::trim).filter(|n| !n.is_empty());
+        if id == POLICY_KEYWORD {
+            let policy = Policy::parse(rest.unwrap_or_default())
+                .map_err(|e| invalid(&format!("invalid policy for {second}: {e}")))?;
+            policies.push((number, second, policy));
+            continue;
+        }
+        if second.is_empty() {
             return Err(invalid("expected ACCESS_KEY_ID SECRET_ACCESS_KEY [NAME]"));
         }
         if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -97,11 +118,31 @@ pub fn parse(text: &str) -> io::Result<Vec<AccessKey>> {
         }
         keys.push(AccessKey {
             id: id.to_string(),
-            secret: secret.to_string(),
-            name: name.map(str::to_string),
+            secret: second.to_string(),
+            name: rest.map(str::to_string),
+            policy: None,
         });
     }
+    for (number, id, policy) in policies {
+        let key = keys.iter_mut().find(|k| k.id == id).ok_or_else(|| {
+            invalid_line(
+                number,
+                &format!("a policy for {id}, which is not a key of this file"),
+            )
+        })?;
+        if key.policy.is_some() {
+            return Err(invalid_line(number, &format!("a second policy for {id}")));
+        }
+        key.policy = Some(Arc::new(policy));
+    }
     Ok(keys)
+}
+
+fn invalid_line(number: usize, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("credentials file line {}: {what}", number + 1),
+    )
 }
 
 /// Reads a credentials file; a missing file holds no keys.
@@ -126,6 +167,10 @@ pub fn save(path: &Path, keys: &[AccessKey]) -> io::Result<()> {
             text.push_str(name);
         }
         text.push('\n');
+        if let Some(policy) = &key.policy {
+            let document = policy.document().to_string();
+            text.push_str(&format!("{POLICY_KEYWORD} {} {document}\n", key.id));
+        }
     }
     let file_name = path
         .file_name()
@@ -156,9 +201,8 @@ fn stamp(path: &Path) -> Stamp {
 }
 
 struct State {
-    secrets: HashMap<String, String>,
+    keys: HashMap<String, AccessKey>,
     stamp: Stamp,
-    checked: Instant,
 }
 
 /// The keys of a credentials file, re-read when the file changes.
@@ -175,9 +219,8 @@ impl KeyStore {
         Ok(KeyStore {
             path: path.to_path_buf(),
             state: Mutex::new(State {
-                secrets: secrets(keys),
+                keys: by_id(keys),
                 stamp,
-                checked: Instant::now(),
             }),
         })
     }
@@ -190,7 +233,7 @@ impl KeyStore {
         self.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .secrets
+            .keys
             .len()
     }
 
@@ -198,39 +241,37 @@ impl KeyStore {
         self.len() == 0
     }
 
-    /// The secret of `access_key_id`, from the file as it is now (at most a second old).
-    pub fn secret_of(&self, access_key_id: &str) -> Option<String> {
+    /// The key `access_key_id`, from the file as it is now: its metadata is checked on every call
+    /// (one `stat`), so a revoked key is refused from the next request on.
+    pub fn key(&self, access_key_id: &str) -> Option<AccessKey> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.checked.elapsed() >= RELOAD_CHECK_INTERVAL {
-            state.checked = Instant::now();
-            let current = stamp(&self.path);
-            if current != state.stamp {
-                match load(&self.path) {
-                    Ok(keys) => {
-                        state.secrets = secrets(keys);
-                        state.stamp = current;
-                        tracing::info!(
-                            path = %self.path.display(),
-                            keys = state.secrets.len(),
-                            "credentials file reloaded"
-                        );
-                    }
-                    // Keep the keys we had: a half-edited file must not lock everyone out. The
-                    // stamp is not updated, so the file is read again on the next check.
-                    Err(error) => tracing::error!(
+        let current = stamp(&self.path);
+        if current != state.stamp {
+            match load(&self.path) {
+                Ok(keys) => {
+                    state.keys = by_id(keys);
+                    state.stamp = current;
+                    tracing::info!(
                         path = %self.path.display(),
-                        %error,
-                        "cannot reload the credentials file; keeping the previous keys"
-                    ),
+                        keys = state.keys.len(),
+                        "credentials file reloaded"
+                    );
                 }
+                // Keep the keys we had: a half-edited file must not lock everyone out. The
+                // stamp is not updated, so the file is read again on the next request.
+                Err(error) => tracing::error!(
+                    path = %self.path.display(),
+                    %error,
+                    "cannot reload the credentials file; keeping the previous keys"
+                ),
             }
         }
-        state.secrets.get(access_key_id).cloned()
+        state.keys.get(access_key_id).cloned()
     }
 }
 
-fn secrets(keys: Vec<AccessKey>) -> HashMap<String, String> {
-    keys.into_iter().map(|k| (k.id, k.secret)).collect()
+fn by_id(keys: Vec<AccessKey>) -> HashMap<String, AccessKey> {
+    keys.into_iter().map(|k| (k.id.clone(), k)).collect()
 }
 
 /// SigV4 authentication of every request against a credentials file.
@@ -241,22 +282,26 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// Verifies the request's signature; returns the access key id that signed it.
+    /// Verifies the request's signature; returns the key that signed it.
     pub fn verify(
         &self,
         method: &str,
         uri: &Uri,
         headers: &HeaderMap,
         body: &[u8],
-    ) -> Result<String, DynamoError> {
+    ) -> Result<AccessKey, DynamoError> {
         let request = sigv4::SignedRequest {
             method,
             uri,
             headers,
             body,
         };
+        // The key is looked up once, so the secret checked and the policy used are one version.
+        let mut signer = None;
         sigv4::verify(&request, &self.region, SystemTime::now(), |id| {
-            self.keys.secret_of(id)
-        })
+            signer = self.keys.key(id);
+            signer.as_ref().map(|k| k.secret.clone())
+        })?;
+        signer.ok_or(DynamoError::InternalServerError)
     }
 }

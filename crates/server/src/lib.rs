@@ -239,12 +239,14 @@ pub async fn dispatch(
         .ok_or(DynamoError::UnknownOperation)?;
     haven_api::Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
     auth::check_authorization(headers)?;
-    if let Some(auth) = auth {
-        auth.verify(parts.method.as_str(), &parts.uri, headers, body)?;
-    }
+    let signer = match auth {
+        Some(auth) => Some(auth.verify(parts.method.as_str(), &parts.uri, headers, body)?),
+        None => None,
+    };
     let request = request.ok_or_else(|| DynamoError::Serialization(String::new()))?;
     let context = haven_api::RequestContext {
         host: header(headers, "host").map(str::to_owned),
+        principal: signer.as_ref().map(credentials::AccessKey::principal),
     };
     service.call_with(operation, request, &context).await
 }

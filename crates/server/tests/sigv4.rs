@@ -9,6 +9,7 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use haven_api::DynamoError;
+use haven_api::access::Policy;
 use haven_server::credentials::{self, AccessKey, KeyStore};
 use haven_server::sigv4::{self, INVALID_TOKEN, SIGNATURE_MISMATCH, SignedRequest};
 use hyper::Uri;
@@ -380,21 +381,29 @@ fn amz_dates_round_trip() {
 }
 
 #[test]
-fn credentials_file_round_trips_and_reloads() {
+fn credentials_file_round_trips_and_reloads_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("credentials");
-    let first = AccessKey::generate(Some("first key".into())).unwrap();
+    let mut first = AccessKey::generate(Some("first key".into())).unwrap();
+    first.policy = Some(std::sync::Arc::new(
+        Policy::parse(
+            r#"{"Statement": [{"Effect": "Allow", "Action": "dynamodb:Get*", "Resource": "*"}]}"#,
+        )
+        .unwrap(),
+    ));
     assert!(!format!("{first:?}").contains(&first.secret));
-    credentials::save(&path, std::slice::from_ref(&first)).unwrap();
-    assert_eq!(credentials::load(&path).unwrap(), vec![first.clone()]);
+    let unrestricted = AccessKey::generate(None).unwrap();
+    let both = [first.clone(), unrestricted.clone()];
+    credentials::save(&path, &both).unwrap();
+    assert_eq!(credentials::load(&path).unwrap(), both.to_vec());
     let store = KeyStore::open(&path).unwrap();
-    assert_eq!(store.secret_of(&first.id), Some(first.secret.clone()));
+    let secret_of = |id: &str| store.key(id).map(|k| k.secret);
+    assert_eq!(secret_of(&first.id), Some(first.secret.clone()));
 
     let second = AccessKey::generate(None).unwrap();
     credentials::save(&path, std::slice::from_ref(&second)).unwrap();
-    std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(store.secret_of(&first.id), None, "revoked at once");
-    assert_eq!(store.secret_of(&second.id), Some(second.secret.clone()));
+    assert_eq!(secret_of(&first.id), None, "revoked at once");
+    assert_eq!(secret_of(&second.id), Some(second.secret.clone()));
 
     // A broken file keeps the keys we had, and its error names the line, not the secret.
     std::fs::write(&path, "# comment\n\nBROKEN\n").unwrap();
@@ -403,9 +412,28 @@ fn credentials_file_round_trips_and_reloads() {
         error,
         "credentials file line 3: expected ACCESS_KEY_ID SECRET_ACCESS_KEY [NAME]"
     );
-    std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(store.secret_of(&second.id), Some(second.secret));
+    assert_eq!(secret_of(&second.id), Some(second.secret));
     assert!(credentials::parse("A s\nA t\n").is_err(), "duplicates");
+}
+
+#[test]
+fn policy_lines_name_a_key_of_the_file_once() {
+    let allow_all = r#"{"Statement": {"Effect": "Allow", "Action": "*", "Resource": "*"}}"#;
+    let keys = credentials::parse(&format!("policy A {allow_all}\nA s reader\n")).unwrap();
+    assert!(keys[0].policy.is_some(), "a policy may come before its key");
+    let error = |text: String| credentials::parse(&text).unwrap_err().to_string();
+    assert_eq!(
+        error(format!("A s\npolicy B {allow_all}\n")),
+        "credentials file line 2: a policy for B, which is not a key of this file"
+    );
+    assert_eq!(
+        error(format!("A s\npolicy A {allow_all}\npolicy A {allow_all}\n")),
+        "credentials file line 3: a second policy for A"
+    );
+    assert!(
+        error("A s\npolicy A {\"Statement\": []".into())
+            .starts_with("credentials file line 2: invalid policy for A: the policy is not JSON"),
+    );
 }
 
 /// A random request DynamoDB could receive: host, path, query, extra headers, body.

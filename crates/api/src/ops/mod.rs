@@ -20,6 +20,8 @@ use serde_json::Value;
 
 use crate::{DynamoError, RequestContext, Service};
 
+pub(crate) use query::partition_key as query_partition_key;
+
 macro_rules! operations {
     ($($name:ident),* $(,)?) => {
         /// Every operation of the DynamoDB API (version 2012-08-10).

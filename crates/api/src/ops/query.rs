@@ -35,15 +35,8 @@ pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, Dynam
     let mut violations = Violations::new();
     let capacity = common.check(&mut violations);
     violations.into_result()?;
-    let legacy = LegacyParams {
-        key_conditions: input.key_conditions.as_ref(),
-        query_filter: input.query_filter.as_ref(),
-        ..LegacyParams::default()
-    };
-    let plan = common.plan(input.key_condition_expression.as_deref(), legacy)?;
-    let key_condition = plan.conditions.key_condition.as_ref().ok_or_else(|| {
-        DynamoError::validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
-    })?;
+    let plan = input.plan()?;
+    let key_condition = key_condition(&plan)?;
 
     let meta = table(service, common.table_name())?;
     let target = common.target(&meta, plan.consistent)?;
@@ -72,6 +65,41 @@ pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, Dynam
     let page = read_page(&*snapshot, &target, &request)?;
     let capacity = target.capacity(capacity, &page, plan.consistent);
     Ok(render_page(page, plan.select, capacity))
+}
+
+/// The partition key value a Query request reads, as IAM's `dynamodb:LeadingKeys` compares it;
+/// None when the request is not a valid Query (the operation then refuses it).
+pub(crate) fn partition_key(service: &Service, request: &Value) -> Option<String> {
+    let input: QueryInput = crate::ops::parse(request.clone()).ok()?;
+    let plan = input.plan().ok()?;
+    let meta = table(service, input.common.table_name()).ok()?;
+    let target = input.common.target(&meta, plan.consistent).ok()?;
+    let hash = key_condition(&plan)
+        .ok()?
+        .resolve(&target.keys())
+        .ok()?
+        .hash;
+    crate::access::leading_key_text(&crate::wire::value_to_json(&hash))
+}
+
+impl QueryInput {
+    fn plan(&self) -> Result<crate::pages::ReadPlan, DynamoError> {
+        let legacy = LegacyParams {
+            key_conditions: self.key_conditions.as_ref(),
+            query_filter: self.query_filter.as_ref(),
+            ..LegacyParams::default()
+        };
+        self.common
+            .plan(self.key_condition_expression.as_deref(), legacy)
+    }
+}
+
+fn key_condition(
+    plan: &crate::pages::ReadPlan,
+) -> Result<&crate::expressions::KeyConditionSource, DynamoError> {
+    plan.conditions.key_condition.as_ref().ok_or_else(|| {
+        DynamoError::validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.")
+    })
 }
 
 /// The key range a key condition selects: one partition, optionally narrowed by sort key.

@@ -50,7 +50,7 @@ impl HavenServer {
             .expect("haven prints its address");
         let address = line
             .trim()
-            .rsplit("http://")
+            .rsplit("://")
             .next()
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line from haven: {line:?}"));
@@ -188,4 +188,35 @@ pub fn terminate(mut server: HavenServer) -> std::process::ExitStatus {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// Runs `haven keys <args> --credentials <file>` and returns its standard output.
+pub fn haven_keys(file: &Path, args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_haven"))
+        .arg("keys")
+        .args(args)
+        .args(["--credentials", file.to_str().unwrap()])
+        .output()
+        .expect("haven keys runs");
+    assert!(
+        output.status.success(),
+        "haven keys {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// `haven keys create`: (access key id, secret).
+pub fn create_key(file: &Path, name: &str) -> (String, String) {
+    let out = haven_keys(file, &["create", "--name", name]);
+    let field = |label: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label} in {out:?}"))
+            .to_string()
+    };
+    (
+        field("aws_access_key_id = "),
+        field("aws_secret_access_key = "),
+    )
 }

@@ -1,0 +1,253 @@
+//! Authorization: which permissions a request needs, and whether the caller's policy grants them.
+//!
+//! The server authenticates a request (SigV4) and resolves its access key's policy; it passes both
+//! here as a [`Principal`] in the [`RequestContext`](crate::RequestContext). Authorization lives in
+//! this crate because it needs what only this crate knows: the members of each operation's
+//! request and each table's key schema (for `dynamodb:LeadingKeys`). It runs on the request's JSON
+//! before the operation does, so an operation never starts work it is not allowed to do.
+//!
+//! The permissions follow DynamoDB's IAM actions: each table of a BatchGetItem or BatchWriteItem
+//! needs that batch action on the table; each item of a transaction needs its own action
+//! (a TransactWriteItems Put needs `dynamodb:PutItem` on its table, a ConditionCheck
+//! `dynamodb:ConditionCheckItem`); a Query or Scan of an index needs the action on the index ARN;
+//! ListTables is on `table/*`. Streams are not built in Haven yet, so there is nothing to check.
+
+mod policy;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::ops::Operation;
+use crate::{DynamoError, Service};
+
+pub use policy::{Decision, Permission, Policy, wildcard_match};
+
+/// Who sent a request, as the server authenticated it.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The user named in AccessDeniedException messages: the key's name, or its id when unnamed.
+    pub user: String,
+    /// The key's policy; a key without one has full access (credentials files from before
+    /// policies keep working).
+    pub policy: Option<Arc<Policy>>,
+}
+
+/// Refuses the request with AccessDeniedException unless the principal's policy grants every
+/// permission it needs.
+pub(crate) fn authorize(
+    service: &Service,
+    operation: Operation,
+    request: &Value,
+    principal: &Principal,
+) -> Result<(), DynamoError> {
+    let Some(policy) = &principal.policy else {
+        return Ok(());
+    };
+    for permission in Permissions::new(service, true).of(operation, request) {
+        let reason = match policy.decide(&permission) {
+            Decision::Allowed => continue,
+            Decision::NotAllowed => format!(
+                "because no identity-based policy allows the dynamodb:{} action",
+                permission.action
+            ),
+            Decision::ExplicitlyDenied => {
+                "with an explicit deny in an identity-based policy".into()
+            }
+        };
+        return Err(DynamoError::AccessDenied(format!(
+            "User: arn:aws:iam::{}:user/{} is not authorized to perform: dynamodb:{} on resource: {} {reason}",
+            service.config.account, principal.user, permission.action, permission.resource
+        )));
+    }
+    Ok(())
+}
+
+/// The tables a request names (for the audit log), in request order, each once.
+pub fn tables(service: &Service, operation: Operation, request: &Value) -> Vec<String> {
+    let prefix = Permissions::new(service, false).table_arn("");
+    let mut tables: Vec<String> = Vec::new();
+    for permission in Permissions::new(service, false).of(operation, request) {
+        let Some(path) = permission.resource.strip_prefix(&prefix) else {
+            continue;
+        };
+        let table = path.split('/').next().unwrap_or_default();
+        if table != "*" && !tables.iter().any(|t| t == table) {
+            tables.push(table.to_owned());
+        }
+    }
+    tables
+}
+
+/// Reads the permissions a request needs from its JSON. A member that is missing or of the wrong
+/// type adds nothing here: the operation refuses the request for it anyway, with its own error.
+struct Permissions<'s> {
+    service: &'s Service,
+    /// Whether to find the partition keys the request touches (only a policy needs them).
+    with_keys: bool,
+    needed: Vec<Permission>,
+}
+
+impl<'s> Permissions<'s> {
+    fn new(service: &'s Service, with_keys: bool) -> Self {
+        Permissions {
+            service,
+            with_keys,
+            needed: Vec::new(),
+        }
+    }
+
+    fn of(mut self, operation: Operation, request: &Value) -> Vec<Permission> {
+        use Operation::*;
+        let table = request.get("TableName").and_then(Value::as_str);
+        let action = operation.name();
+        match operation {
+            GetItem | DeleteItem | UpdateItem => self.items(action, table, [&request["Key"]]),
+            PutItem => self.items(action, table, [&request["Item"]]),
+            Query => {
+                let key = self
+                    .with_keys
+                    .then(|| crate::ops::query_partition_key(self.service, request))
+                    .flatten();
+                self.on(action, self.read_target(request), key.into_iter().collect());
+            }
+            Scan => self.on(action, self.read_target(request), Vec::new()),
+            BatchGetItem => self.batch_get(request),
+            BatchWriteItem => self.batch_write(request),
+            TransactGetItems => self.transaction(request, &[("Get", "GetItem")]),
+            TransactWriteItems => self.transaction(
+                request,
+                &[
+                    ("Put", "PutItem"),
+                    ("Update", "UpdateItem"),
+                    ("Delete", "DeleteItem"),
+                    ("ConditionCheck", "ConditionCheckItem"),
+                ],
+            ),
+            CreateTable | DescribeTable | DeleteTable | UpdateTable | UpdateTimeToLive
+            | DescribeTimeToLive => {
+                if let Some(table) = table {
+                    self.on(action, Some(self.table_arn(table)), Vec::new());
+                }
+            }
+            ListTables => self.on(action, Some(self.table_arn("*")), Vec::new()),
+            TagResource | UntagResource | ListTagsOfResource => {
+                let arn = request.get("ResourceArn").and_then(Value::as_str);
+                self.on(action, arn.map(str::to_owned), Vec::new());
+            }
+            // Endpoint discovery needs no permission in DynamoDB.
+            DescribeEndpoints => {}
+            // Account-wide operations, and every operation Haven does not build yet (they do
+            // nothing): a permission on `*`, so that a new operation is never open by default.
+            _ => self.on(action, Some("*".into()), Vec::new()),
+        }
+        self.needed
+    }
+
+    fn on(&mut self, action: &'static str, resource: Option<String>, leading_keys: Vec<String>) {
+        if let Some(resource) = resource {
+            self.needed.push(Permission {
+                action,
+                resource,
+                leading_keys,
+            });
+        }
+    }
+
+    /// `action` on `table` for the items (keys or whole items) given.
+    fn items<'v>(
+        &mut self,
+        action: &'static str,
+        table: Option<&str>,
+        items: impl IntoIterator<Item = &'v Value>,
+    ) {
+        if let Some(table) = table {
+            let keys = self.leading_keys(table, items);
+            self.on(action, Some(self.table_arn(table)), keys);
+        }
+    }
+
+    fn batch_get(&mut self, request: &Value) {
+        for (table, entry) in request["RequestItems"].as_object().into_iter().flatten() {
+            let keys = entry["Keys"].as_array().into_iter().flatten();
+            self.items("BatchGetItem", Some(table), keys);
+        }
+    }
+
+    fn batch_write(&mut self, request: &Value) {
+        for (table, writes) in request["RequestItems"].as_object().into_iter().flatten() {
+            let items =
+                writes.as_array().into_iter().flatten().flat_map(|write| {
+                    [&write["PutRequest"]["Item"], &write["DeleteRequest"]["Key"]]
+                });
+            self.items(
+                "BatchWriteItem",
+                Some(table),
+                items.filter(|v| !v.is_null()),
+            );
+        }
+    }
+
+    /// Each action of a transaction needs its own item-level permission (`members`: the request
+    /// member and the IAM action it needs).
+    fn transaction(&mut self, request: &Value, members: &[(&str, &'static str)]) {
+        for entry in request["TransactItems"].as_array().into_iter().flatten() {
+            for &(member, action) in members {
+                let Some(item) = entry.get(member) else {
+                    continue;
+                };
+                let table = item.get("TableName").and_then(Value::as_str);
+                let key = if member == "Put" {
+                    &item["Item"]
+                } else {
+                    &item["Key"]
+                };
+                self.items(action, table, [key]);
+            }
+        }
+    }
+
+    /// The table or index ARN a Query or Scan reads.
+    fn read_target(&self, request: &Value) -> Option<String> {
+        let table = self.table_arn(request.get("TableName")?.as_str()?);
+        Some(match request.get("IndexName").and_then(Value::as_str) {
+            Some(index) => format!("{table}/index/{index}"),
+            None => table,
+        })
+    }
+
+    fn table_arn(&self, table: &str) -> String {
+        let config = &self.service.config;
+        format!(
+            "arn:aws:dynamodb:{}:{}:table/{table}",
+            config.region, config.account
+        )
+    }
+
+    /// The partition key values of `items` in `table` (none when the table does not exist or an
+    /// item lacks its partition key: a LeadingKeys condition then refuses the request).
+    fn leading_keys<'v>(
+        &self,
+        table: &str,
+        items: impl IntoIterator<Item = &'v Value>,
+    ) -> Vec<String> {
+        let meta = self.service.catalog.get(table).filter(|_| self.with_keys);
+        let Some(meta) = meta else {
+            return Vec::new();
+        };
+        let partition = &meta.keys().partition.name;
+        let keys: Option<Vec<String>> = items
+            .into_iter()
+            .map(|item| leading_key_text(&item[partition.as_str()]))
+            .collect();
+        keys.unwrap_or_default()
+    }
+}
+
+/// The text IAM compares for a partition key value: the string of an S, N or B (base64) value.
+pub(crate) fn leading_key_text(value: &Value) -> Option<String> {
+    let [(_, text)] = value.as_object()?.iter().collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    text.as_str().map(str::to_owned)
+}
