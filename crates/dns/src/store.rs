@@ -132,8 +132,10 @@ pub struct PlanStore {
 
 struct Inner {
     files: Box<dyn Files>,
-    /// The newest fencing token this store has issued or accepted; survives a corrupt pointer.
-    highest_token: FencingToken,
+    /// The newest fencing token this store has issued.
+    tokens_issued: FencingToken,
+    /// The newest fencing token that published a plan.
+    highest_accepted: FencingToken,
 }
 
 /// What reconciling the files found.
@@ -159,7 +161,8 @@ impl PlanStore {
     fn with_files(files: Box<dyn Files>) -> Result<PlanStore, StoreError> {
         let mut inner = Inner {
             files,
-            highest_token: 0,
+            tokens_issued: 0,
+            highest_accepted: 0,
         };
         inner.repair_pointer()?;
         Ok(PlanStore {
@@ -167,15 +170,15 @@ impl PlanStore {
         })
     }
 
-    /// A token newer than any this store has issued or accepted.
+    /// A token newer than any this store has issued or accepted. Issuing fences nobody out: the
+    /// token does when it first publishes.
     pub fn issue_token(&self) -> Result<FencingToken, StoreError> {
         let mut inner = self.lock();
         let fence = inner
-            .reconcile()?
-            .pointer
+            .effective_pointer()?
             .map_or(0, |pointer| pointer.fence);
-        inner.highest_token = inner.highest_token.max(fence) + 1;
-        Ok(inner.highest_token)
+        inner.tokens_issued = inner.tokens_issued.max(fence) + 1;
+        Ok(inner.tokens_issued)
     }
 
     /// Writes `plan` to its own file. Writing the same plan again is harmless; a different plan
@@ -275,18 +278,13 @@ impl Inner {
         Ok(Reconciled { pointer, serving })
     }
 
-    /// The pointer compare-and-set compares against: the stored one, raised to the plan actually
-    /// served and to the newest token this store has seen.
+    /// The pointer compare-and-set compares against: the stored one, with the newest token this
+    /// store has accepted (which a pointer corrupted while running must not make it forget).
     fn effective_pointer(&self) -> io::Result<Option<Pointer>> {
-        let Reconciled { pointer, serving } = self.reconcile()?;
-        let generation = pointer
-            .map(|pointer| pointer.generation)
-            .max(serving.map(|plan| plan.generation));
-        Ok(generation.map(|generation| Pointer {
-            generation,
-            fence: pointer
-                .map_or(0, |pointer| pointer.fence)
-                .max(self.highest_token),
+        let pointer = read_sealed::<Pointer>(self.files.as_ref(), POINTER_FILE)?;
+        Ok(pointer.map(|pointer| Pointer {
+            fence: pointer.fence.max(self.highest_accepted),
+            ..pointer
         }))
     }
 
@@ -296,14 +294,14 @@ impl Inner {
         if let (None, Some(plan)) = (pointer, serving) {
             self.write_pointer(Pointer {
                 generation: plan.generation,
-                fence: self.highest_token,
+                fence: self.highest_accepted,
             })?;
         }
         Ok(())
     }
 
     fn write_pointer(&mut self, pointer: Pointer) -> io::Result<()> {
-        self.highest_token = self.highest_token.max(pointer.fence);
+        self.highest_accepted = self.highest_accepted.max(pointer.fence);
         let json = serde_json::to_vec(&pointer).expect("a pointer serializes");
         self.files.replace(POINTER_FILE, &seal(&json))
     }
