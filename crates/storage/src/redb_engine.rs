@@ -89,7 +89,8 @@ fn builder(file: &str) -> redb::Builder {
             if session.progress() == 0.3 {
                 tracing::warn!(
                     file,
-                    "the newest commit failed its checksum: rolled back to the previous commit"
+                    "the newest commit failed its checksum (interrupted by a crash or an I/O \
+                     error, or damaged): rolled back to the previous commit"
                 );
             }
         });
