@@ -57,6 +57,13 @@ impl DynamoError {
         DynamoError::Validation(message.into())
     }
 
+    /// A document nested deeper than DynamoDB's 32 levels, however deep.
+    pub fn nesting_exceeded() -> DynamoError {
+        DynamoError::validation(
+            "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels beyond supported limit",
+        )
+    }
+
     /// ResourceNotFoundException for data-plane operations on a missing table.
     pub fn table_not_found() -> DynamoError {
         DynamoError::ResourceNotFound("Requested resource not found".into())

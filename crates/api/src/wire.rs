@@ -51,9 +51,7 @@ fn parse_map(value: &Value, depth: usize) -> Result<BTreeMap<String, AttributeVa
 fn parse_value_at(value: &Value, depth: usize) -> Result<AttributeValue, DynamoError> {
     // `depth` counts the containers around this value, so the value is at level `depth + 1`.
     if depth >= MAX_NESTING_DEPTH {
-        return Err(DynamoError::validation(
-            "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels beyond supported limit",
-        ));
+        return Err(DynamoError::nesting_exceeded());
     }
     let object = value
         .as_object()

@@ -8,6 +8,7 @@
 mod auth;
 pub mod credentials;
 mod limits;
+mod json;
 pub mod sigv4;
 
 use std::convert::Infallible;
@@ -232,7 +233,7 @@ pub async fn dispatch(
     let request: Option<serde_json::Value> = if body.is_empty() {
         None
     } else {
-        Some(serde_json::from_slice(body).map_err(|_| DynamoError::Serialization(String::new()))?)
+        Some(json::parse(body)?)
     };
     let operation = header(headers, "x-amz-target")
         .and_then(|target| target.strip_prefix(TARGET_PREFIX))
