@@ -110,6 +110,10 @@ struct ServeArgs {
     /// Seconds allowed to receive a request's headers (slow clients are disconnected).
     #[arg(long, default_value_t = 10)]
     header_timeout_secs: u64,
+    /// Seconds requests in progress may take to finish after SIGTERM or Ctrl-C before the server
+    /// closes their connections and exits.
+    #[arg(long, default_value_t = 30)]
+    shutdown_timeout_secs: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -122,10 +126,6 @@ fn main() -> anyhow::Result<()> {
 
 fn keys(args: KeysArgs) -> anyhow::Result<()> {
     use haven_server::credentials::{self, AccessKey};
-    /// Seconds requests in progress may take to finish after SIGTERM or Ctrl-C before the server
-    /// closes their connections and exits.
-    #[arg(long, default_value_t = 30)]
-    shutdown_timeout_secs: u64,
     let path = &args.credentials;
     let mut keys = credentials::load(path)
         .with_context(|| format!("cannot read credentials file {}", path.display()))?;
@@ -252,8 +252,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections as usize,
         header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
         ..haven_server::Limits::default()
     };
+    match haven_server::raise_open_file_limit() {
+        Ok(files) if files < limits.max_connections as u64 + 64 => tracing::warn!(
+            files,
+            max_connections = limits.max_connections,
+            "the open-file limit is below --max-connections: connections beyond it are refused"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -284,13 +294,3 @@ async fn shutdown_signal() {
         _ = terminate.recv() => {}
     }
 }
-        shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
-    match haven_server::raise_open_file_limit() {
-        Ok(files) if files < limits.max_connections as u64 + 64 => tracing::warn!(
-            files,
-            max_connections = limits.max_connections,
-            "the open-file limit is below --max-connections: connections beyond it are refused"
-        ),
-        Ok(_) => {}
-        Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
-    }
