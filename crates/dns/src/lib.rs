@@ -10,5 +10,6 @@ pub mod control;
 pub mod enactor;
 pub mod plan;
 pub mod planner;
+pub mod push;
 pub mod store;
 pub mod zone;
