@@ -55,6 +55,7 @@ use hickory_proto::rr::Name;
 use serde::Deserialize;
 
 use crate::plan::{Inventory, RegionInventory};
+use crate::planner::VelocityLimit;
 
 /// A configuration file that cannot be used, with the reason in words.
 #[derive(Debug, thiserror::Error)]
@@ -121,13 +122,6 @@ pub struct HealthSettings {
     pub failures: u32,
     /// Consecutive successful probes before a node becomes Healthy.
     pub successes: u32,
-}
-
-/// At most `max_removed_fraction` of a record set may be removed by health checks per `window`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct VelocityLimit {
-    pub max_removed_fraction: f64,
-    pub window: Duration,
 }
 
 /// The file as written; see the module documentation for an example.

@@ -8,8 +8,11 @@
 pub mod config;
 pub mod control;
 pub mod enactor;
+pub mod health;
 pub mod plan;
 pub mod planner;
 pub mod push;
+pub mod server;
 pub mod store;
+pub mod subsystem;
 pub mod zone;

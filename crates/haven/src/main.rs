@@ -72,6 +72,13 @@ struct ServeArgs {
     /// Address and port to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
+    /// DNS configuration (TOML, see the README): serve health-checked DNS for the endpoint names.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address for DNS over UDP and TCP, replacing the config's [dns] listen (repeatable), so
+    /// that nodes can share one config file.
+    #[arg(long, requires = "config")]
+    dns_listen: Vec<SocketAddr>,
     /// Directory holding the database.
     #[arg(long, default_value = "./haven-data")]
     data_dir: PathBuf,
@@ -264,6 +271,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
+    let dns = start_dns(&args)?;
+    let pages = match &dns {
+        Some(dns) => {
+            haven_server::StatusPages::new(vec![("/dns/status", Arc::new(dns.status_reporter()))])
+        }
+        None => haven_server::StatusPages::default(),
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(args.listen)
@@ -277,12 +291,46 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         tracing::info!(%address, storage, "haven is ready");
         println!("Haven listening on http://{address}");
-        haven_server::run_with_limits(listener, service, auth, limits, shutdown_signal()).await;
+        haven_server::run_with_status_pages(
+            listener,
+            service,
+            auth,
+            limits,
+            pages,
+            shutdown_signal(),
+        )
+        .await;
         anyhow::Ok(())
     })?;
     engine.shutdown();
     tracing::info!("haven stopped");
     Ok(())
+}
+
+/// Starts the DNS subsystem when `--config` is given; it runs on threads of its own, apart from
+/// the API, and keeps its plans in `<data-dir>/dns` unless the config names a state directory.
+fn start_dns(args: &ServeArgs) -> anyhow::Result<Option<haven_dns::subsystem::DnsSubsystem>> {
+    let Some(path) = &args.config else {
+        tracing::info!("DNS off (no --config)");
+        return Ok(None);
+    };
+    let mut config = haven_dns::config::DnsConfig::load(path)?;
+    if !args.dns_listen.is_empty() {
+        config.listen = args.dns_listen.clone();
+    }
+    if config.state_dir.is_none() && !args.in_memory {
+        config.state_dir = Some(args.data_dir.join("dns"));
+    }
+    let zone = config.inventory.zone.clone();
+    let nodes: usize = config.inventory.regions.iter().map(|r| r.nodes.len()).sum();
+    let dns = haven_dns::subsystem::DnsSubsystem::start(config)?;
+    tracing::info!(
+        zone,
+        listen = ?dns.addresses(),
+        api_nodes = nodes,
+        "DNS on: answering for the zone over UDP and TCP; status at GET /dns/status"
+    );
+    Ok(Some(dns))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -28,6 +28,25 @@ use haven_api::{DynamoError, Service};
 pub use credentials::{Authenticator, KeyStore};
 pub use limits::{Limits, default_max_in_flight, raise_open_file_limit};
 
+/// One read-only JSON report (see [`StatusPages`]).
+pub type StatusPage = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// Read-only JSON reports served on `GET <path>` next to the API, such as the binary's
+/// `/dns/status`; the server knows nothing of what they report.
+#[derive(Clone, Default)]
+pub struct StatusPages(Arc<Vec<(&'static str, StatusPage)>>);
+
+impl StatusPages {
+    pub fn new(pages: Vec<(&'static str, StatusPage)>) -> StatusPages {
+        StatusPages(Arc::new(pages))
+    }
+
+    fn render(&self, path: &str) -> Option<serde_json::Value> {
+        let (_, page) = self.0.iter().find(|(page_path, _)| *page_path == path)?;
+        Some(page())
+    }
+}
+
 /// Largest request body DynamoDB accepts (16 MB).
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 const TARGET_PREFIX: &str = "DynamoDB_20120810.";
@@ -58,6 +77,19 @@ pub async fn run_with_limits(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
+    let pages = StatusPages::default();
+    run_with_status_pages(listener, service, auth, limits, pages, shutdown).await
+}
+
+/// [`run_with_limits`], also answering `GET` on the paths of `pages` with their JSON.
+pub async fn run_with_status_pages(
+    listener: TcpListener,
+    service: Arc<Service>,
+    auth: Option<Arc<Authenticator>>,
+    limits: Limits,
+    pages: StatusPages,
+    shutdown: impl Future<Output = ()>,
+) {
     let admission = Arc::new(limits::Admission::new(&limits));
     let connection_slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     // At the connection cap, idle connections are asked to close to make room for new ones.
@@ -84,6 +116,7 @@ pub async fn run_with_limits(
                 let service = service.clone();
                 let auth = auth.clone();
                 let admission = admission.clone();
+                let pages = pages.clone();
                 let limits = limits.clone();
                 let mut closing = closing_rx.clone();
                 connections.spawn(async move {
@@ -100,7 +133,7 @@ pub async fn run_with_limits(
                     let body_timeout = limits.body_read_timeout;
                     let handler = hyper::service::service_fn(move |request| {
                         let busy = tracked.begin();
-                        let response = handle(service.clone(), auth.clone(), admission.clone(), body_timeout, request);
+                        let response = handle(service.clone(), auth.clone(), admission.clone(), pages.clone(), body_timeout, request);
                         async move {
                             let response = response.await;
                             drop(busy);
@@ -164,6 +197,7 @@ async fn handle(
     service: Arc<Service>,
     auth: Option<Arc<Authenticator>>,
     admission: Arc<limits::Admission>,
+    pages: StatusPages,
     body_timeout: std::time::Duration,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -188,7 +222,14 @@ async fn handle(
         Err(_) => return Ok(plain(StatusCode::REQUEST_TIMEOUT, "", &request_id)),
     };
     if parts.method == Method::GET && parts.uri.path() == "/health" {
-        return Ok(plain(StatusCode::OK, "ok", &request_id));
+        // Probed by every node's DNS health checks: listening means serving.
+        let body = serde_json::json!({"status": "serving"}).to_string();
+        return Ok(json_response(StatusCode::OK, body, &request_id));
+    }
+    if parts.method == Method::GET
+        && let Some(page) = pages.render(parts.uri.path())
+    {
+        return Ok(json_response(StatusCode::OK, page.to_string(), &request_id));
     }
     if parts.method != Method::POST {
         return Ok(plain(StatusCode::OK, "healthy: haven", &request_id));

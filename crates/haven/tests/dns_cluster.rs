@@ -1,0 +1,466 @@
+//! Issue 8, "What it must show", line 2: health-checked DNS across real `haven serve` processes.
+//!
+//! Four nodes share one config: region us-east-1 is 127.0.0.1, 127.0.0.2 and 127.0.0.3, region
+//! eu-west-1 is 127.0.0.4 (after us-east-1 in the failover order). Every node probes every API
+//! node and answers DNS. A querier sends UDP queries to 127.0.0.4 throughout while nodes are
+//! killed (SIGKILL) and restarted, and no answer may be empty, SERVFAIL or missing. The DNS client
+//! is hickory-proto's message codec over std sockets.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::{Edns, Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+const ZONE: &str = "haven.test.";
+const REGION_NAME: &str = "dynamodb.us-east-1.haven.test.";
+const FAILOVER_NAME: &str = "dynamodb.haven.test.";
+const INTERVAL: Duration = Duration::from_millis(100);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
+const FAILURES: u32 = 2;
+const SUCCESSES: u32 = 2;
+const TTL: u32 = 4;
+/// Enough name servers (with glue) that the apex NS answer exceeds 512 bytes.
+const NAME_SERVERS: usize = 24;
+/// Room for scheduling on a busy 2-core machine on top of the configured detection time.
+const SLACK: Duration = Duration::from_secs(3);
+/// How long any awaited change may take before the test gives up.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// The time health checks need to call a dead node Unhealthy, by configuration.
+fn detection_time() -> Duration {
+    INTERVAL * FAILURES + PROBE_TIMEOUT
+}
+
+struct Node {
+    ip: Ipv4Addr,
+    api: SocketAddr,
+    dns: SocketAddr,
+    data_dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn new(last_octet: u8, data_root: &Path) -> Node {
+        let ip = Ipv4Addr::new(127, 0, 0, last_octet);
+        Node {
+            ip,
+            api: SocketAddr::new(ip.into(), free_port(ip)),
+            dns: SocketAddr::new(ip.into(), free_port(ip)),
+            data_dir: data_root.join(format!("node{last_octet}")),
+            child: None,
+        }
+    }
+
+    /// Starts `haven serve` and waits until its API listens (its DNS is up before that).
+    fn start(&mut self, config: &Path) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
+            .arg("serve")
+            .args(["--listen", &self.api.to_string()])
+            .args(["--dns-listen", &self.dns.to_string()])
+            .args(["--config", config.to_str().unwrap()])
+            .args(["--data-dir", self.data_dir.to_str().unwrap()])
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("haven starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("haven prints its address");
+        assert!(
+            line.contains(&self.api.to_string()),
+            "unexpected first line {line:?}"
+        );
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, by PID, and wait for the process to be gone.
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("the node runs");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let url = format!("http://{}/dns/status", self.api);
+        ureq::get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.kill();
+        }
+    }
+}
+
+/// A port free on `ip` for TCP and UDP alike right now.
+fn free_port(ip: Ipv4Addr) -> u16 {
+    loop {
+        let tcp = TcpListener::bind((ip, 0)).expect("binding 127.0.0.x works on Linux");
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+fn write_config(path: &Path, us_east: &[&Node], eu_west: &Node) {
+    let quoted = |nodes: &[&Node]| {
+        nodes
+            .iter()
+            .map(|n| format!("\"{}\"", n.api))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let name_servers: Vec<String> = (1..=NAME_SERVERS)
+        .map(|i| format!("  {{ name = \"ns{i}.{ZONE}\", addresses = [\"127.0.1.{i}\"] }},"))
+        .collect();
+    let config = format!(
+        r#"
+[zone]
+apex = "{ZONE}"
+ttl = {TTL}
+nameservers = [
+{name_servers}
+]
+
+[[regions]]
+name = "us-east-1"
+nodes = [{us_east}]
+
+[[regions]]
+name = "eu-west-1"
+nodes = [{eu_west}]
+
+[failover]
+order = ["us-east-1", "eu-west-1"]
+
+[health]
+interval_ms = {interval}
+timeout_ms = {timeout}
+failures = {FAILURES}
+successes = {SUCCESSES}
+
+[velocity]
+max_removed_fraction = 0.5
+window_ms = 200
+"#,
+        name_servers = name_servers.join("\n"),
+        us_east = quoted(us_east),
+        eu_west = quoted(&[eu_west]),
+        interval = INTERVAL.as_millis(),
+        timeout = PROBE_TIMEOUT.as_millis(),
+    );
+    std::fs::write(path, config).unwrap();
+}
+
+fn query_message(name: &str, record_type: RecordType, edns: Option<u16>) -> Message {
+    let mut message = Message::query();
+    message.metadata.id = rand_id();
+    message.metadata.recursion_desired = true;
+    message
+        .queries
+        .push(Query::query(Name::from_ascii(name).unwrap(), record_type));
+    message.edns = edns.map(|size| {
+        let mut edns = Edns::new();
+        edns.set_max_payload(size);
+        edns
+    });
+    message
+}
+
+fn rand_id() -> u16 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now()) as u16
+}
+
+/// One UDP exchange; `None` when no answer came within the timeout.
+fn ask_udp_raw(socket: &UdpSocket, server: SocketAddr, query: &Message) -> Option<Message> {
+    socket.send_to(&query.to_vec().unwrap(), server).unwrap();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let (length, from) = socket.recv_from(&mut buffer).ok()?;
+        let response = Message::from_vec(&buffer[..length]).expect("the answer decodes");
+        if from == server && response.metadata.id == query.metadata.id {
+            return Some(response);
+        }
+    }
+}
+
+fn ask_udp(server: SocketAddr, name: &str, record_type: RecordType, edns: Option<u16>) -> Message {
+    let socket = client_socket();
+    ask_udp_raw(&socket, server, &query_message(name, record_type, edns))
+        .unwrap_or_else(|| panic!("no UDP answer from {server} for {name} {record_type}"))
+}
+
+fn client_socket() -> UdpSocket {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket
+}
+
+/// Several queries on one TCP connection, each framed by its two-byte length.
+fn ask_tcp(server: SocketAddr, queries: &[Message]) -> Vec<Message> {
+    let mut stream = TcpStream::connect(server).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    queries
+        .iter()
+        .map(|query| {
+            let bytes = query.to_vec().unwrap();
+            stream
+                .write_all(&(bytes.len() as u16).to_be_bytes())
+                .unwrap();
+            stream.write_all(&bytes).unwrap();
+            let mut length = [0u8; 2];
+            stream.read_exact(&mut length).unwrap();
+            let mut response = vec![0u8; u16::from_be_bytes(length) as usize];
+            stream.read_exact(&mut response).unwrap();
+            let response = Message::from_vec(&response).unwrap();
+            assert_eq!(response.metadata.id, query.metadata.id);
+            response
+        })
+        .collect()
+}
+
+fn addresses(response: &Message) -> BTreeSet<IpAddr> {
+    response
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn answer_of(server: SocketAddr, name: &str) -> BTreeSet<IpAddr> {
+    let response = ask_udp(server, name, RecordType::A, None);
+    assert_eq!(response.metadata.response_code, ResponseCode::NoError);
+    addresses(&response)
+}
+
+fn generation(server: SocketAddr) -> u64 {
+    let response = ask_udp(
+        server,
+        &format!("_generation.{ZONE}"),
+        RecordType::TXT,
+        None,
+    );
+    let RData::TXT(txt) = &response.answers[0].data else {
+        panic!("{response:?}")
+    };
+    std::str::from_utf8(&txt.txt_data[0])
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn ips(nodes: &[&Node]) -> BTreeSet<IpAddr> {
+    nodes.iter().map(|node| IpAddr::V4(node.ip)).collect()
+}
+
+/// Polls `server` until `name` answers `expected`; returns how long that took.
+fn wait_for_answer(server: SocketAddr, name: &str, expected: &BTreeSet<IpAddr>) -> Duration {
+    let started = Instant::now();
+    loop {
+        let answer = answer_of(server, name);
+        if &answer == expected {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "{name} still answers {answer:?}, not {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until `node` sees every API node Healthy, so a kill is a change it can detect.
+fn wait_until_all_healthy(node: &Node) {
+    let started = Instant::now();
+    loop {
+        let status = node.status();
+        let health = status["health"].as_array().unwrap();
+        if health.iter().all(|target| target["health"] == "Healthy") {
+            return;
+        }
+        assert!(started.elapsed() < PATIENCE, "not all healthy: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Queries `server` over UDP until stopped; returns (answered, problems).
+fn start_querier(server: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let socket = client_socket();
+        let mut answered = 0;
+        let mut problems = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            for name in [REGION_NAME, FAILOVER_NAME] {
+                let query = query_message(name, RecordType::A, None);
+                match ask_udp_raw(&socket, server, &query) {
+                    None => problems.push(format!("no answer for {name}")),
+                    Some(response) if response.metadata.response_code != ResponseCode::NoError => {
+                        problems.push(format!("{name}: {}", response.metadata.response_code))
+                    }
+                    Some(response) if addresses(&response).is_empty() => {
+                        problems.push(format!("{name}: empty answer"))
+                    }
+                    Some(_) => answered += 1,
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        (answered, problems)
+    })
+}
+
+#[test]
+fn endpoint_names_follow_health_and_never_go_empty() {
+    let data_root = tempfile::tempdir().unwrap();
+    let config = data_root.path().join("haven-dns.toml");
+    let mut us_east: Vec<Node> = (1..=3).map(|i| Node::new(i, data_root.path())).collect();
+    let mut eu_west = Node::new(4, data_root.path());
+    write_config(&config, &us_east.iter().collect::<Vec<_>>(), &eu_west);
+    for node in us_east.iter_mut().chain([&mut eu_west]) {
+        node.start(&config);
+    }
+    let observer = eu_west.dns;
+    let all_three = ips(&us_east.iter().collect::<Vec<_>>());
+
+    // Every node answers the region name with all three API nodes.
+    for node in us_east.iter().chain([&eu_west]) {
+        assert_eq!(
+            answer_of(node.dns, REGION_NAME),
+            all_three,
+            "DNS of {}",
+            node.ip
+        );
+    }
+    wait_until_all_healthy(&eu_west);
+    wait_for_answer(observer, FAILOVER_NAME, &all_three);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let querier = start_querier(observer, stop.clone());
+
+    // A killed node leaves the answer within the detection time, in a newer plan.
+    let before_kill = generation(observer);
+    us_east[0].kill();
+    let gone = wait_for_answer(observer, REGION_NAME, &ips(&[&us_east[1], &us_east[2]]));
+    assert!(gone < detection_time() + SLACK, "took {gone:?}");
+    assert!(generation(observer) > before_kill);
+
+    // Restarted, it answers at once, and is back in the set once its probes succeed.
+    us_east[0].start(&config);
+    assert!(!answer_of(us_east[0].dns, REGION_NAME).is_empty());
+    wait_for_answer(observer, REGION_NAME, &all_three);
+
+    // All of us-east-1 killed: its name still answers (fail open, degraded with half the TTL)
+    // and the failover name moves to eu-west-1.
+    wait_until_all_healthy(&eu_west);
+    let before_outage = generation(observer);
+    let survivor_generation = generation(us_east[1].dns);
+    for node in us_east.iter_mut() {
+        node.kill();
+    }
+    wait_for_answer(observer, FAILOVER_NAME, &ips(&[&eu_west]));
+    std::thread::sleep(detection_time() * 3);
+    let response = ask_udp(observer, REGION_NAME, RecordType::A, None);
+    assert!(!addresses(&response).is_empty(), "fail open");
+    assert_eq!(
+        response.answers[0].ttl,
+        TTL / 2,
+        "a degraded set has half the TTL"
+    );
+    assert!(generation(observer) > before_outage);
+    let status = eu_west.status();
+    let effective = &status["control"]["effective"]["record_sets"][REGION_NAME];
+    assert_eq!(effective["degraded"], true, "{status}");
+
+    // A node restarted during the outage serves its last good plan from disk (I7): never older
+    // than the one it served before it was killed, and not empty.
+    us_east[1].start(&config);
+    assert!(generation(us_east[1].dns) >= survivor_generation);
+    assert!(!answer_of(us_east[1].dns, REGION_NAME).is_empty());
+
+    stop.store(true, Ordering::Relaxed);
+    let (answered, problems) = querier.join().unwrap();
+    eprintln!("{answered} UDP answers checked; a killed node left the answer after {gone:?}");
+    assert!(
+        problems.is_empty(),
+        "{} bad answers, first: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(5)]
+    );
+    assert!(answered > 1000, "only {answered} queries answered");
+}
+
+#[test]
+fn negative_answers_truncation_and_tcp() {
+    let data_root = tempfile::tempdir().unwrap();
+    let config = data_root.path().join("haven-dns.toml");
+    let mut node = Node::new(1, data_root.path());
+    let other = Node::new(4, data_root.path());
+    write_config(&config, &[&node], &other);
+    node.start(&config);
+    let server = node.dns;
+
+    let nodata = ask_udp(server, REGION_NAME, RecordType::MX, None);
+    assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
+    assert!(nodata.answers.is_empty() && nodata.metadata.authoritative);
+    assert_eq!(nodata.authorities[0].record_type(), RecordType::SOA);
+    let nxdomain = ask_udp(server, &format!("nothing.{ZONE}"), RecordType::A, None);
+    assert_eq!(nxdomain.metadata.response_code, ResponseCode::NXDomain);
+    assert_eq!(nxdomain.authorities[0].record_type(), RecordType::SOA);
+    let refused = ask_udp(
+        server,
+        "dynamodb.us-east-1.amazonaws.com.",
+        RecordType::A,
+        None,
+    );
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+
+    // The apex NS answer (24 servers with glue) does not fit 512 bytes: UDP without EDNS says TC,
+    // and the same question over TCP gets everything, on a connection that carries more queries.
+    let truncated = ask_udp(server, ZONE, RecordType::NS, None);
+    assert!(truncated.metadata.truncation);
+    assert!(truncated.answers.is_empty());
+    let over_tcp = ask_tcp(
+        server,
+        &[
+            query_message(ZONE, RecordType::NS, None),
+            query_message(REGION_NAME, RecordType::A, None),
+            query_message(ZONE, RecordType::SOA, None),
+        ],
+    );
+    assert!(!over_tcp[0].metadata.truncation);
+    assert_eq!(over_tcp[0].answers.len(), NAME_SERVERS);
+    assert_eq!(over_tcp[0].additionals.len(), NAME_SERVERS, "glue");
+    assert_eq!(addresses(&over_tcp[1]), ips(&[&node]));
+    assert_eq!(over_tcp[2].answers[0].record_type(), RecordType::SOA);
+    // With EDNS the same answer fits a UDP datagram, and the OPT record comes back.
+    let with_edns = ask_udp(server, ZONE, RecordType::NS, Some(1232));
+    assert!(!with_edns.metadata.truncation);
+    assert_eq!(with_edns.answers.len(), NAME_SERVERS);
+    assert!(with_edns.edns.is_some());
+}
