@@ -53,7 +53,7 @@ const TSIG_FUDGE_SECS: u16 = 300;
 /// secret = "base64..."        # as printed by `keymgr -t` or `tsig-keygen`
 /// timeout_ms = 5000           # per exchange with the server
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushConfig {
     pub server: SocketAddr,
@@ -63,6 +63,18 @@ pub struct PushConfig {
     pub secret: String,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+}
+
+/// Everything but the secret, so that logging a configuration never leaks the key.
+impl std::fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushConfig")
+            .field("server", &self.server)
+            .field("key_name", &self.key_name)
+            .field("algorithm", &self.algorithm)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 fn default_algorithm() -> String {
@@ -160,26 +172,25 @@ pub enum Prepared {
 impl Publisher {
     /// Validates the configuration: a known HMAC algorithm, a key name, a base64 secret.
     pub fn new(config: &PushConfig) -> Result<Self, PushError> {
-        let invalid = |what: String| PushError::Config(what);
         let key_name = Name::from_ascii(&config.key_name)
-            .map_err(|e| invalid(format!("key_name {:?}: {e}", config.key_name)))?;
+            .map_err(|e| PushError::Config(format!("key_name {:?}: {e}", config.key_name)))?;
         let algorithm = TsigAlgorithm::from_name(
-            Name::from_ascii(&config.algorithm).map_err(|e| invalid(e.to_string()))?,
+            Name::from_ascii(&config.algorithm).map_err(|e| PushError::Config(e.to_string()))?,
         );
         if !matches!(
             algorithm,
             TsigAlgorithm::HmacSha256 | TsigAlgorithm::HmacSha384 | TsigAlgorithm::HmacSha512
         ) {
-            return Err(invalid(format!(
+            return Err(PushError::Config(format!(
                 "algorithm {:?}: use hmac-sha256, hmac-sha384 or hmac-sha512",
                 config.algorithm
             )));
         }
         let secret = base64::engine::general_purpose::STANDARD
             .decode(config.secret.trim())
-            .map_err(|e| invalid(format!("secret is not base64: {e}")))?;
+            .map_err(|e| PushError::Config(format!("secret is not base64: {e}")))?;
         let signer = TSigner::new(secret, algorithm, key_name, TSIG_FUDGE_SECS)
-            .map_err(|e| invalid(e.to_string()))?;
+            .map_err(|e| PushError::Config(e.to_string()))?;
         Ok(Publisher {
             server: config.server,
             signer,
@@ -245,11 +256,6 @@ impl Publisher {
             ResponseCode::Refused => Err(PushError::Refused),
             code => Err(PushError::Failed(code)),
         }
-    }
-
-    /// The generation the server holds now, if any.
-    pub async fn current_generation(&self, zone: &str) -> Result<Option<Generation>, PushError> {
-        self.connect().await?.generation(&parse_name(zone)?).await
     }
 
     async fn connect(&self) -> Result<Connection, PushError> {
