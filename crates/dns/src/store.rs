@@ -13,8 +13,9 @@
 //!   pointer flip, under the store's lock (I1, I5), and only to a plan that is stored intact (I2);
 //! - deleting refuses the plan in effect and anything newer, whoever asks (I3);
 //! - reading reconciles (I6): a missing, truncated or corrupt pointer or plan fails its checksum and
-//!   the store serves the newest intact plan instead, or none, so the planner starts afresh. Old
-//!   plans stay on disk, so a restarted node serves its last good plan at once (I7).
+//!   the store serves the newest intact plan instead, or none, so the planner starts afresh; opening
+//!   rewrites a lost pointer. Old plans stay on disk, so a restarted node serves its last good plan
+//!   at once (I7).
 //!
 //! [`PlanStore::in_memory`] keeps the same files in memory, with the same semantics, for tests and
 //! `--in-memory` servers.
@@ -59,24 +60,22 @@ pub enum StaleReason {
 /// The compare-and-set of I1, I2 and I5: the pointer that applying `candidate` with `token` yields,
 /// or why it must not be applied. `candidate_stored` says whether the plan's file is intact.
 pub fn decide_apply(
-    effective: Option<Pointer>,
+    effective: Pointer,
     candidate: Generation,
     candidate_stored: bool,
     token: FencingToken,
 ) -> Result<Pointer, StaleReason> {
-    if let Some(current) = effective {
-        if token < current.fence {
-            return Err(StaleReason::FencedOut {
-                presented: token,
-                current: current.fence,
-            });
-        }
-        if candidate <= current.generation {
-            return Err(StaleReason::NotNewer {
-                candidate,
-                effective: current.generation,
-            });
-        }
+    if token < effective.fence {
+        return Err(StaleReason::FencedOut {
+            presented: token,
+            current: effective.fence,
+        });
+    }
+    if candidate <= effective.generation {
+        return Err(StaleReason::NotNewer {
+            candidate,
+            effective: effective.generation,
+        });
     }
     if !candidate_stored {
         return Err(StaleReason::NotStored { candidate });
@@ -174,9 +173,7 @@ impl PlanStore {
     /// token does when it first publishes.
     pub fn issue_token(&self) -> Result<FencingToken, StoreError> {
         let mut inner = self.lock();
-        let fence = inner
-            .effective_pointer()?
-            .map_or(0, |pointer| pointer.fence);
+        let fence = inner.effective_pointer()?.fence;
         inner.tokens_issued = inner.tokens_issued.max(fence) + 1;
         Ok(inner.tokens_issued)
     }
@@ -267,33 +264,43 @@ impl PlanStore {
 impl Inner {
     fn reconcile(&self) -> io::Result<Reconciled> {
         let pointer = read_sealed::<Pointer>(self.files.as_ref(), POINTER_FILE)?;
-        let pointed_plan = match pointer {
-            Some(pointer) => self.load_plan(pointer.generation)?,
-            None => None,
-        };
-        let serving = match pointed_plan {
-            Some(plan) => Some(plan),
+        let serving = match pointer {
+            Some(pointer) if pointer.generation == NOTHING_PUBLISHED => None,
+            Some(pointer) => match self.load_plan(pointer.generation)? {
+                Some(plan) => Some(plan),
+                None => self.newest_intact_plan()?,
+            },
             None => self.newest_intact_plan()?,
         };
         Ok(Reconciled { pointer, serving })
     }
 
     /// The pointer compare-and-set compares against: the stored one, with the newest token this
-    /// store has accepted (which a pointer corrupted while running must not make it forget).
-    fn effective_pointer(&self) -> io::Result<Option<Pointer>> {
-        let pointer = read_sealed::<Pointer>(self.files.as_ref(), POINTER_FILE)?;
-        Ok(pointer.map(|pointer| Pointer {
-            fence: pointer.fence.max(self.highest_accepted),
-            ..pointer
-        }))
+    /// store has accepted (which a pointer corrupted while running must not make it forget). If
+    /// the pointer was lost while running, the plan served stands in for it.
+    fn effective_pointer(&self) -> io::Result<Pointer> {
+        let Reconciled { pointer, serving } = self.reconcile()?;
+        let generation = match (pointer, serving) {
+            (Some(pointer), _) => pointer.generation,
+            (None, Some(plan)) => plan.generation,
+            (None, None) => NOTHING_PUBLISHED,
+        };
+        Ok(Pointer {
+            generation,
+            fence: pointer
+                .map_or(0, |pointer| pointer.fence)
+                .max(self.highest_accepted),
+        })
     }
 
-    /// A missing or corrupt pointer is rewritten to the newest intact plan (I6).
+    /// Gives the store a pointer: a missing or corrupt one is rewritten to the newest intact plan
+    /// (I6), or to [`NOTHING_PUBLISHED`] in a new store, so that from here on a plan file without
+    /// a pointer to it is only ever a staged plan, never mistaken for the plan in effect.
     fn repair_pointer(&mut self) -> io::Result<()> {
         let Reconciled { pointer, serving } = self.reconcile()?;
-        if let (None, Some(plan)) = (pointer, serving) {
+        if pointer.is_none() {
             self.write_pointer(Pointer {
-                generation: plan.generation,
+                generation: serving.map_or(NOTHING_PUBLISHED, |plan| plan.generation),
                 fence: self.highest_accepted,
             })?;
         }
@@ -343,6 +350,8 @@ impl Inner {
 }
 
 const POINTER_FILE: &str = "effective";
+/// The pointer's generation before any plan is published (plans start at 1).
+const NOTHING_PUBLISHED: Generation = 0;
 const PLANS_DIR: &str = "plans";
 
 fn plan_file(generation: Generation) -> String {
@@ -483,4 +492,269 @@ impl Files for DiskFiles {
 fn sync_parent(path: &Path) -> io::Result<()> {
     let parent = path.parent().expect("store files live in a directory");
     File::open(parent)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::plan::RecordSet;
+
+    fn plan(generation: Generation) -> Plan {
+        let name = "dynamodb.r1.haven.test.".to_owned();
+        let set = RecordSet {
+            name: name.clone(),
+            addresses: vec![IpAddr::V4(Ipv4Addr::new(10, 0, 0, generation as u8))],
+            ttl: 30,
+            degraded: false,
+        };
+        Plan {
+            generation,
+            created_at_ms: 0,
+            zone: "haven.test.".to_owned(),
+            record_sets: BTreeMap::from([(name, set)]),
+        }
+    }
+
+    fn served(store: &PlanStore) -> Option<Generation> {
+        store.effective().unwrap().map(|plan| plan.generation)
+    }
+
+    /// Runs `check` against an in-memory store and an on-disk one: their semantics are the same.
+    fn on_both_stores(check: impl Fn(&PlanStore)) {
+        check(&PlanStore::in_memory());
+        let dir = tempfile::tempdir().unwrap();
+        check(&PlanStore::open(dir.path()).unwrap());
+    }
+
+    fn publish(store: &PlanStore, generation: Generation, token: FencingToken) -> ApplyOutcome {
+        store.put_plan(&plan(generation)).unwrap();
+        store.apply(generation, token).unwrap()
+    }
+
+    #[test]
+    fn apply_is_compare_and_set_on_the_generation() {
+        on_both_stores(|store| {
+            let token = store.issue_token().unwrap();
+            assert!(matches!(publish(store, 2, token), ApplyOutcome::Applied(_)));
+            for stale in [1, 2] {
+                assert_eq!(
+                    publish(store, stale, token),
+                    ApplyOutcome::Stale(StaleReason::NotNewer {
+                        candidate: stale,
+                        effective: 2
+                    })
+                );
+            }
+            assert!(matches!(publish(store, 3, token), ApplyOutcome::Applied(_)));
+            assert_eq!(served(store), Some(3));
+        });
+    }
+
+    #[test]
+    fn apply_refuses_a_plan_that_is_not_stored() {
+        on_both_stores(|store| {
+            let token = store.issue_token().unwrap();
+            publish(store, 1, token);
+            assert_eq!(
+                store.apply(5, token).unwrap(),
+                ApplyOutcome::Stale(StaleReason::NotStored { candidate: 5 })
+            );
+            assert_eq!(served(store), Some(1));
+        });
+    }
+
+    #[test]
+    fn an_older_token_is_fenced_out_once_a_newer_one_has_published() {
+        on_both_stores(|store| {
+            let older = store.issue_token().unwrap();
+            let newer = store.issue_token().unwrap();
+            assert!(matches!(publish(store, 1, older), ApplyOutcome::Applied(_)));
+            assert!(matches!(publish(store, 2, newer), ApplyOutcome::Applied(_)));
+            assert_eq!(
+                publish(store, 3, older),
+                ApplyOutcome::Stale(StaleReason::FencedOut {
+                    presented: older,
+                    current: newer
+                })
+            );
+            assert_eq!(served(store), Some(2));
+        });
+    }
+
+    #[test]
+    fn clean_up_keeps_the_history_the_plan_in_effect_and_anything_newer() {
+        on_both_stores(|store| {
+            let token = store.issue_token().unwrap();
+            for generation in 1..=3 {
+                publish(store, generation, token);
+            }
+            store.put_plan(&plan(4)).unwrap();
+            assert_eq!(store.cleanup(1).unwrap(), vec![1]);
+            assert!(!store.delete_plan(3).unwrap(), "the plan in effect");
+            assert!(!store.delete_plan(4).unwrap(), "a newer plan");
+            assert!(store.delete_plan(2).unwrap());
+            assert_eq!(store.stored_generations().unwrap(), BTreeSet::from([3, 4]));
+        });
+    }
+
+    #[test]
+    fn plans_are_immutable() {
+        on_both_stores(|store| {
+            store.put_plan(&plan(1)).unwrap();
+            store.put_plan(&plan(1)).unwrap();
+            let mut different = plan(1);
+            different.created_at_ms = 99;
+            assert!(matches!(
+                store.put_plan(&different),
+                Err(StoreError::ConflictingPlan(1))
+            ));
+        });
+    }
+
+    /// A store in a temporary directory holding plans 1..=newest, the newest in effect.
+    fn disk_store_with_plans(newest: Generation) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let store = PlanStore::open(dir.path()).unwrap();
+        let token = store.issue_token().unwrap();
+        for generation in 1..=newest {
+            publish(&store, generation, token);
+        }
+        dir
+    }
+
+    fn flip_a_byte(path: &Path) {
+        let mut bytes = fs::read(path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x01;
+        fs::write(path, bytes).unwrap();
+    }
+
+    fn truncate(path: &Path) {
+        let bytes = fs::read(path).unwrap();
+        fs::write(path, &bytes[..bytes.len() / 2]).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_pointer_is_repaired_to_the_newest_intact_plan() {
+        let dir = disk_store_with_plans(3);
+        truncate(&dir.path().join(POINTER_FILE));
+        let store = PlanStore::open(dir.path()).unwrap();
+        assert_eq!(served(&store), Some(3));
+        let token = store.issue_token().unwrap();
+        assert!(
+            matches!(store.apply(3, token).unwrap(), ApplyOutcome::Stale(_)),
+            "the repaired pointer names plan 3"
+        );
+    }
+
+    #[test]
+    fn a_deleted_pointer_is_repaired_to_the_newest_intact_plan() {
+        let dir = disk_store_with_plans(3);
+        fs::remove_file(dir.path().join(POINTER_FILE)).unwrap();
+        let store = PlanStore::open(dir.path()).unwrap();
+        assert_eq!(served(&store), Some(3));
+        drop(store);
+        assert!(dir.path().join(POINTER_FILE).exists());
+    }
+
+    #[test]
+    fn a_corrupt_plan_in_effect_falls_back_to_the_newest_intact_plan() {
+        let dir = disk_store_with_plans(3);
+        flip_a_byte(&dir.path().join(plan_file(3)));
+        let store = PlanStore::open(dir.path()).unwrap();
+        assert_eq!(served(&store), Some(2));
+        assert_eq!(
+            store.highest_generation().unwrap(),
+            3,
+            "new plans go above 3"
+        );
+        assert_eq!(store.cleanup(0).unwrap(), vec![1], "plan 2 is served: kept");
+
+        let token = store.issue_token().unwrap();
+        assert!(matches!(
+            publish(&store, 4, token),
+            ApplyOutcome::Applied(_)
+        ));
+        assert_eq!(served(&store), Some(4));
+    }
+
+    #[test]
+    fn with_no_intact_plan_the_store_serves_none() {
+        let dir = disk_store_with_plans(2);
+        flip_a_byte(&dir.path().join(plan_file(1)));
+        truncate(&dir.path().join(plan_file(2)));
+        let store = PlanStore::open(dir.path()).unwrap();
+        assert_eq!(served(&store), None);
+        assert_eq!(store.highest_generation().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_state_directory_has_one_store_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = PlanStore::open(dir.path()).unwrap();
+        assert!(matches!(
+            PlanStore::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Operation {
+        Put(Generation),
+        Apply(Generation, usize),
+        IssueToken,
+        Delete(Generation),
+        Cleanup(usize),
+    }
+
+    fn operation() -> impl Strategy<Value = Operation> {
+        prop_oneof![
+            (1..8u64).prop_map(Operation::Put),
+            (1..8u64, 0..3usize)
+                .prop_map(|(generation, token)| Operation::Apply(generation, token)),
+            Just(Operation::IssueToken),
+            (1..8u64).prop_map(Operation::Delete),
+            (0..3usize).prop_map(Operation::Cleanup),
+        ]
+    }
+
+    proptest! {
+        /// Whatever is asked of the store, in any order: the plan in effect only moves to newer
+        /// plans (I1), is always stored intact (I2), and only older plans disappear (I3).
+        #[test]
+        fn no_sequence_of_operations_breaks_i1_i2_i3(operations in proptest::collection::vec(operation(), 1..40)) {
+            let store = PlanStore::in_memory();
+            let mut tokens = vec![store.issue_token().unwrap()];
+            let mut in_effect: Option<Generation> = None;
+            for operation in operations {
+                let stored_before = store.stored_generations().unwrap();
+                match operation {
+                    Operation::Put(generation) => store.put_plan(&plan(generation)).unwrap(),
+                    Operation::Apply(generation, token) => {
+                        let token = tokens[token.min(tokens.len() - 1)];
+                        if let ApplyOutcome::Applied(pointer) = store.apply(generation, token).unwrap() {
+                            prop_assert!(in_effect.is_none_or(|effective| pointer.generation > effective));
+                            in_effect = Some(pointer.generation);
+                        }
+                    }
+                    Operation::IssueToken => tokens.push(store.issue_token().unwrap()),
+                    Operation::Delete(generation) => {
+                        store.delete_plan(generation).unwrap();
+                    }
+                    Operation::Cleanup(keep) => {
+                        store.cleanup(keep).unwrap();
+                    }
+                }
+                prop_assert_eq!(served(&store), in_effect);
+                let stored_after = store.stored_generations().unwrap();
+                for gone in stored_before.difference(&stored_after) {
+                    prop_assert!(may_delete(*gone, in_effect), "deleted {} with {:?} in effect", gone, in_effect);
+                }
+            }
+        }
+    }
 }

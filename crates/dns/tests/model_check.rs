@@ -47,7 +47,7 @@ enum Enactor {
 struct World {
     newest_planned: Generation,
     stored: BTreeSet<Generation>,
-    pointer: Option<Pointer>,
+    pointer: Pointer,
     tokens_issued: FencingToken,
     enactors: [Enactor; ENACTORS],
     /// Victims clean-up has chosen and not yet deleted.
@@ -97,28 +97,24 @@ impl Protocol {
 
     fn cleanup_delete(&self, world: &mut World, generation: Generation) {
         world.cleanup_pending.retain(|&victim| victim != generation);
-        let in_effect = world.pointer.map(|pointer| pointer.generation);
+        let in_effect = world.pointer.generation;
         let allowed = match self.design {
-            Design::Haven => may_delete(generation, in_effect),
+            Design::Haven => may_delete(generation, Some(in_effect)),
             Design::CheckThenAct => true,
         };
         if allowed && world.stored.remove(&generation) {
-            world.deleted_live_plan |= in_effect.is_none_or(|effective| generation >= effective);
+            world.deleted_live_plan |= generation >= in_effect;
         }
     }
 }
 
 /// Both designs choose the plans older than the one they see in effect; they differ at delete time.
 fn cleanup_scan(world: &World) -> Vec<Generation> {
-    cleanup_victims(
-        &world.stored,
-        world.pointer.map(|pointer| pointer.generation),
-        0,
-    )
+    cleanup_victims(&world.stored, Some(world.pointer.generation), 0)
 }
 
 fn publish(world: &mut World, pointer: Pointer) {
-    world.pointer = Some(pointer);
+    world.pointer = pointer;
     world.highest_published = world.highest_published.max(pointer.generation);
 }
 
@@ -130,10 +126,10 @@ impl Model for Protocol {
         vec![World {
             newest_planned: 1,
             stored: BTreeSet::from([1]),
-            pointer: Some(Pointer {
+            pointer: Pointer {
                 generation: 1,
                 fence: 0,
-            }),
+            },
             tokens_issued: 0,
             enactors: [Enactor::Down; ENACTORS],
             cleanup_pending: Vec::new(),
@@ -227,12 +223,10 @@ impl Model for Protocol {
     fn properties(&self) -> Vec<Property<Self>> {
         vec![
             Property::always(I1, |_, world: &World| {
-                world.pointer.map(|pointer| pointer.generation) == Some(world.highest_published)
+                world.pointer.generation == world.highest_published
             }),
             Property::always(I2, |_, world: &World| {
-                world
-                    .pointer
-                    .is_some_and(|pointer| world.stored.contains(&pointer.generation))
+                world.stored.contains(&world.pointer.generation)
             }),
             Property::always(I3, |_, world: &World| !world.deleted_live_plan),
             Property::sometimes("the newest plan gets published", |_, world: &World| {
@@ -283,9 +277,8 @@ fn check_then_act_design_empties_the_record() {
     let path = checker.assert_any_discovery(I2);
     eprintln!("check-then-act counterexample (the endpoint's record is empty): {path}");
     let last = path.last_state();
-    let pointed = last.pointer.expect("a plan was published").generation;
     assert!(
-        !last.stored.contains(&pointed),
+        !last.stored.contains(&last.pointer.generation),
         "the pointer names a deleted plan"
     );
 }
