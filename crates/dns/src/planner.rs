@@ -317,3 +317,286 @@ fn validate(inventory: &Inventory) -> Result<(), InventoryError> {
         None => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const ZONE: &str = "haven.test.";
+    const WINDOW: Duration = Duration::from_secs(60);
+    const WINDOW_MS: u64 = 60_000;
+
+    fn node(region: u8, host: u8) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, region, host)), 8000)
+    }
+
+    /// Region `r1` with four nodes, region `r2` with two; `r1` takes the failover name first.
+    fn inventory() -> Inventory {
+        Inventory {
+            zone: ZONE.to_owned(),
+            regions: vec![
+                RegionInventory {
+                    name: "r1".to_owned(),
+                    nodes: (1..=4).map(|host| node(1, host)).collect(),
+                },
+                RegionInventory {
+                    name: "r2".to_owned(),
+                    nodes: (1..=2).map(|host| node(2, host)).collect(),
+                },
+            ],
+            failover_order: vec!["r1".to_owned(), "r2".to_owned()],
+            ttl: 30,
+        }
+    }
+
+    /// One removal per window from a four-node region.
+    fn planner() -> Planner {
+        let velocity = VelocityLimit {
+            max_removed_fraction: 0.25,
+            window: WINDOW,
+        };
+        Planner::new(inventory(), velocity).unwrap()
+    }
+
+    fn health(entries: &[(SocketAddr, TargetHealth)]) -> HealthView {
+        entries.iter().copied().collect()
+    }
+
+    fn all(
+        region: u8,
+        hosts: std::ops::RangeInclusive<u8>,
+        state: TargetHealth,
+    ) -> Vec<(SocketAddr, TargetHealth)> {
+        hosts.map(|host| (node(region, host), state)).collect()
+    }
+
+    fn set<'p>(plan: &'p Plan, region: Option<&str>) -> &'p RecordSet {
+        let name = region.map_or_else(|| failover_name(ZONE), |region| region_name(region, ZONE));
+        &plan.record_sets[&name]
+    }
+
+    fn ips(region: u8, hosts: &[u8]) -> Vec<IpAddr> {
+        hosts.iter().map(|&host| node(region, host).ip()).collect()
+    }
+
+    /// The first plan, made before anything is known.
+    fn first_plan(planner: &mut Planner) -> Plan {
+        planner.next_plan(&HealthView::new(), None, 0, 0).unwrap()
+    }
+
+    #[test]
+    fn before_anything_is_known_every_node_is_published() {
+        let plan = first_plan(&mut planner());
+        assert_eq!(plan.generation, 1);
+        assert_eq!(set(&plan, Some("r1")).addresses, ips(1, &[1, 2, 3, 4]));
+        assert_eq!(set(&plan, Some("r2")).addresses, ips(2, &[1, 2]));
+        assert_eq!(set(&plan, None).addresses, ips(1, &[1, 2, 3, 4]));
+        assert!(
+            plan.record_sets
+                .values()
+                .all(|set| !set.degraded && set.ttl == 30)
+        );
+    }
+
+    #[test]
+    fn a_not_ready_node_keeps_its_place_and_is_not_added_until_healthy() {
+        let mut planner = planner();
+        let first = first_plan(&mut planner);
+        let mut view = health(&[(node(1, 1), TargetHealth::Healthy)]);
+        assert_eq!(
+            planner.next_plan(&view, Some(&first), 1, 1),
+            None,
+            "NotReady nodes stay"
+        );
+
+        view.insert(node(1, 4), TargetHealth::Unhealthy);
+        let without_4 = planner.next_plan(&view, Some(&first), 1, 2).unwrap();
+        assert_eq!(set(&without_4, Some("r1")).addresses, ips(1, &[1, 2, 3]));
+
+        view.insert(node(1, 4), TargetHealth::NotReady);
+        assert_eq!(
+            planner.next_plan(&view, Some(&without_4), 2, 3),
+            None,
+            "starting: not added"
+        );
+        view.insert(node(1, 4), TargetHealth::Healthy);
+        let with_4 = planner.next_plan(&view, Some(&without_4), 2, 4).unwrap();
+        assert_eq!(set(&with_4, Some("r1")).addresses, ips(1, &[1, 2, 3, 4]));
+    }
+
+    #[test]
+    fn health_removes_at_most_the_configured_fraction_per_window() {
+        let mut planner = planner();
+        let first = first_plan(&mut planner);
+        let mut view = health(&all(1, 1..=4, TargetHealth::Healthy));
+        view.extend(all(1, 1..=2, TargetHealth::Unhealthy));
+
+        let one_removed = planner.next_plan(&view, Some(&first), 1, 0).unwrap();
+        let r1 = set(&one_removed, Some("r1"));
+        assert_eq!(
+            r1.addresses,
+            ips(1, &[1, 3, 4]),
+            "node 2 removed, node 1 held back"
+        );
+        assert!(r1.degraded);
+        assert_eq!(r1.ttl, 15);
+
+        assert_eq!(
+            planner.next_plan(&view, Some(&one_removed), 2, WINDOW_MS - 1),
+            None
+        );
+        let both_removed = planner
+            .next_plan(&view, Some(&one_removed), 2, WINDOW_MS)
+            .unwrap();
+        let r1 = set(&both_removed, Some("r1"));
+        assert_eq!(r1.addresses, ips(1, &[3, 4]));
+        assert!(!r1.degraded);
+        assert_eq!(r1.ttl, 30);
+    }
+
+    #[test]
+    fn when_every_target_looks_unhealthy_the_set_keeps_them_all() {
+        let mut planner = planner();
+        let first = first_plan(&mut planner);
+        let mut view = health(&all(1, 1..=4, TargetHealth::Unhealthy));
+        view.extend(all(2, 1..=2, TargetHealth::Healthy));
+
+        let plan = planner.next_plan(&view, Some(&first), 1, 0).unwrap();
+        let r1 = set(&plan, Some("r1"));
+        assert_eq!(r1.addresses, ips(1, &[1, 2, 3, 4]));
+        assert!(r1.degraded);
+        assert_eq!(r1.ttl, 15);
+        assert_eq!(
+            set(&plan, None).addresses,
+            ips(2, &[1, 2]),
+            "the failover name moves to r2"
+        );
+        assert!(!set(&plan, None).degraded);
+    }
+
+    #[test]
+    fn the_failover_name_follows_the_first_region_with_a_healthy_node() {
+        let mut planner = planner();
+        let first = first_plan(&mut planner);
+        let mut view = health(&all(1, 1..=4, TargetHealth::Healthy));
+        view.extend(all(2, 1..=2, TargetHealth::Healthy));
+        assert_eq!(
+            planner.next_plan(&view, Some(&first), 1, 0),
+            None,
+            "r1 already answers"
+        );
+
+        view.extend(all(1, 1..=4, TargetHealth::Unhealthy));
+        let on_r2 = planner.next_plan(&view, Some(&first), 1, 0).unwrap();
+        assert_eq!(set(&on_r2, None).addresses, ips(2, &[1, 2]));
+
+        view.extend(all(2, 1..=2, TargetHealth::Unhealthy));
+        let nobody_healthy = planner.next_plan(&view, Some(&on_r2), 2, 0).unwrap();
+        let failover = set(&nobody_healthy, None);
+        assert_eq!(failover.addresses, ips(2, &[1, 2]), "keeps its last answer");
+        assert!(failover.degraded);
+    }
+
+    #[test]
+    fn a_new_plan_goes_above_the_floor_and_the_previous_plan() {
+        let mut planner = planner();
+        let first = first_plan(&mut planner);
+        let view = health(&[(node(1, 1), TargetHealth::Unhealthy)]);
+        assert_eq!(
+            planner
+                .next_plan(&view, Some(&first), 7, 0)
+                .unwrap()
+                .generation,
+            8
+        );
+        let view = health(&[(node(1, 2), TargetHealth::Unhealthy)]);
+        assert_eq!(
+            planner
+                .next_plan(&view, Some(&first), 0, 0)
+                .unwrap()
+                .generation,
+            2
+        );
+    }
+
+    #[test]
+    fn an_inventory_that_could_leave_a_name_empty_is_refused() {
+        let velocity = VelocityLimit {
+            max_removed_fraction: 0.5,
+            window: WINDOW,
+        };
+        let mut empty_region = inventory();
+        empty_region.regions[1].nodes.clear();
+        assert_eq!(
+            Planner::new(empty_region, velocity).unwrap_err(),
+            InventoryError::EmptyRegion("r2".to_owned())
+        );
+        let mut unknown = inventory();
+        unknown.failover_order.push("r9".to_owned());
+        assert_eq!(
+            Planner::new(unknown, velocity).unwrap_err(),
+            InventoryError::UnknownFailoverRegion("r9".to_owned())
+        );
+    }
+
+    fn any_health() -> impl Strategy<Value = TargetHealth> {
+        prop_oneof![
+            Just(TargetHealth::NotReady),
+            Just(TargetHealth::Healthy),
+            Just(TargetHealth::Unhealthy),
+        ]
+    }
+
+    /// A health view for every node, and how long after the previous one it is seen (ms).
+    fn any_step() -> impl Strategy<Value = (Vec<TargetHealth>, u64)> {
+        (proptest::collection::vec(any_health(), 6), 0..WINDOW_MS)
+    }
+
+    proptest! {
+        /// Whatever health does: every name answers, generations increase, sets hold only their
+        /// region's nodes, a set serving an unhealthy node is degraded with half the TTL, and no
+        /// window sees more than one removal from `r1` (a quarter of four nodes).
+        #[test]
+        fn plans_never_break_the_rules(steps in proptest::collection::vec(any_step(), 1..30)) {
+            let mut planner = planner();
+            let inventory = inventory();
+            let nodes: Vec<SocketAddr> = planner.all_nodes().collect();
+            let mut previous = first_plan(&mut planner);
+            let mut now = 0;
+            let mut r1_removals: Vec<u64> = Vec::new();
+            for (states, elapsed) in steps {
+                now += elapsed;
+                let view: HealthView = nodes.iter().copied().zip(states).collect();
+                let Some(plan) = planner.next_plan(&view, Some(&previous), previous.generation, now) else {
+                    continue;
+                };
+                prop_assert!(plan.generation > previous.generation);
+                for region in &inventory.regions {
+                    let own: BTreeSet<IpAddr> = region.nodes.iter().map(SocketAddr::ip).collect();
+                    let record_set = set(&plan, Some(&region.name));
+                    prop_assert!(record_set.addresses.iter().all(|ip| own.contains(ip)));
+                }
+                for record_set in plan.record_sets.values() {
+                    prop_assert!(!record_set.addresses.is_empty(), "{} is empty", record_set.name);
+                    prop_assert_eq!(record_set.ttl, if record_set.degraded { 15 } else { 30 });
+                }
+                let r1 = set(&plan, Some("r1"));
+                let serves_unhealthy = r1.addresses.iter().any(|ip| {
+                    view.iter().any(|(node, health)| node.ip() == *ip && *health == TargetHealth::Unhealthy)
+                });
+                prop_assert_eq!(r1.degraded, serves_unhealthy);
+
+                let before = &set(&previous, Some("r1")).addresses;
+                let removed = before.iter().filter(|ip| !r1.addresses.contains(ip)).count();
+                r1_removals.extend(std::iter::repeat_n(now, removed));
+                let in_window = r1_removals.iter().filter(|&&at| now - at < WINDOW_MS).count();
+                prop_assert!(in_window <= 1, "{} removals from r1 within one window", in_window);
+                previous = plan;
+            }
+        }
+    }
+}
