@@ -41,10 +41,16 @@
 //! [velocity]
 //! max_removed_fraction = 0.5   # health checks remove at most this much of a record set...
 //! window_ms = 60000            # ...within this window
+//!
+//! [push]                       # optional: also push each plan to your own DNS (RFC 2136 + TSIG)
+//! server = "127.0.0.1:5300"    # the zone's primary server
+//! key_name = "haven-push"
+//! algorithm = "hmac-sha256"
+//! secret = "c2VjcmV0IHNoYXJlZCB3aXRoIHRoZSBETlMgc2VydmVy"
 //! ```
 //!
 //! Only `[zone] apex`, `nameservers` and `[[regions]]` are required; the rest have the defaults
-//! shown by [`RawConfig`]'s fields.
+//! shown by [`RawConfig`]'s fields (and [`PushConfig`]'s for `[push]`).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -56,6 +62,7 @@ use serde::Deserialize;
 
 use crate::plan::{Inventory, RegionInventory};
 use crate::planner::VelocityLimit;
+use crate::push::{Publisher, PushConfig};
 
 /// A configuration file that cannot be used, with the reason in words.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +90,8 @@ pub struct DnsConfig {
     pub state_dir: Option<PathBuf>,
     /// How many past plans `status` reports.
     pub history_len: usize,
+    /// Push mode: publishes each plan to the user's own DNS server too, when `[push]` is given.
+    pub push: Option<Publisher>,
 }
 
 /// The zone's own records: SOA and NS (with glue).
@@ -141,6 +150,7 @@ struct RawConfig {
     health: RawHealth,
     #[serde(default)]
     velocity: RawVelocity,
+    push: Option<PushConfig>,
 }
 
 #[derive(Deserialize)]
@@ -308,6 +318,12 @@ impl RawConfig {
             velocity: self.velocity.validate()?,
             state_dir: self.state_dir,
             history_len: self.history_len.max(1),
+            push: self
+                .push
+                .as_ref()
+                .map(Publisher::new)
+                .transpose()
+                .map_err(|error| invalid(error.to_string()))?,
         })
     }
 }
@@ -554,10 +570,30 @@ mod tests {
         assert_eq!(config.inventory.regions.len(), 2);
         assert_eq!(config.health.interval, Duration::from_secs(1));
         assert_eq!(config.state_dir, Some(PathBuf::from("/var/lib/haven/dns")));
+        assert!(config.push.is_some());
     }
 
     fn error_of(text: &str) -> String {
         DnsConfig::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_push_section_needs_a_known_algorithm_and_a_base64_secret() {
+        let push = |algorithm: &str, secret: &str| {
+            format!(
+                "{MINIMAL}\n[push]\nserver = \"127.0.0.1:53\"\nkey_name = \"k\"\n\
+                 algorithm = \"{algorithm}\"\nsecret = \"{secret}\"\n"
+            )
+        };
+        assert!(DnsConfig::parse(MINIMAL).unwrap().push.is_none());
+        assert!(
+            DnsConfig::parse(&push("hmac-sha256", "c2VjcmV0"))
+                .unwrap()
+                .push
+                .is_some()
+        );
+        assert!(error_of(&push("hmac-md5", "c2VjcmV0")).contains("algorithm"));
+        assert!(error_of(&push("hmac-sha256", "not base64!")).contains("base64"));
     }
 
     #[test]

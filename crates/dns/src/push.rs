@@ -154,6 +154,16 @@ pub struct Publisher {
     timeout: Duration,
 }
 
+/// The server and key name; never the secret.
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("server", &self.server)
+            .field("key_name", self.signer.signer_name())
+            .finish_non_exhaustive()
+    }
+}
+
 /// An UPDATE built from the server's state at one moment, ready to send. Sending it later (however
 /// much later) is safe: its prerequisite names the generation it was built on.
 #[derive(Clone, Debug)]

@@ -83,6 +83,9 @@ impl DnsSubsystem {
                 .collect();
             let health = crate::health::spawn(&targets, config.health);
             let control = spawn_control(&config, health.clone())?;
+            if let Some(publisher) = config.push.clone() {
+                tokio::spawn(crate::push::follow(publisher, control.plans()));
+            }
             let snapshot = swap_in_each_plan(control.plans(), config.zone.clone());
             let addresses = listeners.addresses();
             listeners.serve(snapshot.clone(), threads);
