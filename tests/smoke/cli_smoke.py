@@ -73,7 +73,7 @@ def start_haven(*extra):
         text=True,
     )
     line = process.stdout.readline()
-    match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
+    match = re.search(r"https?://127\.0\.0\.1:(\d+)", line)
     if not match:
         process.kill()
         raise SystemExit(f"unexpected first line from haven: {line!r}")
@@ -242,24 +242,158 @@ def run_boto3(port):
     check("delete_table", table not in client.list_tables()["TableNames"])
 
 
-def run_auth(scratch):
-    """`haven serve --auth`: the AWS CLI with a key from `haven keys create`, then a wrong secret."""
-    credentials = str(Path(scratch) / "haven-credentials")
-    created = subprocess.run([str(HAVEN), "keys", "create", "--credentials", credentials],
+def denied_message(user, action, table):
+    """AWS's AccessDeniedException message for an action no statement allows."""
+    return (f"User: arn:aws:iam::000000000000:user/{user} is not authorized to perform: dynamodb:{action} "
+            f"on resource: arn:aws:dynamodb:us-east-1:000000000000:table/{table} "
+            f"because no identity-based policy allows the dynamodb:{action} action")
+
+
+def create_key(credentials, name, policy=None):
+    """`haven keys create` (and `haven keys policy` when a policy is given): (key id, secret)."""
+    created = subprocess.run([str(HAVEN), "keys", "create", "--name", name, "--credentials", credentials],
                              capture_output=True, text=True, check=True).stdout
     key = dict(line.split(" = ") for line in created.splitlines())
+    if policy is not None:
+        subprocess.run([str(HAVEN), "keys", "policy", key["aws_access_key_id"], "-", "--credentials", credentials],
+                       input=json.dumps(policy), capture_output=True, text=True, check=True)
+    return key["aws_access_key_id"], key["aws_secret_access_key"]
+
+
+def run_auth(scratch):
+    """`haven serve --auth`: the AWS CLI with a key from `haven keys create`, then a wrong secret; keys
+    with policies refused what their policy does not allow, with the AWS CLI and boto3."""
+    credentials = str(Path(scratch) / "haven-credentials")
+    admin = create_key(credentials, "admin")
+    table_arn = "arn:aws:dynamodb:us-east-1:000000000000:table/"
+    reader = create_key(credentials, "reader", {"Statement": [
+        {"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:Describe*"], "Resource": table_arn + "Notes"}]})
+    alice = create_key(credentials, "alice", {"Statement": [
+        {"Effect": "Allow", "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query",
+                                       "dynamodb:BatchWriteItem", "dynamodb:Scan"],
+         "Resource": table_arn + "Notes",
+         "Condition": {"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": ["alice"]}}}]})
     process, port = start_haven("--auth", "--credentials", credentials)
     try:
         env = client_environment(scratch)
-        env.update(AWS_ACCESS_KEY_ID=key["aws_access_key_id"],
-                   AWS_SECRET_ACCESS_KEY=key["aws_secret_access_key"])
-        command = ["aws", "dynamodb", "--endpoint-url", f"http://127.0.0.1:{port}", "list-tables"]
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+        endpoint = f"http://127.0.0.1:{port}"
+
+        def cli(key, *args):
+            env.update(AWS_ACCESS_KEY_ID=key[0], AWS_SECRET_ACCESS_KEY=key[1])
+            return subprocess.run(["aws", "dynamodb", "--endpoint-url", endpoint, *args], env=env,
+                                  capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+
+        result = cli(admin, "list-tables")
         check("auth: list-tables with the right key", result.returncode == 0, result.stderr)
-        env.update(AWS_SECRET_ACCESS_KEY="wrong-secret")
-        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+        result = cli((admin[0], "wrong-secret"), "list-tables")
         check("auth: a wrong secret is InvalidSignatureException",
               result.returncode != 0 and "InvalidSignatureException" in result.stderr, result.stderr)
+        result = cli(admin, "create-table", "--table-name", "Notes", "--billing-mode", "PAY_PER_REQUEST",
+                     "--attribute-definitions", "AttributeName=owner,AttributeType=S",
+                     "AttributeName=id,AttributeType=S",
+                     "--key-schema", "AttributeName=owner,KeyType=HASH", "AttributeName=id,KeyType=RANGE")
+        check("auth: create-table with an unrestricted key", result.returncode == 0, result.stderr)
+        item = '{"owner": {"S": "alice"}, "id": {"S": "1"}}'
+        result = cli(reader, "put-item", "--table-name", "Notes", "--item", item)
+        check("auth: the AWS CLI's put-item with a read-only key is AccessDeniedException with AWS's message",
+              result.returncode != 0 and "AccessDeniedException" in result.stderr
+              and denied_message("reader", "PutItem", "Notes") in result.stderr, result.stderr)
+        result = cli(reader, "get-item", "--table-name", "Notes", "--key", item)
+        check("auth: the AWS CLI's get-item with a read-only key", result.returncode == 0, result.stderr)
+        result = cli(alice, "put-item", "--table-name", "Notes", "--item", item)
+        check("auth: the AWS CLI's put-item in the LeadingKeys partition", result.returncode == 0, result.stderr)
+        result = cli(alice, "put-item", "--table-name", "Notes", "--item", item.replace("alice", "bob"))
+        check("auth: the AWS CLI's put-item in another partition is AccessDeniedException",
+              result.returncode != 0 and denied_message("alice", "PutItem", "Notes") in result.stderr, result.stderr)
+        run_boto3_policies(endpoint, reader, alice)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def run_boto3_policies(endpoint, reader, alice):
+    """The same policies with boto3: every path of a LeadingKeys key, a read-only key's writes."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    def client(key):
+        return boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1",
+                            aws_access_key_id=key[0], aws_secret_access_key=key[1])
+
+    def refused(name, call, user, action):
+        try:
+            call()
+            check(f"auth: boto3 {name} is AccessDeniedException", False, "no error")
+        except ClientError as error:
+            got = (error.response["Error"]["Code"], error.response["Error"]["Message"])
+            check(f"auth: boto3 {name} is AccessDeniedException",
+                  got == ("AccessDeniedException", denied_message(user, action, "Notes")), got)
+
+    mine = {"owner": {"S": "alice"}, "id": {"S": "2"}}
+    theirs = {"owner": {"S": "bob"}, "id": {"S": "2"}}
+    own = client(alice)
+    own.put_item(TableName="Notes", Item=mine)
+    got = own.get_item(TableName="Notes", Key=mine).get("Item")
+    check("auth: boto3 get_item in the LeadingKeys partition", got == mine, got)
+    count = own.query(TableName="Notes", KeyConditionExpression="#o = :o", ExpressionAttributeNames={"#o": "owner"},
+                      ExpressionAttributeValues={":o": {"S": "alice"}})["Count"]
+    check("auth: boto3 query of the LeadingKeys partition", count == 2, count)
+    refused("get_item of another partition", lambda: own.get_item(TableName="Notes", Key=theirs), "alice", "GetItem")
+    refused("query of another partition", lambda: own.query(
+        TableName="Notes", KeyConditionExpression="#o = :o", ExpressionAttributeNames={"#o": "owner"},
+        ExpressionAttributeValues={":o": {"S": "bob"}}), "alice", "Query")
+    refused("batch_write_item touching another partition", lambda: own.batch_write_item(RequestItems={
+        "Notes": [{"PutRequest": {"Item": mine}}, {"PutRequest": {"Item": theirs}}]}), "alice", "BatchWriteItem")
+    refused("transact_write_items touching another partition", lambda: own.transact_write_items(TransactItems=[
+        {"Put": {"TableName": "Notes", "Item": theirs}}]), "alice", "PutItem")
+    refused("scan under a LeadingKeys condition", lambda: own.scan(TableName="Notes"), "alice", "Scan")
+    read_only = client(reader)
+    refused("delete_item with a read-only key", lambda: read_only.delete_item(TableName="Notes", Key=mine),
+            "reader", "DeleteItem")
+    refused("update_item with a read-only key", lambda: read_only.update_item(
+        TableName="Notes", Key=mine, UpdateExpression="SET v = :v", ExpressionAttributeValues={":v": {"S": "x"}}),
+            "reader", "UpdateItem")
+
+
+def make_certificate(scratch):
+    """A test CA and a `localhost` certificate it signed (openssl); returns (ca, cert, key) paths."""
+    d = Path(scratch)
+    extensions = d / "server.ext"
+    extensions.write_text("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], capture_output=True, check=True, timeout=COMMAND_TIMEOUT)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"), "-days", "2",
+            "-subj", "/CN=Haven smoke CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign")
+    openssl("req", *ec, "-keyout", str(d / "key.pem"), "-out", str(d / "server.csr"), "-subj", "/CN=localhost")
+    openssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+            "-CAcreateserial", "-out", str(d / "cert.pem"), "-days", "2", "-extfile", str(extensions))
+    return d / "ca.pem", d / "cert.pem", d / "key.pem"
+
+
+def run_tls(scratch):
+    """`haven serve --tls-cert --tls-key`: the AWS CLI and boto3 over HTTPS, verifying a test CA."""
+    ca, cert, key = make_certificate(scratch)
+    process, port = start_haven("--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        endpoint = f"https://localhost:{port}"
+        env = client_environment(scratch)
+        command = ["aws", "dynamodb", "--endpoint-url", endpoint, "list-tables"]
+        result = subprocess.run([*command, "--ca-bundle", str(ca)], env=env, capture_output=True, text=True,
+                                timeout=COMMAND_TIMEOUT)
+        check("tls: the AWS CLI with --ca-bundle lists tables over HTTPS", result.returncode == 0, result.stderr)
+        result = subprocess.run([*command, "--cli-read-timeout", "5", "--cli-connect-timeout", "5"], env=env,
+                                capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+        check("tls: the AWS CLI without the CA refuses the certificate",
+              result.returncode != 0 and "SSL" in result.stderr, result.stderr)
+        import boto3
+        client = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1", verify=str(ca),
+                              aws_access_key_id="AKIDSMOKETEST", aws_secret_access_key="smoke-test-secret")
+        tables = client.list_tables()["TableNames"]
+        check("tls: boto3 with verify=ca.pem lists tables over HTTPS", tables == [], tables)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -271,6 +405,11 @@ def main():
             run_auth(scratch)
         except Exception as error:
             check("the --auth check runs to the end", False, repr(error))
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            run_tls(scratch)
+        except Exception as error:
+            check("the TLS check runs to the end", False, repr(error))
     process, port = start_haven()
     try:
         with tempfile.TemporaryDirectory() as scratch:

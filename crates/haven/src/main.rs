@@ -94,9 +94,20 @@ struct ServeArgs {
     /// Verify every request's SigV4 signature against the keys of --credentials.
     #[arg(long, requires = "credentials")]
     auth: bool,
-    /// Credentials file of access keys (re-read when it changes); used with --auth.
+    /// Credentials file of access keys and their policies (re-read when it changes); used with
+    /// --auth.
     #[arg(long)]
     credentials: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); the pair is re-read when
+    /// either file changes, for new connections.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Append one JSON line per request to this file: who did what, and how it ended.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
     /// Item collection size limit in bytes for tables with local indexes (DynamoDB's is 10 GB);
     /// lowered only by tests.
     #[arg(long, hide = true, default_value_t = 10 * 1024 * 1024 * 1024)]
@@ -229,27 +240,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         item_collection_limit: args.item_collection_limit,
         ..ServiceConfig::default()
     };
-    let auth = match (args.auth, &args.credentials) {
-        (true, Some(path)) => {
-            let keys = haven_server::KeyStore::open(path)
-                .with_context(|| format!("cannot read credentials file {}", path.display()))?;
-            tracing::info!(
-                credentials = %path.display(),
-                keys = keys.len(),
-                "authentication on: every request must be SigV4-signed with a key of the credentials file"
-            );
-            Some(Arc::new(haven_server::Authenticator {
-                region: args.region.clone(),
-                keys,
-            }))
-        }
-        _ => {
-            tracing::info!(
-                "authentication off: any well-formed credentials are accepted (use --auth to turn it on)"
-            );
-            None
-        }
-    };
+    let security = security(&args)?;
     let service = Arc::new(Service::new(engine.clone(), config)?);
     let limits = haven_server::Limits {
         max_in_flight: args
@@ -290,11 +281,16 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             format!("data in {}", args.data_dir.display())
         };
         tracing::info!(%address, storage, "haven is ready");
-        println!("Haven listening on http://{address}");
+        let scheme = if security.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        println!("Haven listening on {scheme}://{address}");
         haven_server::run_with_status_pages(
             listener,
             service,
-            auth,
+            security,
             limits,
             pages,
             shutdown_signal(),
@@ -331,6 +327,53 @@ fn start_dns(args: &ServeArgs) -> anyhow::Result<Option<haven_dns::subsystem::Dn
         "DNS on: answering for the zone over UDP and TCP; status at GET /dns/status"
     );
     Ok(Some(dns))
+}
+
+/// Authentication, TLS and the audit log, as the flags ask; the log says which are on.
+fn security(args: &ServeArgs) -> anyhow::Result<haven_server::Security> {
+    let auth = match (args.auth, &args.credentials) {
+        (true, Some(path)) => {
+            let keys = haven_server::KeyStore::open(path)
+                .with_context(|| format!("cannot read credentials file {}", path.display()))?;
+            tracing::info!(
+                credentials = %path.display(),
+                keys = keys.len(),
+                "authentication on: every request must be SigV4-signed with a key of the credentials file"
+            );
+            Some(Arc::new(haven_server::Authenticator {
+                region: args.region.clone(),
+                keys,
+            }))
+        }
+        _ => {
+            tracing::info!(
+                "authentication off: any well-formed credentials are accepted (use --auth to turn it on)"
+            );
+            None
+        }
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = haven_server::tls::TlsFiles::open(cert, key)
+                .context("cannot load the TLS certificate and key")?;
+            tracing::info!(cert = %cert.display(), "TLS on: HTTPS only; the certificate is re-read when its files change");
+            Some(Arc::new(files))
+        }
+        _ => {
+            tracing::info!("TLS off: plain HTTP (use --tls-cert and --tls-key to turn it on)");
+            None
+        }
+    };
+    let audit = match &args.audit_log {
+        Some(path) => {
+            let log = haven_server::audit::AuditLog::open(path)
+                .with_context(|| format!("cannot open audit log {}", path.display()))?;
+            tracing::info!(path = %path.display(), "audit log on: one JSON line per request");
+            Some(Arc::new(log))
+        }
+        None => None,
+    };
+    Ok(haven_server::Security { auth, tls, audit })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

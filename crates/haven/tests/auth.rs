@@ -1,10 +1,12 @@
 //! Authentication end to end: `haven keys` manages a credentials file, `haven serve --auth` refuses
 //! requests not signed with one of its keys, with DynamoDB's errors; boto3 and the AWS SDK for Rust
-//! are accepted with the right key.
+//! are accepted with the right key; a request replayed after the allowed clock skew is refused; the
+//! audit log records who did what.
 
 mod common;
 
 use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
 
 use common::{HavenServer, create_key, error_of, haven_keys as keys, sdk_client_with_key};
 
@@ -121,4 +123,156 @@ except botocore.exceptions.ClientError as e:
         String::from_utf8_lossy(&output.stdout).trim(),
         "InvalidSignatureException"
     );
+}
+
+#[tokio::test]
+async fn a_request_signed_longer_ago_than_the_allowed_skew_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    let (id, secret) = create_key(&file, "replayer");
+    let server = HavenServer::start_with_auth(&file);
+    // A request signed 16 minutes ago, as a captured request replayed now would be.
+    let signed_at = SystemTime::now() - Duration::from_secs(16 * 60);
+    let config = sdk_client_with_key(&server.endpoint(), &id, &secret)
+        .config()
+        .to_builder()
+        .time_source(aws_smithy_async::time::StaticTimeSource::new(signed_at))
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+        .build();
+    let replayed = aws_sdk_dynamodb::Client::from_conf(config);
+    let (code, message) = error_of(replayed.list_tables().send().await);
+    assert_eq!(code, "InvalidSignatureException");
+    assert!(message.starts_with("Signature expired: "), "{message}");
+    assert!(message.ends_with(" - 15 min.)"), "{message}");
+    // The same key signing now is served.
+    let now = sdk_client_with_key(&server.endpoint(), &id, &secret);
+    now.list_tables().send().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_audit_log_records_who_did_what_and_never_secrets_or_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    let audit = dir.path().join("audit.jsonl");
+    let (admin_id, admin_secret) = create_key(&file, "admin");
+    let (reader_id, reader_secret) = create_key(&file, "reader");
+    let policy = dir.path().join("read-only.json");
+    std::fs::write(
+        &policy,
+        r#"{"Statement": {"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": "*"}}"#,
+    )
+    .unwrap();
+    keys(&file, &["policy", &reader_id, policy.to_str().unwrap()]);
+    let server = HavenServer::start_with(&[
+        "--in-memory",
+        "--auth",
+        "--credentials",
+        file.to_str().unwrap(),
+        "--audit-log",
+        audit.to_str().unwrap(),
+    ]);
+    let admin = sdk_client_with_key(&server.endpoint(), &admin_id, &admin_secret);
+    common::create_table(&admin, "Audited", &[("pk", "S")]).await;
+    let secret_value =
+        aws_sdk_dynamodb::types::AttributeValue::S("item-content-never-logged".into());
+    let put = admin
+        .put_item()
+        .table_name("Audited")
+        .item("pk", aws_sdk_dynamodb::types::AttributeValue::S("k".into()))
+        .item("v", secret_value);
+    put.send().await.unwrap();
+    let reader = sdk_client_with_key(&server.endpoint(), &reader_id, &reader_secret);
+    let denied = reader
+        .delete_item()
+        .table_name("Audited")
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("k".into()));
+    assert_eq!(error_of(denied.send().await).0, "AccessDeniedException");
+    let stranger = sdk_client_with_key(&server.endpoint(), "HKSTRANGER", "whatever");
+    assert_eq!(
+        error_of(stranger.list_tables().send().await).0,
+        "UnrecognizedClientException"
+    );
+
+    // The writer thread flushes whenever its queue runs empty.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if text.lines().count() >= 4 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for forbidden in [
+        &admin_secret,
+        &reader_secret,
+        "item-content-never-logged",
+        "whatever",
+    ] {
+        assert!(
+            !lines.contains(forbidden),
+            "the audit log holds {forbidden:?}"
+        );
+    }
+    let records: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let summary: Vec<(String, String, String, String, u64)> = records
+        .iter()
+        .map(|r| {
+            let text = |field: &str| r[field].as_str().unwrap_or_default().to_string();
+            let tables = r["tables"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join(",");
+            (
+                text("access_key_id"),
+                text("operation"),
+                tables,
+                text("result"),
+                r["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let row = |key: &str, operation: &str, tables: &str, result: &str, status| {
+        (
+            key.to_string(),
+            operation.to_string(),
+            tables.to_string(),
+            result.to_string(),
+            status,
+        )
+    };
+    assert_eq!(
+        summary,
+        [
+            row(&admin_id, "CreateTable", "Audited", "ok", 200),
+            row(&admin_id, "PutItem", "Audited", "ok", 200),
+            row(
+                &reader_id,
+                "DeleteItem",
+                "Audited",
+                "AccessDeniedException",
+                400
+            ),
+            row(
+                "anonymous",
+                "ListTables",
+                "",
+                "UnrecognizedClientException",
+                400
+            ),
+        ]
+    );
+    for record in &records {
+        assert!(record["time"].as_str().unwrap().ends_with('Z'), "{record}");
+        assert!(
+            record["request_id"].as_str().unwrap().len() == 36,
+            "{record}"
+        );
+        assert!(record["latency_ms"].as_f64().unwrap() >= 0.0, "{record}");
+    }
 }

@@ -5,11 +5,13 @@
 //! authentication header), then the operation runs in [`haven_api::Service`]. Every response carries
 //! `x-amzn-RequestId` and `x-amz-crc32` (the CRC32 of the body, which SDKs verify).
 
+pub mod audit;
 mod auth;
 pub mod credentials;
-mod limits;
 mod json;
+mod limits;
 pub mod sigv4;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -65,7 +67,11 @@ pub async fn run_with_auth(
     auth: Option<Arc<Authenticator>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    run_with_limits(listener, service, auth, Limits::default(), shutdown).await
+    let security = Security {
+        auth,
+        ..Security::default()
+    };
+    run_with_limits(listener, service, security, Limits::default(), shutdown).await
 }
 
 /// [`run_with_auth`] with explicit [`Limits`] (in-flight requests, queueing time, connections,
@@ -73,19 +79,19 @@ pub async fn run_with_auth(
 pub async fn run_with_limits(
     listener: TcpListener,
     service: Arc<Service>,
-    auth: Option<Arc<Authenticator>>,
+    security: Security,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
     let pages = StatusPages::default();
-    run_with_status_pages(listener, service, auth, limits, pages, shutdown).await
+    run_with_status_pages(listener, service, security, limits, pages, shutdown).await
 }
 
 /// [`run_with_limits`], also answering `GET` on the paths of `pages` with their JSON.
 pub async fn run_with_status_pages(
     listener: TcpListener,
     service: Arc<Service>,
-    auth: Option<Arc<Authenticator>>,
+    security: Security,
     limits: Limits,
     pages: StatusPages,
     shutdown: impl Future<Output = ()>,
@@ -114,7 +120,7 @@ pub async fn run_with_status_pages(
                 let shed = shed_idle.clone();
                 let _ = stream.set_nodelay(true);
                 let service = service.clone();
-                let auth = auth.clone();
+                let security = security.clone();
                 let admission = admission.clone();
                 let pages = pages.clone();
                 let limits = limits.clone();
@@ -128,12 +134,15 @@ pub async fn run_with_status_pages(
                             _ => return,
                         },
                     };
+                    let Some(stream) = tls::handshake(security.tls.as_deref(), stream, limits.header_read_timeout).await else {
+                        return;
+                    };
                     let activity = limits::Activity::new();
                     let tracked = activity.clone();
                     let body_timeout = limits.body_read_timeout;
                     let handler = hyper::service::service_fn(move |request| {
                         let busy = tracked.begin();
-                        let response = handle(service.clone(), auth.clone(), admission.clone(), pages.clone(), body_timeout, request);
+                        let response = handle_audited(service.clone(), security.clone(), admission.clone(), pages.clone(), body_timeout, request);
                         async move {
                             let response = response.await;
                             drop(busy);
@@ -195,11 +204,12 @@ pub async fn run_with_status_pages(
 
 async fn handle(
     service: Arc<Service>,
-    auth: Option<Arc<Authenticator>>,
+    auth: Option<&Authenticator>,
     admission: Arc<limits::Admission>,
     pages: StatusPages,
     body_timeout: std::time::Duration,
     request: Request<Incoming>,
+    facts: &mut audit::Facts,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = request.into_parts();
@@ -251,11 +261,11 @@ async fn handle(
     // Admitted only now, so a slow body holds a connection but never an execution slot.
     let _permit = match admission.admit().await {
         Ok(permit) => permit,
-        Err(error) => return Ok(error_response(&error, &request_id)),
+        Err(error) => return Ok(error_response(&error, &request_id, facts)),
     };
-    let response = match dispatch(&service, auth.as_deref(), &parts, &body).await {
+    let response = match dispatch_noting(&service, auth, &parts, &body, facts).await {
         Ok(json) => json_response(StatusCode::OK, json.to_string(), &request_id),
-        Err(error) => error_response(&error, &request_id),
+        Err(error) => error_response(&error, &request_id, facts),
     };
     Ok(response)
 }
@@ -270,6 +280,18 @@ pub async fn dispatch(
     parts: &hyper::http::request::Parts,
     body: &Bytes,
 ) -> Result<serde_json::Value, DynamoError> {
+    let mut facts = audit::Facts::default();
+    dispatch_noting(service, auth, parts, body, &mut facts).await
+}
+
+/// [`dispatch`], noting what the audit log records about the request in `facts`.
+async fn dispatch_noting(
+    service: &Service,
+    auth: Option<&Authenticator>,
+    parts: &hyper::http::request::Parts,
+    body: &Bytes,
+    facts: &mut audit::Facts,
+) -> Result<serde_json::Value, DynamoError> {
     let headers = &parts.headers;
     let request: Option<serde_json::Value> = if body.is_empty() {
         None
@@ -279,25 +301,36 @@ pub async fn dispatch(
     let operation = header(headers, "x-amz-target")
         .and_then(|target| target.strip_prefix(TARGET_PREFIX))
         .ok_or(DynamoError::UnknownOperation)?;
-    haven_api::Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
+    let operation =
+        haven_api::Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
+    facts.operation = Some(operation.name());
     auth::check_authorization(headers)?;
     let signer = match auth {
         Some(auth) => Some(auth.verify(parts.method.as_str(), &parts.uri, headers, body)?),
         None => None,
     };
+    facts.access_key_id = signer.as_ref().map(|key| key.id.clone());
     let request = request.ok_or_else(|| DynamoError::Serialization(String::new()))?;
+    if facts.record_tables {
+        facts.tables = haven_api::access::tables(service, operation, &request);
+    }
     let context = haven_api::RequestContext {
         host: header(headers, "host").map(str::to_owned),
         principal: signer.as_ref().map(credentials::AccessKey::principal),
     };
-    service.call_with(operation, request, &context).await
+    service.call_with(operation.name(), request, &context).await
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn error_response(error: &DynamoError, request_id: &str) -> Response<Full<Bytes>> {
+fn error_response(
+    error: &DynamoError,
+    request_id: &str,
+    facts: &mut audit::Facts,
+) -> Response<Full<Bytes>> {
+    facts.error = Some(error.name());
     let mut body = serde_json::Map::new();
     body.insert("__type".into(), error.type_name().into());
     if let Some(message) = error.message().filter(|m| !m.is_empty()) {
@@ -337,4 +370,61 @@ fn plain(status: StatusCode, body: &'static str, request_id: &str) -> Response<F
         HeaderValue::from_str(request_id).expect("uuid is ASCII"),
     );
     response
+}
+
+/// What the server enforces and records beyond HTTP: authentication and authorization (`auth`),
+/// TLS on every connection (`tls`), and the audit log (`audit`); each off when None.
+#[derive(Clone, Default)]
+pub struct Security {
+    pub auth: Option<Arc<Authenticator>>,
+    pub tls: Option<Arc<tls::TlsFiles>>,
+    pub audit: Option<Arc<audit::AuditLog>>,
+}
+
+/// [`handle`], then the request's audit record when there is an audit log. Health checks and
+/// status pages (GET) are not recorded.
+async fn handle_audited(
+    service: Arc<Service>,
+    security: Security,
+    admission: Arc<limits::Admission>,
+    pages: StatusPages,
+    body_timeout: std::time::Duration,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let started = std::time::Instant::now();
+    let recorded = security
+        .audit
+        .as_ref()
+        .filter(|_| request.method() != Method::GET);
+    let mut facts = audit::Facts {
+        record_tables: recorded.is_some(),
+        ..audit::Facts::default()
+    };
+    let auth = security.auth.as_deref();
+    let response = handle(
+        service,
+        auth,
+        admission,
+        pages,
+        body_timeout,
+        request,
+        &mut facts,
+    )
+    .await?;
+    if let Some(log) = recorded {
+        let status = response.status();
+        let result = match facts.error {
+            Some(error) => error,
+            None if status.is_success() => "ok",
+            None => status.canonical_reason().unwrap_or("error"),
+        };
+        log.record(audit::Record {
+            request_id: header(response.headers(), "x-amzn-requestid").unwrap_or_default(),
+            result,
+            status: status.as_u16(),
+            latency: started.elapsed(),
+            facts,
+        });
+    }
+    Ok(response)
 }
