@@ -289,3 +289,115 @@ fn now_ms() -> u64 {
         .unwrap_or_default();
     u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use super::*;
+    use crate::plan::{RegionInventory, TargetHealth};
+    use crate::planner::region_name;
+
+    fn node(host: u8) -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, host)), 8000)
+    }
+
+    fn inventory() -> Inventory {
+        Inventory {
+            zone: "haven.test.".to_owned(),
+            regions: vec![RegionInventory {
+                name: "r1".to_owned(),
+                nodes: (1..=3).map(node).collect(),
+            }],
+            failover_order: vec!["r1".to_owned()],
+            ttl: 30,
+        }
+    }
+
+    fn config(state_dir: Option<PathBuf>) -> ControlConfig {
+        ControlConfig {
+            state_dir,
+            max_removed_fraction: 0.5,
+            velocity_window: Duration::from_secs(60),
+            history_len: 4,
+        }
+    }
+
+    fn region_addresses(plan: &Plan) -> Vec<IpAddr> {
+        plan.record_sets[&region_name("r1", "haven.test.")]
+            .addresses
+            .clone()
+    }
+
+    /// Node 3 fails, the others pass.
+    fn node_3_down() -> HealthView {
+        [
+            (node(1), TargetHealth::Healthy),
+            (node(2), TargetHealth::Healthy),
+            (node(3), TargetHealth::Unhealthy),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    async fn wait_for_generation(handle: &ControlHandle, generation: Generation) -> Arc<Plan> {
+        let mut plans = handle.plans();
+        let waiting = plans.wait_for(|plan| plan.generation >= generation);
+        let plan = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("the control loop publishes the plan")
+            .expect("the control loop is running");
+        Arc::clone(&plan)
+    }
+
+    #[tokio::test]
+    async fn a_plan_is_in_effect_at_once_and_follows_health() {
+        let (health, health_receiver) = watch::channel(HealthView::new());
+        let handle = spawn(inventory(), config(None), health_receiver).unwrap();
+        let first = handle.plans().borrow().clone();
+        assert_eq!(
+            region_addresses(&first),
+            (1..=3).map(|host| node(host).ip()).collect::<Vec<_>>()
+        );
+
+        health.send(node_3_down()).unwrap();
+        let second = wait_for_generation(&handle, first.generation + 1).await;
+        assert_eq!(region_addresses(&second), vec![node(1).ip(), node(2).ip()]);
+
+        let status = handle.status();
+        assert_eq!(status.effective, *second);
+        let generations: Vec<Generation> =
+            status.history.iter().map(|plan| plan.generation).collect();
+        assert_eq!(generations, vec![second.generation, first.generation]);
+        assert_eq!(
+            status.history[0].addresses[&region_name("r1", "haven.test.")],
+            2
+        );
+        assert!(status.stale_rejections.is_empty());
+    }
+
+    /// I7: a restarted node serves the last plan it published, before any health check has run.
+    #[test]
+    fn a_restarted_control_plane_serves_its_last_plan_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let state_dir = Some(dir.path().to_path_buf());
+        let published = {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            runtime.block_on(async {
+                let (health, health_receiver) = watch::channel(HealthView::new());
+                let handle =
+                    spawn(inventory(), config(state_dir.clone()), health_receiver).unwrap();
+                health.send(node_3_down()).unwrap();
+                let generation = handle.plans().borrow().generation + 1;
+                wait_for_generation(&handle, generation).await
+            })
+        };
+
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async {
+            let (_health, health_receiver) = watch::channel(HealthView::new());
+            let handle = spawn(inventory(), config(state_dir), health_receiver).unwrap();
+            assert_eq!(*handle.plans().borrow().clone(), *published);
+        });
+    }
+}
