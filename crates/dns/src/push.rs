@@ -36,9 +36,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::plan::{Generation, Plan};
-
-/// The label, under the zone apex, of the TXT record holding the generation of the plan in effect.
-pub const GENERATION_LABEL: &str = "_generation";
+use crate::zone::generation_name;
 
 /// How far the server's clock may be from ours when it checks the TSIG time (RFC 8945 suggests 300).
 const TSIG_FUDGE_SECS: u16 = 300;
@@ -387,7 +385,7 @@ impl Connection {
     }
 
     async fn generation(&mut self, zone: &Name) -> Result<Option<Generation>, PushError> {
-        let name = generation_name(zone)?;
+        let name = generation_name(zone);
         let mut texts = Vec::new();
         for data in self.query(&name, RecordType::TXT).await? {
             if let RData::TXT(txt) = data {
@@ -428,13 +426,13 @@ fn update_message(
     message.metadata.recursion_desired = false;
     message.add_zone(Query::query(zone.clone(), RecordType::SOA));
 
-    let generation_name = generation_name(zone)?;
+    let marker = generation_name(zone);
     message.add_pre_requisite(match previous {
         // §2.4.2: the RRset exists and is exactly {previous}; TTL zero, class IN.
-        Some(previous) => generation_record(&generation_name, previous, 0),
+        Some(previous) => generation_record(&marker, previous, 0),
         // §2.4.3: the RRset does not exist; class NONE, no data.
         None => {
-            let mut absent = Record::update0(generation_name.clone(), 0, RecordType::TXT);
+            let mut absent = Record::update0(marker.clone(), 0, RecordType::TXT);
             absent.dns_class = DNSClass::NONE;
             absent
         }
@@ -456,9 +454,9 @@ fn update_message(
         message.add_update(stale);
     }
 
-    message.add_update(generation_record(&generation_name, plan.generation, 0));
+    message.add_update(generation_record(&marker, plan.generation, 0));
     if let Some(previous) = previous {
-        let mut old = generation_record(&generation_name, previous, 0);
+        let mut old = generation_record(&marker, previous, 0);
         old.dns_class = DNSClass::NONE;
         message.add_update(old);
     }
@@ -478,11 +476,6 @@ fn address_record(name: &Name, address: IpAddr, ttl: u32) -> Record {
         IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
     };
     Record::from_rdata(name.clone(), ttl, data)
-}
-
-fn generation_name(zone: &Name) -> Result<Name, PushError> {
-    zone.prepend_label(GENERATION_LABEL)
-        .map_err(|e| PushError::InvalidPlan(format!("generation name under {zone}: {e}")))
 }
 
 /// Refuses, at the point of write, a plan that would empty a name (I2) or reach outside its zone.

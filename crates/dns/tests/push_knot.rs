@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use haven_dns::config::DnsConfig;
 use haven_dns::plan::{Generation, Plan, RecordSet};
 use haven_dns::push::{Prepared, Publisher, PushConfig, PushError, PushOutcome};
+use haven_dns::subsystem::DnsSubsystem;
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::{Name, RData, RecordType};
@@ -100,47 +102,19 @@ impl Knot {
         .expect("valid push config")
     }
 
-    /// The A and AAAA addresses Knot answers for `name`, with their TTLs.
-    fn addresses(&self, name: &str) -> BTreeMap<IpAddr, u32> {
-        let mut found = BTreeMap::new();
-        for record_type in [RecordType::A, RecordType::AAAA] {
-            for record in query(self.address, name, record_type).answers {
-                match record.data {
-                    RData::A(a) => found.insert(IpAddr::V4(a.0), record.ttl),
-                    RData::AAAA(aaaa) => found.insert(IpAddr::V6(aaaa.0), record.ttl),
-                    other => panic!("{name} {record_type} answered {other:?}"),
-                };
-            }
-        }
-        found
-    }
-
-    /// The strings of the generation TXT record(s).
-    fn generation(&self) -> Vec<String> {
-        query(self.address, "_generation.haven.test.", RecordType::TXT)
-            .answers
-            .into_iter()
-            .flat_map(|record| match record.data {
-                RData::TXT(txt) => txt.txt_data.into_vec(),
-                other => panic!("generation answered {other:?}"),
-            })
-            .map(|text| String::from_utf8(text.into_vec()).unwrap())
-            .collect()
-    }
-
     /// Knot answers exactly `plan`: every managed name's addresses and TTL, and its generation.
     fn assert_holds(&self, plan: &Plan) {
         for set in plan.record_sets.values() {
             let expected: BTreeMap<IpAddr, u32> =
                 set.addresses.iter().map(|&ip| (ip, set.ttl)).collect();
             assert_eq!(
-                self.addresses(&set.name),
+                addresses(self.address, &set.name),
                 expected,
                 "records of {}",
                 set.name
             );
         }
-        assert_eq!(self.generation(), vec![plan.generation.to_string()]);
+        assert_eq!(generation(self.address), vec![plan.generation.to_string()]);
     }
 }
 
@@ -149,6 +123,34 @@ impl Drop for Knot {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The A and AAAA addresses `server` answers for `name`, with their TTLs.
+fn addresses(server: SocketAddr, name: &str) -> BTreeMap<IpAddr, u32> {
+    let mut found = BTreeMap::new();
+    for record_type in [RecordType::A, RecordType::AAAA] {
+        for record in query(server, name, record_type).answers {
+            match record.data {
+                RData::A(a) => found.insert(IpAddr::V4(a.0), record.ttl),
+                RData::AAAA(aaaa) => found.insert(IpAddr::V6(aaaa.0), record.ttl),
+                other => panic!("{name} {record_type} answered {other:?}"),
+            };
+        }
+    }
+    found
+}
+
+/// The strings of the generation TXT record(s) `server` answers.
+fn generation(server: SocketAddr) -> Vec<String> {
+    query(server, "_generation.haven.test.", RecordType::TXT)
+        .answers
+        .into_iter()
+        .flat_map(|record| match record.data {
+            RData::TXT(txt) => txt.txt_data.into_vec(),
+            other => panic!("generation answered {other:?}"),
+        })
+        .map(|text| String::from_utf8(text.into_vec()).unwrap())
+        .collect()
 }
 
 fn find_knotd() -> PathBuf {
@@ -417,13 +419,13 @@ async fn the_follower_pushes_each_plan_and_the_name_never_goes_empty() {
         .expect("the follower ends when the sender is dropped");
 }
 
-fn wait_for_generation(knot: &Knot, generation: Generation) {
+fn wait_for_generation(knot: &Knot, wanted: Generation) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while knot.generation() != vec![generation.to_string()] {
+    while generation(knot.address) != vec![wanted.to_string()] {
         assert!(
             Instant::now() < deadline,
-            "generation {generation} not pushed; Knot holds {:?}",
-            knot.generation()
+            "generation {wanted} not pushed; Knot holds {:?}",
+            generation(knot.address)
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -463,5 +465,56 @@ impl Reader {
     fn stop(self) -> (u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         self.thread.join().expect("reader thread")
+    }
+}
+
+/// The wiring behind `haven serve --config` with a `[push]` section: the DNS subsystem pushes the
+/// plan it serves, and Knot ends up answering what Haven's own DNS answers, at the same generation.
+#[test]
+fn the_dns_subsystem_pushes_the_plan_it_serves() {
+    let knot = Knot::start("");
+    let config = format!(
+        r#"
+        [zone]
+        apex = "haven.test"
+        nameservers = [{{ name = "ns1.haven.test", addresses = ["127.0.0.1"] }}]
+        [dns]
+        listen = ["{haven}"]
+        [[regions]]
+        name = "us-east-1"
+        nodes = ["127.0.0.1:9", "127.0.0.2:9"]
+        [health]
+        interval_ms = 100
+        timeout_ms = 100
+        [push]
+        server = "{knot}"
+        key_name = "{KEY_NAME}"
+        secret = "{secret}"
+        "#,
+        haven = free_port(),
+        knot = knot.address,
+        secret = knot.secret,
+    );
+    let haven = DnsSubsystem::start(DnsConfig::parse(&config).expect("config")).expect("start");
+    let haven_dns = haven.addresses()[0];
+
+    // Haven may make a newer plan at any moment (the nodes fail their health checks): compare the
+    // two servers only between two equal readings of Haven's generation.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let before = generation(haven_dns);
+        let (in_knot, knot_generation) =
+            (addresses(knot.address, REGIONAL), generation(knot.address));
+        let in_haven = addresses(haven_dns, REGIONAL);
+        if before == generation(haven_dns) && before == knot_generation {
+            assert!(!in_haven.is_empty());
+            assert_eq!(in_knot, in_haven, "at generation {before:?}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Knot holds {knot_generation:?}, Haven {before:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
