@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the DynamoDB API over HTTP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage the access keys of a credentials file (see docs/security.md).
     Keys(KeysArgs),
 }
@@ -137,7 +137,7 @@ struct ServeArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Keys(args) => keys(args),
     }
 }
