@@ -34,10 +34,6 @@ impl Enactor {
         Ok(Enactor { store, token })
     }
 
-    pub fn token(&self) -> FencingToken {
-        self.token
-    }
-
     /// Stages then commits `plan`.
     pub fn publish(&self, plan: &Plan) -> Result<ApplyOutcome, StoreError> {
         self.stage(plan)?.commit()

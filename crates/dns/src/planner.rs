@@ -65,11 +65,10 @@ pub struct Planner {
     recent_removals: BTreeMap<String, VecDeque<u64>>,
 }
 
-/// One set's answer and whether health was held back to produce it.
+/// One region's members, and how many nodes health removed from it in this plan.
 struct SetDecision {
     members: BTreeSet<SocketAddr>,
     removed_now: usize,
-    holds_unhealthy: bool,
 }
 
 impl Planner {
@@ -80,10 +79,6 @@ impl Planner {
             velocity,
             recent_removals: BTreeMap::new(),
         })
-    }
-
-    pub fn inventory(&self) -> &Inventory {
-        &self.inventory
     }
 
     /// The plan that should follow `previous`, or `None` when every answer set would stay the same.
@@ -98,6 +93,11 @@ impl Planner {
     ) -> Option<Plan> {
         self.forget_old_removals(now_ms);
         let zone = self.inventory.zone.clone();
+        let unhealthy: BTreeSet<IpAddr> = health
+            .iter()
+            .filter(|(_, state)| **state == TargetHealth::Unhealthy)
+            .map(|(node, _)| node.ip())
+            .collect();
         let mut record_sets = BTreeMap::new();
         let mut removals = Vec::new();
         for region in &self.inventory.regions {
@@ -105,9 +105,10 @@ impl Planner {
             let previous_set = previous.and_then(|plan| plan.record_sets.get(&name));
             let decision = self.decide_region(&name, region, health, previous_set);
             removals.push((name.clone(), decision.removed_now));
-            record_sets.insert(name.clone(), self.record_set(name, &decision));
+            let addresses = decision.members.iter().map(SocketAddr::ip);
+            record_sets.insert(name.clone(), self.record_set(name, addresses, &unhealthy));
         }
-        let failover = self.failover_set(&record_sets, health, previous);
+        let failover = self.failover_set(&record_sets, health, &unhealthy, previous);
         record_sets.insert(failover.name.clone(), failover);
 
         if previous.is_some_and(|plan| plan.record_sets == record_sets) {
@@ -156,9 +157,6 @@ impl Planner {
                 previous_members
             };
             return SetDecision {
-                holds_unhealthy: kept
-                    .iter()
-                    .any(|node| health_of(node) == TargetHealth::Unhealthy),
                 members: kept,
                 removed_now: 0,
             };
@@ -173,13 +171,9 @@ impl Planner {
         let budget = self.removal_budget(name, region.nodes.len());
         let held_back = wanted_removals.len().saturating_sub(budget);
         members.extend(wanted_removals.iter().take(held_back));
-        let holds_unhealthy = members
-            .iter()
-            .any(|node| health_of(node) == TargetHealth::Unhealthy);
         SetDecision {
             members,
             removed_now: wanted_removals.len() - held_back,
-            holds_unhealthy,
         }
     }
 
@@ -195,16 +189,16 @@ impl Planner {
         per_window.saturating_sub(used)
     }
 
-    fn record_set(&self, name: String, decision: &SetDecision) -> RecordSet {
-        let addresses: BTreeSet<IpAddr> = decision.members.iter().map(SocketAddr::ip).collect();
-        self.degradable_set(
-            name,
-            addresses.into_iter().collect(),
-            decision.holds_unhealthy,
-        )
-    }
-
-    fn degradable_set(&self, name: String, addresses: Vec<IpAddr>, degraded: bool) -> RecordSet {
+    /// The set of `addresses` (sorted, without repeats): degraded, with half the TTL, when it
+    /// serves an address health checks call unhealthy.
+    fn record_set(
+        &self,
+        name: String,
+        addresses: impl IntoIterator<Item = IpAddr>,
+        unhealthy: &BTreeSet<IpAddr>,
+    ) -> RecordSet {
+        let addresses: BTreeSet<IpAddr> = addresses.into_iter().collect();
+        let degraded = !addresses.is_disjoint(unhealthy);
         let ttl = if degraded {
             (self.inventory.ttl / 2).max(1)
         } else {
@@ -212,7 +206,7 @@ impl Planner {
         };
         RecordSet {
             name,
-            addresses,
+            addresses: addresses.into_iter().collect(),
             ttl,
             degraded,
         }
@@ -223,6 +217,7 @@ impl Planner {
         &self,
         region_sets: &BTreeMap<String, RecordSet>,
         health: &HealthView,
+        unhealthy: &BTreeSet<IpAddr>,
         previous: Option<&Plan>,
     ) -> RecordSet {
         let zone = &self.inventory.zone;
@@ -236,7 +231,7 @@ impl Planner {
         });
         if let Some(region) = first_healthy {
             let chosen = region_set(region);
-            return self.degradable_set(name, chosen.addresses.clone(), chosen.degraded);
+            return self.record_set(name, chosen.addresses.iter().copied(), unhealthy);
         }
         // No region has a healthy node: keep the previous answer (fail open), else the first region's.
         let everyone: BTreeSet<IpAddr> = self.all_nodes().map(|node| node.ip()).collect();
@@ -256,10 +251,7 @@ impl Planner {
         } else {
             kept
         };
-        let anyone_unhealthy = self
-            .all_nodes()
-            .any(|node| health.get(&node) == Some(&TargetHealth::Unhealthy));
-        self.degradable_set(name, addresses, anyone_unhealthy)
+        self.record_set(name, addresses, unhealthy)
     }
 
     fn region(&self, name: &str) -> &RegionInventory {
