@@ -2,7 +2,7 @@
 # Runs Haven's whole test suite: unit, property and integration tests (AWS SDK for Rust), the
 # differential suite against DynamoDB Local, and the AWS CLI / boto3 smoke test.
 # Needs: the Rust toolchain, Python 3 with pip, Java 17 and npm (for DynamoDB Local), and apt-get
-# (Debian) to install Knot DNS when it is missing.
+# (Debian) to install Knot DNS and dig when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +13,11 @@ fi
 # Push mode's tests (crates/dns/tests/push_knot.rs) run a real Knot DNS server.
 if ! command -v knotd >/dev/null && [ ! -x /usr/sbin/knotd ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq knot >/dev/null
+fi
+
+# The DNS cluster test (crates/haven/tests/dns_cluster.rs) also asks BIND's dig, a second client.
+if ! command -v dig >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsutils >/dev/null
 fi
 
 cargo build --quiet --bin haven

@@ -463,4 +463,30 @@ fn negative_answers_truncation_and_tcp() {
     assert!(!with_edns.metadata.truncation);
     assert_eq!(with_edns.answers.len(), NAME_SERVERS);
     assert!(with_edns.edns.is_some());
+
+    // A second, independent client: BIND's dig reads the same answers, and falls back to TCP by
+    // itself when the UDP answer is truncated.
+    let region = dig(server, &["+norec", REGION_NAME, "A"]);
+    assert!(
+        region.contains("status: NOERROR") && region.contains("flags: qr aa"),
+        "{region}"
+    );
+    assert!(region.contains(&node.ip.to_string()), "{region}");
+    let ns = dig(server, &["+noedns", ZONE, "NS"]);
+    assert!(ns.contains("Truncated, retrying in TCP mode"), "{ns}");
+    assert!(ns.contains(&format!("ANSWER: {NAME_SERVERS},")), "{ns}");
+    let nxdomain = dig(server, &[&format!("nothing.{ZONE}"), "A"]);
+    assert!(nxdomain.contains("status: NXDOMAIN"), "{nxdomain}");
+}
+
+/// Runs `dig @server` (Debian package dnsutils; scripts/test.sh installs it) and returns its output.
+fn dig(server: SocketAddr, args: &[&str]) -> String {
+    let output = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("dig runs (apt-get install dnsutils)");
+    assert!(output.status.success(), "dig {args:?} failed: {output:?}");
+    String::from_utf8(output.stdout).unwrap()
 }
