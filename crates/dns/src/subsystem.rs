@@ -185,3 +185,63 @@ fn swap_in_each_plan(mut plans: watch::Receiver<Arc<Plan>>, zone: ZoneSettings) 
     });
     cell
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+    use std::time::Duration;
+
+    use hickory_proto::op::{Message, Query, ResponseCode};
+    use hickory_proto::rr::{Name, RecordType};
+
+    use super::*;
+
+    /// I7's last resort: a plan store that cannot be opened (here a file where the directory
+    /// should be) must not leave the names unserved.
+    #[test]
+    fn an_unusable_plan_store_still_serves_the_inventory() {
+        let not_a_directory = tempfile::NamedTempFile::new().unwrap();
+        let mut config = DnsConfig::parse(
+            r#"
+            [zone]
+            apex = "haven.test"
+            nameservers = [{ name = "ns1.haven.test", addresses = ["127.0.0.1"] }]
+            [dns]
+            listen = ["127.0.0.1:0"]
+            [[regions]]
+            name = "us-east-1"
+            nodes = ["127.0.0.1:9", "127.0.0.2:9"]
+            "#,
+        )
+        .unwrap();
+        let state_dir = not_a_directory.path().join("dns");
+        assert!(
+            crate::store::PlanStore::open(&state_dir).is_err(),
+            "the store must be unusable"
+        );
+        config.state_dir = Some(state_dir);
+        let dns = DnsSubsystem::start(config).unwrap();
+
+        let mut query = Message::query();
+        query.metadata.id = 7;
+        let name = Name::from_ascii("dynamodb.us-east-1.haven.test.").unwrap();
+        query.queries.push(Query::query(name, RecordType::A));
+        let client = UdpSocket::bind("127.0.0.1:0").unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client
+            .send_to(&query.to_vec().unwrap(), dns.addresses()[0])
+            .unwrap();
+        let mut buffer = [0u8; 512];
+        let length = client.recv(&mut buffer).unwrap();
+        let response = Message::from_vec(&buffer[..length]).unwrap();
+        assert_eq!(response.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(
+            response.answers.len(),
+            2,
+            "every node, since nothing is known yet"
+        );
+        assert!(dns.status_reporter()()["control"]["store_error"].is_null());
+    }
+}
