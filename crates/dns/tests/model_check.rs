@@ -3,11 +3,12 @@
 //! One model, two designs. Both have a planner making plans with increasing generations, two
 //! enactors whose steps interleave in every order (so either can be delayed arbitrarily) and that can
 //! crash and restart with a new fencing token, and a clean-up job that can run at any moment, choosing
-//! its victims from a view that may be stale by the time it deletes them. The decisions are made by
-//! the very functions the store uses (`decide_apply`, `may_delete`, `cleanup_victims`); what differs
-//! is *where* they are made:
-//! - Haven: the compare-and-set and the pointer flip are one atomic step, and every delete re-checks
-//!   `may_delete` against the plan in effect at that moment. The checker explores every state and
+//! its victims first and deleting them one by one later. The decisions are made by the very
+//! functions the store uses (`decide_apply`, `may_delete`, `cleanup_victims`); what differs is
+//! *where* they are made:
+//! - Haven: the compare-and-set and the pointer flip are one atomic step, and the store checks every
+//!   delete with `may_delete` against the plan in effect at that moment, so clean-up is modelled as
+//!   a careless caller that may ask to delete any stored plan. The checker explores every state and
 //!   finds no violation of I1, I2 or I3.
 //! - Check-then-act (the October 2025 design): an enactor checks that its plan is newer, and writes
 //!   the pointer later without checking again; clean-up deletes the plans older than the plan it saw
@@ -95,6 +96,18 @@ impl Protocol {
         }
     }
 
+    /// The plans clean-up asks to delete. The check-then-act job picks those older than the plan it
+    /// sees in effect, a view that may be stale by the time it deletes. Haven's store trusts no
+    /// caller: its clean-up may ask for any stored plan, and the store's `may_delete` decides.
+    fn cleanup_scan(&self, world: &World) -> Vec<Generation> {
+        match self.design {
+            Design::Haven => world.stored.iter().copied().collect(),
+            Design::CheckThenAct => {
+                cleanup_victims(&world.stored, Some(world.pointer.generation), 0)
+            }
+        }
+    }
+
     fn cleanup_delete(&self, world: &mut World, generation: Generation) {
         world.cleanup_pending.retain(|&victim| victim != generation);
         let in_effect = world.pointer.generation;
@@ -106,11 +119,6 @@ impl Protocol {
             world.deleted_live_plan |= generation >= in_effect;
         }
     }
-}
-
-/// Both designs choose the plans older than the one they see in effect; they differ at delete time.
-fn cleanup_scan(world: &World) -> Vec<Generation> {
-    cleanup_victims(&world.stored, Some(world.pointer.generation), 0)
 }
 
 fn publish(world: &mut World, pointer: Pointer) {
@@ -214,7 +222,7 @@ impl Model for Protocol {
                 world.crashes_left -= 1;
                 world.enactors[index] = Enactor::Down;
             }
-            Action::CleanupScan => world.cleanup_pending = cleanup_scan(&world),
+            Action::CleanupScan => world.cleanup_pending = self.cleanup_scan(&world),
             Action::CleanupDelete(generation) => self.cleanup_delete(&mut world, generation),
         }
         Some(world)
