@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use haven_api::{DynamoError, Service};
 
 pub use credentials::{Authenticator, KeyStore};
-pub use limits::{Limits, default_max_in_flight, raise_open_file_limit};
+pub use limits::{Limits, default_max_in_flight, listen, raise_open_file_limit};
 
 /// One read-only JSON report (see [`StatusPages`]).
 pub type StatusPage = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;

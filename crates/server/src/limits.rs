@@ -24,6 +24,23 @@ pub(crate) const SHED_IDLE_AFTER: Duration = Duration::from_secs(1);
 /// How long the accept loop pauses after a failed accept (typically: out of file descriptors).
 pub(crate) const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(10);
 
+/// Connections the kernel queues until the server accepts them (capped by net.core.somaxconn).
+/// Beyond the queue a new connection's SYN is dropped and its client waits a whole second to retry,
+/// so a burst of connections (clients reconnecting at once) needs more than the usual 128.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `address` with a backlog that absorbs bursts of new connections.
+pub fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// The server's limits; [`Limits::default`] suits the machine it runs on.
 #[derive(Clone, Debug)]
 pub struct Limits {
