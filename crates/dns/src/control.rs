@@ -376,6 +376,33 @@ mod tests {
         assert!(status.stale_rejections.is_empty());
     }
 
+    /// Removals held back by the velocity limit go through once their window has passed, with no
+    /// further news from the health checks.
+    #[tokio::test]
+    async fn held_back_removals_proceed_when_the_window_passes() {
+        let (health, health_receiver) = watch::channel(HealthView::new());
+        let one_per_window = ControlConfig {
+            max_removed_fraction: 0.34,
+            velocity_window: Duration::from_millis(300),
+            ..config(None)
+        };
+        let handle = spawn(inventory(), one_per_window, health_receiver).unwrap();
+        let first = handle.plans().borrow().generation;
+        let mut two_down = node_3_down();
+        two_down.insert(node(2), TargetHealth::Unhealthy);
+        health.send(two_down).unwrap();
+
+        let one_removed = wait_for_generation(&handle, first + 1).await;
+        assert_eq!(
+            region_addresses(&one_removed),
+            vec![node(1).ip(), node(2).ip()]
+        );
+        assert!(one_removed.record_sets.values().all(|set| set.degraded));
+        let both_removed = wait_for_generation(&handle, first + 2).await;
+        assert_eq!(region_addresses(&both_removed), vec![node(1).ip()]);
+        assert!(both_removed.record_sets.values().all(|set| !set.degraded));
+    }
+
     /// I7: a restarted node serves the last plan it published, before any health check has run.
     #[test]
     fn a_restarted_control_plane_serves_its_last_plan_from_disk() {
