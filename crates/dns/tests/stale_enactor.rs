@@ -34,6 +34,18 @@ fn plan(generation: Generation) -> Plan {
     }
 }
 
+/// An on-disk store in a fresh directory, with plan 1 in effect.
+fn store_publishing_plan_1() -> (tempfile::TempDir, Arc<PlanStore>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(PlanStore::open(dir.path()).unwrap());
+    let outcome = Enactor::new(store.clone())
+        .unwrap()
+        .publish(&plan(1))
+        .unwrap();
+    assert!(matches!(outcome, ApplyOutcome::Applied(_)), "{outcome:?}");
+    (dir, store)
+}
+
 fn published(store: &PlanStore) -> Arc<Plan> {
     store.effective().unwrap().expect("a plan is in effect")
 }
@@ -47,12 +59,7 @@ enum NewerToken {
 
 /// Runs the scenario and returns why the delayed enactor's write was refused.
 fn delayed_enactor_resumes_after_newer_plans_and_cleanup(newer_token: NewerToken) -> StaleReason {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(PlanStore::open(dir.path()).unwrap());
-    Enactor::new(store.clone())
-        .unwrap()
-        .publish(&plan(1))
-        .unwrap();
+    let (dir, store) = store_publishing_plan_1();
 
     let (delayed, punctual) = match newer_token {
         NewerToken::Punctual => {
@@ -127,12 +134,7 @@ fn delayed_enactor_with_an_older_token_is_fenced_out() {
 
 #[test]
 fn enactor_crashing_between_stage_and_commit_is_rolled_forward() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(PlanStore::open(dir.path()).unwrap());
-    Enactor::new(store.clone())
-        .unwrap()
-        .publish(&plan(1))
-        .unwrap();
+    let (_dir, store) = store_publishing_plan_1();
 
     // Staged, then the enactor is gone before committing.
     let crashed = Enactor::new(store.clone()).unwrap();
