@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
 
 use crate::enactor::Enactor;
 use crate::plan::{Generation, HealthView, Inventory, Plan};
@@ -59,6 +60,20 @@ pub struct PlanSummary {
     pub created_at_ms: u64,
     /// Address count per managed name.
     pub addresses: BTreeMap<String, usize>,
+}
+
+impl PlanSummary {
+    fn of(plan: &Plan) -> PlanSummary {
+        PlanSummary {
+            generation: plan.generation,
+            created_at_ms: plan.created_at_ms,
+            addresses: plan
+                .record_sets
+                .iter()
+                .map(|(name, set)| (name.clone(), set.addresses.len()))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -120,6 +135,7 @@ async fn run(
     tick: Duration,
 ) {
     let mut ticks = tokio::time::interval(tick);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             changed = health.changed() => if changed.is_err() { return },
@@ -191,18 +207,16 @@ impl Control {
                 Arc::new(first)
             }
         };
-        let mut control = Control {
+        Ok(Control {
             planner,
             store,
             enactor,
             history_len: config.history_len,
+            history: VecDeque::from([PlanSummary::of(&effective)]),
             effective,
-            history: VecDeque::new(),
             stale_rejections: VecDeque::new(),
             store_error: None,
-        };
-        control.remember(&control.effective.clone());
-        Ok(control)
+        })
     }
 
     /// Plans from `health`, and publishes the plan if there is a new one.
@@ -261,15 +275,7 @@ impl Control {
     }
 
     fn remember(&mut self, plan: &Plan) {
-        self.history.push_front(PlanSummary {
-            generation: plan.generation,
-            created_at_ms: plan.created_at_ms,
-            addresses: plan
-                .record_sets
-                .iter()
-                .map(|(name, set)| (name.clone(), set.addresses.len()))
-                .collect(),
-        });
+        self.history.push_front(PlanSummary::of(plan));
         self.history.truncate(self.history_len.max(1));
     }
 
