@@ -683,6 +683,19 @@ mod tests {
     }
 
     #[test]
+    fn files_left_by_a_crash_in_mid_write_are_ignored() {
+        let dir = disk_store_with_plans(3);
+        fs::write(dir.path().join("effective.tmp"), b"{\"generation\":9").unwrap();
+        fs::write(dir.path().join(PLANS_DIR).join("4.tmp"), b"0000").unwrap();
+        let store = PlanStore::open(dir.path()).unwrap();
+        assert_eq!(served(&store), Some(3));
+        assert_eq!(
+            store.stored_generations().unwrap(),
+            BTreeSet::from([1, 2, 3])
+        );
+    }
+
+    #[test]
     fn with_no_intact_plan_the_store_serves_none() {
         let dir = disk_store_with_plans(2);
         flip_a_byte(&dir.path().join(plan_file(1)));
