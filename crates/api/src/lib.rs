@@ -9,9 +9,11 @@ mod catalog;
 mod error;
 mod expressions;
 mod indexes;
+mod item_json;
 mod items;
 mod ops;
 mod pages;
+mod reply;
 mod wire;
 
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use haven_storage::{Engine, StorageError};
 pub use catalog::{Catalog, TableMeta};
 pub use error::{CancellationReason, DynamoError};
 pub use ops::Operation;
+pub use reply::Reply;
 
 /// The members an error body carries besides `__type` and `message`: the item of a failed condition
 /// (when asked for), the CancellationReasons of a cancelled transaction.
@@ -135,6 +138,7 @@ impl Service {
     ) -> Result<serde_json::Value, DynamoError> {
         self.call_with(operation, request, &RequestContext::default())
             .await
+            .map(Reply::into_value)
     }
 
     /// [`Service::call`] with what the HTTP layer knows about the request.
@@ -143,7 +147,7 @@ impl Service {
         operation: &str,
         request: serde_json::Value,
         context: &RequestContext,
-    ) -> Result<serde_json::Value, DynamoError> {
+    ) -> Result<Reply, DynamoError> {
         let operation = Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
         if !request.is_object() {
             return Err(DynamoError::Serialization(

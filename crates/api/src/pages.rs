@@ -10,12 +10,12 @@ use haven_model::item_codec::decode_item;
 use haven_model::schema::KeySchema;
 use haven_model::{Item, item_size};
 use haven_storage::Snapshot;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::catalog::{IndexKind, IndexMeta, TableMeta};
 use crate::error::{DynamoError, Violations};
 use crate::items::{CapacityReport, read_item, read_units};
-use crate::wire::item_to_json;
+use crate::reply::{Member, Reply};
 
 /// DynamoDB stops a Query or Scan page once this much data has been read.
 const PAGE_BYTES: usize = 1024 * 1024;
@@ -422,23 +422,20 @@ pub(crate) fn page_units(bytes_read: usize, consistent: bool) -> f64 {
 }
 
 /// The Query/Scan response body.
-pub(crate) fn render_page(page: Page, select: Select, capacity: Option<Value>) -> Value {
-    let mut response = Map::new();
+pub(crate) fn render_page(page: Page, select: Select, capacity: Option<Value>) -> Reply {
+    let mut reply = Reply::default();
     if select != Select::Count {
-        response.insert(
-            "Items".into(),
-            Value::Array(page.items.iter().map(item_to_json).collect()),
-        );
+        reply.push("Items", Member::Items(page.items));
     }
-    response.insert("Count".into(), json!(page.count));
-    response.insert("ScannedCount".into(), json!(page.scanned));
-    if let Some(key) = &page.last_evaluated {
-        response.insert("LastEvaluatedKey".into(), item_to_json(key));
+    reply.push("Count", Member::Json(json!(page.count)));
+    reply.push("ScannedCount", Member::Json(json!(page.scanned)));
+    if let Some(key) = page.last_evaluated {
+        reply.push("LastEvaluatedKey", Member::Item(key));
     }
     if let Some(capacity) = capacity {
-        response.insert("ConsumedCapacity".into(), capacity);
+        reply.push("ConsumedCapacity", Member::Json(capacity));
     }
-    Value::Object(response)
+    reply
 }
 
 /// The top-level attribute names a projection and a filter read, separately.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use haven_model::{AttributeValue, Item, Number};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::DynamoError;
 
@@ -189,39 +189,19 @@ fn set<T: PartialEq>(
     Ok(members)
 }
 
+/// An attribute value as a `Value` of DynamoDB JSON: `{"S": "x"}`.
 pub fn value_to_json(value: &AttributeValue) -> Value {
-    let (type_name, payload) = match value {
-        AttributeValue::S(s) => ("S", Value::String(s.clone())),
-        AttributeValue::N(n) => ("N", Value::String(n.to_string())),
-        AttributeValue::B(b) => ("B", Value::String(BASE64.encode(b))),
-        AttributeValue::Bool(b) => ("BOOL", Value::Bool(*b)),
-        AttributeValue::Null => ("NULL", Value::Bool(true)),
-        AttributeValue::M(m) => ("M", item_to_json(m)),
-        AttributeValue::L(l) => ("L", Value::Array(l.iter().map(value_to_json).collect())),
-        AttributeValue::Ss(s) => (
-            "SS",
-            Value::Array(s.iter().cloned().map(Value::String).collect()),
-        ),
-        AttributeValue::Ns(s) => (
-            "NS",
-            Value::Array(s.iter().map(|n| Value::String(n.to_string())).collect()),
-        ),
-        AttributeValue::Bs(s) => (
-            "BS",
-            Value::Array(s.iter().map(|b| Value::String(BASE64.encode(b))).collect()),
-        ),
-    };
-    let mut object = Map::with_capacity(1);
-    object.insert(type_name.to_string(), payload);
-    Value::Object(object)
+    let mut text = Vec::new();
+    crate::item_json::write_value(&mut text, value);
+    serde_json::from_slice(&text).expect("written values are JSON")
 }
 
+/// An item as a `Value` of DynamoDB JSON (for answers built as `Value`s; reads write their items
+/// as text directly, see [`crate::item_json`]).
 pub fn item_to_json(item: &Item) -> Value {
-    Value::Object(
-        item.iter()
-            .map(|(k, v)| (k.clone(), value_to_json(v)))
-            .collect(),
-    )
+    let mut text = Vec::new();
+    crate::item_json::write_item(&mut text, item);
+    serde_json::from_slice(&text).expect("written items are JSON")
 }
 
 #[cfg(test)]

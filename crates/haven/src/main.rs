@@ -10,6 +10,12 @@ use clap::{Parser, Subcommand};
 use haven_api::{Service, ServiceConfig};
 use haven_storage::RedbEngine;
 
+/// mimalloc: a request allocates and frees many small buffers (JSON values, item attributes), and
+/// glibc's allocator spent about a quarter of a GetItem's instructions on them (callgrind, see
+/// docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "haven",

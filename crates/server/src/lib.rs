@@ -234,12 +234,20 @@ async fn handle(
     if parts.method == Method::GET && parts.uri.path() == "/health" {
         // Probed by every node's DNS health checks: listening means serving.
         let body = serde_json::json!({"status": "serving"}).to_string();
-        return Ok(json_response(StatusCode::OK, body, &request_id));
+        return Ok(json_response(
+            StatusCode::OK,
+            body.into_bytes(),
+            &request_id,
+        ));
     }
     if parts.method == Method::GET
         && let Some(page) = pages.render(parts.uri.path())
     {
-        return Ok(json_response(StatusCode::OK, page.to_string(), &request_id));
+        return Ok(json_response(
+            StatusCode::OK,
+            page.to_string().into_bytes(),
+            &request_id,
+        ));
     }
     if parts.method != Method::POST {
         return Ok(plain(StatusCode::OK, "healthy: haven", &request_id));
@@ -264,7 +272,7 @@ async fn handle(
         Err(error) => return Ok(error_response(&error, &request_id, facts)),
     };
     let response = match dispatch_noting(&service, auth, &parts, &body, facts).await {
-        Ok(json) => json_response(StatusCode::OK, json.to_string(), &request_id),
+        Ok(reply) => json_response(StatusCode::OK, reply.to_json_bytes(), &request_id),
         Err(error) => error_response(&error, &request_id, facts),
     };
     Ok(response)
@@ -279,7 +287,7 @@ pub async fn dispatch(
     auth: Option<&Authenticator>,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
-) -> Result<serde_json::Value, DynamoError> {
+) -> Result<haven_api::Reply, DynamoError> {
     let mut facts = audit::Facts::default();
     dispatch_noting(service, auth, parts, body, &mut facts).await
 }
@@ -291,7 +299,7 @@ async fn dispatch_noting(
     parts: &hyper::http::request::Parts,
     body: &Bytes,
     facts: &mut audit::Facts,
-) -> Result<serde_json::Value, DynamoError> {
+) -> Result<haven_api::Reply, DynamoError> {
     let headers = &parts.headers;
     let request: Option<serde_json::Value> = if body.is_empty() {
         None
@@ -343,13 +351,13 @@ fn error_response(
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
     json_response(
         status,
-        serde_json::Value::Object(body).to_string(),
+        serde_json::to_vec(&body).expect("a Value serialises"),
         request_id,
     )
 }
 
-fn json_response(status: StatusCode, body: String, request_id: &str) -> Response<Full<Bytes>> {
-    let crc = crc32fast::hash(body.as_bytes());
+fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response<Full<Bytes>> {
+    let crc = crc32fast::hash(&body);
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();

@@ -18,6 +18,7 @@ use crate::items::{
     CapacityReport, check_item_size, collection_metrics, read_item, read_units, stage_item_write,
     validate_item, validate_key,
 };
+use crate::reply::{Member, Reply};
 use crate::wire::{item_to_json, parse_item};
 
 const MAX_GET_KEYS: usize = 100;
@@ -75,7 +76,7 @@ pub(crate) struct BatchGetItemInput {
 pub(crate) fn batch_get_item(
     service: &Service,
     input: BatchGetItemInput,
-) -> Result<Value, DynamoError> {
+) -> Result<Reply, DynamoError> {
     let mut violations = Violations::new();
     if input.request_items.is_none() {
         violations.null("requestItems");
@@ -105,7 +106,7 @@ pub(crate) fn batch_get_item(
     }
 
     let snapshot = service.engine.snapshot()?;
-    let mut responses = Map::new();
+    let mut responses = Vec::new();
     let mut unprocessed = Map::new();
     let mut units = BTreeMap::new();
     let mut response_bytes = 0;
@@ -156,10 +157,10 @@ pub(crate) fn batch_get_item(
                     Some(paths) => haven_expr::project(&item, paths),
                     None => item,
                 };
-                found.push(item_to_json(&item));
+                found.push(item);
             }
         }
-        responses.insert(table_name.clone(), Value::Array(found));
+        responses.push((table_name.clone(), found));
         if !skipped.is_empty() {
             let mut entry = json!({ "Keys": skipped });
             if let Some(text) = &request.projection_expression {
@@ -174,11 +175,13 @@ pub(crate) fn batch_get_item(
             unprocessed.insert(table_name.clone(), entry);
         }
     }
-    let mut response = json!({ "Responses": responses, "UnprocessedKeys": unprocessed });
+    let mut reply = Reply::default();
+    reply.push("Responses", Member::ItemsByTable(responses));
+    reply.push("UnprocessedKeys", Member::Json(Value::Object(unprocessed)));
     if let Some(capacity) = capacity_list(report, &units) {
-        response["ConsumedCapacity"] = capacity;
+        reply.push("ConsumedCapacity", Member::Json(capacity));
     }
-    Ok(response)
+    Ok(reply)
 }
 
 #[derive(Deserialize)]

@@ -15,6 +15,7 @@ use crate::items::{
     CapacityReport, WriteOutcome, check_item_size, check_table_name, collection_metrics, read_item,
     read_units, table, validate_item, validate_key, write_item, write_units,
 };
+use crate::reply::{Member, Reply};
 use crate::wire::{item_to_json, parse_item};
 
 const RETURN_VALUES: &[&str] = &["ALL_NEW", "UPDATED_OLD", "ALL_OLD", "NONE", "UPDATED_NEW"];
@@ -213,7 +214,7 @@ pub(crate) struct GetItemInput {
     attributes_to_get: Option<Vec<String>>,
 }
 
-pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Value, DynamoError> {
+pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Reply, DynamoError> {
     let mut violations = Violations::new();
     check_table_name(&mut violations, input.table_name.as_deref());
     if input.key.is_none() {
@@ -246,21 +247,21 @@ pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Value, 
     let size = found
         .as_ref()
         .map_or(0, |(_, item)| haven_model::item_size(item));
-    let mut response = Map::new();
-    if let Some((_, item)) = &found {
+    let mut reply = Reply::default();
+    if let Some((_, item)) = found {
         let item = match &expressions.projection {
-            Some(paths) => haven_expr::project(item, paths),
-            None => item.clone(),
+            Some(paths) => haven_expr::project(&item, paths),
+            None => item,
         };
-        response.insert("Item".into(), item_to_json(&item));
+        reply.push("Item", Member::Item(item));
     }
     if let Some(capacity) = capacity.render(
         &meta.name,
         read_units(size, input.consistent_read.unwrap_or(false)),
     ) {
-        response.insert("ConsumedCapacity".into(), capacity);
+        reply.push("ConsumedCapacity", Member::Json(capacity));
     }
-    Ok(Value::Object(response))
+    Ok(reply)
 }
 
 #[derive(Deserialize)]

@@ -18,6 +18,7 @@ mod update_table;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::reply::Reply;
 use crate::{DynamoError, RequestContext, Service};
 
 pub(crate) use query::partition_key as query_partition_key;
@@ -105,20 +106,21 @@ pub(crate) async fn dispatch(
     operation: Operation,
     request: Value,
     context: &RequestContext,
-) -> Result<Value, DynamoError> {
+) -> Result<Reply, DynamoError> {
     use Operation::*;
-    match operation {
+    let json = match operation {
+        // The reads answer with items in model form (see crate::reply).
+        GetItem => return items::get_item(service, parse(request)?),
+        Query => return query::query(service, parse(request)?),
+        Scan => return scan::scan(service, parse(request)?),
+        BatchGetItem => return batch::batch_get_item(service, parse(request)?),
         CreateTable => control::create_table(service, parse(request)?).await,
         DescribeTable => control::describe_table(service, parse(request)?),
         ListTables => control::list_tables(service, parse(request)?),
         DeleteTable => control::delete_table(service, parse(request)?).await,
         PutItem => items::put_item(service, parse(request)?).await,
-        GetItem => items::get_item(service, parse(request)?),
         DeleteItem => items::delete_item(service, parse(request)?).await,
         UpdateItem => update_item::update_item(service, parse(request)?).await,
-        Query => query::query(service, parse(request)?),
-        Scan => scan::scan(service, parse(request)?),
-        BatchGetItem => batch::batch_get_item(service, parse(request)?),
         BatchWriteItem => batch::batch_write_item(service, parse(request)?).await,
         TransactWriteItems => transact::transact_write_items(service, request).await,
         TransactGetItems => transact::transact_get_items(service, parse(request)?),
@@ -131,7 +133,8 @@ pub(crate) async fn dispatch(
         DescribeLimits => Ok(account::describe_limits()),
         DescribeEndpoints => Ok(account::describe_endpoints(service, context)),
         _ => Err(DynamoError::UnknownOperation),
-    }
+    };
+    json.map(Reply::from)
 }
 
 /// Reads a request body into an operation's request type; a shape mismatch is a SerializationException.

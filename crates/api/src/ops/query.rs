@@ -18,6 +18,7 @@ use crate::items::table;
 use crate::pages::{
     ReadCommon, ReadTarget, condition_roots, prefix_successor, read_page, render_page,
 };
+use crate::reply::Reply;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -30,7 +31,7 @@ pub(crate) struct QueryInput {
     query_filter: Option<serde_json::Map<String, Value>>,
 }
 
-pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Value, DynamoError> {
+pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Reply, DynamoError> {
     let common = &input.common;
     let mut violations = Violations::new();
     let capacity = common.check(&mut violations);

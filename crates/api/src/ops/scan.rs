@@ -12,6 +12,7 @@ use crate::error::{DynamoError, Violations};
 use crate::expressions::LegacyParams;
 use crate::items::table;
 use crate::pages::{ReadCommon, read_page, render_page};
+use crate::reply::Reply;
 
 /// DynamoDB's maximum TotalSegments.
 const MAX_SEGMENTS: i64 = 1_000_000;
@@ -82,7 +83,7 @@ fn segment_range(
     }
 }
 
-pub(crate) fn scan(service: &Service, input: ScanInput) -> Result<Value, DynamoError> {
+pub(crate) fn scan(service: &Service, input: ScanInput) -> Result<Reply, DynamoError> {
     let common = &input.common;
     let mut violations = Violations::new();
     let capacity = common.check(&mut violations);
