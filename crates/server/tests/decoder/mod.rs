@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use hyper::body::Bytes;
 
-use haven_api::{DynamoError, Service, ServiceConfig};
+use haven_api::{DynamoError, Reply, Service, ServiceConfig};
 use haven_storage::RedbEngine;
 
 /// The tables every input finds: `tab` keyed by `pk` (S), and `rng` keyed by `pk` (S) and `sk` (N)
@@ -68,7 +68,7 @@ pub async fn decode(
     service: &Service,
     operation: &[u8],
     body: &[u8],
-) -> Option<Result<serde_json::Value, DynamoError>> {
+) -> Option<Result<Reply, DynamoError>> {
     let mut target = b"DynamoDB_20120810.".to_vec();
     target.extend_from_slice(operation);
     let request = hyper::Request::post("/")
@@ -82,13 +82,18 @@ pub async fn decode(
         .body(())
         .ok()?;
     let (parts, ()) = request.into_parts();
-    Some(haven_server::dispatch(service, None, &parts, &Bytes::copy_from_slice(body)).await)
+    let answer = haven_server::dispatch(service, None, &parts, &Bytes::copy_from_slice(body)).await;
+    Some(answer.map(haven_api::Reply::into_value))
 }
 
-/// Panics unless `answer` is a JSON object or a client error.
-pub fn check(operation: &[u8], body: &[u8], answer: &Result<serde_json::Value, DynamoError>) {
+/// Panics unless `answer` serialises to a JSON object or is a client error.
+pub fn check(operation: &[u8], body: &[u8], answer: &Result<Reply, DynamoError>) {
     match answer {
-        Ok(json) => assert!(json.is_object(), "a response that is not an object: {json}"),
+        Ok(reply) => {
+            let json: serde_json::Value =
+                serde_json::from_slice(&reply.to_json_bytes()).expect("a reply serialises to JSON");
+            assert!(json.is_object(), "a response that is not an object: {json}");
+        }
         Err(error) => assert!(
             error.status() < 500,
             "{:?} with body {:?} answered {error:?}",
