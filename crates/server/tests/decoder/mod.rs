@@ -82,8 +82,7 @@ pub async fn decode(
         .body(())
         .ok()?;
     let (parts, ()) = request.into_parts();
-    let answer = haven_server::dispatch(service, None, &parts, &Bytes::copy_from_slice(body)).await;
-    Some(answer.map(haven_api::Reply::into_value))
+    Some(haven_server::dispatch(service, None, &parts, &Bytes::copy_from_slice(body)).await)
 }
 
 /// Panics unless `answer` serialises to a JSON object or is a client error.
