@@ -104,30 +104,58 @@ pub fn raise_open_file_limit() -> std::io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
-/// The in-flight bound: a semaphore whose permits a request holds while it executes.
+/// The in-flight bound: a semaphore whose permits a request holds while it executes, and a
+/// bounded queue in front of it.
+///
+/// As many requests may wait as may run. Under sustained overload the queue stays full, so the
+/// excess is refused the moment it arrives (a refusal costs the client well under a millisecond,
+/// instead of the whole queue timeout), and a queued request waits about one round of execution
+/// before its turn, which keeps the latency of accepted requests bounded. The queue is FIFO
+/// (tokio's semaphore is fair): a burst is served in order, and the timeout only bounds the wait
+/// when requests run unusually long.
 pub(crate) struct Admission {
     slots: Arc<Semaphore>,
+    queued: AtomicUsize,
+    max_queued: usize,
     queue_timeout: Duration,
 }
 
 impl Admission {
     pub(crate) fn new(limits: &Limits) -> Admission {
+        let max_in_flight = limits.max_in_flight.max(1);
         Admission {
-            slots: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+            slots: Arc::new(Semaphore::new(max_in_flight)),
+            queued: AtomicUsize::new(0),
+            max_queued: max_in_flight,
             queue_timeout: limits.queue_timeout,
         }
     }
 
-    /// A slot, or ThrottlingException if none frees up within the queue timeout. The permit is
-    /// released when dropped, including when hyper drops the request because its client has gone.
+    /// A slot, or ThrottlingException if the queue is full or no slot frees up within the queue
+    /// timeout. The permit is released when dropped; a request whose client has gone is dropped by
+    /// hyper, and with it its place in the queue or its permit.
     pub(crate) async fn admit(&self) -> Result<OwnedSemaphorePermit, DynamoError> {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Ok(permit);
         }
+        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.max_queued {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(DynamoError::Throttling);
+        }
+        let _place = QueuePlace(&self.queued);
         match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(DynamoError::Throttling),
         }
+    }
+}
+
+/// A request's place in the admission queue, given up when it is admitted, refused or dropped.
+struct QueuePlace<'a>(&'a AtomicUsize);
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -199,6 +227,45 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(1));
         drop(held);
         assert!(admission.admit().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn beyond_a_full_queue_a_request_is_refused_at_once() {
+        let admission = Arc::new(Admission::new(&Limits {
+            max_in_flight: 1,
+            queue_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        }));
+        let held = admission.admit().await.unwrap();
+        // One request waits (as many may wait as may run)...
+        let waiting = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit().await.is_ok() }
+        });
+        while admission.queued.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // ...so the next is refused without waiting for the 60 s timeout.
+        let started = Instant::now();
+        assert_eq!(admission.admit().await.err(), Some(DynamoError::Throttling));
+        assert!(started.elapsed() < Duration::from_secs(1));
+        drop(held);
+        assert!(waiting.await.unwrap(), "the queued request is admitted");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_request_gives_up_its_place_in_the_queue() {
+        let admission = Admission::new(&Limits {
+            max_in_flight: 1,
+            queue_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        });
+        let _held = admission.admit().await.unwrap();
+        // A client that goes away while queued: hyper drops its request future.
+        let abandoned = tokio::time::timeout(Duration::from_millis(20), admission.admit()).await;
+        assert!(abandoned.is_err(), "it was still waiting");
+        assert_eq!(admission.queued.load(Ordering::Relaxed), 0);
+        assert_eq!(admission.slots.available_permits(), 0);
     }
 
     #[tokio::test]
