@@ -4,6 +4,7 @@
 mod ceiling;
 mod client;
 mod keys;
+mod overload;
 mod requests;
 mod sign;
 mod stats;
@@ -37,6 +38,9 @@ struct Cli {
 enum Command {
     /// Run a workload against an endpoint (run `load` first: it creates the table).
     Run(RunArgs),
+    /// Measure the peak (closed loop), then offer --factor times it open loop and back down: goodput,
+    /// latency of accepted and refused requests, server memory, recovery (run `load` first).
+    Overload(OverloadArgs),
     /// Serve a canned GetItem answer to every request: the ceiling probe.
     CeilingServer {
         #[arg(long, default_value = "127.0.0.1:8010")]
@@ -95,11 +99,37 @@ struct RunArgs {
     json: bool,
 }
 
+#[derive(clap::Args)]
+struct OverloadArgs {
+    /// The workload and endpoint; --connections and --duration set the peak measurement.
+    #[command(flatten)]
+    run: RunArgs,
+    /// Offered load during the overload phase, as a multiple of the peak.
+    #[arg(long, default_value_t = 3.0)]
+    factor: f64,
+    /// Seconds of overload.
+    #[arg(long, default_value_t = 60.0)]
+    overload_secs: f64,
+    /// Seconds of each other open-loop phase (0.5x before; 1x and 0.5x after).
+    #[arg(long, default_value_t = 10.0)]
+    phase_secs: f64,
+    /// Requests outstanding at once (each on its own connection) before the client itself queues.
+    #[arg(long, default_value_t = 4096)]
+    max_connections: usize,
+    /// The server's process id, to sample its resident memory every second.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(args) => {
             let runtime = runtime(args.threads)?;
             runtime.block_on(run(args))
+        }
+        Command::Overload(args) => {
+            let runtime = runtime(args.run.threads)?;
+            runtime.block_on(overload(args))
         }
         Command::CeilingServer { listen } => {
             tokio::runtime::Runtime::new()?.block_on(ceiling::serve(listen))
@@ -147,6 +177,44 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         println!("{}", report.to_json());
     } else {
         print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+async fn overload(args: OverloadArgs) -> anyhow::Result<()> {
+    let run = &args.run;
+    if matches!(run.workload, Workload::Load | Workload::F) || run.rate.is_some() {
+        bail!("overload offers single-request workloads (a-e) at rates of its own: no --rate");
+    }
+    let endpoint = Endpoint::parse(&run.endpoint, &run.region)?;
+    let layout = prepare(run, &endpoint).await?;
+    let plan = Arc::new(Plan::new(
+        run.workload,
+        RequestBuilder::new(&run.table, layout, run.item_size),
+        endpoint,
+        run.items,
+        1,
+        run.connections,
+        (
+            Duration::from_secs_f64(run.duration),
+            Duration::from_secs_f64(run.warmup),
+            None,
+        ),
+        run.distribution,
+        run.seed,
+    ));
+    let settings = overload::Settings {
+        factor: args.factor,
+        overload: Duration::from_secs_f64(args.overload_secs),
+        phase: Duration::from_secs_f64(args.phase_secs),
+        max_connections: args.max_connections.max(1),
+        server_pid: args.server_pid,
+    };
+    let report = overload::run(plan, &settings).await?;
+    if run.json {
+        println!("{report}");
+    } else {
+        print!("{}", overload::to_text(&report));
     }
     Ok(())
 }

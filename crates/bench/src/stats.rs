@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
 /// Latencies are recorded in nanoseconds, up to a minute, with 3 significant digits.
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
 }
 
@@ -111,7 +111,8 @@ pub struct Report {
     pub stats: Stats,
 }
 
-fn summary(h: &Histogram<u64>) -> Value {
+/// Count and latency quantiles in microseconds.
+pub fn summary(h: &Histogram<u64>) -> Value {
     let us = |nanos: u64| (nanos as f64 / 100.0).round() / 10.0;
     json!({
         "count": h.len(),

@@ -111,6 +111,28 @@ impl Plan {
         }
     }
 
+    /// The next request of an open-loop stream with its kind, or None for workload F, whose
+    /// read-modify-write is two dependent requests.
+    pub fn next_call(&self, rng: &mut Rng) -> Option<(&'static str, Call)> {
+        self.call(self.step(rng))
+    }
+
+    /// The single request a step sends (None for a read-modify-write).
+    fn call(&self, step: Step) -> Option<(&'static str, Call)> {
+        let b = &self.builder;
+        Some(match step {
+            Step::Read(i) => ("read", b.get(i)),
+            Step::Update(i) => ("update", b.update(i)),
+            Step::Insert(i) => ("insert", b.put(i)),
+            Step::Query {
+                partition,
+                from,
+                limit,
+            } => ("query", b.query(partition, from, limit)),
+            Step::ReadModifyWrite(_) => return None,
+        })
+    }
+
     fn query(&self, rng: &mut Rng) -> Step {
         let limit = 1 + rng.below(50);
         let from = rng.below(ITEMS_PER_PARTITION - limit + 1);
@@ -184,35 +206,16 @@ async fn execute(
     step: Step,
     stats: &mut Stats,
 ) -> &'static str {
-    let b = &plan.builder;
-    match step {
-        Step::Read(i) => {
-            check(connection.send(b.get(i)).await, stats);
-            "read"
+    match (plan.call(step), step) {
+        (Some((kind, call)), _) => {
+            check(connection.send(call).await, stats);
+            kind
         }
-        Step::Update(i) => {
-            check(connection.send(b.update(i)).await, stats);
-            "update"
-        }
-        Step::Insert(i) => {
-            check(connection.send(b.put(i)).await, stats);
-            "insert"
-        }
-        Step::Query {
-            partition,
-            from,
-            limit,
-        } => {
-            check(
-                connection.send(b.query(partition, from, limit)).await,
-                stats,
-            );
-            "query"
-        }
-        Step::ReadModifyWrite(i) => {
-            read_modify_write(b, connection, i, stats).await;
+        (None, Step::ReadModifyWrite(i)) => {
+            read_modify_write(&plan.builder, connection, i, stats).await;
             "rmw"
         }
+        (None, _) => unreachable!("only a read-modify-write has no single call"),
     }
 }
 
