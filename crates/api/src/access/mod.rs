@@ -44,7 +44,8 @@ pub(crate) fn authorize(
     let Some(policy) = &principal.policy else {
         return Ok(());
     };
-    for permission in Permissions::new(service, true).of(operation, request) {
+    let with_keys = policy.uses_leading_keys();
+    for permission in Permissions::new(service, with_keys).of(operation, request) {
         let reason = match policy.decide(&permission) {
             Decision::Allowed => continue,
             Decision::NotAllowed => format!(
@@ -83,7 +84,8 @@ pub fn tables(service: &Service, operation: Operation, request: &Value) -> Vec<S
 /// type adds nothing here: the operation refuses the request for it anyway, with its own error.
 struct Permissions<'s> {
     service: &'s Service,
-    /// Whether to find the partition keys the request touches (only a policy needs them).
+    /// Whether to find the partition keys the request touches (only a LeadingKeys condition
+    /// needs them).
     with_keys: bool,
     needed: Vec<Permission>,
 }

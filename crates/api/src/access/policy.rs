@@ -81,6 +81,12 @@ impl Policy {
         &self.document
     }
 
+    /// Whether any statement has a `dynamodb:LeadingKeys` condition (only then does a request's
+    /// partition keys matter).
+    pub fn uses_leading_keys(&self) -> bool {
+        self.statements.iter().any(|s| s.leading_keys.is_some())
+    }
+
     /// IAM's evaluation: an explicit Deny wins, then any Allow, else the default deny.
     pub fn decide(&self, permission: &Permission) -> Decision {
         let applies = |s: &&Statement| s.applies_to(permission);
