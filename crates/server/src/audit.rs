@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -44,10 +45,12 @@ pub struct Record<'a> {
     pub latency: Duration,
 }
 
-/// An open audit log. Dropping it lets the writer finish the queue and stop.
+/// An open audit log. Dropping it waits for the writer to write what is queued and stop.
 pub struct AuditLog {
-    queue: SyncSender<Value>,
+    /// None only while dropping.
+    queue: Option<SyncSender<Value>>,
     dropped: Arc<AtomicU64>,
+    writer: Option<JoinHandle<()>>,
 }
 
 impl AuditLog {
@@ -62,10 +65,14 @@ impl AuditLog {
         let (queue, records) = sync_channel(QUEUE_CAPACITY);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("haven-audit".into())
             .spawn(move || write_records(file, records, &counter))?;
-        Ok(AuditLog { queue, dropped })
+        Ok(AuditLog {
+            queue: Some(queue),
+            dropped,
+            writer: Some(writer),
+        })
     }
 
     /// Queues the record; never blocks (a full queue drops it and counts it).
@@ -81,8 +88,22 @@ impl AuditLog {
             "status": record.status,
             "latency_ms": record.latency.as_secs_f64() * 1000.0,
         });
-        if let Err(TrySendError::Full(_)) = self.queue.try_send(line) {
+        let full = self
+            .queue
+            .as_ref()
+            .is_some_and(|queue| matches!(queue.try_send(line), Err(TrySendError::Full(_))));
+        if full {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer's loop once it has written every queued record.
+        drop(self.queue.take());
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
         }
     }
 }
@@ -131,6 +152,29 @@ fn timestamp(now: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropped_records_leave_a_visible_gap_and_queued_ones_are_written_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (queue, records) = sync_channel(4);
+        queue.try_send(json!({"request_id": "a"})).unwrap();
+        queue.try_send(json!({"request_id": "b"})).unwrap();
+        drop(queue);
+        // As if three records had found the queue full.
+        let dropped = AtomicU64::new(3);
+        write_records(File::create(&path).unwrap(), records, &dropped);
+        let lines: Vec<Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(lines[0]["request_id"], "a");
+        assert_eq!(lines[1]["request_id"], "b");
+        assert_eq!(lines[2]["dropped"], 3);
+        assert_eq!(dropped.load(Ordering::Relaxed), 0);
+    }
 
     #[test]
     fn timestamps_are_iso_8601_utc_with_milliseconds() {
