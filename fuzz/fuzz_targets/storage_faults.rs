@@ -1,5 +1,6 @@
 //! Any bytes as a storage scenario: puts, deletes, counters and conditional writes on the embedded
-//! engine over a simulated disk, with full disks, I/O errors, restarts and power losses in between.
+//! engine over a simulated disk, with full disks, I/O errors, restarts and power losses (between
+//! steps or in the middle of a commit, keeping any subset of the unsynced writes) in between.
 //! `haven_storage::model_check::run` plays it against a `BTreeMap` model and panics at the first
 //! difference; the proptest in `crates/storage/src/fault_tests.rs` runs the same checks in CI.
 #![no_main]
@@ -25,20 +26,26 @@ fn step(tag: u8, bytes: &mut impl Iterator<Item = u8>) -> Step {
                     .collect(),
             )
         }
-        5 | 6 => Step::Delete(next() % 32),
-        7 => Step::DeleteRange(next() % 32, next() % 32),
-        8 => Step::AddCounter(next() % 8, next() as i8),
-        9 | 10 => Step::Conditional {
+        5 => Step::Delete(next() % 32),
+        6 => Step::DeleteRange(next() % 32, next() % 32),
+        7 => Step::AddCounter(next() % 8, next() as i8),
+        8 | 9 => Step::Conditional {
             key: next() % 32,
             size: size(next()),
             correct: next() % 4 != 0,
         },
-        11 => Step::Quota(u16::from(next() % 64)),
-        12 => Step::FailAfter(next() % 48),
+        10 => Step::Quota(u16::from(next() % 64)),
+        11 => Step::FailAfter(next() % 48),
+        12 => Step::PowerLossAfter(next() % 48, mask(next(), next())),
         13 => Step::ClearFaults,
         14 => Step::Restart,
-        _ => Step::Crash,
+        _ => Step::Crash(mask(next(), next())),
     }
+}
+
+/// Which unsynced writes survive a power loss: a 16-bit pattern repeated.
+fn mask(low: u8, high: u8) -> u64 {
+    u64::from(u16::from_le_bytes([low, high])) * 0x0001_0001_0001_0001
 }
 
 /// Small values most of the time, values of several pages sometimes: the file must grow for a

@@ -88,13 +88,13 @@ fn an_io_error_in_a_commit_fails_it_and_the_engine_reopens() {
 fn a_power_loss_keeps_every_acknowledged_commit() {
     model_check::run(&[
         Step::Put(vec![(1, 10), (2, 5000)]),
-        Step::Crash,
+        Step::Crash(0),
         Step::FailAfter(3),
         Step::Put(vec![(3, 100)]),
         Step::Put(vec![(4, 100)]),
-        Step::Crash,
+        Step::Crash(u64::MAX),
         Step::DeleteRange(0, 3),
-        Step::Crash,
+        Step::Crash(0x5555_5555_5555_5555),
     ]);
 }
 
@@ -186,9 +186,10 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(key, size, correct)| Step::Conditional { key, size, correct }),
         1 => (0u16..64).prop_map(Step::Quota),
         1 => (0u8..40).prop_map(Step::FailAfter),
+        1 => (0u8..40, any::<u64>()).prop_map(|(calls, mask)| Step::PowerLossAfter(calls, mask)),
         1 => Just(Step::ClearFaults),
         1 => Just(Step::Restart),
-        1 => Just(Step::Crash),
+        1 => any::<u64>().prop_map(Step::Crash),
     ]
 }
 

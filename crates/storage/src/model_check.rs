@@ -8,8 +8,9 @@
 //!   batch whose expectation really failed is refused;
 //! - a batch that failed with a storage error is applied whole or not at all, and the engine
 //!   recovers by itself: once the faults are gone, the next read or write succeeds;
-//! - after a power loss the database reopens at the state of the last acknowledged commit, or at a
-//!   state a failed commit since then may have left (one that readers were able to observe).
+//! - after a power loss (whichever unsynced writes survive it) the database reopens at the state of
+//!   the last acknowledged commit, or at a state a failed commit since then may have left (one that
+//!   readers were able to observe).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -39,12 +40,16 @@ pub enum Step {
     Quota(u16),
     /// The write, extension or sync after this many more fails with EIO.
     FailAfter(u8),
+    /// The power goes at the write, extension or sync after this many more (in a commit, a
+    /// restart or a recovery); the mask picks the unsynced writes that survive, as in `Crash`.
+    PowerLossAfter(u8, u64),
     /// The space comes back and no failure is armed.
     ClearFaults,
     /// A clean shutdown and reopen.
     Restart,
-    /// Power loss: unsynced writes are lost; the engine reopens.
-    Crash,
+    /// Power loss: of the writes since the last sync, those the mask picks survive (see
+    /// [`SimulatedDisk::power_on`]); the engine reopens.
+    Crash(u64),
 }
 
 /// Plays `steps`; panics if the engine departs from the model.
@@ -53,7 +58,7 @@ pub fn run(steps: &[Step]) {
     for step in steps {
         harness.play(step);
     }
-    harness.crash();
+    harness.crash(0);
 }
 
 struct Harness {
@@ -64,6 +69,10 @@ struct Harness {
     /// The states a power loss may return to: the last acknowledged one, then each state a
     /// failed commit left since (newest last).
     recoverable: Vec<State>,
+    /// Which unsynced writes survive the armed power loss (`Step::PowerLossAfter`).
+    survivors: u64,
+    /// Power losses so far, so that a step can tell whether one interrupted it.
+    crashes: u64,
 }
 
 fn open(disk: &SimulatedDisk) -> Result<RedbEngine, StorageError> {
@@ -80,6 +89,8 @@ impl Harness {
             engine: Some(engine),
             model: State::new(),
             recoverable: vec![State::new()],
+            survivors: 0,
+            crashes: 0,
         }
     }
 
@@ -132,9 +143,13 @@ impl Harness {
                 .disk
                 .set_quota(Some(self.disk.len() + u64::from(*kib) * 1024)),
             Step::FailAfter(calls) => self.disk.fail_after(u64::from(*calls)),
+            Step::PowerLossAfter(calls, survivors) => {
+                self.survivors = *survivors;
+                self.disk.power_off_after(u64::from(*calls));
+            }
             Step::ClearFaults => self.disk.clear_faults(),
             Step::Restart => self.restart(),
-            Step::Crash => self.crash(),
+            Step::Crash(survivors) => self.crash(*survivors),
         }
     }
 
@@ -151,50 +166,74 @@ impl Harness {
                 assert!(!holds, "a batch whose expectations hold was refused")
             }
             Err(CommitError::Storage(error)) => {
+                // Until the outcome is observed, a power loss may find the batch applied whole.
+                let candidates = self.recoverable.len();
+                if holds {
+                    self.recoverable.push(applied.clone());
+                }
+                let crashes = self.crashes;
                 let observed = self.observe();
-                assert!(
-                    observed == self.model || (holds && observed == applied),
-                    "a failed commit ({error}) was applied in part"
-                );
-                if observed != self.model {
-                    self.model = observed;
-                    self.recoverable.push(self.model.clone());
+                if self.crashes == crashes {
+                    self.recoverable.truncate(candidates);
+                    assert!(
+                        observed == self.model || (holds && observed == applied),
+                        "a failed commit ({error}) was applied in part"
+                    );
+                    if observed != self.model {
+                        self.model = observed;
+                        self.recoverable.push(self.model.clone());
+                    }
                 }
             }
         }
         self.check_reads();
     }
 
-    /// Reads the whole key space; if the engine cannot recover while faults are armed, the faults
-    /// are cleared (the space comes back) and it must recover then.
-    fn observe(&self) -> State {
-        read_all(self.engine()).unwrap_or_else(|_| {
-            self.disk.clear_faults();
-            read_all(self.engine()).expect("the engine recovers once the faults are gone")
-        })
+    /// Reads the whole key space. If the engine cannot recover while faults are armed, the faults
+    /// are cleared (the space comes back) and it must recover then; if the power went, the
+    /// machine restarts and the state is what it recovered.
+    fn observe(&mut self) -> State {
+        for attempt in 0..2 {
+            match read_all(self.engine()) {
+                Ok(state) => return state,
+                Err(_) if self.disk.is_powered_off() => {
+                    self.crash(self.survivors);
+                    return self.model.clone();
+                }
+                Err(error) if attempt == 1 => {
+                    panic!("the engine does not recover once the faults are gone: {error}")
+                }
+                Err(_) => self.disk.clear_faults(),
+            }
+        }
+        unreachable!("the second attempt returns or panics")
     }
 
-    fn check_reads(&self) {
-        assert_eq!(
-            self.observe(),
-            self.model,
-            "the engine and the model differ"
-        );
+    fn check_reads(&mut self) {
+        let observed = self.observe();
+        assert_eq!(observed, self.model, "the engine and the model differ");
     }
 
     fn restart(&mut self) {
         self.engine.take();
-        self.engine = Some(open(&self.disk).unwrap_or_else(|_| {
-            self.disk.clear_faults();
-            open(&self.disk).expect("the database reopens once the faults are gone")
-        }));
+        match open(&self.disk) {
+            Ok(engine) => self.engine = Some(engine),
+            Err(_) if self.disk.is_powered_off() => return self.crash(self.survivors),
+            Err(_) => {
+                self.disk.clear_faults();
+                let engine =
+                    open(&self.disk).expect("the database reopens once the faults are gone");
+                self.engine = Some(engine);
+            }
+        }
         self.check_reads();
     }
 
-    fn crash(&mut self) {
+    fn crash(&mut self, survivors: u64) {
+        self.crashes += 1;
         self.disk.power_off();
         self.engine.take();
-        self.disk.power_on();
+        self.disk.power_on(survivors);
         let engine = open(&self.disk).expect("the database reopens after a power loss");
         let state = read_all(&engine).expect("reads after a power loss");
         assert!(

@@ -3,8 +3,9 @@
 //! [`SimulatedDisk`] is a redb [`StorageBackend`] kept in memory that behaves like a file on a real
 //! disk in the ways that matter for durability:
 //! - what reads see (the OS page cache) and what survives a power loss (what the last successful
-//!   `sync_data` made durable) are kept apart, so [`SimulatedDisk::power_off`] loses exactly the
-//!   unsynced writes, as a crash of the machine would;
+//!   `sync_data` made durable) are kept apart: after [`SimulatedDisk::power_off`], power returns
+//!   with the durable bytes plus an arbitrary subset of the writes made since the last sync (the
+//!   kernel may have written any of them back, in any order), as a crash of the machine would leave;
 //! - a quota makes a write or a file extension past it fail with `StorageFull` (ENOSPC), as a full
 //!   disk does, and lifting the quota is the space coming back;
 //! - [`SimulatedDisk::fail_after`] makes one later write, extension or sync fail with an I/O error
@@ -26,12 +27,17 @@ pub struct SimulatedDisk(Arc<Mutex<Disk>>);
 struct Disk {
     /// What reads see: every write so far, synced or not.
     contents: Vec<u8>,
-    /// What a power loss leaves: `contents` as of the last successful sync.
+    /// What a power loss leaves for sure: `contents` as of the last successful sync.
     durable: Vec<u8>,
+    /// The writes since the last successful sync, `(offset, bytes)` in order; any of them may
+    /// survive a power loss.
+    unsynced: Vec<(usize, Vec<u8>)>,
     /// The file may not grow past this many bytes.
     quota: Option<u64>,
     /// Mutating calls (write, set_len, sync) left before one fails with EIO.
     fail_in: Option<u64>,
+    /// Mutating calls left before the power goes at the next one.
+    power_off_in: Option<u64>,
     /// False between `power_off` and `power_on`: every call fails.
     powered_off: bool,
 }
@@ -70,11 +76,21 @@ impl SimulatedDisk {
         self.disk().fail_in = Some(calls);
     }
 
-    /// Lifts the quota and any pending injected failure.
+    /// After `calls` more successful writes, extensions or syncs, the power goes at the next one.
+    pub fn power_off_after(&self, calls: u64) {
+        self.disk().power_off_in = Some(calls);
+    }
+
+    /// Lifts the quota and any pending injected failure or power loss.
     pub fn clear_faults(&self) {
         let mut disk = self.disk();
         disk.quota = None;
         disk.fail_in = None;
+        disk.power_off_in = None;
+    }
+
+    pub fn is_powered_off(&self) -> bool {
+        self.disk().powered_off
     }
 
     /// The machine loses power: every call fails until [`SimulatedDisk::power_on`].
@@ -82,13 +98,26 @@ impl SimulatedDisk {
         self.disk().powered_off = true;
     }
 
-    /// Power returns: the file is what the last successful sync left, with no faults armed.
-    pub fn power_on(&self) {
+    /// Power returns, with no faults armed: the file is what the last successful sync left plus
+    /// the unsynced writes that `survivors` picks (write `i` survives if bit `i % 64` is set; 0
+    /// loses them all). The file keeps its latest length.
+    pub fn power_on(&self, survivors: u64) {
         let mut disk = self.disk();
-        disk.contents = disk.durable.clone();
+        let mut contents = disk.durable.clone();
+        contents.resize(disk.contents.len(), 0);
+        for (i, (offset, bytes)) in disk.unsynced.iter().enumerate() {
+            let end = offset + bytes.len();
+            if survivors & (1 << (i % 64)) != 0 && end <= contents.len() {
+                contents[*offset..end].copy_from_slice(bytes);
+            }
+        }
+        disk.durable = contents.clone();
+        disk.contents = contents;
+        disk.unsynced.clear();
         disk.powered_off = false;
         disk.quota = None;
         disk.fail_in = None;
+        disk.power_off_in = None;
     }
 }
 
@@ -97,8 +126,13 @@ fn powered_off() -> io::Error {
 }
 
 impl Disk {
-    /// Counts down an injected failure and refuses calls while powered off.
+    /// Counts down the injected failure and power loss, and refuses calls while powered off.
     fn mutate(&mut self) -> io::Result<()> {
+        match self.power_off_in {
+            Some(0) => self.powered_off = true,
+            Some(n) => self.power_off_in = Some(n - 1),
+            None => {}
+        }
         if self.powered_off {
             return Err(powered_off());
         }
@@ -174,6 +208,7 @@ impl StorageBackend for SimulatedDisk {
         let mut disk = self.disk();
         disk.mutate()?;
         disk.durable = disk.contents.clone();
+        disk.unsynced.clear();
         Ok(())
     }
 
@@ -182,6 +217,7 @@ impl StorageBackend for SimulatedDisk {
         disk.check_quota(offset + data.len() as u64)?;
         disk.mutate()?;
         let range = disk.range(offset, data.len())?;
+        disk.unsynced.push((range.start, data.to_vec()));
         disk.contents[range].copy_from_slice(data);
         Ok(())
     }
