@@ -20,6 +20,11 @@ if ! command -v dig >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsutils >/dev/null
 fi
 
+# The smoke test's TLS check makes its test certificates with openssl.
+if ! command -v openssl >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+
 cargo build --quiet --bin haven
 cargo test --workspace -- --test-threads=2
 python3 tests/smoke/cli_smoke.py
