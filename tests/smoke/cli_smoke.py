@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Smoke test with real clients: the README's AWS CLI tour, run verbatim, then a short boto3 check.
+"""Smoke test with real clients: the README's AWS CLI tour, run verbatim, then a short boto3 check;
+authentication and per-key policies (`--auth`) and HTTPS (`--tls-cert`) with the AWS CLI and boto3.
 
 Starts target/debug/haven (in memory, on a free port), takes the shell commands from the ```sh block
 that follows the `<!-- tour -->` marker in README.md, points them at that port instead of 8000, runs

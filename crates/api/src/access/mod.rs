@@ -21,7 +21,8 @@ use serde_json::Value;
 use crate::ops::Operation;
 use crate::{DynamoError, Service};
 
-pub use policy::{Decision, Permission, Policy, wildcard_match};
+pub use policy::Policy;
+use policy::{Decision, Permission};
 
 /// Who sent a request, as the server authenticated it.
 #[derive(Debug, Clone)]

@@ -184,7 +184,7 @@ fn strings(value: Option<&Value>, member: &str) -> Result<Vec<String>, String> {
 }
 
 /// IAM's wildcards: `*` matches any run of characters, `?` any one character.
-pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+fn wildcard_match(pattern: &str, text: &str) -> bool {
     let pattern: Vec<char> = pattern.chars().collect();
     let text: Vec<char> = text.chars().collect();
     // Greedy matching with backtracking to the last `*`: linear in practice, never exponential.
