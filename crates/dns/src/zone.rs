@@ -79,44 +79,9 @@ impl Snapshot {
     /// Encodes the answers of `plan` for the zone of `settings`.
     pub fn build(plan: &Plan, settings: &ZoneSettings) -> Snapshot {
         let apex = settings.apex.clone();
-        let mut rrsets: HashMap<(Name, RecordType), Vec<Record>> = HashMap::new();
-        let mut add = |record: Record| {
-            rrsets
-                .entry((record.name.clone(), record.record_type()))
-                .or_default()
-                .push(record);
-        };
-        add(soa_record(plan.generation, settings, ZONE_RECORD_TTL));
-        for server in &settings.nameservers {
-            add(Record::from_rdata(
-                apex.clone(),
-                ZONE_RECORD_TTL,
-                RData::NS(NS(server.name.clone())),
-            ));
-            if apex.zone_of(&server.name) {
-                address_records(&server.name, &server.addresses, ZONE_RECORD_TTL)
-                    .for_each(&mut add);
-            }
-        }
-        for set in plan.record_sets.values() {
-            match Name::from_ascii(&set.name) {
-                Ok(name) if apex.zone_of(&name) => {
-                    address_records(&name.to_lowercase(), &set.addresses, set.ttl)
-                        .for_each(&mut add)
-                }
-                _ => {
-                    tracing::warn!(name = set.name, zone = %apex, "record set outside the zone is not served")
-                }
-            }
-        }
-        add(Record::from_rdata(
-            generation_name(&apex),
-            0,
-            RData::TXT(TXT::new(vec![plan.generation.to_string()])),
-        ));
         let glue = glue_records(settings);
         let mut names = HashSet::new();
-        let answers = rrsets
+        let answers = zone_rrsets(plan, settings)
             .into_iter()
             .map(|((name, record_type), records)| {
                 add_with_ancestors(&mut names, &name, &apex);
@@ -231,6 +196,40 @@ impl Encoded {
         let with_edns = encode(&message);
         Encoded { plain, with_edns }
     }
+}
+
+/// Every record the zone serves at this plan, grouped by (name, type).
+fn zone_rrsets(plan: &Plan, settings: &ZoneSettings) -> HashMap<(Name, RecordType), Vec<Record>> {
+    let apex = &settings.apex;
+    let mut rrsets: HashMap<(Name, RecordType), Vec<Record>> = HashMap::new();
+    let mut add = |record: Record| {
+        rrsets
+            .entry((record.name.clone(), record.record_type()))
+            .or_default()
+            .push(record);
+    };
+    add(soa_record(plan.generation, settings, ZONE_RECORD_TTL));
+    for server in &settings.nameservers {
+        let ns = RData::NS(NS(server.name.clone()));
+        add(Record::from_rdata(apex.clone(), ZONE_RECORD_TTL, ns));
+        if apex.zone_of(&server.name) {
+            address_records(&server.name, &server.addresses, ZONE_RECORD_TTL).for_each(&mut add);
+        }
+    }
+    for set in plan.record_sets.values() {
+        match Name::from_ascii(&set.name) {
+            Ok(name) if apex.zone_of(&name) => {
+                address_records(&name.to_lowercase(), &set.addresses, set.ttl).for_each(&mut add)
+            }
+            _ => {
+                tracing::warn!(name = set.name, zone = %apex, "record set outside the zone is not served")
+            }
+        }
+    }
+    // TTL 0: whoever reads the generation wants the plan in effect now, not a cached one.
+    let generation = RData::TXT(TXT::new(vec![plan.generation.to_string()]));
+    add(Record::from_rdata(generation_name(apex), 0, generation));
+    rrsets
 }
 
 /// Copies `template` and makes it the answer to `query`: its id, RD and CD bits, and its question
