@@ -11,7 +11,9 @@
 //!
 //! Inside one UPDATE each managed name gets its new addresses added first, then only the addresses
 //! not in the new set deleted, each by value; a whole RRset is never deleted. So no update can leave
-//! a name without addresses (I2), even on a server that applied the records one by one.
+//! a name without addresses (I2), even on a server that applied the records one by one. A name that
+//! leaves the plan (its region removed from the inventory) keeps its last records: push mode never
+//! empties a name; removing it is left to a person.
 //!
 //! A push reads before it writes: the generation record first, then the addresses of each managed
 //! name. The order matters: generations only grow and every push changes the generation, so if the
