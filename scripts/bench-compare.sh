@@ -6,6 +6,7 @@
 #   scripts/bench-compare.sh            # defaults below; override with environment variables:
 #   ITEMS=100000 CONNECTIONS=8 DURATION=20 WARMUP=3 DISTRIBUTION=zipfian BATCH=25 scripts/bench-compare.sh
 #   TARGETS="haven ceiling" scripts/bench-compare.sh   # a subset (the table shows what ran)
+#   EXTRA_WORKLOADS="" RANGE_WORKLOAD="" scripts/bench-compare.sh   # load, A and C only
 #
 # Figures are for the report only: nothing here asserts a speed, and CI does not run it.
 set -euo pipefail
@@ -17,6 +18,8 @@ WARMUP=${WARMUP:-3}
 DISTRIBUTION=${DISTRIBUTION:-zipfian}
 BATCH=${BATCH:-25}
 TARGETS=${TARGETS:-haven ceiling ddb-memory ddb-disk}
+EXTRA_WORKLOADS=${EXTRA_WORKLOADS-b d f} # after load, A and C (not on DynamoDB Local on disk)
+RANGE_WORKLOAD=${RANGE_WORKLOAD-e}        # empty to skip workload E and its second load
 OUT=${OUT:-docs/benchmarks.md}
 DDB=../shared/tools/dynamodb-local.sh
 
@@ -67,12 +70,14 @@ cpu_seconds() { # pid: user + system CPU seconds so far
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 run_workload() { # target port workload [extra args...]: runs it, records the JSON and server CPU
+  # under the name $LABEL (default: the workload)
   local target=$1 port=$2 workload=$3; shift 3
+  local name=${LABEL:-$workload}
   local before; before=$(cpu_seconds "$server_pid")
   "$bench" run "$workload" --endpoint "http://127.0.0.1:$port" --items "$ITEMS" \
-    --connections "$CONNECTIONS" --distribution "$DISTRIBUTION" --json "$@" >"$work/$target.$workload.json"
-  echo "$(cpu_seconds "$server_pid") - $before" | bc -l >"$work/$target.$workload.cpu"
-  echo "  $workload: $(jq -c '{ops_per_sec, items_per_sec, errors, p99_us: .latency.p99_us, client_cpu_us_per_op}' "$work/$target.$workload.json")"
+    --connections "$CONNECTIONS" --distribution "$DISTRIBUTION" --json "$@" >"$work/$target.$name.json"
+  echo "$(cpu_seconds "$server_pid") - $before" | bc -l >"$work/$target.$name.cpu"
+  echo "  $name: $(jq -c '{ops_per_sec, items_per_sec, errors, p99_us: .latency.p99_us, client_cpu_us_per_op}' "$work/$target.$name.json")"
 }
 
 measure() { # target port data_dir: startup already done; runs the workloads and samples the server
@@ -84,9 +89,23 @@ measure() { # target port data_dir: startup already done; runs the workloads and
     run_workload "$target" "$port" load --batch "$BATCH"
     run_workload "$target" "$port" a --duration "$DURATION" --warmup "$WARMUP"
     run_workload "$target" "$port" c --duration "$DURATION" --warmup "$WARMUP"
+    # Disk use after loading and updating the ITEMS items, before other workloads add items:
+    # allocated blocks (what the disk holds) and the files' apparent size (redb's file is sparse).
+    if [ -n "$dir" ]; then
+      du -s --block-size=1 "$dir" | cut -f1 >"$work/$target.disk"
+      du -sb "$dir" | cut -f1 >"$work/$target.disk_apparent"
+    fi
+    if [ "$target" != ddb-disk ]; then # DynamoDB Local on disk loads at ~0.5k items/s: A and C only
+      for workload in $EXTRA_WORKLOADS; do
+        run_workload "$target" "$port" "$workload" --duration "$DURATION" --warmup "$WARMUP"
+      done
+      if [ -n "$RANGE_WORKLOAD" ]; then # E queries a table keyed by partition and sort key
+        LABEL=load_range run_workload "$target" "$port" load --batch "$BATCH" --layout range --table bench_range
+        run_workload "$target" "$port" e --duration "$DURATION" --warmup "$WARMUP" --layout range --table bench_range
+      fi
+    fi
   fi
   status_kb "$server_pid" VmHWM >"$work/$target.peak_rss"
-  if [ -n "$dir" ]; then du -sb "$dir" | cut -f1 >"$work/$target.disk"; fi
 }
 
 start_target() { # target port dir: prints "startup_ms pid"

@@ -48,10 +48,20 @@ def mb(kb):
 
 
 def disk(target):
-    size = read(target, "disk")
+    size, apparent = read(target, "disk"), read(target, "disk_apparent")
     if size is None:
         return "— (in memory)"
-    return f"{size / 1e6:.0f} MB ({size / (int(items) * 1024):.2f}x logical)"
+    logical = int(items) * 1024
+    return f"{size / 1e6:.0f} MB allocated ({size / logical:.2f}x logical); files {apparent / 1e6:.0f} MB ({apparent / logical:.2f}x)"
+
+
+WORKLOADS = {"a": "A (50% GetItem, 50% UpdateItem)", "b": "B (95% GetItem, 5% UpdateItem)", "c": "C (100% GetItem)",
+             "d": "D (read latest: 95% GetItem, 5% PutItem)", "e": "E (95% Query of ~25 items, 5% PutItem)",
+             "f": "F (50% GetItem, 50% read-modify-write)"}
+
+
+def ran(w):
+    return any(result(t, w) for t in targets)
 
 
 def rows():
@@ -60,13 +70,15 @@ def rows():
     yield "idle RSS after start", [mb(read(t, "idle_rss")) for t in targets]
     yield "load, BatchWriteItem: items/s", [num(r(t, "load", "items_per_sec")) for t in targets]
     yield "load: p50 / p99 / p99.9 / max per batch (ms)", [latencies(result(t, "load")) for t in targets]
-    for w in ("a", "c"):
-        yield f"workload {w.upper()}: ops/s", [num(r(t, w, "ops_per_sec")) for t in targets]
+    yield "load: server CPU (cores of 2)", [cores(t, "load") for t in targets]
+    for w in filter(ran, WORKLOADS):
+        name = WORKLOADS[w]
+        yield f"workload {name}: ops/s", [num(r(t, w, "ops_per_sec")) for t in targets]
         yield f"workload {w.upper()}: p50 / p99 / p99.9 / max (ms)", [latencies(result(t, w)) for t in targets]
         yield f"workload {w.upper()}: server CPU (cores of 2)", [cores(t, w) for t in targets]
         yield f"workload {w.upper()}: errors", [num(r(t, w, "errors")) for t in targets]
     yield "peak RSS", [mb(read(t, "peak_rss")) for t in targets]
-    yield "data on disk", [disk(t) for t in targets]
+    yield "data on disk after load, A and C", [disk(t) for t in targets]
     yield "client CPU per request, A / C (µs)", [
         " / ".join("—" if not result(t, w) else f"{result(t, w)['client_cpu_us_per_op']:.1f}" for w in ("a", "c"))
         for t in targets]
@@ -79,9 +91,10 @@ def ratio(a, b):
 def summary():
     ops = lambda t, w: (result(t, w) or {}).get("ops_per_sec")
     lines = []
-    for w in ("a", "c"):
+    for w in filter(ran, WORKLOADS):
+        versus_disk = f" and {ratio(ops('haven', w), ops('ddb-disk', w))} DynamoDB Local on disk" if ops("ddb-disk", w) else ""
         lines.append(f"- Workload {w.upper()}: Haven is {ratio(ops('haven', w), ops('ddb-memory', w))} DynamoDB Local in "
-                     f"memory and {ratio(ops('haven', w), ops('ddb-disk', w))} DynamoDB Local on disk.")
+                     f"memory{versus_disk}.")
     if ops("haven", "c") and ops("ceiling", "c"):
         lines.append(f"- Workload C on Haven reaches {100 * ops('haven', 'c') / ops('ceiling', 'c'):.0f}% of the ceiling probe "
                      "(a server on the same HTTP stack answering every request with a canned 1 KB GetItem response)."
@@ -105,8 +118,9 @@ def section():
     lines = [HEADING, "",
              f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({cpu or platform.machine()}), one target after another, "
              f"with `{command}`:", "",
-             f"{items} items of 1 KB loaded with BatchWriteItem (25 items a request), then workloads A (50% GetItem, 50% UpdateItem) "
-             f"and C (100% GetItem), each {duration} s measured after {warmup} s of warm-up; {distribution()} keys, "
+             f"{items} items of 1 KB loaded with BatchWriteItem (25 items a request), then YCSB's workloads in the order of "
+             f"the table (E on a second table of {items} items keyed by partition and sort key; DynamoDB Local on disk runs "
+             f"A and C only, its load being slow), each {duration} s measured after {warmup} s of warm-up; {distribution()} keys, "
              "closed loop over keep-alive HTTP/1.1 connections with SigV4-signed requests (`haven-bench`, one client thread). "
              "Startup is the time from spawning the server to its first answered ListTables (polled every millisecond; for "
              "DynamoDB Local this includes `dynamodb-local.sh` and the JVM). Server CPU is user+system time over warm-up and "
