@@ -88,6 +88,9 @@ measure() { # target port data_dir: startup already done; runs the workloads and
   else
     run_workload "$target" "$port" load --batch "$BATCH"
     run_workload "$target" "$port" a --duration "$DURATION" --warmup "$WARMUP"
+    # Latency at half of A's peak, offered open loop at a fixed rate.
+    local half; half=$(jq '.ops_per_sec / 2 | floor' "$work/$target.a.json")
+    LABEL=a_half run_workload "$target" "$port" a --duration "$DURATION" --warmup "$WARMUP" --rate "$half"
     run_workload "$target" "$port" c --duration "$DURATION" --warmup "$WARMUP"
     # Disk use after loading and updating the ITEMS items, before other workloads add items:
     # allocated blocks (what the disk holds) and the files' apparent size (redb's file is sparse).

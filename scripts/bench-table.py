@@ -77,6 +77,7 @@ def rows():
         yield f"workload {w.upper()}: p50 / p99 / p99.9 / max (ms)", [latencies(result(t, w)) for t in targets]
         yield f"workload {w.upper()}: server CPU (cores of 2)", [cores(t, w) for t in targets]
         yield f"workload {w.upper()}: errors", [num(r(t, w, "errors")) for t in targets]
+    yield "workload A at half its peak, open loop: p50 / p99 / p99.9 / max (ms)", [latencies(result(t, "a_half")) for t in targets]
     yield "peak RSS", [mb(read(t, "peak_rss")) for t in targets]
     yield "data on disk after load, A and C", [disk(t) for t in targets]
     yield "client CPU per request, A / C (µs)", [
