@@ -1,15 +1,17 @@
 //! The Authorization header check. Until signature verification lands, any well-formed SigV4
 //! header is accepted; a missing or malformed one gets DynamoDB's answer.
 
-use hyper::header::HeaderMap;
+use hyper::header::{AUTHORIZATION, DATE, HeaderMap, HeaderName};
 
 use haven_api::DynamoError;
 
+/// Looked up as a constant: a header name given as a string is parsed on every lookup.
+const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
 const REQUIRED_PARAMETERS: [&str; 3] = ["Credential", "Signature", "SignedHeaders"];
 
 pub fn check_authorization(headers: &HeaderMap) -> Result<(), DynamoError> {
     let authorization = headers
-        .get("authorization")
+        .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if !authorization.trim_start().starts_with("AWS4-") {
@@ -33,7 +35,7 @@ pub fn check_authorization(headers: &HeaderMap) -> Result<(), DynamoError> {
             ));
         }
     }
-    if !headers.contains_key("x-amz-date") && !headers.contains_key("date") {
+    if !headers.contains_key(X_AMZ_DATE) && !headers.contains_key(DATE) {
         message.push_str(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ",
         );

@@ -52,6 +52,9 @@ impl StatusPages {
 /// Largest request body DynamoDB accepts (16 MB).
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 const TARGET_PREFIX: &str = "DynamoDB_20120810.";
+/// Header names looked up as constants: a name given as a string is parsed on every lookup.
+const X_AMZ_TARGET: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-amz-target");
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 
 /// Serves DynamoDB requests on `listener` until `shutdown` resolves, then stops accepting, lets
@@ -214,7 +217,8 @@ async fn handle(
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = request.into_parts();
     // A declared length over the cap is refused before a byte of the body is read.
-    let declared = header(&parts.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        header(&parts.headers, hyper::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > MAX_REQUEST_BYTES as u64) {
         return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id));
     }
@@ -252,7 +256,7 @@ async fn handle(
     if parts.method != Method::POST {
         return Ok(plain(StatusCode::OK, "healthy: haven", &request_id));
     }
-    let content_type = header(&parts.headers, "content-type").unwrap_or_default();
+    let content_type = header(&parts.headers, hyper::header::CONTENT_TYPE).unwrap_or_default();
     if !body.is_empty() && content_type != JSON_CONTENT_TYPE && content_type != "application/json" {
         // DynamoDB answers a body it cannot read as JSON with this bare XML 404.
         let mut response = plain(
@@ -306,7 +310,7 @@ async fn dispatch_noting(
     } else {
         Some(json::parse(body)?)
     };
-    let operation = header(headers, "x-amz-target")
+    let operation = header(headers, X_AMZ_TARGET)
         .and_then(|target| target.strip_prefix(TARGET_PREFIX))
         .ok_or(DynamoError::UnknownOperation)?;
     let operation =
@@ -323,13 +327,13 @@ async fn dispatch_noting(
         facts.tables = haven_api::access::tables(service, operation, &request);
     }
     let context = haven_api::RequestContext {
-        host: header(headers, "host").map(str::to_owned),
+        host: header(headers, hyper::header::HOST).map(str::to_owned),
         principal: signer.as_ref().map(credentials::AccessKey::principal),
     };
     service.call_with(operation.name(), request, &context).await
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header(headers: &HeaderMap, name: impl hyper::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
