@@ -113,8 +113,9 @@ struct OverloadArgs {
     /// Seconds of each other open-loop phase (0.5x before; 1x and 0.5x after).
     #[arg(long, default_value_t = 10.0)]
     phase_secs: f64,
-    /// Requests outstanding at once (each on its own connection) before the client itself queues.
-    #[arg(long, default_value_t = 4096)]
+    /// Requests outstanding at once (each on its own connection) before the client itself queues
+    /// (its backlog shows as send lag).
+    #[arg(long, default_value_t = 1024)]
     max_connections: usize,
     /// The server's process id, to sample its resident memory every second.
     #[arg(long)]

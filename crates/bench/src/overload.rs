@@ -35,12 +35,19 @@ struct Phase {
     length: Duration,
 }
 
-/// How an answered request ended.
+/// How a request ended.
 enum Outcome {
     Accepted,
     Throttled,
     Failed(String),
+    /// Not sent: the client was more than [`GIVE_UP_AFTER`] behind its schedule.
+    Abandoned,
 }
+
+/// A request the client could not send within this long of its intended time is dropped, as a
+/// client with a timeout would give up; otherwise a client backlog would delay every later phase
+/// and hide the recovery.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(1);
 
 fn outcome(result: anyhow::Result<Answer>) -> Outcome {
     match result {
@@ -71,8 +78,11 @@ struct PhaseStats {
     accepted_from_send: Histogram<u64>,
     /// Refused requests (ThrottlingException), latency from the actual send.
     refused: Histogram<u64>,
+    /// How late requests were sent: the client's own backlog (its CPU or --max-connections).
+    send_lag: Histogram<u64>,
     errors: u64,
     first_error: Option<String>,
+    abandoned: u64,
 }
 
 /// Counts for one second of the run (by completion time).
@@ -106,6 +116,9 @@ impl Recorder {
         let now = Instant::now();
         let nanos = |d: Duration| (d.as_nanos() as u64).clamp(1, 60_000_000_000);
         let stats = &mut self.phases[phase];
+        if !matches!(outcome, Outcome::Abandoned) {
+            stats.send_lag.saturating_record(nanos(sent - intended));
+        }
         match outcome {
             Outcome::Accepted => {
                 stats.accepted.saturating_record(nanos(now - intended));
@@ -124,6 +137,7 @@ impl Recorder {
                 stats.first_error.get_or_insert(message);
                 self.second(now).errors += 1;
             }
+            Outcome::Abandoned => stats.abandoned += 1,
         }
     }
 }
@@ -136,9 +150,13 @@ struct Pool {
 }
 
 impl Pool {
-    /// Sends `call` on an idle connection or a new one; returns when it was sent and the outcome.
-    async fn send(&self, call: Call) -> (Instant, Outcome) {
+    /// Sends `call` on an idle connection or a new one, unless the client is too far behind the
+    /// request's `intended` time; returns when it was sent and the outcome.
+    async fn send(&self, call: Call, intended: Instant) -> (Instant, Outcome) {
         let _permit = self.outstanding.acquire().await.expect("never closed");
+        if intended.elapsed() > GIVE_UP_AFTER {
+            return (Instant::now(), Outcome::Abandoned);
+        }
         let idle = self.idle.lock().unwrap().pop();
         let mut connection = match idle {
             Some(connection) => connection,
@@ -202,8 +220,10 @@ pub async fn run(peak_plan: Arc<Plan>, settings: &Settings) -> anyhow::Result<Va
                 accepted: histogram(),
                 accepted_from_send: histogram(),
                 refused: histogram(),
+                send_lag: histogram(),
                 errors: 0,
                 first_error: None,
+                abandoned: 0,
             })
             .collect(),
         seconds: Vec::new(),
@@ -270,7 +290,7 @@ async fn offer(
                     .expect("checked: one call per step");
                 let (pool, recorder, intended) = (pool.clone(), recorder.clone(), next);
                 tokio::spawn(async move {
-                    let (sent, outcome) = pool.send(call).await;
+                    let (sent, outcome) = pool.send(call, intended).await;
                     recorder
                         .lock()
                         .unwrap()
@@ -326,10 +346,12 @@ fn report(
                 "goodput_per_sec": (p.accepted.len() as f64 / seconds).round(),
                 "refused_per_sec": (p.refused.len() as f64 / seconds).round(),
                 "errors": p.errors,
+                "abandoned_by_client": p.abandoned,
                 "first_error": p.first_error,
                 "accepted": summary(&p.accepted),
                 "accepted_from_send": summary(&p.accepted_from_send),
                 "refused": summary(&p.refused),
+                "client_send_lag": summary(&p.send_lag),
             })
         })
         .collect();
@@ -380,32 +402,36 @@ pub fn to_text(report: &Value) -> String {
         report["peak_goodput_per_sec"].as_f64().unwrap_or(0.0)
     );
     out += &format!(
-        "{:<16}{:>10}{:>10}{:>10}{:>8}{:>12}{:>12}{:>12}{:>12}{:>12}\n",
+        "{:<16}{:>10}{:>10}{:>10}{:>8}{:>10}{:>12}{:>12}{:>12}{:>12}{:>12}{:>12}\n",
         "phase",
         "offered/s",
         "ok/s",
         "refused/s",
         "errors",
+        "gave up",
         "ok p50 ms",
         "ok p99 ms",
         "p99 sent",
         "ref p99 ms",
-        "ref max ms"
+        "ref max ms",
+        "lag p99 ms"
     );
     for p in report["phases"].as_array().into_iter().flatten() {
         let n = |v: &Value| v.as_f64().unwrap_or(0.0);
         out += &format!(
-            "{:<16}{:>10.0}{:>10.0}{:>10.0}{:>8}{:>12.2}{:>12.2}{:>12.2}{:>12.2}{:>12.2}\n",
+            "{:<16}{:>10.0}{:>10.0}{:>10.0}{:>8.0}{:>10.0}{:>12.2}{:>12.2}{:>12.2}{:>12.2}{:>12.2}{:>12.2}\n",
             p["phase"].as_str().unwrap_or(""),
             n(&p["offered_per_sec"]),
             n(&p["goodput_per_sec"]),
             n(&p["refused_per_sec"]),
-            p["errors"],
+            n(&p["errors"]),
+            n(&p["abandoned_by_client"]),
             n(&p["accepted"]["p50_us"]) / 1000.0,
             n(&p["accepted"]["p99_us"]) / 1000.0,
             n(&p["accepted_from_send"]["p99_us"]) / 1000.0,
             n(&p["refused"]["p99_us"]) / 1000.0,
             n(&p["refused"]["max_us"]) / 1000.0,
+            n(&p["client_send_lag"]["p99_us"]) / 1000.0,
         );
         if let Some(error) = p["first_error"].as_str() {
             out += &format!("  first error: {error}\n");
