@@ -145,7 +145,9 @@ pub async fn run_with_status_pages(
                     let body_timeout = limits.body_read_timeout;
                     let handler = hyper::service::service_fn(move |request| {
                         let busy = tracked.begin();
-                        let response = handle_audited(service.clone(), security.clone(), admission.clone(), pages.clone(), body_timeout, request);
+                        // Boxed: the request's future is large (every operation's state), and hyper
+                        // moves the service future several times; a box moves as a pointer.
+                        let response = Box::pin(handle_audited(service.clone(), security.clone(), admission.clone(), pages.clone(), body_timeout, request));
                         async move {
                             let response = response.await;
                             drop(busy);
