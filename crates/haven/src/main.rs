@@ -91,6 +91,10 @@ struct ServeArgs {
     /// Keep everything in memory: nothing is written to disk and nothing survives a restart.
     #[arg(long)]
     in_memory: bool,
+    /// Megabytes of database pages cached in the server's memory (the rest is read through the
+    /// operating system's page cache).
+    #[arg(long, default_value_t = haven_storage::DEFAULT_CACHE_BYTES / (1024 * 1024))]
+    cache_mb: usize,
     /// Log filter: error, warn, info, debug, trace (or a tracing directive).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -238,7 +242,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let engine = Arc::new(if args.in_memory {
         RedbEngine::in_memory()?
     } else {
-        RedbEngine::open(&args.data_dir)
+        RedbEngine::open_with_cache(&args.data_dir, args.cache_mb * 1024 * 1024)
             .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?
     });
     let config = ServiceConfig {

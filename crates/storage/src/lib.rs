@@ -19,7 +19,7 @@ mod sim_disk;
 use std::ops::Bound;
 
 pub use batch::{CommitError, PendingCommit, WriteBatch, WriteOp};
-pub use redb_engine::RedbEngine;
+pub use redb_engine::{DEFAULT_CACHE_BYTES, RedbEngine};
 pub use sim_disk::SimulatedDisk;
 
 /// A failure of the storage medium or engine; the API layer answers InternalServerError.

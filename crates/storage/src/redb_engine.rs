@@ -79,10 +79,15 @@ fn open_error(file: &str, error: DatabaseError) -> StorageError {
 /// file and may return garbage or panic). If the newest commit fails its checksum while an older
 /// one verifies, redb rolls back to the older one, which is how it recovers a commit torn by a
 /// power loss; that is logged, naming the file.
-fn builder(file: &str) -> redb::Builder {
+///
+/// `cache_bytes` bounds redb's own page cache, which is most of the server's memory: redb's default
+/// (1 GiB) let a server holding 1 million 1 KB items grow to 1.4 GB. Pages outside it are read
+/// through the operating system's page cache, which the kernel can reclaim.
+fn builder(file: &str, cache_bytes: usize) -> redb::Builder {
     let mut builder = Database::builder();
     let file = file.to_string();
     builder
+        .set_cache_size(cache_bytes)
         .set_check_integrity_on_open(true)
         .set_repair_callback(move |session| {
             // redb reports progress 0.3 only when it falls back past a damaged newest commit.
@@ -97,9 +102,18 @@ fn builder(file: &str) -> redb::Builder {
     builder
 }
 
+/// The page cache of a durable engine unless configured otherwise: 128 MiB.
+pub const DEFAULT_CACHE_BYTES: usize = 128 * 1024 * 1024;
+
 impl RedbEngine {
-    /// Opens (creating if needed) the database in `dir`; every commit is synced to disk.
+    /// Opens (creating if needed) the database in `dir` with the default page cache
+    /// ([`DEFAULT_CACHE_BYTES`]); every commit is synced to disk.
     pub fn open(dir: &Path) -> Result<RedbEngine, StorageError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// [`RedbEngine::open`] with a page cache of at most `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<RedbEngine, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(format!("{}: {e}", dir.display())))?;
         let lock = File::create(dir.join(LOCK_FILE)).map_err(io_error)?;
         lock.try_lock()
@@ -107,7 +121,7 @@ impl RedbEngine {
         let path: PathBuf = dir.join(DATABASE_FILE);
         let file = path.display().to_string();
         let opener = move || {
-            builder(&file)
+            builder(&file, cache_bytes)
                 .create(&path)
                 .map_err(|e| open_error(&file, e))
         };
@@ -123,7 +137,7 @@ impl RedbEngine {
     ) -> Result<RedbEngine, StorageError> {
         let file = name.to_string();
         let opener = move || {
-            builder(&file)
+            builder(&file, DEFAULT_CACHE_BYTES)
                 .create_with_backend(backend())
                 .map_err(|e| open_error(&file, e))
         };
