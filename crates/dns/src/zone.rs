@@ -1,11 +1,22 @@
-//! The answers of the zone at one plan generation, as an immutable [`Snapshot`] whose positive
-//! answers are encoded once, when the plan arrives, so that answering is a hash lookup plus a few
-//! byte copies (the query's id, its RD and CD bits, and its question, whose letter case resolvers
-//! randomise and check).
+//! The answers of the zone at one plan generation, as an immutable [`Snapshot`] whose answers are
+//! encoded once, when the plan arrives, so that answering is a hash lookup plus a few byte copies
+//! (the query's id, its RD and CD bits, and its question, whose letter case resolvers randomise
+//! and check).
 //!
 //! Serving never takes a lock: the servers read the current snapshot through an [`ArcSwap`]
 //! ([`SnapshotCell`]), and a new plan replaces it whole with one pointer store (I4). A query that
 //! started on the old snapshot finishes on it.
+//!
+//! The hot path never builds a hickory `Message`: [`Question::parse`] reads the header, the one
+//! question and an optional OPT record (without options) straight from the query bytes, checking
+//! every bound, and the lookup key is the question's lower-cased wire-format name followed by its
+//! type, hashed with foldhash. Any other query (a compressed question, records in the answer or
+//! authority sections, EDNS options, trailing bytes...) goes through the full hickory decoder and
+//! is then answered by the same code; the property tests check that both readings agree on every
+//! query the fast one accepts. Positive answers are whole pre-encoded responses; negative ones
+//! (NXDOMAIN, NODATA) and the other question-echoing answers are a header written per query, the
+//! question as asked, then pre-encoded records: the SOA of the authority section, whose owner
+//! (and in-zone names in its data) point at the apex inside the echoed question, and our OPT.
 //!
 //! What is answered, authoritatively (AA):
 //! - SOA and NS at the apex (the NS answer carries the name servers' glue addresses), and the A/AAAA
@@ -28,9 +39,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, Query, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, TXT};
-use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::config::ZoneSettings;
 use crate::plan::{Generation, Plan};
@@ -45,6 +56,19 @@ const ZONE_RECORD_TTL: u32 = 3600;
 /// The label of the TXT record that carries the plan's generation.
 const GENERATION_LABEL: &str = "_generation";
 const HEADER_LEN: usize = 12;
+/// The longest name in wire format, root label included (RFC 1035 3.1).
+const MAX_NAME_LEN: usize = 255;
+/// Our OPT record: root owner, type 41, our payload size as class, extended RCODE 0 (byte 5,
+/// patched for BADVERS), version 0, no flags, no options.
+const OUR_OPT: [u8; 11] = {
+    let size = MAX_UDP_PAYLOAD.to_be_bytes();
+    [0, 0, 41, size[0], size[1], 0, 0, 0, 0, 0, 0]
+};
+const TYPE_OPT: u16 = 41;
+const TYPE_SOA: u16 = 6;
+const TYPE_IXFR: u16 = 251;
+const TYPE_AXFR: u16 = 252;
+const CLASS_IN: u16 = 1;
 
 /// How the query arrived, which bounds the answer's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,16 +80,21 @@ pub enum Transport {
 /// The current snapshot, replaced atomically; readers never block.
 pub type SnapshotCell = Arc<ArcSwap<Snapshot>>;
 
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
 /// Everything needed to answer any query for the zone at one generation.
 pub struct Snapshot {
     generation: Generation,
-    apex: Name,
-    /// Complete responses for every (name, type) with records; names hash case-insensitively.
-    answers: HashMap<(Name, RecordType), Encoded>,
-    /// Every name that exists in the zone, with or without records (for NODATA versus NXDOMAIN).
-    names: HashSet<Name>,
+    /// The apex in lower-case wire format.
+    apex: Box<[u8]>,
+    /// Complete responses for every (name, type) with records, keyed by [`Question::key`].
+    answers: FastMap<Box<[u8]>, Encoded>,
+    /// Every name that exists in the zone, with or without records (for NODATA versus NXDOMAIN),
+    /// in lower-case wire format.
+    names: FastSet<Box<[u8]>>,
     /// The SOA record put in the authority section of negative answers.
-    negative_soa: Record,
+    negative_soa: SoaAuthority,
 }
 
 /// One positive response encoded twice, without and with an OPT record; id 0 and a lower-case
@@ -75,31 +104,70 @@ struct Encoded {
     with_edns: Vec<u8>,
 }
 
+/// The SOA record of negative answers, encoded but for the two-byte compression pointers to the
+/// apex (its owner first), which depend on where the apex sits in the echoed question.
+struct SoaAuthority {
+    /// The apex's length in wire format.
+    apex_len: usize,
+    bytes: Vec<u8>,
+    /// Offsets in `bytes` of the pointers to the apex.
+    apex_pointers: Vec<usize>,
+}
+
+/// What answering needs from a query: its header's id and flags, its one question, and its EDNS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Question<'q> {
+    id: [u8; 2],
+    recursion_desired: bool,
+    checking_disabled: bool,
+    /// The question as asked (name uncompressed, in the query's letter case, then type and
+    /// class), echoed in the response.
+    asked: &'q [u8],
+    /// The lookup key: the name in lower case, wire format, then the type (big-endian).
+    key: [u8; MAX_NAME_LEN + 2],
+    /// The length of the name in `asked` and `key`.
+    name_len: usize,
+    record_type: u16,
+    class: u16,
+    edns: Option<QueryEdns>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct QueryEdns {
+    max_payload: u16,
+    version: u8,
+}
+
 impl Snapshot {
     /// Encodes the answers of `plan` for the zone of `settings`.
     pub fn build(plan: &Plan, settings: &ZoneSettings) -> Snapshot {
-        let apex = settings.apex.clone();
+        let apex = &settings.apex;
         let glue = glue_records(settings);
         let mut names = HashSet::new();
         let answers = zone_rrsets(plan, settings)
             .into_iter()
             .map(|((name, record_type), records)| {
-                add_with_ancestors(&mut names, &name, &apex);
+                add_with_ancestors(&mut names, &name, apex);
                 let additionals = if record_type == RecordType::NS {
                     glue.clone()
                 } else {
                     Vec::new()
                 };
                 let encoded = Encoded::new(&name, record_type, records, additionals);
-                ((name, record_type), encoded)
+                let mut key = lower_wire(&name);
+                key.extend_from_slice(&u16::from(record_type).to_be_bytes());
+                (key.into_boxed_slice(), encoded)
             })
             .collect();
         Snapshot {
             generation: plan.generation,
-            negative_soa: soa_record(plan.generation, settings, settings.soa.minimum),
-            apex,
+            negative_soa: SoaAuthority::new(plan.generation, settings),
+            apex: lower_wire(apex).into_boxed_slice(),
             answers,
-            names,
+            names: names
+                .iter()
+                .map(|name| lower_wire(name).into_boxed_slice())
+                .collect(),
         }
     }
 
@@ -115,65 +183,196 @@ impl Snapshot {
         if query.len() < HEADER_LEN || query[2] & 0x80 != 0 {
             return false;
         }
-        let op_code = OpCode::from_u8((query[2] >> 3) & 0x0f);
-        if op_code != OpCode::Query {
+        let op_code = (query[2] >> 3) & 0x0f;
+        if op_code != u8::from(OpCode::Query) {
             error_without_question(query, op_code, ResponseCode::NotImp, response);
             return true;
         }
-        let request = match Message::from_vec(query) {
-            Ok(request) if request.queries.len() == 1 => request,
-            _ => {
-                error_without_question(query, op_code, ResponseCode::FormErr, response);
-                return true;
-            }
-        };
-        let limit = size_limit(&request, transport);
-        if request.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
-            self.write_built(&request, ResponseCode::BADVERS, false, limit, response);
+        if let Some(question) = Question::parse(query) {
+            self.respond(&question, transport, response);
             return true;
         }
-        let question = &request.queries[0];
-        let (name, record_type) = (question.name(), question.query_type());
-        let in_zone = question.query_class() == DNSClass::IN && self.apex.zone_of(name);
-        if !in_zone || matches!(record_type, RecordType::AXFR | RecordType::IXFR) {
-            self.write_built(&request, ResponseCode::Refused, false, limit, response);
-        } else if let Some(encoded) = self.answers.get(&(name.clone(), record_type)) {
-            let template = if request.edns.is_some() {
+        // An unusual query: the full decoder reads it, or it is malformed.
+        let mut asked = Vec::new();
+        match Message::from_vec(query) {
+            Ok(request) if request.queries.len() == 1 => {
+                let question = Question::from_message(&request, &mut asked);
+                self.respond(&question, transport, response);
+            }
+            _ => error_without_question(query, op_code, ResponseCode::FormErr, response),
+        }
+        true
+    }
+
+    fn respond(&self, question: &Question, transport: Transport, response: &mut Vec<u8>) {
+        let limit = size_limit(question.edns, transport);
+        if question.edns.is_some_and(|edns| edns.version > 0) {
+            // BADVERS (16): the low four bits in the header are 0, the high eight in our OPT.
+            write_response(question, 0, false, false, None, response);
+            let rcode_high = (u16::from(ResponseCode::BADVERS) >> 4) as u8;
+            let at = response.len() - OUR_OPT.len() + 5;
+            response[at] = rcode_high;
+            return;
+        }
+        let in_zone = question.class == CLASS_IN && self.in_zone(question.name());
+        if !in_zone || matches!(question.record_type, TYPE_AXFR | TYPE_IXFR) {
+            let refused = u16::from(ResponseCode::Refused) as u8;
+            write_response(question, refused, false, false, None, response);
+        } else if let Some(encoded) = self.answers.get(question.key()) {
+            let template = if question.edns.is_some() {
                 &encoded.with_edns
             } else {
                 &encoded.plain
             };
             if template.len() <= limit {
-                patch_template(template, query, response);
+                patch_template(template, question, response);
             } else {
-                write_truncated(&request, response);
+                write_response(question, 0, true, true, None, response);
             }
-        } else if self.names.contains(name) {
-            self.write_built(&request, ResponseCode::NoError, true, limit, response);
         } else {
-            self.write_built(&request, ResponseCode::NXDomain, true, limit, response);
+            let response_code = if self.names.contains(question.name()) {
+                ResponseCode::NoError
+            } else {
+                ResponseCode::NXDomain
+            };
+            let rcode = u16::from(response_code) as u8;
+            let soa = Some(&self.negative_soa);
+            write_response(question, rcode, true, false, soa, response);
+            if response.len() > limit {
+                write_response(question, 0, true, true, None, response);
+            }
         }
-        true
     }
 
-    /// Encodes a response that has no pre-encoded form (negative answers and errors).
-    fn write_built(
-        &self,
-        request: &Message,
-        response_code: ResponseCode,
-        authoritative: bool,
-        limit: usize,
-        response: &mut Vec<u8>,
-    ) {
-        let mut message = response_to(request, response_code);
-        message.metadata.authoritative = authoritative;
-        if authoritative {
-            message.authorities.push(self.negative_soa.clone());
+    /// Whether `name` (lower-case wire format) is the apex or below it.
+    fn in_zone(&self, name: &[u8]) -> bool {
+        let Some(apex_at) = name.len().checked_sub(self.apex.len()) else {
+            return false;
+        };
+        if name[apex_at..] != *self.apex {
+            return false;
         }
-        encode_into(&message, response);
-        if response.len() > limit {
-            write_truncated(request, response);
+        // The apex must start on a label boundary of the name.
+        let mut at = 0;
+        while at < apex_at {
+            at += 1 + name[at] as usize;
         }
+        at == apex_at
+    }
+}
+
+impl<'q> Question<'q> {
+    /// Reads a plain query (header, one uncompressed question, nothing else but an optional OPT
+    /// record without options) straight from its bytes; `None` for anything else, which the full
+    /// decoder then reads. Never panics: every index is checked.
+    fn parse(query: &'q [u8]) -> Option<Question<'q>> {
+        let count = |at: usize| u16::from_be_bytes([query[at], query[at + 1]]);
+        let header = query.get(..HEADER_LEN)?;
+        let additionals = count(10);
+        if count(4) != 1 || count(6) != 0 || count(8) != 0 || additionals > 1 {
+            return None;
+        }
+        let mut key = [0u8; MAX_NAME_LEN + 2];
+        let mut at = HEADER_LEN;
+        loop {
+            let length = *query.get(at)? as usize;
+            let name_len = at - HEADER_LEN;
+            if length == 0 {
+                if name_len + 1 > MAX_NAME_LEN {
+                    return None;
+                }
+                break;
+            }
+            if length > 63 || name_len + 1 + length + 1 > MAX_NAME_LEN {
+                return None; // a pointer, an unknown label type, or too long
+            }
+            let label = query.get(at + 1..at + 1 + length)?;
+            key[name_len] = length as u8;
+            for (to, byte) in key[name_len + 1..].iter_mut().zip(label) {
+                *to = byte.to_ascii_lowercase();
+            }
+            at += 1 + length;
+        }
+        let name_len = at + 1 - HEADER_LEN;
+        let fixed = query.get(at + 1..at + 5)?;
+        let record_type = u16::from_be_bytes([fixed[0], fixed[1]]);
+        let class = u16::from_be_bytes([fixed[2], fixed[3]]);
+        let question_end = at + 5;
+        let edns = if additionals == 1 {
+            // Root owner, type OPT, payload size, extended RCODE, version, flags, no data.
+            let opt = query.get(question_end..)?;
+            if opt.len() != OUR_OPT.len() || opt[0] != 0 || opt[1..3] != TYPE_OPT.to_be_bytes() {
+                return None;
+            }
+            if opt[9..11] != [0, 0] {
+                return None; // options: the full decoder checks them
+            }
+            Some(QueryEdns {
+                // As the decoder reads it: below 512 means 512 (RFC 6891 6.2.5).
+                max_payload: u16::from_be_bytes([opt[3], opt[4]]).max(PLAIN_UDP_PAYLOAD),
+                version: opt[6],
+            })
+        } else {
+            if query.len() != question_end {
+                return None;
+            }
+            None
+        };
+        key[name_len..name_len + 2].copy_from_slice(&record_type.to_be_bytes());
+        Some(Question {
+            id: [header[0], header[1]],
+            recursion_desired: header[2] & 0x01 != 0,
+            checking_disabled: header[3] & 0x10 != 0,
+            asked: &query[HEADER_LEN..question_end],
+            key,
+            name_len,
+            record_type,
+            class,
+            edns,
+        })
+    }
+
+    /// The same reading of a query the full decoder has read; `asked` receives the question.
+    fn from_message(request: &Message, asked: &'q mut Vec<u8>) -> Question<'q> {
+        let query = &request.queries[0];
+        let (record_type, class) = (query.query_type().into(), query.query_class().into());
+        asked.clear();
+        for label in query.name().iter() {
+            asked.push(label.len() as u8);
+            asked.extend_from_slice(label);
+        }
+        asked.push(0);
+        let name_len = asked.len();
+        asked.extend_from_slice(&u16::to_be_bytes(record_type));
+        asked.extend_from_slice(&u16::to_be_bytes(class));
+        let mut key = [0u8; MAX_NAME_LEN + 2];
+        // The decoder bounds names to MAX_NAME_LEN bytes.
+        key[..name_len + 2].copy_from_slice(&asked[..name_len + 2]);
+        key[..name_len].make_ascii_lowercase();
+        let metadata = &request.metadata;
+        Question {
+            id: metadata.id.to_be_bytes(),
+            recursion_desired: metadata.recursion_desired,
+            checking_disabled: metadata.checking_disabled,
+            asked: &asked[..],
+            key,
+            name_len,
+            record_type,
+            class,
+            edns: request.edns.as_ref().map(|edns| QueryEdns {
+                max_payload: edns.max_payload(),
+                version: edns.version(),
+            }),
+        }
+    }
+
+    /// The name, lower case, wire format.
+    fn name(&self) -> &[u8] {
+        &self.key[..self.name_len]
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.key[..self.name_len + 2]
     }
 }
 
@@ -198,6 +397,94 @@ impl Encoded {
     }
 }
 
+impl SoaAuthority {
+    /// The zone's SOA with the negative TTL (RFC 2308), its serial the plan's generation; names
+    /// inside the zone end in a pointer to the apex.
+    fn new(generation: Generation, settings: &ZoneSettings) -> SoaAuthority {
+        let (apex, soa) = (&settings.apex, &settings.soa);
+        let mut bytes = vec![0xc0, 0];
+        bytes.extend_from_slice(&TYPE_SOA.to_be_bytes());
+        bytes.extend_from_slice(&CLASS_IN.to_be_bytes());
+        bytes.extend_from_slice(&soa.minimum.to_be_bytes());
+        bytes.extend_from_slice(&[0, 0]); // RDLENGTH, set below
+        let mut apex_pointers = vec![0];
+        let rdata_start = bytes.len();
+        for name in [&soa.mname, &soa.rname] {
+            let inside = apex.zone_of(name);
+            let own_labels = if inside {
+                name.num_labels() - apex.num_labels()
+            } else {
+                name.num_labels()
+            };
+            for label in name.iter().take(own_labels as usize) {
+                bytes.push(label.len() as u8);
+                bytes.extend_from_slice(label);
+            }
+            if inside {
+                apex_pointers.push(bytes.len());
+                bytes.extend_from_slice(&[0xc0, 0]);
+            } else {
+                bytes.push(0);
+            }
+        }
+        // The serial follows the plan, so secondaries see every change.
+        let serial = generation as u32;
+        for value in [
+            serial,
+            soa.refresh as u32,
+            soa.retry as u32,
+            soa.expire as u32,
+        ] {
+            bytes.extend_from_slice(&value.to_be_bytes());
+        }
+        bytes.extend_from_slice(&soa.minimum.to_be_bytes());
+        let rdata_len = (bytes.len() - rdata_start) as u16;
+        bytes[rdata_start - 2..rdata_start].copy_from_slice(&rdata_len.to_be_bytes());
+        SoaAuthority {
+            apex_len: lower_wire(apex).len(),
+            bytes,
+            apex_pointers,
+        }
+    }
+}
+
+/// Writes a response that echoes `question`: header, question as asked, then the SOA in authority
+/// if given, then our OPT if the query had EDNS.
+fn write_response(
+    question: &Question,
+    rcode: u8,
+    authoritative: bool,
+    truncated: bool,
+    soa: Option<&SoaAuthority>,
+    response: &mut Vec<u8>,
+) {
+    response.clear();
+    let flags = 0x80 // QR; opcode QUERY
+        | if authoritative { 0x04 } else { 0 }
+        | if truncated { 0x02 } else { 0 }
+        | u8::from(question.recursion_desired);
+    let flags_low = if question.checking_disabled { 0x10 } else { 0 } | (rcode & 0x0f);
+    let authorities = u16::from(soa.is_some());
+    let additionals = u16::from(question.edns.is_some());
+    response.extend_from_slice(&question.id);
+    response.extend_from_slice(&[flags, flags_low, 0, 1, 0, 0]);
+    response.extend_from_slice(&authorities.to_be_bytes());
+    response.extend_from_slice(&additionals.to_be_bytes());
+    response.extend_from_slice(question.asked);
+    if let Some(soa) = soa {
+        // The apex is the tail of the question's name (the question is in the zone).
+        let apex_at = HEADER_LEN + question.name_len - soa.apex_len;
+        let pointer = (0xc000 | apex_at as u16).to_be_bytes();
+        let start = response.len();
+        response.extend_from_slice(&soa.bytes);
+        for &at in &soa.apex_pointers {
+            response[start + at..start + at + 2].copy_from_slice(&pointer);
+        }
+    }
+    if question.edns.is_some() {
+        response.extend_from_slice(&OUR_OPT);
+    }
+}
 /// Every record the zone serves at this plan, grouped by (name, type).
 fn zone_rrsets(plan: &Plan, settings: &ZoneSettings) -> HashMap<(Name, RecordType), Vec<Record>> {
     let apex = &settings.apex;
@@ -232,70 +519,54 @@ fn zone_rrsets(plan: &Plan, settings: &ZoneSettings) -> HashMap<(Name, RecordTyp
     rrsets
 }
 
-/// Copies `template` and makes it the answer to `query`: its id, RD and CD bits, and its question
-/// bytes (same length as the template's, since names compare case-insensitively; a query whose
-/// question is compressed keeps the template's lower-case question).
-fn patch_template(template: &[u8], query: &[u8], response: &mut Vec<u8>) {
+/// Copies `template` and makes it the answer to `question`: its id, RD and CD bits, and its
+/// question bytes (same length as the template's, since names compare case-insensitively).
+fn patch_template(template: &[u8], question: &Question, response: &mut Vec<u8>) {
     response.extend_from_slice(template);
-    response[0] = query[0];
-    response[1] = query[1];
-    response[2] = (response[2] & !0x01) | (query[2] & 0x01);
-    response[3] = (response[3] & !0x10) | (query[3] & 0x10);
-    let question_end = question_end(template);
-    if let Some(asked) = query.get(HEADER_LEN..question_end)
-        && asked.eq_ignore_ascii_case(&template[HEADER_LEN..question_end])
+    response[..2].copy_from_slice(&question.id);
+    response[2] = (response[2] & !0x01) | u8::from(question.recursion_desired);
+    response[3] = (response[3] & !0x10) | if question.checking_disabled { 0x10 } else { 0 };
+    let name_end = HEADER_LEN + question.name_len;
+    if let Some(template_name) = template.get(HEADER_LEN..name_end)
+        && template_name.eq_ignore_ascii_case(&question.asked[..question.name_len])
     {
-        response[HEADER_LEN..question_end].copy_from_slice(asked);
+        response[HEADER_LEN..name_end].copy_from_slice(&question.asked[..question.name_len]);
     }
-}
-
-/// The end of the (uncompressed) question name of an encoded message we built ourselves.
-fn question_end(encoded: &[u8]) -> usize {
-    let mut at = HEADER_LEN;
-    while encoded[at] != 0 {
-        at += 1 + encoded[at] as usize;
-    }
-    at + 1
 }
 
 /// The largest answer the client can take.
-fn size_limit(request: &Message, transport: Transport) -> usize {
-    match (transport, &request.edns) {
+fn size_limit(edns: Option<QueryEdns>, transport: Transport) -> usize {
+    match (transport, edns) {
         (Transport::Tcp, _) => u16::MAX as usize,
         (Transport::Udp, None) => PLAIN_UDP_PAYLOAD as usize,
         (Transport::Udp, Some(edns)) => {
-            edns.max_payload().clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD) as usize
+            edns.max_payload.clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD) as usize
         }
     }
-}
-
-/// The question alone with the TC bit: "ask again over TCP".
-fn write_truncated(request: &Message, response: &mut Vec<u8>) {
-    let mut message = response_to(request, ResponseCode::NoError);
-    message.metadata.authoritative = true;
-    message.metadata.truncation = true;
-    encode_into(&message, response);
-}
-
-fn response_to(request: &Message, response_code: ResponseCode) -> Message {
-    let mut metadata = Metadata::response_from_request(&request.metadata);
-    metadata.response_code = response_code;
-    let mut message = Message::new(metadata.id, MessageType::Response, metadata.op_code);
-    message.metadata = metadata;
-    message.queries = request.queries.clone();
-    message.edns = request.edns.as_ref().map(|_| our_edns());
-    message
 }
 
 /// An error for a query we cannot or will not read: header only, the id and opcode echoed.
 fn error_without_question(
     query: &[u8],
-    op_code: OpCode,
+    op_code: u8,
     response_code: ResponseCode,
     response: &mut Vec<u8>,
 ) {
-    let id = u16::from_be_bytes([query[0], query[1]]);
-    encode_into(&Message::error_msg(id, op_code, response_code), response);
+    response.clear();
+    response.extend_from_slice(&query[..2]);
+    let rcode = u16::from(response_code) as u8;
+    response.extend_from_slice(&[0x80 | (op_code << 3), rcode & 0x0f, 0, 0, 0, 0, 0, 0, 0, 0]);
+}
+
+/// `name` in lower case and wire format (labels, then the root label).
+fn lower_wire(name: &Name) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(MAX_NAME_LEN);
+    for label in name.iter() {
+        bytes.push(label.len() as u8);
+        bytes.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    bytes.push(0);
+    bytes
 }
 
 fn our_edns() -> Edns {
@@ -305,19 +576,14 @@ fn our_edns() -> Edns {
 }
 
 fn encode(message: &Message) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    encode_into(message, &mut bytes);
-    bytes
-}
-
-/// Our messages are built from validated names and bounded record counts, so encoding them
-/// cannot fail; a failure would be a bug in this module.
-fn encode_into(message: &Message, out: &mut Vec<u8>) {
     use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
-    out.clear();
+    let mut bytes = Vec::new();
+    // Our messages are built from validated names and bounded record counts, so encoding them
+    // cannot fail; a failure would be a bug in this module.
     message
-        .emit(&mut BinEncoder::new(out))
+        .emit(&mut BinEncoder::new(&mut bytes))
         .expect("a response built by the zone encodes");
+    bytes
 }
 
 fn soa_record(generation: Generation, settings: &ZoneSettings, ttl: u32) -> Record {

@@ -8,7 +8,7 @@ use hickory_proto::op::{Edns, Message, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use proptest::prelude::*;
 
-use super::{Snapshot, Transport};
+use super::{Question, Snapshot, Transport};
 use crate::config::DnsConfig;
 use crate::plan::{Plan, RecordSet};
 
@@ -316,11 +316,106 @@ fn valid_queries() -> Vec<Vec<u8>> {
         query_bytes("haven.test.", RecordType::NS, Some(512)),
         query_bytes("nothing.haven.test.", RecordType::A, None),
         query_bytes("example.com.", RecordType::TXT, Some(4096)),
+        query_bytes("Us-East-1.Haven.Test.", RecordType::A, Some(1232)),
     ]
+    .into_iter()
+    .chain(unusual_queries("NoThing.haven.test.", RecordType::AAAA))
+    .collect()
+}
+
+/// Queries the fast reader leaves to the full decoder: one with an A record in the additional
+/// section (its owner compressed), one whose OPT record carries an option (NSID).
+fn unusual_queries(name: &str, record_type: RecordType) -> [Vec<u8>; 2] {
+    let mut with_record = query_bytes(name, record_type, None);
+    with_record[11] = 1;
+    with_record.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4, 10, 0, 0, 1]);
+    let mut with_option = query_bytes(name, record_type, Some(1232));
+    let rdlength_at = with_option.len() - 2;
+    with_option[rdlength_at + 1] = 4;
+    with_option.extend_from_slice(&[0, 3, 0, 0]);
+    [with_record, with_option]
+}
+
+#[test]
+fn unusual_queries_go_through_the_full_decoder_with_the_same_answers() {
+    let snapshot = snapshot();
+    for (name, record_type) in [
+        ("dynamodb.us-east-1.haven.test.", RecordType::A),
+        ("nothing.haven.test.", RecordType::A),
+        ("us-east-1.haven.test.", RecordType::AAAA),
+        ("other.example.", RecordType::A),
+    ] {
+        for unusual in unusual_queries(name, record_type) {
+            assert!(Question::parse(&unusual).is_none());
+            let unusual = ask(&snapshot, &unusual, Transport::Udp);
+            let plain = ask(
+                &snapshot,
+                &query_bytes(name, record_type, None),
+                Transport::Udp,
+            );
+            assert_eq!(unusual.metadata.response_code, plain.metadata.response_code);
+            assert_eq!(unusual.queries, plain.queries);
+            assert_eq!(unusual.answers, plain.answers);
+            assert_eq!(unusual.authorities, plain.authorities);
+        }
+    }
+}
+
+#[test]
+fn negative_answers_carry_the_soa_with_the_negative_ttl_and_edns_when_asked() {
+    let snapshot = snapshot();
+    for (edns, name) in [
+        (None, "Nothing.HAVEN.test."),
+        (Some(1232), "us-east-1.haven.test."),
+    ] {
+        let query = query_bytes(name, RecordType::A, edns);
+        let response = ask(&snapshot, &query, Transport::Udp);
+        assert_eq!(
+            response.queries[0].name().to_ascii(),
+            name,
+            "case preserved"
+        );
+        assert!(response.metadata.recursion_desired);
+        assert_eq!(response.edns.is_some(), edns.is_some());
+        let soa = &response.authorities[0];
+        assert_eq!(soa.name.to_lowercase().to_ascii(), "haven.test.");
+        assert_eq!(soa.ttl, DnsConfig::parse(CONFIG).unwrap().zone.soa.minimum);
+        let RData::SOA(data) = &soa.data else {
+            panic!("{soa:?}")
+        };
+        assert_eq!(data.serial, 7);
+        assert_eq!(data.mname.to_lowercase().to_ascii(), "ns1.haven.test.");
+    }
+}
+
+/// When the fast reader accepts a query, the full decoder reads the same question, flags and
+/// EDNS from it, and answering from either reading gives the same bytes.
+fn check_fast_reader(snapshot: &Snapshot, query: &[u8]) -> Result<(), TestCaseError> {
+    let Some(fast) = Question::parse(query) else {
+        return Ok(());
+    };
+    let decoded = Message::from_vec(query);
+    prop_assert!(
+        decoded.is_ok(),
+        "fast path took {query:?}, the decoder refuses it"
+    );
+    let decoded = decoded.unwrap();
+    prop_assert_eq!(decoded.queries.len(), 1);
+    let mut asked = Vec::new();
+    let full = Question::from_message(&decoded, &mut asked);
+    prop_assert_eq!(&fast, &full);
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let (mut by_fast, mut by_full) = (Vec::new(), Vec::new());
+        snapshot.respond(&fast, transport, &mut by_fast);
+        snapshot.respond(&full, transport, &mut by_full);
+        prop_assert_eq!(by_fast, by_full);
+    }
+    Ok(())
 }
 
 /// Any response we send decodes and answers the query's id.
 fn check_response(snapshot: &Snapshot, query: &[u8]) -> Result<(), TestCaseError> {
+    check_fast_reader(snapshot, query)?;
     for transport in [Transport::Udp, Transport::Tcp] {
         let mut response = Vec::new();
         if snapshot.answer(query, transport, &mut response) {
@@ -346,7 +441,7 @@ proptest! {
 
     #[test]
     fn mutated_queries_never_panic(
-        which in 0usize..5,
+        which in 0usize..8,
         mutations in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
         cut in proptest::option::of(any::<usize>()),
     ) {
@@ -358,6 +453,54 @@ proptest! {
         if let Some(cut) = cut {
             query.truncate(cut % (query.len() + 1));
         }
+        check_response(&snapshot(), &query)?;
+    }
+}
+
+/// A query written byte by byte: any labels, type, class, header flags and OPT fields.
+fn raw_query(
+    flags: u16,
+    labels: &[Vec<u8>],
+    record_type: u16,
+    class: u16,
+    edns: Option<(u16, u32)>,
+) -> Vec<u8> {
+    let mut query = vec![0x12, 0x34];
+    query.extend_from_slice(&(flags & 0x7fff & !0x7800).to_be_bytes()); // a query, opcode QUERY
+    query.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(edns.is_some())]);
+    for label in labels {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label);
+    }
+    query.push(0);
+    query.extend_from_slice(&record_type.to_be_bytes());
+    query.extend_from_slice(&class.to_be_bytes());
+    if let Some((payload, ttl)) = edns {
+        query.extend_from_slice(&[0, 0, 41]);
+        query.extend_from_slice(&payload.to_be_bytes());
+        query.extend_from_slice(&ttl.to_be_bytes());
+        query.extend_from_slice(&[0, 0]);
+    }
+    query
+}
+
+proptest! {
+    #[test]
+    fn fast_reader_agrees_with_the_decoder(
+        flags in any::<u16>(),
+        labels in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..64), 0..6),
+        in_zone in any::<bool>(),
+        record_type in prop_oneof![Just(1u16), Just(28), Just(6), Just(2), Just(252), any::<u16>()],
+        class in prop_oneof![Just(1u16), any::<u16>()],
+        edns in proptest::option::of((any::<u16>(), prop_oneof![Just(0u32), any::<u32>()])),
+    ) {
+        let mut labels = labels;
+        if in_zone {
+            labels.extend([b"haven".to_vec(), b"test".to_vec()]);
+        }
+        let query = raw_query(flags, &labels, record_type, class, edns);
+        let name_len = labels.iter().map(|l| l.len() + 1).sum::<usize>() + 1;
+        prop_assert_eq!(Question::parse(&query).is_some(), name_len <= 255);
         check_response(&snapshot(), &query)?;
     }
 }
