@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Counts the server instructions a request costs: runs a release `haven serve` (durable, on disk) under
+# valgrind's callgrind while haven-bench drives it, and prints instructions per request (per item for
+# `load`) plus the callgrind file for `callgrind_annotate`. Instruction counts do not depend on what
+# else the machine is doing, so they compare builds where timings on a shared machine cannot.
+#
+#   scripts/profile-instructions.sh c        # workloads a-f: after loading ITEMS items
+#   scripts/profile-instructions.sh load     # BatchWriteItem load of ITEMS items, per item
+#   ITEMS=10000 DURATION=10 CONNECTIONS=4 scripts/profile-instructions.sh a
+#
+# Needs valgrind (Debian package). Figures are in docs/benchmarks.md ("Where a request's instructions go").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORKLOAD=${1:?usage: $0 load|a|b|c|d|e|f}
+ITEMS=${ITEMS:-10000}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-4}
+OUT=${OUT:-/tmp/haven-callgrind.$WORKLOAD.out}
+command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
+
+cargo build --release -q -p haven -p haven-bench
+work=$(mktemp -d)
+server_pid=
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+valgrind --tool=callgrind --callgrind-out-file="$OUT" target/release/haven serve \
+  --listen "127.0.0.1:$port" --data-dir "$work/data" --log-level warn >"$work/log" 2>&1 &
+server_pid=$!
+until grep -q listening "$work/log"; do sleep 0.2; done
+layout=hash; [ "$WORKLOAD" = e ] && layout=range
+bench() { target/release/haven-bench run "$1" --endpoint "http://127.0.0.1:$port" --items "$ITEMS" \
+  --connections "$CONNECTIONS" --layout "$layout" --json "${@:2}"; }
+if [ "$WORKLOAD" != load ]; then bench load --batch 25 >/dev/null; fi
+callgrind_control -z "$server_pid" >/dev/null
+if [ "$WORKLOAD" = load ]; then
+  bench load --batch 25 >"$work/result.json"
+  count=$ITEMS unit=item
+else
+  bench "$WORKLOAD" --duration "$DURATION" >"$work/result.json"
+  count=$(jq .ops "$work/result.json") unit=request
+fi
+callgrind_control -d "$server_pid" >/dev/null
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
+server_pid=
+total=$(callgrind_annotate "$OUT.1" | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+echo "workload $WORKLOAD: $count ${unit}s, $((total / count)) server instructions per $unit ($OUT.1)"
