@@ -190,7 +190,7 @@ lines = [
     "",
 ]
 text = open(out).read()
-section = "\n".join(lines)
+section = "\n".join(lines) + "\n"  # a blank line before the next section
 match = re.search(r"^## DNS\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
 text = text[: match.start()] + section + text[match.end():] if match else text.rstrip("\n") + "\n\n" + section
 open(out, "w").write(text)
