@@ -132,7 +132,10 @@ async fn a_read_only_key_cannot_write() {
         .update_expression("SET v = :v")
         .expression_attribute_values(":v", s("changed"));
     assert_eq!(error_of(update.send().await), denied("UpdateItem"));
-    let delete = reader.delete_item().table_name("Alpha").key("pk", s("kept"));
+    let delete = reader
+        .delete_item()
+        .table_name("Alpha")
+        .key("pk", s("kept"));
     assert_eq!(error_of(delete.send().await), denied("DeleteItem"));
     let batch = reader
         .batch_write_item()
@@ -320,7 +323,10 @@ async fn a_key_scoped_to_one_table_cannot_read_another() {
         denied("Query", &format!("{}/index/ByOwner", table_arn("Beta")))
     );
     let scan = key.scan().table_name("Beta");
-    assert_eq!(error_of(scan.send().await), denied("Scan", &table_arn("Beta")));
+    assert_eq!(
+        error_of(scan.send().await),
+        denied("Scan", &table_arn("Beta"))
+    );
     assert_eq!(
         error_of(key.list_tables().send().await),
         denied("ListTables", &table_arn("*"))
