@@ -188,13 +188,7 @@ async fn acknowledged_writes_survive_sigkill() {
 
     for cycle in 0..CYCLES {
         // No retries: a write is acknowledged by exactly one answer, and writers stop at once.
-        let config = server
-            .client()
-            .config()
-            .to_builder()
-            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
-            .build();
-        let client = Client::from_conf(config);
+        let client = server.client_without_retries();
         let ledgers: Vec<Arc<Mutex<Ledger>>> = (0..WRITERS).map(|_| Arc::default()).collect();
         let mut writers = JoinSet::new();
         for (id, ledger) in ledgers.iter().enumerate() {

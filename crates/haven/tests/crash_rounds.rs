@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
@@ -411,13 +410,7 @@ async fn every_acknowledged_write_survives_sigkill_at_random_moments() {
     let models: Vec<Arc<Mutex<Model>>> = (0..CLIENTS).map(|_| Arc::default()).collect();
 
     for round in 0..ROUNDS {
-        let config = server
-            .client()
-            .config()
-            .to_builder()
-            .retry_config(RetryConfig::disabled())
-            .build();
-        let client = Client::from_conf(config);
+        let client = server.client_without_retries();
         let mut clients = JoinSet::new();
         for (id, model) in models.iter().enumerate() {
             clients.spawn(client_loop(

@@ -11,20 +11,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::{HavenServer, create_table};
-
-/// A client that does not retry, so every throttled request is seen.
-fn no_retry_client(server: &HavenServer) -> Client {
-    let config = server
-        .client()
-        .config()
-        .to_builder()
-        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
-}
 
 /// True once the server has closed `stream` (EOF or reset), polling for up to `within`.
 fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
@@ -231,7 +219,7 @@ async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() 
             .unwrap();
     }
 
-    let client = no_retry_client(&server);
+    let client = server.client_without_retries();
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..64 {
         let client = client.clone();

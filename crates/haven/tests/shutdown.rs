@@ -10,7 +10,6 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::{HavenServer, create_table};
@@ -53,17 +52,6 @@ fn wait_exit(server: &mut HavenServer, within: Duration) -> (std::process::ExitS
     }
 }
 
-/// A client that does not retry, so that each request's own outcome is seen.
-fn no_retry_client(server: &HavenServer) -> Client {
-    let config = server
-        .client()
-        .config()
-        .to_builder()
-        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
-}
-
 /// Writers that put distinct items until the first failure; returns the keys acknowledged.
 fn start_writers(
     server: &HavenServer,
@@ -71,7 +59,7 @@ fn start_writers(
 ) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
     (0..writers)
         .map(|writer| {
-            let client = no_retry_client(server);
+            let client = server.client_without_retries();
             tokio::spawn(async move {
                 let mut acknowledged = Vec::new();
                 for i in 0.. {

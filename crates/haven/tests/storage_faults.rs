@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::{HavenServer, create_table};
@@ -53,17 +52,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
-}
-
-/// A client that does not retry, so that each failure is seen as the server answered it.
-fn client_without_retries(server: &HavenServer) -> Client {
-    let config = server
-        .client()
-        .config()
-        .to_builder()
-        .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
 }
 
 fn item(key: &str, fill: u8) -> HashMap<String, AttributeValue> {
@@ -114,7 +102,7 @@ async fn a_full_disk_fails_writes_with_internal_server_error_then_recovers() {
     let ballast = tmpfs.path().join("ballast");
     std::fs::write(&ballast, vec![0u8; 8 << 20]).unwrap();
     let server = HavenServer::start_on_disk(&data);
-    let client = client_without_retries(&server);
+    let client = server.client_without_retries();
     create_table(&client, TABLE, &[("pk", "S")]).await;
 
     let mut acknowledged = Vec::new();

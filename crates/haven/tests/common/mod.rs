@@ -66,6 +66,18 @@ impl HavenServer {
         sdk_client(&self.endpoint())
     }
 
+    /// [`HavenServer::client`] without retries, so that each request's own answer is seen (a
+    /// throttle, a failure, or exactly one acknowledgement per write).
+    pub fn client_without_retries(&self) -> aws_sdk_dynamodb::Client {
+        let config = self
+            .client()
+            .config()
+            .to_builder()
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
     /// Sends SIGKILL and waits for the process to be gone.
     pub fn kill(mut self) {
         let _ = self.child.kill();
