@@ -41,7 +41,7 @@ pub(crate) fn write_items(out: &mut Vec<u8>, items: &[Item]) {
 }
 
 /// Appends one attribute value: `{"<type>":<payload>}`.
-pub(crate) fn write_value(out: &mut Vec<u8>, value: &AttributeValue) {
+fn write_value(out: &mut Vec<u8>, value: &AttributeValue) {
     out.extend_from_slice(b"{\"");
     out.extend_from_slice(value.type_name().as_bytes());
     out.extend_from_slice(b"\":");

@@ -1,7 +1,7 @@
 //! What an operation answers: a JSON object, written as text once, at the edge.
 //!
 //! Most operations build their answer as a `serde_json::Value`. The reads (GetItem, Query, Scan,
-//! BatchGetItem) hand over their items in model form instead, and the items are written as DynamoDB
+//! BatchGetItem) and the item writes' ReturnValues hand over their items in model form instead, and the items are written as DynamoDB
 //! JSON text only when the answer is ([`crate::item_json`]): building a `Value` per attribute and
 //! serialising it again cost about a third of a 1 KB GetItem (docs/benchmarks.md).
 

@@ -189,13 +189,6 @@ fn set<T: PartialEq>(
     Ok(members)
 }
 
-/// An attribute value as a `Value` of DynamoDB JSON: `{"S": "x"}`.
-pub fn value_to_json(value: &AttributeValue) -> Value {
-    let mut text = Vec::new();
-    crate::item_json::write_value(&mut text, value);
-    serde_json::from_slice(&text).expect("written values are JSON")
-}
-
 /// An item as a `Value` of DynamoDB JSON (for answers built as `Value`s; reads write their items
 /// as text directly, see [`crate::item_json`]).
 pub fn item_to_json(item: &Item) -> Value {

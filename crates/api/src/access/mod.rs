@@ -16,6 +16,8 @@ mod policy;
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value;
 
 use crate::ops::Operation;
@@ -248,6 +250,17 @@ impl<'s> Permissions<'s> {
 }
 
 /// The text IAM compares for a partition key value: the string of an S, N or B (base64) value.
+pub(crate) fn leading_key_text_of(value: &haven_model::AttributeValue) -> Option<String> {
+    use haven_model::AttributeValue::{B, N, S};
+    match value {
+        S(text) => Some(text.clone()),
+        N(number) => Some(number.to_string()),
+        B(bytes) => Some(BASE64.encode(bytes)),
+        _ => None,
+    }
+}
+
+/// [`leading_key_text_of`] for a value still in DynamoDB JSON (`{"S": "x"}`).
 pub(crate) fn leading_key_text(value: &Value) -> Option<String> {
     let [(_, text)] = value.as_object()?.iter().collect::<Vec<_>>()[..] else {
         return None;

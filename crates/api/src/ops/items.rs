@@ -16,7 +16,7 @@ use crate::items::{
     read_units, table, validate_item, validate_key, write_item, write_units,
 };
 use crate::reply::{Member, Reply};
-use crate::wire::{item_to_json, parse_item};
+use crate::wire::parse_item;
 
 const RETURN_VALUES: &[&str] = &["ALL_NEW", "UPDATED_OLD", "ALL_OLD", "NONE", "UPDATED_NEW"];
 
@@ -50,31 +50,31 @@ fn only_all_old_or_none(return_values: Option<&str>) -> Result<bool, DynamoError
 
 /// Builds a write response: `Attributes` when asked for and present, plus ConsumedCapacity.
 pub(super) fn write_response(
-    attributes: Option<&haven_model::Item>,
+    attributes: Option<haven_model::Item>,
     checks: &WriteChecks,
     table: &str,
     outcome: &WriteOutcome,
     item_collection_metrics: Option<&str>,
-) -> Value {
+) -> Reply {
     let capacity =
         checks
             .capacity
             .render_with_indexes(table, write_units(outcome), &outcome.index_units);
-    let mut response = Map::new();
+    let mut reply = Reply::default();
     if let Some(item) = attributes {
-        response.insert("Attributes".into(), item_to_json(item));
+        reply.push("Attributes", Member::Item(item));
     }
     if let Some(capacity) = capacity {
-        response.insert("ConsumedCapacity".into(), capacity);
+        reply.push("ConsumedCapacity", Member::Json(capacity));
     }
     // Only tables with local indexes have item collections to report.
     if let (Some("SIZE"), Some(collection)) = (item_collection_metrics, &outcome.collection) {
-        response.insert(
-            "ItemCollectionMetrics".into(),
-            collection_metrics(collection),
+        reply.push(
+            "ItemCollectionMetrics",
+            Member::Json(collection_metrics(collection)),
         );
     }
-    Value::Object(response)
+    reply
 }
 
 /// The members PutItem, UpdateItem and DeleteItem share.
@@ -172,7 +172,7 @@ pub(crate) struct PutItemInput {
     item: Option<Value>,
 }
 
-pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<Value, DynamoError> {
+pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<Reply, DynamoError> {
     let common = &input.common;
     let checks = common.check(("item", input.item.is_some()))?;
     let item = parse_item(input.item.as_ref().unwrap_or(&Value::Null))?;
@@ -192,7 +192,7 @@ pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<V
         Ok(Some(item.clone()))
     })
     .await?;
-    let attributes = outcome.old.as_ref().filter(|_| return_old);
+    let attributes = outcome.old.clone().filter(|_| return_old);
     Ok(write_response(
         attributes,
         &checks,
@@ -275,7 +275,7 @@ pub(crate) struct DeleteItemInput {
 pub(crate) async fn delete_item(
     service: &Service,
     input: DeleteItemInput,
-) -> Result<Value, DynamoError> {
+) -> Result<Reply, DynamoError> {
     let common = &input.common;
     let checks = common.check(("key", input.key.is_some()))?;
     let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
@@ -293,7 +293,7 @@ pub(crate) async fn delete_item(
         Ok(None)
     })
     .await?;
-    let attributes = outcome.old.as_ref().filter(|_| return_old);
+    let attributes = outcome.old.clone().filter(|_| return_old);
     Ok(write_response(
         attributes,
         &checks,

@@ -109,18 +109,18 @@ pub(crate) async fn dispatch(
 ) -> Result<Reply, DynamoError> {
     use Operation::*;
     let json = match operation {
-        // The reads answer with items in model form (see crate::reply).
+        // Answers carrying items keep them in model form (see crate::reply).
         GetItem => return items::get_item(service, parse(request)?),
         Query => return query::query(service, parse(request)?),
         Scan => return scan::scan(service, parse(request)?),
         BatchGetItem => return batch::batch_get_item(service, parse(request)?),
+        PutItem => return items::put_item(service, parse(request)?).await,
+        DeleteItem => return items::delete_item(service, parse(request)?).await,
+        UpdateItem => return update_item::update_item(service, parse(request)?).await,
         CreateTable => control::create_table(service, parse(request)?).await,
         DescribeTable => control::describe_table(service, parse(request)?),
         ListTables => control::list_tables(service, parse(request)?),
         DeleteTable => control::delete_table(service, parse(request)?).await,
-        PutItem => items::put_item(service, parse(request)?).await,
-        DeleteItem => items::delete_item(service, parse(request)?).await,
-        UpdateItem => update_item::update_item(service, parse(request)?).await,
         BatchWriteItem => batch::batch_write_item(service, parse(request)?).await,
         TransactWriteItems => transact::transact_write_items(service, request).await,
         TransactGetItems => transact::transact_get_items(service, parse(request)?),

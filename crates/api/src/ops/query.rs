@@ -80,7 +80,7 @@ pub(crate) fn partition_key(service: &Service, request: &Value) -> Option<String
         .resolve(&target.keys())
         .ok()?
         .hash;
-    crate::access::leading_key_text(&crate::wire::value_to_json(&hash))
+    crate::access::leading_key_text_of(&hash)
 }
 
 impl QueryInput {

@@ -10,6 +10,7 @@ use crate::Service;
 use crate::error::DynamoError;
 use crate::expressions::check_condition;
 use crate::items::{check_item_size, table, validate_key, write_item};
+use crate::reply::Reply;
 use crate::wire::parse_item;
 
 use super::items::WriteCommon;
@@ -66,7 +67,7 @@ impl ReturnValues {
 pub(crate) async fn update_item(
     service: &Service,
     input: UpdateItemInput,
-) -> Result<Value, DynamoError> {
+) -> Result<Reply, DynamoError> {
     let common = &input.common;
     let checks = common.check(("key", input.key.is_some()))?;
     let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
@@ -107,7 +108,7 @@ pub(crate) async fn update_item(
 
     let attributes = return_values.select(outcome.old.as_ref(), outcome.new.as_ref(), &updated);
     Ok(super::items::write_response(
-        attributes.as_ref(),
+        attributes,
         &checks,
         &meta.name,
         &outcome,
