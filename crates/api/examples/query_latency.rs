@@ -16,56 +16,11 @@ use haven_api::{Service, ServiceConfig};
 use haven_storage::{Engine, RedbEngine};
 use serde_json::json;
 
-const TABLE: &str = "big";
-const PER_PARTITION: usize = 10_000;
+#[path = "../tests/support/big_table.rs"]
+mod big_table;
+use big_table::{TABLE, load, partition};
 
-async fn load(service: &Arc<Service>, items: usize, writers: usize) {
-    service
-        .call(
-            "CreateTable",
-            json!({
-                "TableName": TABLE,
-                "AttributeDefinitions": [
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "N"}
-                ],
-                "KeySchema": [
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"}
-                ],
-                "BillingMode": "PAY_PER_REQUEST"
-            }),
-        )
-        .await
-        .expect("CreateTable");
-    let mut tasks = Vec::new();
-    for writer in 0..writers {
-        let service = service.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut next = writer * 25;
-            while next < items {
-                let puts: Vec<_> = (next..(next + 25).min(items))
-                    .map(|n| {
-                        json!({"PutRequest": {"Item": {
-                            "pk": {"S": format!("p{:03}", n / PER_PARTITION)},
-                            "sk": {"N": (n % PER_PARTITION).to_string()},
-                            "v": {"N": n.to_string()}
-                        }}})
-                    })
-                    .collect();
-                let answer = service
-                    .call("BatchWriteItem", json!({"RequestItems": {TABLE: puts}}))
-                    .await
-                    .expect("BatchWriteItem");
-                assert_eq!(answer["UnprocessedItems"], json!({}));
-                next += writers * 25;
-            }
-        }));
-    }
-    for task in tasks {
-        task.await.expect("a loader panicked");
-    }
-}
+const PER_PARTITION: usize = 10_000;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
@@ -75,12 +30,12 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 async fn measure(label: &str, engine: Arc<dyn Engine>, items: usize, runs: usize, writers: usize) {
     let service = Arc::new(Service::new(engine, ServiceConfig::default()).expect("service"));
     let started = Instant::now();
-    load(&service, items, writers).await;
+    load(&service, items, PER_PARTITION, writers).await;
     println!(
         "{label}: loaded {items} items in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let target = format!("p{:03}", items / PER_PARTITION / 2);
+    let target = partition(items / PER_PARTITION / 2);
     let request = json!({
         "TableName": TABLE,
         "KeyConditionExpression": "pk = :p",

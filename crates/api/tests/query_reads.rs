@@ -16,6 +16,10 @@ use haven_api::{Service, ServiceConfig};
 use haven_storage::{Engine, PendingCommit, RedbEngine, Snapshot, StorageError, WriteBatch};
 use serde_json::{Value, json};
 
+#[path = "support/big_table.rs"]
+mod big_table;
+use big_table::{TABLE, load, partition};
+
 /// What the API layer read from storage since the last reset.
 #[derive(Default)]
 struct Counters {
@@ -88,65 +92,6 @@ impl Snapshot for CountingSnapshot {
     }
 }
 
-const TABLE: &str = "big";
-
-fn partition(p: usize) -> String {
-    format!("p{p:03}")
-}
-
-/// Creates the table and loads `partitions` partitions of `per_partition` small items each
-/// (`{pk, sk, v}`), with BatchWriteItem calls of 25 items from a few concurrent writers.
-async fn load(service: &Arc<Service>, partitions: usize, per_partition: usize) {
-    service
-        .call(
-            "CreateTable",
-            json!({
-                "TableName": TABLE,
-                "AttributeDefinitions": [
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "N"}
-                ],
-                "KeySchema": [
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"}
-                ],
-                "BillingMode": "PAY_PER_REQUEST"
-            }),
-        )
-        .await
-        .expect("CreateTable");
-    const WRITERS: usize = 8;
-    let total = partitions * per_partition;
-    let mut writers = Vec::new();
-    for writer in 0..WRITERS {
-        let service = service.clone();
-        writers.push(tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(25);
-            let mut next = writer * 25;
-            while next < total {
-                for n in next..(next + 25).min(total) {
-                    let (p, sk) = (n / per_partition, n % per_partition);
-                    batch.push(json!({"PutRequest": {"Item": {
-                        "pk": {"S": partition(p)},
-                        "sk": {"N": sk.to_string()},
-                        "v": {"N": n.to_string()}
-                    }}}));
-                }
-                let request = json!({"RequestItems": {TABLE: std::mem::take(&mut batch)}});
-                let answer = service
-                    .call("BatchWriteItem", request)
-                    .await
-                    .expect("BatchWriteItem");
-                assert_eq!(answer["UnprocessedItems"], json!({}));
-                next += WRITERS * 25;
-            }
-        }));
-    }
-    for writer in writers {
-        writer.await.expect("a loader task panicked");
-    }
-}
-
 fn sort_keys(page: &Value) -> Vec<u64> {
     page["Items"]
         .as_array()
@@ -164,7 +109,7 @@ async fn check(partitions: usize, per_partition: usize) {
     };
     let service = Arc::new(Service::new(Arc::new(engine), ServiceConfig::default()).unwrap());
     let started = std::time::Instant::now();
-    load(&service, partitions, per_partition).await;
+    load(&service, partitions * per_partition, per_partition, 8).await;
     let scan = service
         .call(
             "Scan",
