@@ -191,12 +191,10 @@ fn a_17_mb_body_is_refused_with_413_before_it_is_read() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() {
-    let server = HavenServer::start_with(&["--in-memory", "--max-in-flight", "1"]);
+/// Creates table "Busy" with 800 items of 1 KB, so that every Scan page takes a while.
+async fn fill_busy_table(server: &HavenServer) {
     let client = server.client();
     create_table(&client, "Busy", &[("pk", "S")]).await;
-    // 800 items of 1 KB make every Scan page take a while.
     let filler = "x".repeat(1000);
     for batch in 0..32 {
         let requests = (0..25)
@@ -218,15 +216,25 @@ async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() 
             .await
             .unwrap();
     }
+}
 
+/// How one of [`concurrent_scans`] was answered, and how long it took.
+struct ScanAnswer {
+    throttled: bool,
+    took: Duration,
+}
+
+/// Sends `count` Scans of "Busy" at once, each on its own connection. Each is served or refused
+/// with DynamoDB's ThrottlingException (anything else, or no answer, fails the test).
+async fn concurrent_scans(server: &HavenServer, count: usize) -> Vec<ScanAnswer> {
     let client = server.client_without_retries();
     let mut requests = tokio::task::JoinSet::new();
-    for _ in 0..64 {
+    for _ in 0..count {
         let client = client.clone();
         requests.spawn(async move {
             let started = Instant::now();
             let answer = tokio::time::timeout(
-                Duration::from_secs(15),
+                Duration::from_secs(30),
                 client.scan().table_name("Busy").send(),
             )
             .await
@@ -234,13 +242,13 @@ async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() 
             (answer, started.elapsed())
         });
     }
-    let (mut served, mut throttled) = (0, 0);
+    let mut answers = Vec::new();
     while let Some(joined) = requests.join_next().await {
         let (answer, took) = joined.unwrap();
-        match answer {
+        let throttled = match answer {
             Ok(page) => {
                 assert!(page.count > 0);
-                served += 1;
+                false
             }
             Err(error) => {
                 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
@@ -249,12 +257,53 @@ async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() 
                     error.message(),
                     Some("Rate of requests exceeds the allowed throughput.")
                 );
-                // Refused after the 50 ms queue wait, not after the work ahead of it.
-                assert!(took < Duration::from_secs(2), "a refusal took {took:?}");
-                throttled += 1;
+                true
             }
-        }
+        };
+        answers.push(ScanAnswer { throttled, took });
     }
+    answers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_room_requests_wait_unread_and_only_a_share_are_refused() {
+    // Room for two requests (one executing, one waiting for the slot); no queue timeout, so any
+    // refusal comes from intake.
+    let server = HavenServer::start_with(&[
+        "--in-memory",
+        "--max-in-flight",
+        "1",
+        "--queue-timeout-ms",
+        "60000",
+    ]);
+    fill_busy_table(&server).await;
+    let answers = concurrent_scans(&server, 64).await;
+    let throttled = answers.iter().filter(|answer| answer.throttled).count();
+    let served = answers.len() - throttled;
+    // Refusals are earned, one per 4 served requests (up to 8 saved up while no one waited):
+    // the other requests waited unread, and were served in turn.
+    assert!(throttled >= 1, "nothing was refused ({served} served)");
+    assert!(
+        throttled <= served / 4 + 8,
+        "{throttled} refused for {served} served: the excess was read only to be refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() {
+    let server = HavenServer::start_with(&["--in-memory", "--max-in-flight", "1"]);
+    fill_busy_table(&server).await;
+    let answers = concurrent_scans(&server, 64).await;
+    for refusal in answers.iter().filter(|answer| answer.throttled) {
+        // Refused at once or after the 50 ms queue wait, not after the work ahead of it.
+        assert!(
+            refusal.took < Duration::from_secs(2),
+            "a refusal took {:?}",
+            refusal.took
+        );
+    }
+    let throttled = answers.iter().filter(|answer| answer.throttled).count();
+    let served = answers.len() - throttled;
     assert_eq!(served + throttled, 64);
     assert!(served > 0, "nothing was served");
     assert!(
@@ -268,6 +317,7 @@ async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() 
         .build()
         .into();
     // Scans run back to back meanwhile, so the single slot is (nearly) always taken.
+    let client = server.client_without_retries();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let blockers: Vec<_> = (0..8)
         .map(|_| {

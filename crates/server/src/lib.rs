@@ -8,6 +8,7 @@
 pub mod audit;
 mod auth;
 pub mod credentials;
+mod intake;
 mod json;
 mod limits;
 pub mod sigv4;
@@ -99,7 +100,15 @@ pub async fn run_with_status_pages(
     pages: StatusPages,
     shutdown: impl Future<Output = ()>,
 ) {
-    let admission = Arc::new(limits::Admission::new(&limits));
+    let admission = limits::Admission::new(&limits);
+    let intake = intake::Intake::new(admission.capacity());
+    let front = Arc::new(Front {
+        service,
+        security,
+        admission,
+        pages,
+        body_timeout: limits.body_read_timeout,
+    });
     let connection_slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     // At the connection cap, idle connections are asked to close to make room for new ones.
     let shed_idle = Arc::new(tokio::sync::Notify::new());
@@ -122,11 +131,9 @@ pub async fn run_with_status_pages(
                 let slots = connection_slots.clone();
                 let shed = shed_idle.clone();
                 let _ = stream.set_nodelay(true);
-                let service = service.clone();
-                let security = security.clone();
-                let admission = admission.clone();
-                let pages = pages.clone();
+                let front = front.clone();
                 let limits = limits.clone();
+                let ticket = intake.ticket();
                 let mut closing = closing_rx.clone();
                 connections.spawn(async move {
                     let _slot = match slot {
@@ -137,17 +144,18 @@ pub async fn run_with_status_pages(
                             _ => return,
                         },
                     };
-                    let Some(stream) = tls::handshake(security.tls.as_deref(), stream, limits.header_read_timeout).await else {
+                    let activity = limits::Activity::new();
+                    let stream = intake::GatedStream::new(stream, ticket.clone(), activity.clone());
+                    let Some(stream) = tls::handshake(front.security.tls.as_deref(), stream, limits.header_read_timeout).await else {
                         return;
                     };
-                    let activity = limits::Activity::new();
                     let tracked = activity.clone();
-                    let body_timeout = limits.body_read_timeout;
                     let handler = hyper::service::service_fn(move |request| {
-                        let busy = tracked.begin();
+                        let busy = tracked.begin(&ticket);
+                        let grant = ticket.grant();
                         // Boxed: the request's future is large (every operation's state), and hyper
                         // moves the service future several times; a box moves as a pointer.
-                        let response = Box::pin(handle_audited(service.clone(), security.clone(), admission.clone(), pages.clone(), body_timeout, request));
+                        let response = Box::pin(handle_audited(front.clone(), grant, request));
                         async move {
                             let response = response.await;
                             drop(busy);
@@ -208,11 +216,8 @@ pub async fn run_with_status_pages(
 }
 
 async fn handle(
-    service: Arc<Service>,
-    auth: Option<&Authenticator>,
-    admission: Arc<limits::Admission>,
-    pages: StatusPages,
-    body_timeout: std::time::Duration,
+    front: &Front,
+    grant: Option<intake::Grant>,
     request: Request<Incoming>,
     facts: &mut audit::Facts,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -225,7 +230,7 @@ async fn handle(
         return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id));
     }
     let read = tokio::time::timeout(
-        body_timeout,
+        front.body_timeout,
         Limited::new(body, MAX_REQUEST_BYTES).collect(),
     );
     let body = match read.await {
@@ -247,7 +252,7 @@ async fn handle(
         ));
     }
     if parts.method == Method::GET
-        && let Some(page) = pages.render(parts.uri.path())
+        && let Some(page) = front.pages.render(parts.uri.path())
     {
         return Ok(json_response(
             StatusCode::OK,
@@ -272,12 +277,18 @@ async fn handle(
             .insert("x-amz-crc32", HeaderValue::from(crc));
         return Ok(response);
     }
+    if grant == Some(intake::Grant::Refuse) {
+        // Read only to tell the client the server is overloaded (see `intake`).
+        return Ok(error_response(&DynamoError::Throttling, &request_id, facts));
+    }
     // Admitted only now, so a slow body holds a connection but never an execution slot.
-    let _permit = match admission.admit().await {
+    let reserved = grant == Some(intake::Grant::Serve);
+    let _permit = match front.admission.admit(reserved).await {
         Ok(permit) => permit,
         Err(error) => return Ok(error_response(&error, &request_id, facts)),
     };
-    let response = match dispatch_noting(&service, auth, &parts, &body, facts).await {
+    let auth = front.security.auth.as_deref();
+    let response = match dispatch_noting(&front.service, auth, &parts, &body, facts).await {
         Ok(reply) => json_response(StatusCode::OK, reply.to_json_bytes(), &request_id),
         Err(error) => error_response(&error, &request_id, facts),
     };
@@ -386,6 +397,15 @@ fn plain(status: StatusCode, body: &'static str, request_id: &str) -> Response<F
     response
 }
 
+/// What every request of one server shares.
+struct Front {
+    service: Arc<Service>,
+    security: Security,
+    admission: limits::Admission,
+    pages: StatusPages,
+    body_timeout: std::time::Duration,
+}
+
 /// What the server enforces and records beyond HTTP: authentication and authorization (`auth`),
 /// TLS on every connection (`tls`), and the audit log (`audit`); each off when None.
 #[derive(Clone, Default)]
@@ -398,15 +418,13 @@ pub struct Security {
 /// [`handle`], then the request's audit record when there is an audit log. Health checks and
 /// status pages (GET) are not recorded.
 async fn handle_audited(
-    service: Arc<Service>,
-    security: Security,
-    admission: Arc<limits::Admission>,
-    pages: StatusPages,
-    body_timeout: std::time::Duration,
+    front: Arc<Front>,
+    grant: Option<intake::Grant>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let started = std::time::Instant::now();
-    let recorded = security
+    let recorded = front
+        .security
         .audit
         .as_ref()
         .filter(|_| request.method() != Method::GET);
@@ -414,17 +432,7 @@ async fn handle_audited(
         record_tables: recorded.is_some(),
         ..audit::Facts::default()
     };
-    let auth = security.auth.as_deref();
-    let response = handle(
-        service,
-        auth,
-        admission,
-        pages,
-        body_timeout,
-        request,
-        &mut facts,
-    )
-    .await?;
+    let response = handle(&front, grant, request, &mut facts).await?;
     if let Some(log) = recorded {
         let status = response.status();
         let result = match facts.error {

@@ -4,9 +4,11 @@
 //! waits behind the others until its client times out and retries, so nothing finishes). Haven
 //! instead admits a bounded number of requests at once, lets a request wait for a slot only briefly,
 //! and refuses the rest at once with DynamoDB's `ThrottlingException`, which every SDK retries with
-//! backoff. Connections are bounded too, and a connection that sends nothing (or sends its headers
-//! one byte at a time) is closed, so idle or slow clients cannot hold the server's resources; at the
-//! connection cap, idle connections are closed to make room for new ones rather than refusing them.
+//! backoff. (Which requests are read at all is decided before this, by `intake`, so that refusing
+//! does not take the server's time from the work it accepted.) Connections are bounded too, and a
+//! connection that sends nothing (or sends its headers one byte at a time) is closed, so idle or
+//! slow clients cannot hold the server's resources; at the connection cap, idle connections are
+//! closed to make room for new ones rather than refusing them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use haven_api::DynamoError;
+
+use crate::intake::Ticket;
 
 /// How long a connection accepted at the cap waits for a slot freed by shedding idle connections.
 pub(crate) const SHED_WAIT: Duration = Duration::from_millis(100);
@@ -131,18 +135,27 @@ impl Admission {
         }
     }
 
+    /// Requests the admission queue holds: executing plus waiting for a slot (as many may wait as
+    /// may run).
+    pub(crate) fn capacity(&self) -> usize {
+        2 * self.max_queued
+    }
+
     /// A slot, or ThrottlingException if the queue is full or no slot frees up within the queue
-    /// timeout. The permit is released when dropped; a request whose client has gone is dropped by
-    /// hyper, and with it its place in the queue or its permit.
-    pub(crate) async fn admit(&self) -> Result<OwnedSemaphorePermit, DynamoError> {
+    /// timeout. A request `reserved` by an intake grant (see `intake`) already has its place, so
+    /// it is not refused for a full queue: the queue count lags behind when slots are handed to
+    /// waiters not yet scheduled, and refusing then would turn that lag into a storm of refusals.
+    /// The permit is released when dropped; a request whose client has gone is dropped by hyper,
+    /// and with it its place in the queue or its permit.
+    pub(crate) async fn admit(&self, reserved: bool) -> Result<OwnedSemaphorePermit, DynamoError> {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        if self.queued.fetch_add(1, Ordering::Relaxed) >= self.max_queued {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
+        let ahead = self.queued.fetch_add(1, Ordering::Relaxed);
+        let _place = QueuePlace(&self.queued);
+        if ahead >= self.max_queued && !reserved {
             return Err(DynamoError::Throttling);
         }
-        let _place = QueuePlace(&self.queued);
         match tokio::time::timeout(self.queue_timeout, self.slots.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(DynamoError::Throttling),
@@ -180,11 +193,17 @@ impl Activity {
         self.last_millis.store(now, Ordering::Relaxed);
     }
 
-    /// Marks a request in progress until the guard drops (when it is answered or abandoned).
-    pub(crate) fn begin(self: &Arc<Activity>) -> BusyGuard {
+    /// Marks a request in progress until the guard drops (when it is answered or abandoned); the
+    /// guard then gives back the connection's intake grant.
+    pub(crate) fn begin(self: &Arc<Activity>, ticket: &Arc<Ticket>) -> BusyGuard {
         self.busy.fetch_add(1, Ordering::Relaxed);
         self.touch();
-        BusyGuard(self.clone())
+        BusyGuard(self.clone(), ticket.clone())
+    }
+
+    /// True while a request is in progress on the connection.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Relaxed) > 0
     }
 
     /// How long until the connection counts as idle; None if it already does.
@@ -198,10 +217,12 @@ impl Activity {
     }
 }
 
-pub(crate) struct BusyGuard(Arc<Activity>);
+pub(crate) struct BusyGuard(Arc<Activity>, Arc<Ticket>);
 
 impl Drop for BusyGuard {
     fn drop(&mut self) {
+        // Given back while still busy, so the connection cannot be waiting in line for a grant.
+        self.1.answered();
         self.0.touch();
         self.0.busy.fetch_sub(1, Ordering::Relaxed);
     }
@@ -219,14 +240,17 @@ mod tests {
             ..Limits::default()
         });
         let held = admission
-            .admit()
+            .admit(false)
             .await
             .expect("the first request is admitted");
         let started = Instant::now();
-        assert_eq!(admission.admit().await.err(), Some(DynamoError::Throttling));
+        assert_eq!(
+            admission.admit(false).await.err(),
+            Some(DynamoError::Throttling)
+        );
         assert!(started.elapsed() < Duration::from_secs(1));
         drop(held);
-        assert!(admission.admit().await.is_ok());
+        assert!(admission.admit(false).await.is_ok());
     }
 
     #[tokio::test]
@@ -236,21 +260,54 @@ mod tests {
             queue_timeout: Duration::from_secs(60),
             ..Limits::default()
         }));
-        let held = admission.admit().await.unwrap();
+        let held = admission.admit(false).await.unwrap();
         // One request waits (as many may wait as may run)...
         let waiting = tokio::spawn({
             let admission = admission.clone();
-            async move { admission.admit().await.is_ok() }
+            async move { admission.admit(false).await.is_ok() }
         });
         while admission.queued.load(Ordering::Relaxed) == 0 {
             tokio::task::yield_now().await;
         }
         // ...so the next is refused without waiting for the 60 s timeout.
         let started = Instant::now();
-        assert_eq!(admission.admit().await.err(), Some(DynamoError::Throttling));
+        assert_eq!(
+            admission.admit(false).await.err(),
+            Some(DynamoError::Throttling)
+        );
         assert!(started.elapsed() < Duration::from_secs(1));
         drop(held);
         assert!(waiting.await.unwrap(), "the queued request is admitted");
+    }
+
+    #[tokio::test]
+    async fn a_request_reserved_by_an_intake_grant_waits_even_when_the_queue_is_full() {
+        let admission = Arc::new(Admission::new(&Limits {
+            max_in_flight: 1,
+            queue_timeout: Duration::from_secs(60),
+            ..Limits::default()
+        }));
+        let held = admission.admit(false).await.unwrap();
+        let first = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit(false).await.is_ok() }
+        });
+        while admission.queued.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let reserved = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit(true).await.is_ok() }
+        });
+        while admission.queued.load(Ordering::Relaxed) < 2 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        assert!(first.await.unwrap(), "the first in the queue is admitted");
+        assert!(
+            reserved.await.unwrap(),
+            "the reserved request was not refused"
+        );
     }
 
     #[tokio::test]
@@ -260,9 +317,10 @@ mod tests {
             queue_timeout: Duration::from_secs(60),
             ..Limits::default()
         });
-        let _held = admission.admit().await.unwrap();
+        let _held = admission.admit(false).await.unwrap();
         // A client that goes away while queued: hyper drops its request future.
-        let abandoned = tokio::time::timeout(Duration::from_millis(20), admission.admit()).await;
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(20), admission.admit(false)).await;
         assert!(abandoned.is_err(), "it was still waiting");
         assert_eq!(admission.queued.load(Ordering::Relaxed), 0);
         assert_eq!(admission.slots.available_permits(), 0);
@@ -271,8 +329,9 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_idle_only_with_no_request_in_progress() {
         let activity = Activity::new();
+        let ticket = crate::intake::Intake::new(1).ticket();
         let timeout = Duration::from_millis(30);
-        let guard = activity.begin();
+        let guard = activity.begin(&ticket);
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert!(
             activity.idle_remaining(timeout).is_some(),

@@ -18,7 +18,6 @@ use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 /// A byte stream a connection is served on: a TCP stream, or TLS over one.
@@ -68,11 +67,11 @@ impl TlsFiles {
 }
 
 /// The stream a new connection is served on: TLS after a handshake with the current certificate
-/// when `tls` is on (None if the handshake fails or takes longer than `timeout`), else the TCP
-/// stream itself.
-pub async fn handshake(
+/// when `tls` is on (None if the handshake fails or takes longer than `timeout`), else the stream
+/// itself.
+pub async fn handshake<S: Io + 'static>(
     tls: Option<&TlsFiles>,
-    stream: TcpStream,
+    stream: S,
     timeout: Duration,
 ) -> Option<Box<dyn Io>> {
     let Some(tls) = tls else {

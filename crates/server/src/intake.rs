@@ -1,0 +1,367 @@
+//! Intake control: the server reads a new request only when it can answer it promptly.
+//!
+//! Why: admission control alone cannot protect the server's goodput. A request must be read and
+//! parsed before admission can refuse it, and on a saturated core that read, parse and answer cost
+//! a quarter of a served request's work; offered three times its capacity, a server that reads
+//! everything spends most of its time refusing (it kept 31% of its peak goodput in the overload
+//! benchmark). This is the receive livelock of Mogul and Ramakrishnan, and the cure is theirs: stop
+//! taking input the server cannot finish, at the earliest point. Here that point is the socket:
+//! a connection with a request waiting is read only with a grant from the [`Intake`], and while
+//! none is free the request stays in the kernel's buffers, costing nothing, and TCP's flow control
+//! pushes back on the client.
+//!
+//! Grants come in two kinds:
+//! - [`Grant::Serve`]: as many as the admission queue holds (requests executing plus those waiting
+//!   for a slot), handed out oldest waiter first, so every read request is admitted and a waiting
+//!   connection is served in turn.
+//! - [`Grant::Refuse`]: the request is read only to be refused at once with ThrottlingException,
+//!   so clients hear that the server is overloaded and back off (SDKs retry throttles with
+//!   backoff). Refusals are earned, one per [`SERVED_PER_REFUSAL`] served requests, which caps
+//!   their cost at a small share of the server's work, and go to the newest waiter, whose request
+//!   has waited least: a refusal is fast or not at all.
+//!
+//! Connections are only gated between requests: once a request is in progress (reading its body,
+//! executing, or a pipelined request behind it) reads go straight through. A connection that sends
+//! nothing asks for no grant (it waits for readiness first), and one that read a grant's worth of
+//! bytes without completing a request head gives the grant back, so idle and slow clients never
+//! hold grants.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::limits::Activity;
+
+/// One refused request is allowed per this many served ones: a refusal costs about a quarter of a
+/// served request, so refusals take about 6% of the server's work at most.
+pub(crate) const SERVED_PER_REFUSAL: u32 = 4;
+
+/// Refusals earned while no one waited are saved up to this many, so a burst after a quiet spell
+/// is mostly served in turn rather than refused.
+const MAX_SAVED_REFUSALS: usize = 8;
+
+/// What a connection may do with the request it reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Grant {
+    /// Serve it: it has a place in the admission queue.
+    Serve,
+    /// Refuse it at once with ThrottlingException.
+    Refuse,
+}
+
+const NO_GRANT: u8 = 0;
+const SERVE: u8 = 1;
+const REFUSE: u8 = 2;
+
+/// The grants of one server.
+pub(crate) struct Intake {
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Serve grants not held by any connection.
+    free: usize,
+    /// Refusals earned and not yet handed out.
+    refusals: usize,
+    /// Most refusals that may be saved up.
+    max_refusals: usize,
+    /// Served requests since the last refusal was earned.
+    served: u32,
+    /// Connections with a request to read and no grant, oldest first.
+    waiting: VecDeque<(Arc<Ticket>, Waker)>,
+}
+
+/// One connection's standing with the [`Intake`], shared by its stream and its requests.
+pub(crate) struct Ticket {
+    grant: AtomicU8,
+    intake: Arc<Intake>,
+}
+
+impl Intake {
+    /// An intake with `serve_grants` requests in the server at once (executing or queued).
+    pub(crate) fn new(serve_grants: usize) -> Arc<Intake> {
+        Arc::new(Intake {
+            state: Mutex::new(State {
+                free: serve_grants.max(1),
+                refusals: 0,
+                max_refusals: MAX_SAVED_REFUSALS,
+                served: 0,
+                waiting: VecDeque::new(),
+            }),
+        })
+    }
+
+    pub(crate) fn ticket(self: &Arc<Intake>) -> Arc<Ticket> {
+        Arc::new(Ticket {
+            grant: AtomicU8::new(NO_GRANT),
+            intake: self.clone(),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    /// Hands out what is free: serve grants to the oldest waiters, then earned refusals to the
+    /// newest.
+    fn hand_out(&mut self) {
+        while self.free > 0 {
+            let Some((ticket, waker)) = self.waiting.pop_front() else {
+                return;
+            };
+            self.free -= 1;
+            ticket.grant.store(SERVE, Ordering::Release);
+            waker.wake();
+        }
+        while self.refusals > 0 {
+            let Some((ticket, waker)) = self.waiting.pop_back() else {
+                return;
+            };
+            self.refusals -= 1;
+            ticket.grant.store(REFUSE, Ordering::Release);
+            waker.wake();
+        }
+    }
+
+    fn position(&self, ticket: &Arc<Ticket>) -> Option<usize> {
+        self.waiting
+            .iter()
+            .position(|(waiting, _)| Arc::ptr_eq(waiting, ticket))
+    }
+}
+
+impl Ticket {
+    /// The grant the connection holds, if any.
+    pub(crate) fn grant(&self) -> Option<Grant> {
+        match self.grant.load(Ordering::Acquire) {
+            SERVE => Some(Grant::Serve),
+            REFUSE => Some(Grant::Refuse),
+            _ => None,
+        }
+    }
+
+    /// Asks for a grant: true if one is held now, else the connection waits in line and `waker`
+    /// is woken when one is handed to it.
+    fn request(self: &Arc<Ticket>, waker: &Waker) -> bool {
+        if self.grant().is_some() {
+            return true;
+        }
+        let mut state = self.intake.state();
+        if self.grant().is_some() {
+            return true;
+        }
+        if let Some(index) = state.position(self) {
+            state.waiting[index].1.clone_from(waker);
+            return false;
+        }
+        state.waiting.push_back((self.clone(), waker.clone()));
+        state.hand_out();
+        self.grant().is_some()
+    }
+
+    /// Gives back the grant held because the request it was read for is answered; a served
+    /// request earns a share of a refusal.
+    pub(crate) fn answered(self: &Arc<Ticket>) {
+        self.give_back(true);
+    }
+
+    /// Gives back the grant held without a request answered (no request came, or the connection
+    /// closed), and the connection's place in line.
+    pub(crate) fn release(self: &Arc<Ticket>) {
+        self.give_back(false);
+    }
+
+    fn give_back(self: &Arc<Ticket>, answered: bool) {
+        if self.grant.load(Ordering::Acquire) == NO_GRANT {
+            self.leave_line();
+            return;
+        }
+        let mut state = self.intake.state();
+        if self.grant.swap(NO_GRANT, Ordering::AcqRel) == SERVE {
+            state.free += 1;
+            if answered {
+                state.served += 1;
+                if state.served >= SERVED_PER_REFUSAL {
+                    state.served = 0;
+                    state.refusals = (state.refusals + 1).min(state.max_refusals);
+                }
+            }
+        }
+        state.hand_out();
+    }
+
+    fn leave_line(self: &Arc<Ticket>) {
+        let mut state = self.intake.state();
+        if let Some(index) = state.position(self) {
+            state.waiting.remove(index);
+        }
+    }
+}
+
+/// A connection's TCP stream, read only with a grant between requests (see the module docs).
+pub(crate) struct GatedStream {
+    stream: TcpStream,
+    ticket: Arc<Ticket>,
+    activity: Arc<Activity>,
+}
+
+impl GatedStream {
+    pub(crate) fn new(stream: TcpStream, ticket: Arc<Ticket>, activity: Arc<Activity>) -> Self {
+        GatedStream {
+            stream,
+            ticket,
+            activity,
+        }
+    }
+}
+
+impl Drop for GatedStream {
+    fn drop(&mut self) {
+        self.ticket.release();
+    }
+}
+
+impl AsyncRead for GatedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.activity.is_busy() {
+            return Pin::new(&mut this.stream).poll_read(cx, buf);
+        }
+        if this.ticket.grant().is_none() {
+            // Ask only once there is something to read (or the client closed): an idle
+            // connection takes no place in line.
+            ready!(this.stream.poll_read_ready(cx))?;
+            if !this.ticket.request(cx.waker()) {
+                return Poll::Pending;
+            }
+        }
+        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if read.is_pending() && !this.activity.is_busy() {
+            // Nothing (more) to read and no request begun: the grant goes to the next in line.
+            this.ticket.release();
+        }
+        read
+    }
+}
+
+impl AsyncWrite for GatedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waker() -> Waker {
+        Waker::noop().clone()
+    }
+
+    #[test]
+    fn serve_grants_go_to_the_oldest_waiter_and_earned_refusals_to_the_newest() {
+        let intake = Intake::new(1);
+        let tickets: Vec<_> = (0..4).map(|_| intake.ticket()).collect();
+        assert!(
+            tickets[0].request(&waker()),
+            "a free grant is taken at once"
+        );
+        for ticket in &tickets[1..] {
+            assert!(!ticket.request(&waker()), "the others wait in line");
+        }
+        // Each served request hands the grant to the oldest waiter...
+        tickets[0].answered();
+        assert_eq!(tickets[1].grant(), Some(Grant::Serve));
+        tickets[1].answered();
+        assert_eq!(tickets[2].grant(), Some(Grant::Serve));
+        tickets[2].answered();
+        assert_eq!(tickets[3].grant(), Some(Grant::Serve));
+        // ...and every SERVED_PER_REFUSAL served requests earn a refusal for the newest.
+        let late: Vec<_> = (0..2).map(|_| intake.ticket()).collect();
+        for ticket in &late {
+            assert!(!ticket.request(&waker()));
+        }
+        tickets[3].answered();
+        assert_eq!(late[0].grant(), Some(Grant::Serve), "oldest is served");
+        assert_eq!(late[1].grant(), Some(Grant::Refuse), "newest is refused");
+    }
+
+    #[test]
+    fn only_answered_requests_earn_refusals() {
+        let intake = Intake::new(1);
+        let (holder, waiter) = (intake.ticket(), intake.ticket());
+        for _ in 0..SERVED_PER_REFUSAL * 2 {
+            // A grant taken on a readiness that brought no request.
+            assert!(holder.request(&waker()));
+            holder.release();
+        }
+        assert!(holder.request(&waker()));
+        assert!(!waiter.request(&waker()));
+        holder.release();
+        assert_eq!(waiter.grant(), Some(Grant::Serve));
+        assert_eq!(intake.state().refusals, 0);
+    }
+
+    #[test]
+    fn a_connection_that_goes_away_leaves_the_line_and_returns_its_grant() {
+        let intake = Intake::new(1);
+        let (holder, gone, next) = (intake.ticket(), intake.ticket(), intake.ticket());
+        assert!(holder.request(&waker()));
+        assert!(!gone.request(&waker()));
+        assert!(!next.request(&waker()));
+        gone.release();
+        holder.release();
+        assert_eq!(
+            next.grant(),
+            Some(Grant::Serve),
+            "the grant skipped the gone"
+        );
+        assert_eq!(gone.grant(), None);
+    }
+
+    #[test]
+    fn asking_again_while_waiting_keeps_one_place_in_line() {
+        let intake = Intake::new(1);
+        let (holder, waiter) = (intake.ticket(), intake.ticket());
+        assert!(holder.request(&waker()));
+        assert!(!waiter.request(&waker()));
+        assert!(!waiter.request(&waker()));
+        assert_eq!(intake.state().waiting.len(), 1);
+    }
+}
