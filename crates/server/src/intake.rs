@@ -29,7 +29,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 
@@ -74,12 +74,17 @@ struct State {
     /// Served requests since the last refusal was earned.
     served: u32,
     /// Connections with a request to read and no grant, oldest first.
-    waiting: VecDeque<(Arc<Ticket>, Waker)>,
+    waiting: VecDeque<Arc<Ticket>>,
 }
 
 /// One connection's standing with the [`Intake`], shared by its stream and its requests.
 pub(crate) struct Ticket {
     grant: AtomicU8,
+    /// True while the connection waits in line; changed only under the intake's lock, and set only
+    /// by the connection itself.
+    in_line: AtomicBool,
+    /// Woken when a grant is handed to the connection.
+    waker: Mutex<Option<Waker>>,
     intake: Arc<Intake>,
 }
 
@@ -100,6 +105,8 @@ impl Intake {
     pub(crate) fn ticket(self: &Arc<Intake>) -> Arc<Ticket> {
         Arc::new(Ticket {
             grant: AtomicU8::new(NO_GRANT),
+            in_line: AtomicBool::new(false),
+            waker: Mutex::new(None),
             intake: self.clone(),
         })
     }
@@ -114,27 +121,19 @@ impl State {
     /// newest.
     fn hand_out(&mut self) {
         while self.free > 0 {
-            let Some((ticket, waker)) = self.waiting.pop_front() else {
+            let Some(ticket) = self.waiting.pop_front() else {
                 return;
             };
             self.free -= 1;
-            ticket.grant.store(SERVE, Ordering::Release);
-            waker.wake();
+            ticket.grant_now(SERVE);
         }
         while self.refusals > 0 {
-            let Some((ticket, waker)) = self.waiting.pop_back() else {
+            let Some(ticket) = self.waiting.pop_back() else {
                 return;
             };
             self.refusals -= 1;
-            ticket.grant.store(REFUSE, Ordering::Release);
-            waker.wake();
+            ticket.grant_now(REFUSE);
         }
-    }
-
-    fn position(&self, ticket: &Arc<Ticket>) -> Option<usize> {
-        self.waiting
-            .iter()
-            .position(|(waiting, _)| Arc::ptr_eq(waiting, ticket))
     }
 }
 
@@ -158,13 +157,25 @@ impl Ticket {
         if self.grant().is_some() {
             return true;
         }
-        if let Some(index) = state.position(self) {
-            state.waiting[index].1.clone_from(waker);
-            return false;
+        self.waker().replace(waker.clone());
+        if !self.in_line.swap(true, Ordering::AcqRel) {
+            state.waiting.push_back(self.clone());
+            state.hand_out();
         }
-        state.waiting.push_back((self.clone(), waker.clone()));
-        state.hand_out();
         self.grant().is_some()
+    }
+
+    /// Hands `grant` to this connection, which has just left the line, and wakes it.
+    fn grant_now(&self, grant: u8) {
+        self.grant.store(grant, Ordering::Release);
+        self.in_line.store(false, Ordering::Release);
+        if let Some(waker) = self.waker().take() {
+            waker.wake();
+        }
+    }
+
+    fn waker(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        self.waker.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Gives back the grant held because the request it was read for is answered; a served
@@ -180,11 +191,16 @@ impl Ticket {
     }
 
     fn give_back(self: &Arc<Ticket>, answered: bool) {
-        if self.grant.load(Ordering::Acquire) == NO_GRANT {
-            self.leave_line();
+        // A connection out of line holds its grant or none, and only it can join the line: with
+        // neither, there is nothing to give back. (`grant_now` stores the grant before leaving the
+        // line, so seeing it out of line means seeing its grant.)
+        if !self.in_line.load(Ordering::Acquire) && self.grant.load(Ordering::Acquire) == NO_GRANT {
             return;
         }
         let mut state = self.intake.state();
+        if self.in_line.swap(false, Ordering::AcqRel) {
+            state.waiting.retain(|waiting| !Arc::ptr_eq(waiting, self));
+        }
         if self.grant.swap(NO_GRANT, Ordering::AcqRel) == SERVE {
             state.free += 1;
             if answered {
@@ -196,13 +212,6 @@ impl Ticket {
             }
         }
         state.hand_out();
-    }
-
-    fn leave_line(self: &Arc<Ticket>) {
-        let mut state = self.intake.state();
-        if let Some(index) = state.position(self) {
-            state.waiting.remove(index);
-        }
     }
 }
 
@@ -353,6 +362,40 @@ mod tests {
             "the grant skipped the gone"
         );
         assert_eq!(gone.grant(), None);
+    }
+
+    #[test]
+    fn grants_are_never_lost_when_connections_come_and_go_on_many_threads() {
+        let intake = Intake::new(3);
+        let threads: Vec<_> = (0..8)
+            .map(|thread| {
+                let intake = intake.clone();
+                std::thread::spawn(move || {
+                    for round in 0..2_000 {
+                        let ticket = intake.ticket();
+                        if !ticket.request(&waker()) && (round + thread) % 3 == 0 {
+                            // Gone while waiting in line (or just after being handed a grant).
+                            ticket.release();
+                            continue;
+                        }
+                        while ticket.grant().is_none() {
+                            std::thread::yield_now();
+                        }
+                        if round % 2 == 0 {
+                            ticket.answered();
+                        } else {
+                            ticket.release();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let state = intake.state();
+        assert_eq!(state.free, 3, "every serve grant came back");
+        assert!(state.waiting.is_empty());
     }
 
     #[test]
