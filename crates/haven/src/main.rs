@@ -135,7 +135,8 @@ struct ServeArgs {
     /// Seconds a connection may stay open with no request in progress.
     #[arg(long, default_value_t = 60)]
     idle_timeout_secs: u64,
-    /// Seconds allowed to receive a request's headers (slow clients are disconnected).
+    /// Seconds allowed to receive a request's headers from their first byte (slow clients are
+    /// disconnected).
     #[arg(long, default_value_t = 10)]
     header_timeout_secs: u64,
     /// Seconds requests in progress may take to finish after SIGTERM or Ctrl-C before the server

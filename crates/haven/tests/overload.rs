@@ -130,9 +130,8 @@ async fn slow_loris_and_10_000_idle_connections_do_not_stop_a_normal_client() {
         "a normal client took {:?} beside {IDLE_CONNECTIONS} idle connections and a slow loris",
         started.elapsed()
     );
-    // ...while the idle connections were all held open (a connection that has not sent a request
-    // head is closed by the 4 s header timeout).
-    if test_started.elapsed() < Duration::from_millis(3500) {
+    // ...while the idle connections were all held open (they are closed by the 10 s idle timeout).
+    if test_started.elapsed() < Duration::from_millis(9500) {
         let open = idle.iter().filter(|stream| still_open(stream)).count();
         assert_eq!(open, IDLE_CONNECTIONS, "idle connections were closed early");
     }
@@ -146,7 +145,7 @@ async fn slow_loris_and_10_000_idle_connections_do_not_stop_a_normal_client() {
         "the slow-loris connection was held for {cut_after:?}"
     );
 
-    // The idle connections are closed by the header timer (4 s).
+    // The idle connections are closed by the idle timer (10 s).
     let remaining =
         (connected_after + Duration::from_secs(14)).saturating_sub(test_started.elapsed());
     let first_closed = tokio::task::spawn_blocking(move || {
@@ -156,6 +155,55 @@ async fn slow_loris_and_10_000_idle_connections_do_not_stop_a_normal_client() {
     .await
     .unwrap();
     assert!(first_closed.0, "an idle connection was kept open");
+}
+
+/// Sends a raw ListTables on `stream` and returns once its answer has arrived.
+fn list_tables_on(stream: &mut TcpStream) {
+    let body = "{}";
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: haven\r\nContent-Type: application/x-amz-json-1.0\r\n\
+         X-Amz-Target: DynamoDB_20120810.ListTables\r\nX-Amz-Date: 20240101T000000Z\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20240101/us-east-1/dynamodb/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature=0\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.windows(10).any(|w| w == b"TableNames") {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => panic!("no answer: {:?}", String::from_utf8_lossy(&answer)),
+            Ok(n) => answer.extend_from_slice(&buffer[..n]),
+        }
+    }
+}
+
+#[test]
+fn a_kept_alive_connection_outlives_the_header_timeout_and_closes_at_the_idle_timeout() {
+    let server = HavenServer::start_with(&[
+        "--in-memory",
+        "--header-timeout-secs",
+        "1",
+        "--idle-timeout-secs",
+        "3",
+    ]);
+    let mut stream = TcpStream::connect(server.address).unwrap();
+    list_tables_on(&mut stream);
+    // Waiting for its next request is not receiving a head: the 1 s header timeout does not apply.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(still_open(&stream), "closed before the idle timeout");
+    list_tables_on(&mut stream);
+    let answered = Instant::now();
+    assert!(closed_within(&mut stream, Duration::from_secs(6)));
+    let closed_after = answered.elapsed();
+    assert!(
+        closed_after > Duration::from_millis(2500) && closed_after < Duration::from_secs(5),
+        "closed {closed_after:?} after its last answer, not at the 3 s idle timeout"
+    );
 }
 
 #[test]

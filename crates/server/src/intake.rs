@@ -27,14 +27,17 @@
 //! hold grants.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use crate::limits::Activity;
 
@@ -216,19 +219,51 @@ impl Ticket {
 }
 
 /// A connection's TCP stream, read only with a grant between requests (see the module docs).
+///
+/// It also times request heads: from the first byte of a head, the client has `header_timeout` to
+/// send the rest, or the read fails and the connection closes (a slow-loris client holds nothing
+/// for long). The timer runs only while the client is the one keeping us waiting: not while the
+/// connection waits in line, and not between requests, where the idle timeout applies instead.
 pub(crate) struct GatedStream {
     stream: TcpStream,
     ticket: Arc<Ticket>,
     activity: Arc<Activity>,
+    header_timeout: Duration,
+    head_deadline: Pin<Box<Sleep>>,
 }
 
 impl GatedStream {
-    pub(crate) fn new(stream: TcpStream, ticket: Arc<Ticket>, activity: Arc<Activity>) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        ticket: Arc<Ticket>,
+        activity: Arc<Activity>,
+        header_timeout: Duration,
+    ) -> Self {
         GatedStream {
             stream,
             ticket,
             activity,
+            header_timeout,
+            head_deadline: Box::pin(tokio::time::sleep(header_timeout)),
         }
+    }
+
+    /// Starts the head timer if these are the first bytes of a request head.
+    fn head_bytes_arrived(&mut self) {
+        if self.activity.head_bytes_arrived() {
+            let deadline = tokio::time::Instant::now() + self.header_timeout;
+            self.head_deadline.as_mut().reset(deadline);
+        }
+    }
+
+    /// Waiting for the client: Pending, or an error once a head it began has taken longer than
+    /// the header timeout (hyper then closes the connection).
+    fn wait_for_client(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.activity.head_in_progress() && self.head_deadline.as_mut().poll(cx).is_ready() {
+            let late = io::Error::new(io::ErrorKind::TimedOut, "request head not received in time");
+            return Poll::Ready(Err(late));
+        }
+        Poll::Pending
     }
 }
 
@@ -251,15 +286,23 @@ impl AsyncRead for GatedStream {
         if this.ticket.grant().is_none() {
             // Ask only once there is something to read (or the client closed): an idle
             // connection takes no place in line.
-            ready!(this.stream.poll_read_ready(cx))?;
+            if this.stream.poll_read_ready(cx)?.is_pending() {
+                return this.wait_for_client(cx);
+            }
             if !this.ticket.request(cx.waker()) {
                 return Poll::Pending;
             }
         }
+        let before = buf.filled().len();
         let read = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if read.is_pending() && !this.activity.is_busy() {
-            // Nothing (more) to read and no request begun: the grant goes to the next in line.
-            this.ticket.release();
+        match read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => this.head_bytes_arrived(),
+            Poll::Pending if !this.activity.is_busy() => {
+                // Nothing (more) to read and no request begun: the grant goes to the next in line.
+                this.ticket.release();
+                return this.wait_for_client(cx);
+            }
+            _ => {}
         }
         read
     }

@@ -145,10 +145,12 @@ pub async fn run_with_status_pages(
                         },
                     };
                     let activity = limits::Activity::new();
-                    let stream = intake::GatedStream::new(stream, ticket.clone(), activity.clone());
+                    let stream = intake::GatedStream::new(stream, ticket.clone(), activity.clone(), limits.header_read_timeout);
                     let Some(stream) = tls::handshake(front.security.tls.as_deref(), stream, limits.header_read_timeout).await else {
                         return;
                     };
+                    // The handshake's bytes were not a request head; the head timer starts afresh.
+                    activity.end_head();
                     let tracked = activity.clone();
                     let handler = hyper::service::service_fn(move |request| {
                         let busy = tracked.begin(&ticket);
@@ -165,7 +167,9 @@ pub async fn run_with_status_pages(
                     let connection = hyper::server::conn::http1::Builder::new()
                         .timer(TokioTimer::new())
                         .keep_alive(true)
-                        .header_read_timeout(limits.header_read_timeout)
+                        // Heads are timed by the stream, from their first byte: hyper's timer would
+                        // also run while a kept-alive connection waits for its next request.
+                        .header_read_timeout(None)
                         .serve_connection(TokioIo::new(stream), handler);
                     tokio::pin!(connection);
                     let idle = tokio::time::sleep(limits.idle_timeout);

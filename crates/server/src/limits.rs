@@ -54,7 +54,7 @@ pub struct Limits {
     pub queue_timeout: Duration,
     /// Open connections at once; beyond it idle ones are closed to make room, else the new one is.
     pub max_connections: usize,
-    /// Time allowed to receive a request's headers once the connection waits for them.
+    /// Time allowed to receive a request's head from its first byte (and for a TLS handshake).
     pub header_read_timeout: Duration,
     /// Time allowed to receive a request's body.
     pub body_read_timeout: Duration,
@@ -172,12 +172,18 @@ impl Drop for QueuePlace<'_> {
     }
 }
 
-/// What a connection is doing, for its idle timer: requests in progress and the last activity.
+/// What a connection is doing, for its timers: requests in progress, the last activity, and when
+/// the head of the request being received began to arrive.
 pub(crate) struct Activity {
     started: Instant,
     busy: AtomicUsize,
     last_millis: AtomicU64,
+    /// Milliseconds since `started` when the first bytes of the next request arrived, or
+    /// [`NO_HEAD`] if none have.
+    head_millis: AtomicU64,
 }
+
+const NO_HEAD: u64 = u64::MAX;
 
 impl Activity {
     pub(crate) fn new() -> Arc<Activity> {
@@ -185,18 +191,42 @@ impl Activity {
             started: Instant::now(),
             busy: AtomicUsize::new(0),
             last_millis: AtomicU64::new(0),
+            head_millis: AtomicU64::new(NO_HEAD),
         })
     }
 
+    fn now_millis(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     fn touch(&self) {
-        let now = self.started.elapsed().as_millis() as u64;
-        self.last_millis.store(now, Ordering::Relaxed);
+        self.last_millis.store(self.now_millis(), Ordering::Relaxed);
+    }
+
+    /// Notes that bytes of a request head arrived; true if they are the first of the head.
+    pub(crate) fn head_bytes_arrived(&self) -> bool {
+        let now = self.now_millis();
+        self.head_millis
+            .compare_exchange(NO_HEAD, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// True while a request head has begun to arrive and is not complete.
+    pub(crate) fn head_in_progress(&self) -> bool {
+        self.head_millis.load(Ordering::Relaxed) != NO_HEAD
+    }
+
+    /// The bytes received so far were not a request head's (a TLS handshake), or the head is
+    /// complete.
+    pub(crate) fn end_head(&self) {
+        self.head_millis.store(NO_HEAD, Ordering::Relaxed);
     }
 
     /// Marks a request in progress until the guard drops (when it is answered or abandoned); the
     /// guard then gives back the connection's intake grant.
     pub(crate) fn begin(self: &Arc<Activity>, ticket: &Arc<Ticket>) -> BusyGuard {
         self.busy.fetch_add(1, Ordering::Relaxed);
+        self.end_head();
         self.touch();
         BusyGuard(self.clone(), ticket.clone())
     }
