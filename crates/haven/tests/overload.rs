@@ -157,29 +157,41 @@ async fn slow_loris_and_10_000_idle_connections_do_not_stop_a_normal_client() {
     assert!(first_closed.0, "an idle connection was kept open");
 }
 
-/// Sends a raw ListTables on `stream` and returns once its answer has arrived.
-fn list_tables_on(stream: &mut TcpStream) {
-    let body = "{}";
+/// Writes a raw DynamoDB request for `operation` with `body` on `stream` (signed with a dummy
+/// signature, which a server without --auth accepts).
+fn send_raw(stream: &mut TcpStream, operation: &str, body: &str) {
     write!(
         stream,
         "POST / HTTP/1.1\r\nHost: haven\r\nContent-Type: application/x-amz-json-1.0\r\n\
-         X-Amz-Target: DynamoDB_20120810.ListTables\r\nX-Amz-Date: 20240101T000000Z\r\n\
+         X-Amz-Target: DynamoDB_20120810.{operation}\r\nX-Amz-Date: 20240101T000000Z\r\n\
          Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20240101/us-east-1/dynamodb/aws4_request, \
          SignedHeaders=host;x-amz-date, Signature=0\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
+}
+
+/// Reads from `stream` until `expected` has arrived and returns what was read (panics if the
+/// connection closes first).
+fn read_until(stream: &mut TcpStream, expected: &[u8]) -> Vec<u8> {
     stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
+        .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let mut answer = Vec::new();
     let mut buffer = [0u8; 4096];
-    while !answer.windows(10).any(|w| w == b"TableNames") {
+    while !answer.windows(expected.len()).any(|w| w == expected) {
         match stream.read(&mut buffer) {
             Ok(0) | Err(_) => panic!("no answer: {:?}", String::from_utf8_lossy(&answer)),
             Ok(n) => answer.extend_from_slice(&buffer[..n]),
         }
     }
+    answer
+}
+
+/// Sends a raw ListTables on `stream` and returns once its answer has arrived.
+fn list_tables_on(stream: &mut TcpStream) {
+    send_raw(stream, "ListTables", "{}");
+    read_until(stream, b"TableNames");
 }
 
 #[test]
@@ -335,6 +347,67 @@ async fn beyond_the_room_requests_wait_unread_and_only_a_share_are_refused() {
         throttled <= served / 4 + 8,
         "{throttled} refused for {served} served: the excess was read only to be refused"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_client_has_gone_is_dropped_unexecuted() {
+    let server = HavenServer::start_with(&[
+        "--in-memory",
+        "--max-in-flight",
+        "1",
+        "--queue-timeout-ms",
+        "60000",
+    ]);
+    fill_busy_table(&server).await;
+    let address = server.address;
+    let put = |key: &str| format!(r#"{{"TableName":"Busy","Item":{{"pk":{{"S":"{key}"}}}}}}"#);
+    let (abandoned, answered) = (put("abandoned"), put("answered"));
+    // Ten Scans at once: two fill the server's room and eight take the refusals saved up while
+    // the table was filled (a refusal goes to the newest waiting request). Then the PutItems join
+    // the line, oldest in it, and more Scans behind them take the refusals earned meanwhile.
+    let puts = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::task::spawn_blocking(move || {
+            let mut gone = TcpStream::connect(address).unwrap();
+            send_raw(&mut gone, "PutItem", &abandoned);
+            drop(gone); // The client gives up at once.
+            let mut waiting = TcpStream::connect(address).unwrap();
+            send_raw(&mut waiting, "PutItem", &answered);
+            read_until(&mut waiting, b"\r\n\r\n")
+        })
+        .await
+        .unwrap()
+    };
+    let later_scans = async {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        concurrent_scans(&server, 24).await
+    };
+    let (first, answered_head, later) =
+        tokio::join!(concurrent_scans(&server, 10), puts, later_scans);
+    assert_eq!(first.len() + later.len(), 34);
+    let client = server.client();
+    let present = |key: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .get_item()
+                .table_name("Busy")
+                .key("pk", AttributeValue::S(key.into()))
+                .consistent_read(true)
+                .send()
+                .await
+                .unwrap()
+                .item
+                .is_some()
+        }
+    };
+    assert!(
+        !present("abandoned").await,
+        "a request whose client had gone was executed"
+    );
+    // The same request from a client that waited for its answer is applied if it was served.
+    let served = answered_head.starts_with(b"HTTP/1.1 200");
+    assert_eq!(present("answered").await, served);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
