@@ -4,8 +4,9 @@
 //! behind the others until clients time out and retry); one that sheds load keeps its goodput and
 //! answers the excess at once with ThrottlingException, which SDKs retry with backoff. To see
 //! which, the offered load must not slow down when the server does, so after measuring the peak
-//! the requests are sent open loop: each at its intended time, on a free connection or a new one,
-//! whether or not earlier requests were answered (as many independent clients would).
+//! the requests are sent open loop: each at its intended time, on a free connection (up to
+//! `--max-connections` of them), whether or not earlier requests were answered (as many independent
+//! clients would).
 //!
 //! Phases: peak (closed loop: the goodput `--connections` busy clients reach), then open loop at
 //! multiples of that peak: 0.5x (the unloaded reference), `--factor`x for `--overload-secs`, 1x
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::client::{Answer, Connection, Endpoint};
@@ -142,36 +143,64 @@ impl Recorder {
     }
 }
 
-/// Open connections waiting for their next request, and a bound on requests outstanding.
-struct Pool {
-    endpoint: Endpoint,
-    idle: Mutex<Vec<Connection>>,
-    outstanding: Semaphore,
+/// A request due to be sent: its intended time and the phase it belongs to.
+type Due = (Instant, usize);
+
+/// The requests due and not yet taken by a sender, oldest first, shared by the senders.
+type Backlog = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Due>>>;
+
+/// One of `--max-connections` senders, each with a connection of its own (opened when first
+/// needed, and again after a failure): takes the oldest request due, gives it up if the client is
+/// more than [`GIVE_UP_AFTER`] behind it, else builds and sends it and records the outcome.
+///
+/// Why a fixed set of senders rather than a task per request: at three times the server's capacity
+/// most requests wait for a free connection and are given up, and a task, a request body and a
+/// signature for each of them would take the client's core, slowing the requests it does send and
+/// inflating every latency it measures.
+async fn sender(id: usize, plan: Arc<Plan>, backlog: Backlog, recorder: Arc<Mutex<Recorder>>) {
+    let mut rng = Rng::new(plan.seed.wrapping_add(id as u64 * 104_729));
+    let mut connection: Option<Connection> = None;
+    loop {
+        let Some((intended, phase)) = backlog.lock().await.recv().await else {
+            return;
+        };
+        if intended.elapsed() > GIVE_UP_AFTER {
+            recorder
+                .lock()
+                .unwrap()
+                .record(phase, intended, intended, Outcome::Abandoned);
+            continue;
+        }
+        let (_, call) = plan
+            .next_call(&mut rng)
+            .expect("checked: one call per step");
+        let (sent, outcome) = send(&plan.endpoint, &mut connection, call).await;
+        recorder
+            .lock()
+            .unwrap()
+            .record(phase, intended, sent, outcome);
+    }
 }
 
-impl Pool {
-    /// Sends `call` on an idle connection or a new one, unless the client is too far behind the
-    /// request's `intended` time; returns when it was sent and the outcome.
-    async fn send(&self, call: Call, intended: Instant) -> (Instant, Outcome) {
-        let _permit = self.outstanding.acquire().await.expect("never closed");
-        if intended.elapsed() > GIVE_UP_AFTER {
-            return (Instant::now(), Outcome::Abandoned);
+/// Sends `call` on `connection`, opening it first if there is none; a connection that failed is
+/// dropped. Returns when the request was sent and its outcome.
+async fn send(
+    endpoint: &Endpoint,
+    connection: &mut Option<Connection>,
+    call: Call,
+) -> (Instant, Outcome) {
+    if connection.is_none() {
+        match Connection::open(endpoint).await {
+            Ok(opened) => *connection = Some(opened),
+            Err(error) => return (Instant::now(), Outcome::Failed(format!("{error:#}"))),
         }
-        let idle = self.idle.lock().unwrap().pop();
-        let mut connection = match idle {
-            Some(connection) => connection,
-            None => match Connection::open(&self.endpoint).await {
-                Ok(connection) => connection,
-                Err(error) => return (Instant::now(), Outcome::Failed(format!("{error:#}"))),
-            },
-        };
-        let sent = Instant::now();
-        let result = connection.send(call).await;
-        if result.is_ok() {
-            self.idle.lock().unwrap().push(connection);
-        }
-        (sent, outcome(result))
     }
+    let sent = Instant::now();
+    let result = connection.as_mut().expect("opened above").send(call).await;
+    if result.is_err() {
+        *connection = None;
+    }
+    (sent, outcome(result))
 }
 
 /// The overload run's settings (see `haven-bench overload --help`).
@@ -232,17 +261,19 @@ pub async fn run(peak_plan: Arc<Plan>, settings: &Settings) -> anyhow::Result<Va
     let sampler = settings
         .server_pid
         .map(|pid| tokio::spawn(sample_rss(pid, recorder.clone())));
-    let pool = Arc::new(Pool {
-        endpoint: peak_plan.endpoint.clone(),
-        idle: Mutex::new(Vec::new()),
-        outstanding: Semaphore::new(settings.max_connections),
-    });
-    let overload_end = offer(&peak_plan, &phases, peak, &pool, &recorder).await;
-    // Let the last requests finish.
-    let _ = pool
-        .outstanding
-        .acquire_many(settings.max_connections as u32)
-        .await;
+    let (due, backlog) = mpsc::unbounded_channel();
+    let backlog: Backlog = Arc::new(tokio::sync::Mutex::new(backlog));
+    let senders: Vec<_> = (0..settings.max_connections)
+        .map(|id| {
+            let sending = sender(id, peak_plan.clone(), backlog.clone(), recorder.clone());
+            tokio::spawn(sending)
+        })
+        .collect();
+    let overload_end = offer(&phases, peak, due).await;
+    // The schedule is over (`due` is dropped): let the last requests finish.
+    for sender in senders {
+        sender.await?;
+    }
     if let Some(sampler) = sampler {
         sampler.abort();
     }
@@ -263,15 +294,9 @@ async fn measure_peak(plan: &Arc<Plan>) -> anyhow::Result<f64> {
     Ok(succeeded as f64 / plan.duration.as_secs_f64())
 }
 
-/// Sends each phase's requests at their intended times; returns when the overload phase ended.
-async fn offer(
-    plan: &Arc<Plan>,
-    phases: &[Phase],
-    peak: f64,
-    pool: &Arc<Pool>,
-    recorder: &Arc<Mutex<Recorder>>,
-) -> Instant {
-    let mut rng = Rng::new(plan.seed);
+/// Releases each phase's requests to the senders at their intended times; returns when the
+/// overload phase ended.
+async fn offer(phases: &[Phase], peak: f64, due: mpsc::UnboundedSender<Due>) -> Instant {
     let mut phase_start = Instant::now();
     let mut overload_end = phase_start;
     // Requests are released in 1 ms ticks: sleeping once per request would cost more than
@@ -285,17 +310,8 @@ async fn offer(
             tick.tick().await;
             let now = Instant::now();
             while next <= now && next < end {
-                let (_, call) = plan
-                    .next_call(&mut rng)
-                    .expect("checked: one call per step");
-                let (pool, recorder, intended) = (pool.clone(), recorder.clone(), next);
-                tokio::spawn(async move {
-                    let (sent, outcome) = pool.send(call, intended).await;
-                    recorder
-                        .lock()
-                        .unwrap()
-                        .record(index, intended, sent, outcome);
-                });
+                due.send((next, index))
+                    .expect("the senders outlive the schedule");
                 next += interval;
             }
         }
