@@ -16,7 +16,8 @@
 //!   connection is served in turn.
 //! - [`Grant::Refuse`]: the request is read only to be refused at once with ThrottlingException,
 //!   so clients hear that the server is overloaded and back off (SDKs retry throttles with
-//!   backoff). Refusals are earned, one per [`SERVED_PER_REFUSAL`] served requests, which caps
+//!   backoff). Only under overload: once the oldest connection in line has waited longer than
+//!   the queue timeout (a line that drains faster is a burst, served in turn). Refusals are earned, one per [`SERVED_PER_REFUSAL`] served requests, which caps
 //!   their cost at a small share of the server's work, and go to the newest waiter, whose request
 //!   has waited least: a refusal is fast or not at all.
 //!
@@ -33,7 +34,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -76,8 +77,11 @@ struct State {
     max_refusals: usize,
     /// Served requests since the last refusal was earned.
     served: u32,
-    /// Connections with a request to read and no grant, oldest first.
-    waiting: VecDeque<Arc<Ticket>>,
+    /// Connections with a request to read and no grant, oldest first, with when they joined.
+    waiting: VecDeque<(Arc<Ticket>, Instant)>,
+    /// Refusals are handed out only once the oldest waiter has waited this long: a line that
+    /// drains faster (a burst) is not overload.
+    overload_after: Duration,
 }
 
 /// One connection's standing with the [`Intake`], shared by its stream and its requests.
@@ -92,8 +96,9 @@ pub(crate) struct Ticket {
 }
 
 impl Intake {
-    /// An intake with `serve_grants` requests in the server at once (executing or queued).
-    pub(crate) fn new(serve_grants: usize) -> Arc<Intake> {
+    /// An intake with `serve_grants` requests in the server at once (executing or queued), that
+    /// refuses requests once connections have waited in line for `overload_after`.
+    pub(crate) fn new(serve_grants: usize, overload_after: Duration) -> Arc<Intake> {
         Arc::new(Intake {
             state: Mutex::new(State {
                 free: serve_grants.max(1),
@@ -101,6 +106,7 @@ impl Intake {
                 max_refusals: MAX_SAVED_REFUSALS,
                 served: 0,
                 waiting: VecDeque::new(),
+                overload_after,
             }),
         })
     }
@@ -124,19 +130,26 @@ impl State {
     /// newest.
     fn hand_out(&mut self) {
         while self.free > 0 {
-            let Some(ticket) = self.waiting.pop_front() else {
+            let Some((ticket, _)) = self.waiting.pop_front() else {
                 return;
             };
             self.free -= 1;
             ticket.grant_now(SERVE);
         }
-        while self.refusals > 0 {
-            let Some(ticket) = self.waiting.pop_back() else {
+        while self.refusals > 0 && self.overloaded() {
+            let Some((ticket, _)) = self.waiting.pop_back() else {
                 return;
             };
             self.refusals -= 1;
             ticket.grant_now(REFUSE);
         }
+    }
+
+    /// True if the oldest connection in line has waited longer than `overload_after`.
+    fn overloaded(&self) -> bool {
+        self.waiting
+            .front()
+            .is_some_and(|(_, joined)| joined.elapsed() >= self.overload_after)
     }
 }
 
@@ -162,7 +175,7 @@ impl Ticket {
         }
         self.waker().replace(waker.clone());
         if !self.in_line.swap(true, Ordering::AcqRel) {
-            state.waiting.push_back(self.clone());
+            state.waiting.push_back((self.clone(), Instant::now()));
             state.hand_out();
         }
         self.grant().is_some()
@@ -202,7 +215,9 @@ impl Ticket {
         }
         let mut state = self.intake.state();
         if self.in_line.swap(false, Ordering::AcqRel) {
-            state.waiting.retain(|waiting| !Arc::ptr_eq(waiting, self));
+            state
+                .waiting
+                .retain(|(waiting, _)| !Arc::ptr_eq(waiting, self));
         }
         if self.grant.swap(NO_GRANT, Ordering::AcqRel) == SERVE {
             state.free += 1;
@@ -348,7 +363,7 @@ mod tests {
 
     #[test]
     fn serve_grants_go_to_the_oldest_waiter_and_earned_refusals_to_the_newest() {
-        let intake = Intake::new(1);
+        let intake = Intake::new(1, Duration::ZERO);
         let tickets: Vec<_> = (0..4).map(|_| intake.ticket()).collect();
         assert!(
             tickets[0].request(&waker()),
@@ -375,8 +390,29 @@ mod tests {
     }
 
     #[test]
+    fn a_line_younger_than_the_overload_wait_is_a_burst_and_nobody_is_refused() {
+        let intake = Intake::new(1, Duration::from_secs(3600));
+        let holder = intake.ticket();
+        assert!(holder.request(&waker()));
+        for _ in 0..SERVED_PER_REFUSAL * 3 {
+            holder.answered();
+            assert!(holder.request(&waker()));
+        }
+        let waiters: Vec<_> = (0..4).map(|_| intake.ticket()).collect();
+        for waiter in &waiters {
+            assert!(!waiter.request(&waker()));
+        }
+        holder.answered();
+        assert_eq!(waiters[0].grant(), Some(Grant::Serve));
+        assert!(
+            waiters[1..].iter().all(|waiter| waiter.grant().is_none()),
+            "refusals saved up were spent on a burst"
+        );
+    }
+
+    #[test]
     fn only_answered_requests_earn_refusals() {
-        let intake = Intake::new(1);
+        let intake = Intake::new(1, Duration::ZERO);
         let (holder, waiter) = (intake.ticket(), intake.ticket());
         for _ in 0..SERVED_PER_REFUSAL * 2 {
             // A grant taken on a readiness that brought no request.
@@ -392,7 +428,7 @@ mod tests {
 
     #[test]
     fn a_connection_that_goes_away_leaves_the_line_and_returns_its_grant() {
-        let intake = Intake::new(1);
+        let intake = Intake::new(1, Duration::ZERO);
         let (holder, gone, next) = (intake.ticket(), intake.ticket(), intake.ticket());
         assert!(holder.request(&waker()));
         assert!(!gone.request(&waker()));
@@ -409,7 +445,7 @@ mod tests {
 
     #[test]
     fn grants_are_never_lost_when_connections_come_and_go_on_many_threads() {
-        let intake = Intake::new(3);
+        let intake = Intake::new(3, Duration::ZERO);
         let threads: Vec<_> = (0..8)
             .map(|thread| {
                 let intake = intake.clone();
@@ -443,7 +479,7 @@ mod tests {
 
     #[test]
     fn asking_again_while_waiting_keeps_one_place_in_line() {
-        let intake = Intake::new(1);
+        let intake = Intake::new(1, Duration::ZERO);
         let (holder, waiter) = (intake.ticket(), intake.ticket());
         assert!(holder.request(&waker()));
         assert!(!waiter.request(&waker()));

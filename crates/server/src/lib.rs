@@ -101,7 +101,7 @@ pub async fn run_with_status_pages(
     shutdown: impl Future<Output = ()>,
 ) {
     let admission = limits::Admission::new(&limits);
-    let intake = intake::Intake::new(admission.capacity());
+    let intake = intake::Intake::new(admission.capacity(), limits.queue_timeout);
     let front = Arc::new(Front {
         service,
         security,

@@ -359,7 +359,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_is_idle_only_with_no_request_in_progress() {
         let activity = Activity::new();
-        let ticket = crate::intake::Intake::new(1).ticket();
+        let ticket = crate::intake::Intake::new(1, Duration::ZERO).ticket();
         let timeout = Duration::from_millis(30);
         let guard = activity.begin(&ticket);
         tokio::time::sleep(Duration::from_millis(40)).await;
