@@ -41,8 +41,6 @@ enum Outcome {
     Accepted,
     Throttled,
     Failed(String),
-    /// Not sent: the client was more than [`GIVE_UP_AFTER`] behind its schedule.
-    Abandoned,
 }
 
 /// A request the client could not send within this long of its intended time is dropped, as a
@@ -83,6 +81,7 @@ struct PhaseStats {
     send_lag: Histogram<u64>,
     errors: u64,
     first_error: Option<String>,
+    /// Requests not sent: the client was more than [`GIVE_UP_AFTER`] behind its schedule.
     abandoned: u64,
 }
 
@@ -117,9 +116,7 @@ impl Recorder {
         let now = Instant::now();
         let nanos = |d: Duration| (d.as_nanos() as u64).clamp(1, 60_000_000_000);
         let stats = &mut self.phases[phase];
-        if !matches!(outcome, Outcome::Abandoned) {
-            stats.send_lag.saturating_record(nanos(sent - intended));
-        }
+        stats.send_lag.saturating_record(nanos(sent - intended));
         match outcome {
             Outcome::Accepted => {
                 stats.accepted.saturating_record(nanos(now - intended));
@@ -138,7 +135,6 @@ impl Recorder {
                 stats.first_error.get_or_insert(message);
                 self.second(now).errors += 1;
             }
-            Outcome::Abandoned => stats.abandoned += 1,
         }
     }
 }
@@ -165,10 +161,7 @@ async fn sender(id: usize, plan: Arc<Plan>, backlog: Backlog, recorder: Arc<Mute
             return;
         };
         if intended.elapsed() > GIVE_UP_AFTER {
-            recorder
-                .lock()
-                .unwrap()
-                .record(phase, intended, intended, Outcome::Abandoned);
+            recorder.lock().unwrap().phases[phase].abandoned += 1;
             continue;
         }
         let (_, call) = plan

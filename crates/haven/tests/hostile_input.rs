@@ -14,11 +14,7 @@ use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
-use common::{HavenServer, create_table, error_of};
-
-const AUTHORIZATION: &str = "AWS4-HMAC-SHA256 \
-    Credential=AKIDTEST/20240101/us-east-1/dynamodb/aws4_request, \
-    SignedHeaders=host;x-amz-date, Signature=0";
+use common::{DUMMY_AUTHORIZATION, HavenServer, create_table, error_of, raw_request_head};
 
 /// Sends `bytes` on a fresh connection (then closes the sending half if `half_close`); returns
 /// what the server wrote, and whether it closed the connection (rather than going quiet for 5 s).
@@ -43,15 +39,6 @@ fn send(server: &HavenServer, bytes: &[u8], half_close: bool) -> (String, bool) 
     (String::from_utf8_lossy(&answer).into_owned(), closed)
 }
 
-/// A request head for `operation` with the given extra header lines.
-fn head(operation: &str, extra: &str) -> String {
-    format!(
-        "POST / HTTP/1.1\r\nHost: haven\r\nContent-Type: application/x-amz-json-1.0\r\n\
-         X-Amz-Target: DynamoDB_20120810.{operation}\r\nX-Amz-Date: 20240101T000000Z\r\n\
-         Authorization: {AUTHORIZATION}\r\n{extra}"
-    )
-}
-
 /// The server still answers a normal client.
 async fn still_serves(server: &HavenServer) {
     let tables = server.client().list_tables().send().await;
@@ -68,7 +55,7 @@ async fn malformed_http_is_refused_and_the_connection_closed() {
     assert!(closed);
 
     // A chunk size that is not hexadecimal.
-    let request = head(
+    let request = raw_request_head(
         "ListTables",
         "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
     );
@@ -81,7 +68,7 @@ async fn malformed_http_is_refused_and_the_connection_closed() {
 
     // A Content-Length shorter than the body: the body is `{}`, the rest is read as the next
     // request, which is not HTTP.
-    let request = head(
+    let request = raw_request_head(
         "ListTables",
         "Content-Length: 2\r\n\r\n{}NOT A REQUEST\r\n\r\n",
     );
@@ -91,7 +78,7 @@ async fn malformed_http_is_refused_and_the_connection_closed() {
     assert!(closed);
 
     // A Content-Length longer than the body, then the client stops sending: never a 200.
-    let request = head("ListTables", "Content-Length: 100\r\n\r\n{}");
+    let request = raw_request_head("ListTables", "Content-Length: 100\r\n\r\n{}");
     let (answer, _) = send(&server, request.as_bytes(), true);
     assert!(
         answer.is_empty() || answer.starts_with("HTTP/1.1 400"),
@@ -100,7 +87,7 @@ async fn malformed_http_is_refused_and_the_connection_closed() {
 
     // A header far over the size limit.
     let huge = format!("X-Padding: {}\r\n", "a".repeat(1024 * 1024));
-    let request = head(
+    let request = raw_request_head(
         "ListTables",
         &format!("{huge}Content-Length: 2\r\n\r\n{{}}"),
     );
@@ -128,7 +115,7 @@ fn post(
         .header("Content-Type", "application/x-amz-json-1.0")
         .header("X-Amz-Target", format!("DynamoDB_20120810.{operation}"))
         .header("X-Amz-Date", "20240101T000000Z")
-        .header("Authorization", AUTHORIZATION);
+        .header("Authorization", DUMMY_AUTHORIZATION);
     if let Some((name, value)) = extra {
         request = request.header(name, value);
     }

@@ -12,7 +12,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::{HavenServer, create_table};
+use common::{DUMMY_AUTHORIZATION, HavenServer, create_table, raw_request_head};
 
 /// True once the server has closed `stream` (EOF or reset), polling for up to `within`.
 fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
@@ -160,15 +160,9 @@ async fn slow_loris_and_10_000_idle_connections_do_not_stop_a_normal_client() {
 /// Writes a raw DynamoDB request for `operation` with `body` on `stream` (signed with a dummy
 /// signature, which a server without --auth accepts).
 fn send_raw(stream: &mut TcpStream, operation: &str, body: &str) {
-    write!(
-        stream,
-        "POST / HTTP/1.1\r\nHost: haven\r\nContent-Type: application/x-amz-json-1.0\r\n\
-         X-Amz-Target: DynamoDB_20120810.{operation}\r\nX-Amz-Date: 20240101T000000Z\r\n\
-         Authorization: AWS4-HMAC-SHA256 Credential=AKIDTEST/20240101/us-east-1/dynamodb/aws4_request, \
-         SignedHeaders=host;x-amz-date, Signature=0\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let length = format!("Content-Length: {}\r\n\r\n", body.len());
+    let request = raw_request_head(operation, &length) + body;
+    stream.write_all(request.as_bytes()).unwrap();
 }
 
 /// Reads from `stream` until `expected` has arrived and returns what was read (panics if the
@@ -464,10 +458,7 @@ async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() 
                 .header("Content-Type", "application/x-amz-json-1.0")
                 .header("X-Amz-Target", "DynamoDB_20120810.Scan")
                 .header("X-Amz-Date", "20240101T000000Z")
-                .header(
-                    "Authorization",
-                    "AWS4-HMAC-SHA256 Credential=AKIDTEST/20240101/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=0",
-                )
+                .header("Authorization", DUMMY_AUTHORIZATION)
                 .send(r#"{"TableName":"Busy"}"#)
                 .unwrap();
             if response.status().as_u16() != 200 {

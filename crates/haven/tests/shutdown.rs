@@ -7,8 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -27,29 +26,6 @@ fn split_put_item(table: &str, pk: &str) -> (String, String) {
     );
     let (first, rest) = body.split_at(10);
     (head + first, rest.to_string())
-}
-
-fn sigterm(server: &HavenServer) {
-    let sent = Command::new("kill")
-        .args(["-TERM", &server.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success());
-}
-
-/// Waits for the server to exit; returns its status and how long it took.
-fn wait_exit(server: &mut HavenServer, within: Duration) -> (std::process::ExitStatus, Duration) {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            return (status, started.elapsed());
-        }
-        assert!(
-            started.elapsed() < within,
-            "haven did not exit within {within:?} of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Writers that put distinct items until the first failure; returns the keys acknowledged.
@@ -99,7 +75,7 @@ async fn sigterm_under_write_load_finishes_in_flight_requests_and_loses_nothing_
 
     let writers = start_writers(&server, 8);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    sigterm(&server);
+    server.send_sigterm();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // No new connection is accepted...
@@ -116,8 +92,7 @@ async fn sigterm_under_write_load_finishes_in_flight_requests_and_loses_nothing_
         .expect("the in-flight request is answered, not reset");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
 
-    let (status, _) =
-        tokio::task::block_in_place(|| wait_exit(&mut server, Duration::from_secs(20)));
+    let (status, _) = tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(20)));
     assert!(status.success(), "haven exited with {status}");
     let mut acknowledged: BTreeSet<String> = BTreeSet::from(["in-flight".to_string()]);
     for writer in writers {
@@ -157,8 +132,8 @@ fn at_the_shutdown_deadline_unfinished_requests_are_dropped_and_haven_exits_0() 
     stuck.write_all(sent.as_bytes()).unwrap();
     std::thread::sleep(Duration::from_millis(200));
 
-    sigterm(&server);
-    let (status, took) = wait_exit(&mut server, Duration::from_secs(15));
+    server.send_sigterm();
+    let (status, took) = server.wait_exit(Duration::from_secs(15));
     assert!(status.success(), "haven exited with {status}");
     assert!(
         took < Duration::from_secs(10),

@@ -73,8 +73,6 @@ struct State {
     free: usize,
     /// Refusals earned and not yet handed out.
     refusals: usize,
-    /// Most refusals that may be saved up.
-    max_refusals: usize,
     /// Served requests since the last refusal was earned.
     served: u32,
     /// Connections with a request to read and no grant, oldest first, with when they joined.
@@ -103,7 +101,6 @@ impl Intake {
             state: Mutex::new(State {
                 free: serve_grants.max(1),
                 refusals: 0,
-                max_refusals: MAX_SAVED_REFUSALS,
                 served: 0,
                 waiting: VecDeque::new(),
                 overload_after,
@@ -225,7 +222,7 @@ impl Ticket {
                 state.served += 1;
                 if state.served >= SERVED_PER_REFUSAL {
                     state.served = 0;
-                    state.refusals = (state.refusals + 1).min(state.max_refusals);
+                    state.refusals = (state.refusals + 1).min(MAX_SAVED_REFUSALS);
                 }
             }
         }

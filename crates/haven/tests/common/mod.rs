@@ -79,6 +79,34 @@ impl HavenServer {
     }
 
     /// Sends SIGKILL and waits for the process to be gone.
+    /// Sends SIGTERM (through the `kill` command).
+    pub fn send_sigterm(&self) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+    }
+
+    /// Waits for the server to exit, for at most `within`; returns its status and how long it took.
+    pub fn wait_exit(
+        &mut self,
+        within: std::time::Duration,
+    ) -> (std::process::ExitStatus, std::time::Duration) {
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait on haven") {
+                return (status, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < within,
+                "haven did not exit within {within:?} of SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -181,25 +209,26 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, keys: &
         .unwrap_or_else(|e| panic!("CreateTable {name}: {e:?}"));
 }
 
-/// Sends SIGTERM (through the `kill` command) and waits for a clean exit; returns the exit status.
+/// An Authorization header of the right form with a dummy signature: what a server without
+/// `--auth` accepts.
+pub const DUMMY_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 \
+    Credential=AKIDTEST/20240101/us-east-1/dynamodb/aws4_request, \
+    SignedHeaders=host;x-amz-date, Signature=0";
+
+/// The head of a raw HTTP request for `operation` (with the dummy authorization), followed by
+/// `extra`: more header lines, then the blank line and the body.
+pub fn raw_request_head(operation: &str, extra: &str) -> String {
+    format!(
+        "POST / HTTP/1.1\r\nHost: haven\r\nContent-Type: application/x-amz-json-1.0\r\n\
+         X-Amz-Target: DynamoDB_20120810.{operation}\r\nX-Amz-Date: 20240101T000000Z\r\n\
+         Authorization: {DUMMY_AUTHORIZATION}\r\n{extra}"
+    )
+}
+
+/// Sends SIGTERM and waits (up to 10 s) for the server to exit; returns the exit status.
 pub fn terminate(mut server: HavenServer) -> std::process::ExitStatus {
-    let pid = server.child.id().to_string();
-    let sent = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success(), "kill -TERM {pid} failed");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        if let Some(status) = server.child.try_wait().expect("wait on haven") {
-            return status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "haven did not stop within 10 s of SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    server.send_sigterm();
+    server.wait_exit(std::time::Duration::from_secs(10)).0
 }
 
 /// Runs `haven keys <args> --credentials <file>` and returns its standard output.
