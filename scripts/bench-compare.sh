@@ -25,12 +25,7 @@ DDB=../shared/tools/dynamodb-local.sh
 
 cargo build --release -q -p haven -p haven-bench
 bench=target/release/haven-bench
-work=$(mktemp -d)
-server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. scripts/bench-lib.sh
 
 # Starts a server command, polls its port every millisecond with a ListTables request and prints
 # "<milliseconds to the first answer> <pid>"; the pid is the command's own, or the last line it

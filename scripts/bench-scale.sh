@@ -18,11 +18,8 @@ OUT=${OUT:-docs/benchmarks.md}
 
 cargo build --release -q -p haven -p haven-bench
 bench=target/release/haven-bench
-work=$(mktemp -d)
-server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. scripts/bench-lib.sh
+port=$(free_port)
 status_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 for items in $SIZES; do
@@ -63,15 +60,8 @@ for n in sizes:
                  f"{kb(n, 'disk') / 1e9:.2f} GB ({kb(n, 'disk') / (int(n) * 1024):.2f}x) | {rel('a')} | "
                  f"{get(n, 'a', 'latency')['p99_us'] / 1000:.2f} | {rel('c')} | {get(n, 'c', 'latency')['p99_us'] / 1000:.2f} | "
                  f"{kb(n, 'peak_rss') / 1024:.0f} MB |")
-section = "\n".join(lines) + "\n"
-text = open(out).read()
-parts = text.split("\n")
-if HEADING in parts:
-    start = parts.index(HEADING)
-    end = next((i for i in range(start + 1, len(parts)) if parts[i].startswith("## ")), len(parts))
-    text = "\n".join(parts[:start] + section.rstrip("\n").split("\n") + [""] + parts[end:])
-else:
-    text = text.rstrip("\n") + "\n\n" + section
-open(out, "w").write(text)
+sys.path.insert(0, "scripts")
+from docs_section import replace_section
+replace_section(out, "\n".join(lines))
 PY
 echo "wrote $OUT"

@@ -136,16 +136,7 @@ def section():
     return "\n".join(lines + [""] + summary() + [""])
 
 
-def splice(text, new):
-    lines = text.splitlines()
-    if HEADING not in lines:
-        return text.rstrip("\n") + "\n\n" + new
-    start = lines.index(HEADING)
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    rest = "\n".join(lines[end:])
-    return "\n".join(lines[:start]) + ("\n" if start else "") + new + ("\n" + rest + "\n" if rest else "")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from docs_section import replace_section
 
-
-existing = open(out).read() if os.path.exists(out) else "# Benchmarks\n"
-with open(out, "w") as f:
-    f.write(splice(existing, section()))
+replace_section(out, section())

@@ -28,13 +28,8 @@ if ! command -v dnsperf >/dev/null || ! command -v kdig >/dev/null \
 fi
 knotd=$(command -v knotd || echo /usr/sbin/knotd)
 cargo build --release -q -p haven
-work=$(mktemp -d)
+. scripts/bench-lib.sh
 "$knotd" --version | awk '{ print $NF }' >"$work/knot.version"
-server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 cpu_seconds() { # pid: user + system CPU seconds so far, all threads
   awk -v tck="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / tck }' "/proc/$1/stat"
 }
@@ -189,10 +184,8 @@ lines = [
     f"- Queries per server CPU-second: Haven is {haven['per_cpu'] / knot['per_cpu']:.2f}x Knot DNS.",
     "",
 ]
-text = open(out).read()
-section = "\n".join(lines) + "\n"  # a blank line before the next section
-match = re.search(r"^## DNS\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
-text = text[: match.start()] + section + text[match.end():] if match else text.rstrip("\n") + "\n\n" + section
-open(out, "w").write(text)
+sys.path.insert(0, "scripts")
+from docs_section import replace_section
+replace_section(out, "\n".join(lines))
 PY
 echo "wrote $OUT"

@@ -19,11 +19,8 @@ OUT=${OUT:-/tmp/haven-callgrind.$WORKLOAD.out}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
 cargo build --release -q -p haven -p haven-bench
-work=$(mktemp -d)
-server_pid=
-cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. scripts/bench-lib.sh
+port=$(free_port)
 valgrind --tool=callgrind --callgrind-out-file="$OUT" target/release/haven serve \
   --listen "127.0.0.1:$port" --data-dir "$work/data" --log-level warn >"$work/log" 2>&1 &
 server_pid=$!
