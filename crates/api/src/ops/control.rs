@@ -13,6 +13,7 @@ use crate::catalog::{
     AttributeDefinition, Catalog, IndexKind, IndexMeta, KeySchemaElement, TableMeta, Throughput,
 };
 use crate::error::{DynamoError, Violations};
+use crate::retry::Retries;
 
 use super::index_specs::{self, IndexInput};
 
@@ -261,10 +262,11 @@ pub(crate) async fn create_table(
         table_class: input.table_class,
         indexes,
         schema_version: 0,
+        version: 0,
     };
     let meta = service
         .catalog
-        .create(&*service.engine, meta)
+        .create(meta, &mut Retries::new("CreateTable"))
         .await?
         .ok_or_else(|| DynamoError::ResourceInUse(format!("Table already exists: {name}")))?;
     Ok(json!({ "TableDescription": describe(service, &meta, "ACTIVE")? }))
@@ -350,7 +352,9 @@ impl TableNameInput {
         violations.name("tableName", self.table_name.as_deref());
         violations.into_result()?;
         let name = self.table_name.as_deref().unwrap_or_default();
-        service.catalog.get(name).ok_or_else(|| {
+        // The control plane sees every change at once, even one another node made.
+        service.catalog.refresh()?;
+        service.catalog.get(name)?.ok_or_else(|| {
             DynamoError::ResourceNotFound(format!(
                 "Requested resource not found: Table: {name} not found"
             ))
@@ -377,7 +381,7 @@ pub(crate) async fn delete_table(
         ));
     }
     let description = describe(service, &meta, "DELETING")?;
-    if !service.catalog.delete(&*service.engine, &meta).await? {
+    if !service.catalog.delete(&meta).await? {
         return Err(DynamoError::ResourceNotFound(format!(
             "Requested resource not found: Table: {} not found",
             meta.name
@@ -409,6 +413,7 @@ pub(crate) fn list_tables(service: &Service, input: ListTablesInput) -> Result<V
     }
     violations.into_result()?;
     let limit = input.limit.unwrap_or(100) as usize;
+    service.catalog.refresh()?;
     let names: Vec<String> = service
         .catalog
         .names()

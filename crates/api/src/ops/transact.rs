@@ -25,9 +25,10 @@ use crate::expressions::{
 };
 use crate::indexes::IndexUnits;
 use crate::items::{
-    CapacityReport, check_item_size, collection_metrics, read_item, stage_item_write, table,
-    validate_item, validate_key,
+    CapacityReport, check_item_size, collection_metrics, read_item, refresh_tables,
+    stage_item_write, table, validate_item, validate_key,
 };
+use crate::retry::Retries;
 use crate::wire::{item_to_json, parse_item};
 
 const MAX_ACTIONS: usize = 100;
@@ -437,6 +438,8 @@ pub(crate) async fn transact_write_items(
         }
     }
     let token = input.client_request_token.as_deref();
+    let mut retries =
+        Retries::giving_up_with("TransactWriteItems", || DynamoError::TransactionConflict);
     loop {
         let snapshot = service.engine.snapshot()?;
         if let Some(token) = token
@@ -557,7 +560,10 @@ pub(crate) async fn transact_write_items(
         drop(snapshot);
         match service.engine.commit(batch).await {
             Ok(()) => return Ok(response),
-            Err(CommitError::Conflict) => continue,
+            Err(CommitError::Conflict) => {
+                retries.conflict().await?;
+                refresh_tables(service, actions.iter().map(|action| &action.meta))?;
+            }
             Err(CommitError::Storage(error)) => return Err(error.into()),
         }
     }

@@ -16,6 +16,7 @@ use super::index_specs::{self, IndexInput};
 use crate::Service;
 use crate::catalog::{AttributeDefinition, IndexKind, TableMeta, Throughput};
 use crate::error::{DynamoError, Violations};
+use crate::retry::Retries;
 
 const PROVISIONED: &str = "PROVISIONED";
 const PAY_PER_REQUEST: &str = "PAY_PER_REQUEST";
@@ -124,28 +125,14 @@ pub(crate) async fn update_table(
     let change = check_request(&input)?;
     let name = input.table_name.clone().unwrap_or_default();
     let lookup = || {
-        service.catalog.get(&name).ok_or_else(|| {
+        service.catalog.get(&name)?.ok_or_else(|| {
             DynamoError::ResourceNotFound(format!(
                 "Requested resource not found: Table: {name} not found"
             ))
         })
     };
-    let response =
-        modify_table(service, lookup, |meta| apply(service, meta, &change, now())).await?;
-    let changed_index = match &change {
-        Change::CreateIndex(index, _) => index.index_name.clone(),
-        Change::DeleteIndex(name) => Some(name.clone()),
-        _ => None,
-    };
-    if let Some(index_name) = changed_index
-        && let Some(index) = service
-            .catalog
-            .get(&name)
-            .and_then(|meta| meta.index(&index_name).map(|i| i.id))
-    {
-        service.start_index_worker(&name, index);
-    }
-    Ok(response)
+    // Installing the new metadata starts the worker of an index it creates or deletes.
+    modify_table(service, lookup, |meta| apply(service, meta, &change, now())).await
 }
 
 /// The checks DynamoDB makes before it looks the table up, in its order.
@@ -516,27 +503,26 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// Reads a table, works out its new metadata with `change` and stores it, starting again when a
-/// concurrent change to the same table won the race. `change` answers the metadata to store
-/// (None when nothing changes) and the operation's result.
+/// Reads a table, works out its new metadata with `change` and stores it, starting again (a
+/// bounded number of times) when a concurrent change to the same table won the race. `change`
+/// answers the metadata to store (None when nothing changes) and the operation's result.
 pub(crate) async fn modify_table<T>(
     service: &Service,
     lookup: impl Fn() -> Result<Arc<TableMeta>, DynamoError>,
     change: impl Fn(&TableMeta) -> Result<(Option<TableMeta>, T), DynamoError>,
 ) -> Result<T, DynamoError> {
+    let mut retries = Retries::new("table metadata change");
     loop {
         let current = lookup()?;
         let (updated, result) = change(&current)?;
         let Some(updated) = updated else {
             return Ok(result);
         };
-        if service
-            .catalog
-            .update(&*service.engine, &current, updated)
-            .await?
-        {
+        // A lost race reloads the table's metadata into the cache, so `lookup` sees the winner's.
+        if service.catalog.update(&current, updated).await? {
             return Ok(result);
         }
+        retries.conflict().await?;
     }
 }
 
@@ -590,6 +576,7 @@ mod tests {
             key_schema: vec![],
             indexes: vec![],
             schema_version: 0,
+            version: 0,
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {
