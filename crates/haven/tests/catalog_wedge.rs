@@ -10,113 +10,16 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use common::{HavenServer, create_table, raw_request_head, terminate};
+use common::chaos::{Random, TRANSIENT, WRITTEN, arn, random_request, send_and_abandon};
+use common::{HavenServer, create_table, terminate};
 
-/// Tables the writers write to while their metadata is changed under them.
-const WRITTEN: [&str; 3] = ["Written0", "Written1", "Written2"];
-/// Tables created and deleted at random.
-const TRANSIENT: usize = 6;
+/// Control-plane requests abandoned in one run.
 const ROUNDS: u64 = 400;
-
-/// A small deterministic generator (xorshift), seeded per thread so that a failure can be replayed.
-struct Random(u64);
-
-impl Random {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
-fn arn(table: &str) -> String {
-    format!("arn:aws:dynamodb:us-east-1:000000000000:table/{table}")
-}
-
-/// One random control-plane request: its operation and body.
-fn random_request(random: &mut Random) -> (&'static str, String) {
-    let written = WRITTEN[random.below(3) as usize];
-    let n = random.below(20);
-    match random.below(8) {
-        0 => (
-            "TagResource",
-            format!(
-                r#"{{"ResourceArn":"{}","Tags":[{{"Key":"k{n}","Value":"v{}"}}]}}"#,
-                arn(written),
-                random.below(1000)
-            ),
-        ),
-        1 => (
-            "UntagResource",
-            format!(r#"{{"ResourceArn":"{}","TagKeys":["k{n}"]}}"#, arn(written)),
-        ),
-        2 => (
-            "UpdateTimeToLive",
-            format!(
-                r#"{{"TableName":"{written}","TimeToLiveSpecification":{{"Enabled":{},"AttributeName":"expires"}}}}"#,
-                n.is_multiple_of(2)
-            ),
-        ),
-        3 if n.is_multiple_of(2) => (
-            "UpdateTable",
-            format!(
-                r#"{{"TableName":"{written}","BillingMode":"PROVISIONED","ProvisionedThroughput":{{"ReadCapacityUnits":{},"WriteCapacityUnits":5}}}}"#,
-                n + 1
-            ),
-        ),
-        3 => (
-            "UpdateTable",
-            format!(r#"{{"TableName":"{written}","BillingMode":"PAY_PER_REQUEST"}}"#),
-        ),
-        4 => (
-            "UpdateTable",
-            format!(
-                r#"{{"TableName":"{written}","AttributeDefinitions":[{{"AttributeName":"g","AttributeType":"S"}}],"GlobalSecondaryIndexUpdates":[{{"Create":{{"IndexName":"G{}","KeySchema":[{{"AttributeName":"g","KeyType":"HASH"}}],"Projection":{{"ProjectionType":"ALL"}}}}}}]}}"#,
-                n % 4
-            ),
-        ),
-        5 => (
-            "UpdateTable",
-            format!(
-                r#"{{"TableName":"{written}","GlobalSecondaryIndexUpdates":[{{"Delete":{{"IndexName":"G{}"}}}}]}}"#,
-                n % 4
-            ),
-        ),
-        6 => (
-            "CreateTable",
-            format!(
-                r#"{{"TableName":"Transient{}","KeySchema":[{{"AttributeName":"pk","KeyType":"HASH"}}],"AttributeDefinitions":[{{"AttributeName":"pk","AttributeType":"S"}}],"BillingMode":"PAY_PER_REQUEST"}}"#,
-                n % TRANSIENT as u64
-            ),
-        ),
-        _ => (
-            "DeleteTable",
-            format!(r#"{{"TableName":"Transient{}"}}"#, n % TRANSIENT as u64),
-        ),
-    }
-}
-
-/// Sends one request on a fresh connection and closes it after `linger` without reading the
-/// answer: the server sees its client go before, during or after the commit.
-fn send_and_abandon(address: SocketAddr, operation: &str, body: &str, linger: Duration) {
-    let Ok(mut stream) = TcpStream::connect(address) else {
-        return;
-    };
-    let head = raw_request_head(
-        operation,
-        &format!("Content-Length: {}\r\n\r\n", body.len()),
-    );
-    let _ = stream.write_all((head + body).as_bytes());
-    std::thread::sleep(linger);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn control_plane_requests_abandoned_mid_commit_never_wedge_a_table() {
@@ -158,12 +61,7 @@ async fn control_plane_requests_abandoned_mid_commit_never_wedge_a_table() {
         .collect();
 
     // Two threads abandon control-plane requests at random moments.
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("seed {seed}");
+    let seed = common::chaos::seed();
     let address = server.address;
     let abandoners: Vec<_> = (0..2u64)
         .map(|thread| {
