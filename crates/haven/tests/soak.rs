@@ -261,7 +261,7 @@ async fn clients_that_give_up_at_random_under_mixed_load_leave_no_trace() {
         assert!(matches!(answer, Ok(Ok(_))), "{table} is wedged: {answer:?}");
     }
     // No acknowledged write is lost; counters hold exactly what could have been added.
-    let ledger = ledger.lock().unwrap();
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     for table in WRITTEN {
         let stored = all_keys(&client, table).await;
         for (_, key) in ledger.written.iter().filter(|(t, _)| t == table) {
