@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 
 use super::control::{ProvisionedThroughputInput, check_billing, check_throughput, describe, now};
 use super::index_specs::{self, IndexInput};
+use super::table_features::{
+    StreamRequest, StreamSpecificationInput, first_present, refuse_enabled_stream, unsupported,
+};
 use crate::Service;
 use crate::catalog::{AttributeDefinition, IndexKind, TableMeta, Throughput};
 use crate::error::{DynamoError, Violations};
@@ -39,7 +42,7 @@ pub(crate) struct UpdateTableInput {
     table_class: Option<String>,
     attribute_definitions: Option<Vec<AttributeDefinition>>,
     global_secondary_index_updates: Option<Vec<Value>>,
-    stream_specification: Option<Value>,
+    stream_specification: Option<StreamSpecificationInput>,
     #[serde(rename = "SSESpecification")]
     sse_specification: Option<Value>,
     replica_updates: Option<Vec<Value>>,
@@ -62,6 +65,8 @@ enum Change {
     CreateIndex(Box<IndexInput>, Vec<AttributeDefinition>),
     /// GlobalSecondaryIndexUpdates: delete one global index (removed in the background).
     DeleteIndex(String),
+    /// StreamSpecification with StreamEnabled false: Haven's tables never have a stream to disable.
+    DisableStream,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +104,9 @@ fn index_change(input: &UpdateTableInput, updates: &[Value]) -> Result<Change, D
                 std::slice::from_ref(&create),
             );
             violations.into_result()?;
+            if let Some(member) = create.unbuilt_member() {
+                return Err(unsupported(member));
+            }
             let definitions = input.attribute_definitions.clone().ok_or_else(|| {
                 DynamoError::validation(
                     "One or more parameter values were invalid: Global Secondary Index creation requires AttributeDefinitions",
@@ -109,9 +117,7 @@ fn index_change(input: &UpdateTableInput, updates: &[Value]) -> Result<Change, D
         (None, Some(delete), None) => {
             Ok(Change::DeleteIndex(delete.index_name.unwrap_or_default()))
         }
-        (None, None, Some(_)) => Err(DynamoError::validation(
-            "GlobalSecondaryIndexUpdates Update is not supported by this version of Haven",
-        )),
+        (None, None, Some(_)) => Err(unsupported("GlobalSecondaryIndexUpdates Update")),
         _ => Err(DynamoError::validation(
             "One or more parameter values were invalid: One of GlobalSecondaryIndexUpdate.Create, GlobalSecondaryIndexUpdate.Update, or GlobalSecondaryIndexUpdate.Delete must be specified",
         )),
@@ -151,13 +157,15 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
     if let Some(throughput) = &input.provisioned_throughput {
         check_throughput(&mut violations, "provisionedThroughput", throughput);
     }
+    if let Some(stream) = &input.stream_specification {
+        stream.check_fields(&mut violations);
+    }
     violations.into_result()?;
 
     let non_empty = |list: &Option<Vec<Value>>| list.as_ref().is_some_and(|l| !l.is_empty());
     // Every concern the request touches, by the name its "must be the only operation" rule uses.
     let index_updates = non_empty(&input.global_secondary_index_updates);
-    let unsupported = [
-        ("StreamSpecification", input.stream_specification.is_some()),
+    let unbuilt = [
         ("SSESpecification", input.sse_specification.is_some()),
         ("ReplicaUpdates", non_empty(&input.replica_updates)),
         ("OnDemandThroughput", input.on_demand_throughput.is_some()),
@@ -171,11 +179,12 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
     let concerns = [
         capacity,
         index_updates,
+        input.stream_specification.is_some(),
         input.deletion_protection_enabled.is_some(),
         input.table_class.is_some(),
     ]
     .into_iter()
-    .chain(unsupported.iter().map(|(_, present)| *present))
+    .chain(unbuilt.iter().map(|(_, present)| *present))
     .filter(|present| *present)
     .count();
     if concerns == 0 {
@@ -198,15 +207,18 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
     if input.deletion_protection_enabled.is_some() && concerns > 1 {
         return Err(only_operation("DeletionProtection"));
     }
-    if let Some((field, _)) = unsupported.iter().find(|(_, present)| *present) {
-        return Err(DynamoError::validation(format!(
-            "{field} is not supported by this version of Haven"
-        )));
+    let refused = first_present(&unbuilt).or(input
+        .multi_region_consistency
+        .is_some()
+        .then_some("MultiRegionConsistency"));
+    if let Some(member) = refused {
+        return Err(unsupported(member));
     }
-    if input.multi_region_consistency.is_some() {
-        return Err(DynamoError::validation(
-            "MultiRegionConsistency is not supported by this version of Haven",
-        ));
+    if let Some(stream) = &input.stream_specification {
+        return match stream.enables(StreamRequest::UpdateTable)? {
+            true => Err(refuse_enabled_stream()),
+            false => Ok(Change::DisableStream),
+        };
     }
     if let Some(enabled) = input.deletion_protection_enabled {
         return Ok(Change::DeletionProtection(enabled));
@@ -322,6 +334,10 @@ fn apply(
             let response = respond(&updated, "UPDATING")?;
             Ok((Some(updated), response))
         }
+        Change::DisableStream => Err(DynamoError::validation(format!(
+            "Table has no stream to disable: TableName: {}",
+            meta.name
+        ))),
         Change::Capacity {
             billing_mode,
             throughput,
@@ -668,9 +684,10 @@ mod tests {
     fn later_features_are_refused_plainly() {
         assert_eq!(
             message(check_request(&input(json!({
-                "TableName": "abc", "StreamSpecification": {"StreamEnabled": true}
+                "TableName": "abc",
+                "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "NEW_IMAGE"}
             })))),
-            "StreamSpecification is not supported by this version of Haven"
+            "StreamSpecification with StreamEnabled true is not supported by this version of Haven"
         );
         assert_eq!(
             message(check_request(&input(json!({
