@@ -714,22 +714,21 @@ pub(crate) fn transact_get_items(
         let found = read_item(&*snapshot, meta, key)?.map(|(_, item)| item);
         *units.entry(meta.name.clone()).or_insert(0.0) +=
             2.0 * found.as_ref().map_or(0, item_size).div_ceil(4096).max(1) as f64;
-        let Some(item) = found else {
-            responses.push(json!({}));
-            continue;
-        };
-        let item = match projection {
+        let item = found.map(|item| match projection {
             Some(paths) => haven_expr::project(&item, paths),
             None => item,
-        };
-        size += response_size(&item);
+        });
+        size += response_size(item.as_ref());
         if size > MAX_READ_PAYLOAD {
             // DynamoDB Local's wording (the real service's is not recorded).
             return Err(DynamoError::validation(format!(
                 "Payload in response is too large.{size}"
             )));
         }
-        responses.push(json!({ "Item": item_to_json(&item) }));
+        responses.push(match item {
+            Some(item) => json!({ "Item": item_to_json(&item) }),
+            None => json!({}),
+        });
     }
     let mut response = json!({ "Responses": responses });
     if report != CapacityReport::None {
@@ -742,10 +741,10 @@ pub(crate) fn transact_get_items(
     Ok(response)
 }
 
-/// What one returned item adds to a TransactGetItems response, as DynamoDB Local counts it: its
-/// size (after the projection) plus 4 bytes.
-fn response_size(item: &Item) -> usize {
-    item_size(item) + 4
+/// What one Get adds to a TransactGetItems response, as DynamoDB Local counts it: 4 bytes, plus the
+/// size of the item found (after the projection).
+fn response_size(item: Option<&Item>) -> usize {
+    4 + item.map_or(0, item_size)
 }
 
 #[cfg(test)]
