@@ -1,5 +1,6 @@
-//! The AWS SDK for Rust drives the remaining control plane: UpdateTable, tags, time to live,
-//! DescribeLimits and DescribeEndpoints, with DynamoDB's answers and errors.
+//! The AWS SDK for Rust drives the remaining control plane: UpdateTable (including the stream
+//! settings Haven refuses until it has streams), tags, time to live, DescribeLimits and
+//! DescribeEndpoints, with DynamoDB's answers and errors.
 
 mod common;
 
@@ -7,7 +8,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ProvisionedThroughput,
-    ScalarAttributeType, TableClass, TableStatus, Tag, TimeToLiveSpecification, TimeToLiveStatus,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TableClass, TableStatus, Tag,
+    TimeToLiveSpecification, TimeToLiveStatus,
 };
 use common::HavenServer;
 
@@ -227,6 +229,60 @@ async fn update_table_switches_billing_mode() {
         table.provisioned_throughput.unwrap().write_capacity_units,
         Some(4)
     );
+}
+
+#[tokio::test]
+async fn update_table_stream_settings() {
+    let server = HavenServer::start_in_memory();
+    let client = server.client();
+    create_table(&client, "events", None).await;
+    let update = |enabled: bool, view: Option<StreamViewType>| {
+        client
+            .update_table()
+            .table_name("events")
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(enabled)
+                    .set_stream_view_type(view)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+    };
+    let invalid = |m: &str| validation(&format!("One or more parameter values were invalid: {m}"));
+    let cases = [
+        (
+            update(false, None).await,
+            validation("Table has no stream to disable: TableName: events"),
+        ),
+        (
+            update(true, Some(StreamViewType::NewImage)).await,
+            validation(
+                "StreamSpecification with StreamEnabled true is not supported by this version of Haven",
+            ),
+        ),
+        (
+            update(true, None).await,
+            invalid("If stream is being enabled then UpdateViewType is required"),
+        ),
+        (
+            update(false, Some(StreamViewType::KeysOnly)).await,
+            invalid("If stream is being disabled, then UpdateViewType must not be specified"),
+        ),
+    ];
+    for (result, expected) in cases {
+        assert_eq!(failure(result.unwrap_err()), expected);
+    }
+    let table = client
+        .describe_table()
+        .table_name("events")
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    assert_eq!(table.stream_specification, None);
+    assert_eq!(table.table_status, Some(TableStatus::Active));
 }
 
 #[tokio::test]
