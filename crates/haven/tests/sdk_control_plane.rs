@@ -8,8 +8,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ProvisionedThroughput,
-    ScalarAttributeType, StreamSpecification, StreamViewType, TableClass, TableStatus, Tag,
-    TimeToLiveSpecification, TimeToLiveStatus,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TableClass, TableDescription,
+    TableStatus, Tag, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use common::HavenServer;
 
@@ -45,6 +45,14 @@ fn units(read: i64, write: i64) -> ProvisionedThroughput {
         .write_capacity_units(write)
         .build()
         .unwrap()
+}
+
+async fn describe(client: &Client, name: &str) -> TableDescription {
+    let described = client.describe_table().table_name(name).send().await;
+    described
+        .unwrap()
+        .table
+        .expect("DescribeTable returns a Table")
 }
 
 fn tag(key: &str, value: &str) -> Tag {
@@ -99,14 +107,7 @@ async fn update_table_changes_throughput_and_keeps_its_history() {
     assert!(shown.last_increase_date_time.is_some());
     assert!(shown.last_decrease_date_time.is_none());
 
-    let table = client
-        .describe_table()
-        .table_name("orders")
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap();
+    let table = describe(&client, "orders").await;
     assert_eq!(table.table_status, Some(TableStatus::Active));
     let throughput = table.provisioned_throughput.unwrap();
     assert_eq!(throughput.read_capacity_units, Some(10));
@@ -119,14 +120,8 @@ async fn update_table_changes_throughput_and_keeps_its_history() {
         .send()
         .await
         .unwrap();
-    let throughput = client
-        .describe_table()
-        .table_name("orders")
-        .send()
+    let throughput = describe(&client, "orders")
         .await
-        .unwrap()
-        .table
-        .unwrap()
         .provisioned_throughput
         .unwrap();
     assert_eq!(throughput.write_capacity_units, Some(1));
@@ -162,14 +157,7 @@ async fn update_table_switches_billing_mode() {
         .send()
         .await
         .unwrap();
-    let table = client
-        .describe_table()
-        .table_name("events")
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap();
+    let table = describe(&client, "events").await;
     let summary = table.billing_mode_summary.unwrap();
     assert_eq!(summary.billing_mode, Some(BillingMode::PayPerRequest));
     assert!(summary.last_update_to_pay_per_request_date_time.is_some());
@@ -213,14 +201,7 @@ async fn update_table_switches_billing_mode() {
         .send()
         .await
         .unwrap();
-    let table = client
-        .describe_table()
-        .table_name("events")
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap();
+    let table = describe(&client, "events").await;
     // The summary stays, naming the current mode, once a table has been on demand.
     let summary = table.billing_mode_summary.unwrap();
     assert_eq!(summary.billing_mode, Some(BillingMode::Provisioned));
@@ -273,14 +254,7 @@ async fn update_table_stream_settings() {
     for (result, expected) in cases {
         assert_eq!(failure(result.unwrap_err()), expected);
     }
-    let table = client
-        .describe_table()
-        .table_name("events")
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap();
+    let table = describe(&client, "events").await;
     assert_eq!(table.stream_specification, None);
     assert_eq!(table.table_status, Some(TableStatus::Active));
 }
@@ -349,14 +323,7 @@ async fn update_table_deletion_protection_table_class_and_errors() {
         .send()
         .await
         .unwrap();
-    let table = client
-        .describe_table()
-        .table_name("ledger")
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap();
+    let table = describe(&client, "ledger").await;
     assert_eq!(
         table.table_class_summary.unwrap().table_class,
         Some(TableClass::StandardInfrequentAccess)

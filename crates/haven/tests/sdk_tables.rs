@@ -423,15 +423,20 @@ async fn creating_an_existing_table_is_resource_in_use() {
     assert_eq!(table.key_schema()[0].attribute_name(), "id");
 }
 
-/// Sends a CreateTable built by `build` and returns its error code and message.
-async fn create_error(
-    client: &Client,
-    build: impl FnOnce(
-        aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
-    )
-        -> aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder,
-) -> (String, String) {
-    error_of(build(client.create_table()).send().await)
+type Builder = aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
+/// A CreateTable request (built on the fluent builder) and the ValidationException message it gets.
+type Case<'a, M> = (Box<dyn FnOnce(Builder) -> Builder + 'a>, M);
+
+/// Sends each case's CreateTable, checks its ValidationException message, and that none of them
+/// created a table.
+async fn expect_validation_errors<M: AsRef<str>>(client: &Client, cases: Vec<Case<'_, M>>) {
+    for (build, expected) in cases {
+        let (code, message) = error_of(build(client.create_table()).send().await);
+        assert_eq!(code, "ValidationException", "{message}");
+        assert_eq!(message, expected.as_ref());
+    }
+    let listed = client.list_tables().send().await.unwrap();
+    assert!(listed.table_names().is_empty(), "{listed:?}");
 }
 
 #[tokio::test]
@@ -439,16 +444,13 @@ async fn create_table_validation_errors() {
     let server = HavenServer::start_in_memory();
     let client = server.client();
     let (schema, definitions) = table_keys(&[("id", "S")]);
-    let valid =
-        |b: aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder| {
-            b.set_key_schema(Some(schema.clone()))
-                .set_attribute_definitions(Some(definitions.clone()))
-                .billing_mode(BillingMode::PayPerRequest)
-        };
+    let valid = |b: Builder| {
+        b.set_key_schema(Some(schema.clone()))
+            .set_attribute_definitions(Some(definitions.clone()))
+            .billing_mode(BillingMode::PayPerRequest)
+    };
 
-    type Builder = aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
-    type Case<'a> = (Box<dyn FnOnce(Builder) -> Builder + 'a>, &'a str);
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case<&str>> = vec![
         (
             Box::new(|b| valid(b).table_name("ab")),
             "1 validation error detected: Value 'ab' at 'tableName' failed to satisfy constraint: Member must have length greater than or equal to 3",
@@ -550,14 +552,7 @@ async fn create_table_validation_errors() {
             "Invalid KeySchema: The second KeySchemaElement is not a RANGE key type",
         ),
     ];
-    for (build, expected) in cases {
-        let (code, message) = create_error(&client, build).await;
-        assert_eq!(code, "ValidationException", "{message}");
-        assert_eq!(message, expected);
-    }
-    // None of the rejected requests created a table.
-    let listed = client.list_tables().send().await.unwrap();
-    assert!(listed.table_names().is_empty(), "{listed:?}");
+    expect_validation_errors(&client, cases).await;
 }
 
 fn stream(enabled: bool, view: Option<&str>) -> StreamSpecification {
@@ -631,9 +626,7 @@ async fn create_table_refuses_what_haven_cannot_honour() {
         .build()
         .unwrap();
 
-    type Builder = aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
-    type Case<'a> = (Box<dyn FnOnce(Builder) -> Builder + 'a>, String);
-    let cases: Vec<Case> = vec![
+    let cases: Vec<Case<String>> = vec![
         // What Haven does not offer yet, named.
         (
             Box::new(|b| valid(b).stream_specification(stream(true, Some("NEW_IMAGE")))),
@@ -707,11 +700,5 @@ async fn create_table_refuses_what_haven_cannot_honour() {
             invalid("SSEType KMS is required if KMSMasterKeyId is specified"),
         ),
     ];
-    for (build, expected) in cases {
-        let (code, message) = create_error(&client, build).await;
-        assert_eq!(code, "ValidationException", "{message}");
-        assert_eq!(message, expected);
-    }
-    let listed = client.list_tables().send().await.unwrap();
-    assert!(listed.table_names().is_empty(), "{listed:?}");
+    expect_validation_errors(&client, cases).await;
 }
