@@ -143,6 +143,11 @@ struct ServeArgs {
     /// closes their connections and exits.
     #[arg(long, default_value_t = 30)]
     shutdown_timeout_secs: u64,
+    /// Megabytes that request bodies and their parsed JSON may take at once; a request that finds
+    /// no room within --queue-timeout-ms is refused with ThrottlingException.
+    #[arg(long, default_value_t = (haven_server::DEFAULT_REQUEST_MEMORY >> 20) as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_request_memory_mb: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -262,6 +267,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+        request_memory: (args.max_request_memory_mb.checked_mul(1 << 20))
+            .and_then(|bytes| usize::try_from(bytes).ok())
+            .unwrap_or(usize::MAX),
         ..haven_server::Limits::default()
     };
     match haven_server::raise_open_file_limit() {

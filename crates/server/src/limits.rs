@@ -63,6 +63,9 @@ pub struct Limits {
     /// After a shutdown signal, how long requests in progress may take to finish before their
     /// connections are closed anyway (they were never answered, so nothing acknowledged is lost).
     pub shutdown_timeout: Duration,
+    /// Bytes that request bodies and their parsed JSON may take at once (see `budget`); a request
+    /// that finds no room within the queue timeout is refused with ThrottlingException.
+    pub request_memory: usize,
 }
 
 impl Default for Limits {
@@ -75,9 +78,14 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
+            request_memory: DEFAULT_REQUEST_MEMORY,
         }
     }
 }
+
+/// Room for sixteen 16 MB bodies at once, or thousands of typical requests (a 1 KB PutItem
+/// charges about 100 KB: its body and the estimate of its parsed JSON).
+pub const DEFAULT_REQUEST_MEMORY: usize = 256 * 1024 * 1024;
 
 /// 64 requests per core: enough to keep the group committer's batches full (most of a write's time
 /// is spent waiting for the sync), few enough that a request never waits behind thousands.
