@@ -74,10 +74,10 @@ pub(crate) async fn read(
 /// Grows `buffer` to hold `needed` bytes, by doubling, charging the new buffer before it exists.
 async fn grow(buffer: &mut Vec<u8>, needed: usize, charge: &mut Charge) -> Result<(), Unread> {
     let old = buffer.capacity();
+    // `needed` is at most the cap (checked by the caller).
     let capacity = needed
         .max(old * 2)
-        .max(FIRST_CHUNKED_CAPACITY)
-        .min(MAX_REQUEST_BYTES);
+        .clamp(FIRST_CHUNKED_CAPACITY, MAX_REQUEST_BYTES);
     charge.grow(capacity).await.map_err(Unread::Refused)?;
     buffer.reserve_exact(capacity - buffer.len());
     charge.shrink(old);

@@ -192,6 +192,7 @@ pub async fn run_with_status_pages(
                         // Heads are timed by the stream, from their first byte: hyper's timer would
                         // also run while a kept-alive connection waits for its next request.
                         .header_read_timeout(None)
+                        .max_buf_size(64 * 1024)
                         .serve_connection(TokioIo::new(stream), handler);
                     tokio::pin!(connection);
                     let idle = tokio::time::sleep(limits.idle_timeout);
@@ -331,7 +332,8 @@ async fn handle(
     let bytes = match read.await {
         Ok(Ok(bytes)) => bytes,
         Ok(Err(body::Unread::TooLarge)) => {
-            return plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id).into();
+            let response = plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id);
+            return answered_unread(response, &parts.headers, body);
         }
         Ok(Err(body::Unread::Malformed)) => {
             return plain(StatusCode::BAD_REQUEST, "", &request_id).into();

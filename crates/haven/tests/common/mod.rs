@@ -38,8 +38,13 @@ impl HavenServer {
 
     /// Starts `haven serve --listen 127.0.0.1:0 <args>` and waits for its "listening" line.
     pub fn start_with(args: &[&str]) -> HavenServer {
+        HavenServer::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts `haven serve --listen <listen> <args>` and waits for its "listening" line.
+    pub fn start_on(listen: &str, args: &[&str]) -> HavenServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args(["serve", "--listen", listen, "--log-level", "warn"])
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -262,4 +267,63 @@ pub fn create_key(file: &Path, name: &str) -> (String, String) {
         field("aws_access_key_id = "),
         field("aws_secret_access_key = "),
     )
+}
+
+/// The head of a `POST` of `operation` as a forger would send it: dated now, scoped to the right
+/// region and service, naming the access key `key_id`, with a signature that cannot verify; it
+/// declares `content_length` bytes of body and ends with the `extra` header lines and the blank line.
+pub fn forged_request_head(
+    operation: &str,
+    key_id: &str,
+    content_length: usize,
+    extra: &str,
+) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let date = haven_server::sigv4::format_amz_date(now);
+    format!(
+        "POST / HTTP/1.1\r\nHost: haven\r\nContent-Type: application/x-amz-json-1.0\r\n\
+         X-Amz-Target: DynamoDB_20120810.{operation}\r\nX-Amz-Date: {date}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential={key_id}/{}/us-east-1/dynamodb/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature={}\r\nContent-Length: {content_length}\r\n{extra}\r\n",
+        &date[..8],
+        "0".repeat(64)
+    )
+}
+
+/// Reads one HTTP/1.1 response that has a Content-Length: its status and body.
+pub fn read_response(stream: &mut impl std::io::Read) -> (u16, Vec<u8>) {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let read = stream.read(&mut buffer).expect("the answer arrives");
+        assert!(read > 0, "closed before a whole head: {received:?}");
+        received.extend_from_slice(&buffer[..read]);
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).to_lowercase();
+    let status = head[9..12].parse().expect("a status code");
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |value| value.trim().parse().unwrap());
+    let mut body = received.split_off(head_end);
+    while body.len() < length {
+        let read = stream.read(&mut buffer).expect("the body arrives");
+        assert!(read > 0, "closed mid-body");
+        body.extend_from_slice(&buffer[..read]);
+    }
+    (status, body)
+}
+
+/// The `__type` of an error body, without its namespace.
+pub fn error_type(body: &[u8]) -> String {
+    let body: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)));
+    let name = body["__type"].as_str().unwrap_or_default();
+    name.rsplit('#').next().unwrap_or_default().to_string()
 }
