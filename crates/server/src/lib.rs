@@ -67,6 +67,11 @@ const TARGET_PREFIX: &str = "DynamoDB_20120810.";
 const X_AMZ_TARGET: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("x-amz-target");
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.0";
+/// hyper's read buffer per connection, and so the largest request head (beyond it: 431). hyper's
+/// own default, about 400 KB, is reached by every connection streaming a large body, including
+/// one whose body is being discarded: 200 of them held 80 MB. DynamoDB's heads are a few hundred
+/// bytes.
+const CONNECTION_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Serves DynamoDB requests on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish, and returns.
@@ -192,7 +197,7 @@ pub async fn run_with_status_pages(
                         // Heads are timed by the stream, from their first byte: hyper's timer would
                         // also run while a kept-alive connection waits for its next request.
                         .header_read_timeout(None)
-                        .max_buf_size(64 * 1024)
+                        .max_buf_size(CONNECTION_BUFFER_BYTES)
                         .serve_connection(TokioIo::new(stream), handler);
                     tokio::pin!(connection);
                     let idle = tokio::time::sleep(limits.idle_timeout);
