@@ -287,15 +287,6 @@ impl<'a> Route<'a> {
             _ => Route::Other,
         }
     }
-
-    /// The status of an authentication or authorization failure: DynamoDB's 400 for the API, an
-    /// HTTP 403 for a page.
-    fn refusal_status(self, error: &DynamoError) -> StatusCode {
-        match self {
-            Route::Page(_) => StatusCode::FORBIDDEN,
-            _ => StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST),
-        }
-    }
 }
 
 async fn handle(
@@ -305,7 +296,7 @@ async fn handle(
     facts: &mut audit::Facts,
 ) -> Answer {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let (parts, mut body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     // A declared length over the cap is refused before a byte of the body is read.
     let declared =
         header(&parts.headers, hyper::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
@@ -313,76 +304,140 @@ async fn handle(
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id).into();
     }
     facts.operation = operation_of(&parts.headers).map(haven_api::Operation::name);
-    let route = Route::of(&parts, &front.pages);
-    // With --auth, who sent the request is settled from its head before its body is read.
-    let signer = match (&front.security.auth, route) {
-        (Some(auth), Route::Api | Route::Page(_)) => {
-            match auth.verify_head(parts.method.as_str(), &parts.uri, &parts.headers) {
-                Ok(signer) => Some(signer),
-                Err(error) => {
-                    let status = route.refusal_status(&error);
-                    let response = error_response_with(status, &error, &request_id, facts);
-                    return answered_unread(response, &parts.headers, body);
-                }
-            }
+    let exchange = Exchange {
+        front,
+        parts: &parts,
+        request_id: &request_id,
+        route: Route::of(&parts, &front.pages),
+    };
+    if let Some(response) = exchange.open_answer() {
+        return answered_unread(response, &parts.headers, body);
+    }
+    let signer = match exchange.authenticate_head() {
+        Ok(signer) => signer,
+        Err(error) => {
+            let response = exchange.refusal(&error, facts);
+            return answered_unread(response, &parts.headers, body);
         }
-        _ => None,
     };
     let mut charge = front.budget.charge();
     let declared = declared.map(|length| length as usize);
-    let read = tokio::time::timeout(
-        front.body_timeout,
-        body::read(&mut body, declared, &mut charge),
-    );
-    let bytes = match read.await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(body::Unread::TooLarge)) => {
-            let response = plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id);
-            return answered_unread(response, &parts.headers, body);
-        }
-        Ok(Err(body::Unread::Malformed)) => {
-            return plain(StatusCode::BAD_REQUEST, "", &request_id).into();
-        }
-        Ok(Err(body::Unread::Refused(error))) => {
-            let response = error_response(&error, &request_id, facts);
-            return answered_unread(response, &parts.headers, body);
-        }
-        Err(_) => return plain(StatusCode::REQUEST_TIMEOUT, "", &request_id).into(),
+    let bytes = match exchange.read_body(body, declared, &mut charge, facts).await {
+        Ok(bytes) => bytes,
+        Err(answer) => return answer,
     };
-    let key = match signer.map(|signer| signer.finish(&bytes)).transpose() {
-        Ok(key) => key,
-        Err(error) => {
-            let status = route.refusal_status(&error);
-            return error_response_with(status, &error, &request_id, facts).into();
+    match signer.map(|signer| signer.finish(&bytes)).transpose() {
+        Ok(key) => {
+            exchange
+                .respond(grant, &bytes, key, &mut charge, facts)
+                .await
         }
-    };
-    let response = match route {
-        // Probed by every node's DNS health checks: listening means serving.
-        Route::Health => {
-            let body = serde_json::json!({"status": "serving"}).to_string();
-            json_response(StatusCode::OK, body.into_bytes(), &request_id)
+        Err(error) => exchange.refusal(&error, facts),
+    }
+    .into()
+}
+
+/// One request being answered: what the steps of [`handle`] share.
+struct Exchange<'a> {
+    front: &'a Front,
+    parts: &'a hyper::http::request::Parts,
+    request_id: &'a str,
+    route: Route<'a>,
+}
+
+impl Exchange<'_> {
+    /// The answer to a request that needs neither a key nor its body (which is not read).
+    fn open_answer(&self) -> Option<Response<Full<Bytes>>> {
+        match self.route {
+            // Probed by every node's DNS health checks: listening means serving.
+            Route::Health => {
+                let body = serde_json::json!({"status": "serving"}).to_string();
+                Some(json_response(
+                    StatusCode::OK,
+                    body.into_bytes(),
+                    self.request_id,
+                ))
+            }
+            Route::Other => Some(plain(StatusCode::OK, "healthy: haven", self.request_id)),
+            Route::Page(_) | Route::Api => None,
         }
-        Route::Page(page) => status_page(page, key.as_ref(), &parts, &request_id, facts),
-        Route::Other => plain(StatusCode::OK, "healthy: haven", &request_id),
-        Route::Api => {
-            let request = ApiRequest {
-                parts: &parts,
-                body: &bytes,
-                key,
-                request_id: &request_id,
-            };
-            serve_api(front, grant, request, &mut charge, facts).await
+    }
+
+    /// With `--auth`, who sent the request, settled from its head before its body is read; None
+    /// without `--auth`.
+    fn authenticate_head(&self) -> Result<Option<credentials::Signer>, DynamoError> {
+        let Some(auth) = &self.front.security.auth else {
+            return Ok(None);
+        };
+        let parts = self.parts;
+        auth.verify_head(parts.method.as_str(), &parts.uri, &parts.headers)
+            .map(Some)
+    }
+
+    /// The answer to an authentication or authorization failure: DynamoDB's 400 for the API, an
+    /// HTTP 403 for a page.
+    fn refusal(&self, error: &DynamoError, facts: &mut audit::Facts) -> Response<Full<Bytes>> {
+        let status = match self.route {
+            Route::Page(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST),
+        };
+        error_response_with(status, error, self.request_id, facts)
+    }
+
+    /// The whole body within the body timeout, or the answer when it cannot be read.
+    async fn read_body(
+        &self,
+        mut body: Incoming,
+        declared: Option<usize>,
+        charge: &mut budget::Charge,
+        facts: &mut audit::Facts,
+    ) -> Result<Bytes, Answer> {
+        let read = body::read(&mut body, declared, charge);
+        let unread = match tokio::time::timeout(self.front.body_timeout, read).await {
+            Ok(Ok(bytes)) => return Ok(bytes),
+            Ok(Err(body::Unread::TooLarge)) => {
+                plain(StatusCode::PAYLOAD_TOO_LARGE, "", self.request_id)
+            }
+            Ok(Err(body::Unread::Refused(error))) => error_response(&error, self.request_id, facts),
+            Ok(Err(body::Unread::Malformed)) => {
+                return Err(plain(StatusCode::BAD_REQUEST, "", self.request_id).into());
+            }
+            Err(_) => return Err(plain(StatusCode::REQUEST_TIMEOUT, "", self.request_id).into()),
+        };
+        Err(answered_unread(unread, &self.parts.headers, body))
+    }
+
+    /// The answer to a page or API request whose body has been read (and whose signature
+    /// verified, with `--auth`: `key` is then the key that signed it).
+    async fn respond(
+        &self,
+        grant: Option<intake::Grant>,
+        body: &Bytes,
+        key: Option<AccessKey>,
+        charge: &mut budget::Charge,
+        facts: &mut audit::Facts,
+    ) -> Response<Full<Bytes>> {
+        if let Route::Page(page) = self.route {
+            return status_page(page, key.as_ref(), self.parts, self.request_id, facts);
         }
-    };
-    response.into()
+        let request = ApiRequest {
+            parts: self.parts,
+            body,
+            key,
+            request_id: self.request_id,
+        };
+        serve_api(self.front, grant, request, charge, facts).await
+    }
 }
 
 /// A request answered from its head: the rest of its body is to be discarded, unless the client
 /// waits for `100 Continue` before sending it (it then never sends it, and the connection closes).
 fn answered_unread(response: Response<Full<Bytes>>, headers: &HeaderMap, body: Incoming) -> Answer {
+    use hyper::body::Body as _;
+    let unread = !body.is_end_stream() && !body::expects_continue(headers);
     Answer {
         response,
-        unread: (!body::expects_continue(headers)).then_some(body),
+        unread: unread.then_some(body),
     }
 }
 
