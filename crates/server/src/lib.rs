@@ -417,16 +417,84 @@ impl Exchange<'_> {
         charge: &mut budget::Charge,
         facts: &mut audit::Facts,
     ) -> Response<Full<Bytes>> {
-        if let Route::Page(page) = self.route {
-            return status_page(page, key.as_ref(), self.parts, self.request_id, facts);
+        match self.route {
+            Route::Page(page) => self.status_page(page, key.as_ref(), facts),
+            _ => self.serve_api(grant, body, key, charge, facts).await,
         }
-        let request = ApiRequest {
-            parts: self.parts,
-            body,
-            key,
-            request_id: self.request_id,
+    }
+
+    /// A status page; with `--auth` only for a key without a policy (full access): a page is about
+    /// the whole server, which a key limited to some tables must not see.
+    fn status_page(
+        &self,
+        page: &StatusPage,
+        key: Option<&AccessKey>,
+        facts: &mut audit::Facts,
+    ) -> Response<Full<Bytes>> {
+        if let Some(key) = key.filter(|key| key.policy.is_some()) {
+            let error = DynamoError::AccessDenied(format!(
+                "User: {} is not authorized to read {}: status pages are answered only to keys with full access (no policy)",
+                key.principal().user,
+                self.parts.uri.path()
+            ));
+            return error_response_with(StatusCode::FORBIDDEN, &error, self.request_id, facts);
+        }
+        json_response(
+            StatusCode::OK,
+            page().to_string().into_bytes(),
+            self.request_id,
+        )
+    }
+
+    /// A `POST`: content type, intake refusal, an execution slot, room in the memory budget for
+    /// the parsed body, then [`dispatch`]'s checks and the operation.
+    async fn serve_api(
+        &self,
+        grant: Option<intake::Grant>,
+        body: &Bytes,
+        key: Option<AccessKey>,
+        charge: &mut budget::Charge,
+        facts: &mut audit::Facts,
+    ) -> Response<Full<Bytes>> {
+        let (parts, request_id) = (self.parts, self.request_id);
+        let content_type = header(&parts.headers, hyper::header::CONTENT_TYPE).unwrap_or_default();
+        if !body.is_empty()
+            && content_type != JSON_CONTENT_TYPE
+            && content_type != "application/json"
+        {
+            // DynamoDB answers a body it cannot read as JSON with this bare XML 404.
+            let mut response = plain(
+                StatusCode::NOT_FOUND,
+                "<UnknownOperationException/>\n",
+                request_id,
+            );
+            let crc = crc32fast::hash(b"<UnknownOperationException/>\n");
+            response
+                .headers_mut()
+                .insert("x-amz-crc32", HeaderValue::from(crc));
+            return response;
+        }
+        if grant == Some(intake::Grant::Refuse) {
+            // Read only to tell the client the server is overloaded (see `intake`).
+            return error_response(&DynamoError::Throttling, request_id, facts);
+        }
+        // Admitted only now, so a slow body holds a connection but never an execution slot.
+        let reserved = grant == Some(intake::Grant::Serve);
+        let _permit = match self.front.admission.admit(reserved).await {
+            Ok(permit) => permit,
+            Err(error) => return error_response(&error, request_id, facts),
         };
-        serve_api(self.front, grant, request, charge, facts).await
+        if let Err(error) = charge.grow(json::parsed_size(body)).await {
+            return error_response(&error, request_id, facts);
+        }
+        let caller = match key {
+            Some(key) => Caller::Key(key),
+            None => Caller::Anyone,
+        };
+        match dispatch_noting(&self.front.service, caller, parts, body, facts).await {
+            Ok(reply) => json_response(StatusCode::OK, reply.to_json_bytes(), request_id),
+            Err(error) => error_response(&error, request_id, facts),
+        }
     }
 }
 
@@ -438,87 +506,6 @@ fn answered_unread(response: Response<Full<Bytes>>, headers: &HeaderMap, body: I
     Answer {
         response,
         unread: unread.then_some(body),
-    }
-}
-
-/// A status page; with `--auth` only for a key without a policy (full access): a page is about the
-/// whole server, which a key limited to some tables must not see.
-fn status_page(
-    page: &StatusPage,
-    key: Option<&AccessKey>,
-    parts: &hyper::http::request::Parts,
-    request_id: &str,
-    facts: &mut audit::Facts,
-) -> Response<Full<Bytes>> {
-    if let Some(key) = key.filter(|key| key.policy.is_some()) {
-        let error = DynamoError::AccessDenied(format!(
-            "User: {} is not authorized to read {}: status pages are answered only to keys with full access (no policy)",
-            key.principal().user,
-            parts.uri.path()
-        ));
-        return error_response_with(StatusCode::FORBIDDEN, &error, request_id, facts);
-    }
-    json_response(StatusCode::OK, page().to_string().into_bytes(), request_id)
-}
-
-/// A `POST` whose body has been read (and whose signature verified, with `--auth`).
-struct ApiRequest<'a> {
-    parts: &'a hyper::http::request::Parts,
-    body: &'a Bytes,
-    /// The key that signed it, with `--auth`.
-    key: Option<AccessKey>,
-    request_id: &'a str,
-}
-
-/// Content type, intake refusal, an execution slot, room in the memory budget for the parsed
-/// body, then [`dispatch`]'s checks and the operation.
-async fn serve_api(
-    front: &Front,
-    grant: Option<intake::Grant>,
-    request: ApiRequest<'_>,
-    charge: &mut budget::Charge,
-    facts: &mut audit::Facts,
-) -> Response<Full<Bytes>> {
-    let ApiRequest {
-        parts,
-        body,
-        key,
-        request_id,
-    } = request;
-    let content_type = header(&parts.headers, hyper::header::CONTENT_TYPE).unwrap_or_default();
-    if !body.is_empty() && content_type != JSON_CONTENT_TYPE && content_type != "application/json" {
-        // DynamoDB answers a body it cannot read as JSON with this bare XML 404.
-        let mut response = plain(
-            StatusCode::NOT_FOUND,
-            "<UnknownOperationException/>\n",
-            request_id,
-        );
-        let crc = crc32fast::hash(b"<UnknownOperationException/>\n");
-        response
-            .headers_mut()
-            .insert("x-amz-crc32", HeaderValue::from(crc));
-        return response;
-    }
-    if grant == Some(intake::Grant::Refuse) {
-        // Read only to tell the client the server is overloaded (see `intake`).
-        return error_response(&DynamoError::Throttling, request_id, facts);
-    }
-    // Admitted only now, so a slow body holds a connection but never an execution slot.
-    let reserved = grant == Some(intake::Grant::Serve);
-    let _permit = match front.admission.admit(reserved).await {
-        Ok(permit) => permit,
-        Err(error) => return error_response(&error, request_id, facts),
-    };
-    if let Err(error) = charge.grow(json::parsed_size(body)).await {
-        return error_response(&error, request_id, facts);
-    }
-    let caller = match key {
-        Some(key) => Caller::Key(key),
-        None => Caller::Anyone,
-    };
-    match dispatch_noting(&front.service, caller, parts, body, facts).await {
-        Ok(reply) => json_response(StatusCode::OK, reply.to_json_bytes(), request_id),
-        Err(error) => error_response(&error, request_id, facts),
     }
 }
 
