@@ -326,13 +326,18 @@ async fn handle(
         Ok(bytes) => bytes,
         Err(answer) => return answer,
     };
-    match signer.map(|signer| signer.finish(&bytes)).transpose() {
-        Ok(key) => {
+    let key = match signer.map(|signer| signer.finish(&bytes)).transpose() {
+        Ok(key) => key,
+        Err(error) => return exchange.refusal(&error, facts).into(),
+    };
+    match exchange.route {
+        Route::Page(page) => exchange.status_page(page, key.as_ref(), facts),
+        // The open routes were answered without their body.
+        _ => {
             exchange
-                .respond(grant, &bytes, key, &mut charge, facts)
+                .serve_api(grant, &bytes, key, &mut charge, facts)
                 .await
         }
-        Err(error) => exchange.refusal(&error, facts),
     }
     .into()
 }
@@ -405,22 +410,6 @@ impl Exchange<'_> {
             Err(_) => return Err(plain(StatusCode::REQUEST_TIMEOUT, "", self.request_id).into()),
         };
         Err(answered_unread(unread, &self.parts.headers, body))
-    }
-
-    /// The answer to a page or API request whose body has been read (and whose signature
-    /// verified, with `--auth`: `key` is then the key that signed it).
-    async fn respond(
-        &self,
-        grant: Option<intake::Grant>,
-        body: &Bytes,
-        key: Option<AccessKey>,
-        charge: &mut budget::Charge,
-        facts: &mut audit::Facts,
-    ) -> Response<Full<Bytes>> {
-        match self.route {
-            Route::Page(page) => self.status_page(page, key.as_ref(), facts),
-            _ => self.serve_api(grant, body, key, charge, facts).await,
-        }
     }
 
     /// A status page; with `--auth` only for a key without a policy (full access): a page is about
