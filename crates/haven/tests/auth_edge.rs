@@ -87,6 +87,41 @@ fn a_forged_request_is_refused_from_its_head_and_its_connection_stays_usable() {
     );
 }
 
+#[tokio::test]
+async fn a_request_answered_unread_gives_its_room_back_while_its_body_is_awaited() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    let (id, secret) = create_key(&file, "admin");
+    let credentials = file.to_str().unwrap();
+    // One request executing and one queued: room for two requests read at once.
+    let args = [
+        "--in-memory",
+        "--auth",
+        "--credentials",
+        credentials,
+        "--max-in-flight",
+        "1",
+    ];
+    let server = HavenServer::start_with(&args);
+    // Four forged requests whose bodies never come, each answered from its head; their
+    // connections wait for the bodies (to discard them) without holding the server's room.
+    let forged = forged_request_head("PutItem", &id, SIXTEEN_MB, DECLARED_HASH);
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        let mut stream = connect(&server);
+        stream.write_all(forged.as_bytes()).unwrap();
+        let (status, body) = read_response(&mut stream);
+        assert_eq!(
+            (status, error_type(&body)),
+            (400, "InvalidSignatureException".into())
+        );
+        waiting.push(stream);
+    }
+    let client = common::sdk_client_with_key(&server.endpoint(), &id, &secret);
+    let listed = tokio::time::timeout(Duration::from_secs(5), client.list_tables().send()).await;
+    assert!(listed.expect("served at once").is_ok());
+}
+
 #[test]
 fn a_client_waiting_for_100_continue_gets_the_refusal_and_a_closed_connection() {
     let (_dir, server, id, _) = server_with_key();

@@ -178,9 +178,11 @@ pub async fn run_with_status_pages(
                         async move {
                             let Answer { response, unread } = answer.await;
                             match unread {
-                                // The connection stays busy (read straight through, not gated by
+                                // The request is answered and gives its grant back; its
+                                // connection stays busy (read straight through, not gated by
                                 // intake) until the rest of the body is discarded.
                                 Some(body) => {
+                                    let busy = busy.answered();
                                     tokio::spawn(async move {
                                         body::discard(body, body_timeout).await;
                                         drop(busy);

@@ -236,7 +236,10 @@ impl Activity {
         self.busy.fetch_add(1, Ordering::Relaxed);
         self.end_head();
         self.touch();
-        BusyGuard(self.clone(), ticket.clone())
+        BusyGuard {
+            grant: GrantHeld(ticket.clone()),
+            busy: Busy(self.clone()),
+        }
     }
 
     /// True while a request is in progress on the connection.
@@ -255,12 +258,38 @@ impl Activity {
     }
 }
 
-pub(crate) struct BusyGuard(Arc<Activity>, Arc<Ticket>);
+/// A request in progress on a connection: its intake grant, and the connection's busy mark.
+pub(crate) struct BusyGuard {
+    // Dropped in this order: the grant is given back while the connection is still busy, so it
+    // cannot be waiting in line for a grant.
+    grant: GrantHeld,
+    busy: Busy,
+}
 
-impl Drop for BusyGuard {
+impl BusyGuard {
+    /// The request is answered: its grant goes back now, and the connection stays busy (read
+    /// straight through, not gated) until the returned mark drops, such as while the rest of a
+    /// body answered unread is discarded.
+    pub(crate) fn answered(self) -> Busy {
+        let BusyGuard { grant, busy } = self;
+        drop(grant);
+        busy
+    }
+}
+
+struct GrantHeld(Arc<Ticket>);
+
+impl Drop for GrantHeld {
     fn drop(&mut self) {
-        // Given back while still busy, so the connection cannot be waiting in line for a grant.
-        self.1.answered();
+        self.0.answered();
+    }
+}
+
+/// A connection marked busy (see [`Activity::begin`]).
+pub(crate) struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
         self.0.touch();
         self.0.busy.fetch_sub(1, Ordering::Relaxed);
     }
