@@ -35,6 +35,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use haven_api::{DynamoError, Service};
 
@@ -482,7 +483,13 @@ impl Exchange<'_> {
             Some(key) => Caller::Key(key),
             None => Caller::Anyone,
         };
-        match dispatch_noting(&self.front.service, caller, parts, body, facts).await {
+        // Whatever the operation logs (a write giving up on contention, a storage failure) names
+        // the request id the client was answered with.
+        let span = tracing::warn_span!("request", request_id);
+        let outcome = dispatch_noting(&self.front.service, caller, parts, body, facts)
+            .instrument(span)
+            .await;
+        match outcome {
             Ok(reply) => json_response(StatusCode::OK, reply.to_json_bytes(), request_id),
             Err(error) => error_response(&error, request_id, facts),
         }
