@@ -44,6 +44,10 @@ pub enum DynamoError {
     InternalServerError,
     /// The server is overloaded and refused the request at once (SDKs retry it with backoff).
     Throttling,
+    /// A DynamoDB Streams shard iterator older than its lifetime (15 minutes).
+    ExpiredIterator,
+    /// A DynamoDB Streams read of records that retention has already removed.
+    TrimmedDataAccess,
 }
 
 /// Why one action of a cancelled transaction failed (`Code` None when it did not).
@@ -97,6 +101,8 @@ impl DynamoError {
             DynamoError::TransactionConflict => "TransactionConflictException",
             DynamoError::InternalServerError => "InternalServerError",
             DynamoError::Throttling => "ThrottlingException",
+            DynamoError::ExpiredIterator => "ExpiredIteratorException",
+            DynamoError::TrimmedDataAccess => "TrimmedDataAccessException",
         }
     }
 
@@ -157,6 +163,8 @@ impl DynamoError {
             DynamoError::ItemCollectionSizeLimitExceeded => "Collection size exceeded.",
             DynamoError::TransactionConflict => "Transaction is ongoing for the item",
             DynamoError::Throttling => "Rate of requests exceeds the allowed throughput.",
+            DynamoError::ExpiredIterator => "Shard iterator has expired",
+            DynamoError::TrimmedDataAccess => "The data you are trying to access has been trimmed",
             DynamoError::UnknownOperation | DynamoError::TransactionCanceled(_) => return None,
         })
     }

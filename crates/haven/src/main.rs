@@ -148,6 +148,20 @@ struct ServeArgs {
     #[arg(long, default_value_t = (haven_server::DEFAULT_REQUEST_MEMORY >> 20) as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     max_request_memory_mb: u64,
+    /// Seconds a DynamoDB Streams shard stays open before a child shard replaces it (AWS rolls
+    /// about every 4 hours); fixed per stream when the stream is created.
+    #[arg(long, default_value_t = 4 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    stream_shard_interval_secs: u64,
+    /// Seconds stream records stay readable (DynamoDB's 24 hours); lowered only by tests.
+    #[arg(long, hide = true, default_value_t = 24 * 3600)]
+    stream_retention_secs: u64,
+    /// Seconds a shard iterator may be used (DynamoDB's 15 minutes); lowered only by tests.
+    #[arg(long, hide = true, default_value_t = 15 * 60)]
+    stream_iterator_lifetime_secs: u64,
+    /// Milliseconds between the TTL worker's looks for expired items: they are deleted within
+    /// about this long of expiring (DynamoDB takes up to a few days).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    ttl_interval_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -254,6 +268,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = ServiceConfig {
         region: args.region.clone(),
         item_collection_limit: args.item_collection_limit,
+        streams: haven_api::StreamSettings {
+            shard_interval: Duration::from_secs(args.stream_shard_interval_secs),
+            retention: Duration::from_secs(args.stream_retention_secs),
+            iterator_lifetime: Duration::from_secs(args.stream_iterator_lifetime_secs),
+        },
+        ttl_interval: Duration::from_millis(args.ttl_interval_ms),
         ..ServiceConfig::default()
     };
     let security = security(&args)?;

@@ -1,6 +1,7 @@
 //! The HTTP front end: DynamoDB's JSON 1.0 protocol over HTTP/1.1.
 //!
-//! A request is `POST /` with `X-Amz-Target: DynamoDB_20120810.<Operation>` and a JSON body. The
+//! A request is `POST /` with `X-Amz-Target: DynamoDB_20120810.<Operation>` (or
+//! `DynamoDBStreams_20120810.<Operation>` for DynamoDB Streams, on the same port) and a JSON body. The
 //! checks run in the order DynamoDB applies them (method and content type, JSON syntax, target,
 //! authentication header), then the operation runs in [`haven_api::Service`]. Every response carries
 //! `x-amzn-RequestId` and `x-amz-crc32` (the CRC32 of the body, which SDKs verify).
@@ -63,7 +64,6 @@ impl StatusPages {
     }
 }
 
-const TARGET_PREFIX: &str = "DynamoDB_20120810.";
 /// Header names looked up as constants: a name given as a string is parsed on every lookup.
 const X_AMZ_TARGET: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("x-amz-target");
@@ -573,8 +573,7 @@ async fn dispatch_noting(
 
 /// The operation `X-Amz-Target` names, if it is one.
 fn operation_of(headers: &HeaderMap) -> Option<haven_api::Operation> {
-    let target = header(headers, X_AMZ_TARGET)?.strip_prefix(TARGET_PREFIX)?;
-    haven_api::Operation::from_name(target)
+    header(headers, X_AMZ_TARGET).and_then(haven_api::Operation::from_target)
 }
 
 fn header(headers: &HeaderMap, name: impl hyper::header::AsHeaderName) -> Option<&str> {

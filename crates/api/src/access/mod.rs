@@ -10,7 +10,8 @@
 //! needs that batch action on the table; each item of a transaction needs its own action
 //! (a TransactWriteItems Put needs `dynamodb:PutItem` on its table, a ConditionCheck
 //! `dynamodb:ConditionCheckItem`); a Query or Scan of an index needs the action on the index ARN;
-//! ListTables is on `table/*`. Streams are not built in Haven yet, so there is nothing to check.
+//! ListTables is on `table/*`. DescribeStream, GetShardIterator and GetRecords are on the stream's
+//! ARN (GetRecords reads it from the iterator); ListStreams is on `*`.
 
 mod policy;
 
@@ -138,6 +139,15 @@ impl<'s> Permissions<'s> {
             ListTables => self.on(action, Some(self.table_arn("*")), Vec::new()),
             TagResource | UntagResource | ListTagsOfResource => {
                 let arn = request.get("ResourceArn").and_then(Value::as_str);
+                self.on(action, arn.map(str::to_owned), Vec::new());
+            }
+            DescribeStream | GetShardIterator => {
+                let arn = request.get("StreamArn").and_then(Value::as_str);
+                self.on(action, arn.map(str::to_owned), Vec::new());
+            }
+            GetRecords => {
+                let iterator = request.get("ShardIterator").and_then(Value::as_str);
+                let arn = iterator.and_then(|text| text.split('|').next());
                 self.on(action, arn.map(str::to_owned), Vec::new());
             }
             // Endpoint discovery needs no permission in DynamoDB.
