@@ -28,3 +28,4 @@ fi
 cargo build --quiet --bin haven
 cargo test --workspace -- --test-threads=2
 python3 tests/smoke/cli_smoke.py
+python3 tests/smoke/streams_boto3.py

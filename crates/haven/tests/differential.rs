@@ -23,6 +23,12 @@
 //!
 //! Inside a request, `{"$repeat": ["ab", 3]}` stands for the string `"ababab"` (large items).
 //!
+//! DynamoDB Streams: a step with `"service": "streams"` is sent with the `DynamoDBStreams_20120810`
+//! target. `"save": {"name": "/json/pointer"}` keeps a value of each server's own answer (a stream
+//! ARN, a shard id, an iterator), and `{"$var": "name"}` in a later request of the case stands for
+//! it, so each server is asked about its own streams. Stream labels, shard ids, sequence numbers,
+//! event ids, times and regions differ by nature and are compared as present or absent.
+//!
 //! Environment: `DIFFERENTIAL_FILTER=<substring>` runs only the cases whose name contains it;
 //! `DIFFERENTIAL_VERBOSE=1` prints every step's answers; `DIFFERENTIAL_REPORT=<file>` also writes
 //! each mismatch there as a JSON line.
@@ -39,6 +45,7 @@ use common::HavenServer;
 use serde_json::{Map, Value, json};
 
 const TARGET_PREFIX: &str = "DynamoDB_20120810.";
+const STREAMS_TARGET_PREFIX: &str = "DynamoDBStreams_20120810.";
 
 /// The headers every step sends unless it overrides them.
 const DEFAULT_HEADERS: &[(&str, &str)] = &[
@@ -58,6 +65,22 @@ const VOLATILE_MEMBERS: &[&str] = &[
     "LastDecreaseDateTime",
     "TableArn",
     "TableId",
+];
+
+/// Stream members whose values differ by nature: compared only as present or absent.
+const PLACEHOLDER_MEMBERS: &[&str] = &[
+    "StreamLabel",
+    "LatestStreamLabel",
+    "ShardId",
+    "ParentShardId",
+    "LastEvaluatedShardId",
+    "SequenceNumber",
+    "StartingSequenceNumber",
+    "EndingSequenceNumber",
+    "eventID",
+    "ApproximateCreationDateTime",
+    "CreationRequestDateTime",
+    "awsRegion",
 ];
 
 fn repo_root() -> PathBuf {
@@ -170,14 +193,20 @@ impl Client {
         Client { agent, endpoint }
     }
 
-    /// Sends one step: default headers, then the step's overrides, then its body.
+    /// Sends one step: default headers, then the step's overrides, then its body. `op` is the
+    /// whole target's operation part (`DynamoDBStreams_20120810.` prefixed for Streams steps).
     fn send(&self, op: Option<&str>, headers: &[(String, Option<String>)], body: &[u8]) -> Answer {
         let mut all: Vec<(String, String)> = DEFAULT_HEADERS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         if let Some(op) = op {
-            all.push(("X-Amz-Target".into(), format!("{TARGET_PREFIX}{op}")));
+            let target = if op.starts_with(STREAMS_TARGET_PREFIX) {
+                op.to_string()
+            } else {
+                format!("{TARGET_PREFIX}{op}")
+            };
+            all.push(("X-Amz-Target".into(), target));
         }
         for (name, value) in headers {
             all.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
@@ -271,6 +300,10 @@ fn normalise(value: &Value) -> Value {
                 } else {
                     key.clone()
                 };
+                if PLACEHOLDER_MEMBERS.contains(&key.as_str()) {
+                    members.push((key, json!("<varies>")));
+                    continue;
+                }
                 let mut member = normalise(member);
                 if matches!(key.as_str(), "SS" | "NS" | "BS")
                     && let Value::Array(items) = &mut member
@@ -309,6 +342,37 @@ fn sort_unordered(value: &mut Value) {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Replaces each `{"$var": name}` with the value saved under `name` from this server's answers.
+fn substitute(value: &Value, saved: &Map<String, Value>) -> Value {
+    match value {
+        Value::Object(object) => {
+            if let (1, Some(Value::String(name))) = (object.len(), object.get("$var")) {
+                return saved
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("no saved value {name:?}"));
+            }
+            Value::Object(
+                object
+                    .iter()
+                    .map(|(k, v)| (k.clone(), substitute(v, saved)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, saved)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Keeps the values a step's `save` names from one server's answer.
+fn save(step: &Step, answer: &Answer, saved: &mut Map<String, Value>) {
+    for (name, pointer) in &step.save {
+        if let Some(value) = answer.body.pointer(pointer) {
+            saved.insert(name.clone(), value.clone());
         }
     }
 }
@@ -352,6 +416,8 @@ struct Step {
     type_only: bool,
     /// Item lists are compared as multisets (`"unordered_items": true`).
     unordered_items: bool,
+    /// Values to keep from each server's answer: (name, JSON pointer).
+    save: Vec<(String, String)>,
 }
 
 struct Case {
@@ -412,6 +478,8 @@ fn parse_step(file: &str, case: &str, step: &Value) -> Step {
         "haven",
         "why",
         "unordered_items",
+        "service",
+        "save",
     ];
     for key in step.as_object().expect("a step is an object").keys() {
         assert!(
@@ -442,8 +510,31 @@ fn parse_step(file: &str, case: &str, step: &Value) -> Step {
                 .collect()
         })
         .unwrap_or_default();
+    let op = step["op"]
+        .as_str()
+        .map(|op| match step["service"].as_str() {
+            Some("streams") => format!("{STREAMS_TARGET_PREFIX}{op}"),
+            Some(other) => panic!("{file}: case {case:?}: unknown service {other:?}"),
+            None => op.to_string(),
+        });
+    let save = step
+        .get("save")
+        .and_then(Value::as_object)
+        .map(|saves| {
+            saves
+                .iter()
+                .map(|(name, pointer)| {
+                    (
+                        name.clone(),
+                        pointer.as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Step {
-        op: step["op"].as_str().map(str::to_string),
+        op,
+        save,
         request: expand(step.get("request").unwrap_or(&json!({}))),
         headers,
         raw_body: step["raw_body"].as_str().map(str::to_string),
@@ -471,14 +562,17 @@ fn haven_answers_like_dynamodb_local() {
         case_count += 1;
         haven.delete_all_tables();
         oracle.delete_all_tables();
+        let (mut saved_haven, mut saved_local) = (Map::new(), Map::new());
         for (index, step) in case.steps.iter().enumerate() {
             step_count += 1;
-            let body = match &step.raw_body {
+            let body = |saved: &Map<String, Value>| match &step.raw_body {
                 Some(raw) => raw.clone().into_bytes(),
-                None => step.request.to_string().into_bytes(),
+                None => substitute(&step.request, saved).to_string().into_bytes(),
             };
-            let from_haven = haven.send(step.op.as_deref(), &step.headers, &body);
-            let from_local = oracle.send(step.op.as_deref(), &step.headers, &body);
+            let from_haven = haven.send(step.op.as_deref(), &step.headers, &body(&saved_haven));
+            let from_local = oracle.send(step.op.as_deref(), &step.headers, &body(&saved_local));
+            save(step, &from_haven, &mut saved_haven);
+            save(step, &from_local, &mut saved_local);
             let expected = step.haven.as_ref().unwrap_or(&from_local);
             let comparable = |body: &Value| {
                 let mut body = normalise(body);

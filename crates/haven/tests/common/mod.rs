@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chaos;
+pub mod streams;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -85,7 +86,21 @@ impl HavenServer {
         aws_sdk_dynamodb::Client::from_conf(config)
     }
 
-    /// Sends SIGKILL and waits for the process to be gone.
+    /// A DynamoDB Streams client for this server (the same endpoint; dummy credentials).
+    pub fn streams_client(&self) -> aws_sdk_dynamodbstreams::Client {
+        let credentials = aws_sdk_dynamodbstreams::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "tests",
+        );
+        let config = aws_sdk_dynamodbstreams::Config::builder()
+            .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodbstreams::config::Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(credentials)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        aws_sdk_dynamodbstreams::Client::from_conf(config)
+    }
+
     /// Sends SIGTERM (through the `kill` command).
     pub fn send_sigterm(&self) {
         let pid = self.child.id().to_string();
