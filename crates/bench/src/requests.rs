@@ -8,6 +8,8 @@ use std::fmt::Write;
 pub const ITEMS_PER_PARTITION: u64 = 100;
 /// Size of the `upd` attribute that updates rewrite (YCSB updates one 100-byte field).
 const UPDATE_FIELD_BYTES: usize = 100;
+/// Leading digits of an update's value that hold its version (the rest is filler).
+const VERSION_DIGITS: usize = 20;
 /// How many different payloads items cycle through.
 const PAYLOAD_VARIANTS: usize = 16;
 
@@ -60,8 +62,8 @@ impl RequestBuilder {
         }
     }
 
-    /// CreateTable, on demand billing.
-    pub fn create_table(&self) -> Call {
+    /// CreateTable, on demand billing, with a stream of `stream`'s view type if given.
+    pub fn create_table(&self, stream: Option<&str>) -> Call {
         let (definitions, schema) = match self.layout {
             Layout::Hash => (
                 r#"[{"AttributeName":"pk","AttributeType":"S"}]"#,
@@ -72,8 +74,11 @@ impl RequestBuilder {
                 r#"[{"AttributeName":"pk","KeyType":"HASH"},{"AttributeName":"sk","KeyType":"RANGE"}]"#,
             ),
         };
+        let stream = stream.map_or_else(String::new, |view| {
+            format!(r#","StreamSpecification":{{"StreamEnabled":true,"StreamViewType":"{view}"}}"#)
+        });
         let body = format!(
-            r#"{{"TableName":"{}","AttributeDefinitions":{definitions},"KeySchema":{schema},"BillingMode":"PAY_PER_REQUEST"}}"#,
+            r#"{{"TableName":"{}","AttributeDefinitions":{definitions},"KeySchema":{schema},"BillingMode":"PAY_PER_REQUEST"{stream}}}"#,
             self.table
         );
         Call {
@@ -133,17 +138,18 @@ impl RequestBuilder {
         }
     }
 
-    /// UpdateItem rewriting item `i`'s 100-byte `upd` attribute.
-    pub fn update(&self, i: u64) -> Call {
+    /// UpdateItem rewriting item `i`'s 100-byte `upd` attribute with a value of its own (led by
+    /// `version`), so that every update changes the item.
+    pub fn update(&self, i: u64, version: u64) -> Call {
         let mut body = self.start(240);
         body.push_str(r#","Key":"#);
         self.key(&mut body, i);
-        write!(
-            body,
-            r#","UpdateExpression":"SET upd = :u","ExpressionAttributeValues":{{":u":{{"S":"{}"}}}}}}"#,
-            self.update
-        )
-        .unwrap();
+        body.push_str(
+            r#","UpdateExpression":"SET upd = :u","ExpressionAttributeValues":{":u":{"S":""#,
+        );
+        push_padded(&mut body, version, VERSION_DIGITS);
+        body.push_str(&self.update[VERSION_DIGITS..]);
+        body.push_str(r#""}}}"#);
         Call {
             op: "UpdateItem",
             body,
@@ -334,13 +340,19 @@ mod tests {
     #[test]
     fn updates_queries_and_tables_are_valid_json() {
         let builder = RequestBuilder::new("t", Layout::Range, 1024);
-        let update = parse(&builder.update(5));
+        let update = parse(&builder.update(5, 42));
         assert_eq!(
             update["ExpressionAttributeValues"][":u"]["S"]
                 .as_str()
                 .unwrap()
                 .len(),
             100
+        );
+        assert!(
+            update["ExpressionAttributeValues"][":u"]["S"]
+                .as_str()
+                .unwrap()
+                .starts_with("00000000000000000042")
         );
         let conditional = parse(&builder.update_if_version(5, 7));
         assert_eq!(conditional["ExpressionAttributeValues"][":next"]["N"], "8");
@@ -349,7 +361,7 @@ mod tests {
         assert_eq!(query["Limit"], 25);
         assert_eq!(query["ExpressionAttributeValues"][":p"]["S"], "p00000003");
         assert_eq!(
-            parse(&builder.create_table())["KeySchema"][1]["KeyType"],
+            parse(&builder.create_table(None))["KeySchema"][1]["KeyType"],
             "RANGE"
         );
         assert_eq!(parse(&builder.describe_table())["TableName"], "t");

@@ -61,6 +61,9 @@ pub struct Plan {
     pub keys: KeyChooser,
     pub partitions: KeyChooser,
     next: AtomicU64,
+    /// Updates sent so far: each writes a value of its own, so that every update changes its item
+    /// (a write that changes nothing costs a stream nothing).
+    updates: AtomicU64,
 }
 
 impl Plan {
@@ -93,6 +96,7 @@ impl Plan {
             keys: KeyChooser::new(distribution, items.max(1)),
             partitions: KeyChooser::new(distribution, partitions),
             next: AtomicU64::new(first_new),
+            updates: AtomicU64::new(0),
         }
     }
 
@@ -122,7 +126,10 @@ impl Plan {
         let b = &self.builder;
         Some(match step {
             Step::Read(i) => ("read", b.get(i)),
-            Step::Update(i) => ("update", b.update(i)),
+            Step::Update(i) => {
+                let version = self.updates.fetch_add(1, Ordering::Relaxed);
+                ("update", b.update(i, version))
+            }
             Step::Insert(i) => ("insert", b.put(i)),
             Step::Query {
                 partition,
