@@ -151,6 +151,10 @@ struct RawConfig {
     #[serde(default)]
     velocity: RawVelocity,
     push: Option<PushConfig>,
+    /// `haven resolve`'s section, read by the guard resolver and skipped here, so that both
+    /// commands can share one file.
+    #[serde(rename = "resolve")]
+    _resolve: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
