@@ -283,7 +283,7 @@ pub fn push_opt(question: &Question, response: &mut Vec<u8>) {
 
 /// Sets the DO bit of the OPT record that ends `response` when the query asked for DNSSEC (RFC
 /// 3225: the bit is copied), for responses copied from a template encoded without it.
-pub fn copy_dnssec_ok(question: &Question, response: &mut Vec<u8>) {
+pub fn copy_dnssec_ok(question: &Question, response: &mut [u8]) {
     if question.dnssec_ok()
         && let Some(at) = response.len().checked_sub(OUR_OPT.len() - OPT_DO_BYTE)
     {

@@ -45,8 +45,10 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::config::ZoneSettings;
 use crate::plan::{Generation, Plan};
-use crate::wire::{self, CLASS_IN, HEADER_LEN, Header, Question, Transport, lower_wire, size_limit};
 pub use crate::wire::MAX_UDP_PAYLOAD;
+use crate::wire::{
+    self, CLASS_IN, HEADER_LEN, Header, Question, Transport, lower_wire, size_limit,
+};
 
 /// TTL of the zone's own records (SOA, NS, glue), which change only with the configuration.
 const ZONE_RECORD_TTL: u32 = 3600;

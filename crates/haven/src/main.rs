@@ -1,4 +1,6 @@
-//! The `haven` binary: parses the command line and wires storage, service and server together.
+//! The `haven` binary: parses the command line and wires storage, service and server together
+//! (`serve`), manages access keys (`keys`), or runs the guard resolver (`resolve`, in
+//! `haven-resolve`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +35,36 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Manage the access keys of a credentials file (see docs/security.md).
     Keys(KeysArgs),
+    /// Run a local caching DNS resolver that keeps the last good addresses of critical names
+    /// (see docs/resolve.md).
+    Resolve(ResolveArgs),
+}
+
+#[derive(clap::Args)]
+struct ResolveArgs {
+    /// TOML file with a [resolve] section (see docs/resolve.md); the flags below replace its
+    /// settings.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address for DNS over UDP and TCP (repeatable; port 0 picks a free one).
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+    /// Upstream resolver, address and port (repeatable), asked in turn.
+    #[arg(long = "upstream")]
+    upstreams: Vec<SocketAddr>,
+    /// A critical name (repeatable): its last good answer stands in for an empty or failed one.
+    /// Labels may be `*`, e.g. `dynamodb.*.amazonaws.com`.
+    #[arg(long)]
+    critical: Vec<String>,
+    /// Address of the HTTP control endpoint (GET /status, POST /flush); bind it to loopback.
+    #[arg(long)]
+    control: Option<SocketAddr>,
+    /// Worker threads (default: one per CPU core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// Log filter: error, warn, info, debug, trace (or a tracing directive).
+    #[arg(long, default_value = "info")]
+    log_level: String,
 }
 
 #[derive(clap::Args)]
@@ -169,7 +201,36 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Keys(args) => keys(args),
+        Command::Resolve(args) => resolve(args),
     }
+}
+
+/// Logs to standard error, filtered by `level`.
+fn init_logging(level: &str) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(level).context("invalid --log-level")?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+fn resolve(args: ResolveArgs) -> anyhow::Result<()> {
+    use haven_resolve::config::{Flags, ResolveConfig};
+    init_logging(&args.log_level)?;
+    let flags = Flags {
+        listen: args.listen,
+        upstreams: args.upstreams,
+        critical: args.critical,
+        control: args.control,
+    };
+    let config = ResolveConfig::load(args.config.as_deref(), flags)?;
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    haven_resolve::service::run(config, threads)
 }
 
 fn keys(args: KeysArgs) -> anyhow::Result<()> {
@@ -252,13 +313,7 @@ fn read_policy(file: &std::path::Path) -> anyhow::Result<haven_api::access::Poli
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log_level)
-                .context("invalid --log-level")?,
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&args.log_level)?;
     let engine = Arc::new(if args.in_memory {
         RedbEngine::in_memory()?
     } else {
