@@ -283,7 +283,13 @@ impl Inner {
             return stand_in;
         }
         let answer = Arc::new(answer);
-        if answer.lifetime > 0 {
+        // A failure does not push out an answer that may still serve stale later.
+        let keeps_stale = answer.kind == Kind::Failure
+            && self
+                .cache
+                .get(key)
+                .is_some_and(|old| old.may_serve_stale(now));
+        if answer.lifetime > 0 && !keeps_stale {
             self.cache.insert(key, answer.clone());
         }
         answer

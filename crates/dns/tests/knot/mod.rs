@@ -85,10 +85,15 @@ impl Knot {
         );
     }
 
-    /// Replaces the zone file and has the server load it.
-    pub fn load_zone(&self, zone_file: &str) {
+    /// Replaces the zone file and has the server load it: `zone-reload`, or, for a zone that
+    /// has no contents (expired with `zone-purge +expire`), a reload of the whole server.
+    pub fn load_zone(&self, zone_file: &str, expired: bool) {
         std::fs::write(self.dir.path().join("zone"), zone_file).unwrap();
-        self.control(&["zone-reload", &self.zone]);
+        if expired {
+            self.control(&["reload"]);
+        } else {
+            self.control(&["zone-reload", &self.zone]);
+        }
     }
 
     /// Sends `signal` (`-STOP`, `-CONT`, `-KILL`) to the server, by PID.
