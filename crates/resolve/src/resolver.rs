@@ -219,7 +219,11 @@ impl Inner {
     /// [`MAX_RESOLUTIONS`] are in flight already.
     fn join(self: &Arc<Self>, key: &Key) -> Option<Resolution> {
         let mut inflight = lock(&self.inflight);
-        if let Some(resolution) = inflight.get(key.as_bytes()) {
+        // A resolution whose task is gone without answering (it cannot, short of a panic) is
+        // replaced rather than joined.
+        if let Some(resolution) = inflight.get(key.as_bytes())
+            && resolution.has_changed().is_ok()
+        {
             return Some(resolution.clone());
         }
         if inflight.len() >= MAX_RESOLUTIONS {
