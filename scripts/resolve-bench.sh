@@ -43,9 +43,6 @@ fi
 knot_pid=
 trap 'cleanup; [ -n "$knot_pid" ] && kill "$knot_pid" 2>/dev/null' EXIT
 "$unbound" -V | awk 'NR == 1 { print $2 }' >"$work/unbound.version"
-cpu_seconds() { # pid: user + system CPU seconds so far, all threads
-  awk -v tck="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / tck }' "/proc/$1/stat"
-}
 wait_for_answer() { # port
   for _ in $(seq 200); do
     kdig @127.0.0.1 -p "$1" +noall +answer "$ZONE" SOA 2>/dev/null | grep -q SOA && return
@@ -68,23 +65,7 @@ dynamodb.us-east-1 A 10.0.0.3
 www CNAME dynamodb.us-east-1
 *.miss A 10.9.9.9
 EOF
-cat >"$work/knot.conf" <<EOF
-server:
-    rundir: "$work"
-    listen: 127.0.0.1@$knot_port
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: warning
-database:
-    storage: "$work"
-zone:
-  - domain: $ZONE
-    storage: "$work"
-    file: "$ZONE.zone"
-EOF
+write_knot_conf "$ZONE" "$knot_port"
 taskset -c "$CLIENT_CPU" "$knotd" --config "$work/knot.conf" >"$work/knot.log" 2>&1 &
 knot_pid=$!
 wait_for_answer "$knot_port"
@@ -125,7 +106,6 @@ measure() { # resolver port: the four runs, with the resolver's CPU time around 
   dnsperf_run "$1-hits-one" "$2" "$work/hits" "$LATENCY_DURATION" 1 1
   dnsperf_run "$1-misses-one" "$2" "$work/misses-$1-one" "$LATENCY_DURATION" 1 1
 }
-stop_server() { kill "$server_pid"; while kill -0 "$server_pid" 2>/dev/null; do sleep 0.1; done; server_pid=; }
 
 cut -d' ' -f1-3 /proc/loadavg >"$work/loadavg"
 echo "knot (pid $knot_pid, port $knot_port), asked directly:"

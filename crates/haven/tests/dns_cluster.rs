@@ -4,11 +4,13 @@
 //! eu-west-1 is 127.0.0.4 (after us-east-1 in the failover order). Every node probes every API
 //! node and answers DNS. A querier sends UDP queries to 127.0.0.4 throughout while nodes are
 //! killed (SIGKILL) and restarted, and no answer may be empty, SERVFAIL or missing. The DNS client
-//! is hickory-proto's message codec over std sockets.
+//! is `tests/common/dns.rs`.
+
+mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -16,8 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use common::dns::{addresses, ask_tcp, ask_udp, ask_udp_raw, client_socket, dig, query_message};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{RData, RecordType};
 
 const ZONE: &str = "haven.test.";
 const REGION_NAME: &str = "dynamodb.us-east-1.haven.test.";
@@ -168,89 +171,6 @@ window_ms = 200
         timeout = PROBE_TIMEOUT.as_millis(),
     );
     std::fs::write(path, config).unwrap();
-}
-
-fn query_message(name: &str, record_type: RecordType, edns: Option<u16>) -> Message {
-    let mut message = Message::query();
-    message.metadata.id = rand_id();
-    message.metadata.recursion_desired = true;
-    message
-        .queries
-        .push(Query::query(Name::from_ascii(name).unwrap(), record_type));
-    message.edns = edns.map(|size| {
-        let mut edns = Edns::new();
-        edns.set_max_payload(size);
-        edns
-    });
-    message
-}
-
-fn rand_id() -> u16 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(Instant::now()) as u16
-}
-
-/// One UDP exchange; `None` when no answer came within the timeout.
-fn ask_udp_raw(socket: &UdpSocket, server: SocketAddr, query: &Message) -> Option<Message> {
-    socket.send_to(&query.to_vec().unwrap(), server).unwrap();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let (length, from) = socket.recv_from(&mut buffer).ok()?;
-        let response = Message::from_vec(&buffer[..length]).expect("the answer decodes");
-        if from == server && response.metadata.id == query.metadata.id {
-            return Some(response);
-        }
-    }
-}
-
-fn ask_udp(server: SocketAddr, name: &str, record_type: RecordType, edns: Option<u16>) -> Message {
-    let socket = client_socket();
-    ask_udp_raw(&socket, server, &query_message(name, record_type, edns))
-        .unwrap_or_else(|| panic!("no UDP answer from {server} for {name} {record_type}"))
-}
-
-fn client_socket() -> UdpSocket {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    socket
-}
-
-/// Several queries on one TCP connection, each framed by its two-byte length.
-fn ask_tcp(server: SocketAddr, queries: &[Message]) -> Vec<Message> {
-    let mut stream = TcpStream::connect(server).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    queries
-        .iter()
-        .map(|query| {
-            let bytes = query.to_vec().unwrap();
-            stream
-                .write_all(&(bytes.len() as u16).to_be_bytes())
-                .unwrap();
-            stream.write_all(&bytes).unwrap();
-            let mut length = [0u8; 2];
-            stream.read_exact(&mut length).unwrap();
-            let mut response = vec![0u8; u16::from_be_bytes(length) as usize];
-            stream.read_exact(&mut response).unwrap();
-            let response = Message::from_vec(&response).unwrap();
-            assert_eq!(response.metadata.id, query.metadata.id);
-            response
-        })
-        .collect()
-}
-
-fn addresses(response: &Message) -> BTreeSet<IpAddr> {
-    response
-        .answers
-        .iter()
-        .filter_map(|record| match &record.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            _ => None,
-        })
-        .collect()
 }
 
 fn answer_of(server: SocketAddr, name: &str) -> BTreeSet<IpAddr> {
@@ -477,16 +397,4 @@ fn negative_answers_truncation_and_tcp() {
     assert!(ns.contains(&format!("ANSWER: {NAME_SERVERS},")), "{ns}");
     let nxdomain = dig(server, &[&format!("nothing.{ZONE}"), "A"]);
     assert!(nxdomain.contains("status: NXDOMAIN"), "{nxdomain}");
-}
-
-/// Runs `dig @server` (Debian package dnsutils; scripts/test.sh installs it) and returns its output.
-fn dig(server: SocketAddr, args: &[&str]) -> String {
-    let output = Command::new("dig")
-        .arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string(), "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig runs (apt-get install dnsutils)");
-    assert!(output.status.success(), "dig {args:?} failed: {output:?}");
-    String::from_utf8(output.stdout).unwrap()
 }

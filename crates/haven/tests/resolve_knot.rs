@@ -10,20 +10,22 @@
 //! bound and flushes, the TCP probe, truncation and TCP, failover between upstreams, the DNSSEC
 //! bits and garbage datagrams.
 
+mod common;
 #[path = "../../dns/tests/knot/mod.rs"]
 mod knot;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use common::dns::{addresses, ask_tcp, ask_udp, ask_udp_raw, client_socket, dig, query_message};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{RData, RecordType};
 use knot::Knot;
 
 const ZONE: &str = "haven.test.";
@@ -158,68 +160,13 @@ fn got(response: &Message) -> Got {
     }
 }
 
-fn addresses(response: &Message) -> BTreeSet<IpAddr> {
-    response
-        .answers
-        .iter()
-        .filter_map(|record| match &record.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
-            _ => None,
-        })
-        .collect()
-}
-
 fn ips(list: &[&str]) -> BTreeSet<IpAddr> {
     list.iter().map(|ip| ip.parse().unwrap()).collect()
 }
 
-fn message(name: &str, record_type: RecordType, edns: Option<u16>) -> Message {
-    let mut message = Message::query();
-    message.metadata.recursion_desired = true;
-    message.add_query(Query::query(Name::from_ascii(name).unwrap(), record_type));
-    message.edns = edns.map(|size| {
-        let mut edns = Edns::new();
-        edns.set_max_payload(size);
-        edns
-    });
-    message
-}
-
-/// Sends `query` over UDP and waits up to two seconds for the answer with its id.
-fn exchange_udp(server: SocketAddr, query: &Message) -> Option<Message> {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    socket.send_to(&query.to_vec().unwrap(), server).unwrap();
-    let mut buffer = [0; 4096];
-    let (length, _) = socket.recv_from(&mut buffer).ok()?;
-    let response = Message::from_vec(&buffer[..length]).expect("a decodable answer");
-    assert_eq!(response.metadata.id, query.metadata.id);
-    Some(response)
-}
-
 fn ask(server: SocketAddr, name: &str) -> Option<Got> {
-    exchange_udp(server, &message(name, RecordType::A, None)).map(|r| got(&r))
-}
-
-/// Sends each query on one TCP connection, in turn, and reads each answer.
-fn exchange_tcp(server: SocketAddr, query: &Message) -> Message {
-    let mut stream = TcpStream::connect(server).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let bytes = query.to_vec().unwrap();
-    stream
-        .write_all(&(bytes.len() as u16).to_be_bytes())
-        .unwrap();
-    stream.write_all(&bytes).unwrap();
-    let mut length = [0u8; 2];
-    stream.read_exact(&mut length).unwrap();
-    let mut response = vec![0u8; u16::from_be_bytes(length) as usize];
-    stream.read_exact(&mut response).unwrap();
-    Message::from_vec(&response).unwrap()
+    let query = query_message(name, RecordType::A, None);
+    ask_udp_raw(&client_socket(), server, &query).map(|response| got(&response))
 }
 
 /// One answer (or none) a client got, when and for which name.
@@ -283,18 +230,6 @@ fn wait_for_knot(knot: &Knot, expected: impl Fn(&Got) -> bool) -> Instant {
         assert!(Instant::now() < deadline, "Knot still answers {answer:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Runs `dig @server` (Debian package dnsutils; scripts/test.sh installs it).
-fn dig(server: SocketAddr, args: &[&str]) -> String {
-    let output = Command::new("dig")
-        .arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string(), "+time=3", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig runs (apt-get install dnsutils)");
-    assert!(output.status.success(), "dig {args:?} failed: {output:?}");
-    String::from_utf8(output.stdout).unwrap()
 }
 
 /// The addresses `dig +short` prints.
@@ -517,6 +452,21 @@ fn poll(server: SocketAddr, within: Duration, done: impl Fn(&Got) -> bool) -> Ve
     seen
 }
 
+/// Gives the critical name `address` (zone serial `serial`), waits until the resolver answers it,
+/// empties the name (serial + 1) and checks that the resolver now stands the address in.
+fn stand_in_for(knot: &Knot, resolve: &Resolve, serial: u32, address: &str) {
+    let records = format!("dynamodb.us-east-1 1 A {address}");
+    change(knot, serial, &records, |got| !got.addresses.is_empty());
+    poll(resolve.dns, Duration::from_secs(5), |got| {
+        got.addresses == ips(&[address])
+    });
+    let emptied = "dynamodb.us-east-1 1 TXT \"gone\"";
+    change(knot, serial + 1, emptied, |got| got.addresses.is_empty());
+    std::thread::sleep(Duration::from_millis(1500));
+    let got = ask(resolve.dns, CRITICAL).unwrap();
+    assert_eq!(got.addresses, ips(&[address]), "a stand-in");
+}
+
 #[test]
 fn a_pin_stands_in_only_up_to_max_stale_and_flushes_forget_it() {
     let knot = start_knot("dynamodb.us-east-1 1 A 10.0.0.1");
@@ -545,41 +495,11 @@ fn a_pin_stands_in_only_up_to_max_stale_and_flushes_forget_it() {
     }
     assert!(resolve.counter("substitutions") >= 1);
 
-    // A flush by name forgets the pin at once.
-    change(&knot, 3, "dynamodb.us-east-1 1 A 10.0.0.2", |got| {
-        !got.addresses.is_empty()
-    });
-    poll(resolve.dns, Duration::from_secs(5), |got| {
-        got.addresses == ips(&["10.0.0.2"])
-    });
-    change(&knot, 4, "dynamodb.us-east-1 1 TXT \"gone\"", |got| {
-        got.addresses.is_empty()
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        ask(resolve.dns, CRITICAL).unwrap().addresses,
-        ips(&["10.0.0.2"]),
-        "a stand-in"
-    );
+    // A flush by name forgets the pin at once; so does SIGHUP, for every name.
+    stand_in_for(&knot, &resolve, 3, "10.0.0.2");
     resolve.flush(Some("DynamoDB.us-east-1.haven.test"));
     assert!(nodata(&ask(resolve.dns, CRITICAL).unwrap()), "flushed");
-
-    // So does SIGHUP, for every name.
-    change(&knot, 5, "dynamodb.us-east-1 1 A 10.0.0.3", |got| {
-        !got.addresses.is_empty()
-    });
-    poll(resolve.dns, Duration::from_secs(5), |got| {
-        got.addresses == ips(&["10.0.0.3"])
-    });
-    change(&knot, 6, "dynamodb.us-east-1 1 TXT \"gone\"", |got| {
-        got.addresses.is_empty()
-    });
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(
-        ask(resolve.dns, CRITICAL).unwrap().addresses,
-        ips(&["10.0.0.3"]),
-        "a stand-in"
-    );
+    stand_in_for(&knot, &resolve, 5, "10.0.0.3");
     let pid = resolve.child.id().to_string();
     assert!(
         Command::new("kill")
@@ -646,11 +566,11 @@ fn truncation_tcp_failover_dnssec_bits_and_garbage() {
     // TCP. Its own UDP answer is truncated for the client, which gets everything over TCP.
     let big = "big.haven.test.";
     for edns in [None, Some(1232)] {
-        let udp = exchange_udp(resolve.dns, &message(big, RecordType::A, edns)).unwrap();
+        let udp = ask_udp(resolve.dns, big, RecordType::A, edns);
         assert!(udp.metadata.truncation && udp.answers.is_empty(), "{udp:?}");
         assert_eq!(udp.edns.is_some(), edns.is_some());
     }
-    let tcp = exchange_tcp(resolve.dns, &message(big, RecordType::A, None));
+    let tcp = ask_tcp(resolve.dns, &[query_message(big, RecordType::A, None)]).remove(0);
     assert!(!tcp.metadata.truncation);
     assert_eq!(addresses(&tcp).len(), 100);
     assert_eq!(resolve.counter("tcp_retries"), 1);
@@ -667,10 +587,10 @@ fn truncation_tcp_failover_dnssec_bits_and_garbage() {
     assert_eq!(hickory_addresses(resolve.dns, big).len(), 100);
 
     // DO and CD go through to the answer.
-    let mut query = message(OTHER, RecordType::A, Some(1232));
+    let mut query = query_message(OTHER, RecordType::A, Some(1232));
     query.edns.as_mut().unwrap().set_dnssec_ok(true);
     query.metadata.checking_disabled = true;
-    let response = exchange_udp(resolve.dns, &query).unwrap();
+    let response = ask_udp_raw(&client_socket(), resolve.dns, &query).unwrap();
     assert!(response.edns.unwrap().flags().dnssec_ok);
     assert!(response.metadata.checking_disabled && response.metadata.recursion_available);
     assert!(dig(resolve.dns, &["+dnssec", OTHER, "A"]).contains("; EDNS: version: 0, flags: do;"));
@@ -685,6 +605,6 @@ fn truncation_tcp_failover_dnssec_bits_and_garbage() {
         ask(resolve.dns, OTHER).unwrap().addresses,
         ips(&["10.0.1.1"])
     );
-    let refused = exchange_udp(resolve.dns, &message(ZONE, RecordType::AXFR, None)).unwrap();
+    let refused = ask_udp(resolve.dns, ZONE, RecordType::AXFR, None);
     assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
 }

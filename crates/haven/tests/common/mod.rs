@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chaos;
+pub mod dns;
 pub mod streams;
 
 use std::io::{BufRead, BufReader};
