@@ -15,8 +15,10 @@
 //! query's DO bit copied (RFC 3225); UDP answers may be as large as the query advertises, at most
 //! [`MAX_UDP_PAYLOAD`]; without EDNS the limit is 512 bytes ([`size_limit`]).
 
+use std::net::IpAddr;
+
 use hickory_proto::op::{Message, OpCode, ResponseCode};
-use hickory_proto::rr::Name;
+use hickory_proto::rr::{Name, RData};
 
 /// The largest UDP answer sent, whatever the client advertises: the size DNS Flag Day 2020 chose
 /// to avoid IP fragmentation. It is also the size our OPT record advertises.
@@ -354,4 +356,16 @@ pub fn lower_wire(name: &Name) -> Vec<u8> {
     }
     bytes.push(0);
     bytes
+}
+
+/// The A and AAAA addresses of a decoded message's answer section, in order.
+pub fn answer_addresses(message: &Message) -> impl Iterator<Item = IpAddr> + '_ {
+    message
+        .answers
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
+            _ => None,
+        })
 }

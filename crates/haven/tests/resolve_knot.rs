@@ -467,6 +467,22 @@ fn stand_in_for(knot: &Knot, resolve: &Resolve, serial: u32, address: &str) {
     assert_eq!(got.addresses, ips(&[address]), "a stand-in");
 }
 
+/// Polls the critical name until it answers `expected` (within 5 s), never empty on the way.
+fn settles_on(server: SocketAddr, expected: &BTreeSet<IpAddr>, what: &str) {
+    let seen = poll(server, Duration::from_secs(5), |got| {
+        &got.addresses == expected
+    });
+    assert_eq!(
+        &seen.last().unwrap().1.addresses,
+        expected,
+        "{what}: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|(_, got)| !got.addresses.is_empty()),
+        "{what}: {seen:?}"
+    );
+}
+
 #[test]
 fn a_pin_stands_in_only_up_to_max_stale_and_flushes_forget_it() {
     let knot = start_knot("dynamodb.us-east-1 1 A 10.0.0.1");
@@ -525,26 +541,9 @@ fn the_probe_keeps_only_addresses_that_accept_connections_but_never_none() {
     change(&knot, 2, "dynamodb.us-east-1 1 TXT \"gone\"", |got| {
         got.addresses.is_empty()
     });
-    let live = ips(&["127.0.0.1"]);
-    let seen = poll(resolve.dns, Duration::from_secs(5), |got| {
-        got.addresses == live
-    });
-    assert_eq!(
-        seen.last().unwrap().1.addresses,
-        live,
-        "only the live one: {seen:?}"
-    );
-    assert!(seen.iter().all(|(_, got)| !got.addresses.is_empty()));
-
+    settles_on(resolve.dns, &ips(&["127.0.0.1"]), "only the live address");
     drop(listener);
-    let seen = poll(resolve.dns, Duration::from_secs(5), |got| {
-        got.addresses == both
-    });
-    assert_eq!(
-        seen.last().unwrap().1.addresses,
-        both,
-        "none live: all kept: {seen:?}"
-    );
+    settles_on(resolve.dns, &both, "none live: all kept");
 }
 
 #[test]

@@ -214,7 +214,7 @@ pub async fn stand_in(
     let Ok(message) = Message::from_vec(pinned.body()) else {
         return (pinned.restamped(Kind::StandIn, ttl, now), Vec::new());
     };
-    let addresses = addresses(&message);
+    let addresses: Vec<IpAddr> = haven_dns::wire::answer_addresses(&message).collect();
     let Some(probe) = probe else {
         return (pinned.restamped(Kind::StandIn, ttl, now), addresses);
     };
@@ -226,19 +226,6 @@ pub async fn stand_in(
         Some(trimmed) => (trimmed.restamped(Kind::StandIn, ttl, now), live),
         None => (pinned.restamped(Kind::StandIn, ttl, now), addresses),
     }
-}
-
-/// The A and AAAA addresses of the answer section.
-fn addresses(message: &Message) -> Vec<IpAddr> {
-    message
-        .answers
-        .iter()
-        .filter_map(|record| match &record.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The addresses that accept a TCP connection on the probe's port within its timeout, all

@@ -91,15 +91,7 @@ fn ask_udp(name: &str, record_type: RecordType) -> Message {
 }
 
 fn addresses(message: &Message) -> Vec<IpAddr> {
-    message
-        .answers
-        .iter()
-        .filter_map(|record| match &record.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
-            _ => None,
-        })
-        .collect()
+    crate::wire::answer_addresses(message).collect()
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, Query};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 
 /// A query with RD set, a random id and, with `edns`, an OPT record advertising that size.
 pub fn query_message(name: &str, record_type: RecordType, edns: Option<u16>) -> Message {
@@ -92,15 +92,7 @@ pub fn ask_tcp(server: SocketAddr, queries: &[Message]) -> Vec<Message> {
 
 /// The A and AAAA addresses of the answer section.
 pub fn addresses(response: &Message) -> BTreeSet<IpAddr> {
-    response
-        .answers
-        .iter()
-        .filter_map(|record| match &record.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
-            _ => None,
-        })
-        .collect()
+    haven_dns::wire::answer_addresses(response).collect()
 }
 
 /// Runs `dig @server` (Debian package dnsutils; scripts/test.sh installs it) and returns its output.
