@@ -577,6 +577,18 @@ mod tests {
         assert!(config.push.is_some());
     }
 
+    #[test]
+    fn a_resolve_section_is_left_to_haven_resolve() {
+        let shared = format!(
+            "{MINIMAL}\n[resolve]\nupstreams = [\"127.0.0.1:53\"]\n\
+             [resolve.critical]\nnames = [\"*.haven.test\"]\n"
+        );
+        assert_eq!(
+            DnsConfig::parse(&shared).unwrap().inventory.regions.len(),
+            2
+        );
+    }
+
     fn error_of(text: &str) -> String {
         DnsConfig::parse(text).unwrap_err().to_string()
     }

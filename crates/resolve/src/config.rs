@@ -325,6 +325,22 @@ mod tests {
         assert_eq!(config.critical.ttl, 5);
     }
 
+    /// The settings block of docs/resolve.md, which users copy, is valid and lists every setting.
+    #[test]
+    fn the_documented_example_is_valid() {
+        let example: String = include_str!("../../../docs/resolve.md")
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a toml block in docs/resolve.md")
+            .to_owned();
+        let config = ResolveConfig::parse(&example, Flags::default()).unwrap();
+        assert_eq!(config.upstreams.len(), 2);
+        assert_eq!(config.control, Some("127.0.0.1:8053".parse().unwrap()));
+        assert_eq!(config.critical.probe.map(|probe| probe.port), Some(443));
+        assert_eq!(config.critical.max_stale, Duration::from_secs(3600));
+    }
+
     #[test]
     fn flags_replace_the_file() {
         let flags = Flags {
