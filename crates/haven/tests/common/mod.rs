@@ -280,6 +280,11 @@ impl HeldRequest {
         }
     }
 
+    /// The connection, body still withheld.
+    pub fn into_stream(self) -> std::net::TcpStream {
+        self.stream
+    }
+
     /// Sends the body and returns the answer: status and body.
     pub fn finish(mut self) -> (u16, String) {
         use std::io::Write;
