@@ -22,10 +22,11 @@ use hickory_proto::rr::{Name, RData, RecordType};
 const ZONE: &str = "haven.test.";
 const REGION_NAME: &str = "dynamodb.us-east-1.haven.test.";
 const FAILOVER_NAME: &str = "dynamodb.haven.test.";
-const INTERVAL: Duration = Duration::from_millis(100);
-/// Long enough that a live node's probe never times out on a loaded machine (a debug build answers
-/// `/health` in well under a millisecond when idle); a killed node's probe is refused at once.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const INTERVAL: Duration = Duration::from_millis(250);
+/// Long enough that a live node's probe does not time out on a loaded machine (a debug build
+/// answers `/health` in well under a millisecond when idle), which would flip it Unhealthy; a
+/// killed node's probe is refused at once. (It may not exceed the interval.)
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 const FAILURES: u32 = 2;
 const SUCCESSES: u32 = 2;
 const TTL: u32 = 4;
