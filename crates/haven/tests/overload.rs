@@ -159,6 +159,16 @@ async fn slow_loris_and_10_000_idle_connections_do_not_stop_a_normal_client() {
     assert!(first_closed.0, "an idle connection was kept open");
 }
 
+/// A connection to `address` whose reads give up after 30 s, so that a server that never answers
+/// fails the test instead of hanging it.
+fn connect(address: std::net::SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+}
+
 /// Writes a raw DynamoDB request for `operation` with `body` on `stream` (signed with a dummy
 /// signature, which a server without --auth accepts).
 fn send_raw(stream: &mut TcpStream, operation: &str, body: &str) {
@@ -171,15 +181,15 @@ fn send_raw(stream: &mut TcpStream, operation: &str, body: &str) {
 fn list_tables_on(stream: &mut TcpStream) {
     send_raw(stream, "ListTables", "{}");
     let (status, body) = read_response(stream);
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 }
 
 /// True if `(status, body)` is DynamoDB's throttling answer, exactly; panics on any other error.
-fn is_throttle((status, body): &(u16, String)) -> bool {
+fn is_throttle((status, body): &(u16, Vec<u8>)) -> bool {
     if *status == 200 {
         return false;
     }
-    let body: serde_json::Value = serde_json::from_str(body).unwrap();
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap();
     assert_eq!(*status, 400, "{body}");
     assert_eq!(
         body["__type"], "com.amazon.coral.availability#ThrottlingException",
@@ -201,7 +211,7 @@ fn a_kept_alive_connection_outlives_the_header_timeout_and_closes_at_the_idle_ti
         "--idle-timeout-secs",
         "4",
     ]);
-    let mut stream = TcpStream::connect(server.address).unwrap();
+    let mut stream = connect(server.address);
     list_tables_on(&mut stream);
     // Waiting for its next request is not receiving a head: the 1 s header timeout does not apply
     // (and the 4 s idle timer, started before the answer arrived, leaves 2 s of margin).
@@ -222,7 +232,7 @@ fn a_kept_alive_connection_outlives_the_header_timeout_and_closes_at_the_idle_ti
 #[test]
 fn a_17_mb_body_is_refused_with_413_before_it_is_read() {
     let server = HavenServer::start_in_memory();
-    let mut stream = TcpStream::connect(server.address).unwrap();
+    let mut stream = connect(server.address);
     let length = 17 * 1024 * 1024;
     write!(
         stream,
@@ -297,7 +307,7 @@ fn spawn_scans(server: &HavenServer, count: usize) -> tokio::task::JoinSet<bool>
 /// Has `server` answer 4 requests per refusal wanted, one after another: intake earns one refusal
 /// per 4 served requests (`SERVED_PER_REFUSAL`), saved while nobody waits.
 fn earn_refusals(server: &HavenServer, refusals: usize) {
-    let mut stream = TcpStream::connect(server.address).unwrap();
+    let mut stream = connect(server.address);
     for _ in 0..refusals * 4 {
         list_tables_on(&mut stream);
     }
@@ -346,7 +356,7 @@ async fn beyond_max_in_flight_requests_are_throttled_at_once_and_all_answered() 
         .send(r#"{"TableName":"Busy"}"#)
         .expect("the request beyond the room is answered while the room is held");
     let status = response.status().as_u16();
-    let body = response.body_mut().read_to_string().unwrap();
+    let body = response.body_mut().read_to_vec().unwrap();
     assert!(is_throttle(&(status, body)), "the request was served");
 
     // 16 SDK Scans beyond the room: nothing can be served while it is held, so the first answer
@@ -377,7 +387,7 @@ fn beyond_the_room_requests_wait_unread_and_only_a_share_are_refused() {
     let clients: Vec<_> = (0..20)
         .map(|_| {
             let answers = answers.clone();
-            let mut stream = TcpStream::connect(server.address).unwrap();
+            let mut stream = connect(server.address);
             std::thread::spawn(move || {
                 send_raw(&mut stream, "ListTables", "{}");
                 answers.send(read_response(&mut stream)).unwrap();
@@ -434,7 +444,7 @@ async fn a_request_whose_client_has_gone_is_dropped_unexecuted() {
         send_raw(&mut gone, "PutItem", &put("abandoned"));
         gone.shutdown(std::net::Shutdown::Write).unwrap();
         // ...and one whose client waits for its answer.
-        let mut waiting = TcpStream::connect(address).unwrap();
+        let mut waiting = connect(address);
         send_raw(&mut waiting, "PutItem", &put("answered"));
         for request in held {
             assert_eq!(request.finish().0, 200);
@@ -456,7 +466,7 @@ async fn a_request_whose_client_has_gone_is_dropped_unexecuted() {
         "a request whose client had gone was answered: {}",
         String::from_utf8_lossy(&unanswered)
     );
-    assert_eq!(answered.0, 200, "{}", answered.1);
+    assert_eq!(answered.0, 200, "{}", String::from_utf8_lossy(&answered.1));
     let client = server.client();
     let present = |key: &'static str| {
         let client = client.clone();
@@ -484,7 +494,7 @@ async fn a_request_whose_client_has_gone_is_dropped_unexecuted() {
 fn idle_connections(server: &HavenServer) -> Vec<TcpStream> {
     (0..10)
         .map(|_| {
-            let mut stream = TcpStream::connect(server.address).unwrap();
+            let mut stream = connect(server.address);
             list_tables_on(&mut stream);
             stream
         })

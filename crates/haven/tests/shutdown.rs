@@ -97,7 +97,7 @@ async fn sigterm_under_write_load_finishes_in_flight_requests_and_loses_nothing_
     let (status, body) = tokio::task::spawn_blocking(move || in_flight.finish())
         .await
         .unwrap();
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
 
     let (status, _) = tokio::task::block_in_place(|| server.wait_exit(Duration::from_secs(20)));
     assert!(status.success(), "haven exited with {status}");

@@ -265,6 +265,9 @@ impl HeldRequest {
     pub fn open(address: SocketAddr, operation: &str, body: &str) -> HeldRequest {
         use std::io::Write;
         let mut stream = std::net::TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
         let extra = format!(
             "Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
             body.len()
@@ -286,48 +289,11 @@ impl HeldRequest {
     }
 
     /// Sends the body and returns the answer: status and body.
-    pub fn finish(mut self) -> (u16, String) {
+    pub fn finish(mut self) -> (u16, Vec<u8>) {
         use std::io::Write;
         self.stream.write_all(self.body.as_bytes()).unwrap();
         read_response(&mut self.stream)
     }
-}
-
-/// Reads one HTTP response from `stream` (waiting up to 30 s) and returns its status and body
-/// (`Content-Length` framing, as Haven answers); panics if the connection closes first.
-pub fn read_response(stream: &mut std::net::TcpStream) -> (u16, String) {
-    use std::io::Read;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
-        .unwrap();
-    let mut received = Vec::new();
-    let mut byte = [0u8; 1];
-    while !received.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => received.push(byte[0]),
-            other => panic!(
-                "no complete response head ({other:?}): {:?}",
-                String::from_utf8_lossy(&received)
-            ),
-        }
-    }
-    let head = String::from_utf8(received).expect("an ASCII response head");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {head:?}"));
-    let length = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).expect("the response body");
-    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Waits until `done()` holds, polling every 10 ms, for at most `within`; panics naming `what`
