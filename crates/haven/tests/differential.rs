@@ -39,7 +39,7 @@ use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::HavenServer;
 use serde_json::{Map, Value, json};
@@ -87,8 +87,9 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A DynamoDB Local process started by `shared/tools/dynamodb-local.sh`, stopped (by its PID)
-/// when dropped, including while a failing test unwinds.
+/// A DynamoDB Local process started by the project's `scripts/dynamodb-local.sh` (which installs
+/// it on first use), stopped by the same script when dropped, including while a failing test
+/// unwinds.
 struct DynamoDbLocal {
     pid: u32,
     port: u16,
@@ -96,28 +97,8 @@ struct DynamoDbLocal {
 
 impl DynamoDbLocal {
     fn start() -> DynamoDbLocal {
-        for tool in ["java", "npm"] {
-            let found = Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            assert!(
-                found,
-                "the differential test needs `{tool}` to run DynamoDB Local (shared/tools/dynamodb-local.sh); install it"
-            );
-        }
-        let script = repo_root().join("../shared/tools/dynamodb-local.sh");
-        assert!(
-            script.exists(),
-            "DynamoDB Local launcher not found at {}",
-            script.display()
-        );
         let port = free_port();
-        let output = Command::new("bash")
-            .arg(&script)
-            .args(["start", &port.to_string()])
-            .output()
-            .expect("run dynamodb-local.sh");
+        let output = dynamodb_local(&["start", &port.to_string()]);
         let stdout = String::from_utf8_lossy(&output.stdout);
         let pid = stdout
             .lines()
@@ -141,22 +122,25 @@ impl DynamoDbLocal {
 
 impl Drop for DynamoDbLocal {
     fn drop(&mut self) {
-        let pid = self.pid.to_string();
-        let _ = Command::new("kill").arg(&pid).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            let alive = Command::new("kill")
-                .args(["-0", &pid])
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !alive {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let output = dynamodb_local(&["stop", &self.pid.to_string()]);
+        if !output.status.success() {
+            eprintln!(
+                "stopping DynamoDB Local (pid {}) failed: {}",
+                self.pid,
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
-        let _ = Command::new("kill").args(["-9", &pid]).status();
     }
+}
+
+/// Runs `scripts/dynamodb-local.sh <args>` and returns what it printed.
+fn dynamodb_local(args: &[&str]) -> std::process::Output {
+    Command::new("bash")
+        .arg(repo_root().join("scripts/dynamodb-local.sh"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run scripts/dynamodb-local.sh")
 }
 
 fn free_port() -> u16 {

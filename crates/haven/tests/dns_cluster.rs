@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,8 +25,11 @@ use hickory_proto::rr::{RData, RecordType};
 const ZONE: &str = "haven.test.";
 const REGION_NAME: &str = "dynamodb.us-east-1.haven.test.";
 const FAILOVER_NAME: &str = "dynamodb.haven.test.";
-const INTERVAL: Duration = Duration::from_millis(100);
-const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
+const INTERVAL: Duration = Duration::from_millis(250);
+/// Long enough that a live node's probe does not time out on a loaded machine (a debug build
+/// answers `/health` in well under a millisecond when idle), which would flip it Unhealthy; a
+/// killed node's probe is refused at once. (It may not exceed the interval.)
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 const FAILURES: u32 = 2;
 const SUCCESSES: u32 = 2;
 const TTL: u32 = 4;
@@ -229,11 +232,15 @@ fn wait_until_all_healthy(node: &Node) {
     }
 }
 
-/// Queries `server` over UDP until stopped; returns (answered, problems).
-fn start_querier(server: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<(usize, Vec<String>)> {
+/// Queries `server` over UDP until stopped, counting good answers in `answered`; returns the
+/// problems seen.
+fn start_querier(
+    server: SocketAddr,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+) -> JoinHandle<Vec<String>> {
     std::thread::spawn(move || {
         let socket = client_socket();
-        let mut answered = 0;
         let mut problems = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             for name in [REGION_NAME, FAILOVER_NAME] {
@@ -246,13 +253,26 @@ fn start_querier(server: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<(usize
                     Some(response) if addresses(&response).is_empty() => {
                         problems.push(format!("{name}: empty answer"))
                     }
-                    Some(_) => answered += 1,
+                    Some(_) => {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        (answered, problems)
+        problems
     })
+}
+
+/// Waits until the querier has had `more` good answers beyond those counted so far, so that a
+/// phase of the test is covered by queries however slowly the querier's thread runs.
+fn wait_for_queries(answered: &AtomicUsize, more: usize) {
+    let target = answered.load(Ordering::Relaxed) + more;
+    let started = Instant::now();
+    while answered.load(Ordering::Relaxed) < target {
+        assert!(started.elapsed() < PATIENCE, "the querier stalled");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
@@ -281,7 +301,9 @@ fn endpoint_names_follow_health_and_never_go_empty() {
     wait_for_answer(observer, FAILOVER_NAME, &all_three);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let querier = start_querier(observer, stop.clone());
+    let answered = Arc::new(AtomicUsize::new(0));
+    let querier = start_querier(observer, stop.clone(), answered.clone());
+    wait_for_queries(&answered, 100);
 
     // A killed node leaves the answer within the detection time, in a newer plan.
     let before_kill = generation(observer);
@@ -289,6 +311,7 @@ fn endpoint_names_follow_health_and_never_go_empty() {
     let gone = wait_for_answer(observer, REGION_NAME, &ips(&[&us_east[1], &us_east[2]]));
     assert!(gone < detection_time() + SLACK, "took {gone:?}");
     assert!(generation(observer) > before_kill);
+    wait_for_queries(&answered, 100);
 
     // Restarted, it answers at once, and is back in the set once its probes succeed.
     us_east[0].start(&config);
@@ -305,6 +328,7 @@ fn endpoint_names_follow_health_and_never_go_empty() {
     }
     wait_for_answer(observer, FAILOVER_NAME, &ips(&[&eu_west]));
     std::thread::sleep(detection_time() * 3);
+    wait_for_queries(&answered, 100);
     let response = ask_udp(observer, REGION_NAME, RecordType::A, None);
     assert!(!addresses(&response).is_empty(), "fail open");
     assert_eq!(
@@ -324,7 +348,8 @@ fn endpoint_names_follow_health_and_never_go_empty() {
     assert!(!answer_of(us_east[1].dns, REGION_NAME).is_empty());
 
     stop.store(true, Ordering::Relaxed);
-    let (answered, problems) = querier.join().unwrap();
+    let problems = querier.join().unwrap();
+    let answered = answered.load(Ordering::Relaxed);
     eprintln!("{answered} UDP answers checked; a killed node left the answer after {gone:?}");
     assert!(
         problems.is_empty(),
@@ -332,7 +357,6 @@ fn endpoint_names_follow_health_and_never_go_empty() {
         problems.len(),
         &problems[..problems.len().min(5)]
     );
-    assert!(answered > 1000, "only {answered} queries answered");
 }
 
 #[test]

@@ -248,6 +248,69 @@ pub fn raw_request_head(operation: &str, extra: &str) -> String {
     )
 }
 
+/// A raw request whose body the test withholds, so that the server is busy by construction rather
+/// than by racing clients against its speed.
+///
+/// The head carries `Expect: 100-continue`, and the server answers `100 Continue` only once it has
+/// read the head and begun reading the body; so once [`HeldRequest::open`] returns, the request is
+/// in progress on its connection and holds its room in the server (an intake grant, see
+/// `crates/server/src/intake.rs`), without an execution slot, until [`HeldRequest::finish`] sends
+/// the body (or the request is dropped, closing the connection).
+pub struct HeldRequest {
+    stream: std::net::TcpStream,
+    body: String,
+}
+
+impl HeldRequest {
+    /// Sends the head of `operation` with a `body` to come, and waits until the server reads it.
+    pub fn open(address: SocketAddr, operation: &str, body: &str) -> HeldRequest {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let extra = format!(
+            "Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream
+            .write_all(raw_request_head(operation, &extra).as_bytes())
+            .unwrap();
+        let (status, _) = read_response(&mut stream);
+        assert_eq!(status, 100, "the server did not begin reading the request");
+        HeldRequest {
+            stream,
+            body: body.to_string(),
+        }
+    }
+
+    /// The connection, body still withheld.
+    pub fn into_stream(self) -> std::net::TcpStream {
+        self.stream
+    }
+
+    /// Sends the body and returns the answer: status and body.
+    pub fn finish(mut self) -> (u16, Vec<u8>) {
+        use std::io::Write;
+        self.stream.write_all(self.body.as_bytes()).unwrap();
+        read_response(&mut self.stream)
+    }
+}
+
+/// Waits until `done()` holds, polling every 10 ms, for at most `within`; panics naming `what`
+/// after that. Tests wait for what they need (so many writes acknowledged, a server ready) rather
+/// than sleeping a fixed time and hoping the machine was fast enough.
+pub async fn wait_until(what: &str, within: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Sends SIGTERM and waits (up to 10 s) for the server to exit; returns the exit status.
 pub fn terminate(mut server: HavenServer) -> std::process::ExitStatus {
     server.send_sigterm();
