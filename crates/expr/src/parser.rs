@@ -31,6 +31,9 @@ pub(crate) struct RawPath(pub Vec<RawElement>);
 pub(crate) enum RawElement {
     Identifier(String),
     Name(String),
+    /// A name that is not subject to DynamoDB's reserved words (PartiQL names its attributes
+    /// directly).
+    Verbatim(String),
     /// The digits as written; range-checked when resolved.
     Index(String),
 }
@@ -202,10 +205,14 @@ impl Diagnostics {
         self.found
     }
 
-    /// The error DynamoDB would report, prefixed with the expression kind.
-    pub fn into_result(self, prefix: &str) -> Result<(), ExprError> {
+    /// The error DynamoDB would report, prefixed with the expression kind (PartiQL's statements
+    /// report it without a prefix).
+    pub fn into_result(self, prefix: Option<&str>) -> Result<(), ExprError> {
         match self.found.into_iter().min_by_key(|(rank, _)| *rank) {
-            Some((_, message)) => Err(ExprError(format!("{prefix}: {message}"))),
+            Some((_, message)) => Err(ExprError(match prefix {
+                Some(prefix) => format!("{prefix}: {message}"),
+                None => message,
+            })),
             None => Ok(()),
         }
     }
@@ -245,6 +252,7 @@ pub(crate) fn resolve_path(
                 }
                 PathElement::Name(word.clone())
             }
+            RawElement::Verbatim(name) => PathElement::Name(name.clone()),
             RawElement::Name(placeholder) => {
                 PathElement::Name(placeholders.name(placeholder).unwrap_or_else(|| {
                     diagnostics.report(
