@@ -18,7 +18,7 @@ use crate::items::{CapacityReport, read_item, read_units};
 use crate::reply::{Member, Reply};
 
 /// DynamoDB stops a Query or Scan page once this much data has been read.
-const PAGE_BYTES: usize = 1024 * 1024;
+pub(crate) const PAGE_BYTES: usize = 1024 * 1024;
 
 /// What a page returns: Select.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -289,6 +289,9 @@ pub(crate) struct PageRequest<'a> {
     /// Replace each index entry by the table's item (see [`ReadTarget::fetches_from_table`]).
     pub fetch_from_table: bool,
     pub consistent: bool,
+    /// The page stops once this much has been read ([`PAGE_BYTES`], less what earlier pages of
+    /// the same answer read).
+    pub max_bytes: usize,
 }
 
 /// One page of results.
@@ -356,7 +359,8 @@ fn visit_entry(
     })?;
     page.scanned += 1;
     page.bytes_read += item_size(&entry);
-    let full = request.limit.is_some_and(|l| page.scanned >= l) || page.bytes_read >= PAGE_BYTES;
+    let full =
+        request.limit.is_some_and(|l| page.scanned >= l) || page.bytes_read >= request.max_bytes;
     if full {
         let key: Item = key_attributes
             .iter()
@@ -615,6 +619,7 @@ impl ReadPlan {
             select: self.select,
             fetch_from_table: target.fetches_from_table(self.select, &roots.0, &roots.1)?,
             consistent: self.consistent,
+            max_bytes: PAGE_BYTES,
         })
     }
 }

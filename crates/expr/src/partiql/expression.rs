@@ -371,6 +371,11 @@ impl Parser<'_> {
         loop {
             if self.at_punct(Punct::Dot) {
                 self.bump();
+                if self.at_punct(Punct::Star) && self.in_projection {
+                    return Err(Fail::Refused(
+                        "Changing item's hierarchy while reading isn't supported".into(),
+                    ));
+                }
                 if self.at_punct(Punct::Star) {
                     return self.refuse_at(
                         "Unpivot path component like a.*.b are not supported",

@@ -92,20 +92,21 @@ impl<'a> Lowering<'a> {
     /// name of its path (see [`super::output_name`]), so two paths may not end alike; the paths are
     /// checked last to first, which is the order DynamoDB reports overlaps in.
     pub fn projection(&self, items: &[Expr]) -> Result<Vec<Path>, String> {
-        let raw: Vec<RawPath> = items.iter().rev().map(raw_path).collect::<Result<_, _>>()?;
-        let mut paths = lower_paths(&raw, &mut Placeholders::default(), None).map_err(|e| e.0)?;
-        paths.reverse();
-        let names: Vec<String> = paths.iter().map(super::output_name).collect();
-        if let Some(duplicate) = names
-            .iter()
-            .enumerate()
-            .find(|(i, name)| names[..*i].contains(name))
-        {
-            return Err(format!(
-                "Duplicate identifiers in select clause: {}",
-                duplicate.1
-            ));
+        let lower =
+            |raw: &[RawPath]| lower_paths(raw, &mut Placeholders::default(), None).map_err(|e| e.0);
+        let mut raw: Vec<RawPath> = items.iter().map(raw_path).collect::<Result<_, _>>()?;
+        // Duplicate names are found before overlapping paths.
+        let mut names = Vec::with_capacity(raw.len());
+        for path in &raw {
+            let name = super::output_name(&lower(std::slice::from_ref(path))?[0]);
+            if names.contains(&name) {
+                return Err(format!("Duplicate identifiers in select clause: {name}"));
+            }
+            names.push(name);
         }
+        raw.reverse();
+        let mut paths = lower(&raw)?;
+        paths.reverse();
         Ok(paths)
     }
 
@@ -147,7 +148,7 @@ impl<'a> Lowering<'a> {
                 type_name,
                 negated,
             } => self.is(expr, value, type_name, *negated)?,
-            ExprKind::Call(name, args) => Raw::Call(name.clone(), self.operands(args)?),
+            ExprKind::Call(name, args) => Raw::Call(known_function(name)?, self.operands(args)?),
             _ => {
                 return Err(
                     "WHERE clause must contain an expression that resolves to a boolean".into(),
@@ -175,7 +176,9 @@ impl<'a> Lowering<'a> {
     fn operand(&mut self, expr: &Expr) -> Result<Raw, String> {
         match &expr.kind {
             ExprKind::Path(_) => Ok(Raw::Path(raw_path(expr)?)),
-            ExprKind::Call(name, args) => Ok(Raw::Call(name.clone(), self.operands(args)?)),
+            ExprKind::Call(name, args) => {
+                Ok(Raw::Call(known_function(name)?, self.operands(args)?))
+            }
             ExprKind::Missing => Err("MISSING must be compared using IS operator".into()),
             kind => match operator_text(kind) {
                 Some(op) => Err(unsupported_operator(op)),
@@ -279,7 +282,7 @@ impl<'a> Lowering<'a> {
         match &expr.kind {
             ExprKind::Path(_) => Ok(RawOperand::Path(raw_path(expr)?)),
             ExprKind::Call(name, args) => Ok(RawOperand::Call(
-                name.clone(),
+                known_function(name)?,
                 args.iter()
                     .map(|a| self.update_operand(a))
                     .collect::<Result<_, _>>()?,
@@ -322,6 +325,25 @@ fn same_path(a: &Expr, b: &Expr) -> bool {
             (Step::Name(x), Step::Name(y)) | (Step::Index(x), Step::Index(y)) => x == y,
             _ => false,
         })
+}
+
+/// The functions PartiQL knows (the expression language then says where each may be used).
+fn known_function(name: &str) -> Result<String, String> {
+    const FUNCTIONS: [&str; 8] = [
+        "attribute_exists",
+        "attribute_not_exists",
+        "attribute_type",
+        "begins_with",
+        "contains",
+        "size",
+        "list_append",
+        "if_not_exists",
+    ];
+    if FUNCTIONS.contains(&name) {
+        Ok(name.to_string())
+    } else {
+        Err(format!("Unrecognized function: {name}"))
+    }
 }
 
 fn comparator(op: &str) -> Option<Comparator> {

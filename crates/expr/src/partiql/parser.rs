@@ -37,6 +37,8 @@ pub(crate) struct Parser<'t> {
     depth: usize,
     pub parameters: usize,
     pub operators: usize,
+    /// Whether the select list is being parsed (`a.*` is refused in its own words there).
+    pub in_projection: bool,
 }
 
 /// Parses a whole statement.
@@ -48,6 +50,7 @@ pub(crate) fn parse(text: &str) -> Parsed<ParsedStatement> {
         depth: 0,
         parameters: 0,
         operators: 0,
+        in_projection: false,
     };
     let statement = parser.statement()?;
     Ok(ParsedStatement {
@@ -233,6 +236,7 @@ impl Parser<'_> {
             return Ok(None);
         }
         let mut items = Vec::new();
+        self.in_projection = true;
         loop {
             let first = self.peek();
             if first.kind == Kind::Word && self.peek_second().kind == Kind::Punct(Punct::LParen) {
@@ -245,6 +249,7 @@ impl Parser<'_> {
             self.refuse_alias()?;
             items.push(item);
             if !self.at_punct(Punct::Comma) {
+                self.in_projection = false;
                 return Ok(Some(items));
             }
             self.bump();
