@@ -74,7 +74,9 @@ pub(crate) async fn batch_execute_statement(
         .iter()
         .map(|i| i.parse().map_err(|r| r.error))
         .collect();
-    let reads = parsed.iter().flatten().filter(|s| s.is_read()).count();
+    // EXISTS counts as a read here, where it is refused on its own.
+    let is_read = |s: &&Statement| matches!(s, Statement::Select(_) | Statement::Exists(_));
+    let reads = parsed.iter().flatten().filter(is_read).count();
     if reads > 0 && reads < parsed.iter().flatten().count() {
         return Err(DynamoError::validation(
             "Read and write requests together in the same batch is not supported.",

@@ -173,7 +173,7 @@ fn exists(service: &Service, select: &Select, return_item: bool) -> Result<Actio
         )
     };
     check_name(&select.table)?;
-    if select.index.is_some() || select.projection.is_some() {
+    if select.index.is_some() {
         return Err(refused());
     }
     let meta = table(service, &select.table)?;

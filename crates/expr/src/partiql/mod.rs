@@ -222,47 +222,34 @@ fn order_key(text: &str, key: &syntax::Expr) -> String {
     }
 }
 
-/// The name DynamoDB gives the attribute a select-list path yields: its last name, or, when the
-/// path goes on through list indexes, that name with the first of them (`k[2]` for `m.k[2].d`).
+/// The name DynamoDB gives the attribute a select-list path yields: its last name, with the list
+/// indexes that follow it (`d` for `m.k[2].d`, `k[2]` for `m.k[2]`, `l[1][0]` for `l[1][0]`).
 pub fn output_name(path: &Path) -> String {
-    let mut name = path.root();
-    for element in &path.0[1..] {
+    let last_name = path
+        .0
+        .iter()
+        .rposition(|e| matches!(e, PathElement::Name(_)))
+        .unwrap_or(0);
+    let mut name = path.root().to_string();
+    for element in &path.0[last_name..] {
         match element {
-            PathElement::Name(n) => name = n,
-            PathElement::Index(i) => return format!("{name}[{i}]"),
+            PathElement::Name(n) => name = n.clone(),
+            PathElement::Index(i) => name.push_str(&format!("[{i}]")),
         }
     }
-    name.to_string()
+    name
 }
 
-/// What a SELECT returns of an item: `*` is the item; each path of a select list yields one
-/// attribute named by [`output_name`], holding the value there (or, past a list index, the element
-/// with the rest of the path projected out of it).
+/// What a SELECT returns of an item: `*` is the item; each path of a select list yields the value
+/// there, named by [`output_name`] (paths that name nothing yield nothing).
 pub fn select_item(item: &Item, projection: Option<&[Path]>) -> Item {
     let Some(paths) = projection else {
         return item.clone();
     };
     paths
         .iter()
-        .filter_map(|path| Some((output_name(path), selected_value(item, path)?)))
+        .filter_map(|path| Some((output_name(path), path.resolve(item)?.clone())))
         .collect()
-}
-
-fn selected_value(item: &Item, path: &Path) -> Option<AttributeValue> {
-    let cut = path
-        .0
-        .iter()
-        .position(|e| matches!(e, PathElement::Index(_)))
-        .map_or(path.0.len(), |i| i + 1);
-    let value = Path(path.0[..cut].to_vec()).resolve(item)?.clone();
-    if cut == path.0.len() {
-        return Some(value);
-    }
-    // Project the rest of the path out of the value, as a projection expression would.
-    let holder: Item = [(String::new(), value)].into_iter().collect();
-    let mut rest = vec![PathElement::Name(String::new())];
-    rest.extend_from_slice(&path.0[cut..]);
-    crate::project(&holder, &[Path(rest)]).remove("")
 }
 
 #[cfg(test)]
