@@ -138,7 +138,7 @@ fn read_all(
         units.entry(meta.name.clone()).or_default().0 += read_units(size, input.consistent());
         entries.push(Entry::Done {
             table: meta.name.clone(),
-            item: found.map(|item| select_item(&item, projection.as_deref())),
+            item: found.map(|item| select_item(item, projection.as_deref())),
         });
     }
     Ok(entries)

@@ -10,14 +10,14 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use haven_expr::partiql::{Select, keys, select_item};
 use haven_expr::{KeyCondition, RangeKeyCondition};
 use haven_model::schema::KeySchema;
-use haven_model::{AttributeValue, Item};
+use haven_model::{AttributeValue, Item, item_size};
 use serde_json::{Value, json};
 
 use super::{check_name, expr_schema};
 use crate::Service;
 use crate::catalog::{IndexKind, TableMeta};
 use crate::error::DynamoError;
-use crate::items::{CapacityReport, table};
+use crate::items::{CapacityReport, read_item, table};
 use crate::ops::{KeyRange, segment_range};
 use crate::pages::{
     PAGE_BYTES, Page, PageRequest, ReadTarget, Select as Mode, attribute_roots, read_page,
@@ -62,8 +62,10 @@ pub(crate) fn select(
     let mut request = page_request(&target, select, options)?;
     let start = options.next_token.map(start_key).transpose()?;
     let snapshot = service.engine.snapshot()?;
-    let page = match &plan.partitions {
-        None => {
+    let one_item = start.is_none().then(|| whole_key(&target, &plan)).flatten();
+    let page = match (one_item, &plan.partitions) {
+        (Some(key), _) => read_one(&*snapshot, &target, key, &request)?,
+        (None, None) => {
             let (lower, upper) = segment_range(target.prefix(), None);
             request.lower = match &start {
                 Some(start) => Bound::Excluded(target.start_key(start)?),
@@ -72,7 +74,7 @@ pub(crate) fn select(
             request.upper = upper;
             read_page(&*snapshot, &target, &request)?
         }
-        Some(partitions) => {
+        (None, Some(partitions)) => {
             let read = Partitions {
                 target: &target,
                 schema: &schema,
@@ -84,6 +86,55 @@ pub(crate) fn select(
     };
     let capacity = target.capacity(options.report, &page, options.consistent);
     Ok(render(page, select, capacity))
+}
+
+/// The key of the one table item a SELECT names with equalities on its whole key: read as GetItem
+/// reads it.
+fn whole_key(target: &ReadTarget, plan: &keys::ReadPlan) -> Option<Item> {
+    if target.index.is_some() {
+        return None;
+    }
+    let schema = target.keys();
+    let [partition] = plan.partitions.as_deref()? else {
+        return None;
+    };
+    let mut key: Item = [(schema.partition.name.clone(), partition.clone())].into();
+    match (&schema.sort, &plan.range) {
+        (None, _) => {}
+        (Some(sort), Some(RangeKeyCondition::Eq(value))) => {
+            key.insert(sort.name.clone(), value.clone());
+        }
+        (Some(_), _) => return None,
+    }
+    Some(key)
+}
+
+/// Reads one item by key as a page of at most one item, with what a Query of that key would
+/// answer: the item if the clause holds, and a NextToken when Limit is 1.
+fn read_one(
+    snapshot: &dyn haven_storage::Snapshot,
+    target: &ReadTarget,
+    key: Item,
+    request: &PageRequest,
+) -> Result<Page, DynamoError> {
+    crate::items::validate_key(target.meta, &key)?;
+    let mut page = empty_page();
+    let Some((_, item)) = read_item(snapshot, target.meta, &key)? else {
+        return Ok(page);
+    };
+    page.scanned = 1;
+    page.bytes_read = item_size(&item);
+    if request.limit == Some(1) {
+        page.last_evaluated = Some(key);
+    }
+    if request
+        .filter
+        .map_or(Ok(true), |f| f.evaluate(Some(&item)))?
+    {
+        page.count = 1;
+        page.items.push(item);
+    }
+    Ok(page)
 }
 
 /// What to read of each item: index reads of `*` return what the index projects.
@@ -265,7 +316,7 @@ fn render(page: Page, select: &Select, capacity: Option<Value>) -> Reply {
     let projection = select.projection.as_deref();
     let items: Vec<Item> = page
         .items
-        .iter()
+        .into_iter()
         .map(|item| select_item(item, projection))
         .collect();
     let mut reply = Reply::default();

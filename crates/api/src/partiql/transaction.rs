@@ -124,7 +124,7 @@ fn read_all(
     }
     reject_repeated_items(keys.iter().map(|(m, k)| (m, k)), REPEATED_ITEM)?;
     read_items(service, &keys, report, |i, item| {
-        select_item(&item, projections[i].as_deref())
+        select_item(item, projections[i].as_deref())
     })
 }
 

@@ -242,13 +242,13 @@ pub fn output_name(path: &Path) -> String {
 
 /// What a SELECT returns of an item: `*` is the item; each path of a select list yields the value
 /// there, named by [`output_name`] (paths that name nothing yield nothing).
-pub fn select_item(item: &Item, projection: Option<&[Path]>) -> Item {
+pub fn select_item(item: Item, projection: Option<&[Path]>) -> Item {
     let Some(paths) = projection else {
-        return item.clone();
+        return item;
     };
     paths
         .iter()
-        .filter_map(|path| Some((output_name(path), path.resolve(item)?.clone())))
+        .filter_map(|path| Some((output_name(path), path.resolve(&item)?.clone())))
         .collect()
 }
 

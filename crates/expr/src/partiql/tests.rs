@@ -241,7 +241,7 @@ fn condition_errors_are_the_expression_language_s_without_prefix() {
             "list_append(l, l)",
             "The function is not allowed in a condition expression; function: list_append",
         ),
-        ("foo(x)", "Invalid function name; function: foo"),
+        ("foo(x)", "Unrecognized function: foo"),
         (
             "1 IS MISSING",
             "Operator or function requires a document path; operator or function: attribute_not_exists",
@@ -479,7 +479,7 @@ fn select_lists_name_results_by_their_last_name() {
     ]);
     let selected = |list: &str| {
         let select = select(&format!("SELECT {list} FROM tbl"));
-        select_item(&row, select.projection.as_deref())
+        select_item(row.clone(), select.projection.as_deref())
     };
     assert_eq!(selected("a.b.c"), item(&[("c", s("D"))]));
     assert_eq!(selected("l[1][0], a.x"), item(&[("l[1][0]", n("3"))]));
