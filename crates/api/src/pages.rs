@@ -307,6 +307,20 @@ pub(crate) struct Page {
     pub last_evaluated: Option<Item>,
 }
 
+impl Page {
+    /// A page that has read nothing.
+    pub fn empty() -> Page {
+        Page {
+            items: Vec::new(),
+            count: 0,
+            scanned: 0,
+            bytes_read: 0,
+            fetched_units: 0.0,
+            last_evaluated: None,
+        }
+    }
+}
+
 /// Reads one page of `target` from `snapshot`.
 pub(crate) fn read_page(
     snapshot: &dyn Snapshot,
@@ -314,14 +328,7 @@ pub(crate) fn read_page(
     request: &PageRequest,
 ) -> Result<Page, DynamoError> {
     let key_attributes = target.key_attributes();
-    let mut page = Page {
-        items: Vec::new(),
-        count: 0,
-        scanned: 0,
-        bytes_read: 0,
-        fetched_units: 0.0,
-        last_evaluated: None,
-    };
+    let mut page = Page::empty();
     let mut failure = None;
     let range = (as_ref_bound(&request.lower), as_ref_bound(&request.upper));
     snapshot.scan(range, request.reverse, &mut |_, value| match visit_entry(

@@ -38,11 +38,33 @@ pub(crate) enum RawElement {
     Index(String),
 }
 
+/// How deep a parse is nested, refused past a limit before the stack is at risk.
+pub(crate) struct Nesting {
+    depth: usize,
+    limit: usize,
+}
+
+impl Nesting {
+    pub fn new(limit: usize) -> Nesting {
+        Nesting { depth: 0, limit }
+    }
+
+    /// Enters one level; false once past the limit.
+    pub fn enter(&mut self) -> bool {
+        self.depth += 1;
+        self.depth <= self.limit
+    }
+
+    pub fn leave(&mut self) {
+        self.depth -= 1;
+    }
+}
+
 pub(crate) struct Cursor<'t> {
     text: &'t str,
     tokens: Vec<Token>,
     pos: usize,
-    depth: usize,
+    nesting: Nesting,
     operators: usize,
 }
 
@@ -52,7 +74,7 @@ impl<'t> Cursor<'t> {
             text,
             tokens: lexer::tokenize(text),
             pos: 0,
-            depth: 0,
+            nesting: Nesting::new(MAX_DEPTH),
             operators: 0,
         }
     }
@@ -105,15 +127,14 @@ impl<'t> Cursor<'t> {
 
     /// Enters one level of nesting (parentheses, function arguments).
     pub fn descend(&mut self) -> Parsed<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(Fail::TooDeep);
+        match self.nesting.enter() {
+            true => Ok(()),
+            false => Err(Fail::TooDeep),
         }
-        Ok(())
     }
 
     pub fn ascend(&mut self) {
-        self.depth -= 1;
+        self.nesting.leave();
     }
 
     /// Parentheses directly around other parentheses: DynamoDB stops at the closing one, so this

@@ -164,17 +164,19 @@ async fn statements_read_and_write_items() {
     );
 }
 
-#[tokio::test]
-async fn statement_errors_are_dynamodb_s_types() {
+/// A server with an `orders` table holding one item, `a/1`, whose state is `open`.
+async fn orders_with_an_open_order() -> (HavenServer, Client) {
     let server = HavenServer::start_in_memory();
     let client = server.client();
     keyed_table(&client, "orders").await;
-    execute(
-        &client,
-        "INSERT INTO orders VALUE {'pk':'a','sk':1,'state':'open'}",
-        vec![],
-    )
-    .await;
+    let insert = "INSERT INTO orders VALUE {'pk':'a','sk':1,'state':'open'}";
+    execute(&client, insert, vec![]).await;
+    (server, client)
+}
+
+#[tokio::test]
+async fn statement_errors_are_dynamodb_s_types() {
+    let (_server, client) = orders_with_an_open_order().await;
 
     let duplicate = client
         .execute_statement()
@@ -206,35 +208,19 @@ async fn statement_errors_are_dynamodb_s_types() {
     };
     assert_eq!(returned["state"], s("open"));
 
-    let missing = client
-        .execute_statement()
-        .statement("UPDATE orders SET state = 'paid' WHERE pk = 'a' AND sk = 2")
-        .send()
-        .await;
+    let run = |text: &'static str| client.execute_statement().statement(text).send();
+    let missing = run("UPDATE orders SET state = 'paid' WHERE pk = 'a' AND sk = 2").await;
     assert_eq!(error_of(missing).0, "ConditionalCheckFailedException");
-    let malformed = client
-        .execute_statement()
-        .statement("SELEC * FROM orders")
-        .send()
-        .await;
     assert_eq!(
-        error_of(malformed),
+        error_of(run("SELEC * FROM orders").await),
         (
             "ValidationException".into(),
             "Statement wasn't well formed, can't be processed: SELEC * FROM orders".into()
         )
     );
-    let unknown = client
-        .execute_statement()
-        .statement("SELECT * FROM nowhere")
-        .send()
-        .await;
+    let unknown = run("SELECT * FROM nowhere").await;
     assert_eq!(error_of(unknown).0, "ResourceNotFoundException");
-    let no_key = client
-        .execute_statement()
-        .statement("DELETE FROM orders WHERE pk = 'a'")
-        .send()
-        .await;
+    let no_key = run("DELETE FROM orders WHERE pk = 'a'").await;
     assert_eq!(
         error_of(no_key).1,
         "Where clause does not contain a mandatory equality on all key attributes"
@@ -353,15 +339,7 @@ fn statement(text: &str) -> BatchStatementRequest {
 
 #[tokio::test]
 async fn a_batch_answers_statement_by_statement() {
-    let server = HavenServer::start_in_memory();
-    let client = server.client();
-    keyed_table(&client, "orders").await;
-    execute(
-        &client,
-        "INSERT INTO orders VALUE {'pk':'a','sk':1,'state':'open'}",
-        vec![],
-    )
-    .await;
+    let (_server, client) = orders_with_an_open_order().await;
     execute(
         &client,
         "INSERT INTO orders VALUE {'pk':'a','sk':5}",

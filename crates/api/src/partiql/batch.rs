@@ -59,11 +59,7 @@ pub(crate) async fn batch_execute_statement(
 ) -> Result<Value, DynamoError> {
     let mut violations = Violations::new();
     let count = input.statements.as_ref().map_or(0, Vec::len);
-    if count > MAX_STATEMENTS {
-        violations.push(format!(
-            "Value '[...{count} items]' at 'statements' failed to satisfy constraint: Member must have length less than or equal to {MAX_STATEMENTS}"
-        ));
-    }
+    super::check_count(&mut violations, "statements", count, MAX_STATEMENTS);
     let report = CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
     violations.into_result()?;
     let inputs = input.statements.unwrap_or_default();

@@ -157,6 +157,15 @@ pub(crate) async fn execute_statement(
     }
 }
 
+/// A list of statements longer than DynamoDB allows (`member` names it in the message).
+fn check_count(violations: &mut Violations, member: &str, count: usize, max: usize) {
+    if count > max {
+        violations.push(format!(
+            "Value '[...{count} items]' at '{member}' failed to satisfy constraint: Member must have length less than or equal to {max}"
+        ));
+    }
+}
+
 fn exists_outside_transactions() -> DynamoError {
     DynamoError::validation("EXISTS can only be used in ExecuteTransaction write requests.")
 }

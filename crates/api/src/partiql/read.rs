@@ -118,7 +118,7 @@ fn read_one(
     request: &PageRequest,
 ) -> Result<Page, DynamoError> {
     crate::items::validate_key(target.meta, &key)?;
-    let mut page = empty_page();
+    let mut page = Page::empty();
     let Some((_, item)) = read_item(snapshot, target.meta, &key)? else {
         return Ok(page);
     };
@@ -233,7 +233,7 @@ impl Partitions<'_> {
         };
         let mut start = start;
         let limit = request.limit;
-        let mut total = empty_page();
+        let mut total = Page::empty();
         for partition in &ordered[first..] {
             let (lower, upper) = self.bounds(partition, start.take())?;
             request.lower = lower;
@@ -288,17 +288,6 @@ impl Partitions<'_> {
             }
         }
         Ok((lower, upper))
-    }
-}
-
-fn empty_page() -> Page {
-    Page {
-        items: Vec::new(),
-        count: 0,
-        scanned: 0,
-        bytes_read: 0,
-        fetched_units: 0.0,
-        last_evaluated: None,
     }
 }
 

@@ -43,11 +43,7 @@ pub(crate) async fn execute_transaction(
     let input: ExecuteTransactionInput = crate::ops::parse(request)?;
     let mut violations = Violations::new();
     let count = input.transact_statements.as_ref().map_or(0, Vec::len);
-    if count > MAX_STATEMENTS {
-        violations.push(format!(
-            "Value '[...{count} items]' at 'transactStatements' failed to satisfy constraint: Member must have length less than or equal to {MAX_STATEMENTS}"
-        ));
-    }
+    super::check_count(&mut violations, "transactStatements", count, MAX_STATEMENTS);
     let report = CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
     check_token(&mut violations, input.client_request_token.as_deref());
     violations.into_result()?;

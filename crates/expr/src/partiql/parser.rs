@@ -5,6 +5,7 @@
 
 use super::lexer::{self, Kind, Punct, Token};
 use super::syntax::{Expr, RawAssignment, RawSelect, RawStatement, Returning, Source};
+use crate::parser::Nesting;
 
 /// Deeper nesting (parentheses, NOT, literals, function arguments) is refused before the stack is
 /// at risk; DynamoDB's own limit on values (32 levels) is far below it.
@@ -34,7 +35,7 @@ pub(crate) struct Parser<'t> {
     pub text: &'t str,
     tokens: Vec<Token>,
     pos: usize,
-    depth: usize,
+    nesting: Nesting,
     pub parameters: usize,
     pub operators: usize,
     /// Whether the select list is being parsed (`a.*` is refused in its own words there).
@@ -47,7 +48,7 @@ pub(crate) fn parse(text: &str) -> Parsed<ParsedStatement> {
         text,
         tokens: lexer::tokenize(text),
         pos: 0,
-        depth: 0,
+        nesting: Nesting::new(MAX_DEPTH),
         parameters: 0,
         operators: 0,
         in_projection: false,
@@ -153,15 +154,14 @@ impl Parser<'_> {
 
     /// Enters one level of nesting.
     pub fn descend(&mut self) -> Parsed<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(Fail::TooDeep);
+        match self.nesting.enter() {
+            true => Ok(()),
+            false => Err(Fail::TooDeep),
         }
-        Ok(())
     }
 
     pub fn ascend(&mut self) {
-        self.depth -= 1;
+        self.nesting.leave();
     }
 
     fn statement(&mut self) -> Parsed<RawStatement> {
