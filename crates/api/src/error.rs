@@ -33,6 +33,8 @@ pub enum DynamoError {
     },
     LimitExceeded(String),
     ProvisionedThroughputExceeded(String),
+    /// A PartiQL INSERT found an item with its key already there.
+    DuplicateItem,
     /// A transaction was refused; one reason per action, in request order.
     TransactionCanceled(Vec<CancellationReason>),
     /// The ClientRequestToken was used by a different request within the idempotency window.
@@ -93,6 +95,7 @@ impl DynamoError {
             DynamoError::ProvisionedThroughputExceeded(_) => {
                 "ProvisionedThroughputExceededException"
             }
+            DynamoError::DuplicateItem => "DuplicateItemException",
             DynamoError::TransactionCanceled(_) => "TransactionCanceledException",
             DynamoError::IdempotentParameterMismatch(_) => "IdempotentParameterMismatchException",
             DynamoError::ItemCollectionSizeLimitExceeded => {
@@ -161,6 +164,7 @@ impl DynamoError {
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",
             DynamoError::ItemCollectionSizeLimitExceeded => "Collection size exceeded.",
+            DynamoError::DuplicateItem => "Duplicate primary key exists in table",
             DynamoError::TransactionConflict => "Transaction is ongoing for the item",
             DynamoError::Throttling => "Rate of requests exceeds the allowed throughput.",
             DynamoError::ExpiredIterator => "Shard iterator has expired",

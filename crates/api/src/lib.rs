@@ -15,6 +15,7 @@ mod item_json;
 mod items;
 mod ops;
 mod pages;
+mod partiql;
 mod reply;
 mod retry;
 mod streams;

@@ -51,7 +51,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Workload: load, a, b, c, d, e, f (YCSB's core workloads).
+    /// Workload: load, a, b, c, d, e, f (YCSB's core workloads), select-key and select-range (C and E
+    /// through PartiQL).
     #[arg(value_enum)]
     workload: Workload,
     /// Endpoint URL.
@@ -285,8 +286,10 @@ async fn prepare(args: &RunArgs, endpoint: &Endpoint) -> anyhow::Result<Layout> 
         }
     }
     let layout = wait_active(&mut connection, &builder).await?;
-    if args.workload == Workload::E && layout != Layout::Range {
-        bail!("workload e needs a table with a sort key: load it with --layout range");
+    if matches!(args.workload, Workload::E | Workload::SelectRange) && layout != Layout::Range {
+        bail!(
+            "workloads e and select-range need a table with a sort key: load it with --layout range"
+        );
     }
     Ok(layout)
 }

@@ -185,6 +185,44 @@ impl RequestBuilder {
         Call { op: "Query", body }
     }
 
+    /// ExecuteStatement selecting item `i` by its key: GetItem through PartiQL.
+    pub fn select_key(&self, i: u64) -> Call {
+        let mut body = String::with_capacity(160 + self.table.len());
+        let clause = match self.layout {
+            Layout::Hash => "pk = ?",
+            Layout::Range => "pk = ? AND sk = ?",
+        };
+        write!(
+            body,
+            r#"{{"Statement":"SELECT * FROM \"{}\" WHERE {clause}","Parameters":"#,
+            self.table
+        )
+        .unwrap();
+        body.push('[');
+        self.key_values(&mut body, i, false);
+        body.push_str("]}");
+        Call {
+            op: "ExecuteStatement",
+            body,
+        }
+    }
+
+    /// ExecuteStatement selecting partition `partition` from sort key `from`, at most `limit`
+    /// items: [`RequestBuilder::query`] through PartiQL.
+    pub fn select_range(&self, partition: u64, from: u64, limit: u64) -> Call {
+        let mut body = String::with_capacity(200 + self.table.len());
+        write!(
+            body,
+            r#"{{"Statement":"SELECT * FROM \"{}\" WHERE pk = ? AND sk >= ?","Parameters":[{{"S":"p{partition:08}"}},{{"N":"{from}"}}],"Limit":{limit}}}"#,
+            self.table
+        )
+        .unwrap();
+        Call {
+            op: "ExecuteStatement",
+            body,
+        }
+    }
+
     fn start(&self, extra: usize) -> String {
         let mut body = String::with_capacity(32 + self.table.len() + extra);
         write!(body, r#"{{"TableName":"{}""#, self.table).unwrap();
@@ -196,21 +234,32 @@ impl RequestBuilder {
     }
 
     fn key(&self, out: &mut String, i: u64) {
+        out.push('{');
+        self.key_values(out, i, true);
+        out.push('}');
+    }
+
+    /// Item `i`'s key values, comma-separated: named (`"pk":{...}`) for a key map, bare for a
+    /// statement's parameters.
+    fn key_values(&self, out: &mut String, i: u64, named: bool) {
+        let name = |out: &mut String, attribute: &str| {
+            if named {
+                write!(out, r#""{attribute}":"#).unwrap();
+            }
+        };
+        name(out, "pk");
         match self.layout {
             Layout::Hash => {
-                out.push_str(r#"{"pk":{"S":"user"#);
+                out.push_str(r#"{"S":"user"#);
                 push_padded(out, i, 12);
-                out.push_str(r#""}}"#);
-                Ok(())
+                out.push_str(r#""}"#);
             }
-            Layout::Range => write!(
-                out,
-                r#"{{"pk":{{"S":"p{:08}"}},"sk":{{"N":"{}"}}}}"#,
-                i / ITEMS_PER_PARTITION,
-                i % ITEMS_PER_PARTITION
-            ),
+            Layout::Range => {
+                write!(out, r#"{{"S":"p{:08}"}},"#, i / ITEMS_PER_PARTITION).unwrap();
+                name(out, "sk");
+                write!(out, r#"{{"N":"{}"}}"#, i % ITEMS_PER_PARTITION).unwrap();
+            }
         }
-        .unwrap();
     }
 
     fn item(&self, out: &mut String, i: u64) {
@@ -266,6 +315,29 @@ pub fn version_of(response: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn selects_name_the_key_as_parameters() {
+        let hash = RequestBuilder::new("t", Layout::Hash, 1024).select_key(42);
+        assert_eq!(hash.op, "ExecuteStatement");
+        let body = parse(&hash);
+        assert_eq!(body["Statement"], r#"SELECT * FROM "t" WHERE pk = ?"#);
+        assert_eq!(
+            body["Parameters"],
+            serde_json::json!([{"S": "user000000000042"}])
+        );
+        let range = RequestBuilder::new("t", Layout::Range, 1024);
+        assert_eq!(
+            parse(&range.select_key(4321))["Parameters"],
+            serde_json::json!([{"S": "p00000043"}, {"N": "21"}])
+        );
+        let body = parse(&range.select_range(7, 10, 5));
+        assert_eq!(
+            body["Statement"],
+            r#"SELECT * FROM "t" WHERE pk = ? AND sk >= ?"#
+        );
+        assert_eq!(body["Limit"], 5);
+    }
 
     fn parse(call: &Call) -> Value {
         serde_json::from_str(&call.body).expect("valid JSON")

@@ -24,7 +24,13 @@ use serde_json::Value;
 use crate::reply::Reply;
 use crate::{DynamoError, RequestContext, Service};
 
-pub(crate) use query::partition_key as query_partition_key;
+pub(crate) use query::{KeyRange, partition_key as query_partition_key};
+pub(crate) use scan::segment_range;
+pub(crate) use transact::{
+    Action, Failure, Kind as ActionKind, REPEATED_ITEM, TransactWrite, check_token, commit_actions,
+    read_items, reject_repeated_items, request_fingerprint,
+};
+pub(crate) use update_item::{ReturnValues, updated_item};
 pub(crate) use update_table::civil_from_days;
 
 /// The `X-Amz-Target` prefix of DynamoDB's operations, and of DynamoDB Streams'.
@@ -173,6 +179,13 @@ pub(crate) async fn dispatch(
         DescribeStream => crate::streams::describe_stream(service, parse(request)?),
         GetShardIterator => crate::streams::get_shard_iterator(service, parse(request)?),
         GetRecords => crate::streams::get_records(service, parse(request)?),
+        ExecuteStatement => {
+            return crate::partiql::execute_statement(service, parse(request)?).await;
+        }
+        BatchExecuteStatement => {
+            crate::partiql::batch_execute_statement(service, parse(request)?).await
+        }
+        ExecuteTransaction => crate::partiql::execute_transaction(service, request).await,
         _ => Err(DynamoError::UnknownOperation),
     };
     json.map(Reply::from)
