@@ -51,21 +51,15 @@ const OBJECT_COST: usize = 3 * ENTRY + 4 * (size_of::<usize>() + 1) + 16 + 2 * A
 pub(crate) fn parsed_size(body: &[u8]) -> usize {
     let (mut elements, mut entries, mut arrays, mut objects) = (1, 0, 0, 0);
     let (mut strings, mut string_bytes) = (0, 0);
-    let (mut in_string, mut escaped) = (false, false);
+    let mut text = StringTracker::default();
     for &byte in body {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
+        if text.in_string(byte) {
             string_bytes += 1;
             continue;
         }
         match byte {
             b'"' => {
-                in_string = true;
+                text.open();
                 strings += 1;
             }
             // A container's first value follows its opening bracket, the others a comma.
@@ -93,26 +87,48 @@ pub(crate) fn parsed_size(body: &[u8]) -> usize {
 /// Whether every `[` and `{` outside strings is closed by its matching bracket, in order.
 fn balanced(body: &[u8]) -> bool {
     let mut open = Vec::new();
-    let (mut in_string, mut escaped) = (false, false);
+    let mut text = StringTracker::default();
     for &byte in body {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
+        if text.in_string(byte) {
             continue;
         }
         match byte {
-            b'"' => in_string = true,
+            b'"' => text.open(),
             b'[' | b'{' => open.push(byte),
             b']' if open.pop() != Some(b'[') => return false,
             b'}' if open.pop() != Some(b'{') => return false,
             _ => {}
         }
     }
-    open.is_empty() && !in_string
+    open.is_empty() && !text.inside
+}
+
+/// Follows a JSON text byte by byte to tell which bytes lie inside a string (escapes included).
+#[derive(Default)]
+struct StringTracker {
+    inside: bool,
+    escaped: bool,
+}
+
+impl StringTracker {
+    /// Feeds the next byte: true when it is part of a string (its text or its closing quote).
+    fn in_string(&mut self, byte: u8) -> bool {
+        if !self.inside {
+            return false;
+        }
+        match byte {
+            _ if self.escaped => self.escaped = false,
+            b'\\' => self.escaped = true,
+            b'"' => self.inside = false,
+            _ => {}
+        }
+        true
+    }
+
+    /// A string's opening quote was read.
+    fn open(&mut self) {
+        self.inside = true;
+    }
 }
 
 #[cfg(test)]
