@@ -192,11 +192,12 @@ impl Client {
                 let mut samples = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     for name in [CRITICAL, OTHER] {
-                        let at = Instant::now();
+                        // Stamped when answered: an answer can only hold what Knot had by then.
+                        let got = ask(server, name);
                         samples.push(Sample {
-                            at,
+                            at: Instant::now(),
                             name,
-                            got: ask(server, name),
+                            got,
                         });
                     }
                     std::thread::sleep(Duration::from_millis(20));
@@ -344,6 +345,8 @@ fn a_critical_name_never_goes_empty_and_other_names_get_the_real_answer() {
 
     let replaced = "dynamodb.us-east-1 1 A 10.0.0.3\nother 1 A 10.0.1.2";
     let has_new = |got: &Got| got.addresses == ips(&["10.0.0.3"]);
+    // Haven's resolver may see the new zone before this test's own poll of Knot does.
+    let new_loading = Instant::now();
     phases.push(("new addresses", change(&knot, 4, replaced, has_new)));
     std::thread::sleep(PHASE);
     cross_check(resolve.dns, CRITICAL, &new);
@@ -384,9 +387,9 @@ fn a_critical_name_never_goes_empty_and_other_names_get_the_real_answer() {
         let index = phases.iter().position(|(n, _)| *n == name).unwrap();
         (phases[index].1, phases[index + 1].1)
     };
-    // The old addresses until Knot serves new ones; the new ones right after, and only them.
+    // The old addresses until Knot is given new ones; the new ones right after, and only them.
     let new_at = phase("new addresses").0;
-    for sample in between(&samples, CRITICAL, phases[0].1, new_at) {
+    for sample in between(&samples, CRITICAL, phases[0].1, new_loading) {
         assert_eq!(sample.got.as_ref().unwrap().addresses, old, "{sample:?}");
     }
     let first_new = critical
