@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use haven_api::{Service, ServiceConfig};
-use haven_storage::{Engine, PendingCommit, RedbEngine, Snapshot, StorageError, WriteBatch};
+use haven_storage::{
+    Engine, LogEntry, LogPosition, PendingCommit, RedbEngine, Snapshot, StorageError, WriteBatch,
+};
 use serde_json::{Value, json};
 
 #[path = "support/big_table.rs"]
@@ -89,6 +91,28 @@ impl Snapshot for CountingSnapshot {
             counters.scanned.fetch_add(1, Ordering::SeqCst);
             visit(key, value)
         })
+    }
+
+    fn scan_log(
+        &self,
+        table: u64,
+        range: (Bound<LogPosition>, Bound<LogPosition>),
+        reverse: bool,
+        visit: &mut dyn FnMut(LogEntry) -> bool,
+    ) -> Result<(), StorageError> {
+        self.inner.scan_log(table, range, reverse, visit)
+    }
+
+    fn log_head(&self) -> Result<LogPosition, StorageError> {
+        self.inner.log_head()
+    }
+
+    fn log_horizon(&self, table: u64) -> Result<LogPosition, StorageError> {
+        self.inner.log_horizon(table)
+    }
+
+    fn next_log_table(&self, after: Option<u64>) -> Result<Option<u64>, StorageError> {
+        self.inner.next_log_table(after)
     }
 }
 

@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
 use crate::StorageError;
+use crate::log::{LogPosition, LogRecord};
 
 /// One write inside a batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,14 @@ pub enum WriteOp {
     AddCounter(Vec<u8>, i64),
     /// Deletes every key in `[start, end)`.
     DeleteRange(Vec<u8>, Vec<u8>),
+    /// Appends a record to the change log; the committer gives it its position (see `log`).
+    AppendLog(LogRecord),
+    /// Drops `table`'s log records before `before` and remembers that the log was trimmed there.
+    /// The caller bounds the work by choosing `before` (see `Snapshot::scan_log`).
+    TrimLog {
+        table: u64,
+        before: LogPosition,
+    },
 }
 
 impl WriteOp {
@@ -26,6 +35,7 @@ impl WriteOp {
         match self {
             WriteOp::Put(k, _) | WriteOp::Delete(k) | WriteOp::AddCounter(k, _) => k == key,
             WriteOp::DeleteRange(start, end) => start.as_slice() <= key && key < end.as_slice(),
+            WriteOp::AppendLog(_) | WriteOp::TrimLog { .. } => false,
         }
     }
 }
@@ -76,6 +86,18 @@ impl WriteBatch {
 
     pub fn delete_range(&mut self, start: Vec<u8>, end: Vec<u8>) -> &mut Self {
         self.ops.push(WriteOp::DeleteRange(start, end));
+        self
+    }
+
+    /// Appends `record` to the change log if (and when) the batch commits.
+    pub fn append_log(&mut self, record: LogRecord) -> &mut Self {
+        self.ops.push(WriteOp::AppendLog(record));
+        self
+    }
+
+    /// Trims `table`'s log before `before`.
+    pub fn trim_log(&mut self, table: u64, before: LogPosition) -> &mut Self {
+        self.ops.push(WriteOp::TrimLog { table, before });
         self
     }
 }

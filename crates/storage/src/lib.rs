@@ -8,10 +8,14 @@
 //!   it was read, the whole batch is refused with [`CommitError::Conflict`] and the caller re-reads
 //!   and retries. Counter increments ([`WriteOp::AddCounter`]) commute, so they need no expectation.
 //!
+//! - the change log ([`log`]): records appended by batches, stamped with their position by the
+//!   committer, read back per table in commit order.
+//!
 //! [`RedbEngine`] is the embedded default; see `docs/storage-format.md` for why redb, the on-disk
 //! layout and the measurements behind the choice.
 
 mod batch;
+pub mod log;
 pub mod model_check;
 mod redb_engine;
 mod sim_disk;
@@ -19,6 +23,7 @@ mod sim_disk;
 use std::ops::Bound;
 
 pub use batch::{CommitError, PendingCommit, WriteBatch, WriteOp};
+pub use log::{LogEntry, LogPosition, LogRecord, Origin};
 pub use redb_engine::{DEFAULT_CACHE_BYTES, RedbEngine};
 pub use sim_disk::SimulatedDisk;
 
@@ -48,6 +53,26 @@ pub trait Snapshot: Send {
         reverse: bool,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StorageError>;
+
+    /// Visits `table`'s change log records with positions in `range`, in log order (or reverse),
+    /// until `visit` returns false.
+    fn scan_log(
+        &self,
+        table: u64,
+        range: (Bound<LogPosition>, Bound<LogPosition>),
+        reverse: bool,
+        visit: &mut dyn FnMut(LogEntry) -> bool,
+    ) -> Result<(), StorageError>;
+
+    /// The position of the last record appended to the log, of any table ([`LogPosition::START`]
+    /// before the first). Every record committed later has a greater position.
+    fn log_head(&self) -> Result<LogPosition, StorageError>;
+
+    /// Where `table`'s log was last trimmed: records before this position are gone.
+    fn log_horizon(&self, table: u64) -> Result<LogPosition, StorageError>;
+
+    /// The smallest table id above `after` (or the smallest, for None) that has log records.
+    fn next_log_table(&self, after: Option<u64>) -> Result<Option<u64>, StorageError>;
 }
 
 /// An ordered, transactional key-value store.

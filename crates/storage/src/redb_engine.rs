@@ -22,9 +22,16 @@ use redb::{
 use tokio::sync::oneshot;
 
 use crate::batch::{CommitError, PendingCommit, WriteBatch, WriteOp, decode_counter};
+use crate::log::{self, LogEntry, LogPosition, LogRecord};
 use crate::{Engine, Snapshot, StorageError};
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
+/// The change log: `table id | position` (see `log::entry_key`) → the encoded record.
+const LOG: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log");
+/// The log's own state: [`LOG_HEAD`] and, per table, [`horizon_key`].
+const LOG_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log-state");
+/// `LOG_STATE` key of the last stamped position (16 bytes, `LogPosition::to_bytes`).
+const LOG_HEAD: &[u8] = b"head";
 /// Upper bound on batches folded into one transaction, so that one commit's latency stays bounded.
 const MAX_GROUP: usize = 1024;
 const DATABASE_FILE: &str = "haven.redb";
@@ -192,9 +199,18 @@ impl RedbEngine {
     }
 }
 
+/// `LOG_STATE` key of how far a table's log was trimmed: `"horizon/" | table id (u64 BE)`.
+fn horizon_key(table: u64) -> [u8; 16] {
+    let mut key = *b"horizon/\0\0\0\0\0\0\0\0";
+    key[8..].copy_from_slice(&table.to_be_bytes());
+    key
+}
+
 fn create_data_table(database: &Database) -> Result<(), StorageError> {
     let txn = database.begin_write().map_err(io_error)?;
-    txn.open_table(DATA).map_err(io_error)?;
+    for table in [DATA, LOG, LOG_STATE] {
+        txn.open_table(table).map_err(io_error)?;
+    }
     txn.commit().map_err(io_error)
 }
 
@@ -238,7 +254,7 @@ impl Engine for RedbEngine {
         self.shared.with_database(|database| {
             let txn = database.begin_read().map_err(io_error)?;
             let table = txn.open_table(DATA).map_err(io_error)?;
-            Ok(Box::new(RedbSnapshot { table }) as Box<dyn Snapshot>)
+            Ok(Box::new(RedbSnapshot { txn, table }) as Box<dyn Snapshot>)
         })
     }
 
@@ -252,8 +268,18 @@ impl Engine for RedbEngine {
     }
 }
 
+/// A read transaction; the data table is opened at once (every read uses it), the log's tables
+/// only when a log reader asks.
 struct RedbSnapshot {
+    txn: redb::ReadTransaction,
     table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl RedbSnapshot {
+    fn log_state(&self, key: &[u8]) -> Result<LogPosition, StorageError> {
+        let state = self.txn.open_table(LOG_STATE).map_err(io_error)?;
+        read_position(&state, key)
+    }
 }
 
 impl Snapshot for RedbSnapshot {
@@ -271,20 +297,99 @@ impl Snapshot for RedbSnapshot {
         reverse: bool,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StorageError> {
-        let iter = self.table.range::<&[u8]>(range).map_err(io_error)?;
-        let entries: Box<dyn Iterator<Item = _>> = if reverse {
-            Box::new(iter.rev())
-        } else {
-            Box::new(iter)
-        };
-        for entry in entries {
-            let (key, value) = entry.map_err(io_error)?;
-            if !visit(key.value(), value.value()) {
-                break;
-            }
-        }
-        Ok(())
+        self::scan(&self.table, range, reverse, &mut |key, value| {
+            Ok(visit(key, value))
+        })
     }
+
+    fn scan_log(
+        &self,
+        table: u64,
+        range: (Bound<LogPosition>, Bound<LogPosition>),
+        reverse: bool,
+        visit: &mut dyn FnMut(LogEntry) -> bool,
+    ) -> Result<(), StorageError> {
+        let key = |position: LogPosition| log::entry_key(table, position);
+        let start = match range.0 {
+            Bound::Included(p) => Bound::Included(key(p)),
+            Bound::Excluded(p) => Bound::Excluded(key(p)),
+            Bound::Unbounded => Bound::Included(key(LogPosition::START)),
+        };
+        let end = match range.1 {
+            Bound::Included(p) => Bound::Included(key(p)),
+            Bound::Excluded(p) => Bound::Excluded(key(p)),
+            Bound::Unbounded => Bound::Excluded(table_end(table)),
+        };
+        let bounds = (start.as_ref().map(|k| &k[..]), end.as_ref().map(|k| &k[..]));
+        let log_table = self.txn.open_table(LOG).map_err(io_error)?;
+        self::scan(&log_table, bounds, reverse, &mut |key, value| {
+            let Some((entry_table, position)) = log::parse_entry_key(key) else {
+                return Err(io_error("damaged change log key"));
+            };
+            let record = log::decode_record(entry_table, value)?;
+            Ok(visit(LogEntry { position, record }))
+        })
+    }
+
+    fn log_head(&self) -> Result<LogPosition, StorageError> {
+        self.log_state(LOG_HEAD)
+    }
+
+    fn log_horizon(&self, table: u64) -> Result<LogPosition, StorageError> {
+        self.log_state(&horizon_key(table))
+    }
+
+    fn next_log_table(&self, after: Option<u64>) -> Result<Option<u64>, StorageError> {
+        let start = match after {
+            Some(table) => table_end(table),
+            None => [0; 24],
+        };
+        let log_table = self.txn.open_table(LOG).map_err(io_error)?;
+        let mut found = None;
+        self::scan(
+            &log_table,
+            (Bound::Included(&start[..]), Bound::Unbounded),
+            false,
+            &mut |key, _| {
+                found = log::parse_entry_key(key).map(|(table, _)| table);
+                Ok(false)
+            },
+        )?;
+        Ok(found)
+    }
+}
+
+/// The first log key after every record of `table` (saturating at the last table id).
+fn table_end(table: u64) -> [u8; 24] {
+    match table.checked_add(1) {
+        Some(next) => log::entry_key(next, LogPosition::START),
+        None => [0xFF; 24],
+    }
+}
+
+/// What [`scan`] calls for each pair: whether to go on.
+type Visitor<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StorageError> + 'v;
+
+/// Visits a redb table's pairs in `range` until `visit` answers false or an error.
+fn scan(
+    table: &redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+    range: (Bound<&[u8]>, Bound<&[u8]>),
+    reverse: bool,
+    visit: &mut Visitor,
+) -> Result<(), StorageError> {
+    let iter = table.range::<&[u8]>(range).map_err(io_error)?;
+    let entries: Box<dyn Iterator<Item = _>> = if reverse {
+        Box::new(iter.rev())
+    } else {
+        Box::new(iter)
+    };
+    for entry in entries {
+        let (key, value) = entry.map_err(io_error)?;
+        if !visit(key.value(), value.value())? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The committer loop: one redb transaction and one sync per group of queued batches.
@@ -327,17 +432,103 @@ fn commit_group(
     let mut outcomes = Vec::with_capacity(group.len());
     {
         let mut table = txn.open_table(DATA).map_err(io_error)?;
+        let logs = group
+            .iter()
+            .any(|(batch, _)| batch.ops.iter().any(is_log_op));
+        let mut log = logs.then(|| LogWriter::open(&txn)).transpose()?;
         for (batch, _) in group {
             if expectations_hold(&table, batch)? {
-                apply(&mut table, batch)?;
+                apply(&mut table, log.as_mut(), batch)?;
                 outcomes.push(Ok(()));
             } else {
                 outcomes.push(Err(CommitError::Conflict));
             }
         }
+        if let Some(log) = log {
+            log.finish()?;
+        }
     }
     txn.commit().map_err(io_error)?;
     Ok(outcomes)
+}
+
+fn is_log_op(op: &WriteOp) -> bool {
+    matches!(op, WriteOp::AppendLog(_) | WriteOp::TrimLog { .. })
+}
+
+/// The log's tables inside one group's transaction, and the head as the group moves it. Every
+/// record of the group is stamped with the group's start time (never below the previous head).
+struct LogWriter<'t> {
+    log: redb::Table<'t, &'static [u8], &'static [u8]>,
+    state: redb::Table<'t, &'static [u8], &'static [u8]>,
+    head: LogPosition,
+    moved: bool,
+    now_ms: u64,
+}
+
+impl<'t> LogWriter<'t> {
+    fn open(txn: &'t redb::WriteTransaction) -> Result<LogWriter<'t>, StorageError> {
+        let log = txn.open_table(LOG).map_err(io_error)?;
+        let state = txn.open_table(LOG_STATE).map_err(io_error)?;
+        let head = read_position(&state, LOG_HEAD)?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as u64);
+        Ok(LogWriter {
+            log,
+            state,
+            head,
+            moved: false,
+            now_ms,
+        })
+    }
+
+    fn append(&mut self, record: &LogRecord) -> Result<(), StorageError> {
+        let position = self.head.next(self.now_ms);
+        let key = log::entry_key(record.table, position);
+        self.log
+            .insert(&key[..], log::encode_record(record).as_slice())
+            .map_err(io_error)?;
+        self.head = position;
+        self.moved = true;
+        Ok(())
+    }
+
+    fn trim(&mut self, table: u64, before: LogPosition) -> Result<(), StorageError> {
+        let (start, end) = (
+            log::entry_key(table, LogPosition::START),
+            log::entry_key(table, before),
+        );
+        self.log
+            .retain_in::<&[u8], _>(&start[..]..&end[..], |_, _| false)
+            .map_err(io_error)?;
+        let key = horizon_key(table);
+        let horizon = read_position(&self.state, &key)?.max(before);
+        self.state
+            .insert(&key[..], &horizon.to_bytes()[..])
+            .map_err(io_error)?;
+        Ok(())
+    }
+
+    /// Stores the head the group's appends reached.
+    fn finish(mut self) -> Result<(), StorageError> {
+        if self.moved {
+            self.state
+                .insert(LOG_HEAD, &self.head.to_bytes()[..])
+                .map_err(io_error)?;
+        }
+        Ok(())
+    }
+}
+
+fn read_position(
+    state: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    key: &[u8],
+) -> Result<LogPosition, StorageError> {
+    let stored = state.get(key).map_err(io_error)?;
+    Ok(stored
+        .and_then(|v| LogPosition::from_bytes(v.value()))
+        .unwrap_or(LogPosition::START))
 }
 
 fn expectations_hold(
@@ -353,7 +544,11 @@ fn expectations_hold(
     Ok(true)
 }
 
-fn apply(table: &mut redb::Table<&[u8], &[u8]>, batch: &WriteBatch) -> Result<(), StorageError> {
+fn apply(
+    table: &mut redb::Table<&[u8], &[u8]>,
+    mut log: Option<&mut LogWriter>,
+    batch: &WriteBatch,
+) -> Result<(), StorageError> {
     for op in &batch.ops {
         match op {
             WriteOp::Put(key, value) => {
@@ -382,6 +577,10 @@ fn apply(table: &mut redb::Table<&[u8], &[u8]>, batch: &WriteBatch) -> Result<()
                 table
                     .retain_in::<&[u8], _>(start.as_slice()..end.as_slice(), |_, _| false)
                     .map_err(io_error)?;
+            }
+            WriteOp::AppendLog(record) => log.as_mut().expect("opened").append(record)?,
+            WriteOp::TrimLog { table, before } => {
+                log.as_mut().expect("opened").trim(*table, *before)?
             }
         }
     }
