@@ -6,12 +6,18 @@
 //! table deleted and re-created under the same name never sees the old table's items.
 //! (Layout: docs/storage-format.md.)
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use haven_model::schema::{KeyAttribute, KeySchema, ScalarType};
-use haven_storage::{Engine, Snapshot, StorageError, WriteBatch, read_counter};
+use haven_storage::{CommitError, Engine, Snapshot, StorageError, WriteBatch, read_counter};
 use serde::{Deserialize, Serialize};
+
+use crate::error::DynamoError;
+use crate::retry::Retries;
 
 /// Key-space prefixes: the first byte of every storage key.
 pub mod prefix {
@@ -28,6 +34,9 @@ pub mod prefix {
 }
 
 const NEXT_TABLE_ID: &[u8] = &[prefix::SYSTEM, b'n', b'e', b'x', b't', b'-', b'i', b'd'];
+/// `SYSTEM | "catalog-generation"`: a counter every metadata change adds one to, so that a node
+/// can tell with one read whether its cache missed a change made elsewhere.
+const CATALOG_GENERATION: &[u8] = b"\x03catalog-generation";
 const STAT_ITEM_COUNT: u8 = b'c';
 const STAT_SIZE_BYTES: u8 = b's';
 const STAT_INDEX_COUNT: u8 = b'C';
@@ -98,6 +107,9 @@ pub struct TableMeta {
     /// Bumped whenever the set of indexes changes (see `schema_version_key`).
     #[serde(default)]
     pub schema_version: u64,
+    /// Bumped by every change of this metadata, so that caches install changes in order.
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).
@@ -297,74 +309,192 @@ fn encode_meta(meta: &TableMeta) -> Vec<u8> {
     serde_json::to_vec(meta).expect("metadata serialises")
 }
 
-/// The set of tables, cached in memory and persisted in the engine.
-pub struct Catalog {
-    tables: RwLock<BTreeMap<String, Arc<TableMeta>>>,
+fn decode_meta(name: &str, bytes: &[u8]) -> Result<TableMeta, StorageError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| StorageError::Io(format!("table metadata {name:?}: {error}")))
 }
 
-impl Catalog {
-    /// Loads every table's metadata from storage.
-    pub fn load(engine: &dyn Engine) -> Result<Catalog, StorageError> {
-        let snapshot = engine.snapshot()?;
-        let mut tables = BTreeMap::new();
-        let mut corrupt = None;
-        let start = [prefix::META];
-        let end = [prefix::META + 1];
-        let range = (
-            std::ops::Bound::Included(&start[..]),
-            std::ops::Bound::Excluded(&end[..]),
-        );
-        snapshot.scan(
-            range,
-            false,
-            &mut |key, value| match serde_json::from_slice::<TableMeta>(value) {
-                Ok(meta) => {
-                    tables.insert(meta.name.clone(), Arc::new(meta));
-                    true
-                }
-                Err(error) => {
-                    corrupt = Some(format!(
-                        "table metadata {:?}: {error}",
-                        String::from_utf8_lossy(&key[1..])
-                    ));
-                    false
-                }
-            },
-        )?;
-        match corrupt {
-            Some(message) => Err(StorageError::Io(message)),
-            None => Ok(Catalog {
-                tables: RwLock::new(tables),
-            }),
+/// The id the next table created will get (every existing table's id is below it).
+fn next_table_id(snapshot: &dyn Snapshot) -> Result<u64, StorageError> {
+    Ok(decode_table_id(snapshot.get(NEXT_TABLE_ID)?.as_deref()))
+}
+
+fn decode_table_id(stored: Option<&[u8]>) -> u64 {
+    stored
+        .and_then(|bytes| bytes.try_into().ok())
+        .map(u64::from_be_bytes)
+        .unwrap_or(1)
+}
+
+/// The catalog thread: reloads the cache whenever the stored generation moves, until the catalog
+/// is dropped. Storage errors are logged and tried again at the next tick.
+fn follow_storage(catalog: Weak<Catalog>) {
+    loop {
+        std::thread::sleep(REFRESH_INTERVAL);
+        let Some(catalog) = catalog.upgrade() else {
+            return;
+        };
+        if let Err(error) = catalog.refresh() {
+            tracing::warn!(%error, "cannot refresh the catalog from storage");
         }
     }
+}
 
-    pub fn get(&self, name: &str) -> Option<Arc<TableMeta>> {
-        self.tables.read().unwrap().get(name).cloned()
+/// A change to the catalog's cache that follows a committed metadata batch.
+pub(crate) enum Installation {
+    /// The table's metadata as committed.
+    Install(Box<TableMeta>),
+    /// The table was deleted.
+    Remove { name: String, id: u64 },
+}
+
+/// One name's cache entry: the newest metadata seen for it, or a tombstone for a deleted table.
+#[derive(Clone)]
+struct Entry {
+    meta: Option<Arc<TableMeta>>,
+    /// `(table id, metadata version)`: ids only grow and each change bumps the version, so a
+    /// committed change is installed only over an older one, whatever order installers run in.
+    /// A tombstone holds `(id, u64::MAX)`: nothing of the deleted table can come back.
+    order: (u64, u64),
+}
+
+/// The set of tables: stored in the engine (the truth), cached in memory (to save reads).
+///
+/// The cache can lag storage only briefly and never wedges a table:
+/// - every metadata change is committed and installed by a task of its own ([`Catalog::commit`]),
+///   so a request dropped by its client (hyper drops the future when the connection goes) cannot
+///   leave storage at version N+1 and the cache at N;
+/// - a name missing from the cache is looked up in storage before "not found" is answered, so a
+///   table created elsewhere (another node on a shared engine) is usable at once;
+/// - a writer whose batch conflicts re-reads the table's metadata from storage ([`Catalog::reload`]);
+/// - every change bumps a stored generation counter; control-plane reads and a background thread
+///   compare it with the cache's and reload everything when it moved ([`Catalog::refresh`]).
+///
+/// Installing the cache also keeps the background work the metadata asks for running: an index in
+/// CREATING or DELETING gets its worker whichever request, restart or node made it so.
+pub struct Catalog {
+    engine: Arc<dyn Engine>,
+    tables: RwLock<BTreeMap<String, Entry>>,
+    /// The stored generation the cache last reloaded everything at.
+    generation: AtomicI64,
+    /// `(table id, index id)` of the index workers running.
+    index_workers: Mutex<HashSet<(u64, u32)>>,
+}
+
+/// How often the background thread compares the stored catalog generation with the cache's.
+const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+
+impl Catalog {
+    /// Loads every table's metadata from storage, starts the work the metadata asks for (index
+    /// backfills and removals left half-way), and a thread that keeps the cache following storage.
+    pub fn load(engine: Arc<dyn Engine>) -> Result<Arc<Catalog>, StorageError> {
+        let catalog = Arc::new(Catalog {
+            engine,
+            tables: RwLock::new(BTreeMap::new()),
+            generation: AtomicI64::new(-1),
+            index_workers: Mutex::new(HashSet::new()),
+        });
+        catalog.refresh()?;
+        let weak = Arc::downgrade(&catalog);
+        let spawned = std::thread::Builder::new()
+            .name("haven-catalog".into())
+            .spawn(move || follow_storage(weak));
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the catalog refresher");
+        }
+        Ok(catalog)
+    }
+
+    pub(crate) fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// The table's metadata: from the cache, or from storage when the cache does not have it.
+    pub fn get(self: &Arc<Self>, name: &str) -> Result<Option<Arc<TableMeta>>, StorageError> {
+        if let Some(Entry {
+            meta: Some(meta), ..
+        }) = self.tables.read().unwrap().get(name)
+        {
+            return Ok(Some(meta.clone()));
+        }
+        self.reload(name)
     }
 
     /// Table names in DynamoDB's (byte-wise) order.
     pub fn names(&self) -> Vec<String> {
-        self.tables.read().unwrap().keys().cloned().collect()
+        let tables = self.tables.read().unwrap();
+        tables
+            .iter()
+            .filter(|(_, entry)| entry.meta.is_some())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
-    /// Allocates a table id and records the table; false if the name is taken.
-    pub async fn create(
-        &self,
-        engine: &dyn Engine,
+    /// Re-reads one table's metadata from storage into the cache (after a conflict suggests the
+    /// cache is behind) and answers the newest metadata known.
+    pub fn reload(self: &Arc<Self>, name: &str) -> Result<Option<Arc<TableMeta>>, StorageError> {
+        let snapshot = self.engine.snapshot()?;
+        let stored = snapshot.get(&meta_key(name))?;
+        let next_id = next_table_id(&*snapshot)?;
+        drop(snapshot);
+        match stored {
+            Some(bytes) => self.apply(Installation::Install(Box::new(decode_meta(name, &bytes)?))),
+            None => self.forget_if_older(name, next_id),
+        }
+        Ok(self.cached(name))
+    }
+
+    /// Reloads every table's metadata if the stored generation moved since the last reload.
+    pub fn refresh(self: &Arc<Self>) -> Result<(), StorageError> {
+        let snapshot = self.engine.snapshot()?;
+        let generation = read_counter(&*snapshot, CATALOG_GENERATION)?;
+        if generation == self.generation.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let next_id = next_table_id(&*snapshot)?;
+        let mut stored = Vec::new();
+        let mut corrupt = None;
+        let (start, end) = ([prefix::META], [prefix::META + 1]);
+        let range = (Bound::Included(&start[..]), Bound::Excluded(&end[..]));
+        snapshot.scan(range, false, &mut |key, value| {
+            let name = String::from_utf8_lossy(&key[1..]);
+            match decode_meta(&name, value) {
+                Ok(meta) => stored.push(meta),
+                Err(error) => corrupt = Some(error),
+            }
+            corrupt.is_none()
+        })?;
+        drop(snapshot);
+        if let Some(error) = corrupt {
+            return Err(error);
+        }
+        let stored_names: HashSet<String> = stored.iter().map(|m| m.name.clone()).collect();
+        for meta in stored {
+            self.apply(Installation::Install(Box::new(meta)));
+        }
+        for name in self.names() {
+            if !stored_names.contains(&name) {
+                self.forget_if_older(&name, next_id);
+            }
+        }
+        self.generation.fetch_max(generation, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Allocates a table id and records the table; None if the name is taken.
+    pub(crate) async fn create(
+        self: &Arc<Self>,
         mut meta: TableMeta,
-    ) -> Result<Option<Arc<TableMeta>>, StorageError> {
+        retries: &mut Retries,
+    ) -> Result<Option<Arc<TableMeta>>, DynamoError> {
         loop {
-            let snapshot = engine.snapshot()?;
+            let snapshot = self.engine.snapshot()?;
             if snapshot.get(&meta_key(&meta.name))?.is_some() {
                 return Ok(None);
             }
             let current_id = snapshot.get(NEXT_TABLE_ID)?;
-            let id = current_id
-                .as_deref()
-                .and_then(|b| b.try_into().ok())
-                .map(u64::from_be_bytes)
-                .unwrap_or(1);
+            drop(snapshot);
+            let id = decode_table_id(current_id.as_deref());
             meta.id = id;
             meta.schema_version = 1;
             let mut batch = WriteBatch::new();
@@ -374,68 +504,49 @@ impl Catalog {
                 .put(NEXT_TABLE_ID.to_vec(), (id + 1).to_be_bytes().to_vec())
                 .put(meta_key(&meta.name), encode_meta(&meta))
                 .put(meta.schema_version_key(), meta.schema_version_value());
-            match engine.commit(batch).await {
-                Ok(()) => {
-                    let meta = Arc::new(meta);
-                    self.tables
-                        .write()
-                        .unwrap()
-                        .insert(meta.name.clone(), meta.clone());
-                    return Ok(Some(meta));
-                }
-                Err(haven_storage::CommitError::Conflict) => continue,
-                Err(haven_storage::CommitError::Storage(e)) => return Err(e),
+            match self
+                .commit(batch, Installation::Install(Box::new(meta.clone())))
+                .await
+            {
+                Ok(()) => return Ok(self.cached(&meta.name)),
+                Err(CommitError::Conflict) => retries.conflict().await?,
+                Err(CommitError::Storage(e)) => return Err(e.into()),
             }
         }
     }
 
     /// The batch that replaces a table's metadata if it is still `current` (plus the schema version
-    /// key when the set of indexes changed). Commit it, then [`Catalog::install`] the new metadata.
-    pub fn update_batch(current: &TableMeta, updated: &TableMeta) -> WriteBatch {
+    /// key when the set of indexes changed), and the metadata to install once it commits (its
+    /// version bumped). Commit both with [`Catalog::commit`].
+    pub(crate) fn update_batch(
+        current: &TableMeta,
+        mut updated: TableMeta,
+    ) -> (WriteBatch, Installation) {
+        updated.version = current.version + 1;
         let mut batch = WriteBatch::new();
         batch
             .expect(meta_key(&current.name), Some(encode_meta(current)))
-            .put(meta_key(&updated.name), encode_meta(updated));
+            .put(meta_key(&updated.name), encode_meta(&updated));
         if updated.schema_version != current.schema_version {
             batch.put(updated.schema_version_key(), updated.schema_version_value());
         }
-        batch
+        (batch, Installation::Install(Box::new(updated)))
     }
 
-    /// Makes committed metadata visible to requests.
-    pub fn install(&self, updated: TableMeta) {
-        self.tables
-            .write()
-            .unwrap()
-            .insert(updated.name.clone(), Arc::new(updated));
-    }
-
-    /// Replaces a table's metadata (UpdateTable, tags, TTL...) if it is still `current`.
-    pub async fn update(
-        &self,
-        engine: &dyn Engine,
+    /// Replaces a table's metadata (UpdateTable, tags, TTL...) if it is still `current`; false
+    /// when another change got there first (the cache then holds the stored metadata).
+    pub(crate) async fn update(
+        self: &Arc<Self>,
         current: &TableMeta,
         updated: TableMeta,
     ) -> Result<bool, StorageError> {
-        match engine
-            .commit(Catalog::update_batch(current, &updated))
-            .await
-        {
-            Ok(()) => {
-                self.install(updated);
-                Ok(true)
-            }
-            Err(haven_storage::CommitError::Conflict) => Ok(false),
-            Err(haven_storage::CommitError::Storage(e)) => Err(e),
-        }
+        let (batch, installation) = Catalog::update_batch(current, updated);
+        self.settle(&current.name, self.commit(batch, installation).await)
     }
 
-    /// Removes a table with all its items and counters in one batch; false if it was already gone.
-    pub async fn delete(
-        &self,
-        engine: &dyn Engine,
-        meta: &TableMeta,
-    ) -> Result<bool, StorageError> {
+    /// Removes a table with all its items and counters in one batch; false if it changed or went
+    /// meanwhile (the cache then holds what storage holds).
+    pub(crate) async fn delete(self: &Arc<Self>, meta: &TableMeta) -> Result<bool, StorageError> {
         let mut batch = WriteBatch::new();
         batch
             .expect(meta_key(&meta.name), Some(encode_meta(meta)))
@@ -449,14 +560,141 @@ impl Catalog {
                 table_range(prefix::STATS, meta.id),
                 table_range(prefix::STATS, meta.id + 1),
             );
-        match engine.commit(batch).await {
-            Ok(()) => {
-                self.tables.write().unwrap().remove(&meta.name);
-                Ok(true)
+        let removal = Installation::Remove {
+            name: meta.name.clone(),
+            id: meta.id,
+        };
+        self.settle(&meta.name, self.commit(batch, removal).await)
+    }
+
+    /// Commits a metadata batch and installs its outcome in the cache. Both happen in a task of
+    /// their own: once handed to storage, a change reaches the cache even if the request that
+    /// made it is dropped. Outside a runtime (the index workers' threads) it waits in place.
+    pub(crate) async fn commit(
+        self: &Arc<Self>,
+        mut batch: WriteBatch,
+        installation: Installation,
+    ) -> Result<(), CommitError> {
+        batch.add_counter(CATALOG_GENERATION.to_vec(), 1);
+        let pending = self.engine.commit(batch);
+        let catalog = self.clone();
+        let task = tokio::spawn(async move {
+            let result = pending.await;
+            if result.is_ok() {
+                catalog.apply(installation);
             }
-            Err(haven_storage::CommitError::Conflict) => Ok(false),
-            Err(haven_storage::CommitError::Storage(e)) => Err(e),
+            result
+        });
+        task.await
+            .unwrap_or(Err(CommitError::Storage(StorageError::Closed)))
+    }
+
+    /// [`Catalog::commit`] for a thread outside the async runtime.
+    pub(crate) fn commit_blocking(
+        self: &Arc<Self>,
+        mut batch: WriteBatch,
+        installation: Installation,
+    ) -> Result<(), CommitError> {
+        batch.add_counter(CATALOG_GENERATION.to_vec(), 1);
+        let result = self.engine.commit(batch).wait();
+        if result.is_ok() {
+            self.apply(installation);
         }
+        result
+    }
+
+    /// Turns a metadata commit's outcome into "done" or "lost the race"; losing means the cache
+    /// was behind, so it reloads the table before the caller looks again.
+    fn settle(
+        self: &Arc<Self>,
+        name: &str,
+        outcome: Result<(), CommitError>,
+    ) -> Result<bool, StorageError> {
+        match outcome {
+            Ok(()) => Ok(true),
+            Err(CommitError::Conflict) => {
+                self.reload(name)?;
+                Ok(false)
+            }
+            Err(CommitError::Storage(e)) => Err(e),
+        }
+    }
+
+    fn cached(&self, name: &str) -> Option<Arc<TableMeta>> {
+        self.tables.read().unwrap().get(name)?.meta.clone()
+    }
+
+    /// Installs a change unless the cache already holds something newer for the name.
+    fn apply(self: &Arc<Self>, installation: Installation) {
+        let (name, entry) = match installation {
+            Installation::Install(meta) => (
+                meta.name.clone(),
+                Entry {
+                    order: (meta.id, meta.version),
+                    meta: Some(Arc::new(*meta)),
+                },
+            ),
+            Installation::Remove { name, id } => (
+                name,
+                Entry {
+                    meta: None,
+                    order: (id, u64::MAX),
+                },
+            ),
+        };
+        let installed = {
+            let mut tables = self.tables.write().unwrap();
+            match tables.get(&name) {
+                Some(existing) if existing.order >= entry.order => None,
+                _ => {
+                    tables.insert(name, entry.clone());
+                    entry.meta
+                }
+            }
+        };
+        if let Some(meta) = installed {
+            self.start_index_workers(&meta);
+        }
+    }
+
+    /// A table storage no longer holds: drop it from the cache, unless the cached table was
+    /// created after the storage read (its id is not below the id sequence that read saw).
+    fn forget_if_older(self: &Arc<Self>, name: &str, next_id: u64) {
+        let cached_id = match self.tables.read().unwrap().get(name) {
+            Some(Entry {
+                meta: Some(meta), ..
+            }) => meta.id,
+            _ => return,
+        };
+        if cached_id < next_id {
+            self.apply(Installation::Remove {
+                name: name.to_string(),
+                id: cached_id,
+            });
+        }
+    }
+
+    /// Starts a worker for each index in CREATING or DELETING that has none.
+    fn start_index_workers(self: &Arc<Self>, meta: &TableMeta) {
+        for index in meta.indexes.iter().filter(|i| i.status != "ACTIVE") {
+            let job = (meta.id, index.id);
+            if self.index_workers.lock().unwrap().insert(job) {
+                crate::indexes::spawn_index_worker(
+                    self.clone(),
+                    meta.name.clone(),
+                    meta.id,
+                    index.id,
+                );
+            }
+        }
+    }
+
+    /// Called by an index worker as it ends, so that a later change can start another.
+    pub(crate) fn index_worker_done(&self, table_id: u64, index_id: u32) {
+        self.index_workers
+            .lock()
+            .unwrap()
+            .remove(&(table_id, index_id));
     }
 
     pub fn stats(snapshot: &dyn Snapshot, meta: &TableMeta) -> Result<TableStats, StorageError> {

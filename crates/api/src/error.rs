@@ -39,6 +39,8 @@ pub enum DynamoError {
     IdempotentParameterMismatch(String),
     /// A write would grow an item collection (a partition of a table with local indexes) past its limit.
     ItemCollectionSizeLimitExceeded,
+    /// A transaction kept conflicting with concurrent writes of its items and gave up.
+    TransactionConflict,
     InternalServerError,
     /// The server is overloaded and refused the request at once (SDKs retry it with backoff).
     Throttling,
@@ -92,6 +94,7 @@ impl DynamoError {
             DynamoError::ItemCollectionSizeLimitExceeded => {
                 "ItemCollectionSizeLimitExceededException"
             }
+            DynamoError::TransactionConflict => "TransactionConflictException",
             DynamoError::InternalServerError => "InternalServerError",
             DynamoError::Throttling => "ThrottlingException",
         }
@@ -152,6 +155,7 @@ impl DynamoError {
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",
             DynamoError::ItemCollectionSizeLimitExceeded => "Collection size exceeded.",
+            DynamoError::TransactionConflict => "Transaction is ongoing for the item",
             DynamoError::Throttling => "Rate of requests exceeds the allowed throughput.",
             DynamoError::UnknownOperation | DynamoError::TransactionCanceled(_) => return None,
         })

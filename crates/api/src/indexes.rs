@@ -12,6 +12,7 @@ use haven_model::key_codec::{encode_key_value, partition_hash};
 use haven_model::{AttributeValue, Item, item_size};
 use std::ops::Bound;
 use std::sync::Arc;
+use std::time::Duration;
 
 use haven_model::item_codec::decode_item;
 use haven_storage::{CommitError, Engine, Snapshot, StorageError, WriteBatch};
@@ -226,66 +227,75 @@ pub(crate) fn validate_index_keys(meta: &TableMeta, item: &Item) -> Result<(), D
 /// Items a backfill step copies into a new index in one batch.
 const BACKFILL_CHUNK: usize = 256;
 
-/// Starts the background work a CREATING or DELETING index needs (after UpdateTable, or at start-up
-/// when a previous run stopped half-way). It runs on its own thread and goes through the same
-/// expectations as every write, so it never races with foreground writes.
+/// The first pause after an index worker failed (a storage error); it doubles up to a minute.
+const FIRST_WORKER_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_WORKER_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Starts the background work a CREATING or DELETING index needs. The catalog calls it whenever it
+/// installs metadata with such an index and no worker runs for it (after UpdateTable, at start-up
+/// when a previous run stopped half-way, or when another node made the change). It runs on its own
+/// thread, owned by no request, and goes through the same expectations as every write, so it never
+/// races with foreground writes. A failure (a storage error) is retried with backoff, so the index
+/// never stays CREATING or DELETING until a restart.
 pub(crate) fn spawn_index_worker(
-    engine: Arc<dyn Engine>,
     catalog: Arc<Catalog>,
     table: String,
+    table_id: u64,
     index_id: u32,
 ) {
-    let name = format!("haven-index-{table}-{index_id}");
+    let name = format!("haven-index-{index_id}");
+    let worker_catalog = catalog.clone();
     let spawned = std::thread::Builder::new().name(name).spawn(move || {
-        if let Err(error) = run_index_worker(&*engine, &catalog, &table, index_id) {
-            tracing::error!(%error, table, index_id, "index worker failed; it resumes at the next start");
+        let catalog = worker_catalog;
+        let mut backoff = FIRST_WORKER_BACKOFF;
+        while let Err(error) = run_index_worker(&catalog, &table, table_id, index_id) {
+            tracing::error!(%error, table, index_id, ?backoff, "index worker failed; retrying");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_WORKER_BACKOFF);
         }
+        catalog.index_worker_done(table_id, index_id);
     });
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start an index worker");
+        catalog.index_worker_done(table_id, index_id);
     }
 }
 
+/// Moves the index through its transition until storage shows it ACTIVE or gone. Each step reads
+/// the table's metadata from storage, not from the cache, so that it acts on what is committed.
 fn run_index_worker(
-    engine: &dyn Engine,
-    catalog: &Catalog,
+    catalog: &Arc<Catalog>,
     table: &str,
+    table_id: u64,
     index_id: u32,
 ) -> Result<(), StorageError> {
     let mut resume_after: Option<Vec<u8>> = None;
     loop {
-        let Some(meta) = catalog.get(table) else {
+        let Some(meta) = catalog.reload(table)?.filter(|meta| meta.id == table_id) else {
             return Ok(());
         };
         let Some(index) = meta.indexes.iter().find(|i| i.id == index_id).cloned() else {
             return Ok(());
         };
-        let step = match index.status.as_str() {
-            "CREATING" => backfill_step(engine, &meta, &index, resume_after.as_deref())?,
-            "DELETING" => match finish_step(engine, catalog, &meta, &index, |updated| {
+        let engine = &**catalog.engine();
+        match index.status.as_str() {
+            "CREATING" => match backfill_step(engine, &meta, &index, resume_after.as_deref())? {
+                Step::Continue(next) => resume_after = next,
+                Step::Retry => {}
+                Step::Backfilled => {
+                    finish_step(catalog, &meta, &index, |updated| {
+                        if let Some(i) = updated.indexes.iter_mut().find(|i| i.id == index.id) {
+                            i.status = "ACTIVE".into();
+                            i.backfilling = false;
+                        }
+                    })?;
+                }
+            },
+            "DELETING" => finish_step(catalog, &meta, &index, |updated| {
                 updated.indexes.retain(|i| i.id != index.id);
                 updated.drop_unused_definitions();
-            })? {
-                Step::Retry => continue,
-                _ => return Ok(()),
-            },
+            })?,
             _ => return Ok(()),
-        };
-        match step {
-            Step::Continue(next) => resume_after = next,
-            Step::Retry => {}
-            Step::Backfilled => {
-                let done = finish_step(engine, catalog, &meta, &index, |updated| {
-                    if let Some(i) = updated.indexes.iter_mut().find(|i| i.id == index.id) {
-                        i.status = "ACTIVE".into();
-                        i.backfilling = false;
-                    }
-                })?;
-                if let Step::Retry = done {
-                    continue;
-                }
-                return Ok(());
-            }
         }
     }
 }
@@ -358,30 +368,27 @@ fn backfill_step(
 }
 
 /// Commits a metadata change that ends an index's transition (with the index's data removed when
-/// the index itself goes), bumping the schema version so that in-flight writes re-plan.
+/// the index itself goes), bumping the schema version so that in-flight writes re-plan. A conflict
+/// is not an error: the worker's next step reads the metadata again and sees where things stand.
 fn finish_step(
-    engine: &dyn Engine,
-    catalog: &Catalog,
+    catalog: &Arc<Catalog>,
     meta: &TableMeta,
     index: &IndexMeta,
     change: impl FnOnce(&mut TableMeta),
-) -> Result<Step, StorageError> {
+) -> Result<(), StorageError> {
     let mut updated = meta.clone();
     change(&mut updated);
     updated.schema_version += 1;
-    let mut batch = Catalog::update_batch(meta, &updated);
-    if !updated.indexes.iter().any(|i| i.id == index.id) {
+    let index_removed = !updated.indexes.iter().any(|i| i.id == index.id);
+    let (mut batch, installation) = Catalog::update_batch(meta, updated);
+    if index_removed {
         batch
             .delete_range(meta.index_prefix(index), meta.index_prefix_end(index))
             .delete(meta.index_count_key(index))
             .delete(meta.index_size_key(index));
     }
-    match engine.commit(batch).wait() {
-        Ok(()) => {
-            catalog.install(updated);
-            Ok(Step::Backfilled)
-        }
-        Err(CommitError::Conflict) => Ok(Step::Retry),
+    match catalog.commit_blocking(batch, installation) {
+        Ok(()) | Err(CommitError::Conflict) => Ok(()),
         Err(CommitError::Storage(error)) => Err(error),
     }
 }

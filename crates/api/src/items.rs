@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::Service;
 use crate::catalog::TableMeta;
 use crate::error::{DynamoError, Violations};
+use crate::retry::Retries;
 
 const MAX_PARTITION_KEY_BYTES: usize = 2048;
 const MAX_SORT_KEY_BYTES: usize = 1024;
@@ -25,7 +26,7 @@ fn invalid(message: impl std::fmt::Display) -> DynamoError {
 pub(crate) fn table(service: &Service, name: &str) -> Result<Arc<TableMeta>, DynamoError> {
     service
         .catalog
-        .get(name)
+        .get(name)?
         .ok_or_else(DynamoError::table_not_found)
 }
 
@@ -148,7 +149,7 @@ pub(crate) struct WriteOutcome {
 /// Runs `decide` on the item's current state and writes what it returns (None deletes), atomically
 /// with respect to every other writer: if the item (or the table's set of indexes) changed between
 /// the read and the commit, the engine refuses the batch and the decision is made again on the fresh
-/// state, with the table's current metadata.
+/// state, with the table's current metadata (a bounded number of times, see `retry`).
 pub(crate) async fn write_item(
     service: &Service,
     meta: &TableMeta,
@@ -156,6 +157,7 @@ pub(crate) async fn write_item(
     mut decide: impl FnMut(Option<&Item>) -> Result<Option<Item>, DynamoError>,
 ) -> Result<WriteOutcome, DynamoError> {
     let mut meta = std::sync::Arc::new(meta.clone());
+    let mut retries = Retries::new("item write");
     loop {
         let snapshot = service.engine.snapshot()?;
         let current = read_item(&*snapshot, &meta, key)?;
@@ -184,10 +186,49 @@ pub(crate) async fn write_item(
                     collection: staged.collection,
                 });
             }
-            Err(CommitError::Conflict) => meta = table(service, &meta.name)?,
+            Err(CommitError::Conflict) => {
+                retries.conflict().await?;
+                meta = current_meta(service, &meta)?;
+            }
             Err(CommitError::Storage(error)) => return Err(error.into()),
         }
     }
+}
+
+/// The table's metadata for the next attempt of a write that conflicted: the cached one, unless
+/// storage holds another schema version (the set of indexes changed, or the table went), in which
+/// case the cache is behind and the metadata is read again from storage.
+pub(crate) fn current_meta(
+    service: &Service,
+    meta: &Arc<TableMeta>,
+) -> Result<Arc<TableMeta>, DynamoError> {
+    let cached = table(service, &meta.name)?;
+    let stored_version = service
+        .engine
+        .snapshot()?
+        .get(&cached.schema_version_key())?;
+    if stored_version == cached.schema_version_expectation() {
+        return Ok(cached);
+    }
+    service
+        .catalog
+        .reload(&meta.name)?
+        .ok_or_else(DynamoError::table_not_found)
+}
+
+/// After a conflict of a batch that writes to several tables: brings each table's cached metadata
+/// up to date (see [`current_meta`]) before the next attempt plans again from the cache.
+pub(crate) fn refresh_tables<'m>(
+    service: &Service,
+    metas: impl IntoIterator<Item = &'m Arc<TableMeta>>,
+) -> Result<(), DynamoError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for meta in metas {
+        if seen.insert(meta.id) {
+            current_meta(service, meta)?;
+        }
+    }
+    Ok(())
 }
 
 /// Adds one item write to `batch`: the expectations that make it safe (the item's stored bytes and

@@ -14,6 +14,7 @@ mod items;
 mod ops;
 mod pages;
 mod reply;
+mod retry;
 mod wire;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use catalog::{Catalog, TableMeta};
 pub use error::{CancellationReason, DynamoError};
 pub use ops::Operation;
 pub use reply::Reply;
+pub use retry::contention_give_ups;
 
 /// The members an error body carries besides `__type` and `message`: the item of a failed condition
 /// (when asked for), the CancellationReasons of a cancelled transaction.
@@ -101,33 +103,15 @@ pub struct Service {
 }
 
 impl Service {
-    /// Loads the catalog and resumes any index creation or deletion a previous run left half-way.
+    /// Loads the catalog, which resumes any index creation or deletion a previous run left
+    /// half-way.
     pub fn new(engine: Arc<dyn Engine>, config: ServiceConfig) -> Result<Service, StorageError> {
-        let catalog = Arc::new(Catalog::load(&*engine)?);
-        let service = Service {
+        let catalog = Catalog::load(engine.clone())?;
+        Ok(Service {
             engine,
             catalog,
             config,
-        };
-        for name in service.catalog.names() {
-            let Some(meta) = service.catalog.get(&name) else {
-                continue;
-            };
-            for index in meta.indexes.iter().filter(|i| i.status != "ACTIVE") {
-                service.start_index_worker(&name, index.id);
-            }
-        }
-        Ok(service)
-    }
-
-    /// Starts the background backfill or removal of a CREATING or DELETING index.
-    fn start_index_worker(&self, table: &str, index_id: u32) {
-        indexes::spawn_index_worker(
-            self.engine.clone(),
-            self.catalog.clone(),
-            table.to_string(),
-            index_id,
-        );
+        })
     }
 
     /// Runs one operation given its name (the part of `X-Amz-Target` after the dot) and JSON request.

@@ -1,5 +1,6 @@
-//! The AWS SDK for Rust drives the remaining control plane: UpdateTable, tags, time to live,
-//! DescribeLimits and DescribeEndpoints, with DynamoDB's answers and errors.
+//! The AWS SDK for Rust drives the remaining control plane: UpdateTable (including the stream
+//! settings Haven refuses until it has streams), tags, time to live, DescribeLimits and
+//! DescribeEndpoints, with DynamoDB's answers and errors.
 
 mod common;
 
@@ -7,7 +8,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ProvisionedThroughput,
-    ScalarAttributeType, TableClass, TableStatus, Tag, TimeToLiveSpecification, TimeToLiveStatus,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TableClass, TableDescription,
+    TableStatus, Tag, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use common::HavenServer;
 
@@ -43,6 +45,14 @@ fn units(read: i64, write: i64) -> ProvisionedThroughput {
         .write_capacity_units(write)
         .build()
         .unwrap()
+}
+
+async fn describe(client: &Client, name: &str) -> TableDescription {
+    let described = client.describe_table().table_name(name).send().await;
+    described
+        .unwrap()
+        .table
+        .expect("DescribeTable returns a Table")
 }
 
 fn tag(key: &str, value: &str) -> Tag {
@@ -97,14 +107,7 @@ async fn update_table_changes_throughput_and_keeps_its_history() {
     assert!(shown.last_increase_date_time.is_some());
     assert!(shown.last_decrease_date_time.is_none());
 
-    let table = client
-        .describe_table()
-        .table_name("orders")
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap();
+    let table = describe(&client, "orders").await;
     assert_eq!(table.table_status, Some(TableStatus::Active));
     let throughput = table.provisioned_throughput.unwrap();
     assert_eq!(throughput.read_capacity_units, Some(10));
@@ -117,14 +120,8 @@ async fn update_table_changes_throughput_and_keeps_its_history() {
         .send()
         .await
         .unwrap();
-    let throughput = client
-        .describe_table()
-        .table_name("orders")
-        .send()
+    let throughput = describe(&client, "orders")
         .await
-        .unwrap()
-        .table
-        .unwrap()
         .provisioned_throughput
         .unwrap();
     assert_eq!(throughput.write_capacity_units, Some(1));
@@ -160,14 +157,7 @@ async fn update_table_switches_billing_mode() {
         .send()
         .await
         .unwrap();
-    let table = client
-        .describe_table()
-        .table_name("events")
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap();
+    let table = describe(&client, "events").await;
     let summary = table.billing_mode_summary.unwrap();
     assert_eq!(summary.billing_mode, Some(BillingMode::PayPerRequest));
     assert!(summary.last_update_to_pay_per_request_date_time.is_some());
@@ -211,14 +201,7 @@ async fn update_table_switches_billing_mode() {
         .send()
         .await
         .unwrap();
-    let table = client
-        .describe_table()
-        .table_name("events")
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap();
+    let table = describe(&client, "events").await;
     // The summary stays, naming the current mode, once a table has been on demand.
     let summary = table.billing_mode_summary.unwrap();
     assert_eq!(summary.billing_mode, Some(BillingMode::Provisioned));
@@ -227,6 +210,53 @@ async fn update_table_switches_billing_mode() {
         table.provisioned_throughput.unwrap().write_capacity_units,
         Some(4)
     );
+}
+
+#[tokio::test]
+async fn update_table_stream_settings() {
+    let server = HavenServer::start_in_memory();
+    let client = server.client();
+    create_table(&client, "events", None).await;
+    let update = |enabled: bool, view: Option<StreamViewType>| {
+        client
+            .update_table()
+            .table_name("events")
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(enabled)
+                    .set_stream_view_type(view)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+    };
+    let invalid = |m: &str| validation(&format!("One or more parameter values were invalid: {m}"));
+    let cases = [
+        (
+            update(false, None).await,
+            validation("Table has no stream to disable: TableName: events"),
+        ),
+        (
+            update(true, Some(StreamViewType::NewImage)).await,
+            validation(
+                "StreamSpecification with StreamEnabled true is not supported by this version of Haven",
+            ),
+        ),
+        (
+            update(true, None).await,
+            invalid("If stream is being enabled then UpdateViewType is required"),
+        ),
+        (
+            update(false, Some(StreamViewType::KeysOnly)).await,
+            invalid("If stream is being disabled, then UpdateViewType must not be specified"),
+        ),
+    ];
+    for (result, expected) in cases {
+        assert_eq!(failure(result.unwrap_err()), expected);
+    }
+    let table = describe(&client, "events").await;
+    assert_eq!(table.stream_specification, None);
+    assert_eq!(table.table_status, Some(TableStatus::Active));
 }
 
 #[tokio::test]
@@ -293,14 +323,7 @@ async fn update_table_deletion_protection_table_class_and_errors() {
         .send()
         .await
         .unwrap();
-    let table = client
-        .describe_table()
-        .table_name("ledger")
-        .send()
-        .await
-        .unwrap()
-        .table
-        .unwrap();
+    let table = describe(&client, "ledger").await;
     assert_eq!(
         table.table_class_summary.unwrap().table_class,
         Some(TableClass::StandardInfrequentAccess)

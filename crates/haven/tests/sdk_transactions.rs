@@ -1,7 +1,7 @@
 //! TransactWriteItems and TransactGetItems through the AWS SDK for Rust: serializability under
 //! concurrent transfers (no money created or lost, every snapshot read consistent), cancellation
 //! reasons in request order, ClientRequestToken idempotency (also across a restart), validation,
-//! and atomicity across a SIGKILL on disk.
+//! the 4 MB limits, and atomicity across a SIGKILL on disk.
 
 mod common;
 
@@ -609,6 +609,82 @@ async fn transaction_validation() {
     );
     assert_eq!(code, "ResourceNotFoundException");
     assert_eq!(message, "Requested resource not found");
+}
+
+/// DynamoDB's limit on a transaction's payload and on a TransactGetItems response.
+const FOUR_MB: usize = 4 * 1024 * 1024;
+
+/// `count` puts of items `<prefix>NN` (two digits) whose sizes add up to `total` bytes.
+fn puts_of(prefix: &str, count: usize, total: usize) -> Vec<TransactWriteItem> {
+    let overhead = "pk".len() + prefix.len() + 2 + "v".len();
+    (0..count)
+        .map(|i| {
+            let size = total / count + if i == count - 1 { total % count } else { 0 };
+            let value = "a".repeat(size - overhead);
+            put_action(
+                "big",
+                item(&[("pk", s(&format!("{prefix}{i:02}"))), ("v", s(&value))]),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn transactions_are_limited_to_4_mb() {
+    let server = HavenServer::start_in_memory();
+    let client = server.client_without_retries();
+    create_table(&client, "big", &[("pk", "S")]).await;
+
+    // Eleven items of 4 MB together are accepted, one byte more is not, and nothing is written.
+    client
+        .transact_write_items()
+        .set_transact_items(Some(puts_of("a", 11, FOUR_MB)))
+        .send()
+        .await
+        .unwrap();
+    assert!(get(&client, "big", "a10").await.is_some());
+    let (code, message) = error_of(
+        client
+            .transact_write_items()
+            .set_transact_items(Some(puts_of("b", 11, FOUR_MB + 1)))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException");
+    assert_eq!(
+        message,
+        format!(
+            "Transaction payload size cannot exceed 4MB. Payload Size: : Transaction payload size \
+             cannot exceed 4MB. Payload Size: {}",
+            FOUR_MB + 1
+        )
+    );
+    assert_eq!(get(&client, "big", "b00").await, None, "nothing applied");
+
+    // Reading the eleven items back is a response of 4 MB plus 4 bytes per Get: refused.
+    let gets = (0..11).map(|i| get_action("big", &format!("a{i:02}")));
+    let (code, message) = error_of(
+        client
+            .transact_get_items()
+            .set_transact_items(Some(gets.collect()))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException");
+    assert_eq!(
+        message,
+        format!("Payload in response is too large.{}", FOUR_MB + 11 * 4)
+    );
+    // Ten of them fit.
+    let gets = (0..10).map(|i| get_action("big", &format!("a{i:02}")));
+    let read = client
+        .transact_get_items()
+        .set_transact_items(Some(gets.collect()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.responses().len(), 10);
+    assert!(read.responses().iter().all(|r| r.item().is_some()));
 }
 
 const CRASH_WRITERS: u64 = 4;

@@ -15,10 +15,11 @@ use crate::error::{DynamoError, Violations};
 use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::indexes::IndexUnits;
 use crate::items::{
-    CapacityReport, check_item_size, collection_metrics, read_item, read_units, stage_item_write,
-    validate_item, validate_key,
+    CapacityReport, check_item_size, collection_metrics, read_item, read_units, refresh_tables,
+    stage_item_write, validate_item, validate_key,
 };
 use crate::reply::{Member, Reply};
+use crate::retry::Retries;
 use crate::wire::{item_to_json, parse_item};
 
 const MAX_GET_KEYS: usize = 100;
@@ -32,7 +33,7 @@ fn table_for_batch(
 ) -> Result<std::sync::Arc<TableMeta>, DynamoError> {
     service
         .catalog
-        .get(name)
+        .get(name)?
         .ok_or_else(DynamoError::table_not_found)
 }
 
@@ -328,6 +329,7 @@ async fn commit_writes(
     ),
     DynamoError,
 > {
+    let mut retries = Retries::new("BatchWriteItem");
     loop {
         let snapshot = service.engine.snapshot()?;
         let mut batch = WriteBatch::new();
@@ -364,7 +366,10 @@ async fn commit_writes(
         drop(snapshot);
         match service.engine.commit(batch).await {
             Ok(()) => return Ok((units, collections)),
-            Err(CommitError::Conflict) => continue,
+            Err(CommitError::Conflict) => {
+                retries.conflict().await?;
+                refresh_tables(service, planned.iter().map(|write| &write.meta))?;
+            }
             Err(CommitError::Storage(error)) => return Err(error.into()),
         }
     }

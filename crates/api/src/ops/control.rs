@@ -13,8 +13,13 @@ use crate::catalog::{
     AttributeDefinition, Catalog, IndexKind, IndexMeta, KeySchemaElement, TableMeta, Throughput,
 };
 use crate::error::{DynamoError, Violations};
+use crate::retry::Retries;
 
 use super::index_specs::{self, IndexInput};
+use super::table_features::{
+    SseSpecificationInput, StreamRequest, StreamSpecificationInput, first_present,
+    refuse_enabled_stream, refuse_kms, unsupported,
+};
 
 /// Seconds since the epoch, as DynamoDB's timestamps are.
 pub(crate) fn now() -> f64 {
@@ -61,6 +66,12 @@ pub(crate) struct CreateTableInput {
     tags: Option<Vec<TagInput>>,
     table_class: Option<String>,
     deletion_protection_enabled: Option<bool>,
+    stream_specification: Option<StreamSpecificationInput>,
+    #[serde(rename = "SSESpecification")]
+    sse_specification: Option<SseSpecificationInput>,
+    on_demand_throughput: Option<Value>,
+    warm_throughput: Option<Value>,
+    resource_policy: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -126,7 +137,12 @@ pub(crate) fn check_billing(
     Ok(())
 }
 
-fn enum_violation(violations: &mut Violations, field: &str, value: &str, allowed: &[&str]) {
+pub(crate) fn enum_violation(
+    violations: &mut Violations,
+    field: &str,
+    value: &str,
+    allowed: &[&str],
+) {
     if !allowed.contains(&value) {
         violations.push(format!(
             "Value '{value}' at '{field}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
@@ -213,6 +229,12 @@ pub(crate) async fn create_table(
     if let Some(indexes) = &input.global_secondary_indexes {
         index_specs::check_fields(&mut violations, "globalSecondaryIndexes", indexes);
     }
+    if let Some(stream) = &input.stream_specification {
+        stream.check_fields(&mut violations);
+    }
+    if let Some(sse) = &input.sse_specification {
+        sse.check_fields(&mut violations);
+    }
     violations.into_result()?;
 
     let billing_mode = input
@@ -230,6 +252,7 @@ pub(crate) async fn create_table(
     )?;
     index_specs::check_definitions_used(&definitions, &key_schema, &indexes)?;
     let tags = super::tags::check_tags(input.tags.as_deref().unwrap_or_default())?;
+    check_unbuilt_features(&input)?;
 
     let name = input.table_name.clone().unwrap_or_default();
     let created = now();
@@ -261,13 +284,48 @@ pub(crate) async fn create_table(
         table_class: input.table_class,
         indexes,
         schema_version: 0,
+        version: 0,
     };
     let meta = service
         .catalog
-        .create(&*service.engine, meta)
+        .create(meta, &mut Retries::new("CreateTable"))
         .await?
         .ok_or_else(|| DynamoError::ResourceInUse(format!("Table already exists: {name}")))?;
     Ok(json!({ "TableDescription": describe(service, &meta, "ACTIVE")? }))
+}
+
+/// The members for features Haven does not offer yet (see `table_features`): DynamoDB's own checks
+/// first, so that an invalid request gets DynamoDB's answer, then Haven's refusals.
+fn check_unbuilt_features(input: &CreateTableInput) -> Result<(), DynamoError> {
+    let stream = match &input.stream_specification {
+        Some(stream) => stream.enables(StreamRequest::CreateTable)?,
+        None => false,
+    };
+    let kms = match &input.sse_specification {
+        Some(sse) => sse.asks_for_kms()?,
+        None => false,
+    };
+    if stream {
+        return Err(refuse_enabled_stream());
+    }
+    if kms {
+        return Err(refuse_kms());
+    }
+    let global_indexes = input
+        .global_secondary_indexes
+        .as_deref()
+        .unwrap_or_default();
+    let member = global_indexes
+        .iter()
+        .find_map(IndexInput::unbuilt_member)
+        .or_else(|| {
+            first_present(&[
+                ("OnDemandThroughput", input.on_demand_throughput.is_some()),
+                ("WarmThroughput", input.warm_throughput.is_some()),
+                ("ResourcePolicy", input.resource_policy.is_some()),
+            ])
+        });
+    member.map_or(Ok(()), |member| Err(unsupported(member)))
 }
 
 /// DynamoDB's semantic checks of AttributeDefinitions against KeySchema, in DynamoDB's order.
@@ -350,7 +408,9 @@ impl TableNameInput {
         violations.name("tableName", self.table_name.as_deref());
         violations.into_result()?;
         let name = self.table_name.as_deref().unwrap_or_default();
-        service.catalog.get(name).ok_or_else(|| {
+        // The control plane sees every change at once, even one another node made.
+        service.catalog.refresh()?;
+        service.catalog.get(name)?.ok_or_else(|| {
             DynamoError::ResourceNotFound(format!(
                 "Requested resource not found: Table: {name} not found"
             ))
@@ -377,7 +437,7 @@ pub(crate) async fn delete_table(
         ));
     }
     let description = describe(service, &meta, "DELETING")?;
-    if !service.catalog.delete(&*service.engine, &meta).await? {
+    if !service.catalog.delete(&meta).await? {
         return Err(DynamoError::ResourceNotFound(format!(
             "Requested resource not found: Table: {} not found",
             meta.name
@@ -409,6 +469,7 @@ pub(crate) fn list_tables(service: &Service, input: ListTablesInput) -> Result<V
     }
     violations.into_result()?;
     let limit = input.limit.unwrap_or(100) as usize;
+    service.catalog.refresh()?;
     let names: Vec<String> = service
         .catalog
         .names()

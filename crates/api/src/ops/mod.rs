@@ -9,6 +9,7 @@ mod index_specs;
 mod items;
 mod query;
 mod scan;
+mod table_features;
 mod tags;
 mod time_to_live;
 mod transact;

@@ -106,7 +106,7 @@ fn table_lookup<'a>(
     arn: &'a str,
     name: &'a str,
 ) -> impl Fn() -> Result<Arc<TableMeta>, DynamoError> + 'a {
-    move || service.catalog.get(name).ok_or_else(|| not_found(arn))
+    move || service.catalog.get(name)?.ok_or_else(|| not_found(arn))
 }
 
 fn allowed_tag_char(c: char) -> bool {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use haven_model::{Item, item_size};
+use haven_model::{Item, attribute_size, item_size};
 use haven_storage::{CommitError, Snapshot, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -25,12 +25,17 @@ use crate::expressions::{
 };
 use crate::indexes::IndexUnits;
 use crate::items::{
-    CapacityReport, check_item_size, collection_metrics, read_item, stage_item_write, table,
-    validate_item, validate_key,
+    CapacityReport, check_item_size, collection_metrics, read_item, refresh_tables,
+    stage_item_write, table, validate_item, validate_key,
 };
+use crate::retry::Retries;
 use crate::wire::{item_to_json, parse_item};
 
 const MAX_ACTIONS: usize = 100;
+/// DynamoDB's limit on a TransactWriteItems request's payload (see [`payload_size`]).
+const MAX_WRITE_PAYLOAD: usize = 4 * 1024 * 1024;
+/// DynamoDB's limit on a TransactGetItems response (see [`response_size`]).
+const MAX_READ_PAYLOAD: usize = 4 * 1024 * 1024;
 /// How long a ClientRequestToken is remembered.
 const TOKEN_WINDOW_SECONDS: u64 = 600;
 
@@ -109,13 +114,83 @@ fn check_transact_items(violations: &mut Violations, count: Option<usize>) {
     }
 }
 
-/// Validates one action; `position` is its 1-based place in TransactItems, as DynamoDB's member
-/// paths (`transactItems.2.member.put.item`) name it.
-fn plan_action(
+/// An action checked on its own, before its table is looked up.
+struct ParsedAction {
+    kind: Kind,
+    table_name: String,
+    /// The Put's item, or the other actions' key.
+    attributes: Item,
+    conditions: RequestConditions,
+    return_item_on_failure: bool,
+}
+
+/// Validates the request's actions in DynamoDB's order (as DynamoDB Local shows it): each action on
+/// its own (members, expressions, values, item size) with the payload limit counted as they go,
+/// then each against its table, then that no two touch the same item.
+fn plan_actions(
     service: &Service,
+    items: Vec<TransactWriteItem>,
+) -> Result<Vec<Action>, DynamoError> {
+    let mut parsed = Vec::with_capacity(items.len());
+    let mut payload = 0;
+    for (i, write) in items.into_iter().enumerate() {
+        let (action, input) = parse_action(i + 1, write)?;
+        payload += payload_size(&input, &action.attributes)?;
+        if payload > MAX_WRITE_PAYLOAD {
+            // The real service's wording, which repeats itself (docs/compatibility.md).
+            return Err(DynamoError::validation(format!(
+                "Transaction payload size cannot exceed 4MB. Payload Size: : Transaction payload size cannot exceed 4MB. Payload Size: {payload}"
+            )));
+        }
+        parsed.push(action);
+    }
+    let actions: Vec<Action> = parsed
+        .into_iter()
+        .map(|action| resolve_action(service, action))
+        .collect::<Result<_, _>>()?;
+    for (i, action) in actions.iter().enumerate() {
+        if actions[..i]
+            .iter()
+            .any(|other| other.meta.id == action.meta.id && other.key == action.key)
+        {
+            return Err(DynamoError::validation(
+                "Transaction request cannot include multiple operations on one item",
+            ));
+        }
+    }
+    Ok(actions)
+}
+
+/// What one action adds to the transaction's payload, as DynamoDB counts it (measured against
+/// DynamoDB Local): the size of its item (Put) or key, the bytes of its condition and update
+/// expressions, the sizes of its ExpressionAttributeValues values and the bytes of its
+/// ExpressionAttributeNames values. Table names and placeholders do not count.
+fn payload_size(input: &ActionInput, attributes: &Item) -> Result<usize, DynamoError> {
+    let expressions = [&input.condition_expression, &input.update_expression]
+        .into_iter()
+        .flatten()
+        .map(String::len)
+        .sum::<usize>();
+    let names = input
+        .expression_attribute_names
+        .iter()
+        .flat_map(HashMap::values)
+        .map(String::len)
+        .sum::<usize>();
+    let values = match &input.expression_attribute_values {
+        Some(values) => parse_item(values)?.values().map(attribute_size).sum(),
+        None => 0,
+    };
+    Ok(item_size(attributes) + expressions + names + values)
+}
+
+/// Checks one action on its own; `position` is its 1-based place in TransactItems, as DynamoDB's
+/// member paths (`transactItems.2.member.put.item`) name it. Returns the action and its input (for
+/// [`payload_size`]).
+fn parse_action(
     position: usize,
     write: TransactWriteItem,
-) -> Result<Action, DynamoError> {
+) -> Result<(ParsedAction, ActionInput), DynamoError> {
     let (kind, input) = match (write.condition_check, write.put, write.delete, write.update) {
         (Some(a), None, None, None) => (Kind::ConditionCheck, a),
         (None, Some(a), None, None) => (Kind::Put, a),
@@ -157,29 +232,50 @@ fn plan_action(
         input.expression_attribute_names.as_ref(),
         input.expression_attribute_values.as_ref(),
     )?;
-    let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
-    let (key, item) = if kind == Kind::Put {
-        let item = parse_item(input.item.as_ref().unwrap_or(&Value::Null))?;
-        check_item_size(&item)?;
-        validate_item(&meta, &item)?;
-        (meta.keys().project_key(&item), Some(item))
+    let sent = if kind == Kind::Put {
+        &input.item
     } else {
-        let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
-        validate_key(&meta, &key)?;
-        (key, None)
+        &input.key
     };
-    if let Some(update) = &conditions.update {
+    let attributes = parse_item(sent.as_ref().unwrap_or(&Value::Null))?;
+    if kind == Kind::Put {
+        check_item_size(&attributes)?;
+    }
+    let action = ParsedAction {
+        kind,
+        table_name: input.table_name.clone().unwrap_or_default(),
+        attributes,
+        conditions,
+        return_item_on_failure,
+    };
+    Ok((action, input))
+}
+
+/// Checks a parsed action against its table.
+fn resolve_action(service: &Service, parsed: ParsedAction) -> Result<Action, DynamoError> {
+    let meta = table(service, &parsed.table_name)?;
+    let (key, item) = if parsed.kind == Kind::Put {
+        validate_item(&meta, &parsed.attributes)?;
+        (
+            meta.keys().project_key(&parsed.attributes),
+            Some(parsed.attributes),
+        )
+    } else {
+        validate_key(&meta, &parsed.attributes)?;
+        (parsed.attributes, None)
+    };
+    if let Some(update) = &parsed.conditions.update {
         let schema = meta.keys();
         let names: Vec<&str> = schema.attributes().map(|a| a.name.as_str()).collect();
         update.check_key_attributes(&names)?;
     }
     Ok(Action {
-        kind,
+        kind: parsed.kind,
         meta,
         key,
         item,
-        conditions,
-        return_item_on_failure,
+        conditions: parsed.conditions,
+        return_item_on_failure: parsed.return_item_on_failure,
     })
 }
 
@@ -419,24 +515,10 @@ pub(crate) async fn transact_write_items(
         ));
     }
     violations.into_result()?;
-    let actions: Vec<Action> = input
-        .transact_items
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .map(|(i, w)| plan_action(service, i + 1, w))
-        .collect::<Result<_, _>>()?;
-    for (i, action) in actions.iter().enumerate() {
-        if actions[..i]
-            .iter()
-            .any(|other| other.meta.id == action.meta.id && other.key == action.key)
-        {
-            return Err(DynamoError::validation(
-                "Transaction request cannot include multiple operations on one item",
-            ));
-        }
-    }
+    let actions = plan_actions(service, input.transact_items.unwrap_or_default())?;
     let token = input.client_request_token.as_deref();
+    let mut retries =
+        Retries::giving_up_with("TransactWriteItems", || DynamoError::TransactionConflict);
     loop {
         let snapshot = service.engine.snapshot()?;
         if let Some(token) = token
@@ -557,7 +639,10 @@ pub(crate) async fn transact_write_items(
         drop(snapshot);
         match service.engine.commit(batch).await {
             Ok(()) => return Ok(response),
-            Err(CommitError::Conflict) => continue,
+            Err(CommitError::Conflict) => {
+                retries.conflict().await?;
+                refresh_tables(service, actions.iter().map(|action| &action.meta))?;
+            }
             Err(CommitError::Storage(error)) => return Err(error.into()),
         }
     }
@@ -624,18 +709,24 @@ pub(crate) fn transact_get_items(
     let snapshot = service.engine.snapshot()?;
     let mut responses = Vec::with_capacity(gets.len());
     let mut units: BTreeMap<String, f64> = BTreeMap::new();
+    let mut size = 0;
     for (meta, key, projection) in &gets {
         let found = read_item(&*snapshot, meta, key)?.map(|(_, item)| item);
         *units.entry(meta.name.clone()).or_insert(0.0) +=
             2.0 * found.as_ref().map_or(0, item_size).div_ceil(4096).max(1) as f64;
-        responses.push(match found {
-            Some(item) => {
-                let item = match projection {
-                    Some(paths) => haven_expr::project(&item, paths),
-                    None => item,
-                };
-                json!({ "Item": item_to_json(&item) })
-            }
+        let item = found.map(|item| match projection {
+            Some(paths) => haven_expr::project(&item, paths),
+            None => item,
+        });
+        size += response_size(item.as_ref());
+        if size > MAX_READ_PAYLOAD {
+            // DynamoDB Local's wording (the real service's is not recorded).
+            return Err(DynamoError::validation(format!(
+                "Payload in response is too large.{size}"
+            )));
+        }
+        responses.push(match item {
+            Some(item) => json!({ "Item": item_to_json(&item) }),
             None => json!({}),
         });
     }
@@ -648,6 +739,12 @@ pub(crate) fn transact_get_items(
         response["ConsumedCapacity"] = Value::Array(capacity);
     }
     Ok(response)
+}
+
+/// What one Get adds to a TransactGetItems response, as DynamoDB Local counts it: 4 bytes, plus the
+/// size of the item found (after the projection).
+fn response_size(item: Option<&Item>) -> usize {
+    4 + item.map_or(0, item_size)
 }
 
 #[cfg(test)]
@@ -688,6 +785,51 @@ mod tests {
             )
             .unwrap();
         keys
+    }
+
+    /// The payload of one action as `payload_size` counts it.
+    fn payload(action: Value) -> usize {
+        let input: ActionInput = serde_json::from_value(action).unwrap();
+        let attributes = parse_item(input.item.as_ref().or(input.key.as_ref()).unwrap()).unwrap();
+        payload_size(&input, &attributes).unwrap()
+    }
+
+    #[test]
+    fn payload_counts_what_dynamodb_local_counts() {
+        // Each figure is what the action added to DynamoDB Local 11.1.0's "Payload Size".
+        assert_eq!(
+            payload(json!({"TableName": "t", "Item": {"pk": {"S": "x"}}})),
+            3
+        );
+        assert_eq!(
+            payload(json!({"TableName": "t", "Item": {"pk": {"S": "x"}},
+                "ConditionExpression": "attribute_not_exists(pk)"})),
+            27
+        );
+        assert_eq!(
+            payload(json!({"TableName": "t", "Key": {"pk": {"S": "x"}},
+                "ConditionExpression": "a = :v",
+                "ExpressionAttributeValues": {":v": {"S": "0123456789"}}})),
+            19
+        );
+        assert_eq!(
+            payload(json!({"TableName": "t", "Key": {"pk": {"S": "x"}},
+                "UpdateExpression": "SET #n = :v", "ExpressionAttributeNames": {"#n": "abcdef"},
+                "ExpressionAttributeValues": {":v": {"S": "0123456789"}}})),
+            30
+        );
+        assert_eq!(
+            payload(json!({"TableName": "t", "Key": {"pk": {"S": "x"}},
+                "UpdateExpression": "SET a = :v", "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": {":v": {"N": "12345"}}})),
+            37
+        );
+        assert_eq!(
+            payload(json!({"TableName": "t", "Key": {"pk": {"S": "x"}},
+                "UpdateExpression": "SET #n = :v", "ExpressionAttributeNames": {"#n": "ééé"},
+                "ExpressionAttributeValues": {":v": {"S": "ééé"}}})),
+            3 + 11 + 6 + 6
+        );
     }
 
     #[test]

@@ -13,9 +13,13 @@ use serde_json::{Value, json};
 
 use super::control::{ProvisionedThroughputInput, check_billing, check_throughput, describe, now};
 use super::index_specs::{self, IndexInput};
+use super::table_features::{
+    StreamRequest, StreamSpecificationInput, first_present, refuse_enabled_stream, unsupported,
+};
 use crate::Service;
 use crate::catalog::{AttributeDefinition, IndexKind, TableMeta, Throughput};
 use crate::error::{DynamoError, Violations};
+use crate::retry::Retries;
 
 const PROVISIONED: &str = "PROVISIONED";
 const PAY_PER_REQUEST: &str = "PAY_PER_REQUEST";
@@ -38,7 +42,7 @@ pub(crate) struct UpdateTableInput {
     table_class: Option<String>,
     attribute_definitions: Option<Vec<AttributeDefinition>>,
     global_secondary_index_updates: Option<Vec<Value>>,
-    stream_specification: Option<Value>,
+    stream_specification: Option<StreamSpecificationInput>,
     #[serde(rename = "SSESpecification")]
     sse_specification: Option<Value>,
     replica_updates: Option<Vec<Value>>,
@@ -61,6 +65,8 @@ enum Change {
     CreateIndex(Box<IndexInput>, Vec<AttributeDefinition>),
     /// GlobalSecondaryIndexUpdates: delete one global index (removed in the background).
     DeleteIndex(String),
+    /// StreamSpecification with StreamEnabled false: Haven's tables never have a stream to disable.
+    DisableStream,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +104,9 @@ fn index_change(input: &UpdateTableInput, updates: &[Value]) -> Result<Change, D
                 std::slice::from_ref(&create),
             );
             violations.into_result()?;
+            if let Some(member) = create.unbuilt_member() {
+                return Err(unsupported(member));
+            }
             let definitions = input.attribute_definitions.clone().ok_or_else(|| {
                 DynamoError::validation(
                     "One or more parameter values were invalid: Global Secondary Index creation requires AttributeDefinitions",
@@ -108,9 +117,7 @@ fn index_change(input: &UpdateTableInput, updates: &[Value]) -> Result<Change, D
         (None, Some(delete), None) => {
             Ok(Change::DeleteIndex(delete.index_name.unwrap_or_default()))
         }
-        (None, None, Some(_)) => Err(DynamoError::validation(
-            "GlobalSecondaryIndexUpdates Update is not supported by this version of Haven",
-        )),
+        (None, None, Some(_)) => Err(unsupported("GlobalSecondaryIndexUpdates Update")),
         _ => Err(DynamoError::validation(
             "One or more parameter values were invalid: One of GlobalSecondaryIndexUpdate.Create, GlobalSecondaryIndexUpdate.Update, or GlobalSecondaryIndexUpdate.Delete must be specified",
         )),
@@ -124,28 +131,14 @@ pub(crate) async fn update_table(
     let change = check_request(&input)?;
     let name = input.table_name.clone().unwrap_or_default();
     let lookup = || {
-        service.catalog.get(&name).ok_or_else(|| {
+        service.catalog.get(&name)?.ok_or_else(|| {
             DynamoError::ResourceNotFound(format!(
                 "Requested resource not found: Table: {name} not found"
             ))
         })
     };
-    let response =
-        modify_table(service, lookup, |meta| apply(service, meta, &change, now())).await?;
-    let changed_index = match &change {
-        Change::CreateIndex(index, _) => index.index_name.clone(),
-        Change::DeleteIndex(name) => Some(name.clone()),
-        _ => None,
-    };
-    if let Some(index_name) = changed_index
-        && let Some(index) = service
-            .catalog
-            .get(&name)
-            .and_then(|meta| meta.index(&index_name).map(|i| i.id))
-    {
-        service.start_index_worker(&name, index);
-    }
-    Ok(response)
+    // Installing the new metadata starts the worker of an index it creates or deletes.
+    modify_table(service, lookup, |meta| apply(service, meta, &change, now())).await
 }
 
 /// The checks DynamoDB makes before it looks the table up, in its order.
@@ -164,13 +157,15 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
     if let Some(throughput) = &input.provisioned_throughput {
         check_throughput(&mut violations, "provisionedThroughput", throughput);
     }
+    if let Some(stream) = &input.stream_specification {
+        stream.check_fields(&mut violations);
+    }
     violations.into_result()?;
 
     let non_empty = |list: &Option<Vec<Value>>| list.as_ref().is_some_and(|l| !l.is_empty());
     // Every concern the request touches, by the name its "must be the only operation" rule uses.
     let index_updates = non_empty(&input.global_secondary_index_updates);
-    let unsupported = [
-        ("StreamSpecification", input.stream_specification.is_some()),
+    let unbuilt = [
         ("SSESpecification", input.sse_specification.is_some()),
         ("ReplicaUpdates", non_empty(&input.replica_updates)),
         ("OnDemandThroughput", input.on_demand_throughput.is_some()),
@@ -184,11 +179,12 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
     let concerns = [
         capacity,
         index_updates,
+        input.stream_specification.is_some(),
         input.deletion_protection_enabled.is_some(),
         input.table_class.is_some(),
     ]
     .into_iter()
-    .chain(unsupported.iter().map(|(_, present)| *present))
+    .chain(unbuilt.iter().map(|(_, present)| *present))
     .filter(|present| *present)
     .count();
     if concerns == 0 {
@@ -211,15 +207,18 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
     if input.deletion_protection_enabled.is_some() && concerns > 1 {
         return Err(only_operation("DeletionProtection"));
     }
-    if let Some((field, _)) = unsupported.iter().find(|(_, present)| *present) {
-        return Err(DynamoError::validation(format!(
-            "{field} is not supported by this version of Haven"
-        )));
+    let refused = first_present(&unbuilt).or(input
+        .multi_region_consistency
+        .is_some()
+        .then_some("MultiRegionConsistency"));
+    if let Some(member) = refused {
+        return Err(unsupported(member));
     }
-    if input.multi_region_consistency.is_some() {
-        return Err(DynamoError::validation(
-            "MultiRegionConsistency is not supported by this version of Haven",
-        ));
+    if let Some(stream) = &input.stream_specification {
+        return match stream.enables(StreamRequest::UpdateTable)? {
+            true => Err(refuse_enabled_stream()),
+            false => Ok(Change::DisableStream),
+        };
     }
     if let Some(enabled) = input.deletion_protection_enabled {
         return Ok(Change::DeletionProtection(enabled));
@@ -335,6 +334,10 @@ fn apply(
             let response = respond(&updated, "UPDATING")?;
             Ok((Some(updated), response))
         }
+        Change::DisableStream => Err(DynamoError::validation(format!(
+            "Table has no stream to disable: TableName: {}",
+            meta.name
+        ))),
         Change::Capacity {
             billing_mode,
             throughput,
@@ -516,27 +519,26 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-/// Reads a table, works out its new metadata with `change` and stores it, starting again when a
-/// concurrent change to the same table won the race. `change` answers the metadata to store
-/// (None when nothing changes) and the operation's result.
+/// Reads a table, works out its new metadata with `change` and stores it, starting again (a
+/// bounded number of times) when a concurrent change to the same table won the race. `change`
+/// answers the metadata to store (None when nothing changes) and the operation's result.
 pub(crate) async fn modify_table<T>(
     service: &Service,
     lookup: impl Fn() -> Result<Arc<TableMeta>, DynamoError>,
     change: impl Fn(&TableMeta) -> Result<(Option<TableMeta>, T), DynamoError>,
 ) -> Result<T, DynamoError> {
+    let mut retries = Retries::new("table metadata change");
     loop {
         let current = lookup()?;
         let (updated, result) = change(&current)?;
         let Some(updated) = updated else {
             return Ok(result);
         };
-        if service
-            .catalog
-            .update(&*service.engine, &current, updated)
-            .await?
-        {
+        // A lost race reloads the table's metadata into the cache, so `lookup` sees the winner's.
+        if service.catalog.update(&current, updated).await? {
             return Ok(result);
         }
+        retries.conflict().await?;
     }
 }
 
@@ -590,6 +592,7 @@ mod tests {
             key_schema: vec![],
             indexes: vec![],
             schema_version: 0,
+            version: 0,
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {
@@ -681,9 +684,10 @@ mod tests {
     fn later_features_are_refused_plainly() {
         assert_eq!(
             message(check_request(&input(json!({
-                "TableName": "abc", "StreamSpecification": {"StreamEnabled": true}
+                "TableName": "abc",
+                "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "NEW_IMAGE"}
             })))),
-            "StreamSpecification is not supported by this version of Haven"
+            "StreamSpecification with StreamEnabled true is not supported by this version of Haven"
         );
         assert_eq!(
             message(check_request(&input(json!({

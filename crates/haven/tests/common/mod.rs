@@ -2,6 +2,8 @@
 //! clients for it. The child is killed when the handle drops.
 #![allow(dead_code)]
 
+pub mod chaos;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
