@@ -15,6 +15,8 @@
 //! layout and the measurements behind the choice.
 
 mod batch;
+#[cfg(any(test, feature = "test-support"))]
+pub mod engine_suite;
 pub mod log;
 pub mod model_check;
 mod redb_engine;
@@ -22,7 +24,7 @@ mod sim_disk;
 
 use std::ops::Bound;
 
-pub use batch::{CommitError, PendingCommit, WriteBatch, WriteOp};
+pub use batch::{CommitError, PendingCommit, WriteBatch, WriteOp, decode_counter};
 pub use log::{LogEntry, LogPosition, LogRecord, Origin};
 pub use redb_engine::{DEFAULT_CACHE_BYTES, RedbEngine};
 pub use sim_disk::SimulatedDisk;
@@ -39,6 +41,10 @@ pub enum StorageError {
     /// The checksums found damage; the operator restores the file (docs/operations.md).
     #[error("the data file {file} is corrupted ({detail}); restore it from a backup")]
     Corrupted { file: String, detail: String },
+    /// The storage cannot be used as configured (a server that cannot be reached, refused
+    /// credentials, a database owned by a newer Haven); the message says what to fix.
+    #[error("{0}")]
+    Unusable(String),
 }
 
 /// A consistent read-only view of the whole key space.
@@ -88,7 +94,7 @@ pub trait Engine: Send + Sync + 'static {
 pub fn read_counter(snapshot: &dyn Snapshot, key: &[u8]) -> Result<i64, StorageError> {
     Ok(snapshot
         .get(key)?
-        .map(|bytes| batch::decode_counter(&bytes))
+        .map(|bytes| decode_counter(&bytes))
         .unwrap_or(0))
 }
 
