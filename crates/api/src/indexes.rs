@@ -337,15 +337,21 @@ fn backfill_step(
     let last_key = last_key.clone();
     let mut batch = WriteBatch::new();
     batch.expect(meta.schema_version_key(), meta.schema_version_expectation());
-    let (mut count, mut size) = (0, 0);
+    let mut entries = Vec::new();
     for (key, value) in &chunk {
         let item = decode_item(value)
             .map_err(|e| StorageError::Io(format!("table {}: {e}", meta.name)))?;
         batch.expect(key.clone(), Some(value.clone()));
-        let Some(entry) = entry_key(meta, index, &item) else {
-            continue;
-        };
-        if snapshot.get(&entry)?.is_some() {
+        if let Some(entry) = entry_key(meta, index, &item) {
+            entries.push((entry, item));
+        }
+    }
+    // One read for the whole chunk: an engine over the network pays a round trip per read.
+    let keys: Vec<Vec<u8>> = entries.iter().map(|(entry, _)| entry.clone()).collect();
+    let existing = snapshot.get_many(&keys)?;
+    let (mut count, mut size) = (0, 0);
+    for ((entry, item), existing) in entries.into_iter().zip(existing) {
+        if existing.is_some() {
             // A write since the index was created already put the entry for this very item.
             continue;
         }

@@ -50,6 +50,8 @@ const SESSION_OPTIONS: &str = "-c idle_in_transaction_session_timeout=60000 -c l
 
 /// The PostgreSQL engine. Dropping it (or [`PostgresEngine::shutdown`]) commits what is queued.
 pub struct PostgresEngine {
+    /// `host:port/database`, for messages.
+    target: String,
     bridge: Bridge,
     runtime: Mutex<Option<Runtime>>,
     pool: Pool,
@@ -81,12 +83,18 @@ impl PostgresEngine {
         let committer = runtime.spawn(Committer::new(config, target.clone()).run(receiver));
         tracing::info!(target, pool_size, "PostgreSQL storage ready");
         Ok(PostgresEngine {
+            target,
             bridge,
             runtime: Mutex::new(Some(runtime)),
             pool,
             commits: Mutex::new(Some(sender)),
             committer: Mutex::new(Some(committer)),
         })
+    }
+
+    /// `host:port/database` (every host of a multi-host connection string), never the password.
+    pub fn target(&self) -> &str {
+        &self.target
     }
 
     /// Stops accepting batches, waits for the queued ones to commit, and closes the connections.
@@ -199,12 +207,19 @@ fn pool(config: Config, size: usize) -> Result<Pool, StorageError> {
         .map_err(|e| StorageError::Io(format!("cannot build the PostgreSQL pool: {e}")))
 }
 
-/// What went wrong, in PostgreSQL's words when the server answered.
+/// What went wrong, in PostgreSQL's words when the server answered, else with its causes
+/// ("error connecting to server: Connection refused").
 fn explain(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => error.to_string(),
+    if let Some(db) = error.as_db_error() {
+        return format!("{} ({})", db.message(), db.code().code());
     }
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text = format!("{text}: {inner}");
+        cause = inner.source();
+    }
+    text
 }
 
 /// A failed statement: `context` says what Haven was doing.

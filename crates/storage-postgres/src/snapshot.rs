@@ -1,18 +1,22 @@
 //! Snapshots: a pooled connection holding a `REPEATABLE READ, READ ONLY` transaction.
 //!
-//! PostgreSQL fixes a repeatable-read transaction's snapshot at its first statement, so beginning
-//! a snapshot runs one (`SELECT 1` in the same message as `BEGIN`): every read through it then sees
-//! the database as of that moment, whatever commits afterwards, which is the embedded engine's MVCC
-//! snapshot. Range reads fetch pages with `ORDER BY key LIMIT n`, the next page starting after the
-//! last key seen (keyset paging inside the same snapshot, so pages never overlap or skip), and the
-//! page size follows the rows' size so that a page holds about [`PAGE_BYTES`] whatever the items
-//! weigh. Dropping the snapshot ends the transaction in the background and returns the connection.
+//! PostgreSQL fixes a repeatable-read transaction's snapshot at its first statement. A snapshot
+//! therefore takes its connection at once but sends `BEGIN` together with its first read, in one
+//! round trip: every read through it then sees the database as of that first read, whatever
+//! commits afterwards. That moment lies between the call to `Engine::snapshot` and the first read's
+//! answer, so a reader sees every write acknowledged before it asked (the contract of
+//! `haven_storage::Snapshot`), and a GetItem costs one round trip instead of two.
+//!
+//! Range reads fetch pages with `ORDER BY key LIMIT n`, the next page starting after the last key
+//! seen (keyset paging inside the same snapshot, so pages never overlap or skip), and the page size
+//! follows the rows' size so that a page holds about [`PAGE_BYTES`] whatever the items weigh.
+//! Dropping the snapshot ends the transaction in the background and returns the connection.
 
+use std::cell::{Cell, RefCell};
 use std::ops::Bound;
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
-use futures_util::TryStreamExt;
 use haven_storage::log::{self, LogEntry, LogPosition};
 use haven_storage::{Snapshot, StorageError};
 use tokio_postgres::Row;
@@ -21,54 +25,97 @@ use tokio_postgres::types::ToSql;
 use crate::bridge::Bridge;
 use crate::{pg_error, pool_error};
 
-const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SELECT 1";
-/// Tries at beginning a snapshot: a pooled connection found dead (the server restarted, a failover)
-/// is dropped and another taken.
-const BEGIN_ATTEMPTS: usize = 3;
+const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+/// Tries at a snapshot's first read: a pooled connection found dead (the server restarted, a
+/// failover) is dropped and another taken; nothing was read yet, so nothing is lost.
+const FIRST_READ_ATTEMPTS: usize = 3;
 /// Rows of a range read's first page: most stop early (a Query's page, a single item).
 const FIRST_PAGE_ROWS: i64 = 64;
 /// About how many bytes each later page holds.
 const PAGE_BYTES: usize = 1 << 20;
 const MAX_PAGE_ROWS: usize = 1000;
 
-type Param = Box<dyn ToSql + Send + Sync>;
+/// One parameter of a read.
+#[derive(Clone)]
+enum Param {
+    Key(Vec<u8>),
+    Keys(Vec<Vec<u8>>),
+    Limit(i64),
+}
+
+/// A read: its SQL and parameters (cloned when a dead connection makes it run again).
+#[derive(Clone)]
+struct Read {
+    sql: String,
+    params: Vec<Param>,
+}
+
 /// What a range read calls for each row (key, value): whether to go on.
 type RowVisitor<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StorageError> + 'v;
 
 /// A consistent view of the whole database.
 pub(crate) struct PgSnapshot {
-    client: Arc<Object>,
+    pool: Pool,
     bridge: Bridge,
+    client: RefCell<Arc<Object>>,
+    /// Whether `BEGIN` went out (with the first read).
+    begun: Cell<bool>,
 }
 
 impl PgSnapshot {
     pub(crate) fn begin(pool: &Pool, bridge: &Bridge) -> Result<PgSnapshot, StorageError> {
-        let pool = pool.clone();
-        let client = bridge.run(async move { begin(&pool).await })??;
         Ok(PgSnapshot {
-            client: Arc::new(client),
+            client: RefCell::new(Arc::new(checkout(pool, bridge)?)),
+            pool: pool.clone(),
             bridge: bridge.clone(),
+            begun: Cell::new(false),
         })
     }
 
-    fn query(&self, sql: String, params: Vec<Param>) -> Result<Vec<Row>, StorageError> {
-        let client = self.client.clone();
-        self.bridge.run(async move {
-            let statement = client
-                .prepare_cached(&sql)
-                .await
-                .map_err(|e| pg_error("preparing a read", e))?;
-            let rows = client
-                .query_raw(&statement, params)
-                .await
-                .map_err(|e| pg_error("reading", e))?;
-            rows.try_collect().await.map_err(|e| pg_error("reading", e))
-        })?
+    fn query(&self, read: Read) -> Result<Vec<Row>, StorageError> {
+        if self.begun.get() {
+            let client = self.client.borrow().clone();
+            return self.bridge.run(async move {
+                execute(&client, &read)
+                    .await
+                    .map_err(|e| pg_error("reading", e))
+            })?;
+        }
+        self.begun.set(true);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let client = self.client.borrow().clone();
+            let first = read.clone();
+            let outcome = self.bridge.run(async move {
+                let statement = client.prepare_cached(&first.sql).await?;
+                let params = params(&first.params);
+                let (_, rows) = futures_util::try_join!(
+                    client.batch_execute(BEGIN),
+                    client.query(&statement, &params),
+                )?;
+                Ok::<_, tokio_postgres::Error>(rows)
+            })?;
+            match outcome {
+                Ok(rows) => return Ok(rows),
+                Err(error) if self.client.borrow().is_closed() && attempt < FIRST_READ_ATTEMPTS => {
+                    tracing::debug!(%error, "a pooled PostgreSQL connection was closed; replacing it");
+                    let fresh = Arc::new(checkout(&self.pool, &self.bridge)?);
+                    let dead = self.client.replace(fresh);
+                    if let Ok(dead) = Arc::try_unwrap(dead) {
+                        drop(Object::take(dead));
+                    }
+                }
+                Err(error) => return Err(pg_error("beginning a snapshot", error)),
+            }
+        }
     }
 
     fn value_of(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let sql = format!("SELECT value FROM {table} WHERE key = $1");
-        let rows = self.query(sql, vec![Box::new(key.to_vec())])?;
+        let rows = self.query(Read {
+            sql: format!("SELECT value FROM {table} WHERE key = $1"),
+            params: vec![Param::Key(key.to_vec())],
+        })?;
         Ok(rows.first().map(|row| row.get(0)))
     }
 
@@ -85,8 +132,7 @@ impl PgSnapshot {
         let (mut start, mut end) = range;
         let mut page_rows = first_page;
         loop {
-            let (sql, params) = range_query(table, &start, &end, reverse, page_rows);
-            let rows = self.query(sql, params)?;
+            let rows = self.query(range_read(table, &start, &end, reverse, page_rows))?;
             let mut bytes = 0;
             for row in &rows {
                 let (key, value): (&[u8], &[u8]) = (row.get(0), row.get(1));
@@ -110,42 +156,56 @@ impl PgSnapshot {
             page_rows = (PAGE_BYTES / (bytes / rows.len()).max(1)).clamp(16, MAX_PAGE_ROWS) as i64;
         }
     }
-}
 
-/// Takes a pooled connection and begins its snapshot, replacing connections found dead.
-async fn begin(pool: &Pool) -> Result<Object, StorageError> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let client = pool.get().await.map_err(pool_error)?;
-        match client.batch_execute(BEGIN).await {
-            Ok(()) => return Ok(client),
-            Err(error) if client.is_closed() && attempt < BEGIN_ATTEMPTS => {
-                tracing::debug!(%error, "a pooled PostgreSQL connection was closed; replacing it");
-                drop(Object::take(client));
-            }
-            Err(error) => return Err(pg_error("beginning a snapshot", error)),
-        }
+    fn log_state(&self, key: &[u8]) -> Result<LogPosition, StorageError> {
+        Ok(self
+            .value_of("haven_log_state", key)?
+            .and_then(|bytes| LogPosition::from_bytes(&bytes))
+            .unwrap_or(LogPosition::START))
     }
 }
 
+/// A pooled connection (the pool replaces connections it knows are closed).
+fn checkout(pool: &Pool, bridge: &Bridge) -> Result<Object, StorageError> {
+    let pool = pool.clone();
+    bridge.run(async move { pool.get().await.map_err(pool_error) })?
+}
+
+async fn execute(client: &Object, read: &Read) -> Result<Vec<Row>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(&read.sql).await?;
+    client.query(&statement, &params(&read.params)).await
+}
+
+fn params(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|param| -> &(dyn ToSql + Sync) {
+            match param {
+                Param::Key(key) => key,
+                Param::Keys(keys) => keys,
+                Param::Limit(limit) => limit,
+            }
+        })
+        .collect()
+}
+
 /// `SELECT key, <column> FROM table` over `[start, end)` in key order, at most `limit` rows.
-fn range_query(
+fn range_read(
     table: &str,
     start: &Bound<Vec<u8>>,
     end: &Bound<Vec<u8>>,
     reverse: bool,
     limit: i64,
-) -> (String, Vec<Param>) {
+) -> Read {
     let mut conditions = Vec::new();
-    let mut params: Vec<Param> = Vec::new();
+    let mut params = Vec::new();
     for (bound, inclusive, exclusive) in [(start, ">=", ">"), (end, "<=", "<")] {
         let (operator, key) = match bound {
             Bound::Included(key) => (inclusive, key),
             Bound::Excluded(key) => (exclusive, key),
             Bound::Unbounded => continue,
         };
-        params.push(Box::new(key.clone()));
+        params.push(Param::Key(key.clone()));
         conditions.push(format!("key {operator} ${}", params.len()));
     }
     let filter = if conditions.is_empty() {
@@ -159,12 +219,12 @@ fn range_query(
         "value"
     };
     let order = if reverse { "DESC" } else { "ASC" };
-    params.push(Box::new(limit));
+    params.push(Param::Limit(limit));
     let sql = format!(
         "SELECT key, {column} FROM {table}{filter} ORDER BY key {order} LIMIT ${}",
         params.len()
     );
-    (sql, params)
+    Read { sql, params }
 }
 
 fn owned(bound: Bound<&[u8]>) -> Bound<Vec<u8>> {
@@ -174,6 +234,21 @@ fn owned(bound: Bound<&[u8]>) -> Bound<Vec<u8>> {
 impl Snapshot for PgSnapshot {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.value_of("haven_data", key)
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.query(Read {
+            sql: "SELECT key, value FROM haven_data WHERE key = ANY($1)".into(),
+            params: vec![Param::Keys(keys.to_vec())],
+        })?;
+        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = rows
+            .into_iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
     }
 
     fn scan(
@@ -235,19 +310,14 @@ impl Snapshot for PgSnapshot {
     }
 }
 
-impl PgSnapshot {
-    fn log_state(&self, key: &[u8]) -> Result<LogPosition, StorageError> {
-        Ok(self
-            .value_of("haven_log_state", key)?
-            .and_then(|bytes| LogPosition::from_bytes(&bytes))
-            .unwrap_or(LogPosition::START))
-    }
-}
-
 impl Drop for PgSnapshot {
-    /// Ends the transaction off the caller's thread; the connection returns to the pool after.
+    /// Ends the transaction (if one began) off the caller's thread; the connection returns to the
+    /// pool after.
     fn drop(&mut self) {
-        let client = self.client.clone();
+        let client = self.client.get_mut().clone();
+        if !self.begun.get() {
+            return;
+        }
         self.bridge.0.spawn(async move {
             if let Err(error) = client.batch_execute("ROLLBACK").await {
                 tracing::debug!(%error, "ending a snapshot failed; its connection is dropped");

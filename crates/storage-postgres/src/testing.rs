@@ -36,10 +36,11 @@ pub struct TestPostgres {
 }
 
 impl TestPostgres {
-    /// The server shared by every test of this process, started on first use.
+    /// The server shared by every test of this process, started on first use, with room for the
+    /// pools of many Haven nodes at once.
     pub fn shared() -> &'static TestPostgres {
         static SHARED: OnceLock<TestPostgres> = OnceLock::new();
-        SHARED.get_or_init(|| TestPostgres::start(&[]))
+        SHARED.get_or_init(|| TestPostgres::start(&["-c", "max_connections=400"]))
     }
 
     /// Starts a server with extra `postgres` options (e.g. `["-c", "max_connections=200"]`).

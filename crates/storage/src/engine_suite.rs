@@ -14,7 +14,8 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::{
-    CommitError, Engine, LogEntry, LogPosition, LogRecord, Origin, WriteBatch, read_counter,
+    CommitError, Engine, LogEntry, LogPosition, LogRecord, Origin, Snapshot, WriteBatch,
+    read_counter,
 };
 
 /// A fresh, empty engine for one test, with whatever must live as long as it (a directory, a
@@ -45,11 +46,9 @@ pub fn put(engine: &dyn Engine, key: &[u8], value: &[u8]) {
     engine.commit(batch).wait().unwrap();
 }
 
-fn keys_in(engine: &dyn Engine, reverse: bool) -> Vec<Vec<u8>> {
+fn keys_of(snapshot: &dyn Snapshot, reverse: bool) -> Vec<Vec<u8>> {
     let mut keys = Vec::new();
-    engine
-        .snapshot()
-        .unwrap()
+    snapshot
         .scan(
             (Bound::Unbounded, Bound::Unbounded),
             reverse,
@@ -60,6 +59,10 @@ fn keys_in(engine: &dyn Engine, reverse: bool) -> Vec<Vec<u8>> {
         )
         .unwrap();
     keys
+}
+
+fn keys_in(engine: &dyn Engine, reverse: bool) -> Vec<Vec<u8>> {
+    keys_of(&*engine.snapshot().unwrap(), reverse)
 }
 
 pub fn puts_gets_and_deletes(engines: &Engines) {
@@ -114,8 +117,36 @@ pub fn snapshots_do_not_see_later_writes(engines: &Engines) {
     for TestEngine { name, engine, .. } in engines() {
         put(&*engine, b"k", b"old");
         let snapshot = engine.snapshot().unwrap();
-        put(&*engine, b"k", b"new");
         assert_eq!(snapshot.get(b"k").unwrap(), Some(b"old".to_vec()), "{name}");
+        put(&*engine, b"k", b"new");
+        put(&*engine, b"later", b"x");
+        assert_eq!(snapshot.get(b"k").unwrap(), Some(b"old".to_vec()), "{name}");
+        assert_eq!(snapshot.get(b"later").unwrap(), None, "{name}");
+        assert_eq!(keys_of(&*snapshot, false), [b"k".to_vec()], "{name}");
+        drop(snapshot);
+        // A snapshot taken after a write is acknowledged sees it, even before reading anything.
+        let snapshot = engine.snapshot().unwrap();
+        assert_eq!(snapshot.get(b"k").unwrap(), Some(b"new".to_vec()), "{name}");
+    }
+}
+
+pub fn get_many_answers_in_the_order_asked(engines: &Engines) {
+    for TestEngine { name, engine, .. } in engines() {
+        put(&*engine, b"a", b"1");
+        put(&*engine, b"c", b"3");
+        let keys = [b"c", b"b", b"a", b"c"].map(|k| k.to_vec());
+        let snapshot = engine.snapshot().unwrap();
+        assert_eq!(
+            snapshot.get_many(&keys).unwrap(),
+            [
+                Some(b"3".to_vec()),
+                None,
+                Some(b"1".to_vec()),
+                Some(b"3".to_vec())
+            ],
+            "{name}"
+        );
+        assert!(snapshot.get_many(&[]).unwrap().is_empty(), "{name}");
     }
 }
 
@@ -596,6 +627,7 @@ macro_rules! engine_suite {
             puts_gets_and_deletes,
             scans_in_key_order_both_ways_and_stops_early,
             snapshots_do_not_see_later_writes,
+            get_many_answers_in_the_order_asked,
             a_stale_expectation_refuses_the_whole_batch,
             counters_add_and_vanish_at_zero,
             delete_range_removes_exactly_the_half_open_range,

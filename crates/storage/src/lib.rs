@@ -47,9 +47,17 @@ pub enum StorageError {
     Unusable(String),
 }
 
-/// A consistent read-only view of the whole key space.
+/// A consistent read-only view of the whole key space, as of one moment: no earlier than the call
+/// to [`Engine::snapshot`] (it sees every write acknowledged before), and no later than its first
+/// read (an engine over the network fixes the view with that read, to spare a round trip).
 pub trait Snapshot: Send {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// The values of `keys` (None where absent), in the order asked. Engines that pay a round trip
+    /// per read answer them all at once; callers with many known keys use it.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        keys.iter().map(|key| self.get(key)).collect()
+    }
 
     /// Visits the pairs in `range` in ascending (or, if `reverse`, descending) key order until
     /// `visit` returns false.
