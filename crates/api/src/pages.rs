@@ -18,7 +18,7 @@ use crate::items::{CapacityReport, read_item, read_units};
 use crate::reply::{Member, Reply};
 
 /// DynamoDB stops a Query or Scan page once this much data has been read.
-const PAGE_BYTES: usize = 1024 * 1024;
+pub(crate) const PAGE_BYTES: usize = 1024 * 1024;
 
 /// What a page returns: Select.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -289,6 +289,9 @@ pub(crate) struct PageRequest<'a> {
     /// Replace each index entry by the table's item (see [`ReadTarget::fetches_from_table`]).
     pub fetch_from_table: bool,
     pub consistent: bool,
+    /// The page stops once this much has been read ([`PAGE_BYTES`], less what earlier pages of
+    /// the same answer read).
+    pub max_bytes: usize,
 }
 
 /// One page of results.
@@ -304,6 +307,20 @@ pub(crate) struct Page {
     pub last_evaluated: Option<Item>,
 }
 
+impl Page {
+    /// A page that has read nothing.
+    pub fn empty() -> Page {
+        Page {
+            items: Vec::new(),
+            count: 0,
+            scanned: 0,
+            bytes_read: 0,
+            fetched_units: 0.0,
+            last_evaluated: None,
+        }
+    }
+}
+
 /// Reads one page of `target` from `snapshot`.
 pub(crate) fn read_page(
     snapshot: &dyn Snapshot,
@@ -311,14 +328,7 @@ pub(crate) fn read_page(
     request: &PageRequest,
 ) -> Result<Page, DynamoError> {
     let key_attributes = target.key_attributes();
-    let mut page = Page {
-        items: Vec::new(),
-        count: 0,
-        scanned: 0,
-        bytes_read: 0,
-        fetched_units: 0.0,
-        last_evaluated: None,
-    };
+    let mut page = Page::empty();
     let mut failure = None;
     let range = (as_ref_bound(&request.lower), as_ref_bound(&request.upper));
     snapshot.scan(range, request.reverse, &mut |_, value| match visit_entry(
@@ -356,7 +366,8 @@ fn visit_entry(
     })?;
     page.scanned += 1;
     page.bytes_read += item_size(&entry);
-    let full = request.limit.is_some_and(|l| page.scanned >= l) || page.bytes_read >= PAGE_BYTES;
+    let full =
+        request.limit.is_some_and(|l| page.scanned >= l) || page.bytes_read >= request.max_bytes;
     if full {
         let key: Item = key_attributes
             .iter()
@@ -615,6 +626,7 @@ impl ReadPlan {
             select: self.select,
             fetch_from_table: target.fetches_from_table(self.select, &roots.0, &roots.1)?,
             consistent: self.consistent,
+            max_bytes: PAGE_BYTES,
         })
     }
 }

@@ -59,6 +59,9 @@ fn target(op: &'static str) -> HeaderValue {
         "BatchWriteItem" => "DynamoDB_20120810.BatchWriteItem",
         "CreateTable" => "DynamoDB_20120810.CreateTable",
         "DescribeTable" => "DynamoDB_20120810.DescribeTable",
+        "DescribeStream" => "DynamoDBStreams_20120810.DescribeStream",
+        "GetShardIterator" => "DynamoDBStreams_20120810.GetShardIterator",
+        "GetRecords" => "DynamoDBStreams_20120810.GetRecords",
         other => {
             return HeaderValue::from_str(&format!("DynamoDB_20120810.{other}")).expect("ASCII");
         }

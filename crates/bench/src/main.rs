@@ -3,6 +3,7 @@
 
 mod ceiling;
 mod client;
+mod consumer;
 mod keys;
 mod overload;
 mod requests;
@@ -50,7 +51,8 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// Workload: load, a, b, c, d, e, f (YCSB's core workloads).
+    /// Workload: load, a, b, c, d, e, f (YCSB's core workloads), select-key and select-range (C and E
+    /// through PartiQL).
     #[arg(value_enum)]
     workload: Workload,
     /// Endpoint URL.
@@ -94,6 +96,13 @@ struct RunArgs {
     /// Neither create nor describe the table (for the ceiling server, which answers only GetItem).
     #[arg(long)]
     no_prepare: bool,
+    /// Load: create the table with a stream of this view type (NEW_AND_OLD_IMAGES, KEYS_ONLY...).
+    #[arg(long)]
+    stream: Option<String>,
+    /// Follow the table's stream while the workload runs, and report GetRecords latency and
+    /// whether the consumer kept up.
+    #[arg(long)]
+    consume: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -224,6 +233,11 @@ async fn overload(args: OverloadArgs) -> anyhow::Result<()> {
 async fn measure(plan: Arc<Plan>, args: &RunArgs) -> anyhow::Result<Report> {
     let cpu_before = cpu_time();
     let started = tokio::time::Instant::now();
+    let consumer = args.consume.then(|| {
+        let load_end = started + plan.warmup + plan.duration;
+        let (endpoint, table) = (plan.endpoint.clone(), args.table.clone());
+        tokio::spawn(consumer::follow(endpoint, table, load_end))
+    });
     let tasks: Vec<_> = (0..args.connections)
         .map(|id| tokio::spawn(run_connection(plan.clone(), id)))
         .collect();
@@ -235,6 +249,11 @@ async fn measure(plan: Arc<Plan>, args: &RunArgs) -> anyhow::Result<Report> {
         Workload::Load => started.elapsed(),
         _ => plan.duration,
     };
+    let client_cpu = cpu_time() - cpu_before;
+    let stream = match consumer {
+        Some(consumer) => Some(consumer.await??),
+        None => None,
+    };
     Ok(Report {
         workload: format!("{:?}", args.workload).to_lowercase(),
         endpoint: args.endpoint.clone(),
@@ -242,8 +261,9 @@ async fn measure(plan: Arc<Plan>, args: &RunArgs) -> anyhow::Result<Report> {
         distribution: format!("{:?}", args.distribution).to_lowercase(),
         offered_rate: args.rate,
         elapsed,
-        client_cpu: cpu_time() - cpu_before,
+        client_cpu,
         stats,
+        stream,
     })
 }
 
@@ -257,15 +277,19 @@ async fn prepare(args: &RunArgs, endpoint: &Endpoint) -> anyhow::Result<Layout> 
     };
     let builder = RequestBuilder::new(&args.table, wanted, args.item_size);
     if args.workload == Workload::Load {
-        let answer = connection.send(builder.create_table()).await?;
+        let answer = connection
+            .send(builder.create_table(args.stream.as_deref()))
+            .await?;
         let body = String::from_utf8_lossy(&answer.body);
         if !answer.status.is_success() && !body.contains("ResourceInUseException") {
             bail!("CreateTable failed: {} {body}", answer.status);
         }
     }
     let layout = wait_active(&mut connection, &builder).await?;
-    if args.workload == Workload::E && layout != Layout::Range {
-        bail!("workload e needs a table with a sort key: load it with --layout range");
+    if matches!(args.workload, Workload::E | Workload::SelectRange) && layout != Layout::Range {
+        bail!(
+            "workloads e and select-range need a table with a sort key: load it with --layout range"
+        );
     }
     Ok(layout)
 }

@@ -8,6 +8,8 @@ use std::fmt::Write;
 pub const ITEMS_PER_PARTITION: u64 = 100;
 /// Size of the `upd` attribute that updates rewrite (YCSB updates one 100-byte field).
 const UPDATE_FIELD_BYTES: usize = 100;
+/// Leading digits of an update's value that hold its version (the rest is filler).
+const VERSION_DIGITS: usize = 20;
 /// How many different payloads items cycle through.
 const PAYLOAD_VARIANTS: usize = 16;
 
@@ -60,8 +62,8 @@ impl RequestBuilder {
         }
     }
 
-    /// CreateTable, on demand billing.
-    pub fn create_table(&self) -> Call {
+    /// CreateTable, on demand billing, with a stream of `stream`'s view type if given.
+    pub fn create_table(&self, stream: Option<&str>) -> Call {
         let (definitions, schema) = match self.layout {
             Layout::Hash => (
                 r#"[{"AttributeName":"pk","AttributeType":"S"}]"#,
@@ -72,8 +74,11 @@ impl RequestBuilder {
                 r#"[{"AttributeName":"pk","KeyType":"HASH"},{"AttributeName":"sk","KeyType":"RANGE"}]"#,
             ),
         };
+        let stream = stream.map_or_else(String::new, |view| {
+            format!(r#","StreamSpecification":{{"StreamEnabled":true,"StreamViewType":"{view}"}}"#)
+        });
         let body = format!(
-            r#"{{"TableName":"{}","AttributeDefinitions":{definitions},"KeySchema":{schema},"BillingMode":"PAY_PER_REQUEST"}}"#,
+            r#"{{"TableName":"{}","AttributeDefinitions":{definitions},"KeySchema":{schema},"BillingMode":"PAY_PER_REQUEST"{stream}}}"#,
             self.table
         );
         Call {
@@ -133,17 +138,18 @@ impl RequestBuilder {
         }
     }
 
-    /// UpdateItem rewriting item `i`'s 100-byte `upd` attribute.
-    pub fn update(&self, i: u64) -> Call {
+    /// UpdateItem rewriting item `i`'s 100-byte `upd` attribute with a value of its own (led by
+    /// `version`), so that every update changes the item.
+    pub fn update(&self, i: u64, version: u64) -> Call {
         let mut body = self.start(240);
         body.push_str(r#","Key":"#);
         self.key(&mut body, i);
-        write!(
-            body,
-            r#","UpdateExpression":"SET upd = :u","ExpressionAttributeValues":{{":u":{{"S":"{}"}}}}}}"#,
-            self.update
-        )
-        .unwrap();
+        body.push_str(
+            r#","UpdateExpression":"SET upd = :u","ExpressionAttributeValues":{":u":{"S":""#,
+        );
+        push_padded(&mut body, version, VERSION_DIGITS);
+        body.push_str(&self.update[VERSION_DIGITS..]);
+        body.push_str(r#""}}}"#);
         Call {
             op: "UpdateItem",
             body,
@@ -179,6 +185,44 @@ impl RequestBuilder {
         Call { op: "Query", body }
     }
 
+    /// ExecuteStatement selecting item `i` by its key: GetItem through PartiQL.
+    pub fn select_key(&self, i: u64) -> Call {
+        let mut body = String::with_capacity(160 + self.table.len());
+        let clause = match self.layout {
+            Layout::Hash => "pk = ?",
+            Layout::Range => "pk = ? AND sk = ?",
+        };
+        write!(
+            body,
+            r#"{{"Statement":"SELECT * FROM \"{}\" WHERE {clause}","Parameters":"#,
+            self.table
+        )
+        .unwrap();
+        body.push('[');
+        self.key_values(&mut body, i, false);
+        body.push_str("]}");
+        Call {
+            op: "ExecuteStatement",
+            body,
+        }
+    }
+
+    /// ExecuteStatement selecting partition `partition` from sort key `from`, at most `limit`
+    /// items: [`RequestBuilder::query`] through PartiQL.
+    pub fn select_range(&self, partition: u64, from: u64, limit: u64) -> Call {
+        let mut body = String::with_capacity(200 + self.table.len());
+        write!(
+            body,
+            r#"{{"Statement":"SELECT * FROM \"{}\" WHERE pk = ? AND sk >= ?","Parameters":[{{"S":"p{partition:08}"}},{{"N":"{from}"}}],"Limit":{limit}}}"#,
+            self.table
+        )
+        .unwrap();
+        Call {
+            op: "ExecuteStatement",
+            body,
+        }
+    }
+
     fn start(&self, extra: usize) -> String {
         let mut body = String::with_capacity(32 + self.table.len() + extra);
         write!(body, r#"{{"TableName":"{}""#, self.table).unwrap();
@@ -190,21 +234,32 @@ impl RequestBuilder {
     }
 
     fn key(&self, out: &mut String, i: u64) {
+        out.push('{');
+        self.key_values(out, i, true);
+        out.push('}');
+    }
+
+    /// Item `i`'s key values, comma-separated: named (`"pk":{...}`) for a key map, bare for a
+    /// statement's parameters.
+    fn key_values(&self, out: &mut String, i: u64, named: bool) {
+        let name = |out: &mut String, attribute: &str| {
+            if named {
+                write!(out, r#""{attribute}":"#).unwrap();
+            }
+        };
+        name(out, "pk");
         match self.layout {
             Layout::Hash => {
-                out.push_str(r#"{"pk":{"S":"user"#);
+                out.push_str(r#"{"S":"user"#);
                 push_padded(out, i, 12);
-                out.push_str(r#""}}"#);
-                Ok(())
+                out.push_str(r#""}"#);
             }
-            Layout::Range => write!(
-                out,
-                r#"{{"pk":{{"S":"p{:08}"}},"sk":{{"N":"{}"}}}}"#,
-                i / ITEMS_PER_PARTITION,
-                i % ITEMS_PER_PARTITION
-            ),
+            Layout::Range => {
+                write!(out, r#"{{"S":"p{:08}"}},"#, i / ITEMS_PER_PARTITION).unwrap();
+                name(out, "sk");
+                write!(out, r#"{{"N":"{}"}}"#, i % ITEMS_PER_PARTITION).unwrap();
+            }
         }
-        .unwrap();
     }
 
     fn item(&self, out: &mut String, i: u64) {
@@ -260,6 +315,29 @@ pub fn version_of(response: &[u8]) -> Option<u64> {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn selects_name_the_key_as_parameters() {
+        let hash = RequestBuilder::new("t", Layout::Hash, 1024).select_key(42);
+        assert_eq!(hash.op, "ExecuteStatement");
+        let body = parse(&hash);
+        assert_eq!(body["Statement"], r#"SELECT * FROM "t" WHERE pk = ?"#);
+        assert_eq!(
+            body["Parameters"],
+            serde_json::json!([{"S": "user000000000042"}])
+        );
+        let range = RequestBuilder::new("t", Layout::Range, 1024);
+        assert_eq!(
+            parse(&range.select_key(4321))["Parameters"],
+            serde_json::json!([{"S": "p00000043"}, {"N": "21"}])
+        );
+        let body = parse(&range.select_range(7, 10, 5));
+        assert_eq!(
+            body["Statement"],
+            r#"SELECT * FROM "t" WHERE pk = ? AND sk >= ?"#
+        );
+        assert_eq!(body["Limit"], 5);
+    }
 
     fn parse(call: &Call) -> Value {
         serde_json::from_str(&call.body).expect("valid JSON")
@@ -334,13 +412,19 @@ mod tests {
     #[test]
     fn updates_queries_and_tables_are_valid_json() {
         let builder = RequestBuilder::new("t", Layout::Range, 1024);
-        let update = parse(&builder.update(5));
+        let update = parse(&builder.update(5, 42));
         assert_eq!(
             update["ExpressionAttributeValues"][":u"]["S"]
                 .as_str()
                 .unwrap()
                 .len(),
             100
+        );
+        assert!(
+            update["ExpressionAttributeValues"][":u"]["S"]
+                .as_str()
+                .unwrap()
+                .starts_with("00000000000000000042")
         );
         let conditional = parse(&builder.update_if_version(5, 7));
         assert_eq!(conditional["ExpressionAttributeValues"][":next"]["N"], "8");
@@ -349,7 +433,7 @@ mod tests {
         assert_eq!(query["Limit"], 25);
         assert_eq!(query["ExpressionAttributeValues"][":p"]["S"], "p00000003");
         assert_eq!(
-            parse(&builder.create_table())["KeySchema"][1]["KeyType"],
+            parse(&builder.create_table(None))["KeySchema"][1]["KeyType"],
             "RANGE"
         );
         assert_eq!(parse(&builder.describe_table())["TableName"], "t");

@@ -109,6 +109,8 @@ pub struct Report {
     pub elapsed: Duration,
     pub client_cpu: Duration,
     pub stats: Stats,
+    /// What the stream consumer measured (`run --consume`).
+    pub stream: Option<Value>,
 }
 
 /// Count and latency quantiles in microseconds.
@@ -157,6 +159,7 @@ impl Report {
             "latency_by_op": per_kind,
             "client_cpu_seconds": self.client_cpu.as_secs_f64(),
             "client_cpu_us_per_op": ((self.client_cpu.as_nanos() as f64 / (ops + self.stats.warmup_ops).max(1) as f64) / 10.0).round() / 100.0,
+            "stream": self.stream,
         })
     }
 
@@ -204,6 +207,17 @@ impl Report {
             j["client_cpu_us_per_op"],
             self.client_cpu.as_secs_f64()
         );
+        if let Some(stream) = &self.stream {
+            let latency = &stream["get_records"];
+            out += &format!(
+                "stream consumer: {} records ({}/s), GetRecords p50 {} µs, p99 {} µs, caught up {} ms after the load\n",
+                stream["records"],
+                stream["records_per_sec"],
+                latency["p50_us"],
+                latency["p99_us"],
+                stream["caught_up_ms_after_load"]
+            );
+        }
         if let Some(error) = &self.stats.first_error {
             out += &format!("first error: {error}\n");
         }

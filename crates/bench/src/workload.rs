@@ -30,6 +30,11 @@ pub enum Workload {
     E,
     /// 50% GetItem, 50% read-modify-write (GetItem then UpdateItem conditional on the version read).
     F,
+    /// C through PartiQL: 100% ExecuteStatement `SELECT * ... WHERE <key>`.
+    SelectKey,
+    /// E through PartiQL: 95% ExecuteStatement `SELECT * ... WHERE pk = ? AND sk >= ?` with a
+    /// Limit, 5% PutItem of new items (needs --layout range).
+    SelectRange,
 }
 
 /// One step of a workload.
@@ -61,6 +66,9 @@ pub struct Plan {
     pub keys: KeyChooser,
     pub partitions: KeyChooser,
     next: AtomicU64,
+    /// Updates sent so far: each writes a value of its own, so that every update changes its item
+    /// (a write that changes nothing costs a stream nothing).
+    updates: AtomicU64,
 }
 
 impl Plan {
@@ -93,6 +101,7 @@ impl Plan {
             keys: KeyChooser::new(distribution, items.max(1)),
             partitions: KeyChooser::new(distribution, partitions),
             next: AtomicU64::new(first_new),
+            updates: AtomicU64::new(0),
         }
     }
 
@@ -101,11 +110,11 @@ impl Plan {
         match self.workload {
             Workload::A if roll < 50 => Step::Update(self.keys.next(rng)),
             Workload::B if roll < 5 => Step::Update(self.keys.next(rng)),
-            Workload::D | Workload::E if roll < 5 => {
+            Workload::D | Workload::E | Workload::SelectRange if roll < 5 => {
                 Step::Insert(self.next.fetch_add(1, Ordering::Relaxed))
             }
             Workload::D => Step::Read(self.keys.latest(rng, self.next.load(Ordering::Relaxed) - 1)),
-            Workload::E => self.query(rng),
+            Workload::E | Workload::SelectRange => self.query(rng),
             Workload::F if roll < 50 => Step::ReadModifyWrite(self.keys.next(rng)),
             _ => Step::Read(self.keys.next(rng)),
         }
@@ -120,9 +129,19 @@ impl Plan {
     /// The single request a step sends (None for a read-modify-write).
     fn call(&self, step: Step) -> Option<(&'static str, Call)> {
         let b = &self.builder;
+        let partiql = matches!(self.workload, Workload::SelectKey | Workload::SelectRange);
         Some(match step {
+            Step::Read(i) if partiql => ("select", b.select_key(i)),
+            Step::Query {
+                partition,
+                from,
+                limit,
+            } if partiql => ("select", b.select_range(partition, from, limit)),
             Step::Read(i) => ("read", b.get(i)),
-            Step::Update(i) => ("update", b.update(i)),
+            Step::Update(i) => {
+                let version = self.updates.fetch_add(1, Ordering::Relaxed);
+                ("update", b.update(i, version))
+            }
             Step::Insert(i) => ("insert", b.put(i)),
             Step::Query {
                 partition,
@@ -354,6 +373,9 @@ mod tests {
         assert!((300..700).contains(&d[2]) && d[0] + d[2] == 10_000);
         let e = mix(Workload::E);
         assert!(e[3] > 9000 && e[2] + e[3] == 10_000);
+        assert_eq!(mix(Workload::SelectKey)[0], 10_000);
+        let select = mix(Workload::SelectRange);
+        assert!(select[3] > 9000 && select[2] + select[3] == 10_000);
         assert!((4700..5300).contains(&mix(Workload::F)[4]));
     }
 

@@ -151,6 +151,10 @@ struct RawConfig {
     #[serde(default)]
     velocity: RawVelocity,
     push: Option<PushConfig>,
+    /// `haven resolve`'s section, read by the guard resolver and skipped here, so that both
+    /// commands can share one file.
+    #[serde(rename = "resolve")]
+    _resolve: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -571,6 +575,18 @@ mod tests {
         assert_eq!(config.health.interval, Duration::from_secs(1));
         assert_eq!(config.state_dir, Some(PathBuf::from("/var/lib/haven/dns")));
         assert!(config.push.is_some());
+    }
+
+    #[test]
+    fn a_resolve_section_is_left_to_haven_resolve() {
+        let shared = format!(
+            "{MINIMAL}\n[resolve]\nupstreams = [\"127.0.0.1:53\"]\n\
+             [resolve.critical]\nnames = [\"*.haven.test\"]\n"
+        );
+        assert_eq!(
+            DnsConfig::parse(&shared).unwrap().inventory.regions.len(),
+            2
+        );
     }
 
     fn error_of(text: &str) -> String {

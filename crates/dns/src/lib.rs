@@ -15,4 +15,5 @@ pub mod push;
 pub mod server;
 pub mod store;
 pub mod subsystem;
+pub mod wire;
 pub mod zone;

@@ -1,6 +1,9 @@
-//! The DNS listeners: UDP and TCP on each configured address, answering from the current
-//! [`Snapshot`](crate::zone::Snapshot) and nothing else. They never touch storage or the API, so
-//! the endpoint names keep resolving when the data path is slow or down.
+//! The DNS listeners: UDP and TCP on each configured address, answering through a [`Responder`]:
+//! the authoritative zone answers from the current [`Snapshot`](crate::zone::Snapshot) and nothing
+//! else (it never touches storage or the API, so the endpoint names keep resolving when the data
+//! path is slow or down); the guard resolver (`haven-resolve`) answers cache hits at once and the
+//! rest later, once its upstreams have answered ([`Reply::Later`]: the listener sends that answer
+//! from a task of its own, so one slow upstream never holds up the queries behind it).
 //!
 //! UDP: several tasks share each socket. On Linux each task moves datagrams in batches, as Knot
 //! does: one `recvmmsg` takes up to [`UDP_BATCH`] queries waiting on the socket, they are answered
@@ -14,7 +17,9 @@
 //! queries in turn, and it is closed after [`TCP_IDLE_TIMEOUT`] without one or when
 //! [`MAX_TCP_CONNECTIONS`] are already open.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +27,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
-use crate::zone::{SnapshotCell, Transport};
+use crate::wire::Transport;
+use crate::zone::SnapshotCell;
 
 /// How long a TCP connection may wait for its next query.
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -32,6 +38,36 @@ pub const MAX_TCP_CONNECTIONS: usize = 1024;
 const UDP_RECEIVE_BUFFER: usize = 4096;
 /// The most datagrams one system call receives or sends.
 pub const UDP_BATCH: usize = 32;
+
+/// Whatever answers the listeners' queries.
+pub trait Responder: Clone + Send + Sync + 'static {
+    /// Answers `query` into `response` (cleared first) now, or says it deserves no answer, or
+    /// hands back a future that answers later.
+    fn respond(&self, query: &[u8], transport: Transport, response: &mut Vec<u8>) -> Reply;
+}
+
+/// How a [`Responder`] answers a query.
+pub enum Reply {
+    /// The response is written.
+    Now,
+    /// The query deserves no response at all.
+    Nothing,
+    /// The response comes from this future; `None` means none at all.
+    Later(LaterReply),
+}
+
+/// A response still being worked out; it must finish in bounded time.
+pub type LaterReply = Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
+
+impl Responder for SnapshotCell {
+    fn respond(&self, query: &[u8], transport: Transport, response: &mut Vec<u8>) -> Reply {
+        if self.load().answer(query, transport, response) {
+            Reply::Now
+        } else {
+            Reply::Nothing
+        }
+    }
+}
 
 /// Sockets bound for one address: UDP and TCP on the same port.
 pub struct Listeners {
@@ -63,16 +99,16 @@ impl Listeners {
     }
 
     /// Serves forever on the current runtime, with `udp_tasks` receivers per UDP socket.
-    pub fn serve(self, snapshot: SnapshotCell, udp_tasks: usize) {
+    pub fn serve<R: Responder>(self, responder: R, udp_tasks: usize) {
         for socket in self.udp {
             let socket = Arc::new(socket);
             for _ in 0..udp_tasks.max(1) {
-                tokio::spawn(serve_udp(socket.clone(), snapshot.clone()));
+                tokio::spawn(serve_udp(socket.clone(), responder.clone()));
             }
         }
         let slots = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
         for listener in self.tcp {
-            tokio::spawn(serve_tcp(listener, snapshot.clone(), slots.clone()));
+            tokio::spawn(serve_tcp(listener, responder.clone(), slots.clone()));
         }
     }
 }
@@ -94,27 +130,38 @@ async fn bind_pair(address: SocketAddr) -> std::io::Result<(UdpSocket, TcpListen
     ))
 }
 
-async fn serve_udp(socket: Arc<UdpSocket>, snapshot: SnapshotCell) {
+async fn serve_udp<R: Responder>(socket: Arc<UdpSocket>, responder: R) {
     #[cfg(target_os = "linux")]
-    batched::serve_udp(&socket, &snapshot).await;
+    batched::serve_udp(&socket, &responder).await;
     #[cfg(not(target_os = "linux"))]
-    serve_udp_one_by_one(&socket, &snapshot).await;
+    serve_udp_one_by_one(&socket, &responder).await;
+}
+
+/// Sends the answer of a [`Reply::Later`] to `client` from a task of its own.
+fn send_later(socket: &Arc<UdpSocket>, client: SocketAddr, later: LaterReply) {
+    let socket = socket.clone();
+    tokio::spawn(async move {
+        if let Some(response) = later.await {
+            let _ = socket.send_to(&response, client).await;
+        }
+    });
 }
 
 #[cfg(not(target_os = "linux"))]
-async fn serve_udp_one_by_one(socket: &UdpSocket, snapshot: &SnapshotCell) {
+async fn serve_udp_one_by_one<R: Responder>(socket: &Arc<UdpSocket>, responder: &R) {
     let mut query = vec![0u8; UDP_RECEIVE_BUFFER];
-    let mut response = Vec::with_capacity(crate::zone::MAX_UDP_PAYLOAD as usize);
+    let mut response = Vec::with_capacity(crate::wire::MAX_UDP_PAYLOAD as usize);
     loop {
         // A receive error is about one datagram (or an ICMP report of an earlier one): go on.
         let Ok((length, client)) = socket.recv_from(&mut query).await else {
             continue;
         };
-        if snapshot
-            .load()
-            .answer(&query[..length], Transport::Udp, &mut response)
-        {
-            let _ = socket.send_to(&response, client).await;
+        match responder.respond(&query[..length], Transport::Udp, &mut response) {
+            Reply::Now => {
+                let _ = socket.send_to(&response, client).await;
+            }
+            Reply::Nothing => {}
+            Reply::Later(later) => send_later(socket, client, later),
         }
     }
 }
@@ -123,13 +170,15 @@ async fn serve_udp_one_by_one(socket: &UdpSocket, snapshot: &SnapshotCell) {
 #[cfg(target_os = "linux")]
 mod batched {
     use std::io;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
     use std::os::fd::{AsRawFd, RawFd};
+    use std::sync::Arc;
 
     use tokio::io::Interest;
     use tokio::net::UdpSocket;
 
-    use super::{UDP_BATCH, UDP_RECEIVE_BUFFER};
-    use crate::zone::{MAX_UDP_PAYLOAD, SnapshotCell, Transport};
+    use super::{Reply, Responder, UDP_BATCH, UDP_RECEIVE_BUFFER, send_later};
+    use crate::wire::{MAX_UDP_PAYLOAD, Transport};
 
     /// One batch's datagrams: queries in, answers out, and who sent each.
     struct Batch {
@@ -142,7 +191,7 @@ mod batched {
         answered: Vec<usize>,
     }
 
-    pub(super) async fn serve_udp(socket: &UdpSocket, snapshot: &SnapshotCell) {
+    pub(super) async fn serve_udp<R: Responder>(socket: &Arc<UdpSocket>, responder: &R) {
         // SAFETY: sockaddr_storage is plain data, valid when zeroed.
         let empty_address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let mut batch = Batch {
@@ -165,14 +214,18 @@ mod batched {
                 continue;
             };
             batch.answered.clear();
-            let snapshot = snapshot.load();
             for index in 0..received {
                 let query = &batch.queries[index][..batch.query_lengths[index]];
-                if snapshot.answer(query, Transport::Udp, &mut batch.responses[index]) {
-                    batch.answered.push(index);
+                match responder.respond(query, Transport::Udp, &mut batch.responses[index]) {
+                    Reply::Now => batch.answered.push(index),
+                    Reply::Nothing => {}
+                    Reply::Later(later) => {
+                        if let Some(client) = batch.client(index) {
+                            send_later(socket, client, later);
+                        }
+                    }
                 }
             }
-            drop(snapshot);
             let mut sent = 0;
             while sent < batch.answered.len() {
                 match socket
@@ -189,6 +242,27 @@ mod batched {
     }
 
     impl Batch {
+        /// The address datagram `index` came from (IPv4 or IPv6; `None` for any other family).
+        fn client(&self, index: usize) -> Option<SocketAddr> {
+            let storage = &self.clients[index];
+            match i32::from(storage.ss_family) {
+                libc::AF_INET => {
+                    // SAFETY: the kernel wrote a sockaddr_in, which fits in sockaddr_storage.
+                    let v4 = unsafe { &*(&raw const *storage).cast::<libc::sockaddr_in>() };
+                    let ip = Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr));
+                    Some(SocketAddr::from((ip, u16::from_be(v4.sin_port))))
+                }
+                libc::AF_INET6 => {
+                    // SAFETY: the kernel wrote a sockaddr_in6, which fits in sockaddr_storage.
+                    let v6 = unsafe { &*(&raw const *storage).cast::<libc::sockaddr_in6>() };
+                    let ip = Ipv6Addr::from(v6.sin6_addr.s6_addr);
+                    let port = u16::from_be(v6.sin6_port);
+                    Some(SocketAddrV6::new(ip, port, v6.sin6_flowinfo, v6.sin6_scope_id).into())
+                }
+                _ => None,
+            }
+        }
+
         /// Receives what is waiting, up to [`UDP_BATCH`] datagrams, without blocking.
         fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
             // SAFETY: all-zero is a valid value for these plain C structures.
@@ -258,7 +332,7 @@ mod batched {
     }
 }
 
-async fn serve_tcp(listener: TcpListener, snapshot: SnapshotCell, slots: Arc<Semaphore>) {
+async fn serve_tcp<R: Responder>(listener: TcpListener, responder: R, slots: Arc<Semaphore>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             // Out of file descriptors, most likely: pause instead of spinning.
@@ -268,18 +342,19 @@ async fn serve_tcp(listener: TcpListener, snapshot: SnapshotCell, slots: Arc<Sem
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue; // at the cap: the connection is closed unanswered
         };
-        let snapshot = snapshot.clone();
+        let responder = responder.clone();
         tokio::spawn(async move {
-            let _ = serve_tcp_connection(stream, &snapshot).await;
+            let _ = serve_tcp_connection(stream, &responder).await;
             drop(slot);
         });
     }
 }
 
-/// Answers length-framed queries until the client closes, stalls or sends garbage framing.
-async fn serve_tcp_connection(
+/// Answers length-framed queries, in turn, until the client closes, stalls or sends garbage
+/// framing, or a query deserves no answer.
+async fn serve_tcp_connection<R: Responder>(
     mut stream: TcpStream,
-    snapshot: &SnapshotCell,
+    responder: &R,
 ) -> std::io::Result<()> {
     let _ = stream.set_nodelay(true);
     let mut query = Vec::new();
@@ -294,11 +369,13 @@ async fn serve_tcp_connection(
         tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut query))
             .await
             .map_err(|_| std::io::ErrorKind::TimedOut)??;
-        if !snapshot
-            .load()
-            .answer(&query, Transport::Tcp, &mut response)
-        {
-            return Ok(());
+        match responder.respond(&query, Transport::Tcp, &mut response) {
+            Reply::Now => {}
+            Reply::Nothing => return Ok(()),
+            Reply::Later(later) => match later.await {
+                Some(later) => response = later,
+                None => return Ok(()),
+            },
         }
         let mut framed = Vec::with_capacity(response.len() + 2);
         framed.extend_from_slice(&(response.len() as u16).to_be_bytes());

@@ -7,9 +7,9 @@
 //! ([`SnapshotCell`]), and a new plan replaces it whole with one pointer store (I4). A query that
 //! started on the old snapshot finishes on it.
 //!
-//! The hot path never builds a hickory `Message`: [`Question::parse`] reads the header, the one
-//! question and an optional OPT record (without options) straight from the query bytes, checking
-//! every bound, and the lookup key is the question's lower-cased wire-format name followed by its
+//! The hot path never builds a hickory `Message`: [`Question::parse`] (in [`crate::wire`], shared
+//! with the guard resolver) reads the header, the one question and an optional OPT record (without
+//! options) straight from the query bytes, checking every bound, and the lookup key is the question's lower-cased wire-format name followed by its
 //! type, hashed with foldhash. Any other query (a compressed question, records in the answer or
 //! authority sections, EDNS options, trailing bytes...) goes through the full hickory decoder and
 //! is then answered by the same code; the property tests check that both readings agree on every
@@ -30,7 +30,7 @@
 //!   other than QUERY, BADVERS for EDNS versions above 0; nothing at all for fewer than 12 bytes
 //!   or a message that is itself a response.
 //!
-//! EDNS0: a query with an OPT record gets one back, and UDP answers may be as large as the size it
+//! EDNS0: a query with an OPT record gets one back (its DO bit copied), and UDP answers may be as large as the size it
 //! advertises (at most [`MAX_UDP_PAYLOAD`]); without EDNS the limit is 512 bytes. A larger answer
 //! goes out as its question alone with the TC bit, and the client retries over TCP.
 
@@ -45,37 +45,18 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use crate::config::ZoneSettings;
 use crate::plan::{Generation, Plan};
+pub use crate::wire::MAX_UDP_PAYLOAD;
+use crate::wire::{
+    self, CLASS_IN, HEADER_LEN, Header, Question, Transport, lower_wire, size_limit,
+};
 
-/// The largest UDP answer sent, whatever the client advertises: the size DNS Flag Day 2020 chose
-/// to avoid IP fragmentation. It is also the size our OPT record advertises.
-pub const MAX_UDP_PAYLOAD: u16 = 1232;
-/// The UDP limit for a query without EDNS (RFC 1035).
-const PLAIN_UDP_PAYLOAD: u16 = 512;
 /// TTL of the zone's own records (SOA, NS, glue), which change only with the configuration.
 const ZONE_RECORD_TTL: u32 = 3600;
 /// The label of the TXT record that carries the plan's generation.
 const GENERATION_LABEL: &str = "_generation";
-const HEADER_LEN: usize = 12;
-/// The longest name in wire format, root label included (RFC 1035 3.1).
-const MAX_NAME_LEN: usize = 255;
-/// Our OPT record: root owner, type 41, our payload size as class, extended RCODE 0 (byte 5,
-/// patched for BADVERS), version 0, no flags, no options.
-const OUR_OPT: [u8; 11] = {
-    let size = MAX_UDP_PAYLOAD.to_be_bytes();
-    [0, 0, 41, size[0], size[1], 0, 0, 0, 0, 0, 0]
-};
-const TYPE_OPT: u16 = 41;
 const TYPE_SOA: u16 = 6;
 const TYPE_IXFR: u16 = 251;
 const TYPE_AXFR: u16 = 252;
-const CLASS_IN: u16 = 1;
-
-/// How the query arrived, which bounds the answer's size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
 
 /// The current snapshot, replaced atomically; readers never block.
 pub type SnapshotCell = Arc<ArcSwap<Snapshot>>;
@@ -112,30 +93,6 @@ struct SoaAuthority {
     bytes: Vec<u8>,
     /// Offsets in `bytes` of the pointers to the apex.
     apex_pointers: Vec<usize>,
-}
-
-/// What answering needs from a query: its header's id and flags, its one question, and its EDNS.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Question<'q> {
-    id: [u8; 2],
-    recursion_desired: bool,
-    checking_disabled: bool,
-    /// The question as asked (name uncompressed, in the query's letter case, then type and
-    /// class), echoed in the response.
-    asked: &'q [u8],
-    /// The lookup key: the name in lower case, wire format, then the type (big-endian).
-    key: [u8; MAX_NAME_LEN + 2],
-    /// The length of the name in `asked` and `key`.
-    name_len: usize,
-    record_type: u16,
-    class: u16,
-    edns: Option<QueryEdns>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct QueryEdns {
-    max_payload: u16,
-    version: u8,
 }
 
 impl Snapshot {
@@ -179,45 +136,34 @@ impl Snapshot {
     /// Writes the response to `query` into `response` (cleared first); returns false when the query
     /// deserves no response at all (too short to carry an id, or itself a response).
     pub fn answer(&self, query: &[u8], transport: Transport, response: &mut Vec<u8>) -> bool {
-        response.clear();
-        if query.len() < HEADER_LEN || query[2] & 0x80 != 0 {
-            return false;
-        }
-        let op_code = (query[2] >> 3) & 0x0f;
-        if op_code != u8::from(OpCode::Query) {
-            error_without_question(query, op_code, ResponseCode::NotImp, response);
-            return true;
-        }
-        if let Some(question) = Question::parse(query) {
-            self.respond(&question, transport, response);
-            return true;
-        }
-        // An unusual query: the full decoder reads it, or it is malformed.
-        let mut asked = Vec::new();
-        match Message::from_vec(query) {
-            Ok(request) if request.queries.len() == 1 => {
-                let question = Question::from_message(&request, &mut asked);
+        let mut scratch = Vec::new();
+        match wire::read_query(query, &mut scratch, response) {
+            Some(question) => {
                 self.respond(&question, transport, response);
+                true
             }
-            _ => error_without_question(query, op_code, ResponseCode::FormErr, response),
+            None => !response.is_empty(),
         }
-        true
     }
 
     fn respond(&self, question: &Question, transport: Transport, response: &mut Vec<u8>) {
         let limit = size_limit(question.edns, transport);
-        if question.edns.is_some_and(|edns| edns.version > 0) {
-            // BADVERS (16): the low four bits in the header are 0, the high eight in our OPT.
-            write_response(question, 0, false, false, None, response);
-            let rcode_high = (u16::from(ResponseCode::BADVERS) >> 4) as u8;
-            let at = response.len() - OUR_OPT.len() + 5;
-            response[at] = rcode_high;
+        if question.unsupported_edns() {
+            wire::write_badvers(question, Header::default(), response);
             return;
         }
         let in_zone = question.class == CLASS_IN && self.in_zone(question.name());
+        let refused = Header {
+            rcode: u16::from(ResponseCode::Refused) as u8,
+            ..Header::default()
+        };
+        let truncated = Header {
+            authoritative: true,
+            truncated: true,
+            ..Header::default()
+        };
         if !in_zone || matches!(question.record_type, TYPE_AXFR | TYPE_IXFR) {
-            let refused = u16::from(ResponseCode::Refused) as u8;
-            write_response(question, refused, false, false, None, response);
+            wire::write_echo(question, refused, response);
         } else if let Some(encoded) = self.answers.get(question.key()) {
             let template = if question.edns.is_some() {
                 &encoded.with_edns
@@ -225,9 +171,10 @@ impl Snapshot {
                 &encoded.plain
             };
             if template.len() <= limit {
-                patch_template(template, question, response);
+                wire::patch_template(template, question, response);
+                wire::copy_dnssec_ok(question, response);
             } else {
-                write_response(question, 0, true, true, None, response);
+                wire::write_echo(question, truncated, response);
             }
         } else {
             let response_code = if self.names.contains(question.name()) {
@@ -236,10 +183,9 @@ impl Snapshot {
                 ResponseCode::NXDomain
             };
             let rcode = u16::from(response_code) as u8;
-            let soa = Some(&self.negative_soa);
-            write_response(question, rcode, true, false, soa, response);
+            write_negative(question, rcode, &self.negative_soa, response);
             if response.len() > limit {
-                write_response(question, 0, true, true, None, response);
+                wire::write_echo(question, truncated, response);
             }
         }
     }
@@ -258,121 +204,6 @@ impl Snapshot {
             at += 1 + name[at] as usize;
         }
         at == apex_at
-    }
-}
-
-impl<'q> Question<'q> {
-    /// Reads a plain query (header, one uncompressed question, nothing else but an optional OPT
-    /// record without options) straight from its bytes; `None` for anything else, which the full
-    /// decoder then reads. Never panics: every index is checked.
-    fn parse(query: &'q [u8]) -> Option<Question<'q>> {
-        let count = |at: usize| u16::from_be_bytes([query[at], query[at + 1]]);
-        let header = query.get(..HEADER_LEN)?;
-        let additionals = count(10);
-        if count(4) != 1 || count(6) != 0 || count(8) != 0 || additionals > 1 {
-            return None;
-        }
-        let mut key = [0u8; MAX_NAME_LEN + 2];
-        let mut at = HEADER_LEN;
-        loop {
-            let length = *query.get(at)? as usize;
-            let name_len = at - HEADER_LEN;
-            if length == 0 {
-                if name_len + 1 > MAX_NAME_LEN {
-                    return None;
-                }
-                break;
-            }
-            if length > 63 || name_len + 1 + length + 1 > MAX_NAME_LEN {
-                return None; // a pointer, an unknown label type, or too long
-            }
-            let label = query.get(at + 1..at + 1 + length)?;
-            key[name_len] = length as u8;
-            for (to, byte) in key[name_len + 1..].iter_mut().zip(label) {
-                *to = byte.to_ascii_lowercase();
-            }
-            at += 1 + length;
-        }
-        let name_len = at + 1 - HEADER_LEN;
-        let fixed = query.get(at + 1..at + 5)?;
-        let record_type = u16::from_be_bytes([fixed[0], fixed[1]]);
-        let class = u16::from_be_bytes([fixed[2], fixed[3]]);
-        let question_end = at + 5;
-        let edns = if additionals == 1 {
-            // Root owner, type OPT, payload size, extended RCODE, version, flags, no data.
-            let opt = query.get(question_end..)?;
-            if opt.len() != OUR_OPT.len() || opt[0] != 0 || opt[1..3] != TYPE_OPT.to_be_bytes() {
-                return None;
-            }
-            if opt[9..11] != [0, 0] {
-                return None; // options: the full decoder checks them
-            }
-            Some(QueryEdns {
-                // As the decoder reads it: below 512 means 512 (RFC 6891 6.2.5).
-                max_payload: u16::from_be_bytes([opt[3], opt[4]]).max(PLAIN_UDP_PAYLOAD),
-                version: opt[6],
-            })
-        } else {
-            if query.len() != question_end {
-                return None;
-            }
-            None
-        };
-        key[name_len..name_len + 2].copy_from_slice(&record_type.to_be_bytes());
-        Some(Question {
-            id: [header[0], header[1]],
-            recursion_desired: header[2] & 0x01 != 0,
-            checking_disabled: header[3] & 0x10 != 0,
-            asked: &query[HEADER_LEN..question_end],
-            key,
-            name_len,
-            record_type,
-            class,
-            edns,
-        })
-    }
-
-    /// The same reading of a query the full decoder has read; `asked` receives the question.
-    fn from_message(request: &Message, asked: &'q mut Vec<u8>) -> Question<'q> {
-        let query = &request.queries[0];
-        let (record_type, class) = (query.query_type().into(), query.query_class().into());
-        asked.clear();
-        for label in query.name().iter() {
-            asked.push(label.len() as u8);
-            asked.extend_from_slice(label);
-        }
-        asked.push(0);
-        let name_len = asked.len();
-        asked.extend_from_slice(&u16::to_be_bytes(record_type));
-        asked.extend_from_slice(&u16::to_be_bytes(class));
-        let mut key = [0u8; MAX_NAME_LEN + 2];
-        // The decoder bounds names to MAX_NAME_LEN bytes.
-        key[..name_len + 2].copy_from_slice(&asked[..name_len + 2]);
-        key[..name_len].make_ascii_lowercase();
-        let metadata = &request.metadata;
-        Question {
-            id: metadata.id.to_be_bytes(),
-            recursion_desired: metadata.recursion_desired,
-            checking_disabled: metadata.checking_disabled,
-            asked: &asked[..],
-            key,
-            name_len,
-            record_type,
-            class,
-            edns: request.edns.as_ref().map(|edns| QueryEdns {
-                max_payload: edns.max_payload(),
-                version: edns.version(),
-            }),
-        }
-    }
-
-    /// The name, lower case, wire format.
-    fn name(&self) -> &[u8] {
-        &self.key[..self.name_len]
-    }
-
-    fn key(&self) -> &[u8] {
-        &self.key[..self.name_len + 2]
     }
 }
 
@@ -448,43 +279,27 @@ impl SoaAuthority {
     }
 }
 
-/// Writes a response that echoes `question`: header, question as asked, then the SOA in authority
-/// if given, then our OPT if the query had EDNS.
-fn write_response(
-    question: &Question,
-    rcode: u8,
-    authoritative: bool,
-    truncated: bool,
-    soa: Option<&SoaAuthority>,
-    response: &mut Vec<u8>,
-) {
-    response.clear();
-    let flags = 0x80 // QR; opcode QUERY
-        | if authoritative { 0x04 } else { 0 }
-        | if truncated { 0x02 } else { 0 }
-        | u8::from(question.recursion_desired);
-    let flags_low = if question.checking_disabled { 0x10 } else { 0 } | (rcode & 0x0f);
-    let authorities = u16::from(soa.is_some());
-    let additionals = u16::from(question.edns.is_some());
-    response.extend_from_slice(&question.id);
-    response.extend_from_slice(&[flags, flags_low, 0, 1, 0, 0]);
-    response.extend_from_slice(&authorities.to_be_bytes());
-    response.extend_from_slice(&additionals.to_be_bytes());
-    response.extend_from_slice(question.asked);
-    if let Some(soa) = soa {
-        // The apex is the tail of the question's name (the question is in the zone).
-        let apex_at = HEADER_LEN + question.name_len - soa.apex_len;
-        let pointer = (0xc000 | apex_at as u16).to_be_bytes();
-        let start = response.len();
-        response.extend_from_slice(&soa.bytes);
-        for &at in &soa.apex_pointers {
-            response[start + at..start + at + 2].copy_from_slice(&pointer);
-        }
+/// A negative answer (NXDOMAIN or NODATA) that echoes `question`: header, question as asked, the
+/// SOA in authority, then our OPT if the query had EDNS.
+fn write_negative(question: &Question, rcode: u8, soa: &SoaAuthority, response: &mut Vec<u8>) {
+    let header = Header {
+        rcode,
+        authoritative: true,
+        authorities: 1,
+        ..Header::default()
+    };
+    wire::write_header(question, header, response);
+    // The apex is the tail of the question's name (the question is in the zone).
+    let apex_at = HEADER_LEN + question.name_len - soa.apex_len;
+    let pointer = (0xc000 | apex_at as u16).to_be_bytes();
+    let start = response.len();
+    response.extend_from_slice(&soa.bytes);
+    for &at in &soa.apex_pointers {
+        response[start + at..start + at + 2].copy_from_slice(&pointer);
     }
-    if question.edns.is_some() {
-        response.extend_from_slice(&OUR_OPT);
-    }
+    wire::push_opt(question, response);
 }
+
 /// Every record the zone serves at this plan, grouped by (name, type).
 fn zone_rrsets(plan: &Plan, settings: &ZoneSettings) -> HashMap<(Name, RecordType), Vec<Record>> {
     let apex = &settings.apex;
@@ -517,56 +332,6 @@ fn zone_rrsets(plan: &Plan, settings: &ZoneSettings) -> HashMap<(Name, RecordTyp
     let generation = RData::TXT(TXT::new(vec![plan.generation.to_string()]));
     add(Record::from_rdata(generation_name(apex), 0, generation));
     rrsets
-}
-
-/// Copies `template` and makes it the answer to `question`: its id, RD and CD bits, and its
-/// question bytes (same length as the template's, since names compare case-insensitively).
-fn patch_template(template: &[u8], question: &Question, response: &mut Vec<u8>) {
-    response.extend_from_slice(template);
-    response[..2].copy_from_slice(&question.id);
-    response[2] = (response[2] & !0x01) | u8::from(question.recursion_desired);
-    response[3] = (response[3] & !0x10) | if question.checking_disabled { 0x10 } else { 0 };
-    let name_end = HEADER_LEN + question.name_len;
-    if let Some(template_name) = template.get(HEADER_LEN..name_end)
-        && template_name.eq_ignore_ascii_case(&question.asked[..question.name_len])
-    {
-        response[HEADER_LEN..name_end].copy_from_slice(&question.asked[..question.name_len]);
-    }
-}
-
-/// The largest answer the client can take.
-fn size_limit(edns: Option<QueryEdns>, transport: Transport) -> usize {
-    match (transport, edns) {
-        (Transport::Tcp, _) => u16::MAX as usize,
-        (Transport::Udp, None) => PLAIN_UDP_PAYLOAD as usize,
-        (Transport::Udp, Some(edns)) => {
-            edns.max_payload.clamp(PLAIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD) as usize
-        }
-    }
-}
-
-/// An error for a query we cannot or will not read: header only, the id and opcode echoed.
-fn error_without_question(
-    query: &[u8],
-    op_code: u8,
-    response_code: ResponseCode,
-    response: &mut Vec<u8>,
-) {
-    response.clear();
-    response.extend_from_slice(&query[..2]);
-    let rcode = u16::from(response_code) as u8;
-    response.extend_from_slice(&[0x80 | (op_code << 3), rcode & 0x0f, 0, 0, 0, 0, 0, 0, 0, 0]);
-}
-
-/// `name` in lower case and wire format (labels, then the root label).
-fn lower_wire(name: &Name) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(MAX_NAME_LEN);
-    for label in name.iter() {
-        bytes.push(label.len() as u8);
-        bytes.extend(label.iter().map(u8::to_ascii_lowercase));
-    }
-    bytes.push(0);
-    bytes
 }
 
 fn our_edns() -> Edns {

@@ -2,14 +2,14 @@
 //! free loopback port with a zone that accepts TSIG-signed updates, pushes plans with
 //! `haven_dns::push`, and checks what Knot then answers to ordinary queries.
 //!
-//! The test installs nothing: `scripts/test.sh` installs `knot` when `knotd` is missing, and without
-//! it every test here fails, saying so.
+//! The server is started by `tests/knot`, which installs nothing: `scripts/test.sh` installs `knot`
+//! when `knotd` is missing, and without it every test here fails, saying so.
+
+mod knot;
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
-use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,9 +19,10 @@ use haven_dns::config::DnsConfig;
 use haven_dns::plan::{Generation, Plan, RecordSet};
 use haven_dns::push::{Prepared, Publisher, PushConfig, PushError, PushOutcome};
 use haven_dns::subsystem::DnsSubsystem;
-use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::tsig::TsigError;
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{RData, RecordType};
+use knot::{free_port, query, try_query};
 use tokio::sync::watch;
 
 const ZONE: &str = "haven.test.";
@@ -29,62 +30,31 @@ const REGIONAL: &str = "dynamodb.us-east-1.haven.test.";
 const GLOBAL: &str = "dynamodb.haven.test.";
 const KEY_NAME: &str = "haven-push.";
 
-/// A running `knotd`, killed by its PID when dropped.
+/// Knot serving `haven.test.` with a key that may update it, and that key's secret.
 struct Knot {
-    child: Child,
-    address: SocketAddr,
+    server: knot::Knot,
     secret: String,
-    dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Knot {
+    type Target = knot::Knot;
+
+    fn deref(&self) -> &knot::Knot {
+        &self.server
+    }
 }
 
 impl Knot {
     /// Starts `knotd` serving `haven.test.` with the SOA, NS and `extra` zone-file lines.
     fn start(extra: &str) -> Knot {
-        let knotd = find_knotd();
-        let dir = tempfile::tempdir().expect("temp dir");
-        let address = free_port();
         let secret = random_secret();
-        std::fs::write(dir.path().join("haven.test.zone"), zone_file(extra)).unwrap();
-        std::fs::write(
-            dir.path().join("knot.conf"),
-            knot_conf(dir.path(), address, &secret),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("knotd.log")).unwrap();
-        let child = Command::new(knotd)
-            .arg("--config")
-            .arg(dir.path().join("knot.conf"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("cannot start knotd");
-        let mut knot = Knot {
-            child,
-            address,
-            secret,
-            dir,
-        };
-        knot.wait_until_serving();
-        knot
-    }
-
-    fn wait_until_serving(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("knotd exited ({status}):\n{}", self.log());
-            }
-            if try_query(self.address, ZONE, RecordType::SOA).is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("knotd did not answer within 15 s:\n{}", self.log());
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("knotd.log")).unwrap_or_default()
+        let server = knot::Knot::start(
+            ZONE,
+            &zone_file(extra),
+            &key_conf(&secret),
+            Some("haven-update"),
+        );
+        Knot { server, secret }
     }
 
     fn publisher(&self) -> Publisher {
@@ -118,13 +88,6 @@ impl Knot {
     }
 }
 
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The A and AAAA addresses `server` answers for `name`, with their TTLs.
 fn addresses(server: SocketAddr, name: &str) -> BTreeMap<IpAddr, u32> {
     let mut found = BTreeMap::new();
@@ -153,29 +116,6 @@ fn generation(server: SocketAddr) -> Vec<String> {
         .collect()
 }
 
-fn find_knotd() -> PathBuf {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|dir| dir.join("knotd"))
-        .find(|candidate| candidate.is_file())
-        .expect(
-            "knotd not found: these tests need Knot DNS (Debian package `knot`); \
-             scripts/test.sh installs it",
-        )
-}
-
-/// A port free for both UDP and TCP on 127.0.0.1 a moment ago.
-fn free_port() -> SocketAddr {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = tcp.local_addr().unwrap();
-        if UdpSocket::bind(address).is_ok() {
-            return address;
-        }
-    }
-}
-
 fn random_secret() -> String {
     let mut key = [0u8; 32];
     std::fs::File::open("/dev/urandom")
@@ -192,62 +132,18 @@ fn zone_file(extra: &str) -> String {
     )
 }
 
-/// One zone, one key; the key may update the zone (`action: update`), nobody else may.
-fn knot_conf(dir: &Path, address: SocketAddr, secret: &str) -> String {
-    let dir = dir.display();
-    let (ip, port) = (address.ip(), address.port());
+/// One key, which may update the zone (`action: update`); nobody else may.
+fn key_conf(secret: &str) -> String {
     format!(
-        r#"server:
-    rundir: "{dir}"
-    listen: {ip}@{port}
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: info
-database:
-    storage: "{dir}"
-key:
+        r#"key:
   - id: {KEY_NAME}
     algorithm: hmac-sha256
     secret: {secret}
 acl:
   - id: haven-update
     key: {KEY_NAME}
-    action: update
-zone:
-  - domain: {ZONE}
-    storage: "{dir}"
-    file: "haven.test.zone"
-    zonefile-sync: -1
-    journal-content: none
-    acl: haven-update
-"#
+    action: update"#
     )
-}
-
-fn try_query(server: SocketAddr, name: &str, record_type: RecordType) -> Option<Message> {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    let mut message = Message::query();
-    message.add_query(Query::query(Name::from_ascii(name).unwrap(), record_type));
-    socket.send_to(&message.to_vec().unwrap(), server).ok()?;
-    let mut buffer = [0; 4096];
-    let (length, _) = socket.recv_from(&mut buffer).ok()?;
-    let response = Message::from_vec(&buffer[..length]).expect("decodable answer");
-    assert_eq!(response.metadata.id, message.metadata.id);
-    Some(response)
-}
-
-/// A query that must be answered. Over UDP, even on loopback, a busy server may drop a datagram
-/// (the never-empty test keeps one busy): a lost one is asked again, five times at most.
-fn query(server: SocketAddr, name: &str, record_type: RecordType) -> Message {
-    (0..5)
-        .find_map(|_| try_query(server, name, record_type))
-        .unwrap_or_else(|| panic!("no answer from knotd to {name} {record_type}"))
 }
 
 fn plan(generation: Generation, addresses: &[&str], ttl: u32) -> Plan {

@@ -61,18 +61,29 @@ pub fn parse_condition(
         Err(fail) => return Err(fail_to_error(fail, &cursor, prefix)),
     };
     cursor.check_operators(prefix)?;
+    lower_condition(&raw, placeholders, Some(prefix))
+}
+
+/// Lowers a parse tree into a [`Condition`], collecting DynamoDB's semantic errors; PartiQL's WHERE
+/// clauses come here too, built by their own parser, and report errors without a prefix.
+pub(crate) fn lower_condition(
+    raw: &Raw,
+    placeholders: &mut Placeholders,
+    prefix: Option<&str>,
+) -> Result<Condition, ExprError> {
     let mut lower = Lower {
         placeholders,
         diagnostics: Diagnostics::default(),
     };
-    let condition = lower.condition(&raw);
+    let condition = lower.condition(raw);
     lower.diagnostics.into_result(prefix)?;
     Ok(condition)
 }
 
-/// The parse tree: conditions and operands mixed, as written.
+/// The parse tree: conditions and operands mixed, as written. Operands (`Path`, `Value`, `Call`)
+/// never hold conditions, and `And`, `Or`, `Not` never hold bare operands.
 #[derive(Debug)]
-enum Raw {
+pub(crate) enum Raw {
     Path(RawPath),
     Value(String),
     Call(String, Vec<Raw>),

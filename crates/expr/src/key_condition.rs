@@ -269,7 +269,7 @@ fn key_and_value<'o>(
 }
 
 /// The comparator with its operands swapped: `:v < k` is `k > :v`.
-fn mirror(op: Comparator) -> Comparator {
+pub(crate) fn mirror(op: Comparator) -> Comparator {
     match op {
         Comparator::Lt => Comparator::Gt,
         Comparator::Le => Comparator::Ge,

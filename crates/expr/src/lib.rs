@@ -27,6 +27,7 @@ mod key_condition;
 mod legacy;
 mod lexer;
 mod parser;
+pub mod partiql;
 mod path;
 mod placeholders;
 mod projection;

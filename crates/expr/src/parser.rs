@@ -31,15 +31,40 @@ pub(crate) struct RawPath(pub Vec<RawElement>);
 pub(crate) enum RawElement {
     Identifier(String),
     Name(String),
+    /// A name that is not subject to DynamoDB's reserved words (PartiQL names its attributes
+    /// directly).
+    Verbatim(String),
     /// The digits as written; range-checked when resolved.
     Index(String),
+}
+
+/// How deep a parse is nested, refused past a limit before the stack is at risk.
+pub(crate) struct Nesting {
+    depth: usize,
+    limit: usize,
+}
+
+impl Nesting {
+    pub fn new(limit: usize) -> Nesting {
+        Nesting { depth: 0, limit }
+    }
+
+    /// Enters one level; false once past the limit.
+    pub fn enter(&mut self) -> bool {
+        self.depth += 1;
+        self.depth <= self.limit
+    }
+
+    pub fn leave(&mut self) {
+        self.depth -= 1;
+    }
 }
 
 pub(crate) struct Cursor<'t> {
     text: &'t str,
     tokens: Vec<Token>,
     pos: usize,
-    depth: usize,
+    nesting: Nesting,
     operators: usize,
 }
 
@@ -49,7 +74,7 @@ impl<'t> Cursor<'t> {
             text,
             tokens: lexer::tokenize(text),
             pos: 0,
-            depth: 0,
+            nesting: Nesting::new(MAX_DEPTH),
             operators: 0,
         }
     }
@@ -102,15 +127,14 @@ impl<'t> Cursor<'t> {
 
     /// Enters one level of nesting (parentheses, function arguments).
     pub fn descend(&mut self) -> Parsed<()> {
-        self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(Fail::TooDeep);
+        match self.nesting.enter() {
+            true => Ok(()),
+            false => Err(Fail::TooDeep),
         }
-        Ok(())
     }
 
     pub fn ascend(&mut self) {
-        self.depth -= 1;
+        self.nesting.leave();
     }
 
     /// Parentheses directly around other parentheses: DynamoDB stops at the closing one, so this
@@ -202,10 +226,14 @@ impl Diagnostics {
         self.found
     }
 
-    /// The error DynamoDB would report, prefixed with the expression kind.
-    pub fn into_result(self, prefix: &str) -> Result<(), ExprError> {
+    /// The error DynamoDB would report, prefixed with the expression kind (PartiQL's statements
+    /// report it without a prefix).
+    pub fn into_result(self, prefix: Option<&str>) -> Result<(), ExprError> {
         match self.found.into_iter().min_by_key(|(rank, _)| *rank) {
-            Some((_, message)) => Err(ExprError(format!("{prefix}: {message}"))),
+            Some((_, message)) => Err(ExprError(match prefix {
+                Some(prefix) => format!("{prefix}: {message}"),
+                None => message,
+            })),
             None => Ok(()),
         }
     }
@@ -245,6 +273,7 @@ pub(crate) fn resolve_path(
                 }
                 PathElement::Name(word.clone())
             }
+            RawElement::Verbatim(name) => PathElement::Name(name.clone()),
             RawElement::Name(placeholder) => {
                 PathElement::Name(placeholders.name(placeholder).unwrap_or_else(|| {
                     diagnostics.report(

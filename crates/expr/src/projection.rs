@@ -35,10 +35,20 @@ pub fn parse_projection(
         Ok(raw) => raw,
         Err(fail) => return Err(fail_to_error(fail, &cursor, PREFIX)),
     };
+    lower_paths(&raw, placeholders, Some(PREFIX))
+}
+
+/// Resolves parsed paths, reporting DynamoDB's errors; PartiQL's select lists come here too, and
+/// report errors without a prefix.
+pub(crate) fn lower_paths(
+    raw: &[RawPath],
+    placeholders: &mut Placeholders,
+    prefix: Option<&str>,
+) -> Result<Vec<Path>, ExprError> {
     let mut diagnostics = Diagnostics::default();
     let mut paths: Vec<Path> = Vec::with_capacity(raw.len());
     let mut own_errors = Vec::with_capacity(raw.len());
-    for raw_path in &raw {
+    for raw_path in raw {
         let mut found = Diagnostics::default();
         paths.push(resolve_path(
             raw_path,
@@ -59,7 +69,7 @@ pub fn parse_projection(
     if let Some(message) = path_error(&paths, &own_errors) {
         diagnostics.report(RANK_PATHS, message);
     }
-    diagnostics.into_result(PREFIX)?;
+    diagnostics.into_result(prefix)?;
     Ok(paths)
 }
 

@@ -56,12 +56,22 @@ pub fn parse_update(
         Err(fail) => return Err(fail_to_error(fail, &cursor, PREFIX)),
     };
     cursor.check_operators(PREFIX)?;
+    lower_sections(&sections, placeholders, Some(PREFIX))
+}
+
+/// Lowers parsed sections into an update, collecting DynamoDB's semantic errors; PartiQL's SET and
+/// REMOVE clauses come here too, and report errors without a prefix.
+pub(crate) fn lower_sections(
+    sections: &[Section],
+    placeholders: &mut Placeholders,
+    prefix: Option<&str>,
+) -> Result<UpdateExpression, ExprError> {
     let mut lower = Lower {
         placeholders,
         diagnostics: Diagnostics::default(),
     };
-    let actions = lower.sections(&sections);
-    lower.diagnostics.into_result(PREFIX)?;
+    let actions = lower.sections(sections);
+    lower.diagnostics.into_result(prefix)?;
     Ok(UpdateExpression { actions })
 }
 
@@ -107,27 +117,27 @@ impl UpdateAction {
     }
 }
 
-enum RawOperand {
+pub(crate) enum RawOperand {
     Path(RawPath),
     Value(String),
     Call(String, Vec<RawOperand>),
 }
 
-enum RawSetValue {
+pub(crate) enum RawSetValue {
     Operand(RawOperand),
     Arithmetic(RawOperand, char, RawOperand),
 }
 
-enum RawAction {
+pub(crate) enum RawAction {
     Set(RawPath, RawSetValue),
     Remove(RawPath),
     Add(RawPath, String),
     Delete(RawPath, String),
 }
 
-struct Section {
-    keyword: Keyword,
-    actions: Vec<RawAction>,
+pub(crate) struct Section {
+    pub keyword: Keyword,
+    pub actions: Vec<RawAction>,
 }
 
 fn parse_sections(cursor: &mut Cursor) -> Parsed<Vec<Section>> {
@@ -305,7 +315,7 @@ pub(crate) fn long_type_name(value: &AttributeValue) -> &'static str {
     }
 }
 
-fn is_set(value: &AttributeValue) -> bool {
+pub(crate) fn is_set(value: &AttributeValue) -> bool {
     matches!(
         value,
         AttributeValue::Ss(_) | AttributeValue::Ns(_) | AttributeValue::Bs(_)

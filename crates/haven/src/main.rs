@@ -1,4 +1,6 @@
-//! The `haven` binary: parses the command line and wires storage, service and server together.
+//! The `haven` binary: parses the command line and wires storage, service and server together
+//! (`serve`), manages access keys (`keys`), or runs the guard resolver (`resolve`, in
+//! `haven-resolve`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +36,36 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Manage the access keys of a credentials file (see docs/security.md).
     Keys(KeysArgs),
+    /// Run a local caching DNS resolver that keeps the last good addresses of critical names
+    /// (see docs/resolve.md).
+    Resolve(ResolveArgs),
+}
+
+#[derive(clap::Args)]
+struct ResolveArgs {
+    /// TOML file with a [resolve] section (see docs/resolve.md); the flags below replace its
+    /// settings.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address for DNS over UDP and TCP (repeatable; port 0 picks a free one).
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+    /// Upstream resolver, address and port (repeatable), asked in turn.
+    #[arg(long = "upstream")]
+    upstreams: Vec<SocketAddr>,
+    /// A critical name (repeatable): its last good answer stands in for an empty or failed one.
+    /// Labels may be `*`, e.g. `dynamodb.*.amazonaws.com`.
+    #[arg(long)]
+    critical: Vec<String>,
+    /// Address of the HTTP control endpoint (GET /status, POST /flush); bind it to loopback.
+    #[arg(long)]
+    control: Option<SocketAddr>,
+    /// Worker threads (default: one per CPU core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// Log filter: error, warn, info, debug, trace (or a tracing directive).
+    #[arg(long, default_value = "info")]
+    log_level: String,
 }
 
 #[derive(clap::Args)]
@@ -150,6 +182,25 @@ struct ServeArgs {
     /// closes their connections and exits.
     #[arg(long, default_value_t = 30)]
     shutdown_timeout_secs: u64,
+    /// Megabytes that request bodies and their parsed JSON may take at once; a request that finds
+    /// no room within --queue-timeout-ms is refused with ThrottlingException.
+    #[arg(long, default_value_t = (haven_server::DEFAULT_REQUEST_MEMORY >> 20) as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    max_request_memory_mb: u64,
+    /// Seconds a DynamoDB Streams shard stays open before a child shard replaces it (AWS rolls
+    /// about every 4 hours); fixed per stream when the stream is created.
+    #[arg(long, default_value_t = 4 * 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    stream_shard_interval_secs: u64,
+    /// Seconds stream records stay readable (DynamoDB's 24 hours); lowered only by tests.
+    #[arg(long, hide = true, default_value_t = 24 * 3600)]
+    stream_retention_secs: u64,
+    /// Seconds a shard iterator may be used (DynamoDB's 15 minutes); lowered only by tests.
+    #[arg(long, hide = true, default_value_t = 15 * 60)]
+    stream_iterator_lifetime_secs: u64,
+    /// Milliseconds between the TTL worker's looks for expired items: they are deleted within
+    /// about this long of expiring (DynamoDB takes up to a few days).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    ttl_interval_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -157,7 +208,36 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Keys(args) => keys(args),
+        Command::Resolve(args) => resolve(args),
     }
+}
+
+/// Logs to standard error, filtered by `level`.
+fn init_logging(level: &str) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(level).context("invalid --log-level")?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    Ok(())
+}
+
+fn resolve(args: ResolveArgs) -> anyhow::Result<()> {
+    use haven_resolve::config::{Flags, ResolveConfig};
+    init_logging(&args.log_level)?;
+    let flags = Flags {
+        listen: args.listen,
+        upstreams: args.upstreams,
+        critical: args.critical,
+        control: args.control,
+    };
+    let config = ResolveConfig::load(args.config.as_deref(), flags)?;
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    haven_resolve::service::run(config, threads)
 }
 
 fn keys(args: KeysArgs) -> anyhow::Result<()> {
@@ -240,6 +320,7 @@ fn read_policy(file: &std::path::Path) -> anyhow::Result<haven_api::access::Poli
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
+<<<<<<< HEAD
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&args.log_level)
@@ -248,9 +329,24 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let storage = Storage::open(&args)?;
+=======
+    init_logging(&args.log_level)?;
+    let engine = Arc::new(if args.in_memory {
+        RedbEngine::in_memory()?
+    } else {
+        RedbEngine::open_with_cache(&args.data_dir, args.cache_mb * 1024 * 1024)
+            .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?
+    });
+>>>>>>> main
     let config = ServiceConfig {
         region: args.region.clone(),
         item_collection_limit: args.item_collection_limit,
+        streams: haven_api::StreamSettings {
+            shard_interval: Duration::from_secs(args.stream_shard_interval_secs),
+            retention: Duration::from_secs(args.stream_retention_secs),
+            iterator_lifetime: Duration::from_secs(args.stream_iterator_lifetime_secs),
+        },
+        ttl_interval: Duration::from_millis(args.ttl_interval_ms),
         ..ServiceConfig::default()
     };
     let security = security(&args)?;
@@ -264,6 +360,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         header_read_timeout: Duration::from_secs(args.header_timeout_secs.max(1)),
         idle_timeout: Duration::from_secs(args.idle_timeout_secs.max(1)),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+        request_memory: (args.max_request_memory_mb.checked_mul(1 << 20))
+            .and_then(|bytes| usize::try_from(bytes).ok())
+            .unwrap_or(usize::MAX),
         ..haven_server::Limits::default()
     };
     match haven_server::raise_open_file_limit() {

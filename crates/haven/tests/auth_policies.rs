@@ -1,7 +1,8 @@
 //! Authorization end to end: keys with IAM-style policies (docs/security.md) are refused what their
 //! policy does not allow, with DynamoDB's AccessDeniedException and AWS's exact message, on every
 //! path: single items, batches, transactions, index queries, control-plane operations and
-//! dynamodb:LeadingKeys. A policy change and a revocation are in force from the next request.
+//! dynamodb:LeadingKeys, and PartiQL statements (their PartiQL actions). A policy change and a
+//! revocation are in force from the next request.
 
 mod common;
 
@@ -512,4 +513,95 @@ async fn a_policy_change_is_in_force_from_the_next_request() {
         listed.contains(&format!("{id}\tchanging\tfull access")),
         "{listed}"
     );
+}
+
+#[tokio::test]
+async fn partiql_statements_need_partiql_permissions() {
+    use aws_sdk_dynamodb::types::{BatchStatementRequest, ParameterizedStatement};
+    let setup = Setup::new();
+    common::create_table(&setup.admin, "Music", &[("pk", "S")]).await;
+    let (_, writer) = setup.key_with_policy(
+        "writer",
+        &format!(
+            r#"{{"Statement": [
+                {{"Effect": "Allow", "Action": ["dynamodb:PartiQLInsert", "dynamodb:PartiQLSelect"], "Resource": "{}"}},
+                {{"Effect": "Allow", "Action": "dynamodb:PartiQLUpdate", "Resource": "{}",
+                  "Condition": {{"ForAllValues:StringEquals": {{"dynamodb:LeadingKeys": ["mine"]}}}}}}]}}"#,
+            table_arn("Music"),
+            table_arn("Music")
+        ),
+    );
+    let run = |statement: &str| writer.execute_statement().statement(statement).send();
+    run("INSERT INTO Music VALUE {'pk':'mine'}").await.unwrap();
+    run("INSERT INTO Music VALUE {'pk':'theirs'}")
+        .await
+        .unwrap();
+    run("SELECT * FROM Music").await.unwrap();
+    run("UPDATE Music SET n = 1 WHERE pk = 'mine'")
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(run("UPDATE Music SET n = 1 WHERE pk = 'theirs'").await),
+        not_allowed("writer", "PartiQLUpdate", &table_arn("Music"))
+    );
+    assert_eq!(
+        error_of(run("DELETE FROM Music WHERE pk = 'mine'").await),
+        not_allowed("writer", "PartiQLDelete", &table_arn("Music"))
+    );
+    let index_read = run("SELECT * FROM \"Music\".\"byTitle\"").await;
+    assert_eq!(
+        error_of(index_read),
+        not_allowed(
+            "writer",
+            "PartiQLSelect",
+            &format!("{}/index/byTitle", table_arn("Music"))
+        )
+    );
+
+    // Each statement of a batch or a transaction needs its own permission.
+    let batch = writer
+        .batch_execute_statement()
+        .statements(
+            BatchStatementRequest::builder()
+                .statement("INSERT INTO Music VALUE {'pk':'b1'}")
+                .build()
+                .unwrap(),
+        )
+        .statements(
+            BatchStatementRequest::builder()
+                .statement("DELETE FROM Music WHERE pk = 'mine'")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await;
+    assert_eq!(
+        error_of(batch),
+        not_allowed("writer", "PartiQLDelete", &table_arn("Music"))
+    );
+    let statement = |text: &str| {
+        ParameterizedStatement::builder()
+            .statement(text)
+            .build()
+            .unwrap()
+    };
+    let transaction = writer
+        .execute_transaction()
+        .transact_statements(statement("UPDATE Music SET n = 2 WHERE pk = 'mine'"))
+        .transact_statements(statement("UPDATE Music SET n = 2 WHERE pk = 'theirs'"))
+        .send()
+        .await;
+    assert_eq!(
+        error_of(transaction),
+        not_allowed("writer", "PartiQLUpdate", &table_arn("Music"))
+    );
+    let got = setup
+        .admin
+        .get_item()
+        .table_name("Music")
+        .key("pk", s("theirs"))
+        .send()
+        .await
+        .unwrap();
+    assert!(got.item().unwrap().get("n").is_none(), "nothing ran");
 }

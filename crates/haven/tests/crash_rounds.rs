@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
-use common::{HavenServer, create_table};
+use common::{HavenServer, create_table, wait_until};
 use tokio::task::JoinSet;
 
 const TABLE: &str = "rounds";
@@ -409,7 +409,14 @@ async fn every_acknowledged_write_survives_sigkill_at_random_moments() {
     create_table(&server.client(), TABLE, &[("pk", "S")]).await;
     let models: Vec<Arc<Mutex<Model>>> = (0..CLIENTS).map(|_| Arc::default()).collect();
 
+    let acknowledged = |models: &[Arc<Mutex<Model>>]| -> Vec<u64> {
+        models
+            .iter()
+            .map(|m| m.lock().unwrap().acknowledged)
+            .collect()
+    };
     for round in 0..ROUNDS {
+        let before = acknowledged(&models);
         let client = server.client_without_retries();
         let mut clients = JoinSet::new();
         for (id, model) in models.iter().enumerate() {
@@ -422,6 +429,19 @@ async fn every_acknowledged_write_survives_sigkill_at_random_moments() {
             ));
         }
         tokio::time::sleep(Duration::from_millis(20 + rng.below(250))).await;
+        // And not before every client has had a write acknowledged this round, however slow the
+        // machine: each round then checks something of every client.
+        wait_until(
+            "a write of every client acknowledged",
+            Duration::from_secs(60),
+            || {
+                before
+                    .iter()
+                    .zip(acknowledged(&models))
+                    .all(|(b, a)| a > *b)
+            },
+        )
+        .await;
         assert_eq!(
             clients.len(),
             CLIENTS as usize,
@@ -439,7 +459,7 @@ async fn every_acknowledged_write_survives_sigkill_at_random_moments() {
         server = HavenServer::start_on_disk(dir.path());
         verify(round, scan_all(&server.client()).await, &models);
     }
-    let acknowledged: u64 = models.iter().map(|m| m.lock().unwrap().acknowledged).sum();
+    let acknowledged: u64 = acknowledged(&models).iter().sum();
     eprintln!("crash rounds: {ROUNDS} rounds, {acknowledged} acknowledged writes, seed {seed}");
     assert!(
         acknowledged >= ROUNDS * CLIENTS,

@@ -23,6 +23,12 @@
 //!
 //! Inside a request, `{"$repeat": ["ab", 3]}` stands for the string `"ababab"` (large items).
 //!
+//! DynamoDB Streams: a step with `"service": "streams"` is sent with the `DynamoDBStreams_20120810`
+//! target. `"save": {"name": "/json/pointer"}` keeps a value of each server's own answer (a stream
+//! ARN, a shard id, an iterator), and `{"$var": "name"}` in a later request of the case stands for
+//! it, so each server is asked about its own streams. Stream labels, shard ids, sequence numbers,
+//! event ids, times and regions differ by nature and are compared as present or absent.
+//!
 //! Environment: `DIFFERENTIAL_FILTER=<substring>` runs only the cases whose name contains it;
 //! `DIFFERENTIAL_VERBOSE=1` prints every step's answers; `DIFFERENTIAL_REPORT=<file>` also writes
 //! each mismatch there as a JSON line.
@@ -33,12 +39,13 @@ use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::HavenServer;
 use serde_json::{Map, Value, json};
 
 const TARGET_PREFIX: &str = "DynamoDB_20120810.";
+const STREAMS_TARGET_PREFIX: &str = "DynamoDBStreams_20120810.";
 
 /// The headers every step sends unless it overrides them.
 const DEFAULT_HEADERS: &[(&str, &str)] = &[
@@ -60,12 +67,29 @@ const VOLATILE_MEMBERS: &[&str] = &[
     "TableId",
 ];
 
+/// Stream members whose values differ by nature: compared only as present or absent.
+const PLACEHOLDER_MEMBERS: &[&str] = &[
+    "StreamLabel",
+    "LatestStreamLabel",
+    "ShardId",
+    "ParentShardId",
+    "LastEvaluatedShardId",
+    "SequenceNumber",
+    "StartingSequenceNumber",
+    "EndingSequenceNumber",
+    "eventID",
+    "ApproximateCreationDateTime",
+    "CreationRequestDateTime",
+    "awsRegion",
+];
+
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A DynamoDB Local process started by `shared/tools/dynamodb-local.sh`, stopped (by its PID)
-/// when dropped, including while a failing test unwinds.
+/// A DynamoDB Local process started by the project's `scripts/dynamodb-local.sh` (which installs
+/// it on first use), stopped by the same script when dropped, including while a failing test
+/// unwinds.
 struct DynamoDbLocal {
     pid: u32,
     port: u16,
@@ -73,28 +97,8 @@ struct DynamoDbLocal {
 
 impl DynamoDbLocal {
     fn start() -> DynamoDbLocal {
-        for tool in ["java", "npm"] {
-            let found = Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            assert!(
-                found,
-                "the differential test needs `{tool}` to run DynamoDB Local (shared/tools/dynamodb-local.sh); install it"
-            );
-        }
-        let script = repo_root().join("../shared/tools/dynamodb-local.sh");
-        assert!(
-            script.exists(),
-            "DynamoDB Local launcher not found at {}",
-            script.display()
-        );
         let port = free_port();
-        let output = Command::new("bash")
-            .arg(&script)
-            .args(["start", &port.to_string()])
-            .output()
-            .expect("run dynamodb-local.sh");
+        let output = dynamodb_local(&["start", &port.to_string()]);
         let stdout = String::from_utf8_lossy(&output.stdout);
         let pid = stdout
             .lines()
@@ -118,22 +122,25 @@ impl DynamoDbLocal {
 
 impl Drop for DynamoDbLocal {
     fn drop(&mut self) {
-        let pid = self.pid.to_string();
-        let _ = Command::new("kill").arg(&pid).status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            let alive = Command::new("kill")
-                .args(["-0", &pid])
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if !alive {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let output = dynamodb_local(&["stop", &self.pid.to_string()]);
+        if !output.status.success() {
+            eprintln!(
+                "stopping DynamoDB Local (pid {}) failed: {}",
+                self.pid,
+                String::from_utf8_lossy(&output.stderr)
+            );
         }
-        let _ = Command::new("kill").args(["-9", &pid]).status();
     }
+}
+
+/// Runs `scripts/dynamodb-local.sh <args>` and returns what it printed.
+fn dynamodb_local(args: &[&str]) -> std::process::Output {
+    Command::new("bash")
+        .arg(repo_root().join("scripts/dynamodb-local.sh"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run scripts/dynamodb-local.sh")
 }
 
 fn free_port() -> u16 {
@@ -170,14 +177,20 @@ impl Client {
         Client { agent, endpoint }
     }
 
-    /// Sends one step: default headers, then the step's overrides, then its body.
+    /// Sends one step: default headers, then the step's overrides, then its body. `op` is the
+    /// whole target's operation part (`DynamoDBStreams_20120810.` prefixed for Streams steps).
     fn send(&self, op: Option<&str>, headers: &[(String, Option<String>)], body: &[u8]) -> Answer {
         let mut all: Vec<(String, String)> = DEFAULT_HEADERS
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         if let Some(op) = op {
-            all.push(("X-Amz-Target".into(), format!("{TARGET_PREFIX}{op}")));
+            let target = if op.starts_with(STREAMS_TARGET_PREFIX) {
+                op.to_string()
+            } else {
+                format!("{TARGET_PREFIX}{op}")
+            };
+            all.push(("X-Amz-Target".into(), target));
         }
         for (name, value) in headers {
             all.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
@@ -257,7 +270,7 @@ impl Client {
 
 /// Makes two answers comparable: drops volatile members and ARNs, folds `Message` into `message`,
 /// turns numbers into floats (1 and 1.0 mean the same to every SDK), sorts set members and object
-/// keys.
+/// keys, and reduces a NextToken (opaque, each server's own) to its presence.
 fn normalise(value: &Value) -> Value {
     match value {
         Value::Object(object) => {
@@ -271,7 +284,15 @@ fn normalise(value: &Value) -> Value {
                 } else {
                     key.clone()
                 };
+                if PLACEHOLDER_MEMBERS.contains(&key.as_str()) {
+                    members.push((key, json!("<varies>")));
+                    continue;
+                }
                 let mut member = normalise(member);
+                if key == "NextToken" {
+                    // Each server encodes its own resume point: only its presence compares.
+                    member = json!("<token>");
+                }
                 if matches!(key.as_str(), "SS" | "NS" | "BS")
                     && let Value::Array(items) = &mut member
                 {
@@ -309,6 +330,37 @@ fn sort_unordered(value: &mut Value) {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// Replaces each `{"$var": name}` with the value saved under `name` from this server's answers.
+fn substitute(value: &Value, saved: &Map<String, Value>) -> Value {
+    match value {
+        Value::Object(object) => {
+            if let (1, Some(Value::String(name))) = (object.len(), object.get("$var")) {
+                return saved
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| panic!("no saved value {name:?}"));
+            }
+            Value::Object(
+                object
+                    .iter()
+                    .map(|(k, v)| (k.clone(), substitute(v, saved)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(|v| substitute(v, saved)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Keeps the values a step's `save` names from one server's answer.
+fn save(step: &Step, answer: &Answer, saved: &mut Map<String, Value>) {
+    for (name, pointer) in &step.save {
+        if let Some(value) = answer.body.pointer(pointer) {
+            saved.insert(name.clone(), value.clone());
         }
     }
 }
@@ -352,6 +404,8 @@ struct Step {
     type_only: bool,
     /// Item lists are compared as multisets (`"unordered_items": true`).
     unordered_items: bool,
+    /// Values to keep from each server's answer: (name, JSON pointer).
+    save: Vec<(String, String)>,
 }
 
 struct Case {
@@ -412,6 +466,8 @@ fn parse_step(file: &str, case: &str, step: &Value) -> Step {
         "haven",
         "why",
         "unordered_items",
+        "service",
+        "save",
     ];
     for key in step.as_object().expect("a step is an object").keys() {
         assert!(
@@ -442,8 +498,31 @@ fn parse_step(file: &str, case: &str, step: &Value) -> Step {
                 .collect()
         })
         .unwrap_or_default();
+    let op = step["op"]
+        .as_str()
+        .map(|op| match step["service"].as_str() {
+            Some("streams") => format!("{STREAMS_TARGET_PREFIX}{op}"),
+            Some(other) => panic!("{file}: case {case:?}: unknown service {other:?}"),
+            None => op.to_string(),
+        });
+    let save = step
+        .get("save")
+        .and_then(Value::as_object)
+        .map(|saves| {
+            saves
+                .iter()
+                .map(|(name, pointer)| {
+                    (
+                        name.clone(),
+                        pointer.as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Step {
-        op: step["op"].as_str().map(str::to_string),
+        op,
+        save,
         request: expand(step.get("request").unwrap_or(&json!({}))),
         headers,
         raw_body: step["raw_body"].as_str().map(str::to_string),
@@ -471,14 +550,17 @@ fn haven_answers_like_dynamodb_local() {
         case_count += 1;
         haven.delete_all_tables();
         oracle.delete_all_tables();
+        let (mut saved_haven, mut saved_local) = (Map::new(), Map::new());
         for (index, step) in case.steps.iter().enumerate() {
             step_count += 1;
-            let body = match &step.raw_body {
+            let body = |saved: &Map<String, Value>| match &step.raw_body {
                 Some(raw) => raw.clone().into_bytes(),
-                None => step.request.to_string().into_bytes(),
+                None => substitute(&step.request, saved).to_string().into_bytes(),
             };
-            let from_haven = haven.send(step.op.as_deref(), &step.headers, &body);
-            let from_local = oracle.send(step.op.as_deref(), &step.headers, &body);
+            let from_haven = haven.send(step.op.as_deref(), &step.headers, &body(&saved_haven));
+            let from_local = oracle.send(step.op.as_deref(), &step.headers, &body(&saved_local));
+            save(step, &from_haven, &mut saved_haven);
+            save(step, &from_local, &mut saved_local);
             let expected = step.haven.as_ref().unwrap_or(&from_local);
             let comparable = |body: &Value| {
                 let mut body = normalise(body);

@@ -4,26 +4,32 @@
 //! eu-west-1 is 127.0.0.4 (after us-east-1 in the failover order). Every node probes every API
 //! node and answers DNS. A querier sends UDP queries to 127.0.0.4 throughout while nodes are
 //! killed (SIGKILL) and restarted, and no answer may be empty, SERVFAIL or missing. The DNS client
-//! is hickory-proto's message codec over std sockets.
+//! is `tests/common/dns.rs`.
+
+mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hickory_proto::op::{Edns, Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use common::dns::{addresses, ask_tcp, ask_udp, ask_udp_raw, client_socket, dig, query_message};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{RData, RecordType};
 
 const ZONE: &str = "haven.test.";
 const REGION_NAME: &str = "dynamodb.us-east-1.haven.test.";
 const FAILOVER_NAME: &str = "dynamodb.haven.test.";
-const INTERVAL: Duration = Duration::from_millis(100);
-const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
+const INTERVAL: Duration = Duration::from_millis(250);
+/// Long enough that a live node's probe does not time out on a loaded machine (a debug build
+/// answers `/health` in well under a millisecond when idle), which would flip it Unhealthy; a
+/// killed node's probe is refused at once. (It may not exceed the interval.)
+const PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 const FAILURES: u32 = 2;
 const SUCCESSES: u32 = 2;
 const TTL: u32 = 4;
@@ -170,89 +176,6 @@ window_ms = 200
     std::fs::write(path, config).unwrap();
 }
 
-fn query_message(name: &str, record_type: RecordType, edns: Option<u16>) -> Message {
-    let mut message = Message::query();
-    message.metadata.id = rand_id();
-    message.metadata.recursion_desired = true;
-    message
-        .queries
-        .push(Query::query(Name::from_ascii(name).unwrap(), record_type));
-    message.edns = edns.map(|size| {
-        let mut edns = Edns::new();
-        edns.set_max_payload(size);
-        edns
-    });
-    message
-}
-
-fn rand_id() -> u16 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(Instant::now()) as u16
-}
-
-/// One UDP exchange; `None` when no answer came within the timeout.
-fn ask_udp_raw(socket: &UdpSocket, server: SocketAddr, query: &Message) -> Option<Message> {
-    socket.send_to(&query.to_vec().unwrap(), server).unwrap();
-    let mut buffer = [0u8; 4096];
-    loop {
-        let (length, from) = socket.recv_from(&mut buffer).ok()?;
-        let response = Message::from_vec(&buffer[..length]).expect("the answer decodes");
-        if from == server && response.metadata.id == query.metadata.id {
-            return Some(response);
-        }
-    }
-}
-
-fn ask_udp(server: SocketAddr, name: &str, record_type: RecordType, edns: Option<u16>) -> Message {
-    let socket = client_socket();
-    ask_udp_raw(&socket, server, &query_message(name, record_type, edns))
-        .unwrap_or_else(|| panic!("no UDP answer from {server} for {name} {record_type}"))
-}
-
-fn client_socket() -> UdpSocket {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
-    socket
-}
-
-/// Several queries on one TCP connection, each framed by its two-byte length.
-fn ask_tcp(server: SocketAddr, queries: &[Message]) -> Vec<Message> {
-    let mut stream = TcpStream::connect(server).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    queries
-        .iter()
-        .map(|query| {
-            let bytes = query.to_vec().unwrap();
-            stream
-                .write_all(&(bytes.len() as u16).to_be_bytes())
-                .unwrap();
-            stream.write_all(&bytes).unwrap();
-            let mut length = [0u8; 2];
-            stream.read_exact(&mut length).unwrap();
-            let mut response = vec![0u8; u16::from_be_bytes(length) as usize];
-            stream.read_exact(&mut response).unwrap();
-            let response = Message::from_vec(&response).unwrap();
-            assert_eq!(response.metadata.id, query.metadata.id);
-            response
-        })
-        .collect()
-}
-
-fn addresses(response: &Message) -> BTreeSet<IpAddr> {
-    response
-        .answers
-        .iter()
-        .filter_map(|record| match &record.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            _ => None,
-        })
-        .collect()
-}
-
 fn answer_of(server: SocketAddr, name: &str) -> BTreeSet<IpAddr> {
     let response = ask_udp(server, name, RecordType::A, None);
     assert_eq!(response.metadata.response_code, ResponseCode::NoError);
@@ -309,11 +232,15 @@ fn wait_until_all_healthy(node: &Node) {
     }
 }
 
-/// Queries `server` over UDP until stopped; returns (answered, problems).
-fn start_querier(server: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<(usize, Vec<String>)> {
+/// Queries `server` over UDP until stopped, counting good answers in `answered`; returns the
+/// problems seen.
+fn start_querier(
+    server: SocketAddr,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+) -> JoinHandle<Vec<String>> {
     std::thread::spawn(move || {
         let socket = client_socket();
-        let mut answered = 0;
         let mut problems = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             for name in [REGION_NAME, FAILOVER_NAME] {
@@ -326,13 +253,26 @@ fn start_querier(server: SocketAddr, stop: Arc<AtomicBool>) -> JoinHandle<(usize
                     Some(response) if addresses(&response).is_empty() => {
                         problems.push(format!("{name}: empty answer"))
                     }
-                    Some(_) => answered += 1,
+                    Some(_) => {
+                        answered.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        (answered, problems)
+        problems
     })
+}
+
+/// Waits until the querier has had `more` good answers beyond those counted so far, so that a
+/// phase of the test is covered by queries however slowly the querier's thread runs.
+fn wait_for_queries(answered: &AtomicUsize, more: usize) {
+    let target = answered.load(Ordering::Relaxed) + more;
+    let started = Instant::now();
+    while answered.load(Ordering::Relaxed) < target {
+        assert!(started.elapsed() < PATIENCE, "the querier stalled");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]
@@ -361,7 +301,9 @@ fn endpoint_names_follow_health_and_never_go_empty() {
     wait_for_answer(observer, FAILOVER_NAME, &all_three);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let querier = start_querier(observer, stop.clone());
+    let answered = Arc::new(AtomicUsize::new(0));
+    let querier = start_querier(observer, stop.clone(), answered.clone());
+    wait_for_queries(&answered, 100);
 
     // A killed node leaves the answer within the detection time, in a newer plan.
     let before_kill = generation(observer);
@@ -369,6 +311,7 @@ fn endpoint_names_follow_health_and_never_go_empty() {
     let gone = wait_for_answer(observer, REGION_NAME, &ips(&[&us_east[1], &us_east[2]]));
     assert!(gone < detection_time() + SLACK, "took {gone:?}");
     assert!(generation(observer) > before_kill);
+    wait_for_queries(&answered, 100);
 
     // Restarted, it answers at once, and is back in the set once its probes succeed.
     us_east[0].start(&config);
@@ -385,6 +328,7 @@ fn endpoint_names_follow_health_and_never_go_empty() {
     }
     wait_for_answer(observer, FAILOVER_NAME, &ips(&[&eu_west]));
     std::thread::sleep(detection_time() * 3);
+    wait_for_queries(&answered, 100);
     let response = ask_udp(observer, REGION_NAME, RecordType::A, None);
     assert!(!addresses(&response).is_empty(), "fail open");
     assert_eq!(
@@ -404,7 +348,8 @@ fn endpoint_names_follow_health_and_never_go_empty() {
     assert!(!answer_of(us_east[1].dns, REGION_NAME).is_empty());
 
     stop.store(true, Ordering::Relaxed);
-    let (answered, problems) = querier.join().unwrap();
+    let problems = querier.join().unwrap();
+    let answered = answered.load(Ordering::Relaxed);
     eprintln!("{answered} UDP answers checked; a killed node left the answer after {gone:?}");
     assert!(
         problems.is_empty(),
@@ -412,7 +357,6 @@ fn endpoint_names_follow_health_and_never_go_empty() {
         problems.len(),
         &problems[..problems.len().min(5)]
     );
-    assert!(answered > 1000, "only {answered} queries answered");
 }
 
 #[test]
@@ -477,16 +421,4 @@ fn negative_answers_truncation_and_tcp() {
     assert!(ns.contains(&format!("ANSWER: {NAME_SERVERS},")), "{ns}");
     let nxdomain = dig(server, &[&format!("nothing.{ZONE}"), "A"]);
     assert!(nxdomain.contains("status: NXDOMAIN"), "{nxdomain}");
-}
-
-/// Runs `dig @server` (Debian package dnsutils; scripts/test.sh installs it) and returns its output.
-fn dig(server: SocketAddr, args: &[&str]) -> String {
-    let output = Command::new("dig")
-        .arg(format!("@{}", server.ip()))
-        .args(["-p", &server.port().to_string(), "+time=2", "+tries=1"])
-        .args(args)
-        .output()
-        .expect("dig runs (apt-get install dnsutils)");
-    assert!(output.status.success(), "dig {args:?} failed: {output:?}");
-    String::from_utf8(output.stdout).unwrap()
 }

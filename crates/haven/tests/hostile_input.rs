@@ -1,7 +1,8 @@
 //! Hostile and malformed requests (issue 9): broken HTTP framing, oversized headers, bodies that
-//! are not UTF-8 or absurdly nested, expressions with thousands of parentheses. Each gets the answer
-//! DynamoDB gives (its error type and message, or an HTTP error and a closed connection where the
-//! request cannot be read at all), and the server keeps serving everyone else.
+//! are not UTF-8 or absurdly nested, expressions and PartiQL statements with thousands of
+//! parentheses. Each gets the answer DynamoDB gives (its error type and message, or an HTTP error
+//! and a closed connection where the request cannot be read at all), and the server keeps serving
+//! everyone else.
 //!
 //! DynamoDB Local is no oracle for several of these (it answers InternalFailure, a 500, to invalid
 //! UTF-8, an empty body and documents nested a few hundred levels deep); the real service answers a
@@ -247,6 +248,41 @@ async fn expressions_with_thousands_of_parentheses_or_characters_are_validation_
     assert_eq!(
         message,
         "Invalid ConditionExpression: Expression size has exceeded the maximum allowed size; expression size: 10995"
+    );
+    still_serves(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partiql_statements_nested_or_long_are_validation_errors() {
+    let server = HavenServer::start_in_memory();
+    let client = server.client();
+    create_table(&client, "Parens", &[("pk", "S")]).await;
+    let run = |statement: String| client.execute_statement().statement(statement).send();
+    let nesting = "Nesting Levels have exceeded supported limits";
+    let select = |clause: String| format!("SELECT * FROM Parens WHERE {clause}");
+    let parens = select(format!("{}a = 1{}", "(".repeat(4000), ")".repeat(4000)));
+    assert_eq!(error_of(run(parens).await).1, nesting);
+    let nots = select(format!("{}a = 1", "NOT ".repeat(2000)));
+    assert_eq!(error_of(run(nots).await).1, nesting);
+    let lists = select(format!("a = {}{}", "[".repeat(4000), "]".repeat(4000)));
+    assert_eq!(error_of(run(lists).await).1, nesting);
+    let ands = select(vec!["a=1"; 900].join(" AND "));
+    assert_eq!(
+        error_of(run(ands).await).1,
+        "The expression contains too many operators; operator count: 301"
+    );
+    let path = select(format!("a{} = 1", "[0]".repeat(1000)));
+    assert_eq!(
+        error_of(run(path).await).1,
+        "The document path has too many nesting levels; nesting levels: 1001"
+    );
+    let huge = select(format!("a = '{}'", "x".repeat(1 << 20)));
+    assert_eq!(
+        error_of(run(huge).await),
+        (
+            "ValidationException".into(),
+            "Member must have length less than or equal to 8192".into()
+        )
     );
     still_serves(&server).await;
 }

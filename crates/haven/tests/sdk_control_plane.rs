@@ -237,12 +237,6 @@ async fn update_table_stream_settings() {
             validation("Table has no stream to disable: TableName: events"),
         ),
         (
-            update(true, Some(StreamViewType::NewImage)).await,
-            validation(
-                "StreamSpecification with StreamEnabled true is not supported by this version of Haven",
-            ),
-        ),
-        (
             update(true, None).await,
             invalid("If stream is being enabled then UpdateViewType is required"),
         ),
@@ -257,6 +251,20 @@ async fn update_table_stream_settings() {
     let table = describe(&client, "events").await;
     assert_eq!(table.stream_specification, None);
     assert_eq!(table.table_status, Some(TableStatus::Active));
+    update(true, Some(StreamViewType::NewImage)).await.unwrap();
+    assert_eq!(
+        failure(
+            update(true, Some(StreamViewType::KeysOnly))
+                .await
+                .unwrap_err()
+        ),
+        validation("Table already has an enabled stream: TableName: events")
+    );
+    let spec = describe(&client, "events")
+        .await
+        .stream_specification
+        .unwrap();
+    assert_eq!(spec.stream_view_type, Some(StreamViewType::NewImage));
 }
 
 #[tokio::test]

@@ -629,10 +629,6 @@ async fn create_table_refuses_what_haven_cannot_honour() {
     let cases: Vec<Case<String>> = vec![
         // What Haven does not offer yet, named.
         (
-            Box::new(|b| valid(b).stream_specification(stream(true, Some("NEW_IMAGE")))),
-            "StreamSpecification with StreamEnabled true is not supported by this version of Haven".into(),
-        ),
-        (
             Box::new(|b| valid(b).sse_specification(sse(Some(true), None, None))),
             "SSESpecification with KMS encryption is not supported by this version of Haven".into(),
         ),

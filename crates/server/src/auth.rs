@@ -1,5 +1,6 @@
-//! The Authorization header check. Until signature verification lands, any well-formed SigV4
-//! header is accepted; a missing or malformed one gets DynamoDB's answer.
+//! The Authorization header's shape: a missing or malformed header gets DynamoDB's answer. Without
+//! `--auth` this is the whole check (any well-formed SigV4 header is accepted, as DynamoDB Local
+//! does); with it, it is the first step of authentication (`credentials::Authenticator`).
 
 use hyper::header::{AUTHORIZATION, DATE, HeaderMap, HeaderName};
 

@@ -290,18 +290,45 @@ impl Authenticator {
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<AccessKey, DynamoError> {
-        let request = sigv4::SignedRequest {
+        self.verify_head(method, uri, headers)?.finish(body)
+    }
+
+    /// Authenticates a request from its head, before its body is read: the Authorization header's
+    /// shape, then [`sigv4::verify_head`]. The body is checked by [`Signer::finish`].
+    pub fn verify_head(
+        &self,
+        method: &str,
+        uri: &Uri,
+        headers: &HeaderMap,
+    ) -> Result<Signer, DynamoError> {
+        crate::auth::check_authorization(headers)?;
+        let head = sigv4::RequestHead {
             method,
             uri,
             headers,
-            body,
         };
         // The key is looked up once, so the secret checked and the policy used are one version.
-        let mut signer = None;
-        sigv4::verify(&request, &self.region, SystemTime::now(), |id| {
-            signer = self.keys.key(id);
-            signer.as_ref().map(|k| k.secret.clone())
+        let mut key = None;
+        let pending = sigv4::verify_head(&head, &self.region, SystemTime::now(), |id| {
+            key = self.keys.key(id);
+            key.as_ref().map(|k| k.secret.clone())
         })?;
-        signer.ok_or(DynamoError::InternalServerError)
+        let key = key.ok_or(DynamoError::InternalServerError)?;
+        Ok(Signer { key, pending })
+    }
+}
+
+/// The key that signed a request's head, until its body is checked.
+#[must_use = "the request is not authenticated until its body is checked"]
+pub struct Signer {
+    key: AccessKey,
+    pending: sigv4::PendingBody,
+}
+
+impl Signer {
+    /// The key, once `body` is the body that was signed.
+    pub fn finish(self, body: &[u8]) -> Result<AccessKey, DynamoError> {
+        self.pending.finish(body)?;
+        Ok(self.key)
     }
 }

@@ -25,7 +25,8 @@
 //! executing, or a pipelined request behind it) reads go straight through. A connection that sends
 //! nothing asks for no grant (it waits for readiness first), and one that read a grant's worth of
 //! bytes without completing a request head gives the grant back, so idle and slow clients never
-//! hold grants.
+//! hold grants. A refusal given back unused (the readiness that asked for it brought no request)
+//! goes to the next waiter rather than being lost.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -142,6 +143,10 @@ impl State {
         }
     }
 
+    fn save_refusal(&mut self) {
+        self.refusals = (self.refusals + 1).min(MAX_SAVED_REFUSALS);
+    }
+
     /// True if the oldest connection in line has waited longer than `overload_after`.
     fn overloaded(&self) -> bool {
         self.waiting
@@ -216,15 +221,21 @@ impl Ticket {
                 .waiting
                 .retain(|(waiting, _)| !Arc::ptr_eq(waiting, self));
         }
-        if self.grant.swap(NO_GRANT, Ordering::AcqRel) == SERVE {
-            state.free += 1;
-            if answered {
-                state.served += 1;
-                if state.served >= SERVED_PER_REFUSAL {
-                    state.served = 0;
-                    state.refusals = (state.refusals + 1).min(MAX_SAVED_REFUSALS);
+        match self.grant.swap(NO_GRANT, Ordering::AcqRel) {
+            SERVE => {
+                state.free += 1;
+                if answered {
+                    state.served += 1;
+                    if state.served >= SERVED_PER_REFUSAL {
+                        state.served = 0;
+                        state.save_refusal();
+                    }
                 }
             }
+            // A refusal handed to a connection that had no request to read after all (readiness
+            // can be spurious, or the client closed) was never delivered: it goes to the next.
+            REFUSE if !answered => state.save_refusal(),
+            _ => {}
         }
         state.hand_out();
     }
@@ -268,6 +279,43 @@ impl GatedStream {
         }
     }
 
+    /// True if the client has closed its side of the connection behind the bytes just read into
+    /// `buf` (whatever else arrived before the close is read into `buf` too).
+    ///
+    /// Why: a request that waited in line may have been given up by its client meanwhile (a
+    /// timeout, a retry on another connection). hyper drops a request when it sees the end of its
+    /// connection, but only if it sees it before the request runs, which is a race; checking here,
+    /// before the request is handed to hyper, makes sure such a request is never executed. It
+    /// costs one non-blocking recv per request.
+    fn client_has_gone(&mut self, buf: &mut ReadBuf<'_>) -> bool {
+        // A plain non-blocking recv: tokio's `try_read` trusts its readiness cache, which the read
+        // that just returned may have cleared, and would report WouldBlock without asking.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.stream);
+        while buf.remaining() > 0 {
+            // SAFETY: recv writes at most `spare.len()` bytes into the spare capacity, and only
+            // the bytes it wrote are then marked initialized and filled; nothing is de-initialized.
+            let read = unsafe {
+                let spare = buf.unfilled_mut();
+                libc::recv(
+                    fd,
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            match read {
+                0 => return true,
+                read if read > 0 => {
+                    // SAFETY: recv initialized these `read` bytes.
+                    unsafe { buf.assume_init(read as usize) };
+                    buf.advance(read as usize);
+                }
+                _ => return false, // nothing more yet (or an error the next read reports)
+            }
+        }
+        false
+    }
+
     /// Waiting for the client: Pending, or an error once a head it began has taken longer than
     /// the header timeout (hyper then closes the connection).
     fn wait_for_client(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -308,7 +356,14 @@ impl AsyncRead for GatedStream {
         let before = buf.filled().len();
         let read = Pin::new(&mut this.stream).poll_read(cx, buf);
         match read {
-            Poll::Ready(Ok(())) if buf.filled().len() > before => this.head_bytes_arrived(),
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                if this.client_has_gone(buf) {
+                    // Its client went away (typically while it waited in line): not read at all.
+                    buf.set_filled(before);
+                    return Poll::Ready(Ok(()));
+                }
+                this.head_bytes_arrived();
+            }
             Poll::Pending if !this.activity.is_busy() => {
                 // Nothing (more) to read and no request begun: the grant goes to the next in line.
                 this.ticket.release();
@@ -421,6 +476,24 @@ mod tests {
         holder.release();
         assert_eq!(waiter.grant(), Some(Grant::Serve));
         assert_eq!(intake.state().refusals, 0);
+    }
+
+    #[test]
+    fn a_refusal_handed_to_a_connection_with_nothing_to_read_goes_to_the_next() {
+        let intake = Intake::new(1, Duration::ZERO);
+        let holder = intake.ticket();
+        for _ in 0..SERVED_PER_REFUSAL {
+            assert!(holder.request(&waker()));
+            holder.answered();
+        }
+        assert!(holder.request(&waker()));
+        let (spurious, next) = (intake.ticket(), intake.ticket());
+        assert!(spurious.request(&waker()), "the saved refusal");
+        assert_eq!(spurious.grant(), Some(Grant::Refuse));
+        // Its read found nothing: the grant is given back without an answer.
+        spurious.release();
+        assert!(next.request(&waker()));
+        assert_eq!(next.grant(), Some(Grant::Refuse), "the refusal was lost");
     }
 
     #[test]

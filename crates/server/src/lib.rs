@@ -1,12 +1,23 @@
 //! The HTTP front end: DynamoDB's JSON 1.0 protocol over HTTP/1.1.
 //!
-//! A request is `POST /` with `X-Amz-Target: DynamoDB_20120810.<Operation>` and a JSON body. The
+//! A request is `POST /` with `X-Amz-Target: DynamoDB_20120810.<Operation>` (or
+//! `DynamoDBStreams_20120810.<Operation>` for DynamoDB Streams, on the same port) and a JSON body. The
 //! checks run in the order DynamoDB applies them (method and content type, JSON syntax, target,
 //! authentication header), then the operation runs in [`haven_api::Service`]. Every response carries
 //! `x-amzn-RequestId` and `x-amz-crc32` (the CRC32 of the body, which SDKs verify).
+//!
+//! Bad requests must cost little. With `--auth` a request is authenticated first, from its head
+//! alone, before its body is read (the whole signature when the client declared its payload's
+//! hash), so a forged or unsigned request costs the server a header parse and an HMAC, not 16 MB
+//! and a JSON parse; the body is checked against the signature as soon as it has arrived, before
+//! it is parsed. Every body and every parsed body is charged to a server-wide memory budget
+//! (`budget`) before it is allocated. Status pages (`/dns/status`) are behind authentication too;
+//! `/health` stays open for health checks.
 
 pub mod audit;
 mod auth;
+mod body;
+mod budget;
 pub mod credentials;
 mod intake;
 mod json;
@@ -18,18 +29,21 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use haven_api::{DynamoError, Service};
 
-pub use credentials::{Authenticator, KeyStore};
-pub use limits::{Limits, default_max_in_flight, listen, raise_open_file_limit};
+pub use credentials::{AccessKey, Authenticator, KeyStore};
+pub use limits::{
+    DEFAULT_REQUEST_MEMORY, Limits, default_max_in_flight, listen, raise_open_file_limit,
+};
 
 /// One read-only JSON report (see [`StatusPages`]).
 pub type StatusPage = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -44,19 +58,21 @@ impl StatusPages {
         StatusPages(Arc::new(pages))
     }
 
-    fn render(&self, path: &str) -> Option<serde_json::Value> {
+    fn find(&self, path: &str) -> Option<&StatusPage> {
         let (_, page) = self.0.iter().find(|(page_path, _)| *page_path == path)?;
-        Some(page())
+        Some(page)
     }
 }
 
-/// Largest request body DynamoDB accepts (16 MB).
-const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
-const TARGET_PREFIX: &str = "DynamoDB_20120810.";
 /// Header names looked up as constants: a name given as a string is parsed on every lookup.
 const X_AMZ_TARGET: hyper::header::HeaderName =
     hyper::header::HeaderName::from_static("x-amz-target");
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.0";
+/// hyper's read buffer per connection, and so the largest request head (beyond it: 431). hyper's
+/// own default, about 400 KB, is reached by every connection streaming a large body, including
+/// one whose body is being discarded: 200 of them held 80 MB. DynamoDB's heads are a few hundred
+/// bytes.
+const CONNECTION_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Serves DynamoDB requests on `listener` until `shutdown` resolves, then stops accepting, lets
 /// in-flight requests finish, and returns.
@@ -108,6 +124,7 @@ pub async fn run_with_status_pages(
         admission,
         pages,
         body_timeout: limits.body_read_timeout,
+        budget: budget::Budget::new(limits.request_memory, limits.queue_timeout),
     });
     let connection_slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     // At the connection cap, idle connections are asked to close to make room for new ones.
@@ -152,16 +169,29 @@ pub async fn run_with_status_pages(
                     // The handshake's bytes were not a request head; the head timer starts afresh.
                     activity.end_head();
                     let tracked = activity.clone();
+                    let body_timeout = limits.body_read_timeout;
                     let handler = hyper::service::service_fn(move |request| {
                         let busy = tracked.begin(&ticket);
                         let grant = ticket.grant();
                         // Boxed: the request's future is large (every operation's state), and hyper
                         // moves the service future several times; a box moves as a pointer.
-                        let response = Box::pin(handle_audited(front.clone(), grant, request));
+                        let answer = Box::pin(handle_audited(front.clone(), grant, request));
                         async move {
-                            let response = response.await;
-                            drop(busy);
-                            response
+                            let Answer { response, unread } = answer.await;
+                            match unread {
+                                // The request is answered and gives its grant back; its
+                                // connection stays busy (read straight through, not gated by
+                                // intake) until the rest of the body is discarded.
+                                Some(body) => {
+                                    let busy = busy.answered();
+                                    tokio::spawn(async move {
+                                        body::discard(body, body_timeout).await;
+                                        drop(busy);
+                                    });
+                                }
+                                None => drop(busy),
+                            }
+                            Ok::<_, Infallible>(response)
                         }
                     });
                     let connection = hyper::server::conn::http1::Builder::new()
@@ -170,6 +200,7 @@ pub async fn run_with_status_pages(
                         // Heads are timed by the stream, from their first byte: hyper's timer would
                         // also run while a kept-alive connection waits for its next request.
                         .header_read_timeout(None)
+                        .max_buf_size(CONNECTION_BUFFER_BYTES)
                         .serve_connection(TokioIo::new(stream), handler);
                     tokio::pin!(connection);
                     let idle = tokio::time::sleep(limits.idle_timeout);
@@ -219,104 +250,297 @@ pub async fn run_with_status_pages(
     }
 }
 
+/// A response, and the body of its request when it was answered before the body was read (to be
+/// discarded: see `body`).
+struct Answer {
+    response: Response<Full<Bytes>>,
+    unread: Option<Incoming>,
+}
+
+impl From<Response<Full<Bytes>>> for Answer {
+    fn from(response: Response<Full<Bytes>>) -> Answer {
+        Answer {
+            response,
+            unread: None,
+        }
+    }
+}
+
+/// What a request asks for, from its method and path.
+#[derive(Clone, Copy)]
+enum Route<'a> {
+    /// `GET /health`: open to anyone, always.
+    Health,
+    /// `GET` of a status page: with `--auth`, only for a key with full access.
+    Page(&'a StatusPage),
+    /// `POST`: a DynamoDB operation.
+    Api,
+    /// Any other request: answered `healthy: haven`, as DynamoDB's endpoint answers a GET.
+    Other,
+}
+
+impl<'a> Route<'a> {
+    fn of(parts: &hyper::http::request::Parts, pages: &'a StatusPages) -> Route<'a> {
+        match parts.method {
+            Method::POST => Route::Api,
+            Method::GET if parts.uri.path() == "/health" => Route::Health,
+            Method::GET => pages
+                .find(parts.uri.path())
+                .map_or(Route::Other, Route::Page),
+            _ => Route::Other,
+        }
+    }
+}
+
 async fn handle(
     front: &Front,
     grant: Option<intake::Grant>,
     request: Request<Incoming>,
     facts: &mut audit::Facts,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Answer {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = request.into_parts();
     // A declared length over the cap is refused before a byte of the body is read.
     let declared =
         header(&parts.headers, hyper::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > MAX_REQUEST_BYTES as u64) {
-        return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id));
+    if declared.is_some_and(|length| length > body::MAX_REQUEST_BYTES as u64) {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id).into();
     }
-    let read = tokio::time::timeout(
-        front.body_timeout,
-        Limited::new(body, MAX_REQUEST_BYTES).collect(),
-    );
-    let body = match read.await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-            return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id));
+    facts.operation = operation_of(&parts.headers).map(haven_api::Operation::name);
+    let exchange = Exchange {
+        front,
+        parts: &parts,
+        request_id: &request_id,
+        route: Route::of(&parts, &front.pages),
+    };
+    if let Some(response) = exchange.open_answer() {
+        return answered_unread(response, &parts.headers, body);
+    }
+    let signer = match exchange.authenticate_head() {
+        Ok(signer) => signer,
+        Err(error) => {
+            let response = exchange.refusal(&error, facts);
+            return answered_unread(response, &parts.headers, body);
         }
-        // A body that breaks HTTP framing (bad chunk sizes, a connection closed mid-body).
-        Ok(Err(_)) => return Ok(plain(StatusCode::BAD_REQUEST, "", &request_id)),
-        Err(_) => return Ok(plain(StatusCode::REQUEST_TIMEOUT, "", &request_id)),
     };
-    if parts.method == Method::GET && parts.uri.path() == "/health" {
-        // Probed by every node's DNS health checks: listening means serving.
-        let body = serde_json::json!({"status": "serving"}).to_string();
-        return Ok(json_response(
+    let mut charge = front.budget.charge();
+    let declared = declared.map(|length| length as usize);
+    let bytes = match exchange.read_body(body, declared, &mut charge, facts).await {
+        Ok(bytes) => bytes,
+        Err(answer) => return answer,
+    };
+    let key = match signer.map(|signer| signer.finish(&bytes)).transpose() {
+        Ok(key) => key,
+        Err(error) => return exchange.refusal(&error, facts).into(),
+    };
+    match exchange.route {
+        Route::Page(page) => exchange.status_page(page, key.as_ref(), facts),
+        // The open routes were answered without their body.
+        _ => {
+            exchange
+                .serve_api(grant, &bytes, key, &mut charge, facts)
+                .await
+        }
+    }
+    .into()
+}
+
+/// One request being answered: what the steps of [`handle`] share.
+struct Exchange<'a> {
+    front: &'a Front,
+    parts: &'a hyper::http::request::Parts,
+    request_id: &'a str,
+    route: Route<'a>,
+}
+
+impl Exchange<'_> {
+    /// The answer to a request that needs neither a key nor its body (which is not read).
+    fn open_answer(&self) -> Option<Response<Full<Bytes>>> {
+        match self.route {
+            // Probed by every node's DNS health checks: listening means serving.
+            Route::Health => {
+                let body = serde_json::json!({"status": "serving"}).to_string();
+                Some(json_response(
+                    StatusCode::OK,
+                    body.into_bytes(),
+                    self.request_id,
+                ))
+            }
+            Route::Other => Some(plain(StatusCode::OK, "healthy: haven", self.request_id)),
+            Route::Page(_) | Route::Api => None,
+        }
+    }
+
+    /// With `--auth`, who sent the request, settled from its head before its body is read; None
+    /// without `--auth`.
+    fn authenticate_head(&self) -> Result<Option<credentials::Signer>, DynamoError> {
+        let Some(auth) = &self.front.security.auth else {
+            return Ok(None);
+        };
+        let parts = self.parts;
+        auth.verify_head(parts.method.as_str(), &parts.uri, &parts.headers)
+            .map(Some)
+    }
+
+    /// The answer to an authentication or authorization failure: DynamoDB's 400 for the API, an
+    /// HTTP 403 for a page.
+    fn refusal(&self, error: &DynamoError, facts: &mut audit::Facts) -> Response<Full<Bytes>> {
+        let status = match self.route {
+            Route::Page(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST),
+        };
+        error_response_with(status, error, self.request_id, facts)
+    }
+
+    /// The whole body within the body timeout, or the answer when it cannot be read.
+    async fn read_body(
+        &self,
+        mut body: Incoming,
+        declared: Option<usize>,
+        charge: &mut budget::Charge,
+        facts: &mut audit::Facts,
+    ) -> Result<Bytes, Answer> {
+        let read = body::read(&mut body, declared, charge);
+        let unread = match tokio::time::timeout(self.front.body_timeout, read).await {
+            Ok(Ok(bytes)) => return Ok(bytes),
+            Ok(Err(body::Unread::TooLarge)) => {
+                plain(StatusCode::PAYLOAD_TOO_LARGE, "", self.request_id)
+            }
+            Ok(Err(body::Unread::Refused(error))) => error_response(&error, self.request_id, facts),
+            Ok(Err(body::Unread::Malformed)) => {
+                return Err(plain(StatusCode::BAD_REQUEST, "", self.request_id).into());
+            }
+            Err(_) => return Err(plain(StatusCode::REQUEST_TIMEOUT, "", self.request_id).into()),
+        };
+        Err(answered_unread(unread, &self.parts.headers, body))
+    }
+
+    /// A status page; with `--auth` only for a key without a policy (full access): a page is about
+    /// the whole server, which a key limited to some tables must not see.
+    fn status_page(
+        &self,
+        page: &StatusPage,
+        key: Option<&AccessKey>,
+        facts: &mut audit::Facts,
+    ) -> Response<Full<Bytes>> {
+        if let Some(key) = key.filter(|key| key.policy.is_some()) {
+            let error = DynamoError::AccessDenied(format!(
+                "User: {} is not authorized to read {}: status pages are answered only to keys with full access (no policy)",
+                key.principal().user,
+                self.parts.uri.path()
+            ));
+            return error_response_with(StatusCode::FORBIDDEN, &error, self.request_id, facts);
+        }
+        json_response(
             StatusCode::OK,
-            body.into_bytes(),
-            &request_id,
-        ));
+            page().to_string().into_bytes(),
+            self.request_id,
+        )
     }
-    if parts.method == Method::GET
-        && let Some(page) = front.pages.render(parts.uri.path())
-    {
-        return Ok(json_response(
-            StatusCode::OK,
-            page.to_string().into_bytes(),
-            &request_id,
-        ));
+
+    /// A `POST`: content type, intake refusal, an execution slot, room in the memory budget for
+    /// the parsed body, then [`dispatch`]'s checks and the operation.
+    async fn serve_api(
+        &self,
+        grant: Option<intake::Grant>,
+        body: &Bytes,
+        key: Option<AccessKey>,
+        charge: &mut budget::Charge,
+        facts: &mut audit::Facts,
+    ) -> Response<Full<Bytes>> {
+        let (parts, request_id) = (self.parts, self.request_id);
+        let content_type = header(&parts.headers, hyper::header::CONTENT_TYPE).unwrap_or_default();
+        if !body.is_empty()
+            && content_type != JSON_CONTENT_TYPE
+            && content_type != "application/json"
+        {
+            // DynamoDB answers a body it cannot read as JSON with this bare XML 404.
+            let mut response = plain(
+                StatusCode::NOT_FOUND,
+                "<UnknownOperationException/>\n",
+                request_id,
+            );
+            let crc = crc32fast::hash(b"<UnknownOperationException/>\n");
+            response
+                .headers_mut()
+                .insert("x-amz-crc32", HeaderValue::from(crc));
+            return response;
+        }
+        if grant == Some(intake::Grant::Refuse) {
+            // Read only to tell the client the server is overloaded (see `intake`).
+            return error_response(&DynamoError::Throttling, request_id, facts);
+        }
+        // Admitted only now, so a slow body holds a connection but never an execution slot.
+        let reserved = grant == Some(intake::Grant::Serve);
+        let _permit = match self.front.admission.admit(reserved).await {
+            Ok(permit) => permit,
+            Err(error) => return error_response(&error, request_id, facts),
+        };
+        if let Err(error) = charge.grow(json::parsed_size(body)).await {
+            return error_response(&error, request_id, facts);
+        }
+        let caller = match key {
+            Some(key) => Caller::Key(key),
+            None => Caller::Anyone,
+        };
+        // Whatever the operation logs (a write giving up on contention, a storage failure) names
+        // the request id the client was answered with.
+        let span = tracing::warn_span!("request", request_id);
+        let outcome = dispatch_noting(&self.front.service, caller, parts, body, facts)
+            .instrument(span)
+            .await;
+        match outcome {
+            Ok(reply) => json_response(StatusCode::OK, reply.to_json_bytes(), request_id),
+            Err(error) => error_response(&error, request_id, facts),
+        }
     }
-    if parts.method != Method::POST {
-        return Ok(plain(StatusCode::OK, "healthy: haven", &request_id));
+}
+
+/// A request answered from its head: the rest of its body is to be discarded, unless the client
+/// waits for `100 Continue` before sending it (it then never sends it, and the connection closes).
+fn answered_unread(response: Response<Full<Bytes>>, headers: &HeaderMap, body: Incoming) -> Answer {
+    use hyper::body::Body as _;
+    let unread = !body.is_end_stream() && !body::expects_continue(headers);
+    Answer {
+        response,
+        unread: unread.then_some(body),
     }
-    let content_type = header(&parts.headers, hyper::header::CONTENT_TYPE).unwrap_or_default();
-    if !body.is_empty() && content_type != JSON_CONTENT_TYPE && content_type != "application/json" {
-        // DynamoDB answers a body it cannot read as JSON with this bare XML 404.
-        let mut response = plain(
-            StatusCode::NOT_FOUND,
-            "<UnknownOperationException/>\n",
-            &request_id,
-        );
-        let crc = crc32fast::hash(b"<UnknownOperationException/>\n");
-        response
-            .headers_mut()
-            .insert("x-amz-crc32", HeaderValue::from(crc));
-        return Ok(response);
-    }
-    if grant == Some(intake::Grant::Refuse) {
-        // Read only to tell the client the server is overloaded (see `intake`).
-        return Ok(error_response(&DynamoError::Throttling, &request_id, facts));
-    }
-    // Admitted only now, so a slow body holds a connection but never an execution slot.
-    let reserved = grant == Some(intake::Grant::Serve);
-    let _permit = match front.admission.admit(reserved).await {
-        Ok(permit) => permit,
-        Err(error) => return Ok(error_response(&error, &request_id, facts)),
-    };
-    let auth = front.security.auth.as_deref();
-    let response = match dispatch_noting(&front.service, auth, &parts, &body, facts).await {
-        Ok(reply) => json_response(StatusCode::OK, reply.to_json_bytes(), &request_id),
-        Err(error) => error_response(&error, &request_id, facts),
-    };
-    Ok(response)
+}
+
+/// Who sent a request, as far as the server knows before decoding it.
+enum Caller {
+    /// Authentication is off: any well-formed Authorization header is accepted.
+    Anyone,
+    /// The key whose signature the server has verified.
+    Key(AccessKey),
 }
 
 /// Decodes one request and runs it, checking in DynamoDB's order: JSON syntax, `X-Amz-Target`,
-/// the Authorization header (and signature with `auth`), then the operation's own request shape
-/// and constraints in [`Service::call_with`]. Every admitted request goes through here; the request
-/// decoder's fuzz target (`fuzz/`) and property test drive it directly.
+/// the Authorization header, then the operation's own request shape and constraints in
+/// [`Service::call_with`]. With `auth` the request is authenticated (header and signature) first,
+/// as the server does before it even reads the body. Every admitted request goes through here;
+/// the request decoder's fuzz target (`fuzz/`) and property test drive it directly.
 pub async fn dispatch(
     service: &Service,
     auth: Option<&Authenticator>,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
 ) -> Result<haven_api::Reply, DynamoError> {
+    let caller = match auth {
+        Some(auth) => {
+            Caller::Key(auth.verify(parts.method.as_str(), &parts.uri, &parts.headers, body)?)
+        }
+        None => Caller::Anyone,
+    };
     let mut facts = audit::Facts::default();
-    dispatch_noting(service, auth, parts, body, &mut facts).await
+    dispatch_noting(service, caller, parts, body, &mut facts).await
 }
 
-/// [`dispatch`], noting what the audit log records about the request in `facts`.
+/// [`dispatch`] after authentication, noting what the audit log records about the request in
+/// `facts`.
 async fn dispatch_noting(
     service: &Service,
-    auth: Option<&Authenticator>,
+    caller: Caller,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
     facts: &mut audit::Facts,
@@ -327,16 +551,13 @@ async fn dispatch_noting(
     } else {
         Some(json::parse(body)?)
     };
-    let operation = header(headers, X_AMZ_TARGET)
-        .and_then(|target| target.strip_prefix(TARGET_PREFIX))
-        .ok_or(DynamoError::UnknownOperation)?;
-    let operation =
-        haven_api::Operation::from_name(operation).ok_or(DynamoError::UnknownOperation)?;
-    facts.operation = Some(operation.name());
-    auth::check_authorization(headers)?;
-    let signer = match auth {
-        Some(auth) => Some(auth.verify(parts.method.as_str(), &parts.uri, headers, body)?),
-        None => None,
+    let operation = operation_of(headers).ok_or(DynamoError::UnknownOperation)?;
+    let signer = match caller {
+        Caller::Anyone => {
+            auth::check_authorization(headers)?;
+            None
+        }
+        Caller::Key(key) => Some(key),
     };
     facts.access_key_id = signer.as_ref().map(|key| key.id.clone());
     let request = request.ok_or_else(|| DynamoError::Serialization(String::new()))?;
@@ -350,11 +571,27 @@ async fn dispatch_noting(
     service.call_with(operation.name(), request, &context).await
 }
 
+/// The operation `X-Amz-Target` names, if it is one.
+fn operation_of(headers: &HeaderMap) -> Option<haven_api::Operation> {
+    header(headers, X_AMZ_TARGET).and_then(haven_api::Operation::from_target)
+}
+
 fn header(headers: &HeaderMap, name: impl hyper::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 fn error_response(
+    error: &DynamoError,
+    request_id: &str,
+    facts: &mut audit::Facts,
+) -> Response<Full<Bytes>> {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    error_response_with(status, error, request_id, facts)
+}
+
+/// DynamoDB's error body for `error`, with `status`.
+fn error_response_with(
+    status: StatusCode,
     error: &DynamoError,
     request_id: &str,
     facts: &mut audit::Facts,
@@ -369,7 +606,6 @@ fn error_response(
     if matches!(error, DynamoError::InternalServerError) {
         tracing::error!(request_id, "answered InternalServerError");
     }
-    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
     json_response(
         status,
         serde_json::to_vec(&body).expect("a Value serialises"),
@@ -408,6 +644,7 @@ struct Front {
     admission: limits::Admission,
     pages: StatusPages,
     body_timeout: std::time::Duration,
+    budget: budget::Budget,
 }
 
 /// What the server enforces and records beyond HTTP: authentication and authorization (`auth`),
@@ -425,7 +662,7 @@ async fn handle_audited(
     front: Arc<Front>,
     grant: Option<intake::Grant>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Answer {
     let started = std::time::Instant::now();
     let recorded = front
         .security
@@ -436,8 +673,9 @@ async fn handle_audited(
         record_tables: recorded.is_some(),
         ..audit::Facts::default()
     };
-    let response = handle(&front, grant, request, &mut facts).await?;
+    let answer = handle(&front, grant, request, &mut facts).await;
     if let Some(log) = recorded {
+        let response = &answer.response;
         let status = response.status();
         let result = match facts.error {
             Some(error) => error,
@@ -452,5 +690,5 @@ async fn handle_audited(
             facts,
         });
     }
-    Ok(response)
+    answer
 }

@@ -63,6 +63,9 @@ pub struct Limits {
     /// After a shutdown signal, how long requests in progress may take to finish before their
     /// connections are closed anyway (they were never answered, so nothing acknowledged is lost).
     pub shutdown_timeout: Duration,
+    /// Bytes that request bodies and their parsed JSON may take at once (see `budget`); a request
+    /// that finds no room within the queue timeout is refused with ThrottlingException.
+    pub request_memory: usize,
 }
 
 impl Default for Limits {
@@ -75,9 +78,14 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
+            request_memory: DEFAULT_REQUEST_MEMORY,
         }
     }
 }
+
+/// Room for sixteen 16 MB bodies at once, or thousands of typical requests (a 1 KB PutItem
+/// charges about 100 KB: its body and the estimate of its parsed JSON).
+pub const DEFAULT_REQUEST_MEMORY: usize = 256 * 1024 * 1024;
 
 /// 64 requests per core: enough to keep the group committer's batches full (most of a write's time
 /// is spent waiting for the sync), few enough that a request never waits behind thousands.
@@ -228,7 +236,10 @@ impl Activity {
         self.busy.fetch_add(1, Ordering::Relaxed);
         self.end_head();
         self.touch();
-        BusyGuard(self.clone(), ticket.clone())
+        BusyGuard {
+            grant: GrantHeld(ticket.clone()),
+            busy: Busy(self.clone()),
+        }
     }
 
     /// True while a request is in progress on the connection.
@@ -247,12 +258,38 @@ impl Activity {
     }
 }
 
-pub(crate) struct BusyGuard(Arc<Activity>, Arc<Ticket>);
+/// A request in progress on a connection: its intake grant, and the connection's busy mark.
+pub(crate) struct BusyGuard {
+    // Dropped in this order: the grant is given back while the connection is still busy, so it
+    // cannot be waiting in line for a grant.
+    grant: GrantHeld,
+    busy: Busy,
+}
 
-impl Drop for BusyGuard {
+impl BusyGuard {
+    /// The request is answered: its grant goes back now, and the connection stays busy (read
+    /// straight through, not gated) until the returned mark drops, such as while the rest of a
+    /// body answered unread is discarded.
+    pub(crate) fn answered(self) -> Busy {
+        let BusyGuard { grant, busy } = self;
+        drop(grant);
+        busy
+    }
+}
+
+struct GrantHeld(Arc<Ticket>);
+
+impl Drop for GrantHeld {
     fn drop(&mut self) {
-        // Given back while still busy, so the connection cannot be waiting in line for a grant.
-        self.1.answered();
+        self.0.answered();
+    }
+}
+
+/// A connection marked busy (see [`Activity::begin`]).
+pub(crate) struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
         self.0.touch();
         self.0.busy.fetch_sub(1, Ordering::Relaxed);
     }
@@ -360,16 +397,17 @@ mod tests {
     async fn a_connection_is_idle_only_with_no_request_in_progress() {
         let activity = Activity::new();
         let ticket = crate::intake::Intake::new(1, Duration::ZERO).ticket();
-        let timeout = Duration::from_millis(30);
+        // Long enough that "just answered" holds even if this thread is descheduled a while.
+        let timeout = Duration::from_millis(500);
         let guard = activity.begin(&ticket);
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert!(
             activity.idle_remaining(timeout).is_some(),
             "busy is never idle"
         );
         drop(guard);
         assert!(activity.idle_remaining(timeout).is_some(), "just answered");
-        tokio::time::sleep(Duration::from_millis(40)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert!(activity.idle_remaining(timeout).is_none());
     }
 }

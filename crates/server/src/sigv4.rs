@@ -3,6 +3,11 @@
 //! service `dynamodb`, terminator, date), the access key, then the signature itself, compared in
 //! constant time. Each failure is DynamoDB's own error and message.
 //!
+//! Verification runs in two steps so that a forged request costs the server as little as
+//! possible: [`verify_head`] checks everything the headers carry before the body is read (the
+//! whole signature when the client declared its payload's SHA-256 in `X-Amz-Content-SHA256`), and
+//! [`PendingBody::finish`] checks the body against what was signed once it has arrived.
+//!
 //! The verifier never logs and never puts a secret in an error.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -32,6 +37,39 @@ pub struct SignedRequest<'a> {
     pub uri: &'a Uri,
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
+}
+
+/// A request before its body is read: what [`verify_head`] checks.
+pub struct RequestHead<'a> {
+    pub method: &'a str,
+    pub uri: &'a Uri,
+    pub headers: &'a HeaderMap,
+}
+
+/// What is left to verify once the body has arrived (see [`verify_head`]).
+#[must_use = "the request is not verified until its body is checked"]
+pub struct PendingBody {
+    key_id: String,
+    payload: Payload,
+    /// Checked last, as DynamoDB does, after the signature.
+    session_token: bool,
+}
+
+enum Payload {
+    /// The signature over the headers and the declared hash has verified; the body must hash to it.
+    Declared([u8; 32]),
+    /// The signature covers the body's hash, computed once the body is read.
+    Unchecked(Box<Unsigned>),
+}
+
+/// A signature to check once the payload hash is known.
+struct Unsigned {
+    /// The canonical request up to (and including the newline before) the payload hash.
+    canonical_head: String,
+    /// The string to sign up to (and including the newline before) the canonical request's hash.
+    string_to_sign_head: String,
+    key: Vec<u8>,
+    provided: Vec<u8>,
 }
 
 /// The parameters of an `Authorization: AWS4-HMAC-SHA256 Credential=..., SignedHeaders=...,
@@ -77,12 +115,31 @@ pub fn parse_authorization(header: &str) -> Option<Authorization<'_>> {
 
 /// Verifies the request's signature. `region` is the region this server answers for;
 /// `secret_of` finds the secret of an access key id. Returns the access key id on success.
-pub fn verify<'r>(
-    request: &SignedRequest<'r>,
+pub fn verify(
+    request: &SignedRequest<'_>,
     region: &str,
     now: SystemTime,
     secret_of: impl FnOnce(&str) -> Option<String>,
 ) -> Result<String, DynamoError> {
+    let head = RequestHead {
+        method: request.method,
+        uri: request.uri,
+        headers: request.headers,
+    };
+    verify_head(&head, region, now, secret_of)?.finish(request.body)
+}
+
+/// Everything [`verify`] checks that does not need the body: the date, the credential scope and
+/// the access key, and, when the client declares its payload's hash in `X-Amz-Content-SHA256`,
+/// the signature itself over that hash. What is left (the body against the declared hash, or the
+/// signature over the body's hash) is checked by [`PendingBody::finish`], so a forged request is
+/// refused before its body is read whenever the client declared the hash.
+pub fn verify_head(
+    request: &RequestHead<'_>,
+    region: &str,
+    now: SystemTime,
+    secret_of: impl FnOnce(&str) -> Option<String>,
+) -> Result<PendingBody, DynamoError> {
     let header_text = request
         .headers
         .get("authorization")
@@ -121,64 +178,144 @@ pub fn verify<'r>(
         )));
     }
 
-    // 4. The credential: key/date/region/service/terminator (trailing slashes are ignored).
-    let credential = authorization.credential.trim_end_matches('/');
-    let parts: Vec<&str> = credential.split('/').collect();
-    let [key_id, scope_date, scope_region, scope_service, terminator] = parts[..] else {
-        return Err(DynamoError::IncompleteSignature(format!(
-            "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '{credential}'"
-        )));
-    };
-    let mut scope_errors = String::new();
-    if scope_region != region {
-        scope_errors.push_str(&format!(
-            "Credential should be scoped to a valid region, not '{scope_region}'. "
-        ));
-    }
-    if scope_service != SERVICE {
-        scope_errors.push_str("Credential should be scoped to correct service: 'dynamodb'. ");
-    }
-    if terminator != TERMINATOR {
-        scope_errors.push_str(&format!(
-            "Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'. "
-        ));
-    }
-    if scope_date != &date_text[..8] {
-        scope_errors.push_str(&format!(
-            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{scope_date}' != '{}', from '{date_text}'.",
-            &date_text[..8]
-        ));
-    }
-    if !scope_errors.is_empty() {
-        return Err(DynamoError::InvalidSignature(
-            scope_errors.trim_end().to_string(),
-        ));
-    }
+    // 4. The credential scope.
+    let scope = Scope::parse(authorization.credential, date_text, region)?;
 
     // 5. The access key.
-    let secret =
-        secret_of(key_id).ok_or_else(|| DynamoError::UnrecognizedClient(INVALID_TOKEN.into()))?;
+    let secret = secret_of(scope.key_id)
+        .ok_or_else(|| DynamoError::UnrecognizedClient(INVALID_TOKEN.into()))?;
 
-    // 6. The signature.
-    let canonical = canonical_request(request, &signed);
-    let scope = format!("{scope_date}/{scope_region}/{scope_service}/{terminator}");
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{date_text}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical.as_bytes()))
-    );
-    let key = signing_key(&secret, scope_date, scope_region, scope_service);
-    let provided = decode_hex(authorization.signature).unwrap_or_default();
-    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&key).expect("HMAC takes any key");
-    mac.update(string_to_sign.as_bytes());
-    if mac.verify_slice(&provided).is_err() {
-        return Err(DynamoError::InvalidSignature(SIGNATURE_MISMATCH.into()));
+    // 6. The signature, now if the payload's hash is declared, else once the body is here.
+    let canonical_head = canonical_request_head(request, &signed);
+    let string_to_sign_head = format!("{ALGORITHM}\n{date_text}\n{}\n", scope.text());
+    let unsigned = Unsigned {
+        canonical_head,
+        string_to_sign_head,
+        key: signing_key(&secret, scope.date, scope.region, scope.service),
+        provided: decode_hex(authorization.signature).unwrap_or_default(),
+    };
+    let payload = match declared_payload_hash(request.headers) {
+        Some((text, hash)) => {
+            unsigned.verify(text)?;
+            Payload::Declared(hash)
+        }
+        None => Payload::Unchecked(Box::new(unsigned)),
+    };
+    Ok(PendingBody {
+        key_id: scope.key_id.to_string(),
+        payload,
+        // 7. Temporary credentials (session tokens) are not issued by Haven.
+        session_token: request.headers.contains_key("x-amz-security-token"),
+    })
+}
+
+impl PendingBody {
+    /// The access key id, once the body matches what was signed.
+    pub fn finish(self, body: &[u8]) -> Result<String, DynamoError> {
+        let hash = Sha256::digest(body);
+        match self.payload {
+            // A body that is not the one declared is a request whose signature does not cover
+            // it: the same answer as a signature computed over the body received.
+            Payload::Declared(declared) if declared[..] != hash[..] => {
+                return Err(DynamoError::InvalidSignature(SIGNATURE_MISMATCH.into()));
+            }
+            Payload::Declared(_) => {}
+            Payload::Unchecked(unsigned) => unsigned.verify(&hex(&hash))?,
+        }
+        if self.session_token {
+            return Err(DynamoError::UnrecognizedClient(INVALID_TOKEN.into()));
+        }
+        Ok(self.key_id)
+    }
+}
+
+impl Unsigned {
+    /// Compares the signature over `payload_hash` (hex) with the one provided, in constant time.
+    fn verify(&self, payload_hash: &str) -> Result<(), DynamoError> {
+        let canonical = format!("{}{payload_hash}", self.canonical_head);
+        let string_to_sign = format!(
+            "{}{}",
+            self.string_to_sign_head,
+            hex(&Sha256::digest(canonical.as_bytes()))
+        );
+        let mut mac =
+            <HmacSha256 as KeyInit>::new_from_slice(&self.key).expect("HMAC takes any key");
+        mac.update(string_to_sign.as_bytes());
+        mac.verify_slice(&self.provided)
+            .map_err(|_| DynamoError::InvalidSignature(SIGNATURE_MISMATCH.into()))
+    }
+}
+
+/// The `X-Amz-Content-SHA256` header when it is a SHA-256 in lowercase hex, as SigV4 writes it.
+/// Any other value (`UNSIGNED-PAYLOAD`, which DynamoDB does not accept) is ignored, so the
+/// signature is checked over the body's own hash and fails as it does at DynamoDB.
+fn declared_payload_hash(headers: &HeaderMap) -> Option<(&str, [u8; 32])> {
+    let text = header(headers, "x-amz-content-sha256")?;
+    let bytes = decode_hex(text)?;
+    Some((text, bytes.try_into().ok()?))
+}
+
+/// The credential `KEY/DATE/REGION/SERVICE/aws4_request` (trailing slashes are ignored), checked
+/// against the request's date and the server's region.
+struct Scope<'a> {
+    key_id: &'a str,
+    date: &'a str,
+    region: &'a str,
+    service: &'a str,
+    terminator: &'a str,
+}
+
+impl<'a> Scope<'a> {
+    fn parse(credential: &'a str, date_text: &str, region: &str) -> Result<Scope<'a>, DynamoError> {
+        let credential = credential.trim_end_matches('/');
+        let parts: Vec<&str> = credential.split('/').collect();
+        let [key_id, date, scope_region, service, terminator] = parts[..] else {
+            return Err(DynamoError::IncompleteSignature(format!(
+                "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got '{credential}'"
+            )));
+        };
+        let mut errors = String::new();
+        if scope_region != region {
+            errors.push_str(&format!(
+                "Credential should be scoped to a valid region, not '{scope_region}'. "
+            ));
+        }
+        if service != SERVICE {
+            errors.push_str("Credential should be scoped to correct service: 'dynamodb'. ");
+        }
+        if terminator != TERMINATOR {
+            errors.push_str(&format!(
+                "Credential should be scoped with a valid terminator: 'aws4_request', not '{terminator}'. "
+            ));
+        }
+        if date != &date_text[..8] {
+            errors.push_str(&format!(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{date}' != '{}', from '{date_text}'.",
+                &date_text[..8]
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(DynamoError::InvalidSignature(errors.trim_end().to_string()));
+        }
+        Ok(Scope {
+            key_id,
+            date,
+            region: scope_region,
+            service,
+            terminator,
+        })
     }
 
-    // 7. Temporary credentials (session tokens) are not issued by Haven.
-    if request.headers.contains_key("x-amz-security-token") {
-        return Err(DynamoError::UnrecognizedClient(INVALID_TOKEN.into()));
+    fn text(&self) -> String {
+        let Scope {
+            date,
+            region,
+            service,
+            terminator,
+            ..
+        } = self;
+        format!("{date}/{region}/{service}/{terminator}")
     }
-    Ok(key_id.to_string())
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -205,9 +342,8 @@ fn check_skew(date_text: &str, date: u64, now: SystemTime) -> Result<(), DynamoE
     Ok(())
 }
 
-/// The canonical request: method, canonical URI, canonical query, canonical headers, signed
-/// header list, and the hex SHA-256 of the body actually received.
-pub fn canonical_request(request: &SignedRequest<'_>, signed: &[&str]) -> String {
+/// The canonical request without its last line, the payload hash.
+fn canonical_request_head(request: &RequestHead<'_>, signed: &[&str]) -> String {
     let mut out = String::new();
     out.push_str(request.method);
     out.push('\n');
@@ -230,7 +366,6 @@ pub fn canonical_request(request: &SignedRequest<'_>, signed: &[&str]) -> String
     out.push('\n');
     out.push_str(&signed.join(";"));
     out.push('\n');
-    out.push_str(&hex(&Sha256::digest(request.body)));
     out
 }
 

@@ -5,13 +5,15 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings, sign,
+};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use haven_api::DynamoError;
 use haven_api::access::Policy;
 use haven_server::credentials::{self, AccessKey, KeyStore};
-use haven_server::sigv4::{self, INVALID_TOKEN, SIGNATURE_MISMATCH, SignedRequest};
+use haven_server::sigv4::{self, INVALID_TOKEN, RequestHead, SIGNATURE_MISMATCH, SignedRequest};
 use hyper::Uri;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use proptest::prelude::*;
@@ -40,6 +42,18 @@ impl Request {
         })
     }
 
+    /// [`sigv4::verify_head`]: what can be checked before the body arrives.
+    fn verify_head_at(&self, now: SystemTime) -> Result<sigv4::PendingBody, DynamoError> {
+        let head = RequestHead {
+            method: "POST",
+            uri: &self.uri,
+            headers: &self.headers,
+        };
+        sigv4::verify_head(&head, "us-east-1", now, |id| {
+            (id == KEY_ID).then(|| SECRET.to_string())
+        })
+    }
+
     fn header(&self, name: &str) -> String {
         self.headers[name].to_str().unwrap().to_string()
     }
@@ -59,6 +73,8 @@ struct Signing<'a> {
     service: &'a str,
     time: SystemTime,
     session_token: Option<&'a str>,
+    /// Declare the payload's hash in `X-Amz-Content-SHA256`, as S3 clients do.
+    declare_hash: bool,
 }
 
 impl Default for Signing<'_> {
@@ -70,6 +86,7 @@ impl Default for Signing<'_> {
             service: "dynamodb",
             time: at(1_704_067_200), // 2024-01-01T00:00:00Z
             session_token: None,
+            declare_hash: false,
         }
     }
 }
@@ -88,12 +105,16 @@ fn signed(url: &str, headers: &[(String, String)], body: &[u8], signing: &Signin
         "test",
     );
     let identity: Identity = credentials.into();
+    let mut settings = SigningSettings::default();
+    if signing.declare_hash {
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    }
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(signing.region)
         .name(signing.service)
         .time(signing.time)
-        .settings(SigningSettings::default())
+        .settings(settings)
         .build()
         .unwrap()
         .into();
@@ -357,6 +378,64 @@ fn a_malformed_signature_is_a_mismatch() {
 }
 
 #[test]
+fn a_declared_payload_hash_lets_a_bad_signature_be_refused_before_the_body() {
+    let signing = Signing {
+        declare_hash: true,
+        ..Signing::default()
+    };
+    let request = dynamodb_request(&signing);
+    let now = now_of(&signing);
+    assert_eq!(
+        request.header("x-amz-content-sha256"),
+        sigv4::hex(&<sha2::Sha256 as sha2::Digest>::digest(b"{}"))
+    );
+    let pending = request.verify_head_at(now).expect("the head verifies");
+    assert_eq!(pending.finish(&request.body), Ok(KEY_ID.to_string()));
+    // Another body of the same length is not the one declared.
+    let pending = request.verify_head_at(now).unwrap();
+    assert_eq!(pending.finish(b"[]"), invalid_signature(SIGNATURE_MISMATCH));
+    // A wrong signature is refused from the head alone.
+    let mut forged = request.clone();
+    replace_authorization_parameter(&mut forged, "Signature", &"0".repeat(64));
+    assert_eq!(
+        forged.verify_head_at(now).err(),
+        Some(DynamoError::InvalidSignature(SIGNATURE_MISMATCH.into()))
+    );
+    // So is a declared hash other than the one signed.
+    let mut redeclared = request.clone();
+    redeclared.set_header("x-amz-content-sha256", &"0".repeat(64));
+    assert!(redeclared.verify_head_at(now).is_err());
+}
+
+#[test]
+fn without_a_declared_hash_the_signature_is_checked_once_the_body_is_here() {
+    let request = dynamodb_request(&Signing::default());
+    let now = now_of(&Signing::default());
+    let mut forged = request.clone();
+    replace_authorization_parameter(&mut forged, "Signature", &"0".repeat(64));
+    let pending = forged.verify_head_at(now).expect("nothing to refuse yet");
+    assert_eq!(
+        pending.finish(&request.body),
+        invalid_signature(SIGNATURE_MISMATCH)
+    );
+    // Everything else is checked from the head: here, the access key.
+    let unknown = dynamodb_request(&Signing {
+        key_id: "AKIDUNKNOWN",
+        ..Signing::default()
+    });
+    assert_eq!(
+        unknown.verify_head_at(now).err(),
+        Some(DynamoError::UnrecognizedClient(INVALID_TOKEN.into()))
+    );
+    // A value that is not a SHA-256 (S3's UNSIGNED-PAYLOAD) declares nothing: the signature is
+    // checked over the body's own hash, as DynamoDB does.
+    let mut unsigned = request.clone();
+    unsigned.set_header("x-amz-content-sha256", "UNSIGNED-PAYLOAD");
+    let pending = unsigned.verify_head_at(now).expect("nothing to refuse yet");
+    assert_eq!(pending.finish(&request.body), Ok(KEY_ID.to_string()));
+}
+
+#[test]
 fn amz_dates_round_trip() {
     for seconds in [
         0u64,
@@ -437,8 +516,18 @@ fn policy_lines_name_a_key_of_the_file_once() {
 }
 
 /// A random request DynamoDB could receive: host, path, query, extra headers, body.
-/// URL, headers, body, signing time, access key id, secret.
-type RandomRequest = (String, Vec<(String, String)>, Vec<u8>, u64, String, String);
+/// URL, headers, body, signing time, access key id, secret, and whether the payload hash is
+/// declared.
+/// Whether the payload hash is declared.
+type RandomRequest = (
+    String,
+    Vec<(String, String)>,
+    Vec<u8>,
+    u64,
+    String,
+    String,
+    bool,
+);
 
 fn arb_request() -> impl Strategy<Value = RandomRequest> {
     let host = prop_oneof![
@@ -471,32 +560,36 @@ fn arb_request() -> impl Strategy<Value = RandomRequest> {
         time,
         "[A-Z0-9]{16,20}",
         "[A-Za-z0-9+/]{40}",
+        any::<bool>(),
     )
-        .prop_map(|(host, path, query, extra, body, time, key, secret)| {
-            let mut headers = vec![
-                (
-                    "content-type".to_string(),
-                    "application/x-amz-json-1.0".to_string(),
-                ),
-                (
-                    "x-amz-target".to_string(),
-                    "DynamoDB_20120810.PutItem".to_string(),
-                ),
-            ];
-            for (name, value) in extra {
-                if !headers.iter().any(|(n, _)| *n == name) {
-                    headers.push((name, value));
+        .prop_map(
+            |(host, path, query, extra, body, time, key, secret, declare)| {
+                let mut headers = vec![
+                    (
+                        "content-type".to_string(),
+                        "application/x-amz-json-1.0".to_string(),
+                    ),
+                    (
+                        "x-amz-target".to_string(),
+                        "DynamoDB_20120810.PutItem".to_string(),
+                    ),
+                ];
+                for (name, value) in extra {
+                    if !headers.iter().any(|(n, _)| *n == name) {
+                        headers.push((name, value));
+                    }
                 }
-            }
-            (
-                format!("http://{host}{path}{query}"),
-                headers,
-                body,
-                time,
-                key,
-                secret,
-            )
-        })
+                (
+                    format!("http://{host}{path}{query}"),
+                    headers,
+                    body,
+                    time,
+                    key,
+                    secret,
+                    declare,
+                )
+            },
+        )
 }
 
 /// Another character of the same kind, so a mutation keeps the request well formed.
@@ -523,9 +616,15 @@ proptest! {
 
     #[test]
     fn signed_requests_verify_and_every_mutation_is_refused(
-        (url, headers, body, time, key, secret) in arb_request()
+        (url, headers, body, time, key, secret, declare_hash) in arb_request()
     ) {
-        let signing = Signing { key_id: &key, secret: &secret, time: at(time), ..Signing::default() };
+        let signing = Signing {
+            key_id: &key,
+            secret: &secret,
+            time: at(time),
+            declare_hash,
+            ..Signing::default()
+        };
         let request = signed(&url, &headers, &body, &signing);
         let verify = |request: &Request| {
             let request_view = SignedRequest {

@@ -10,7 +10,10 @@
 //! needs that batch action on the table; each item of a transaction needs its own action
 //! (a TransactWriteItems Put needs `dynamodb:PutItem` on its table, a ConditionCheck
 //! `dynamodb:ConditionCheckItem`); a Query or Scan of an index needs the action on the index ARN;
-//! ListTables is on `table/*`. Streams are not built in Haven yet, so there is nothing to check.
+//! ListTables is on `table/*`; each PartiQL statement (alone, in a batch or in a transaction) needs
+//! `dynamodb:PartiQLSelect`, `PartiQLInsert`, `PartiQLUpdate` or `PartiQLDelete` on the table or
+//! index it names. DescribeStream, GetShardIterator and GetRecords are on the stream's ARN
+//! (GetRecords reads it from the iterator); ListStreams is on `*`.
 
 mod policy;
 
@@ -136,8 +139,32 @@ impl<'s> Permissions<'s> {
                 }
             }
             ListTables => self.on(action, Some(self.table_arn("*")), Vec::new()),
+            ExecuteStatement => self.statement(request),
+            BatchExecuteStatement => {
+                for entry in request["Statements"].as_array().into_iter().flatten() {
+                    self.statement(entry);
+                }
+            }
+            ExecuteTransaction => {
+                for entry in request["TransactStatements"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    self.statement(entry);
+                }
+            }
             TagResource | UntagResource | ListTagsOfResource => {
                 let arn = request.get("ResourceArn").and_then(Value::as_str);
+                self.on(action, arn.map(str::to_owned), Vec::new());
+            }
+            DescribeStream | GetShardIterator => {
+                let arn = request.get("StreamArn").and_then(Value::as_str);
+                self.on(action, arn.map(str::to_owned), Vec::new());
+            }
+            GetRecords => {
+                let iterator = request.get("ShardIterator").and_then(Value::as_str);
+                let arn = iterator.and_then(|text| text.split('|').next());
                 self.on(action, arn.map(str::to_owned), Vec::new());
             }
             // Endpoint discovery needs no permission in DynamoDB.
@@ -210,6 +237,22 @@ impl<'s> Permissions<'s> {
                 self.items(action, table, [key]);
             }
         }
+    }
+
+    /// A PartiQL statement needs the PartiQL action of its kind (`PartiQLSelect`, also for
+    /// EXISTS, `PartiQLInsert`, `PartiQLUpdate`, `PartiQLDelete`) on the table or index it names.
+    fn statement(&mut self, entry: &Value) {
+        let Some((action, table, index, keys)) =
+            crate::partiql::statement_permission(self.service, entry, self.with_keys)
+        else {
+            return;
+        };
+        let table = self.table_arn(&table);
+        let resource = match index {
+            Some(index) => format!("{table}/index/{index}"),
+            None => table,
+        };
+        self.on(action, Some(resource), keys);
     }
 
     /// The table or index ARN a Query or Scan reads.

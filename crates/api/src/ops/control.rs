@@ -17,9 +17,10 @@ use crate::retry::Retries;
 
 use super::index_specs::{self, IndexInput};
 use super::table_features::{
-    SseSpecificationInput, StreamRequest, StreamSpecificationInput, first_present,
-    refuse_enabled_stream, refuse_kms, unsupported,
+    SseSpecificationInput, StreamRequest, StreamSpecificationInput, first_present, refuse_kms,
+    unsupported,
 };
+use crate::streams::Requested;
 
 /// Seconds since the epoch, as DynamoDB's timestamps are.
 pub(crate) fn now() -> f64 {
@@ -252,7 +253,7 @@ pub(crate) async fn create_table(
     )?;
     index_specs::check_definitions_used(&definitions, &key_schema, &indexes)?;
     let tags = super::tags::check_tags(input.tags.as_deref().unwrap_or_default())?;
-    check_unbuilt_features(&input)?;
+    let stream = check_table_features(&input)?;
 
     let name = input.table_name.clone().unwrap_or_default();
     let created = now();
@@ -285,6 +286,13 @@ pub(crate) async fn create_table(
         indexes,
         schema_version: 0,
         version: 0,
+        streams: stream
+            .iter()
+            .map(|view_type| {
+                let interval = service.config.streams.shard_interval;
+                crate::streams::new_table_stream(view_type, (created * 1000.0) as u64, interval)
+            })
+            .collect(),
     };
     let meta = service
         .catalog
@@ -294,20 +302,18 @@ pub(crate) async fn create_table(
     Ok(json!({ "TableDescription": describe(service, &meta, "ACTIVE")? }))
 }
 
-/// The members for features Haven does not offer yet (see `table_features`): DynamoDB's own checks
-/// first, so that an invalid request gets DynamoDB's answer, then Haven's refusals.
-fn check_unbuilt_features(input: &CreateTableInput) -> Result<(), DynamoError> {
+/// The members for table features (see `table_features`): DynamoDB's own checks first, so that an
+/// invalid request gets DynamoDB's answer, then Haven's refusals of what it does not offer yet.
+/// Answers the view type of the stream the table is created with, if any.
+fn check_table_features(input: &CreateTableInput) -> Result<Requested, DynamoError> {
     let stream = match &input.stream_specification {
-        Some(stream) => stream.enables(StreamRequest::CreateTable)?,
-        None => false,
+        Some(stream) => stream.requested(StreamRequest::CreateTable)?,
+        None => None,
     };
     let kms = match &input.sse_specification {
         Some(sse) => sse.asks_for_kms()?,
         None => false,
     };
-    if stream {
-        return Err(refuse_enabled_stream());
-    }
     if kms {
         return Err(refuse_kms());
     }
@@ -325,7 +331,7 @@ fn check_unbuilt_features(input: &CreateTableInput) -> Result<(), DynamoError> {
                 ("ResourcePolicy", input.resource_policy.is_some()),
             ])
         });
-    member.map_or(Ok(()), |member| Err(unsupported(member)))
+    member.map_or(Ok(stream), |member| Err(unsupported(member)))
 }
 
 /// DynamoDB's semantic checks of AttributeDefinitions against KeySchema, in DynamoDB's order.
@@ -532,6 +538,7 @@ pub(crate) fn describe(
     if let Some(class) = &meta.table_class {
         description["TableClassSummary"] = json!({ "TableClass": class });
     }
+    crate::streams::describe_into(&mut description, meta);
     let snapshot = service.engine.snapshot()?;
     for (kind, field) in [
         (IndexKind::Local, "LocalSecondaryIndexes"),

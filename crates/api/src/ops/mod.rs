@@ -1,6 +1,8 @@
 //! Every DynamoDB operation by its AWS name, and the dispatch from name to implementation.
 //! Operations not built yet answer UnknownOperationException, as DynamoDB does for operations it
-//! does not offer; README.md lists them.
+//! does not offer; README.md lists them. The four operations of DynamoDB Streams (its own target
+//! prefix, `DynamoDBStreams_20120810`, on the same endpoint) are here too; they live in
+//! `crate::streams`.
 
 mod account;
 mod batch;
@@ -22,7 +24,18 @@ use serde_json::Value;
 use crate::reply::Reply;
 use crate::{DynamoError, RequestContext, Service};
 
-pub(crate) use query::partition_key as query_partition_key;
+pub(crate) use query::{KeyRange, partition_key as query_partition_key};
+pub(crate) use scan::segment_range;
+pub(crate) use transact::{
+    Action, Failure, Kind as ActionKind, REPEATED_ITEM, TransactWrite, check_token, commit_actions,
+    read_items, reject_repeated_items, request_fingerprint,
+};
+pub(crate) use update_item::{ReturnValues, updated_item};
+pub(crate) use update_table::civil_from_days;
+
+/// The `X-Amz-Target` prefix of DynamoDB's operations, and of DynamoDB Streams'.
+const DYNAMODB_TARGET: &str = "DynamoDB_20120810";
+const STREAMS_TARGET: &str = "DynamoDBStreams_20120810";
 
 macro_rules! operations {
     ($($name:ident),* $(,)?) => {
@@ -100,7 +113,36 @@ operations!(
     UpdateTable,
     UpdateTableReplicaAutoScaling,
     UpdateTimeToLive,
+    // DynamoDB Streams (target prefix DynamoDBStreams_20120810).
+    DescribeStream,
+    GetRecords,
+    GetShardIterator,
+    ListStreams,
 );
+
+impl Operation {
+    /// The operation an `X-Amz-Target` header names (`DynamoDB_20120810.PutItem`,
+    /// `DynamoDBStreams_20120810.GetRecords`); an operation under the other service's prefix is
+    /// unknown, as it is to AWS.
+    pub fn from_target(target: &str) -> Option<Operation> {
+        let (prefix, name) = target.split_once('.')?;
+        let operation = Operation::from_name(name)?;
+        let expected = if operation.is_streams() {
+            STREAMS_TARGET
+        } else {
+            DYNAMODB_TARGET
+        };
+        (prefix == expected).then_some(operation)
+    }
+
+    fn is_streams(self) -> bool {
+        use Operation::*;
+        matches!(
+            self,
+            DescribeStream | GetRecords | GetShardIterator | ListStreams
+        )
+    }
+}
 
 pub(crate) async fn dispatch(
     service: &Service,
@@ -133,6 +175,17 @@ pub(crate) async fn dispatch(
         DescribeTimeToLive => time_to_live::describe_time_to_live(service, parse(request)?),
         DescribeLimits => Ok(account::describe_limits()),
         DescribeEndpoints => Ok(account::describe_endpoints(service, context)),
+        ListStreams => crate::streams::list_streams(service, parse(request)?),
+        DescribeStream => crate::streams::describe_stream(service, parse(request)?),
+        GetShardIterator => crate::streams::get_shard_iterator(service, parse(request)?),
+        GetRecords => crate::streams::get_records(service, parse(request)?),
+        ExecuteStatement => {
+            return crate::partiql::execute_statement(service, parse(request)?).await;
+        }
+        BatchExecuteStatement => {
+            crate::partiql::batch_execute_statement(service, parse(request)?).await
+        }
+        ExecuteTransaction => crate::partiql::execute_transaction(service, request).await,
         _ => Err(DynamoError::UnknownOperation),
     };
     json.map(Reply::from)

@@ -104,12 +104,12 @@ fn key_condition(
 }
 
 /// The key range a key condition selects: one partition, optionally narrowed by sort key.
-struct KeyRange {
+pub(crate) struct KeyRange {
     condition: KeyCondition,
     /// Storage-key prefix of the partition.
     partition_prefix: Vec<u8>,
-    lower: Bound<Vec<u8>>,
-    upper: Bound<Vec<u8>>,
+    pub lower: Bound<Vec<u8>>,
+    pub upper: Bound<Vec<u8>>,
 }
 
 fn encoded(value: &AttributeValue) -> Vec<u8> {
@@ -119,7 +119,7 @@ fn encoded(value: &AttributeValue) -> Vec<u8> {
 }
 
 impl KeyRange {
-    fn new(
+    pub fn new(
         condition: KeyCondition,
         schema: &KeySchema,
         target: &ReadTarget,
@@ -156,7 +156,7 @@ impl KeyRange {
     }
 
     /// Validates ExclusiveStartKey against the query and returns its storage key.
-    fn start_after(
+    pub fn start_after(
         &self,
         start: &Item,
         schema: &KeySchema,

@@ -54,7 +54,7 @@ fn check_segments(violations: &mut Violations, segment: Option<i64>, total: Opti
 }
 
 /// The storage range of one segment (or of the whole table or index), given its prefix and end.
-fn segment_range(
+pub(crate) fn segment_range(
     (prefix, prefix_end): (Vec<u8>, Vec<u8>),
     segment: Option<(u64, u64)>,
 ) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {

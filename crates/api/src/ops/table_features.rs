@@ -1,13 +1,13 @@
-//! CreateTable and UpdateTable members for table features Haven does not offer yet: DynamoDB
-//! Streams, encryption with a KMS key, OnDemandThroughput, WarmThroughput and resource policies.
+//! CreateTable and UpdateTable members for table features: the StreamSpecification of DynamoDB
+//! Streams (checked here, built in `crate::streams`), and those Haven does not offer yet: encryption
+//! with a KMS key, OnDemandThroughput, WarmThroughput and resource policies.
 //!
 //! A client that sends one of them expects the feature. Dropping the member silently would leave it
 //! believing that its table streams its changes, or is encrypted with its key, or caps its spending.
 //! So each member is first validated as DynamoDB validates it (same messages: a client's own mistake
-//! reads the same here as against AWS), then what Haven can honour is accepted (a disabled stream,
-//! DynamoDB's default encryption, which it describes with no SSEDescription) and the rest is refused
-//! with a ValidationException that names the member. The refusal of an enabled stream is one
-//! function, [`refuse_enabled_stream`], for the change that brings streams to replace.
+//! reads the same here as against AWS), then what Haven can honour is accepted (streams, DynamoDB's
+//! default encryption, which it describes with no SSEDescription) and the rest is refused with a
+//! ValidationException that names the member.
 
 use serde::Deserialize;
 
@@ -29,11 +29,6 @@ pub(crate) fn first_present(members: &[(&'static str, bool)]) -> Option<&'static
     members
         .iter()
         .find_map(|(name, present)| present.then_some(*name))
-}
-
-/// Haven has no streams yet: a table cannot have one enabled.
-pub(crate) fn refuse_enabled_stream() -> DynamoError {
-    unsupported("StreamSpecification with StreamEnabled true")
 }
 
 fn invalid(message: &str) -> DynamoError {
@@ -73,11 +68,13 @@ impl StreamSpecificationInput {
     }
 
     /// DynamoDB's rule that a StreamViewType comes with an enabled stream and only with one.
-    /// Returns whether the request enables a stream.
-    pub(crate) fn enables(&self, request: StreamRequest) -> Result<bool, DynamoError> {
+    /// Returns the view type of the stream the request enables (None: it disables streams).
+    pub(crate) fn requested(&self, request: StreamRequest) -> Result<Option<String>, DynamoError> {
         let enabled = self.stream_enabled.unwrap_or_default();
         let message = match (request, enabled, self.stream_view_type.is_some()) {
-            (_, true, true) | (_, false, false) => return Ok(enabled),
+            (_, true, true) | (_, false, false) => {
+                return Ok(self.stream_view_type.clone().filter(|_| enabled));
+            }
             (StreamRequest::CreateTable, true, false) => {
                 "Table is being created with a stream enabled, UpdateViewType is required"
             }
@@ -154,9 +151,9 @@ mod tests {
 
     use super::*;
 
-    fn stream(value: serde_json::Value, request: StreamRequest) -> Result<bool, String> {
+    fn stream(value: serde_json::Value, request: StreamRequest) -> Result<Option<String>, String> {
         let input: StreamSpecificationInput = serde_json::from_value(value).unwrap();
-        input.enables(request).map_err(|e| e.message().unwrap())
+        input.requested(request).map_err(|e| e.message().unwrap())
     }
 
     fn sse(value: serde_json::Value) -> Result<bool, String> {
@@ -184,14 +181,14 @@ mod tests {
         use StreamRequest::{CreateTable, UpdateTable};
         assert_eq!(
             stream(json!({"StreamEnabled": false}), CreateTable),
-            Ok(false)
+            Ok(None)
         );
         assert_eq!(
             stream(
                 json!({"StreamEnabled": true, "StreamViewType": "KEYS_ONLY"}),
                 UpdateTable
             ),
-            Ok(true)
+            Ok(Some("KEYS_ONLY".into()))
         );
         assert_eq!(
             stream(json!({"StreamEnabled": true}), CreateTable),

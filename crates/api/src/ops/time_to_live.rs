@@ -1,5 +1,6 @@
 //! UpdateTimeToLive and DescribeTimeToLive: which attribute, if any, holds an item's expiry time.
-//! Only the setting lives here; deleting expired items is a reader of the change log.
+//! Only the setting lives here; the expiry index and the worker that deletes expired items are
+//! `crate::ttl`.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -74,6 +75,7 @@ fn transition(
         None => Ok(Some(TimeToLive {
             attribute_name: attribute_name.to_owned(),
             enabled: true,
+            enabled_version: 0,
         })),
     }
 }
@@ -93,6 +95,11 @@ pub(crate) async fn update_time_to_live(
             let mut updated = meta.clone();
             updated.time_to_live =
                 transition(meta.time_to_live.as_ref(), enabled, &attribute_name)?;
+            // Writes planned before the change re-plan: they keep the expiry index (or stop).
+            updated.schema_version += 1;
+            if let Some(ttl) = &mut updated.time_to_live {
+                ttl.enabled_version = updated.schema_version;
+            }
             Ok((Some(updated), ()))
         },
     )
@@ -155,6 +162,7 @@ mod tests {
             Some(TimeToLive {
                 attribute_name: name.into(),
                 enabled: true,
+                enabled_version: 0,
             })
         };
         assert_eq!(

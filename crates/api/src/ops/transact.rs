@@ -72,7 +72,7 @@ pub(crate) struct TransactWriteItemsInput {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     ConditionCheck,
     Put,
     Delete,
@@ -92,13 +92,61 @@ impl Kind {
 }
 
 /// A validated action, ready to be evaluated against the current state.
-struct Action {
+pub(crate) struct Action {
     kind: Kind,
     meta: std::sync::Arc<TableMeta>,
     key: Item,
     item: Option<Item>,
     conditions: RequestConditions,
     return_item_on_failure: bool,
+    /// The cancellation reason a false condition gives.
+    failure: Failure,
+}
+
+/// A cancellation reason's code and message.
+#[derive(Clone, Copy)]
+pub(crate) struct Failure {
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+/// What a false condition answers, unless the action says otherwise.
+const CONDITION_FAILED: Failure = Failure {
+    code: "ConditionalCheckFailed",
+    message: "The conditional request failed",
+};
+
+impl Action {
+    /// An action built elsewhere (a PartiQL statement of ExecuteTransaction); `key` must be
+    /// valid for the table, and `item` is the Put's item.
+    pub(crate) fn new(
+        kind: Kind,
+        meta: std::sync::Arc<TableMeta>,
+        key: Item,
+        item: Option<Item>,
+        conditions: RequestConditions,
+        return_item_on_failure: bool,
+    ) -> Action {
+        Action {
+            kind,
+            meta,
+            key,
+            item,
+            conditions,
+            return_item_on_failure,
+            failure: CONDITION_FAILED,
+        }
+    }
+
+    /// The table and key of the item the action touches.
+    pub(crate) fn item(&self) -> (&std::sync::Arc<TableMeta>, &Item) {
+        (&self.meta, &self.key)
+    }
+
+    /// The reason a false condition gives instead of ConditionalCheckFailed's.
+    pub(crate) fn failing_with(self, failure: Failure) -> Action {
+        Action { failure, ..self }
+    }
 }
 
 fn check_transact_items(violations: &mut Violations, count: Option<usize>) {
@@ -148,17 +196,27 @@ fn plan_actions(
         .into_iter()
         .map(|action| resolve_action(service, action))
         .collect::<Result<_, _>>()?;
-    for (i, action) in actions.iter().enumerate() {
-        if actions[..i]
-            .iter()
-            .any(|other| other.meta.id == action.meta.id && other.key == action.key)
-        {
-            return Err(DynamoError::validation(
-                "Transaction request cannot include multiple operations on one item",
-            ));
-        }
-    }
+    reject_repeated_items(actions.iter().map(Action::item), REPEATED_ITEM)?;
     Ok(actions)
+}
+
+/// DynamoDB's refusal of a transaction that touches one item twice.
+pub(crate) const REPEATED_ITEM: &str =
+    "Transaction request cannot include multiple operations on one item";
+
+/// Refuses, with `message`, a request that names one item twice.
+pub(crate) fn reject_repeated_items<'a>(
+    items: impl IntoIterator<Item = (&'a std::sync::Arc<TableMeta>, &'a Item)>,
+    message: &str,
+) -> Result<(), DynamoError> {
+    let mut seen: Vec<(&std::sync::Arc<TableMeta>, &Item)> = Vec::new();
+    for (meta, key) in items {
+        if seen.iter().any(|(m, k)| m.id == meta.id && *k == key) {
+            return Err(DynamoError::validation(message));
+        }
+        seen.push((meta, key));
+    }
+    Ok(())
 }
 
 /// What one action adds to the transaction's payload, as DynamoDB counts it (measured against
@@ -269,14 +327,14 @@ fn resolve_action(service: &Service, parsed: ParsedAction) -> Result<Action, Dyn
         let names: Vec<&str> = schema.attributes().map(|a| a.name.as_str()).collect();
         update.check_key_attributes(&names)?;
     }
-    Ok(Action {
-        kind: parsed.kind,
+    Ok(Action::new(
+        parsed.kind,
         meta,
         key,
         item,
-        conditions: parsed.conditions,
-        return_item_on_failure: parsed.return_item_on_failure,
-    })
+        parsed.conditions,
+        parsed.return_item_on_failure,
+    ))
 }
 
 /// The outcome of evaluating one action: the new item (for writes), or why the action fails.
@@ -292,8 +350,8 @@ fn evaluate(action: &Action, current: Option<&Item>) -> Evaluation {
             Ok(true) => {}
             Ok(false) => {
                 return Evaluation::Failed(CancellationReason {
-                    code: "ConditionalCheckFailed",
-                    message: Some("The conditional request failed".into()),
+                    code: action.failure.code,
+                    message: Some(action.failure.message.into()),
                     item: current.filter(|_| action.return_item_on_failure).cloned(),
                 });
             }
@@ -370,7 +428,7 @@ struct TokenRecord {
 
 /// A hash of the request that ignores the order of JSON object members (SDKs build maps from hash
 /// tables, so a retry may list an item's attributes in another order).
-fn request_fingerprint(request: &Value) -> String {
+pub(crate) fn request_fingerprint(request: &Value) -> String {
     fn canonical(value: &Value, out: &mut String) {
         match value {
             Value::Object(map) => {
@@ -502,7 +560,34 @@ pub(crate) async fn transact_write_items(
         &mut violations,
         input.return_item_collection_metrics.as_deref(),
     );
-    if let Some(token) = &input.client_request_token
+    check_token(&mut violations, input.client_request_token.as_deref());
+    violations.into_result()?;
+    let actions = plan_actions(service, input.transact_items.unwrap_or_default())?;
+    let write = TransactWrite {
+        operation: "TransactWriteItems",
+        token: input.client_request_token.as_deref(),
+        request_hash,
+        report,
+        item_collection_metrics: input.return_item_collection_metrics.as_deref() == Some("SIZE"),
+        mismatch: "Request parameters do not match the original request parameters for the ClientRequestToken",
+    };
+    commit_actions(service, &actions, &write).await
+}
+
+/// How a write transaction was asked for: its idempotency token and request hash, what the
+/// answer reports, and the operation's words for a token reused with other parameters.
+pub(crate) struct TransactWrite<'r> {
+    pub operation: &'static str,
+    pub token: Option<&'r str>,
+    pub request_hash: String,
+    pub report: CapacityReport,
+    pub item_collection_metrics: bool,
+    pub mismatch: &'static str,
+}
+
+/// Checks a ClientRequestToken's length.
+pub(crate) fn check_token(violations: &mut Violations, token: Option<&str>) {
+    if let Some(token) = token
         && (token.is_empty() || token.len() > 36)
     {
         let bound = if token.is_empty() {
@@ -514,11 +599,17 @@ pub(crate) async fn transact_write_items(
             "Value '{token}' at 'clientRequestToken' failed to satisfy constraint: Member must have length {bound}"
         ));
     }
-    violations.into_result()?;
-    let actions = plan_actions(service, input.transact_items.unwrap_or_default())?;
-    let token = input.client_request_token.as_deref();
-    let mut retries =
-        Retries::giving_up_with("TransactWriteItems", || DynamoError::TransactionConflict);
+}
+
+/// Evaluates every action on one snapshot and commits them all in one batch, or cancels the
+/// transaction; a repeated token answers what its first request did. Retries on conflict.
+pub(crate) async fn commit_actions(
+    service: &Service,
+    actions: &[Action],
+    write: &TransactWrite<'_>,
+) -> Result<Value, DynamoError> {
+    let (token, request_hash, report) = (write.token, &write.request_hash, write.report);
+    let mut retries = Retries::giving_up_with(write.operation, || DynamoError::TransactionConflict);
     loop {
         let snapshot = service.engine.snapshot()?;
         if let Some(token) = token
@@ -526,19 +617,19 @@ pub(crate) async fn transact_write_items(
             && let Ok(record) = serde_json::from_slice::<TokenRecord>(&bytes)
             && now_seconds() < record.created + TOKEN_WINDOW_SECONDS
         {
-            if record.request_hash != request_hash {
+            if record.request_hash != *request_hash {
                 return Err(DynamoError::IdempotentParameterMismatch(
-                    "Request parameters do not match the original request parameters for the ClientRequestToken".into(),
+                    write.mismatch.into(),
                 ));
             }
-            return replayed_response(service, &*snapshot, &actions, report);
+            return replayed_response(service, &*snapshot, actions, report);
         }
         let mut batch = WriteBatch::new();
         let mut reasons = Vec::with_capacity(actions.len());
         let mut units: BTreeMap<String, (f64, IndexUnits)> = BTreeMap::new();
         let mut cancelled = false;
         let mut collections: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-        for action in &actions {
+        for action in actions {
             let meta = table(service, &action.meta.name)?;
             let current = read_item(&*snapshot, &meta, &action.key)?;
             let old = current.as_ref().map(|(_, item)| item);
@@ -622,15 +713,13 @@ pub(crate) async fn transact_write_items(
                 .collect();
             response.insert("ConsumedCapacity".into(), Value::Array(capacity));
         }
-        if input.return_item_collection_metrics.as_deref() == Some("SIZE")
-            && !collections.is_empty()
-        {
+        if write.item_collection_metrics && !collections.is_empty() {
             response.insert("ItemCollectionMetrics".into(), json!(collections));
         }
         let response = Value::Object(response);
         if let Some(token) = token {
             let record = TokenRecord {
-                request_hash: request_hash.clone(),
+                request_hash: request_hash.to_string(),
                 created: now_seconds(),
                 response: response.clone(),
             };
@@ -706,18 +795,33 @@ pub(crate) fn transact_get_items(
         }
         gets.push((meta, key, conditions.projection));
     }
+    let keys: Vec<_> = gets
+        .iter()
+        .map(|(meta, key, _)| (meta.clone(), key.clone()))
+        .collect();
+    read_items(service, &keys, report, |i, item| match &gets[i].2 {
+        Some(paths) => haven_expr::project(&item, paths),
+        None => item,
+    })
+}
+
+/// Reads the items of a read transaction from one snapshot: `project(i, item)` shapes what the
+/// i-th read returns. The answer's `Responses` and `ConsumedCapacity`.
+pub(crate) fn read_items(
+    service: &Service,
+    keys: &[(std::sync::Arc<TableMeta>, Item)],
+    report: CapacityReport,
+    project: impl Fn(usize, Item) -> Item,
+) -> Result<Value, DynamoError> {
     let snapshot = service.engine.snapshot()?;
-    let mut responses = Vec::with_capacity(gets.len());
+    let mut responses = Vec::with_capacity(keys.len());
     let mut units: BTreeMap<String, f64> = BTreeMap::new();
     let mut size = 0;
-    for (meta, key, projection) in &gets {
+    for (i, (meta, key)) in keys.iter().enumerate() {
         let found = read_item(&*snapshot, meta, key)?.map(|(_, item)| item);
         *units.entry(meta.name.clone()).or_insert(0.0) +=
             2.0 * found.as_ref().map_or(0, item_size).div_ceil(4096).max(1) as f64;
-        let item = found.map(|item| match projection {
-            Some(paths) => haven_expr::project(&item, paths),
-            None => item,
-        });
+        let item = found.map(|item| project(i, item));
         size += response_size(item.as_ref());
         if size > MAX_READ_PAYLOAD {
             // DynamoDB Local's wording (the real service's is not recorded).

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::Service;
+use crate::catalog::TableMeta;
 use crate::error::DynamoError;
 use crate::expressions::check_condition;
 use crate::items::{check_item_size, table, validate_key, write_item};
@@ -25,9 +26,9 @@ pub(crate) struct UpdateItemInput {
     attribute_updates: Option<Map<String, Value>>,
 }
 
-/// What ReturnValues asks UpdateItem to return.
+/// What ReturnValues asks UpdateItem to return (and RETURNING a PartiQL UPDATE).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum ReturnValues {
+pub(crate) enum ReturnValues {
     None,
     AllOld,
     UpdatedOld,
@@ -47,7 +48,7 @@ impl ReturnValues {
     }
 
     /// The attributes to return, given the item before and after and the paths the update touched.
-    fn select(
+    pub(crate) fn select(
         self,
         old: Option<&Item>,
         new: Option<&Item>,
@@ -86,22 +87,16 @@ pub(crate) async fn update_item(
     }
     let mut updated = UpdatedPaths::default();
     let outcome = write_item(service, &meta, &key, |current| {
-        check_condition(expressions.condition.as_ref(), current, checks.return_item_on_failure)?;
-        let mut item = current.cloned().unwrap_or_else(|| key.clone());
-        if let Some(update) = &expressions.update {
-            updated = update.apply(&mut item, &key_names)?;
-        }
-        // UpdateItem words the limit its own way (as DynamoDB and DynamoDB Local do).
-        check_item_size(&item).map_err(|_| {
-            DynamoError::validation("Item size to update has exceeded the maximum allowed size")
+        check_condition(
+            expressions.condition.as_ref(),
+            current,
+            checks.return_item_on_failure,
+        )?;
+        let (item, paths) = updated_item(&meta, &key, current, |item| match &expressions.update {
+            Some(update) => update.apply(item, &key_names),
+            None => Ok(UpdatedPaths::default()),
         })?;
-        crate::indexes::validate_index_keys(&meta, &item).map_err(|error| match error {
-            // An update that empties an index key gets its own wording.
-            DynamoError::Validation(message) if message.contains("cannot contain an empty") => DynamoError::validation(
-                "One or more parameter values are not valid. The update expression attempted to update a secondary index key to a value that is not supported. The AttributeValue for a key attribute cannot contain an empty string value.",
-            ),
-            other => other,
-        })?;
+        updated = paths;
         Ok(Some(item))
     })
     .await?;
@@ -114,4 +109,28 @@ pub(crate) async fn update_item(
         &outcome,
         common.return_item_collection_metrics.as_deref(),
     ))
+}
+
+/// What an update (`apply`) makes of the current item (of its key alone when there is none),
+/// checked as DynamoDB checks an updated item: its size, and its secondary index keys.
+pub(crate) fn updated_item(
+    meta: &TableMeta,
+    key: &Item,
+    current: Option<&Item>,
+    apply: impl FnOnce(&mut Item) -> Result<UpdatedPaths, DynamoError>,
+) -> Result<(Item, UpdatedPaths), DynamoError> {
+    let mut item = current.cloned().unwrap_or_else(|| key.clone());
+    let updated = apply(&mut item)?;
+    // UpdateItem words the limit its own way (as DynamoDB and DynamoDB Local do).
+    check_item_size(&item).map_err(|_| {
+        DynamoError::validation("Item size to update has exceeded the maximum allowed size")
+    })?;
+    crate::indexes::validate_index_keys(meta, &item).map_err(|error| match error {
+        // An update that empties an index key gets its own wording.
+        DynamoError::Validation(message) if message.contains("cannot contain an empty") => DynamoError::validation(
+            "One or more parameter values are not valid. The update expression attempted to update a secondary index key to a value that is not supported. The AttributeValue for a key attribute cannot contain an empty string value.",
+        ),
+        other => other,
+    })?;
+    Ok((item, updated))
 }

@@ -13,9 +13,7 @@ use serde_json::{Value, json};
 
 use super::control::{ProvisionedThroughputInput, check_billing, check_throughput, describe, now};
 use super::index_specs::{self, IndexInput};
-use super::table_features::{
-    StreamRequest, StreamSpecificationInput, first_present, refuse_enabled_stream, unsupported,
-};
+use super::table_features::{StreamRequest, StreamSpecificationInput, first_present, unsupported};
 use crate::Service;
 use crate::catalog::{AttributeDefinition, IndexKind, TableMeta, Throughput};
 use crate::error::{DynamoError, Violations};
@@ -65,8 +63,9 @@ enum Change {
     CreateIndex(Box<IndexInput>, Vec<AttributeDefinition>),
     /// GlobalSecondaryIndexUpdates: delete one global index (removed in the background).
     DeleteIndex(String),
-    /// StreamSpecification with StreamEnabled false: Haven's tables never have a stream to disable.
-    DisableStream,
+    /// StreamSpecification: enable a stream of this view type, or disable the stream (None);
+    /// then the index change asked for in the same request, if any.
+    Stream(crate::streams::Requested, Option<Box<Change>>),
 }
 
 #[derive(Deserialize)]
@@ -215,10 +214,17 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
         return Err(unsupported(member));
     }
     if let Some(stream) = &input.stream_specification {
-        return match stream.enables(StreamRequest::UpdateTable)? {
-            true => Err(refuse_enabled_stream()),
-            false => Ok(Change::DisableStream),
+        if capacity {
+            return Err(DynamoError::validation(
+                "Cannot change IOPS and Streams at the same time.",
+            ));
+        }
+        let requested = stream.requested(StreamRequest::UpdateTable)?;
+        let then = match input.global_secondary_index_updates.as_deref() {
+            Some(updates) if index_updates => Some(Box::new(index_change(input, updates)?)),
+            _ => None,
         };
+        return Ok(Change::Stream(requested, then));
     }
     if let Some(enabled) = input.deletion_protection_enabled {
         return Ok(Change::DeletionProtection(enabled));
@@ -334,10 +340,26 @@ fn apply(
             let response = respond(&updated, "UPDATING")?;
             Ok((Some(updated), response))
         }
-        Change::DisableStream => Err(DynamoError::validation(format!(
-            "Table has no stream to disable: TableName: {}",
-            meta.name
-        ))),
+        Change::Stream(requested, then) => {
+            let head = service.engine.snapshot()?.log_head()?;
+            let updated = crate::streams::change_stream(
+                meta,
+                requested,
+                head,
+                crate::streams::now_ms(),
+                &service.config.streams,
+            )?;
+            match then {
+                Some(then) => {
+                    let (indexed, response) = apply(service, &updated, then, now)?;
+                    Ok((indexed.or(Some(updated)), response))
+                }
+                None => {
+                    let response = respond(&updated, "ACTIVE")?;
+                    Ok((Some(updated), response))
+                }
+            }
+        }
         Change::Capacity {
             billing_mode,
             throughput,
@@ -506,7 +528,7 @@ fn long_utc_date(seconds: f64) -> String {
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -593,6 +615,7 @@ mod tests {
             indexes: vec![],
             schema_version: 0,
             version: 0,
+            streams: vec![],
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {
@@ -684,10 +707,9 @@ mod tests {
     fn later_features_are_refused_plainly() {
         assert_eq!(
             message(check_request(&input(json!({
-                "TableName": "abc",
-                "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "NEW_IMAGE"}
+                "TableName": "abc", "SSESpecification": {"Enabled": true}
             })))),
-            "StreamSpecification with StreamEnabled true is not supported by this version of Haven"
+            "SSESpecification is not supported by this version of Haven"
         );
         assert_eq!(
             message(check_request(&input(json!({

@@ -91,15 +91,7 @@ fn ask_udp(name: &str, record_type: RecordType) -> Message {
 }
 
 fn addresses(message: &Message) -> Vec<IpAddr> {
-    message
-        .answers
-        .iter()
-        .filter_map(|record| match &record.data {
-            RData::A(a) => Some(IpAddr::V4(a.0)),
-            RData::AAAA(aaaa) => Some(IpAddr::V6(aaaa.0)),
-            _ => None,
-        })
-        .collect()
+    crate::wire::answer_addresses(message).collect()
 }
 
 #[test]
@@ -258,6 +250,23 @@ fn edns_is_echoed_only_when_asked_for() {
         Transport::Udp,
     );
     assert!(without.edns.is_none());
+}
+
+/// RFC 3225: the DO bit of the query is copied into the response's OPT record, positive or not.
+#[test]
+fn the_dnssec_ok_bit_is_copied() {
+    let snapshot = snapshot();
+    for (name, dnssec_ok) in [
+        ("dynamodb.haven.test.", true),
+        ("nothing.haven.test.", true),
+        ("dynamodb.haven.test.", false),
+    ] {
+        let mut query = Message::from_vec(&query_bytes(name, RecordType::A, Some(1232))).unwrap();
+        query.edns.as_mut().unwrap().set_dnssec_ok(dnssec_ok);
+        let response = ask(&snapshot, &query.to_vec().unwrap(), Transport::Udp);
+        let edns = response.edns.expect("OPT echoed");
+        assert_eq!(edns.flags().dnssec_ok, dnssec_ok, "{name}");
+    }
 }
 
 #[test]

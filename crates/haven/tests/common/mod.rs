@@ -9,6 +9,8 @@
 #![allow(dead_code)]
 
 pub mod chaos;
+pub mod dns;
+pub mod streams;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -48,8 +50,13 @@ impl HavenServer {
 
     /// Starts `haven serve --listen 127.0.0.1:0 <args>` and waits for its "listening" line.
     pub fn start_with(args: &[&str]) -> HavenServer {
+        HavenServer::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts `haven serve --listen <listen> <args>` and waits for its "listening" line.
+    pub fn start_on(listen: &str, args: &[&str]) -> HavenServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args(["serve", "--listen", listen, "--log-level", "warn"])
             .args(storage_args(args))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -90,7 +97,21 @@ impl HavenServer {
         aws_sdk_dynamodb::Client::from_conf(config)
     }
 
-    /// Sends SIGKILL and waits for the process to be gone.
+    /// A DynamoDB Streams client for this server (the same endpoint; dummy credentials).
+    pub fn streams_client(&self) -> aws_sdk_dynamodbstreams::Client {
+        let credentials = aws_sdk_dynamodbstreams::config::Credentials::new(
+            "AKIDTEST", "secret", None, None, "tests",
+        );
+        let config = aws_sdk_dynamodbstreams::Config::builder()
+            .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodbstreams::config::Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .credentials_provider(credentials)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        aws_sdk_dynamodbstreams::Client::from_conf(config)
+    }
+
     /// Sends SIGTERM (through the `kill` command).
     pub fn send_sigterm(&self) {
         let pid = self.child.id().to_string();
@@ -274,6 +295,69 @@ pub fn raw_request_head(operation: &str, extra: &str) -> String {
     )
 }
 
+/// A raw request whose body the test withholds, so that the server is busy by construction rather
+/// than by racing clients against its speed.
+///
+/// The head carries `Expect: 100-continue`, and the server answers `100 Continue` only once it has
+/// read the head and begun reading the body; so once [`HeldRequest::open`] returns, the request is
+/// in progress on its connection and holds its room in the server (an intake grant, see
+/// `crates/server/src/intake.rs`), without an execution slot, until [`HeldRequest::finish`] sends
+/// the body (or the request is dropped, closing the connection).
+pub struct HeldRequest {
+    stream: std::net::TcpStream,
+    body: String,
+}
+
+impl HeldRequest {
+    /// Sends the head of `operation` with a `body` to come, and waits until the server reads it.
+    pub fn open(address: SocketAddr, operation: &str, body: &str) -> HeldRequest {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(address).expect("connect");
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let extra = format!(
+            "Expect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream
+            .write_all(raw_request_head(operation, &extra).as_bytes())
+            .unwrap();
+        let (status, _) = read_response(&mut stream);
+        assert_eq!(status, 100, "the server did not begin reading the request");
+        HeldRequest {
+            stream,
+            body: body.to_string(),
+        }
+    }
+
+    /// The connection, body still withheld.
+    pub fn into_stream(self) -> std::net::TcpStream {
+        self.stream
+    }
+
+    /// Sends the body and returns the answer: status and body.
+    pub fn finish(mut self) -> (u16, Vec<u8>) {
+        use std::io::Write;
+        self.stream.write_all(self.body.as_bytes()).unwrap();
+        read_response(&mut self.stream)
+    }
+}
+
+/// Waits until `done()` holds, polling every 10 ms, for at most `within`; panics naming `what`
+/// after that. Tests wait for what they need (so many writes acknowledged, a server ready) rather
+/// than sleeping a fixed time and hoping the machine was fast enough.
+pub async fn wait_until(what: &str, within: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Sends SIGTERM and waits (up to 10 s) for the server to exit; returns the exit status.
 pub fn terminate(mut server: HavenServer) -> std::process::ExitStatus {
     server.send_sigterm();
@@ -309,4 +393,63 @@ pub fn create_key(file: &Path, name: &str) -> (String, String) {
         field("aws_access_key_id = "),
         field("aws_secret_access_key = "),
     )
+}
+
+/// The head of a `POST` of `operation` as a forger would send it: dated now, scoped to the right
+/// region and service, naming the access key `key_id`, with a signature that cannot verify; it
+/// declares `content_length` bytes of body and ends with the `extra` header lines and the blank line.
+pub fn forged_request_head(
+    operation: &str,
+    key_id: &str,
+    content_length: usize,
+    extra: &str,
+) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let date = haven_server::sigv4::format_amz_date(now);
+    format!(
+        "POST / HTTP/1.1\r\nHost: haven\r\nContent-Type: application/x-amz-json-1.0\r\n\
+         X-Amz-Target: DynamoDB_20120810.{operation}\r\nX-Amz-Date: {date}\r\n\
+         Authorization: AWS4-HMAC-SHA256 Credential={key_id}/{}/us-east-1/dynamodb/aws4_request, \
+         SignedHeaders=host;x-amz-date, Signature={}\r\nContent-Length: {content_length}\r\n{extra}\r\n",
+        &date[..8],
+        "0".repeat(64)
+    )
+}
+
+/// Reads one HTTP/1.1 response that has a Content-Length: its status and body.
+pub fn read_response(stream: &mut impl std::io::Read) -> (u16, Vec<u8>) {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let head_end = loop {
+        if let Some(at) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let read = stream.read(&mut buffer).expect("the answer arrives");
+        assert!(read > 0, "closed before a whole head: {received:?}");
+        received.extend_from_slice(&buffer[..read]);
+    };
+    let head = String::from_utf8_lossy(&received[..head_end]).to_lowercase();
+    let status = head[9..12].parse().expect("a status code");
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |value| value.trim().parse().unwrap());
+    let mut body = received.split_off(head_end);
+    while body.len() < length {
+        let read = stream.read(&mut buffer).expect("the body arrives");
+        assert!(read > 0, "closed mid-body");
+        body.extend_from_slice(&buffer[..read]);
+    }
+    (status, body)
+}
+
+/// The `__type` of an error body, without its namespace.
+pub fn error_type(body: &[u8]) -> String {
+    let body: serde_json::Value = serde_json::from_slice(body)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)));
+    let name = body["__type"].as_str().unwrap_or_default();
+    name.rsplit('#').next().unwrap_or_default().to_string()
 }
