@@ -320,24 +320,8 @@ fn read_policy(file: &std::path::Path) -> anyhow::Result<haven_api::access::Poli
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-<<<<<<< HEAD
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&args.log_level)
-                .context("invalid --log-level")?,
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let storage = Storage::open(&args)?;
-=======
     init_logging(&args.log_level)?;
-    let engine = Arc::new(if args.in_memory {
-        RedbEngine::in_memory()?
-    } else {
-        RedbEngine::open_with_cache(&args.data_dir, args.cache_mb * 1024 * 1024)
-            .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?
-    });
->>>>>>> main
+    let storage = Storage::open(&args)?;
     let config = ServiceConfig {
         region: args.region.clone(),
         item_collection_limit: args.item_collection_limit,
