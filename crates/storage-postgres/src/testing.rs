@@ -45,9 +45,21 @@ impl TestPostgres {
 
     /// Starts a server with extra `postgres` options (e.g. `["-c", "max_connections=200"]`).
     pub fn start(options: &[&str]) -> TestPostgres {
+        TestPostgres::start_with(&[], options)
+    }
+
+    /// Starts a streaming replica of `primary` (a primary started with
+    /// `-c synchronous_standby_names=*` waits for it at every commit).
+    pub fn start_standby(primary: &TestPostgres, options: &[&str]) -> TestPostgres {
+        let primary_port = primary.port.to_string();
+        TestPostgres::start_with(&["--standby-of", &primary_port], options)
+    }
+
+    fn start_with(mode: &[&str], options: &[&str]) -> TestPostgres {
+        let options: Vec<&str> = mode.iter().chain(options).copied().collect();
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            match TestPostgres::start_on(free_port(), options) {
+            match TestPostgres::start_on(free_port(), &options) {
                 Ok(server) => return server,
                 Err(failure) => failures.push(failure),
             }
@@ -121,6 +133,51 @@ impl TestPostgres {
         self.stdin.take();
         let _ = self.child.wait();
     }
+
+    /// Kills the server as a crash would: SIGKILL to the postmaster and to each of its processes,
+    /// by PID (read from its `postmaster.pid` and `/proc`).
+    pub fn kill(&self) {
+        let postmaster = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .ok()
+            .and_then(|text| text.lines().next()?.trim().parse::<u32>().ok())
+            .expect("the postmaster's PID");
+        let mut pids = vec![postmaster];
+        pids.extend(children_of(postmaster));
+        for pid in pids {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Promotes a standby to primary (`pg_ctl promote`, as the server's owner) and waits for it.
+    pub fn promote(&self) {
+        let data = self.dir.join("data");
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL installed")
+            .filter_map(|entry| Some(entry.ok()?.path().join("bin/pg_ctl")))
+            .max()
+            .expect("pg_ctl");
+        let mut command = if running_as_root() {
+            let mut command = Command::new("setpriv");
+            command.args([
+                "--reuid=postgres",
+                "--regid=postgres",
+                "--init-groups",
+                "--",
+            ]);
+            command.arg(&bin);
+            command
+        } else {
+            Command::new(&bin)
+        };
+        let status = command
+            .args(["promote", "--wait", "--pgdata"])
+            .arg(&data)
+            .status()
+            .expect("pg_ctl runs");
+        assert!(status.success(), "pg_ctl promote failed");
+    }
 }
 
 /// Runs `future` to completion on a runtime of its own, on a thread of its own, so that it can be
@@ -135,6 +192,32 @@ fn run_blocking(future: impl std::future::Future<Output = ()> + Send + 'static) 
     })
     .join()
     .expect("the statement ran");
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|line| line.starts_with("Uid:") && line.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+/// The PIDs whose parent is `parent` (a postmaster's backends and workers).
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                // The parent is the second field after the command's closing parenthesis.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+                    == Some(parent)
+            })
+        })
+        .collect()
 }
 
 /// A loopback port nothing listens on right now.
