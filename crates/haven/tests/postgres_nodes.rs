@@ -4,6 +4,10 @@
 //!   and a TTL change made on one is what the others describe;
 //! - writes spread over the three while one node is killed (SIGKILL) under load: a client that
 //!   retries on another node when its node fails loses no acknowledged write;
+//! - failover: a primary with a synchronous standby (`synchronous_standby_names = '*'`,
+//!   `synchronous_commit = on`), one node given both hosts with `target_session_attrs=read-write`;
+//!   the primary is killed (SIGKILL to each of its processes) under write load and the standby
+//!   promoted: writes resume without restarting Haven and every acknowledged write is there;
 //! - bad storage configuration (an unreachable server, a wrong password, a database owned by a newer
 //!   Haven) stops `haven serve` at start-up with a clear message, before it listens.
 
@@ -11,9 +15,9 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveSpecification};
@@ -26,6 +30,12 @@ const WRITERS: usize = 6;
 /// Writes acknowledged before the kill, and after it, at least.
 const BEFORE_KILL: usize = 60;
 const AFTER_KILL: usize = 60;
+/// Failover: writers, and writes acknowledged before the kill and after the promotion at least.
+const FAILOVER_WRITERS: usize = 4;
+const FAILOVER_BEFORE: usize = 40;
+const FAILOVER_AFTER: usize = 40;
+/// How long one write may keep failing (the failover) before the test gives up on it.
+const WRITE_PATIENCE: Duration = Duration::from_secs(90);
 
 fn start_nodes(url: &str) -> Vec<HavenServer> {
     (1..=3)
@@ -35,6 +45,31 @@ fn start_nodes(url: &str) -> Vec<HavenServer> {
 
 fn key(pk: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([("pk".to_string(), AttributeValue::S(pk.to_string()))])
+}
+
+/// Puts `{pk, v: value}`.
+async fn put(client: &Client, pk: &str, value: &str) -> bool {
+    client
+        .put_item()
+        .table_name(TABLE)
+        .item("pk", AttributeValue::S(pk.to_string()))
+        .item("v", AttributeValue::S(value.to_string()))
+        .send()
+        .await
+        .is_ok()
+}
+
+/// Every acknowledged write is there, read back in turn through each of `clients`.
+async fn check_ledger(clients: &[&Client], ledger: &HashMap<String, String>) {
+    for (i, (pk, value)) in ledger.iter().enumerate() {
+        let item = get(clients[i % clients.len()], pk).await;
+        let stored = item.as_ref().and_then(|i| i.get("v"));
+        assert_eq!(
+            stored,
+            Some(&AttributeValue::S(value.clone())),
+            "acknowledged {pk}"
+        );
+    }
 }
 
 async fn get(client: &Client, pk: &str) -> Option<HashMap<String, AttributeValue>> {
@@ -116,14 +151,7 @@ async fn writer(
         let (pk, value) = (format!("w{writer}-{n}"), format!("value {n} of {writer}"));
         for attempt in 0..clients.len() * 3 {
             let client = &clients[(n + attempt) % clients.len()];
-            let sent = client
-                .put_item()
-                .table_name(TABLE)
-                .item("pk", AttributeValue::S(pk.clone()))
-                .item("v", AttributeValue::S(value.clone()))
-                .send()
-                .await;
-            if sent.is_ok() {
+            if put(client, &pk, &value).await {
                 ledger.lock().unwrap().insert(pk.clone(), value.clone());
                 acknowledged.fetch_add(1, Ordering::Relaxed);
                 break;
@@ -169,16 +197,7 @@ async fn a_node_killed_under_load_loses_no_acknowledged_write() {
 
     let ledger = ledger.lock().unwrap().clone();
     assert!(ledger.len() >= target);
-    for (i, (pk, value)) in ledger.iter().enumerate() {
-        let survivor = [0, 2][i % 2];
-        let item = get(&clients[survivor], pk).await;
-        let stored = item.as_ref().and_then(|i| i.get("v"));
-        assert_eq!(
-            stored,
-            Some(&AttributeValue::S(value.clone())),
-            "acknowledged {pk}"
-        );
-    }
+    check_ledger(&[&clients[0], &clients[2]], &ledger).await;
     let count = clients[0]
         .scan()
         .table_name(TABLE)
@@ -232,4 +251,85 @@ fn bad_storage_configuration_stops_start_up_with_a_clear_error() {
     server.execute(database, "UPDATE haven_schema SET version = version + 1");
     let stderr = refused(&url);
     assert!(stderr.contains("belongs to a newer Haven"), "{stderr}");
+}
+
+/// Puts `pk` until it is acknowledged (a failure during the failover is retried, as SDKs do).
+async fn put_until_acknowledged(client: &Client, pk: &str, value: &str) {
+    let deadline = Instant::now() + WRITE_PATIENCE;
+    while !put(client, pk, value).await {
+        assert!(Instant::now() < deadline, "{pk} never acknowledged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Writes `f{id}-{n}` keys one after the other, each until acknowledged, until `stop`.
+async fn failover_writer(
+    client: Client,
+    id: usize,
+    ledger: Ledger,
+    count: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let (pk, value) = (format!("f{id}-{n}"), format!("value {n}"));
+        put_until_acknowledged(&client, &pk, &value).await;
+        ledger.lock().unwrap().insert(pk, value);
+        count.fetch_add(1, Ordering::Relaxed);
+        n += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promoting_the_synchronous_standby_loses_no_acknowledged_write() {
+    let primary = TestPostgres::start(&[
+        "-c",
+        "synchronous_standby_names=*",
+        "-c",
+        "synchronous_commit=on",
+    ]);
+    let standby = TestPostgres::start_standby(&primary, &[]);
+    let created = primary.fresh_database();
+    let database = created.rsplit('/').next().unwrap();
+    let url = format!(
+        "postgres://haven:haven@127.0.0.1:{},127.0.0.1:{}/{database}?target_session_attrs=read-write",
+        primary.port, standby.port
+    );
+    let server = HavenServer::start_with(&["--storage", &url]);
+    let client = server.client_without_retries();
+    create_table(&client, TABLE, &[("pk", "S")]).await;
+
+    let (ledger, count) = (Ledger::default(), Arc::new(AtomicUsize::new(0)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = JoinSet::new();
+    for id in 0..FAILOVER_WRITERS {
+        let task = failover_writer(
+            client.clone(),
+            id,
+            ledger.clone(),
+            count.clone(),
+            stop.clone(),
+        );
+        writers.spawn(task);
+    }
+    wait_until("writes before the kill", Duration::from_secs(120), || {
+        count.load(Ordering::Relaxed) >= FAILOVER_BEFORE
+    })
+    .await;
+    primary.kill();
+    let at_kill = count.load(Ordering::Relaxed);
+    standby.promote();
+    wait_until(
+        "writes on the new primary",
+        Duration::from_secs(120),
+        || count.load(Ordering::Relaxed) >= at_kill + FAILOVER_AFTER,
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+
+    let ledger = ledger.lock().unwrap().clone();
+    check_ledger(&[&client], &ledger).await;
 }
