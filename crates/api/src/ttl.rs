@@ -119,12 +119,12 @@ pub(crate) fn spawn(
     stop: Stop,
 ) {
     let mut worker = Worker {
-        engine,
+        engine: engine.clone(),
         catalog,
         collection_limit,
         cursors: HashMap::new(),
     };
-    spawn_periodic("haven-ttl", interval, stop, move || worker.round());
+    spawn_periodic("haven-ttl", engine, interval, stop, move || worker.round());
 }
 
 struct Worker {

@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use haven_api::{Service, ServiceConfig};
-use haven_storage::RedbEngine;
+use haven_storage::{Engine, RedbEngine};
+use haven_storage_postgres::PostgresEngine;
 
 /// mimalloc: a request allocates and frees many small buffers (JSON values, item attributes), and
 /// glibc's allocator spent about a quarter of a GetItem's instructions on them (callgrind, see
@@ -121,8 +122,14 @@ struct ServeArgs {
     #[arg(long, default_value = "./haven-data")]
     data_dir: PathBuf,
     /// Keep everything in memory: nothing is written to disk and nothing survives a restart.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "storage")]
     in_memory: bool,
+    /// Keep the data in PostgreSQL instead of --data-dir: a connection string
+    /// (postgres://user:password@host:port/database; several hosts with
+    /// target_session_attrs=read-write to follow a failover). Any number of Haven nodes can share
+    /// one database (docs/scale-out.md).
+    #[arg(long, value_name = "URL")]
+    storage: Option<String>,
     /// Megabytes of database pages cached in the server's memory (the rest is read through the
     /// operating system's page cache).
     #[arg(long, default_value_t = haven_storage::DEFAULT_CACHE_BYTES / (1024 * 1024))]
@@ -314,12 +321,7 @@ fn read_policy(file: &std::path::Path) -> anyhow::Result<haven_api::access::Poli
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_level)?;
-    let engine = Arc::new(if args.in_memory {
-        RedbEngine::in_memory()?
-    } else {
-        RedbEngine::open_with_cache(&args.data_dir, args.cache_mb * 1024 * 1024)
-            .with_context(|| format!("cannot open data directory {}", args.data_dir.display()))?
-    });
+    let storage = Storage::open(&args)?;
     let config = ServiceConfig {
         region: args.region.clone(),
         item_collection_limit: args.item_collection_limit,
@@ -332,7 +334,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..ServiceConfig::default()
     };
     let security = security(&args)?;
-    let service = Arc::new(Service::new(engine.clone(), config)?);
+    let service = Arc::new(Service::new(storage.engine(), config)?);
     let limits = haven_server::Limits {
         max_in_flight: args
             .max_in_flight
@@ -368,12 +370,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = haven_server::listen(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
-        let storage = if args.in_memory {
-            "in memory".to_string()
-        } else {
-            format!("data in {}", args.data_dir.display())
-        };
-        tracing::info!(%address, storage, "haven is ready");
+        tracing::info!(%address, storage = storage.describe(&args), "haven is ready");
         let scheme = if security.tls.is_some() {
             "https"
         } else {
@@ -391,9 +388,57 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await;
         anyhow::Ok(())
     })?;
-    engine.shutdown();
+    storage.shutdown();
     tracing::info!("haven stopped");
     Ok(())
+}
+
+/// The engine `haven serve` runs on: embedded (on disk or in memory) or PostgreSQL.
+enum Storage {
+    Embedded(Arc<RedbEngine>),
+    Postgres(Arc<PostgresEngine>),
+}
+
+impl Storage {
+    fn open(args: &ServeArgs) -> anyhow::Result<Storage> {
+        Ok(if let Some(url) = &args.storage {
+            Storage::Postgres(Arc::new(
+                PostgresEngine::connect(url).context("cannot use the PostgreSQL storage")?,
+            ))
+        } else if args.in_memory {
+            Storage::Embedded(Arc::new(RedbEngine::in_memory()?))
+        } else {
+            let engine = RedbEngine::open_with_cache(&args.data_dir, args.cache_mb * 1024 * 1024)
+                .with_context(|| {
+                format!("cannot open data directory {}", args.data_dir.display())
+            })?;
+            Storage::Embedded(Arc::new(engine))
+        })
+    }
+
+    fn engine(&self) -> Arc<dyn Engine> {
+        match self {
+            Storage::Embedded(engine) => engine.clone(),
+            Storage::Postgres(engine) => engine.clone(),
+        }
+    }
+
+    /// Where the data is, for the log (never a password).
+    fn describe(&self, args: &ServeArgs) -> String {
+        match self {
+            Storage::Postgres(engine) => format!("PostgreSQL at {}", engine.target()),
+            Storage::Embedded(_) if args.in_memory => "in memory".to_string(),
+            Storage::Embedded(_) => format!("data in {}", args.data_dir.display()),
+        }
+    }
+
+    /// Commits what is queued and stops the engine.
+    fn shutdown(&self) {
+        match self {
+            Storage::Embedded(engine) => engine.shutdown(),
+            Storage::Postgres(engine) => engine.shutdown(),
+        }
+    }
 }
 
 /// Starts the DNS subsystem when `--config` is given; it runs on threads of its own, apart from

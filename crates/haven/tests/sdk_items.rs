@@ -1,13 +1,10 @@
 //! Single-item operations through the AWS SDK for Rust: PutItem, GetItem and DeleteItem with every
 //! attribute type, number canonical form, ReturnValues, ReturnConsumedCapacity, the item size limit,
-//! key validation, durability across a clean restart, and one server per data directory.
+//! key validation, and durability across a clean restart.
 
 mod common;
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
@@ -911,73 +908,6 @@ async fn data_survives_a_clean_restart() {
     put(&client, "second", item(&[("id", b(&[4]))])).await;
     assert!(
         get(&client, "second", item(&[("id", b(&[4]))]))
-            .await
-            .is_some()
-    );
-}
-
-#[tokio::test]
-async fn a_second_server_on_the_same_data_dir_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = HavenServer::start_on_disk(dir.path());
-    let client = first.client();
-    create_table(&client, "solo", &[("id", "S")]).await;
-
-    let mut second = Command::new(env!("CARGO_BIN_EXE_haven"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-level",
-            "warn",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("RUST_BACKTRACE", "0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = second.kill();
-            panic!("the second server is still running on a data dir in use");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    second
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let mut stdout = String::new();
-    second
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
-    assert!(!status.success(), "second server exited with {status}");
-    assert!(
-        !stdout.contains("listening"),
-        "second server claims to listen: {stdout}"
-    );
-    let dir_name = dir.path().display().to_string();
-    assert!(
-        stderr.contains(&dir_name) && stderr.contains("in use"),
-        "stderr does not name {dir_name} as in use: {stderr}"
-    );
-
-    // The first server carries on.
-    put(&client, "solo", item(&[("id", s("still here"))])).await;
-    assert!(
-        get(&client, "solo", item(&[("id", s("still here"))]))
             .await
             .is_some()
     );

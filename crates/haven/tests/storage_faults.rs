@@ -8,6 +8,10 @@
 //!   non-zero exit and a message naming the file; an intact file starts. A byte flipped anywhere
 //!   else either stops start-up the same way or falls in space no commit uses, and then every
 //!   item reads back intact: never garbage.
+//! - A second server on a data directory in use is refused, naming it.
+//!
+//! These are the embedded engine's; the PostgreSQL engine's start-up refusals are in
+//! `postgres_nodes.rs`.
 
 mod common;
 
@@ -170,15 +174,28 @@ fn failed_start(dir: &Path) -> String {
         .output()
         .expect("haven runs");
     let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-    assert!(
-        !output.status.success(),
-        "haven started on a damaged file: {stderr}"
-    );
+    assert!(!output.status.success(), "haven started: {stderr}");
     assert!(
         String::from_utf8_lossy(&output.stdout).is_empty(),
-        "haven listened on a damaged file"
+        "haven listened"
     );
     stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = HavenServer::start_on_disk(dir.path());
+    let client = first.client();
+    create_table(&client, TABLE, &[("pk", "S")]).await;
+    let stderr = failed_start(dir.path());
+    let dir_name = dir.path().display().to_string();
+    assert!(
+        stderr.contains(&dir_name) && stderr.contains("in use"),
+        "stderr does not name {dir_name} as in use: {stderr}"
+    );
+    put(&client, "still here", b'x').await.unwrap();
+    check_items(&client, &[("still here".to_string(), b'x')]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

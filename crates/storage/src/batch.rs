@@ -116,6 +116,13 @@ pub enum CommitError {
 pub struct PendingCommit(pub(crate) oneshot::Receiver<Result<(), CommitError>>);
 
 impl PendingCommit {
+    /// A commit to resolve later through the sender (an engine's committer answers on it;
+    /// dropping it unanswered resolves as [`StorageError::Closed`]).
+    pub fn channel() -> (oneshot::Sender<Result<(), CommitError>>, PendingCommit) {
+        let (sender, receiver) = oneshot::channel();
+        (sender, PendingCommit(receiver))
+    }
+
     /// Waits on the current thread (for code outside an async runtime).
     pub fn wait(self) -> Result<(), CommitError> {
         self.0
@@ -134,7 +141,8 @@ impl Future for PendingCommit {
     }
 }
 
-pub(crate) fn decode_counter(bytes: &[u8]) -> i64 {
+/// A counter's value: 8 bytes big-endian; anything else counts as 0.
+pub fn decode_counter(bytes: &[u8]) -> i64 {
     bytes.try_into().map(i64::from_be_bytes).unwrap_or(0)
 }
 

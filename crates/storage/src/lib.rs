@@ -15,6 +15,8 @@
 //! layout and the measurements behind the choice.
 
 mod batch;
+#[cfg(any(test, feature = "test-support"))]
+pub mod engine_suite;
 pub mod log;
 pub mod model_check;
 mod redb_engine;
@@ -22,7 +24,7 @@ mod sim_disk;
 
 use std::ops::Bound;
 
-pub use batch::{CommitError, PendingCommit, WriteBatch, WriteOp};
+pub use batch::{CommitError, PendingCommit, WriteBatch, WriteOp, decode_counter};
 pub use log::{LogEntry, LogPosition, LogRecord, Origin};
 pub use redb_engine::{DEFAULT_CACHE_BYTES, RedbEngine};
 pub use sim_disk::SimulatedDisk;
@@ -39,11 +41,23 @@ pub enum StorageError {
     /// The checksums found damage; the operator restores the file (docs/operations.md).
     #[error("the data file {file} is corrupted ({detail}); restore it from a backup")]
     Corrupted { file: String, detail: String },
+    /// The storage cannot be used as configured (a server that cannot be reached, refused
+    /// credentials, a database owned by a newer Haven); the message says what to fix.
+    #[error("{0}")]
+    Unusable(String),
 }
 
-/// A consistent read-only view of the whole key space.
+/// A consistent read-only view of the whole key space, as of one moment: no earlier than the call
+/// to [`Engine::snapshot`] (it sees every write acknowledged before), and no later than its first
+/// read (an engine over the network fixes the view with that read, to spare a round trip).
 pub trait Snapshot: Send {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// The values of `keys` (None where absent), in the order asked. Engines that pay a round trip
+    /// per read answer them all at once; callers with many known keys use it.
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+        keys.iter().map(|key| self.get(key)).collect()
+    }
 
     /// Visits the pairs in `range` in ascending (or, if `reverse`, descending) key order until
     /// `visit` returns false.
@@ -88,7 +102,7 @@ pub trait Engine: Send + Sync + 'static {
 pub fn read_counter(snapshot: &dyn Snapshot, key: &[u8]) -> Result<i64, StorageError> {
     Ok(snapshot
         .get(key)?
-        .map(|bytes| batch::decode_counter(&bytes))
+        .map(|bytes| decode_counter(&bytes))
         .unwrap_or(0))
 }
 

@@ -14,6 +14,8 @@
 //! [`crate::Snapshot`]; [`crate::WriteOp::TrimLog`] drops a table's oldest records and remembers
 //! how far the log was trimmed, so that a reader asking for trimmed records can tell.
 
+use std::ops::Bound;
+
 use crate::StorageError;
 
 /// Where a change came from.
@@ -104,6 +106,17 @@ impl LogPosition {
     }
 }
 
+/// The log-state key of the last stamped position (16 bytes, [`LogPosition::to_bytes`]); an
+/// engine keeps its log state apart from the data.
+pub const HEAD_KEY: &[u8] = b"head";
+
+/// The log-state key of how far a table's log was trimmed: `"horizon/" | table id (u64 BE)`.
+pub fn horizon_key(table: u64) -> [u8; 16] {
+    let mut key = *b"horizon/\0\0\0\0\0\0\0\0";
+    key[8..].copy_from_slice(&table.to_be_bytes());
+    key
+}
+
 /// A committed record and its position.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEntry {
@@ -120,6 +133,30 @@ pub fn entry_key(table: u64, position: LogPosition) -> [u8; 24] {
     key
 }
 
+/// The first entry key after every record of `table` (saturating at the last table id).
+pub fn table_end(table: u64) -> [u8; 24] {
+    match table.checked_add(1) {
+        Some(next) => entry_key(next, LogPosition::START),
+        None => [0xFF; 24],
+    }
+}
+
+/// The entry keys of `table`'s records with positions in `range`, for an ordered store.
+pub fn entry_range(
+    table: u64,
+    range: (Bound<LogPosition>, Bound<LogPosition>),
+) -> (Bound<[u8; 24]>, Bound<[u8; 24]>) {
+    let start = match range.0 {
+        Bound::Unbounded => Bound::Included(entry_key(table, LogPosition::START)),
+        bound => bound.map(|position| entry_key(table, position)),
+    };
+    let end = match range.1 {
+        Bound::Unbounded => Bound::Excluded(table_end(table)),
+        bound => bound.map(|position| entry_key(table, position)),
+    };
+    (start, end)
+}
+
 /// Reads an [`entry_key`]: the table and the position.
 pub fn parse_entry_key(key: &[u8]) -> Option<(u64, LogPosition)> {
     let (table, position) = key.split_at_checked(8)?;
@@ -127,6 +164,14 @@ pub fn parse_entry_key(key: &[u8]) -> Option<(u64, LogPosition)> {
         u64::from_be_bytes(table.try_into().ok()?),
         LogPosition::from_bytes(position)?,
     ))
+}
+
+/// Reads a stored entry: its [`entry_key`] and its [`encode_record`] value.
+pub fn decode_entry(key: &[u8], value: &[u8]) -> Result<LogEntry, StorageError> {
+    let (table, position) =
+        parse_entry_key(key).ok_or_else(|| StorageError::Io("damaged change log key".into()))?;
+    let record = decode_record(table, value)?;
+    Ok(LogEntry { position, record })
 }
 
 const HAS_OLD: u8 = 1;

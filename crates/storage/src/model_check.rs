@@ -265,9 +265,7 @@ fn apply(state: &State, ops: &[WriteOp]) -> State {
                 state.remove(key);
             }
             WriteOp::AddCounter(key, delta) => {
-                let current = state
-                    .get(key)
-                    .map_or(0, |v| crate::batch::decode_counter(v));
+                let current = state.get(key).map_or(0, |v| crate::decode_counter(v));
                 match current + delta {
                     0 => state.remove(key),
                     updated => state.insert(key.clone(), updated.to_be_bytes().to_vec()),

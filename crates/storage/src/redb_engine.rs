@@ -21,17 +21,15 @@ use redb::{
 };
 use tokio::sync::oneshot;
 
-use crate::batch::{CommitError, PendingCommit, WriteBatch, WriteOp, decode_counter};
+use crate::batch::{CommitError, PendingCommit, WriteBatch, WriteOp};
 use crate::log::{self, LogEntry, LogPosition, LogRecord};
 use crate::{Engine, Snapshot, StorageError};
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
 /// The change log: `table id | position` (see `log::entry_key`) → the encoded record.
 const LOG: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log");
-/// The log's own state: [`LOG_HEAD`] and, per table, [`horizon_key`].
+/// The log's own state: [`log::HEAD_KEY`] and, per table, [`log::horizon_key`].
 const LOG_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log-state");
-/// `LOG_STATE` key of the last stamped position (16 bytes, `LogPosition::to_bytes`).
-const LOG_HEAD: &[u8] = b"head";
 /// Upper bound on batches folded into one transaction, so that one commit's latency stays bounded.
 const MAX_GROUP: usize = 1024;
 const DATABASE_FILE: &str = "haven.redb";
@@ -199,13 +197,6 @@ impl RedbEngine {
     }
 }
 
-/// `LOG_STATE` key of how far a table's log was trimmed: `"horizon/" | table id (u64 BE)`.
-fn horizon_key(table: u64) -> [u8; 16] {
-    let mut key = *b"horizon/\0\0\0\0\0\0\0\0";
-    key[8..].copy_from_slice(&table.to_be_bytes());
-    key
-}
-
 fn create_data_table(database: &Database) -> Result<(), StorageError> {
     let txn = database.begin_write().map_err(io_error)?;
     for table in [DATA, LOG, LOG_STATE] {
@@ -259,12 +250,12 @@ impl Engine for RedbEngine {
     }
 
     fn commit(&self, batch: WriteBatch) -> PendingCommit {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, pending) = PendingCommit::channel();
         if let Some(sender) = self.sender.lock().unwrap().as_ref() {
             // A send error means the committer is gone; dropping `reply` resolves as Closed.
             let _ = sender.send((batch, reply));
         }
-        PendingCommit(receiver)
+        pending
     }
 }
 
@@ -309,39 +300,25 @@ impl Snapshot for RedbSnapshot {
         reverse: bool,
         visit: &mut dyn FnMut(LogEntry) -> bool,
     ) -> Result<(), StorageError> {
-        let key = |position: LogPosition| log::entry_key(table, position);
-        let start = match range.0 {
-            Bound::Included(p) => Bound::Included(key(p)),
-            Bound::Excluded(p) => Bound::Excluded(key(p)),
-            Bound::Unbounded => Bound::Included(key(LogPosition::START)),
-        };
-        let end = match range.1 {
-            Bound::Included(p) => Bound::Included(key(p)),
-            Bound::Excluded(p) => Bound::Excluded(key(p)),
-            Bound::Unbounded => Bound::Excluded(table_end(table)),
-        };
+        let (start, end) = log::entry_range(table, range);
         let bounds = (start.as_ref().map(|k| &k[..]), end.as_ref().map(|k| &k[..]));
         let log_table = self.txn.open_table(LOG).map_err(io_error)?;
         self::scan(&log_table, bounds, reverse, &mut |key, value| {
-            let Some((entry_table, position)) = log::parse_entry_key(key) else {
-                return Err(io_error("damaged change log key"));
-            };
-            let record = log::decode_record(entry_table, value)?;
-            Ok(visit(LogEntry { position, record }))
+            Ok(visit(log::decode_entry(key, value)?))
         })
     }
 
     fn log_head(&self) -> Result<LogPosition, StorageError> {
-        self.log_state(LOG_HEAD)
+        self.log_state(log::HEAD_KEY)
     }
 
     fn log_horizon(&self, table: u64) -> Result<LogPosition, StorageError> {
-        self.log_state(&horizon_key(table))
+        self.log_state(&log::horizon_key(table))
     }
 
     fn next_log_table(&self, after: Option<u64>) -> Result<Option<u64>, StorageError> {
         let start = match after {
-            Some(table) => table_end(table),
+            Some(table) => log::table_end(table),
             None => [0; 24],
         };
         let log_table = self.txn.open_table(LOG).map_err(io_error)?;
@@ -356,14 +333,6 @@ impl Snapshot for RedbSnapshot {
             },
         )?;
         Ok(found)
-    }
-}
-
-/// The first log key after every record of `table` (saturating at the last table id).
-fn table_end(table: u64) -> [u8; 24] {
-    match table.checked_add(1) {
-        Some(next) => log::entry_key(next, LogPosition::START),
-        None => [0xFF; 24],
     }
 }
 
@@ -470,7 +439,7 @@ impl<'t> LogWriter<'t> {
     fn open(txn: &'t redb::WriteTransaction) -> Result<LogWriter<'t>, StorageError> {
         let log = txn.open_table(LOG).map_err(io_error)?;
         let state = txn.open_table(LOG_STATE).map_err(io_error)?;
-        let head = read_position(&state, LOG_HEAD)?;
+        let head = read_position(&state, log::HEAD_KEY)?;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis() as u64);
@@ -502,7 +471,7 @@ impl<'t> LogWriter<'t> {
         self.log
             .retain_in::<&[u8], _>(&start[..]..&end[..], |_, _| false)
             .map_err(io_error)?;
-        let key = horizon_key(table);
+        let key = log::horizon_key(table);
         let horizon = read_position(&self.state, &key)?.max(before);
         self.state
             .insert(&key[..], &horizon.to_bytes()[..])
@@ -514,7 +483,7 @@ impl<'t> LogWriter<'t> {
     fn finish(mut self) -> Result<(), StorageError> {
         if self.moved {
             self.state
-                .insert(LOG_HEAD, &self.head.to_bytes()[..])
+                .insert(log::HEAD_KEY, &self.head.to_bytes()[..])
                 .map_err(io_error)?;
         }
         Ok(())
@@ -563,7 +532,7 @@ fn apply(
                 let current = table
                     .get(key.as_slice())
                     .map_err(io_error)?
-                    .map(|v| decode_counter(v.value()));
+                    .map(|v| crate::decode_counter(v.value()));
                 let updated = current.unwrap_or(0) + delta;
                 if updated == 0 {
                     table.remove(key.as_slice()).map_err(io_error)?;

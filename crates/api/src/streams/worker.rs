@@ -35,7 +35,7 @@ pub(crate) fn spawn(
     stop: Stop,
 ) {
     let period = (settings.shard_interval / 4).clamp(Duration::from_millis(10), MAX_PERIOD);
-    spawn_periodic("haven-log", period, stop, move || {
+    spawn_periodic("haven-log", engine.clone(), period, stop, move || {
         heartbeat_if_due(&*engine, &catalog)?;
         trim_all(&*engine, &settings.retention)
     });

@@ -1,15 +1,25 @@
 //! Test support: starts a real `haven serve` child process on a free loopback port and builds
 //! clients for it. The child is killed when the handle drops.
+//!
+//! The same tests run on either engine: with `HAVEN_TEST_STORAGE=postgres` every server keeps its
+//! data in PostgreSQL instead (a real server per test process, started by
+//! `haven_storage_postgres::testing`, and a database per Haven server; a server restarted on the
+//! same `--data-dir` finds the same database). `scripts/test.sh` runs the engine-agnostic test
+//! files a second time that way.
 #![allow(dead_code)]
 
 pub mod chaos;
 pub mod dns;
 pub mod streams;
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use haven_storage_postgres::testing::TestPostgres;
 
 /// A running Haven server.
 pub struct HavenServer {
@@ -47,7 +57,7 @@ impl HavenServer {
     pub fn start_on(listen: &str, args: &[&str]) -> HavenServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
             .args(["serve", "--listen", listen, "--log-level", "warn"])
-            .args(args)
+            .args(storage_args(args))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -141,6 +151,43 @@ impl Drop for HavenServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `args` for the engine this test process runs on (`HAVEN_TEST_STORAGE`, see the module docs):
+/// on PostgreSQL, `--in-memory` becomes a fresh database and `--data-dir DIR` gains the database
+/// that belongs to DIR.
+pub fn storage_args(args: &[&str]) -> Vec<String> {
+    let owned = || args.iter().map(|arg| arg.to_string()).collect();
+    match std::env::var("HAVEN_TEST_STORAGE").as_deref() {
+        Err(_) | Ok("embedded") => owned(),
+        Ok("postgres") => postgres_args(args),
+        Ok(other) => panic!("HAVEN_TEST_STORAGE={other}: expected embedded or postgres"),
+    }
+}
+
+fn postgres_args(args: &[&str]) -> Vec<String> {
+    static DATABASES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+    let mut out = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match *arg {
+            "--in-memory" => {
+                out.extend(["--storage".into(), TestPostgres::shared().fresh_database()])
+            }
+            "--data-dir" => {
+                let dir = args.next().expect("--data-dir DIR").to_string();
+                let mut databases = DATABASES.lock().unwrap();
+                let url = databases
+                    .get_or_insert_with(HashMap::new)
+                    .entry(dir.clone())
+                    .or_insert_with(|| TestPostgres::shared().fresh_database())
+                    .clone();
+                out.extend(["--data-dir".into(), dir, "--storage".into(), url]);
+            }
+            other => out.push(other.to_string()),
+        }
+    }
+    out
 }
 
 /// An AWS SDK for Rust DynamoDB client for any endpoint, over plain HTTP.

@@ -1,0 +1,137 @@
+//! The engine suite (`haven_storage::engine_suite`) on a real PostgreSQL, and what only a shared
+//! database has: several engines (nodes) on one database, reconnecting, the schema version, and
+//! the start-up errors.
+
+use std::sync::Arc;
+
+use haven_storage::engine_suite::{TestEngine, put, whole_log};
+use haven_storage::{CommitError, Engine, StorageError, WriteBatch, read_counter};
+use haven_storage_postgres::PostgresEngine;
+use haven_storage_postgres::testing::{TestPostgres, free_port};
+
+fn engines() -> Vec<TestEngine> {
+    let url = TestPostgres::shared().fresh_database();
+    vec![TestEngine {
+        name: "postgres".into(),
+        engine: Arc::new(PostgresEngine::connect(&url).unwrap()),
+        keep: Box::new(()),
+    }]
+}
+
+haven_storage::engine_suite!(engines);
+
+#[test]
+fn data_and_log_survive_reconnecting() {
+    let url = TestPostgres::shared().fresh_database();
+    haven_storage::engine_suite::data_and_log_survive_reopening(&|| {
+        Box::new(PostgresEngine::connect(&url).unwrap())
+    });
+}
+
+/// Two nodes on one database: each sees the other's commits at once, an insert of a key both
+/// expect absent is won by exactly one, counters add up, and the change log's sequence numbers
+/// are one run in commit order across both.
+#[test]
+fn nodes_sharing_a_database_conflict_and_count_as_one_engine() {
+    let url = TestPostgres::shared().fresh_database();
+    let nodes: Vec<Arc<dyn Engine>> = (0..2)
+        .map(|_| Arc::new(PostgresEngine::connect(&url).unwrap()) as Arc<dyn Engine>)
+        .collect();
+    put(&*nodes[0], b"seen", b"by both");
+    assert_eq!(
+        nodes[1].snapshot().unwrap().get(b"seen").unwrap(),
+        Some(b"by both".to_vec())
+    );
+
+    let writers: Vec<_> = (0..8u8)
+        .map(|writer| {
+            let node = nodes[writer as usize % 2].clone();
+            std::thread::spawn(move || {
+                let mut won = 0;
+                for key in 0..40u8 {
+                    let mut batch = WriteBatch::new();
+                    batch
+                        .expect(vec![b'k', key], None)
+                        .put(vec![b'k', key], vec![writer])
+                        .add_counter(b"inserted".to_vec(), 1)
+                        .append_log(haven_storage::LogRecord {
+                            table: 7,
+                            key: vec![key],
+                            old: None,
+                            new: Some(vec![writer]),
+                            origin: haven_storage::Origin::User,
+                        });
+                    match node.commit(batch).wait() {
+                        Ok(()) => won += 1,
+                        Err(CommitError::Conflict) => {}
+                        Err(error) => panic!("{error}"),
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let won: i64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(won, 40, "each key is inserted exactly once");
+    let snapshot = nodes[1].snapshot().unwrap();
+    assert_eq!(read_counter(&*snapshot, b"inserted").unwrap(), 40);
+    drop(snapshot);
+    let log = whole_log(&*nodes[0], 7);
+    assert_eq!(log.len(), 40);
+    for (i, entry) in log.iter().enumerate() {
+        assert_eq!(entry.position.sequence, i as u64 + 1, "one run, no gaps");
+        let stored = nodes[0]
+            .snapshot()
+            .unwrap()
+            .get(&[b'k', entry.record.key[0]]);
+        assert_eq!(stored.unwrap(), entry.record.new, "the log says who won");
+    }
+}
+
+#[test]
+fn a_database_of_a_newer_haven_is_refused_at_start() {
+    let server = TestPostgres::shared();
+    let url = server.fresh_database();
+    drop(PostgresEngine::connect(&url).unwrap());
+    let database = url.rsplit('/').next().unwrap();
+    server.execute(database, "UPDATE haven_schema SET version = version + 1");
+    let error = PostgresEngine::connect(&url).err().expect("refused");
+    assert!(matches!(error, StorageError::Unusable(_)), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("belongs to a newer Haven")
+            && message.contains(&format!("schema version {}", 2))
+            && message.contains("127.0.0.1"),
+        "{message}"
+    );
+}
+
+#[test]
+fn an_unreachable_server_and_wrong_credentials_are_clear_errors() {
+    let server = TestPostgres::shared();
+    let closed = format!("postgres://haven:haven@127.0.0.1:{}/x", free_port());
+    let cases = [
+        (closed, "cannot connect to PostgreSQL at 127.0.0.1:"),
+        (
+            server.url("postgres").replace(":haven@", ":wrong@"),
+            "password authentication failed for user \"haven\"",
+        ),
+        (
+            server.url("no_such_database"),
+            "database \"no_such_database\" does not exist",
+        ),
+        (
+            "postgres://[".to_string(),
+            "invalid PostgreSQL connection string",
+        ),
+    ];
+    for (url, expected) in cases {
+        let error = PostgresEngine::connect(&url).err().expect("refused");
+        let message = error.to_string();
+        assert!(message.contains(expected), "{url}: {message}");
+        assert!(
+            !message.contains("wrong"),
+            "the password is never shown: {message}"
+        );
+    }
+}
