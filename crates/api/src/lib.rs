@@ -133,6 +133,11 @@ impl Service {
         Ok(service)
     }
 
+    /// The region this service answers as (in ARNs, and in the endpoint's `GET /` answer).
+    pub fn region(&self) -> &str {
+        &self.config.region
+    }
+
     /// Starts the workers that run for the service's lifetime: the change log's trimmer and the
     /// TTL worker.
     fn start_workers(&self) {

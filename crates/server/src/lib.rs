@@ -4,7 +4,9 @@
 //! `DynamoDBStreams_20120810.<Operation>` for DynamoDB Streams, on the same port) and a JSON body. The
 //! checks run in the order DynamoDB applies them (method and content type, JSON syntax, target,
 //! authentication header), then the operation runs in [`haven_api::Service`]. Every response carries
-//! `x-amzn-RequestId` and `x-amz-crc32` (the CRC32 of the body, which SDKs verify).
+//! `x-amzn-RequestId` and `x-amz-crc32` (the CRC32 of the body, which SDKs verify). Bodies may be
+//! gzip-compressed both ways (`encoding`). Any other `GET` is answered as DynamoDB's endpoints answer
+//! it (`healthy: dynamodb.<region>.amazonaws.com `), which load balancers and health checks probe.
 //!
 //! Bad requests must cost little. With `--auth` a request is authenticated first, from its head
 //! alone, before its body is read (the whole signature when the client declared its payload's
@@ -19,6 +21,7 @@ mod auth;
 mod body;
 mod budget;
 pub mod credentials;
+mod encoding;
 mod intake;
 mod json;
 mod limits;
@@ -275,8 +278,11 @@ enum Route<'a> {
     Page(&'a StatusPage),
     /// `POST`: a DynamoDB operation.
     Api,
-    /// Any other request: answered `healthy: haven`, as DynamoDB's endpoint answers a GET.
+    /// Any other `GET`: answered `healthy: dynamodb.<region>.amazonaws.com `, as DynamoDB's
+    /// endpoints answer it (load balancers and container health checks probe it).
     Other,
+    /// Any other method: DynamoDB's bare XML 404.
+    NotApi,
 }
 
 impl<'a> Route<'a> {
@@ -287,7 +293,7 @@ impl<'a> Route<'a> {
             Method::GET => pages
                 .find(parts.uri.path())
                 .map_or(Route::Other, Route::Page),
-            _ => Route::Other,
+            _ => Route::NotApi,
         }
     }
 }
@@ -333,6 +339,10 @@ async fn handle(
         Ok(key) => key,
         Err(error) => return exchange.refusal(&error, facts).into(),
     };
+    let bytes = match exchange.decode_body(bytes, &mut charge, facts).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response.into(),
+    };
     match exchange.route {
         Route::Page(page) => exchange.status_page(page, key.as_ref(), facts),
         // The open routes were answered without their body.
@@ -366,7 +376,12 @@ impl Exchange<'_> {
                     self.request_id,
                 ))
             }
-            Route::Other => Some(plain(StatusCode::OK, "healthy: haven", self.request_id)),
+            Route::Other => {
+                let region = self.front.service.region();
+                let body = format!("healthy: dynamodb.{region}.amazonaws.com ");
+                Some(checked(StatusCode::OK, body.into_bytes(), self.request_id))
+            }
+            Route::NotApi => Some(unknown_operation(self.request_id)),
             Route::Page(_) | Route::Api => None,
         }
     }
@@ -415,6 +430,36 @@ impl Exchange<'_> {
         Err(answered_unread(unread, &self.parts.headers, body))
     }
 
+    /// The body as sent, or inflated when it is gzip-compressed (after its signature, which
+    /// covers the bytes sent, was checked): see `encoding`.
+    async fn decode_body(
+        &self,
+        bytes: Bytes,
+        charge: &mut budget::Charge,
+        facts: &mut audit::Facts,
+    ) -> Result<Bytes, Response<Full<Bytes>>> {
+        let request_id = self.request_id;
+        match encoding::RequestCoding::of(&self.parts.headers) {
+            encoding::RequestCoding::Identity => Ok(bytes),
+            encoding::RequestCoding::Gzip => match encoding::inflate(&bytes, charge).await {
+                Ok(inflated) => Ok(inflated),
+                Err(body::Unread::TooLarge) => {
+                    Err(plain(StatusCode::PAYLOAD_TOO_LARGE, "", request_id))
+                }
+                Err(body::Unread::Refused(error)) => Err(error_response(&error, request_id, facts)),
+                Err(body::Unread::Malformed) => {
+                    let message = "The request body is not valid gzip data".to_owned();
+                    let error = DynamoError::Serialization(message);
+                    Err(error_response(&error, request_id, facts))
+                }
+            },
+            encoding::RequestCoding::Unsupported(coding) => {
+                tracing::debug!(coding, "refused a request body in an unsupported coding");
+                Err(plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, "", request_id))
+            }
+        }
+    }
+
     /// A status page; with `--auth` only for a key without a policy (full access): a page is about
     /// the whole server, which a key limited to some tables must not see.
     fn status_page(
@@ -454,17 +499,7 @@ impl Exchange<'_> {
             && content_type != JSON_CONTENT_TYPE
             && content_type != "application/json"
         {
-            // DynamoDB answers a body it cannot read as JSON with this bare XML 404.
-            let mut response = plain(
-                StatusCode::NOT_FOUND,
-                "<UnknownOperationException/>\n",
-                request_id,
-            );
-            let crc = crc32fast::hash(b"<UnknownOperationException/>\n");
-            response
-                .headers_mut()
-                .insert("x-amz-crc32", HeaderValue::from(crc));
-            return response;
+            return unknown_operation(request_id);
         }
         if grant == Some(intake::Grant::Refuse) {
             // Read only to tell the client the server is overloaded (see `intake`).
@@ -614,16 +649,27 @@ fn error_response_with(
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = checked(status, body, request_id);
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static(JSON_CONTENT_TYPE));
+    response
+}
+
+/// DynamoDB's answer to a request that is not a JSON `POST`: a bare XML 404.
+fn unknown_operation(request_id: &str) -> Response<Full<Bytes>> {
+    let body = b"<UnknownOperationException/>\n".to_vec();
+    checked(StatusCode::NOT_FOUND, body, request_id)
+}
+
+/// A response with its body's `x-amz-crc32`, which the SDKs verify.
+fn checked(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response<Full<Bytes>> {
     let crc = crc32fast::hash(&body);
-    let mut response = Response::new(Full::new(Bytes::from(body)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert("content-type", HeaderValue::from_static(JSON_CONTENT_TYPE));
-    headers.insert("x-amz-crc32", HeaderValue::from(crc));
-    headers.insert(
-        "x-amzn-requestid",
-        HeaderValue::from_str(request_id).expect("uuid is ASCII"),
-    );
+    let mut response = plain(status, "", request_id);
+    *response.body_mut() = Full::new(Bytes::from(body));
+    response
+        .headers_mut()
+        .insert("x-amz-crc32", HeaderValue::from(crc));
     response
 }
 
@@ -635,6 +681,29 @@ fn plain(status: StatusCode, body: &'static str, request_id: &str) -> Response<F
         HeaderValue::from_str(request_id).expect("uuid is ASCII"),
     );
     response
+}
+
+/// `response` gzip-compressed when it is long enough to gain from it (see `encoding`), with its
+/// `x-amz-crc32` over the compressed bytes, as DynamoDB computes it.
+async fn compressed(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    use http_body_util::BodyExt;
+    let (mut parts, body) = response.into_parts();
+    let Ok(body) = body.collect().await.map(|collected| collected.to_bytes());
+    parts.headers.insert(
+        hyper::header::VARY,
+        HeaderValue::from_static("accept-encoding"),
+    );
+    if body.len() < encoding::COMPRESS_AT_LEAST {
+        return Response::from_parts(parts, Full::new(body));
+    }
+    let gzipped = encoding::deflate(&body);
+    let headers = &mut parts.headers;
+    headers.insert(
+        hyper::header::CONTENT_ENCODING,
+        HeaderValue::from_static("gzip"),
+    );
+    headers.insert("x-amz-crc32", HeaderValue::from(crc32fast::hash(&gzipped)));
+    Response::from_parts(parts, Full::new(Bytes::from(gzipped)))
 }
 
 /// What every request of one server shares.
@@ -673,7 +742,11 @@ async fn handle_audited(
         record_tables: recorded.is_some(),
         ..audit::Facts::default()
     };
-    let answer = handle(&front, grant, request, &mut facts).await;
+    let gzip = encoding::accepts_gzip(request.headers());
+    let mut answer = handle(&front, grant, request, &mut facts).await;
+    if gzip {
+        answer.response = compressed(answer.response).await;
+    }
     if let Some(log) = recorded {
         let response = &answer.response;
         let status = response.status();
