@@ -180,7 +180,10 @@ fn entry_write_units(old: Option<&(Vec<u8>, Item)>, new: Option<&(Vec<u8>, Item)
 }
 
 /// Capacity spent on secondary indexes by a write: (kind, index name, units).
-pub(crate) type IndexUnits = Vec<(crate::catalog::IndexKind, String, f64)>;
+pub(crate) type IndexUnits = Vec<IndexUse>;
+
+/// The units one index consumed: its kind, its name, the units.
+pub(crate) type IndexUse = (crate::catalog::IndexKind, String, f64);
 
 /// DynamoDB's checks of index key attributes on an item about to be written: the declared type,
 /// and no empty strings or binaries.
