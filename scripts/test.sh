@@ -46,7 +46,7 @@ cargo test --workspace --no-fail-fast -- --test-threads=2 || failed=1
 # long soak and differential runs.
 postgres_tests=(sdk_basics sdk_control_plane sdk_expressions sdk_indexes sdk_item_collections
   sdk_items sdk_partiql sdk_query_scan sdk_streams sdk_tables sdk_transactions ttl_expiry
-  stream_consumer linearizability contention catalog_wedge crash)
+  stream_consumer linearizability contention catalog_wedge crash metrics)
 HAVEN_TEST_STORAGE=postgres cargo test -p haven --no-fail-fast \
   "${postgres_tests[@]/#/--test=}" -- --test-threads=2 || failed=1
 python3 tests/smoke/cli_smoke.py || failed=1

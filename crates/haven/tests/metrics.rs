@@ -198,6 +198,56 @@ async fn a_known_workload_moves_requests_errors_latency_and_capacity_by_its_amou
     assert_eq!(after.value("haven_in_flight_requests"), 0.0);
     assert_eq!(after.value("haven_queued_requests"), 0.0);
     assert!(after.value("haven_open_connections") >= 1.0);
+
+    // `haven status` sums the same metrics for a terminal.
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args(["status", "--endpoint", &server.endpoint()])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let text = String::from_utf8(status.stdout).unwrap();
+    assert!(text.contains(": serving\n"), "{text}");
+    assert!(
+        text.contains("ResourceNotFoundException 2, ValidationException 1"),
+        "{text}"
+    );
+    assert!(text.contains("  Paints: 3 items"), "{text}");
+    assert!(text.contains("  Plain: 4 items"), "{text}");
+
+    // A deleted table's series go at the next scrape (table names come from clients).
+    client
+        .delete_table()
+        .table_name("Plain")
+        .send()
+        .await
+        .unwrap();
+    let gone = Scrape::of(&server);
+    assert!(
+        gone.0
+            .keys()
+            .all(|series| !series.contains(r#"table="Plain""#))
+    );
+    assert_eq!(
+        gone.value(&capacity("write", "Paints", "ByColor")),
+        index_writes
+    );
+}
+
+#[test]
+fn haven_status_says_when_no_server_answers() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args(["status", "--endpoint", &endpoint])
+        .output()
+        .unwrap();
+    assert!(!status.status.success());
+    let error = String::from_utf8(status.stderr).unwrap();
+    assert!(
+        error.contains(&format!("no Haven answers at {endpoint}")),
+        "{error}"
+    );
 }
 
 #[test]

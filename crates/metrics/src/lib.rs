@@ -101,6 +101,9 @@ struct Metrics {
     stream_records: Family<TableLabels, Counter>,
     table_bytes: Family<TableLabels, Gauge>,
     tables: std::sync::Mutex<Option<TableSampler>>,
+    /// Every (table, index) some per-table series names, so that a scrape can drop the series of
+    /// tables deleted since: table names come from clients, and their series must not pile up.
+    named: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -125,6 +128,7 @@ impl Metrics {
             stream_records: Family::default(),
             table_bytes: Family::default(),
             tables: std::sync::Mutex::new(None),
+            named: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         };
         metrics.registered()
     }
@@ -240,6 +244,9 @@ pub fn consumed(capacity: Capacity, table: &str, index: Option<&str>, units: f64
         table: table.to_owned(),
         index: index.unwrap_or_default().to_owned(),
     };
+    if family.get(&labels).is_none() {
+        metrics.name(table, index.unwrap_or_default());
+    }
     family.get_or_create(&labels).inc_by(units);
 }
 
@@ -256,21 +263,54 @@ pub fn commit(batches: usize, seconds: f64, failed: bool) {
 
 /// The TTL worker deleted one expired item of `table`.
 pub fn ttl_deletion(table: &str) {
-    let labels = TableLabels {
-        table: table.to_owned(),
-    };
-    METRICS.ttl_deletions.get_or_create(&labels).inc();
+    METRICS.table_counter(&METRICS.ttl_deletions, table).inc();
 }
 
 /// GetRecords returned `records` records of `table`'s stream.
 pub fn stream_records(table: &str, records: usize) {
-    let labels = TableLabels {
-        table: table.to_owned(),
-    };
-    METRICS
-        .stream_records
-        .get_or_create(&labels)
-        .inc_by(records as u64);
+    let counter = METRICS.table_counter(&METRICS.stream_records, table);
+    counter.inc_by(records as u64);
+}
+
+impl Metrics {
+    /// Notes that series name `table` (and `index`), for [`Metrics::forget_deleted`].
+    fn name(&self, table: &str, index: &str) {
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        named.insert((table.to_owned(), index.to_owned()));
+    }
+
+    /// `table`'s counter in `family`, created (and named) if new.
+    fn table_counter(&self, family: &Family<TableLabels, Counter>, table: &str) -> Counter {
+        let labels = TableLabels {
+            table: table.to_owned(),
+        };
+        if family.get(&labels).is_none() {
+            self.name(table, "");
+        }
+        family.get_or_create_owned(&labels)
+    }
+
+    /// Drops every per-table series of the tables not in `live`.
+    fn forget_deleted(&self, live: &std::collections::BTreeSet<String>) {
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        named.retain(|(table, index)| {
+            if live.contains(table) {
+                return true;
+            }
+            let labels = CapacityLabels {
+                table: table.clone(),
+                index: index.clone(),
+            };
+            self.read_units.remove(&labels);
+            self.write_units.remove(&labels);
+            let labels = TableLabels {
+                table: table.clone(),
+            };
+            self.ttl_deletions.remove(&labels);
+            self.stream_records.remove(&labels);
+            false
+        });
+    }
 }
 
 /// Installs what reads every table's figures at each scrape (replacing any earlier one).
@@ -286,7 +326,9 @@ fn sample_tables(metrics: &Metrics) {
     };
     metrics.table_items.clear();
     metrics.table_bytes.clear();
-    for sample in sampler() {
+    let samples = sampler();
+    metrics.forget_deleted(&samples.iter().map(|s| s.table.clone()).collect());
+    for sample in samples {
         let labels = TableLabels {
             table: sample.table,
         };
@@ -362,6 +404,8 @@ mod tests {
         request("GetItem", "ok", 0.000_2, (10, 20));
         request("PutItem", "ThrottlingException", 0.05, (30, 40));
         consumed(Capacity::Read, "Music", Some("ByArtist"), 0.5);
+        consumed(Capacity::Write, "Gone", None, 1.0);
+        ttl_deletion("Gone");
         let held = Level::Queued.hold();
         let text = render();
         assert!(text.contains(r#"haven_requests_total{operation="GetItem",outcome="ok"} 1"#));
@@ -392,6 +436,8 @@ mod tests {
         );
         assert!(text.contains(r#"haven_table_items{table="Music"} 7"#));
         assert!(text.contains(r#"haven_table_size_bytes{table="Music"} 700"#));
+        // Music is the only table left: the others' series go.
+        assert!(!text.contains(r#"table="Gone""#), "{text}");
         drop(held);
         assert!(render().contains("haven_queued_requests 0"));
         assert!(text.ends_with("# EOF\n"));
