@@ -365,7 +365,7 @@ fn backfill_step(
     let Some((last_key, _)) = chunk.last() else {
         return Ok(Step::Backfilled);
     };
-    let last_key = last_key.clone();
+    let (last_key, scanned) = (last_key.clone(), chunk.len());
     let mut batch = WriteBatch::new();
     batch.expect(meta.schema_version_key(), meta.schema_version_expectation());
     let mut entries = Vec::new();
@@ -398,7 +398,10 @@ fn backfill_step(
         .add_counter(meta.index_size_key(index), size);
     drop(snapshot);
     match engine.commit(batch).wait() {
-        Ok(()) => Ok(Step::Continue(Some(last_key))),
+        Ok(()) => {
+            haven_metrics::backfilled(&meta.name, &index.name, scanned);
+            Ok(Step::Continue(Some(last_key)))
+        }
         Err(CommitError::Conflict) => Ok(Step::Retry),
         Err(CommitError::Storage(error)) => Err(error),
     }

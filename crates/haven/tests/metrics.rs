@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, GlobalSecondaryIndex, Projection, ProjectionType, ReturnConsumedCapacity,
+    AttributeValue, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, Projection, ProjectionType, ReturnConsumedCapacity,
 };
 use common::{HavenServer, HeldRequest, create_table, raw_request_head};
 
@@ -213,6 +214,32 @@ async fn a_known_workload_moves_requests_errors_latency_and_capacity_by_its_amou
     );
     assert!(text.contains("  Paints: 3 items"), "{text}");
     assert!(text.contains("  Plain: 4 items"), "{text}");
+
+    // A global index added later is backfilled from the table's four items.
+    let (schema, definitions) = common::table_keys(&[("pk", "S")]);
+    let keys_only = Projection::builder()
+        .projection_type(ProjectionType::KeysOnly)
+        .build();
+    let create = CreateGlobalSecondaryIndexAction::builder()
+        .index_name("ByPk")
+        .set_key_schema(Some(schema))
+        .projection(keys_only)
+        .build()
+        .unwrap();
+    let update = GlobalSecondaryIndexUpdate::builder().create(create).build();
+    let add_index = client
+        .update_table()
+        .table_name("Plain")
+        .set_attribute_definitions(Some(definitions))
+        .global_secondary_index_updates(update);
+    add_index.send().await.unwrap();
+    let backfilled = r#"haven_index_backfilled_items_total{table="Plain",index="ByPk"}"#;
+    common::wait_until(
+        "the new index is backfilled",
+        Duration::from_secs(30),
+        || Scrape::of(&server).value(backfilled) == 4.0,
+    )
+    .await;
 
     // A deleted table's series go at the next scrape (table names come from clients).
     client

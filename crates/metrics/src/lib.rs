@@ -39,9 +39,9 @@ struct OperationLabels {
     operation: &'static str,
 }
 
-/// A table, and the index of the table the units were spent on (empty for the table itself).
+/// A table, and one of its indexes (empty for the table itself).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CapacityLabels {
+struct IndexLabels {
     table: String,
     index: String,
 }
@@ -88,8 +88,8 @@ struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<OperationLabels, Histogram, fn() -> Histogram>,
     throttled: Family<OperationLabels, Counter>,
-    read_units: Family<CapacityLabels, UnitCounter>,
-    write_units: Family<CapacityLabels, UnitCounter>,
+    read_units: Family<IndexLabels, UnitCounter>,
+    write_units: Family<IndexLabels, UnitCounter>,
     request_bytes: Counter,
     response_bytes: Counter,
     levels: [Gauge; Level::COUNT],
@@ -98,6 +98,7 @@ struct Metrics {
     commit_failures: Counter,
     table_items: Family<TableLabels, Gauge>,
     ttl_deletions: Family<TableLabels, Counter>,
+    backfilled: Family<IndexLabels, Counter>,
     stream_records: Family<TableLabels, Counter>,
     table_bytes: Family<TableLabels, Gauge>,
     tables: std::sync::Mutex<Option<TableSampler>>,
@@ -125,6 +126,7 @@ impl Metrics {
             commit_failures: Counter::default(),
             table_items: Family::default(),
             ttl_deletions: Family::default(),
+            backfilled: Family::default(),
             stream_records: Family::default(),
             table_bytes: Family::default(),
             tables: std::sync::Mutex::new(None),
@@ -201,6 +203,12 @@ impl Metrics {
             self.ttl_deletions.clone(),
         );
         r.register(
+            "haven_index_backfilled_items",
+            "Items a new global index's backfill has copied, by table and index (its progress: \
+             against haven_table_items)",
+            self.backfilled.clone(),
+        );
+        r.register(
             "haven_stream_records_served",
             "DynamoDB Streams records returned by GetRecords, by table",
             self.stream_records.clone(),
@@ -240,14 +248,8 @@ pub fn consumed(capacity: Capacity, table: &str, index: Option<&str>, units: f64
         Capacity::Read => &metrics.read_units,
         Capacity::Write => &metrics.write_units,
     };
-    let labels = CapacityLabels {
-        table: table.to_owned(),
-        index: index.unwrap_or_default().to_owned(),
-    };
-    if family.get(&labels).is_none() {
-        metrics.name(table, index.unwrap_or_default());
-    }
-    family.get_or_create(&labels).inc_by(units);
+    let index = index.unwrap_or_default();
+    metrics.index_series(family, table, index).inc_by(units);
 }
 
 /// One storage commit of `batches` write batches that took `seconds`, sync included; `failed`
@@ -264,6 +266,12 @@ pub fn commit(batches: usize, seconds: f64, failed: bool) {
 /// The TTL worker deleted one expired item of `table`.
 pub fn ttl_deletion(table: &str) {
     METRICS.table_counter(&METRICS.ttl_deletions, table).inc();
+}
+
+/// The backfill of `table`'s new index `index` copied `items` more items.
+pub fn backfilled(table: &str, index: &str, items: usize) {
+    let counter = METRICS.index_series(&METRICS.backfilled, table, index);
+    counter.inc_by(items as u64);
 }
 
 /// GetRecords returned `records` records of `table`'s stream.
@@ -284,10 +292,34 @@ impl Metrics {
         let labels = TableLabels {
             table: table.to_owned(),
         };
-        if family.get(&labels).is_none() {
-            self.name(table, "");
+        self.series(family, &labels, table, "")
+    }
+
+    /// The series of `table`'s `index` ("" for the table) in `family`, created (and named) if new.
+    fn index_series<M: Clone + Default>(
+        &self,
+        family: &Family<IndexLabels, M>,
+        table: &str,
+        index: &str,
+    ) -> M {
+        let labels = IndexLabels {
+            table: table.to_owned(),
+            index: index.to_owned(),
+        };
+        self.series(family, &labels, table, index)
+    }
+
+    /// The series of `labels` in `family`; a new one is named after `table` and `index` so that
+    /// [`Metrics::forget_deleted`] finds it.
+    fn series<S, M>(&self, family: &Family<S, M>, labels: &S, table: &str, index: &str) -> M
+    where
+        S: Clone + std::hash::Hash + Eq,
+        M: Clone + Default,
+    {
+        if family.get(labels).is_none() {
+            self.name(table, index);
         }
-        family.get_or_create_owned(&labels)
+        family.get_or_create_owned(labels)
     }
 
     /// Drops every per-table series of the tables not in `live`.
@@ -297,12 +329,13 @@ impl Metrics {
             if live.contains(table) {
                 return true;
             }
-            let labels = CapacityLabels {
+            let labels = IndexLabels {
                 table: table.clone(),
                 index: index.clone(),
             };
             self.read_units.remove(&labels);
             self.write_units.remove(&labels);
+            self.backfilled.remove(&labels);
             let labels = TableLabels {
                 table: table.clone(),
             };

@@ -444,6 +444,8 @@ function tableMetrics(samples, table) {
       (v) => `${v} read units`),
     rows(sums(samples, "haven_consumed_write_capacity_units_total", "index", match),
       (v) => `${v} write units`),
+    rows(sums(samples, "haven_index_backfilled_items_total", "index", match),
+      (v) => `${v} items backfilled`),
     el("tr", {}, el("td", {}, "TTL deletions"),
       el("td", {}, String(sum(samples, "haven_ttl_deleted_items_total", match)))),
     el("tr", {}, el("td", {}, "Stream records served"),
