@@ -12,7 +12,9 @@
 //! and a JSON parse; the body is checked against the signature as soon as it has arrived, before
 //! it is parsed. Every body and every parsed body is charged to a server-wide memory budget
 //! (`budget`) before it is allocated. Status pages (`/dns/status`) are behind authentication too;
-//! `/health` stays open for health checks.
+//! `/health` stays open for health checks, and so do `/metrics` (Prometheus scrapers cannot sign;
+//! `haven-metrics`) and the web console's static files (`console`: the console signs its own API
+//! calls with the key its user gives it), each unless turned off (`Exposed`).
 
 pub mod audit;
 mod auth;
@@ -691,8 +693,8 @@ fn metrics_response(request_id: &str) -> Response<Full<Bytes>> {
     response
 }
 
-/// [`handle`], then the request's audit record when there is an audit log. Health checks and
-/// status pages (GET) are not recorded.
+/// [`handle`], then the request's metrics and its audit record when there is an audit log.
+/// Health checks, status pages, metrics and the console (GET) are neither counted nor recorded.
 async fn handle_audited(
     front: Arc<Front>,
     grant: Option<intake::Grant>,
