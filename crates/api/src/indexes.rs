@@ -180,7 +180,10 @@ fn entry_write_units(old: Option<&(Vec<u8>, Item)>, new: Option<&(Vec<u8>, Item)
 }
 
 /// Capacity spent on secondary indexes by a write: (kind, index name, units).
-pub(crate) type IndexUnits = Vec<(crate::catalog::IndexKind, String, f64)>;
+pub(crate) type IndexUnits = Vec<IndexUse>;
+
+/// The units one index consumed: its kind, its name, the units.
+pub(crate) type IndexUse = (crate::catalog::IndexKind, String, f64);
 
 /// DynamoDB's checks of index key attributes on an item about to be written: the declared type,
 /// and no empty strings or binaries.
@@ -362,7 +365,7 @@ fn backfill_step(
     let Some((last_key, _)) = chunk.last() else {
         return Ok(Step::Backfilled);
     };
-    let last_key = last_key.clone();
+    let (last_key, scanned) = (last_key.clone(), chunk.len());
     let mut batch = WriteBatch::new();
     batch.expect(meta.schema_version_key(), meta.schema_version_expectation());
     let mut entries = Vec::new();
@@ -395,7 +398,10 @@ fn backfill_step(
         .add_counter(meta.index_size_key(index), size);
     drop(snapshot);
     match engine.commit(batch).wait() {
-        Ok(()) => Ok(Step::Continue(Some(last_key))),
+        Ok(()) => {
+            haven_metrics::backfilled(&meta.name, &index.name, scanned);
+            Ok(Step::Continue(Some(last_key)))
+        }
         Err(CommitError::Conflict) => Ok(Step::Retry),
         Err(CommitError::Storage(error)) => Err(error),
     }

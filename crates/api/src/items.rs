@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use crate::Service;
 use crate::catalog::TableMeta;
 use crate::error::{DynamoError, Violations};
+use crate::indexes::IndexUse;
 use crate::retry::Retries;
 
 const MAX_PARTITION_KEY_BYTES: usize = 2048;
@@ -326,6 +327,8 @@ pub(crate) fn collection_metrics(collection: &(Item, i64)) -> Value {
     })
 }
 
+pub(crate) use haven_metrics::Capacity;
+
 /// ReturnConsumedCapacity: NONE (default), TOTAL or INDEXES.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CapacityReport {
@@ -349,19 +352,42 @@ impl CapacityReport {
         }
     }
 
-    /// The ConsumedCapacity structure for `units` spent on `table`, or None when not asked for.
-    pub fn render(self, table: &str, units: f64) -> Option<Value> {
-        self.render_with_indexes(table, units, &[])
+    /// The ConsumedCapacity structure for `units` of `kind` spent on `table`, or None when not
+    /// asked for.
+    pub fn render(self, kind: Capacity, table: &str, units: f64) -> Option<Value> {
+        self.render_with_indexes(kind, table, units, &[])
+    }
+
+    /// The ConsumedCapacity list of a request that touched several tables (batches,
+    /// transactions): an entry per table, or None when not asked for.
+    pub fn render_tables<'a>(
+        self,
+        kind: Capacity,
+        tables: impl IntoIterator<Item = (&'a str, f64, &'a [IndexUse])>,
+    ) -> Option<Value> {
+        let entries: Vec<Value> = tables
+            .into_iter()
+            .filter_map(|(table, units, indexes)| {
+                self.render_with_indexes(kind, table, units, indexes)
+            })
+            .collect();
+        (self != CapacityReport::None).then_some(Value::Array(entries))
     }
 
     /// ConsumedCapacity for `table_units` on the table plus what each index spent: TOTAL adds them
-    /// up, INDEXES also lists them (GlobalSecondaryIndexes / LocalSecondaryIndexes).
+    /// up, INDEXES also lists them (GlobalSecondaryIndexes / LocalSecondaryIndexes). Every
+    /// consumption passes here, asked for or not, so this is where the metrics count it.
     pub fn render_with_indexes(
         self,
+        kind: Capacity,
         table: &str,
         table_units: f64,
-        index_units: &[(crate::catalog::IndexKind, String, f64)],
+        index_units: &[IndexUse],
     ) -> Option<Value> {
+        haven_metrics::consumed(kind, table, None, table_units);
+        for (_, index, units) in index_units {
+            haven_metrics::consumed(kind, table, Some(index), *units);
+        }
         let total = table_units + index_units.iter().map(|(_, _, u)| u).sum::<f64>();
         match self {
             CapacityReport::None => None,

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use haven_storage::{Engine, StorageError};
 
-pub use catalog::{Catalog, TableMeta};
+pub use catalog::{Catalog, TableMeta, TableStats};
 pub use error::{CancellationReason, DynamoError};
 pub use ops::Operation;
 pub use reply::Reply;
@@ -165,6 +165,19 @@ impl Service {
         self.call_with(operation, request, &RequestContext::default())
             .await
             .map(Reply::into_value)
+    }
+
+    /// Every table's item count and size, read from one snapshot (DescribeTable's figures), for
+    /// the metrics. Costs a lookup per table.
+    pub fn table_stats(&self) -> Result<Vec<(String, TableStats)>, StorageError> {
+        let snapshot = self.engine.snapshot()?;
+        let mut stats = Vec::new();
+        for name in self.catalog.names() {
+            if let Some(meta) = self.catalog.get(&name)? {
+                stats.push((name, Catalog::stats(&*snapshot, &meta)?));
+            }
+        }
+        Ok(stats)
     }
 
     /// [`Service::call`] with what the HTTP layer knows about the request.

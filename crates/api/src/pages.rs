@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::{IndexKind, IndexMeta, TableMeta};
 use crate::error::{DynamoError, Violations};
-use crate::items::{CapacityReport, read_item, read_units};
+use crate::items::{Capacity, CapacityReport, read_item, read_units};
 use crate::reply::{Member, Reply};
 
 /// DynamoDB stops a Query or Scan page once this much data has been read.
@@ -259,21 +259,17 @@ impl<'m> ReadTarget<'m> {
 
     /// ConsumedCapacity for a page: the index's units and the table's (items fetched from it).
     pub fn capacity(&self, report: CapacityReport, page: &Page, consistent: bool) -> Option<Value> {
-        let table_units = page.fetched_units;
+        let units = page_units(page.bytes_read, consistent);
         let Some(index) = self.index else {
-            return report.render(&self.meta.name, page_units(page.bytes_read, consistent));
+            return report.render(Capacity::Read, &self.meta.name, units);
         };
-        let index_units = page_units(page.bytes_read, consistent);
-        let mut capacity = report.render(&self.meta.name, table_units + index_units)?;
-        if report == CapacityReport::Indexes {
-            let field = match index.kind {
-                IndexKind::Local => "LocalSecondaryIndexes",
-                IndexKind::Global => "GlobalSecondaryIndexes",
-            };
-            capacity["Table"] = json!({ "CapacityUnits": table_units });
-            capacity[field] = json!({ &index.name: { "CapacityUnits": index_units } });
-        }
-        Some(capacity)
+        let index_units = [(index.kind, index.name.clone(), units)];
+        report.render_with_indexes(
+            Capacity::Read,
+            &self.meta.name,
+            page.fetched_units,
+            &index_units,
+        )
     }
 }
 

@@ -247,8 +247,9 @@ impl Worker {
             .as_ref()
             .is_some_and(|(_, item)| expiry_of(ttl, item) == Some(expiry));
         let mut batch = WriteBatch::new();
+        let deletes_item = matches && expiry + MAX_AGE_SECONDS >= now;
         match current {
-            Some(current) if matches && expiry + MAX_AGE_SECONDS >= now => {
+            Some(current) if deletes_item => {
                 let key = meta.keys().project_key(&current.1);
                 let staged = crate::items::stage_item_write(
                     &*snapshot,
@@ -275,7 +276,10 @@ impl Worker {
             }
         }
         drop(snapshot);
-        commit(&*self.engine, batch).map(|_| ())
+        if commit(&*self.engine, batch)? && deletes_item {
+            haven_metrics::ttl_deletion(&meta.name);
+        }
+        Ok(())
     }
 }
 

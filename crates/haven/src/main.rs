@@ -1,6 +1,8 @@
 //! The `haven` binary: parses the command line and wires storage, service and server together
-//! (`serve`), manages access keys (`keys`), or runs the guard resolver (`resolve`, in
-//! `haven-resolve`).
+//! (`serve`), manages access keys (`keys`), runs the guard resolver (`resolve`, in
+//! `haven-resolve`), or summarises a running server (`status`).
+
+mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +41,16 @@ enum Command {
     /// Run a local caching DNS resolver that keeps the last good addresses of critical names
     /// (see docs/resolve.md).
     Resolve(ResolveArgs),
+    /// Summarise a running server: serving or not, requests and errors, load, tables, storage
+    /// (from its /health and /metrics; see docs/metrics.md).
+    Status(StatusArgs),
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// The server's endpoint (plain HTTP).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    endpoint: String,
 }
 
 #[derive(clap::Args)]
@@ -201,6 +213,13 @@ struct ServeArgs {
     /// about this long of expiring (DynamoDB takes up to a few days).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     ttl_interval_ms: u64,
+    /// Do not serve Prometheus metrics at GET /metrics (served to anyone, like /health: they
+    /// name tables; docs/metrics.md).
+    #[arg(long)]
+    no_metrics: bool,
+    /// Do not serve the web console at /console (docs/console.md).
+    #[arg(long)]
+    no_console: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -209,6 +228,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args),
         Command::Keys(args) => keys(args),
         Command::Resolve(args) => resolve(args),
+        Command::Status(args) => status::run(&args.endpoint),
     }
 }
 
@@ -335,6 +355,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let security = security(&args)?;
     let service = Arc::new(Service::new(storage.engine(), config)?);
+    let tables = Arc::downgrade(&service);
+    haven_metrics::sample_tables_with(Box::new(move || table_samples(&tables)));
     let limits = haven_server::Limits {
         max_in_flight: args
             .max_in_flight
@@ -511,7 +533,37 @@ fn security(args: &ServeArgs) -> anyhow::Result<haven_server::Security> {
         }
         None => None,
     };
-    Ok(haven_server::Security { auth, tls, audit })
+    let exposed = haven_server::Exposed {
+        metrics: !args.no_metrics,
+        console: !args.no_console,
+    };
+    Ok(haven_server::Security {
+        auth,
+        tls,
+        audit,
+        exposed,
+    })
+}
+
+/// Every table's item count and size for a scrape of `/metrics` (none once the service is gone).
+fn table_samples(service: &std::sync::Weak<Service>) -> Vec<haven_metrics::TableSample> {
+    let Some(service) = service.upgrade() else {
+        return Vec::new();
+    };
+    match service.table_stats() {
+        Ok(stats) => stats
+            .into_iter()
+            .map(|(table, stats)| haven_metrics::TableSample {
+                table,
+                items: stats.item_count,
+                bytes: stats.size_bytes,
+            })
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the tables' figures for /metrics");
+            Vec::new()
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

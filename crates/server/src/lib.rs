@@ -14,12 +14,15 @@
 //! and a JSON parse; the body is checked against the signature as soon as it has arrived, before
 //! it is parsed. Every body and every parsed body is charged to a server-wide memory budget
 //! (`budget`) before it is allocated. Status pages (`/dns/status`) are behind authentication too;
-//! `/health` stays open for health checks.
+//! `/health` stays open for health checks, and so do `/metrics` (Prometheus scrapers cannot sign;
+//! `haven-metrics`) and the web console's static files (`console`: the console signs its own API
+//! calls with the key its user gives it), each unless turned off (`Exposed`).
 
 pub mod audit;
 mod auth;
 mod body;
 mod budget;
+mod console;
 pub mod credentials;
 mod encoding;
 mod intake;
@@ -164,6 +167,7 @@ pub async fn run_with_status_pages(
                             _ => return,
                         },
                     };
+                    let _open = haven_metrics::Level::Connections.hold();
                     let activity = limits::Activity::new();
                     let stream = intake::GatedStream::new(stream, ticket.clone(), activity.clone(), limits.header_read_timeout);
                     let Some(stream) = tls::handshake(front.security.tls.as_deref(), stream, limits.header_read_timeout).await else {
@@ -274,6 +278,10 @@ impl From<Response<Full<Bytes>>> for Answer {
 enum Route<'a> {
     /// `GET /health`: open to anyone, always.
     Health,
+    /// `GET /metrics`: open (a Prometheus scraper cannot sign), unless turned off.
+    Metrics,
+    /// `GET /console...`: the web console's static assets, unless turned off.
+    Console,
     /// `GET` of a status page: with `--auth`, only for a key with full access.
     Page(&'a StatusPage),
     /// `POST`: a DynamoDB operation.
@@ -286,10 +294,14 @@ enum Route<'a> {
 }
 
 impl<'a> Route<'a> {
-    fn of(parts: &hyper::http::request::Parts, pages: &'a StatusPages) -> Route<'a> {
+    fn of(parts: &hyper::http::request::Parts, front: &'a Front) -> Route<'a> {
+        let (pages, exposed) = (&front.pages, front.security.exposed);
+        let path = parts.uri.path();
         match parts.method {
             Method::POST => Route::Api,
-            Method::GET if parts.uri.path() == "/health" => Route::Health,
+            Method::GET if path == "/health" => Route::Health,
+            Method::GET if path == "/metrics" && exposed.metrics => Route::Metrics,
+            Method::GET if console::is_console(path) && exposed.console => Route::Console,
             Method::GET => pages
                 .find(parts.uri.path())
                 .map_or(Route::Other, Route::Page),
@@ -317,7 +329,7 @@ async fn handle(
         front,
         parts: &parts,
         request_id: &request_id,
-        route: Route::of(&parts, &front.pages),
+        route: Route::of(&parts, front),
     };
     if let Some(response) = exchange.open_answer() {
         return answered_unread(response, &parts.headers, body);
@@ -376,6 +388,8 @@ impl Exchange<'_> {
                     self.request_id,
                 ))
             }
+            Route::Metrics => Some(metrics_response(self.request_id)),
+            Route::Console => Some(console::asset(self.parts.uri.path(), self.request_id)),
             Route::Other => {
                 let region = self.front.service.region();
                 let body = format!("healthy: dynamodb.{region}.amazonaws.com ");
@@ -511,6 +525,7 @@ impl Exchange<'_> {
             Ok(permit) => permit,
             Err(error) => return error_response(&error, request_id, facts),
         };
+        let _in_flight = haven_metrics::Level::InFlight.hold();
         if let Err(error) = charge.grow(json::parsed_size(body)).await {
             return error_response(&error, request_id, facts);
         }
@@ -717,16 +732,38 @@ struct Front {
 }
 
 /// What the server enforces and records beyond HTTP: authentication and authorization (`auth`),
-/// TLS on every connection (`tls`), and the audit log (`audit`); each off when None.
+/// TLS on every connection (`tls`), and the audit log (`audit`); each off when None. And what it
+/// shows besides the API (`exposed`).
 #[derive(Clone, Default)]
 pub struct Security {
     pub auth: Option<Arc<Authenticator>>,
     pub tls: Option<Arc<tls::TlsFiles>>,
     pub audit: Option<Arc<audit::AuditLog>>,
+    pub exposed: Exposed,
 }
 
-/// [`handle`], then the request's audit record when there is an audit log. Health checks and
-/// status pages (GET) are not recorded.
+/// The pages served besides the API and `/health`, each turned off by a flag of `haven serve`.
+#[derive(Clone, Copy, Default)]
+pub struct Exposed {
+    /// `GET /metrics`: Prometheus metrics (`haven-metrics`).
+    pub metrics: bool,
+    /// `GET /console`: the web console (`console`).
+    pub console: bool,
+}
+
+/// `/metrics`: every metric in the text format Prometheus scrapes.
+fn metrics_response(request_id: &str) -> Response<Full<Bytes>> {
+    let mut response = plain(StatusCode::OK, "", request_id);
+    *response.body_mut() = Full::new(Bytes::from(haven_metrics::render()));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static(haven_metrics::CONTENT_TYPE),
+    );
+    response
+}
+
+/// [`handle`], then the request's metrics and its audit record when there is an audit log.
+/// Health checks, status pages, metrics and the console (GET) are neither counted nor recorded.
 async fn handle_audited(
     front: Arc<Front>,
     grant: Option<intake::Grant>,
@@ -742,19 +779,32 @@ async fn handle_audited(
         record_tables: recorded.is_some(),
         ..audit::Facts::default()
     };
+    let is_api = request.method() == Method::POST;
+    let request_bytes = header(request.headers(), hyper::header::CONTENT_LENGTH)
+        .and_then(|length| length.parse().ok())
+        .unwrap_or(0);
     let gzip = encoding::accepts_gzip(request.headers());
     let mut answer = handle(&front, grant, request, &mut facts).await;
     if gzip {
         answer.response = compressed(answer.response).await;
     }
+    let response = &answer.response;
+    let status = response.status();
+    let result = match facts.error {
+        Some(error) => error,
+        None if status.is_success() => "ok",
+        None => status.canonical_reason().unwrap_or("error"),
+    };
+    if is_api {
+        let response_bytes = hyper::body::Body::size_hint(response.body()).lower();
+        haven_metrics::request(
+            facts.operation.unwrap_or("Unknown"),
+            result,
+            started.elapsed().as_secs_f64(),
+            (request_bytes, response_bytes),
+        );
+    }
     if let Some(log) = recorded {
-        let response = &answer.response;
-        let status = response.status();
-        let result = match facts.error {
-            Some(error) => error,
-            None if status.is_success() => "ok",
-            None => status.canonical_reason().unwrap_or("error"),
-        };
         log.record(audit::Record {
             request_id: header(response.headers(), "x-amzn-requestid").unwrap_or_default(),
             result,

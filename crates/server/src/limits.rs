@@ -160,7 +160,10 @@ impl Admission {
             return Ok(permit);
         }
         let ahead = self.queued.fetch_add(1, Ordering::Relaxed);
-        let _place = QueuePlace(&self.queued);
+        let _place = QueuePlace {
+            queued: &self.queued,
+            _gauge: haven_metrics::Level::Queued.hold(),
+        };
         if ahead >= self.max_queued && !reserved {
             return Err(DynamoError::Throttling);
         }
@@ -172,11 +175,15 @@ impl Admission {
 }
 
 /// A request's place in the admission queue, given up when it is admitted, refused or dropped.
-struct QueuePlace<'a>(&'a AtomicUsize);
+struct QueuePlace<'a> {
+    queued: &'a AtomicUsize,
+    /// The queued-requests gauge, moved for as long as the place is held.
+    _gauge: haven_metrics::Held,
+}
 
 impl Drop for QueuePlace<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.queued.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -140,7 +140,14 @@ impl Committer {
                 }
             }
             let batches: Vec<&WriteBatch> = group.iter().map(|(batch, _)| batch).collect();
-            match self.commit(&batches).await {
+            let started = std::time::Instant::now();
+            let result = self.commit(&batches).await;
+            haven_metrics::commit(
+                batches.len(),
+                started.elapsed().as_secs_f64(),
+                result.is_err(),
+            );
+            match result {
                 Ok(applied) => {
                     for ((_, reply), applied) in group.into_iter().zip(applied) {
                         let _ = reply.send(if applied {

@@ -371,8 +371,14 @@ fn run_committer(shared: &Shared, receiver: mpsc::Receiver<CommitRequest>) {
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         let result =
             shared.with_database(|database| commit_group(database, shared.durability, &group));
+        haven_metrics::commit(
+            group.len(),
+            started.elapsed().as_secs_f64(),
+            result.is_err(),
+        );
         match result {
             Ok(outcomes) => {
                 for ((_, reply), outcome) in group.into_iter().zip(outcomes) {

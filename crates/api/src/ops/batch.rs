@@ -15,8 +15,8 @@ use crate::error::{DynamoError, Violations};
 use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::indexes::IndexUnits;
 use crate::items::{
-    CapacityReport, check_item_size, collection_metrics, read_item, read_units, refresh_tables,
-    stage_item_write, validate_item, validate_key,
+    Capacity, CapacityReport, check_item_size, collection_metrics, read_item, read_units,
+    refresh_tables, stage_item_write, validate_item, validate_key,
 };
 use crate::reply::{Member, Reply};
 use crate::retry::Retries;
@@ -50,11 +50,10 @@ fn batch_key_error(error: DynamoError) -> DynamoError {
 }
 
 fn capacity_list(report: CapacityReport, units: &BTreeMap<String, f64>) -> Option<Value> {
-    let entries: Vec<Value> = units
+    let tables = units
         .iter()
-        .filter_map(|(table, units)| report.render(table, *units))
-        .collect();
-    (report != CapacityReport::None).then(|| Value::Array(entries))
+        .map(|(table, units)| (table.as_str(), *units, &[][..]));
+    report.render_tables(Capacity::Read, tables)
 }
 
 #[derive(Deserialize)]
@@ -304,14 +303,11 @@ pub(crate) async fn batch_write_item(
     if input.return_item_collection_metrics.as_deref() == Some("SIZE") && !collections.is_empty() {
         response["ItemCollectionMetrics"] = json!(collections);
     }
-    if report != CapacityReport::None {
-        let entries: Vec<Value> = units
-            .iter()
-            .filter_map(|(table, (table_units, index_units))| {
-                report.render_with_indexes(table, *table_units, index_units)
-            })
-            .collect();
-        response["ConsumedCapacity"] = Value::Array(entries);
+    let tables = units
+        .iter()
+        .map(|(t, (units, indexes))| (t.as_str(), *units, &indexes[..]));
+    if let Some(capacity) = report.render_tables(Capacity::Write, tables) {
+        response["ConsumedCapacity"] = capacity;
     }
     Ok(response)
 }

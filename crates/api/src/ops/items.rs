@@ -12,8 +12,8 @@ use crate::expressions::{
     return_item_on_failure,
 };
 use crate::items::{
-    CapacityReport, WriteOutcome, check_item_size, check_table_name, collection_metrics, read_item,
-    read_units, table, validate_item, validate_key, write_item, write_units,
+    Capacity, CapacityReport, WriteOutcome, check_item_size, check_table_name, collection_metrics,
+    read_item, read_units, table, validate_item, validate_key, write_item, write_units,
 };
 use crate::reply::{Member, Reply};
 use crate::wire::parse_item;
@@ -56,10 +56,12 @@ pub(super) fn write_response(
     outcome: &WriteOutcome,
     item_collection_metrics: Option<&str>,
 ) -> Reply {
-    let capacity =
-        checks
-            .capacity
-            .render_with_indexes(table, write_units(outcome), &outcome.index_units);
+    let capacity = checks.capacity.render_with_indexes(
+        Capacity::Write,
+        table,
+        write_units(outcome),
+        &outcome.index_units,
+    );
     let mut reply = Reply::default();
     if let Some(item) = attributes {
         reply.push("Attributes", Member::Item(item));
@@ -256,6 +258,7 @@ pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Reply, 
         reply.push("Item", Member::Item(item));
     }
     if let Some(capacity) = capacity.render(
+        Capacity::Read,
         &meta.name,
         read_units(size, input.consistent_read.unwrap_or(false)),
     ) {

@@ -25,7 +25,7 @@ use crate::expressions::{
 };
 use crate::indexes::IndexUnits;
 use crate::items::{
-    CapacityReport, check_item_size, collection_metrics, read_item, refresh_tables,
+    Capacity, CapacityReport, check_item_size, collection_metrics, read_item, refresh_tables,
     stage_item_write, table, validate_item, validate_key,
 };
 use crate::retry::Retries;
@@ -403,7 +403,7 @@ fn replayed_response(
         }
         let capacity: Vec<Value> = units
             .iter()
-            .filter_map(|(t, u)| report.render(t, *u))
+            .filter_map(|(t, u)| report.render(Capacity::Read, t, *u))
             .collect();
         response.insert("ConsumedCapacity".into(), Value::Array(capacity));
     }
@@ -704,14 +704,11 @@ pub(crate) async fn commit_actions(
             return Err(DynamoError::TransactionCanceled(reasons));
         }
         let mut response = Map::new();
-        if report != CapacityReport::None {
-            let capacity: Vec<Value> = units
-                .iter()
-                .filter_map(|(t, (table_units, index_units))| {
-                    report.render_with_indexes(t, *table_units, index_units)
-                })
-                .collect();
-            response.insert("ConsumedCapacity".into(), Value::Array(capacity));
+        let tables = units
+            .iter()
+            .map(|(t, (units, indexes))| (t.as_str(), *units, &indexes[..]));
+        if let Some(capacity) = report.render_tables(Capacity::Write, tables) {
+            response.insert("ConsumedCapacity".into(), capacity);
         }
         if write.item_collection_metrics && !collections.is_empty() {
             response.insert("ItemCollectionMetrics".into(), json!(collections));
@@ -835,12 +832,9 @@ pub(crate) fn read_items(
         });
     }
     let mut response = json!({ "Responses": responses });
-    if report != CapacityReport::None {
-        let capacity: Vec<Value> = units
-            .iter()
-            .filter_map(|(t, u)| report.render(t, *u))
-            .collect();
-        response["ConsumedCapacity"] = Value::Array(capacity);
+    let tables = units.iter().map(|(t, units)| (t.as_str(), *units, &[][..]));
+    if let Some(capacity) = report.render_tables(Capacity::Read, tables) {
+        response["ConsumedCapacity"] = capacity;
     }
     Ok(response)
 }

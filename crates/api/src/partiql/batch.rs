@@ -17,7 +17,7 @@ use crate::Service;
 use crate::catalog::TableMeta;
 use crate::error::{DynamoError, Violations};
 use crate::indexes::IndexUnits;
-use crate::items::{CapacityReport, read_item, read_units};
+use crate::items::{Capacity, CapacityReport, read_item, read_units};
 use crate::wire::item_to_json;
 
 const MAX_STATEMENTS: usize = 25;
@@ -86,14 +86,16 @@ pub(crate) async fn batch_execute_statement(
     };
     let responses: Vec<Value> = entries.into_iter().map(entry_json).collect();
     let mut response = json!({ "Responses": responses });
-    if report != CapacityReport::None {
-        let capacity: Vec<Value> = units
-            .iter()
-            .filter_map(|(table, (table_units, index_units))| {
-                report.render_with_indexes(table, *table_units, index_units)
-            })
-            .collect();
-        response["ConsumedCapacity"] = Value::Array(capacity);
+    let kind = if reads > 0 {
+        Capacity::Read
+    } else {
+        Capacity::Write
+    };
+    let tables = units
+        .iter()
+        .map(|(t, (units, indexes))| (t.as_str(), *units, &indexes[..]));
+    if let Some(capacity) = report.render_tables(kind, tables) {
+        response["ConsumedCapacity"] = capacity;
     }
     Ok(response)
 }

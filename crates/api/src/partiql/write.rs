@@ -17,7 +17,7 @@ use crate::catalog::TableMeta;
 use crate::error::DynamoError;
 use crate::expressions::{RequestConditions, Update, check_condition};
 use crate::items::{
-    CapacityReport, WriteOutcome, check_item_size, empty_key_value, table, validate_item,
+    Capacity, CapacityReport, WriteOutcome, check_item_size, empty_key_value, table, validate_item,
     validate_key, write_item, write_units,
 };
 use crate::ops::{Action, ActionKind, Failure, ReturnValues, updated_item};
@@ -174,6 +174,7 @@ impl Written {
     /// ConsumedCapacity, when asked for.
     pub fn capacity(&self, report: CapacityReport) -> Option<Value> {
         report.render_with_indexes(
+            Capacity::Write,
             &self.table,
             write_units(&self.outcome),
             &self.outcome.index_units,

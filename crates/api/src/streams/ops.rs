@@ -404,6 +404,7 @@ pub(crate) fn get_records(service: &Service, input: GetRecordsInput) -> Result<V
         return Err(DynamoError::TrimmedDataAccess);
     }
     let page = read_page(service, &*snapshot, &stream, &range, iterator.after, limit)?;
+    haven_metrics::stream_records(&meta.name, page.records.len());
     let mut response = json!({ "Records": page.records });
     if page.more || !layout.closed(iterator.shard) {
         let next = ShardIterator {

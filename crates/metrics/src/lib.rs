@@ -1,0 +1,478 @@
+//! Haven's Prometheus metrics: one registry per process, the few instruments the layers record
+//! into, and the text exposition served at `GET /metrics`.
+//!
+//! Why a crate of its own, below every other: the numbers come from several layers (the server
+//! counts requests and connections, the api layer knows the capacity a request consumed), and
+//! each records at its one central point without a handle threaded through every call. So the
+//! registry is a process-wide static, like a logger. A server process runs one `haven serve`;
+//! tests that run several servers in one process see their sums.
+//!
+//! Recording must stay cheap enough to leave on: a counter is an atomic add, a labelled one
+//! first finds its series under a read lock (labels are `&'static str` where they can be, so
+//! no allocation), and a histogram takes a short mutex. Nothing is computed at scrape time but
+//! the text. Names follow Prometheus conventions (`haven_` prefix, base units, `_total` on
+//! counters); docs/metrics.md maps each to the CloudWatch metric DynamoDB users know.
+
+use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The content type of [`render`]'s text (OpenMetrics, which Prometheus scrapes natively).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The labels of a request counter: the DynamoDB operation and how it ended (`ok` or the
+/// DynamoDB error type).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+/// A table, and one of its indexes (empty for the table itself).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IndexLabels {
+    table: String,
+    index: String,
+}
+
+/// Which capacity a request consumed: DynamoDB's read or write units.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capacity {
+    Read,
+    Write,
+}
+
+type UnitCounter = Counter<f64, AtomicU64>;
+
+/// Latency buckets: 100 µs to about 2.4 s, each 2.5 times the last (a Haven request is usually
+/// well under a millisecond; a slow one is what the upper buckets are for).
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.5, 12))
+}
+
+/// Group sizes of the storage committer: 1 to 256 batches, doubling.
+fn group_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 9))
+}
+
+/// One table's figures at a scrape: item count and size in bytes (DescribeTable's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableSample {
+    pub table: String,
+    pub items: i64,
+    pub bytes: i64,
+}
+
+/// What [`sample_tables_with`] installs: the tables' figures, read at each scrape.
+pub type TableSampler = Box<dyn Fn() -> Vec<TableSample> + Send + Sync>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabels {
+    table: String,
+}
+
+/// Every instrument, registered once.
+struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    throttled: Family<OperationLabels, Counter>,
+    read_units: Family<IndexLabels, UnitCounter>,
+    write_units: Family<IndexLabels, UnitCounter>,
+    request_bytes: Counter,
+    response_bytes: Counter,
+    levels: [Gauge; Level::COUNT],
+    commit_groups: Histogram,
+    commit_seconds: Histogram,
+    commit_failures: Counter,
+    table_items: Family<TableLabels, Gauge>,
+    ttl_deletions: Family<TableLabels, Counter>,
+    backfilled: Family<IndexLabels, Counter>,
+    stream_records: Family<TableLabels, Counter>,
+    table_bytes: Family<TableLabels, Gauge>,
+    tables: std::sync::Mutex<Option<TableSampler>>,
+    /// Every (table, index) some per-table series names, so that a scrape can drop the series of
+    /// tables deleted since: table names come from clients, and their series must not pile up.
+    named: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+impl Metrics {
+    fn new() -> Metrics {
+        let metrics = Metrics {
+            registry: Registry::default(),
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            throttled: Family::default(),
+            read_units: Family::default(),
+            write_units: Family::default(),
+            request_bytes: Counter::default(),
+            response_bytes: Counter::default(),
+            levels: Default::default(),
+            commit_groups: group_histogram(),
+            commit_seconds: latency_histogram(),
+            commit_failures: Counter::default(),
+            table_items: Family::default(),
+            ttl_deletions: Family::default(),
+            backfilled: Family::default(),
+            stream_records: Family::default(),
+            table_bytes: Family::default(),
+            tables: std::sync::Mutex::new(None),
+            named: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+        };
+        metrics.registered()
+    }
+
+    fn registered(mut self) -> Metrics {
+        let r = &mut self.registry;
+        r.register(
+            "haven_requests",
+            "DynamoDB API requests answered, by operation and outcome (ok, or the error type)",
+            self.requests.clone(),
+        );
+        r.register(
+            "haven_request_duration_seconds",
+            "Time from a request's arrival to its answer, by operation",
+            self.latency.clone(),
+        );
+        r.register(
+            "haven_throttled_requests",
+            "Requests refused with ThrottlingException (overload), by operation",
+            self.throttled.clone(),
+        );
+        r.register(
+            "haven_consumed_read_capacity_units",
+            "Read capacity units consumed, by table and index (empty: the table itself)",
+            self.read_units.clone(),
+        );
+        r.register(
+            "haven_consumed_write_capacity_units",
+            "Write capacity units consumed, by table and index (empty: the table itself)",
+            self.write_units.clone(),
+        );
+        r.register(
+            "haven_request_bytes",
+            "Bytes of DynamoDB request bodies received",
+            self.request_bytes.clone(),
+        );
+        r.register(
+            "haven_response_bytes",
+            "Bytes of DynamoDB response bodies sent",
+            self.response_bytes.clone(),
+        );
+        r.register(
+            "haven_storage_commit_batches",
+            "Write batches per storage commit (group commit: one transaction and one sync each)",
+            self.commit_groups.clone(),
+        );
+        r.register(
+            "haven_storage_commit_duration_seconds",
+            "Time of one storage commit, its sync included",
+            self.commit_seconds.clone(),
+        );
+        r.register(
+            "haven_storage_commit_failures",
+            "Storage commits that failed (their writers were answered InternalServerError)",
+            self.commit_failures.clone(),
+        );
+        r.register(
+            "haven_table_items",
+            "Items in each table (DescribeTable's ItemCount), read at the scrape",
+            self.table_items.clone(),
+        );
+        r.register(
+            "haven_table_size_bytes",
+            "Size of each table in bytes (DescribeTable's TableSizeBytes), read at the scrape",
+            self.table_bytes.clone(),
+        );
+        r.register(
+            "haven_ttl_deleted_items",
+            "Items the TTL worker deleted because they expired, by table",
+            self.ttl_deletions.clone(),
+        );
+        r.register(
+            "haven_index_backfilled_items",
+            "Items a new global index's backfill has copied, by table and index (its progress: \
+             against haven_table_items)",
+            self.backfilled.clone(),
+        );
+        r.register(
+            "haven_stream_records_served",
+            "DynamoDB Streams records returned by GetRecords, by table",
+            self.stream_records.clone(),
+        );
+        for level in Level::ALL {
+            r.register(
+                level.name(),
+                level.help(),
+                self.levels[level as usize].clone(),
+            );
+        }
+        self
+    }
+}
+
+/// One DynamoDB request answered: `operation`, `outcome` (`ok` or the error type's name), how
+/// long it took and the sizes of its body and its answer's.
+pub fn request(operation: &'static str, outcome: &'static str, seconds: f64, bytes: (u64, u64)) {
+    let metrics = &*METRICS;
+    metrics
+        .requests
+        .get_or_create(&RequestLabels { operation, outcome })
+        .inc();
+    let labels = OperationLabels { operation };
+    metrics.latency.get_or_create(&labels).observe(seconds);
+    if outcome == "ThrottlingException" {
+        metrics.throttled.get_or_create(&labels).inc();
+    }
+    metrics.request_bytes.inc_by(bytes.0);
+    metrics.response_bytes.inc_by(bytes.1);
+}
+
+/// `units` of `capacity` consumed on `table`, or on its index `index`.
+pub fn consumed(capacity: Capacity, table: &str, index: Option<&str>, units: f64) {
+    let metrics = &*METRICS;
+    let family = match capacity {
+        Capacity::Read => &metrics.read_units,
+        Capacity::Write => &metrics.write_units,
+    };
+    let index = index.unwrap_or_default();
+    metrics.index_series(family, table, index).inc_by(units);
+}
+
+/// One storage commit of `batches` write batches that took `seconds`, sync included; `failed`
+/// when it did not commit.
+pub fn commit(batches: usize, seconds: f64, failed: bool) {
+    let metrics = &*METRICS;
+    metrics.commit_groups.observe(batches as f64);
+    metrics.commit_seconds.observe(seconds);
+    if failed {
+        metrics.commit_failures.inc();
+    }
+}
+
+/// The TTL worker deleted one expired item of `table`.
+pub fn ttl_deletion(table: &str) {
+    METRICS.table_counter(&METRICS.ttl_deletions, table).inc();
+}
+
+/// The backfill of `table`'s new index `index` copied `items` more items.
+pub fn backfilled(table: &str, index: &str, items: usize) {
+    let counter = METRICS.index_series(&METRICS.backfilled, table, index);
+    counter.inc_by(items as u64);
+}
+
+/// GetRecords returned `records` records of `table`'s stream.
+pub fn stream_records(table: &str, records: usize) {
+    let counter = METRICS.table_counter(&METRICS.stream_records, table);
+    counter.inc_by(records as u64);
+}
+
+impl Metrics {
+    /// Notes that series name `table` (and `index`), for [`Metrics::forget_deleted`].
+    fn name(&self, table: &str, index: &str) {
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        named.insert((table.to_owned(), index.to_owned()));
+    }
+
+    /// `table`'s counter in `family`, created (and named) if new.
+    fn table_counter(&self, family: &Family<TableLabels, Counter>, table: &str) -> Counter {
+        let labels = TableLabels {
+            table: table.to_owned(),
+        };
+        self.series(family, &labels, table, "")
+    }
+
+    /// The series of `table`'s `index` ("" for the table) in `family`, created (and named) if new.
+    fn index_series<M: Clone + Default>(
+        &self,
+        family: &Family<IndexLabels, M>,
+        table: &str,
+        index: &str,
+    ) -> M {
+        let labels = IndexLabels {
+            table: table.to_owned(),
+            index: index.to_owned(),
+        };
+        self.series(family, &labels, table, index)
+    }
+
+    /// The series of `labels` in `family`; a new one is named after `table` and `index` so that
+    /// [`Metrics::forget_deleted`] finds it.
+    fn series<S, M>(&self, family: &Family<S, M>, labels: &S, table: &str, index: &str) -> M
+    where
+        S: Clone + std::hash::Hash + Eq,
+        M: Clone + Default,
+    {
+        if family.get(labels).is_none() {
+            self.name(table, index);
+        }
+        family.get_or_create_owned(labels)
+    }
+
+    /// Drops every per-table series of the tables not in `live`.
+    fn forget_deleted(&self, live: &std::collections::BTreeSet<String>) {
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        named.retain(|(table, index)| {
+            if live.contains(table) {
+                return true;
+            }
+            let labels = IndexLabels {
+                table: table.clone(),
+                index: index.clone(),
+            };
+            self.read_units.remove(&labels);
+            self.write_units.remove(&labels);
+            self.backfilled.remove(&labels);
+            let labels = TableLabels {
+                table: table.clone(),
+            };
+            self.ttl_deletions.remove(&labels);
+            self.stream_records.remove(&labels);
+            false
+        });
+    }
+}
+
+/// Installs what reads every table's figures at each scrape (replacing any earlier one).
+pub fn sample_tables_with(sampler: TableSampler) {
+    *METRICS.tables.lock().unwrap_or_else(|e| e.into_inner()) = Some(sampler);
+}
+
+/// Reads the tables' figures for a scrape; a table gone since the last one disappears.
+fn sample_tables(metrics: &Metrics) {
+    let sampler = metrics.tables.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(sampler) = sampler.as_ref() else {
+        return;
+    };
+    metrics.table_items.clear();
+    metrics.table_bytes.clear();
+    let samples = sampler();
+    metrics.forget_deleted(&samples.iter().map(|s| s.table.clone()).collect());
+    for sample in samples {
+        let labels = TableLabels {
+            table: sample.table,
+        };
+        metrics.table_items.get_or_create(&labels).set(sample.items);
+        metrics.table_bytes.get_or_create(&labels).set(sample.bytes);
+    }
+}
+
+/// A quantity the server holds at a moment, kept as a gauge moved by [`Held`] guards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// Requests executing (holding an execution slot).
+    InFlight,
+    /// Requests waiting for an execution slot.
+    Queued,
+    /// Open client connections.
+    Connections,
+}
+
+impl Level {
+    const COUNT: usize = 3;
+    const ALL: [Level; Level::COUNT] = [Level::InFlight, Level::Queued, Level::Connections];
+
+    fn name(self) -> &'static str {
+        match self {
+            Level::InFlight => "haven_in_flight_requests",
+            Level::Queued => "haven_queued_requests",
+            Level::Connections => "haven_open_connections",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Level::InFlight => "Requests executing now (holding an execution slot)",
+            Level::Queued => "Requests waiting now for an execution slot",
+            Level::Connections => "Client connections open now",
+        }
+    }
+
+    /// One more of this level until the guard is dropped.
+    pub fn hold(self) -> Held {
+        METRICS.levels[self as usize].inc();
+        Held(self)
+    }
+}
+
+/// One unit of a [`Level`], given back when dropped.
+#[must_use = "the level drops back when this is dropped"]
+#[derive(Debug)]
+pub struct Held(Level);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        METRICS.levels[self.0 as usize].dec();
+    }
+}
+
+/// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]).
+pub fn render() -> String {
+    let mut text = String::with_capacity(16 * 1024);
+    sample_tables(&METRICS);
+    prometheus_client::encoding::text::encode(&mut text, &METRICS.registry)
+        .expect("writing to a String cannot fail");
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_requests_and_capacity_appear_in_the_text() {
+        request("GetItem", "ok", 0.000_2, (10, 20));
+        request("PutItem", "ThrottlingException", 0.05, (30, 40));
+        consumed(Capacity::Read, "Music", Some("ByArtist"), 0.5);
+        consumed(Capacity::Write, "Gone", None, 1.0);
+        ttl_deletion("Gone");
+        let held = Level::Queued.hold();
+        let text = render();
+        assert!(text.contains(r#"haven_requests_total{operation="GetItem",outcome="ok"} 1"#));
+        assert!(text.contains(r#"haven_throttled_requests_total{operation="PutItem"} 1"#));
+        assert!(text.contains(
+            r#"haven_consumed_read_capacity_units_total{table="Music",index="ByArtist"} 0.5"#
+        ));
+        assert!(
+            text.contains(
+                r#"haven_request_duration_seconds_bucket{le="0.00025",operation="GetItem"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("haven_queued_requests 1"));
+        commit(3, 0.001, false);
+        sample_tables_with(Box::new(|| {
+            let table = "Music".to_string();
+            vec![TableSample {
+                table,
+                items: 7,
+                bytes: 700,
+            }]
+        }));
+        let text = render();
+        assert!(
+            text.contains("haven_storage_commit_batches_bucket{le=\"4.0\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains(r#"haven_table_items{table="Music"} 7"#));
+        assert!(text.contains(r#"haven_table_size_bytes{table="Music"} 700"#));
+        // Music is the only table left: the others' series go.
+        assert!(!text.contains(r#"table="Gone""#), "{text}");
+        drop(held);
+        assert!(render().contains("haven_queued_requests 0"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
