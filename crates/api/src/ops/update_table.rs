@@ -127,6 +127,10 @@ pub(crate) async fn update_table(
     service: &Service,
     input: UpdateTableInput,
 ) -> Result<Value, DynamoError> {
+    if let Some(updates) = input.replica_updates.as_deref().filter(|u| !u.is_empty()) {
+        let name = input.table_name.as_deref().unwrap_or_default();
+        return crate::replication::ops::update_replicas(service, name, updates).await;
+    }
     let change = check_request(&input)?;
     let name = input.table_name.clone().unwrap_or_default();
     let lookup = || {
@@ -166,7 +170,6 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
     let index_updates = non_empty(&input.global_secondary_index_updates);
     let unbuilt = [
         ("SSESpecification", input.sse_specification.is_some()),
-        ("ReplicaUpdates", non_empty(&input.replica_updates)),
         ("OnDemandThroughput", input.on_demand_throughput.is_some()),
         ("WarmThroughput", input.warm_throughput.is_some()),
         (
@@ -627,6 +630,7 @@ mod tests {
             time_to_live: None,
             deletion_protection: false,
             table_class: None,
+            global: None,
         }
     }
 
