@@ -63,12 +63,67 @@ pub(crate) async fn replicate_changes(
     if input.changes.len() > MAX_CHANGES {
         return Err(invalid("too many changes"));
     }
-    let meta = replica_table(service, &input).await?;
-    let mut applied = 0;
-    for change in &input.changes {
-        applied += apply(service, &meta, change).await? as usize;
+    let mut meta = replica_table(service, &input).await?;
+    let changes = decode_changes(&input.changes)?;
+    // All changes in one batch, so that one commit (one sync) carries them.
+    let mut retries = Retries::new("replicated batch");
+    loop {
+        let snapshot = service.engine.snapshot()?;
+        let mut batch = WriteBatch::new();
+        let mut applied = 0;
+        for change in &changes {
+            applied += stage_change(service, &*snapshot, &meta, change, &mut batch)? as usize;
+        }
+        drop(snapshot);
+        match service.engine.commit(batch).await {
+            Ok(()) => return Ok(json!({ "Applied": applied, "Received": changes.len() })),
+            Err(CommitError::Conflict) => {
+                retries.conflict().await?;
+                meta = crate::items::current_meta(service, &meta)?;
+            }
+            Err(CommitError::Storage(error)) => return Err(error.into()),
+        }
     }
-    Ok(json!({ "Applied": applied, "Received": input.changes.len() }))
+}
+
+/// One change, decoded: the item key without the table prefix, the item (None: deleted) and the
+/// stamp to give it.
+struct Decoded {
+    suffix: Vec<u8>,
+    new: Option<Item>,
+    stamp: Stamp,
+}
+
+/// Decodes a request's changes; a key named twice is refused (its two writes would expect each
+/// other's state and never commit).
+fn decode_changes(changes: &[Change]) -> Result<Vec<Decoded>, DynamoError> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut seen = std::collections::BTreeSet::new();
+    changes
+        .iter()
+        .map(|change| {
+            let suffix = b64.decode(&change.key).map_err(|_| invalid("bad key"))?;
+            if !seen.insert(suffix.clone()) {
+                return Err(invalid("a key appears twice"));
+            }
+            let new = change
+                .item
+                .as_ref()
+                .map(|item| {
+                    let bytes = b64.decode(item).map_err(|_| invalid("bad item"))?;
+                    decode_item(&bytes).map_err(|_| invalid("undecodable item"))
+                })
+                .transpose()?;
+            let stamp = Stamp {
+                version: Version {
+                    timestamp_ms: change.timestamp_ms,
+                    region: change.region.clone(),
+                },
+                deleted: new.is_none(),
+            };
+            Ok(Decoded { suffix, new, stamp })
+        })
+        .collect()
 }
 
 /// The local replica of the table, created on the first request of a new replica.
@@ -117,67 +172,50 @@ async fn replica_table(
     crate::items::table(service, &input.table_name)
 }
 
-/// Applies one change if it is newer than what the item holds; true if it was.
-async fn apply(service: &Service, meta: &TableMeta, change: &Change) -> Result<bool, DynamoError> {
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let suffix = b64.decode(&change.key).map_err(|_| invalid("bad key"))?;
-    let new = change
-        .item
-        .as_ref()
-        .map(|item| {
-            let bytes = b64.decode(item).map_err(|_| invalid("bad item"))?;
-            decode_item(&bytes).map_err(|_| invalid("undecodable item"))
-        })
-        .transpose()?;
-    let stamp = Stamp {
-        version: Version {
-            timestamp_ms: change.timestamp_ms,
-            region: change.region.clone(),
-        },
-        deleted: new.is_none(),
-    };
-    let stamp_key = stamp_key_of_suffix(meta.id, &suffix);
+/// Stages one change if it is newer than what the item holds (the item and its stamp, as read
+/// from `snapshot`, are expected unchanged at commit); true if it was.
+fn stage_change(
+    service: &Service,
+    snapshot: &dyn haven_storage::Snapshot,
+    meta: &TableMeta,
+    change: &Decoded,
+    batch: &mut WriteBatch,
+) -> Result<bool, DynamoError> {
+    let stamp_key = stamp_key_of_suffix(meta.id, &change.suffix);
     let mut storage_key = meta.item_prefix();
-    storage_key.extend_from_slice(&suffix);
-    let mut retries = Retries::new("replicated write");
-    loop {
-        let snapshot = service.engine.snapshot()?;
-        let (stamp_bytes, local) = read_stamp(&*snapshot, &stamp_key)?;
-        if local.is_some_and(|local| local.version >= stamp.version) {
-            return Ok(false);
-        }
-        let current = current_item(&*snapshot, meta, &storage_key, new.as_ref())?;
-        let mut batch = WriteBatch::new();
-        match (&current, &new) {
-            (None, None) => {
-                batch.expect(stamp_key.clone(), stamp_bytes);
-                batch.expect(storage_key.clone(), None);
-                batch.put(stamp_key.clone(), stamp.encode());
-            }
-            _ => {
-                let key = key_of(meta, current.as_ref(), new.as_ref());
-                if key_mismatch(meta, &storage_key, &key) {
-                    return Err(invalid("key does not match item"));
-                }
-                stage_item_write(
-                    &*snapshot,
-                    meta,
-                    &key,
-                    current.as_ref(),
-                    new.as_ref(),
-                    &mut batch,
-                    service.config.item_collection_limit,
-                )?;
-                adopt_remote(&mut batch, &stamp_key, &stamp);
-            }
-        }
-        drop(snapshot);
-        match service.engine.commit(batch).await {
-            Ok(()) => return Ok(true),
-            Err(CommitError::Conflict) => retries.conflict().await?,
-            Err(CommitError::Storage(error)) => return Err(error.into()),
-        }
+    storage_key.extend_from_slice(&change.suffix);
+    let (stamp_bytes, local) = read_stamp(snapshot, &stamp_key)?;
+    if local.is_some_and(|local| local.version >= change.stamp.version) {
+        return Ok(false);
     }
+    let new = change.new.as_ref();
+    let current = current_item(snapshot, meta, &storage_key, new)?;
+    let mut part = WriteBatch::new();
+    if current.is_none() && new.is_none() {
+        // Nothing to delete: only the tombstone, so that an older put arriving later is refused.
+        part.expect(stamp_key.clone(), stamp_bytes)
+            .expect(storage_key, None)
+            .put(stamp_key, change.stamp.encode());
+    } else {
+        let key = key_of(meta, current.as_ref(), new);
+        if key_mismatch(meta, &storage_key, &key) {
+            return Err(invalid("key does not match item"));
+        }
+        let limit = service.config.item_collection_limit;
+        stage_item_write(
+            snapshot,
+            meta,
+            &key,
+            current.as_ref(),
+            new,
+            &mut part,
+            limit,
+        )?;
+        adopt_remote(&mut part, &stamp_key, &change.stamp);
+    }
+    batch.expectations.extend(part.expectations);
+    batch.ops.extend(part.ops);
+    Ok(true)
 }
 
 /// The item now stored at `storage_key`.
