@@ -90,6 +90,25 @@ async fn replicas(client: &Client, table: &str) -> Vec<(String, ReplicaStatus)> 
         .collect()
 }
 
+/// Creates `table` in the first region, adds its replica in the second and waits until that is
+/// ACTIVE; returns both regions' clients.
+async fn global_table(regions: &Regions, table: &str) -> (Client, Client) {
+    let (first, second) = (regions.client(FIRST), regions.client(SECOND));
+    create_table(&first, table, &[("pk", "S")]).await;
+    first
+        .update_table()
+        .table_name(table)
+        .replica_updates(add_replica(SECOND))
+        .send()
+        .await
+        .unwrap();
+    eventually("the replica is ACTIVE", Duration::from_secs(30), || async {
+        replicas(&first, table).await == [(SECOND.to_string(), ReplicaStatus::Active)]
+    })
+    .await;
+    (first, second)
+}
+
 /// Polls `check` every 20 ms until it holds, for at most `within`.
 async fn eventually<F: std::future::Future<Output = bool>>(
     what: &str,
@@ -186,6 +205,36 @@ async fn a_new_replica_is_filled_then_writes_flow_both_ways() {
     assert_eq!(
         status["Replication"][0]["ReplicaRegion"], SECOND,
         "{status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_deleted_in_its_region_is_not_brought_back() {
+    let regions = Regions::start();
+    let (first, second) = global_table(&regions, "events").await;
+    second
+        .delete_table()
+        .table_name("events")
+        .send()
+        .await
+        .unwrap();
+    for i in 0..20 {
+        first
+            .put_item()
+            .table_name("events")
+            .item("pk", s(&format!("after-{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    // The shipper tries every 20 ms; 50 of its periods later the table must still be gone.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (code, _) = error_of(second.describe_table().table_name("events").send().await);
+    assert_eq!(code, "ResourceNotFoundException");
+    let status = regions.status(FIRST, "/replication/status");
+    assert!(
+        status["Replication"][0]["BehindMs"].as_u64().unwrap() > 0,
+        "the undelivered changes show as lag: {status}"
     );
 }
 
@@ -405,19 +454,7 @@ async fn concurrent_writes_with_link_cuts_converge_to_last_writer_wins() {
         });
     println!("HAVEN_GLOBAL_SEED={seed}");
     let regions = Arc::new(Regions::start());
-    let (first, second) = (regions.client(FIRST), regions.client(SECOND));
-    create_table(&first, "items", &[("pk", "S")]).await;
-    first
-        .update_table()
-        .table_name("items")
-        .replica_updates(add_replica(SECOND))
-        .send()
-        .await
-        .unwrap();
-    eventually("the replica is ACTIVE", Duration::from_secs(30), || async {
-        replicas(&first, "items").await == [(SECOND.to_string(), ReplicaStatus::Active)]
-    })
-    .await;
+    let (first, second) = global_table(&regions, "items").await;
 
     let done = Arc::new(AtomicBool::new(false));
     let cutter = {

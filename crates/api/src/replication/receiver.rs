@@ -25,6 +25,10 @@ pub(crate) const MAX_CHANGES: usize = 1000;
 pub(crate) struct ReplicateChangesInput {
     table_name: String,
     source_region: String,
+    /// Set while the sender fills a new replica: only then is a missing table created (a
+    /// replica deleted here is not brought back by its peers' later changes).
+    #[serde(default)]
+    fill: bool,
     table: TableDefinition,
     changes: Vec<Change>,
 }
@@ -146,6 +150,12 @@ async fn replica_table(
                 input.table_name, service.config.region, input.source_region
             ))),
         };
+    }
+    if !input.fill {
+        return Err(DynamoError::ResourceNotFound(format!(
+            "Requested resource not found: Table: {} not found",
+            input.table_name
+        )));
     }
     let definition = &input.table;
     let create = json!({

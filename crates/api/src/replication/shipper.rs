@@ -258,7 +258,7 @@ fn seed_step(
         },
         _ => Cursor::Following(from),
     };
-    let body = batch_body(snapshot, meta, &keys)?;
+    let body = batch_body(snapshot, meta, &keys, true)?;
     Ok(Step {
         body,
         next,
@@ -291,17 +291,19 @@ fn follow_step(
     let Some(last) = last else { return Ok(None) };
     let keys: Vec<Vec<u8>> = keys.into_keys().collect();
     Ok(Some(Step {
-        body: batch_body(snapshot, meta, &keys)?,
+        body: batch_body(snapshot, meta, &keys, false)?,
         next: Cursor::Following(last),
         oldest_ms: oldest,
     }))
 }
 
-/// The request carrying the current state and version of `keys` (suffixes of item keys).
+/// The request carrying the current state and version of `keys` (suffixes of item keys); `fill`
+/// while a new replica is being filled (only then may the peer create the table).
 fn batch_body(
     snapshot: &dyn Snapshot,
     meta: &TableMeta,
     keys: &[Vec<u8>],
+    fill: bool,
 ) -> Result<Value, StorageError> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let prefix = meta.item_prefix();
@@ -336,6 +338,7 @@ fn batch_body(
     Ok(json!({
         "TableName": meta.name,
         "SourceRegion": global.region,
+        "Fill": fill,
         "Table": {
             "AttributeDefinitions": meta.attribute_definitions,
             "KeySchema": meta.key_schema,
