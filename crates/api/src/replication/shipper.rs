@@ -29,6 +29,9 @@ use crate::streams::now_ms;
 
 /// Items or log records one batch covers at most.
 const BATCH: usize = 500;
+/// Item bytes one batch carries at most (beyond its first item), so that a request stays well
+/// under the server's 16 MB body limit once base64-encoded, and the memory a batch takes bounded.
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// Batches per (table, peer) in one round.
 const STEPS_PER_ROUND: usize = 20;
 
@@ -226,7 +229,8 @@ impl Shipper {
     }
 }
 
-/// The next [`BATCH`] items of the table after `after`, in key order.
+/// The next [`BATCH`] items of the table after `after` in key order, or fewer if they reach
+/// [`BATCH_BYTES`].
 fn seed_step(
     snapshot: &dyn Snapshot,
     meta: &TableMeta,
@@ -242,17 +246,16 @@ fn seed_step(
     } else {
         Bound::Excluded(start.as_slice())
     };
-    let mut keys = Vec::new();
-    snapshot.scan(
-        (lower, Bound::Excluded(end.as_slice())),
-        false,
-        &mut |key, _| {
-            keys.push(key[prefix.len()..].to_vec());
-            keys.len() < BATCH
-        },
-    )?;
+    let (mut keys, mut bytes, mut full) = (Vec::new(), 0, false);
+    let range = (lower, Bound::Excluded(end.as_slice()));
+    snapshot.scan(range, false, &mut |key, value| {
+        keys.push(key[prefix.len()..].to_vec());
+        bytes += value.len();
+        full = keys.len() == BATCH || bytes >= BATCH_BYTES;
+        !full
+    })?;
     let next = match keys.last() {
-        Some(last) if keys.len() == BATCH => Cursor::Seeding {
+        Some(last) if full => Cursor::Seeding {
             from,
             after: last.clone(),
         },
@@ -266,19 +269,22 @@ fn seed_step(
     })
 }
 
-/// The keys changed by the next [`BATCH`] log records after `position` (replicated changes are
-/// passed over: their origin region ships them).
+/// The keys changed by the next [`BATCH`] log records after `position`, or fewer records if their
+/// images reach [`BATCH_BYTES`] (replicated changes are passed over: their origin region ships
+/// them).
 fn follow_step(
     snapshot: &dyn Snapshot,
     meta: &TableMeta,
     position: LogPosition,
 ) -> Result<Option<Step>, StorageError> {
     let prefix_len = meta.item_prefix().len();
-    let (mut count, mut last, mut oldest) = (0, None, None);
+    let (mut count, mut bytes, mut last, mut oldest) = (0, 0, None, None);
     let mut keys = BTreeMap::new();
     let range = (Bound::Excluded(position), Bound::Unbounded);
     snapshot.scan_log(meta.id, range, false, &mut |entry| {
         count += 1;
+        // The logged image's size stands for the item's: a later change of it is counted too.
+        bytes += entry.record.new.as_ref().map_or(0, Vec::len);
         last = Some(entry.position);
         if entry.record.origin != Origin::Replication {
             oldest.get_or_insert(entry.position.timestamp_ms);
@@ -286,7 +292,7 @@ fn follow_step(
                 keys.insert(suffix.to_vec(), ());
             }
         }
-        count < BATCH
+        count < BATCH && bytes < BATCH_BYTES
     })?;
     let Some(last) = last else { return Ok(None) };
     let keys: Vec<Vec<u8>> = keys.into_keys().collect();
