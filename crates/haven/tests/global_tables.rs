@@ -255,6 +255,17 @@ async fn replica_updates_are_checked() {
     assert!(message.contains("ap-south-9"), "{message}");
     let (code, _) = error_of(update(add_replica(FIRST)).await);
     assert_eq!(code, "ValidationException");
+    let (code, message) = error_of(
+        first
+            .update_table()
+            .table_name("items")
+            .replica_updates(add_replica(SECOND))
+            .deletion_protection_enabled(true)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException");
+    assert!(message.contains("must be the only operation"), "{message}");
     let delete = ReplicationGroupUpdate::builder()
         .delete(
             DeleteReplicationGroupMemberAction::builder()
