@@ -239,6 +239,52 @@ async fn a_replica_deleted_in_its_region_is_not_brought_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_writes_appear_in_the_receiving_regions_stream() {
+    let regions = Regions::start();
+    let (first, second) = global_table(&regions, "events").await;
+    let updated = second
+        .update_table()
+        .table_name("events")
+        .stream_specification(common::streams::specification(Some(
+            aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages,
+        )))
+        .send()
+        .await
+        .unwrap();
+    let arn = updated
+        .table_description()
+        .unwrap()
+        .latest_stream_arn()
+        .unwrap()
+        .to_string();
+    first
+        .put_item()
+        .table_name("events")
+        .item("pk", s("replicated"))
+        .item("v", s("one"))
+        .send()
+        .await
+        .unwrap();
+    let streams = regions.streams_client(SECOND);
+    eventually(
+        "the replicated write is in the stream",
+        Duration::from_secs(10),
+        || async {
+            let records = common::streams::all_records(&streams, &arn).await;
+            records.iter().any(|r| {
+                let change = r.dynamodb().unwrap();
+                r.aws_region() == Some(SECOND)
+                    && change.new_image().and_then(|i| i.get("v"))
+                        == Some(&aws_sdk_dynamodbstreams::types::AttributeValue::S(
+                            "one".into(),
+                        ))
+            })
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replica_updates_are_checked() {
     let regions = Regions::start();
     let first = regions.client(FIRST);

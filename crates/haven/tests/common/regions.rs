@@ -161,13 +161,39 @@ impl Regions {
         }
     }
 
-    /// An SDK client of `region`'s server (its requests are signed for that region).
-    pub fn client(&self, region: &str) -> aws_sdk_dynamodb::Client {
-        let server = if region == FIRST {
+    /// The server of `region`.
+    pub fn server(&self, region: &str) -> &HavenServer {
+        if region == FIRST {
             &self.first
         } else {
             &self.second
-        };
+        }
+    }
+
+    /// A DynamoDB Streams client of `region`'s server (signed for that region).
+    pub fn streams_client(&self, region: &str) -> aws_sdk_dynamodbstreams::Client {
+        let credentials = aws_sdk_dynamodbstreams::config::Credentials::new(
+            &self.key.0,
+            &self.key.1,
+            None,
+            None,
+            "tests",
+        );
+        let config = aws_sdk_dynamodbstreams::Config::builder()
+            .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodbstreams::config::Region::new(
+                region.to_string(),
+            ))
+            .endpoint_url(self.server(region).endpoint())
+            .credentials_provider(credentials)
+            .http_client(aws_smithy_http_client::Builder::new().build_http())
+            .build();
+        aws_sdk_dynamodbstreams::Client::from_conf(config)
+    }
+
+    /// An SDK client of `region`'s server (its requests are signed for that region).
+    pub fn client(&self, region: &str) -> aws_sdk_dynamodb::Client {
+        let server = self.server(region);
         let credentials = aws_sdk_dynamodb::config::Credentials::new(
             &self.key.0,
             &self.key.1,
@@ -189,11 +215,7 @@ impl Regions {
     /// full-access key under `--auth`).
     pub fn status(&self, region: &str, path: &str) -> serde_json::Value {
         use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-        let server = if region == FIRST {
-            &self.first
-        } else {
-            &self.second
-        };
+        let server = self.server(region);
         let url = format!("{}{path}", server.endpoint());
         let host = server.address.to_string();
         let identity =
