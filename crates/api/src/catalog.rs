@@ -31,6 +31,9 @@ pub mod prefix {
     pub const SYSTEM: u8 = 0x03;
     /// `INDEXES | table id | index id (u32 BE) | index key | base key` → projected item.
     pub const INDEXES: u8 = 0x04;
+    /// `REPLICATION | table id | ...` → a global table's item versions and peer cursors
+    /// (`crate::replication`).
+    pub const REPLICATION: u8 = 0x05;
 }
 
 const NEXT_TABLE_ID: &[u8] = &[prefix::SYSTEM, b'n', b'e', b'x', b't', b'-', b'i', b'd'];
@@ -119,6 +122,9 @@ pub struct TableMeta {
     /// (`crate::streams`).
     #[serde(default)]
     pub streams: Vec<crate::streams::StreamMeta>,
+    /// The other regions holding the table, when it is a global table (`crate::replication`).
+    #[serde(default)]
+    pub global: Option<crate::replication::GlobalTable>,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).
@@ -568,6 +574,10 @@ impl Catalog {
             .delete_range(
                 table_range(prefix::STATS, meta.id),
                 table_range(prefix::STATS, meta.id + 1),
+            )
+            .delete_range(
+                table_range(prefix::REPLICATION, meta.id),
+                table_range(prefix::REPLICATION, meta.id + 1),
             );
         let removal = Installation::Remove {
             name: meta.name.clone(),

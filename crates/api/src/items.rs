@@ -250,6 +250,7 @@ pub(crate) fn stage_item_write(
         .expect(meta.schema_version_key(), meta.schema_version_expectation());
     let new_bytes = new.map(encode_item);
     crate::changes::stage(meta, &storage_key, current, new, new_bytes.as_ref(), batch);
+    crate::replication::version::stage_local(snapshot, meta, &storage_key, new.is_none(), batch)?;
     match new_bytes {
         Some(bytes) => batch.put(storage_key, bytes),
         None => batch.delete(storage_key),

@@ -17,6 +17,7 @@ mod lease;
 mod ops;
 mod pages;
 mod partiql;
+mod replication;
 mod reply;
 mod retry;
 mod streams;
@@ -29,7 +30,8 @@ use haven_storage::{Engine, StorageError};
 
 pub use catalog::{Catalog, TableMeta, TableStats};
 pub use error::{CancellationReason, DynamoError};
-pub use ops::Operation;
+pub use ops::{Operation, REPLICATION_TARGET};
+pub use replication::{Lag, Peer, ReplicationSettings, Transport};
 pub use reply::Reply;
 pub use retry::contention_give_ups;
 pub use streams::StreamSettings;
@@ -84,6 +86,8 @@ pub struct ServiceConfig {
     /// How often the TTL worker looks for expired items (they are deleted within about this
     /// long; DynamoDB takes up to a few days).
     pub ttl_interval: std::time::Duration,
+    /// The peer regions of global tables and the shipper's period.
+    pub replication: ReplicationSettings,
 }
 
 impl Default for ServiceConfig {
@@ -94,6 +98,7 @@ impl Default for ServiceConfig {
             item_collection_limit: 10 * 1024 * 1024 * 1024,
             streams: StreamSettings::default(),
             ttl_interval: std::time::Duration::from_secs(1),
+            replication: ReplicationSettings::default(),
         }
     }
 }
@@ -114,6 +119,8 @@ pub struct Service {
     engine: Arc<dyn Engine>,
     catalog: Arc<Catalog>,
     config: ServiceConfig,
+    /// Replication lag per (global table, peer region), as the shipper measures it.
+    lag: Lag,
     /// Stops the background workers (log trimming, TTL) when the service goes.
     stop: background::Stop,
 }
@@ -127,6 +134,7 @@ impl Service {
             engine,
             catalog,
             config,
+            lag: Lag::default(),
             stop: background::Stop::default(),
         };
         service.start_workers();
@@ -138,8 +146,8 @@ impl Service {
         &self.config.region
     }
 
-    /// Starts the workers that run for the service's lifetime: the change log's trimmer and the
-    /// TTL worker.
+    /// Starts the workers that run for the service's lifetime: the change log's trimmer, the
+    /// TTL worker and the replication shipper.
     fn start_workers(&self) {
         streams::worker::spawn(
             self.engine.clone(),
@@ -154,6 +162,18 @@ impl Service {
             self.config.item_collection_limit,
             self.stop.clone(),
         );
+        replication::spawn(
+            self.engine.clone(),
+            self.catalog.clone(),
+            self.config.replication.clone(),
+            self.lag.clone(),
+            self.stop.clone(),
+        );
+    }
+
+    /// Replication lag per global table and peer region (the `/replication/status` page).
+    pub fn replication_lag(&self) -> Lag {
+        self.lag.clone()
     }
 
     /// Runs one operation given its name (the part of `X-Amz-Target` after the dot) and JSON request.

@@ -155,6 +155,9 @@ struct RawConfig {
     /// commands can share one file.
     #[serde(rename = "resolve")]
     _resolve: Option<serde::de::IgnoredAny>,
+    /// Global tables' section, read by `haven serve`'s replication and skipped here.
+    #[serde(rename = "replication")]
+    _replication: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod replication;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use haven_api::{Service, ServiceConfig};
@@ -351,6 +353,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             iterator_lifetime: Duration::from_secs(args.stream_iterator_lifetime_secs),
         },
         ttl_interval: Duration::from_millis(args.ttl_interval_ms),
+        replication: replication::settings(args.config.as_deref(), &args.region)?,
         ..ServiceConfig::default()
     };
     let security = security(&args)?;
@@ -381,12 +384,13 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
     let dns = start_dns(&args)?;
-    let pages = match &dns {
-        Some(dns) => {
-            haven_server::StatusPages::new(vec![("/dns/status", Arc::new(dns.status_reporter()))])
-        }
-        None => haven_server::StatusPages::default(),
-    };
+    let lag = service.replication_lag();
+    let mut pages: Vec<(&'static str, haven_server::StatusPage)> =
+        vec![("/replication/status", Arc::new(move || lag.report()))];
+    if let Some(dns) = &dns {
+        pages.push(("/dns/status", Arc::new(dns.status_reporter())));
+    }
+    let pages = haven_server::StatusPages::new(pages);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = haven_server::listen(args.listen)

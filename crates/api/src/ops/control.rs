@@ -293,6 +293,7 @@ pub(crate) async fn create_table(
                 crate::streams::new_table_stream(view_type, (created * 1000.0) as u64, interval)
             })
             .collect(),
+        global: None,
     };
     let meta = service
         .catalog
@@ -539,6 +540,7 @@ pub(crate) fn describe(
         description["TableClassSummary"] = json!({ "TableClass": class });
     }
     crate::streams::describe_into(&mut description, meta);
+    crate::replication::ops::describe_into(&mut description, meta);
     let snapshot = service.engine.snapshot()?;
     for (kind, field) in [
         (IndexKind::Local, "LocalSecondaryIndexes"),

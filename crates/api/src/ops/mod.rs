@@ -24,6 +24,7 @@ use serde_json::Value;
 use crate::reply::Reply;
 use crate::{DynamoError, RequestContext, Service};
 
+pub(crate) use control::describe;
 pub(crate) use query::{KeyRange, partition_key as query_partition_key};
 pub(crate) use scan::segment_range;
 pub(crate) use transact::{
@@ -31,11 +32,13 @@ pub(crate) use transact::{
     read_items, reject_repeated_items, request_fingerprint,
 };
 pub(crate) use update_item::{ReturnValues, updated_item};
-pub(crate) use update_table::civil_from_days;
+pub(crate) use update_table::{civil_from_days, modify_table};
 
 /// The `X-Amz-Target` prefix of DynamoDB's operations, and of DynamoDB Streams'.
 const DYNAMODB_TARGET: &str = "DynamoDB_20120810";
 const STREAMS_TARGET: &str = "DynamoDBStreams_20120810";
+/// The `X-Amz-Target` prefix of the requests one region's shipper sends another.
+pub const REPLICATION_TARGET: &str = "HavenReplication_20261207";
 
 macro_rules! operations {
     ($($name:ident),* $(,)?) => {
@@ -118,6 +121,8 @@ operations!(
     GetRecords,
     GetShardIterator,
     ListStreams,
+    // Haven's replication between regions (target prefix HavenReplication_20261207).
+    ReplicateChanges,
 );
 
 impl Operation {
@@ -129,6 +134,8 @@ impl Operation {
         let operation = Operation::from_name(name)?;
         let expected = if operation.is_streams() {
             STREAMS_TARGET
+        } else if operation == Operation::ReplicateChanges {
+            REPLICATION_TARGET
         } else {
             DYNAMODB_TARGET
         };
@@ -186,6 +193,9 @@ pub(crate) async fn dispatch(
             crate::partiql::batch_execute_statement(service, parse(request)?).await
         }
         ExecuteTransaction => crate::partiql::execute_transaction(service, request).await,
+        ReplicateChanges => {
+            crate::replication::receiver::replicate_changes(service, parse(request)?).await
+        }
         _ => Err(DynamoError::UnknownOperation),
     };
     json.map(Reply::from)

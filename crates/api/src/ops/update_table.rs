@@ -127,6 +127,15 @@ pub(crate) async fn update_table(
     service: &Service,
     input: UpdateTableInput,
 ) -> Result<Value, DynamoError> {
+    if let Some(updates) = input.replica_updates.as_deref().filter(|u| !u.is_empty()) {
+        if has_other_changes(&input) {
+            return Err(DynamoError::validation(
+                "One or more parameter values were invalid: ReplicaUpdates modification must be the only operation in the request",
+            ));
+        }
+        let name = input.table_name.as_deref().unwrap_or_default();
+        return crate::replication::ops::update_replicas(service, name, updates).await;
+    }
     let change = check_request(&input)?;
     let name = input.table_name.clone().unwrap_or_default();
     let lookup = || {
@@ -138,6 +147,23 @@ pub(crate) async fn update_table(
     };
     // Installing the new metadata starts the worker of an index it creates or deletes.
     modify_table(service, lookup, |meta| apply(service, meta, &change, now())).await
+}
+
+/// Whether the request asks for anything besides ReplicaUpdates (Haven makes replica changes
+/// alone, never dropping another member).
+fn has_other_changes(input: &UpdateTableInput) -> bool {
+    let non_empty = |list: &Option<Vec<Value>>| list.as_ref().is_some_and(|l| !l.is_empty());
+    input.billing_mode.is_some()
+        || input.provisioned_throughput.is_some()
+        || input.deletion_protection_enabled.is_some()
+        || input.table_class.is_some()
+        || non_empty(&input.global_secondary_index_updates)
+        || input.stream_specification.is_some()
+        || input.sse_specification.is_some()
+        || input.on_demand_throughput.is_some()
+        || input.warm_throughput.is_some()
+        || input.multi_region_consistency.is_some()
+        || non_empty(&input.global_table_witness_updates)
 }
 
 /// The checks DynamoDB makes before it looks the table up, in its order.
@@ -166,7 +192,6 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
     let index_updates = non_empty(&input.global_secondary_index_updates);
     let unbuilt = [
         ("SSESpecification", input.sse_specification.is_some()),
-        ("ReplicaUpdates", non_empty(&input.replica_updates)),
         ("OnDemandThroughput", input.on_demand_throughput.is_some()),
         ("WarmThroughput", input.warm_throughput.is_some()),
         (
@@ -627,6 +652,7 @@ mod tests {
             time_to_live: None,
             deletion_protection: false,
             table_class: None,
+            global: None,
         }
     }
 

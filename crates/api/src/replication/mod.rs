@@ -1,0 +1,150 @@
+//! Global tables: a table replicated between Haven regions as DynamoDB's global tables (version
+//! 2019.11.21) replicate it, asynchronously and with last-writer-wins.
+//!
+//! Why this shape:
+//! - **One log, one cursor per peer.** While a table has replicas every write appends a change
+//!   log record (`changes::stage`); the shipper (`shipper.rs`, one node per region under a lease)
+//!   reads the log after the position the peer acknowledged and sends the keys it names. The
+//!   cursor is stored in the engine and moved only after the peer answered, so a restart or a cut
+//!   link resumes where the peer stopped: nothing is skipped, and a batch sent twice changes
+//!   nothing the second time (see below).
+//! - **State, not operations.** A batch carries each changed key's *current* item (or its
+//!   absence) with its version, read from one snapshot, never the operation that made it. Applying
+//!   a state is idempotent and commutative under last-writer-wins, which is what makes resending
+//!   safe and lets a new replica be filled by the same messages (a scan of the table, then the log
+//!   from the position the scan started at).
+//! - **Versions beside the item.** Each item of a global table has a stamp (`version.rs`): the
+//!   time in milliseconds and the region of the write that made it, and whether that write was a
+//!   delete (a tombstone outlives the item, so a late older put is still refused). A local write
+//!   stamps `max(now, previous + 1)`, so a region's writes to an item always outrank what it has
+//!   seen; a replicated write is applied only when its stamp is greater than the local one
+//!   (time, then region name: a deterministic tie-break), and is logged with origin
+//!   `Replication`, so it shows in Streams but is not shipped back.
+//! - **Haven's own write path.** The receiver (`receiver.rs`) stages its writes with
+//!   `items::stage_item_write`, so indexes, counters, streams and TTL stay right, and commits them
+//!   with the same expectations as any writer (a concurrent local write makes it re-decide).
+//!
+//! The transport is not here: `haven-api` knows nothing of HTTP. The binary gives each peer a
+//! [`Transport`] that sends a JSON body to one of the peer region's nodes, SigV4-signed with the
+//! replication credential, as the operation `HavenReplication_20261207.ReplicateChanges`.
+
+pub(crate) mod ops;
+pub(crate) mod receiver;
+mod shipper;
+pub(crate) mod version;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub(crate) use shipper::spawn;
+
+/// The version of global tables Haven implements.
+pub(crate) const GLOBAL_TABLE_VERSION: &str = "2019.11.21";
+
+/// Sends one replication request to a peer region and returns its answer.
+pub trait Transport: Send + Sync {
+    /// `body` is the JSON request of `ReplicateChanges`; an error is anything that kept the peer
+    /// from answering 200 (the shipper retries later from the same position).
+    fn send(&self, body: &serde_json::Value) -> Result<serde_json::Value, String>;
+}
+
+/// A region this one may replicate to.
+#[derive(Clone)]
+pub struct Peer {
+    pub region: String,
+    pub transport: Arc<dyn Transport>,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
+/// The regions this one knows (from the configuration file's `[[regions]]`) and how often the
+/// shipper looks for new changes.
+#[derive(Debug, Clone)]
+pub struct ReplicationSettings {
+    pub peers: Vec<Peer>,
+    pub interval: Duration,
+}
+
+impl Default for ReplicationSettings {
+    fn default() -> ReplicationSettings {
+        ReplicationSettings {
+            peers: Vec::new(),
+            interval: Duration::from_millis(100),
+        }
+    }
+}
+
+/// A table's global-table state, stored in its metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GlobalTable {
+    /// The region this copy of the table lives in.
+    pub region: String,
+    /// The other regions holding a replica.
+    pub replicas: Vec<Replica>,
+}
+
+/// One other region's replica and its status (`CREATING` until it has been filled, then
+/// `ACTIVE`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replica {
+    pub region: String,
+    pub status: String,
+}
+
+/// Replication lag per (table, peer region), as the shipper last measured it: what
+/// DescribeTable's replicas and the status page show as ReplicationLatency.
+#[derive(Clone, Default)]
+pub struct Lag(Arc<Mutex<BTreeMap<(String, String), LagSample>>>);
+
+/// One measurement of one (table, peer).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LagSample {
+    /// Milliseconds between the commit of the oldest change of the last batch the peer
+    /// acknowledged and the acknowledgement.
+    pub latency_ms: u64,
+    /// Milliseconds since the oldest change not yet acknowledged (0 when caught up).
+    pub behind_ms: u64,
+}
+
+impl Lag {
+    fn record(&self, table: &str, peer: &str, update: impl FnOnce(&mut LagSample)) {
+        let mut samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        update(
+            samples
+                .entry((table.to_owned(), peer.to_owned()))
+                .or_default(),
+        );
+    }
+
+    /// The last sample of `table` towards `peer`.
+    pub fn get(&self, table: &str, peer: &str) -> Option<LagSample> {
+        let samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        samples.get(&(table.to_owned(), peer.to_owned())).copied()
+    }
+
+    /// Every sample, as the `/replication/status` page shows them.
+    pub fn report(&self) -> serde_json::Value {
+        let samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let rows: Vec<serde_json::Value> = samples
+            .iter()
+            .map(|((table, peer), sample)| {
+                serde_json::json!({
+                    "TableName": table,
+                    "ReplicaRegion": peer,
+                    "ReplicationLatencyMs": sample.latency_ms,
+                    "BehindMs": sample.behind_ms,
+                })
+            })
+            .collect();
+        serde_json::json!({ "Replication": rows })
+    }
+}

@@ -1,0 +1,193 @@
+//! The binary's side of global tables: the peer regions read from the configuration file, and
+//! the transport that carries one region's replication batches to another.
+//!
+//! The file is the one `--config` names, so that DNS and replication agree on the regions:
+//! ```toml
+//! [[regions]]
+//! name = "us-east-1"
+//! nodes = ["127.0.0.1:8000"]
+//!
+//! [[regions]]
+//! name = "eu-west-1"
+//! nodes = ["127.0.0.2:8000"]
+//!
+//! [replication]
+//! access_key_id = "AKIDREPLICATION"       # a key every region's --credentials file holds
+//! secret_access_key = "..."
+//! interval_ms = 100                       # how often the shipper looks for changes
+//! timeout_ms = 2000                       # a peer node slower than this is tried again later
+//! ```
+//! Without a `[replication]` section this node replicates nothing. The peers are every region
+//! but `--region`. A batch goes to one of the peer's nodes (the one that answered last, else the
+//! next), signed with SigV4 as any DynamoDB request, so the peer's `--auth` checks it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use aws_credential_types::Credentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use haven_api::{Peer, REPLICATION_TARGET, ReplicationSettings, Transport};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct RawFile {
+    #[serde(default)]
+    regions: Vec<RawRegion>,
+    replication: Option<RawReplication>,
+}
+
+#[derive(Deserialize)]
+struct RawRegion {
+    name: String,
+    nodes: Vec<SocketAddr>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReplication {
+    access_key_id: String,
+    secret_access_key: String,
+    #[serde(default = "default_interval_ms")]
+    interval_ms: u64,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+}
+
+fn default_interval_ms() -> u64 {
+    100
+}
+
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+/// The replication settings of the configuration file at `path` for a node of `region`.
+pub fn settings(path: Option<&Path>, region: &str) -> anyhow::Result<ReplicationSettings> {
+    let Some(path) = path else {
+        return Ok(ReplicationSettings::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let file: RawFile =
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))?;
+    let Some(replication) = file.replication else {
+        return Ok(ReplicationSettings::default());
+    };
+    anyhow::ensure!(
+        file.regions.iter().any(|r| r.name == region),
+        "{}: [replication] needs this node's region {region:?} among the [[regions]]",
+        path.display()
+    );
+    let timeout = Duration::from_millis(replication.timeout_ms.max(1));
+    let peers = file
+        .regions
+        .into_iter()
+        .filter(|r| r.name != region)
+        .map(|r| Peer {
+            region: r.name.clone(),
+            transport: Arc::new(HttpTransport::new(r, &replication, timeout)),
+        })
+        .collect();
+    Ok(ReplicationSettings {
+        peers,
+        interval: Duration::from_millis(replication.interval_ms.max(1)),
+    })
+}
+
+/// Sends batches over HTTP to the nodes of one region.
+struct HttpTransport {
+    region: String,
+    nodes: Vec<SocketAddr>,
+    /// The node to try first: the last one that answered.
+    preferred: AtomicUsize,
+    credentials: Credentials,
+    agent: ureq::Agent,
+}
+
+impl HttpTransport {
+    fn new(region: RawRegion, replication: &RawReplication, timeout: Duration) -> HttpTransport {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .build()
+            .into();
+        HttpTransport {
+            region: region.name,
+            nodes: region.nodes,
+            preferred: AtomicUsize::new(0),
+            credentials: Credentials::new(
+                &replication.access_key_id,
+                &replication.secret_access_key,
+                None,
+                None,
+                "haven-replication",
+            ),
+            agent,
+        }
+    }
+
+    /// One signed POST to `node`.
+    fn post(&self, node: SocketAddr, body: &[u8]) -> Result<serde_json::Value, String> {
+        let host = node.to_string();
+        let target = format!("{REPLICATION_TARGET}.ReplicateChanges");
+        let headers = [
+            ("host", host.as_str()),
+            ("content-type", "application/x-amz-json-1.0"),
+            ("x-amz-target", target.as_str()),
+        ];
+        let identity = self.credentials.clone().into();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("dynamodb")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| e.to_string())?
+            .into();
+        let url = format!("http://{host}/");
+        let signable =
+            SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body))
+                .map_err(|e| e.to_string())?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| e.to_string())?
+            .into_parts();
+        let mut request = self.agent.post(&url);
+        for (name, value) in headers.into_iter().chain(instructions.headers()) {
+            request = request.header(name, value);
+        }
+        let mut response = request.send(body).map_err(|e| e.to_string())?;
+        let text = response
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        if response.status() != 200 {
+            return Err(format!("{node} answered {}: {text}", response.status()));
+        }
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+}
+
+impl Transport for HttpTransport {
+    fn send(&self, body: &serde_json::Value) -> Result<serde_json::Value, String> {
+        let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut last_error = String::from("no nodes");
+        for offset in 0..self.nodes.len() {
+            let index = (first + offset) % self.nodes.len();
+            match self.post(self.nodes[index], &bytes) {
+                Ok(answer) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(answer);
+                }
+                Err(error) => last_error = error,
+            }
+        }
+        Err(last_error)
+    }
+}
