@@ -119,6 +119,10 @@ pub struct TableMeta {
     /// (`crate::streams`).
     #[serde(default)]
     pub streams: Vec<crate::streams::StreamMeta>,
+    /// Set while `haven mirror` keeps this table as a copy of another endpoint's: clients may
+    /// read it but not write it (`crate::mirror`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<crate::mirror::MirrorOrigin>,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).

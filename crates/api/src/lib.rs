@@ -14,6 +14,7 @@ mod indexes;
 mod item_json;
 mod items;
 mod lease;
+mod mirror;
 mod ops;
 mod pages;
 mod partiql;
@@ -29,6 +30,7 @@ use haven_storage::{Engine, StorageError};
 
 pub use catalog::{Catalog, TableMeta};
 pub use error::{CancellationReason, DynamoError};
+pub use mirror::{MirrorOrigin, MirroredWrite};
 pub use ops::Operation;
 pub use reply::Reply;
 pub use retry::contention_give_ups;

@@ -293,6 +293,7 @@ pub(crate) async fn create_table(
                 crate::streams::new_table_stream(view_type, (created * 1000.0) as u64, interval)
             })
             .collect(),
+        mirror: None,
     };
     let meta = service
         .catalog

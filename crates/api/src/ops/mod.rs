@@ -18,6 +18,8 @@ mod transact;
 mod update_item;
 mod update_table;
 
+pub(crate) use update_table::modify_table;
+
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
