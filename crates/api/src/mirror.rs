@@ -81,7 +81,11 @@ impl Service {
 
     /// Applies one change of the source to a mirrored table; applying it twice is harmless. A
     /// table no longer mirrored (promoted) refuses it.
-    pub async fn apply_mirrored(&self, name: &str, write: MirroredWrite) -> Result<(), DynamoError> {
+    pub async fn apply_mirrored(
+        &self,
+        name: &str,
+        write: MirroredWrite,
+    ) -> Result<(), DynamoError> {
         let meta = table(self, name)?;
         if meta.mirror.is_none() {
             return Err(DynamoError::ResourceInUse(format!(
@@ -105,7 +109,10 @@ impl Service {
     /// The checkpoint the mirror last saved for a table.
     pub fn mirror_checkpoint(&self, name: &str) -> Result<Option<Vec<u8>>, DynamoError> {
         let meta = table(self, name)?;
-        Ok(self.engine.snapshot()?.get(&meta.stat_key(CHECKPOINT_STAT))?)
+        Ok(self
+            .engine
+            .snapshot()?
+            .get(&meta.stat_key(CHECKPOINT_STAT))?)
     }
 
     /// Saves the mirror's checkpoint for a table (durably, as every commit is).
@@ -117,9 +124,12 @@ impl Service {
         let meta = table(self, name)?;
         let mut batch = WriteBatch::new();
         batch.put(meta.stat_key(CHECKPOINT_STAT), checkpoint);
-        self.engine.commit(batch).await.map_err(|error| match error {
-            haven_storage::CommitError::Storage(error) => error.into(),
-            haven_storage::CommitError::Conflict => DynamoError::InternalServerError,
-        })
+        self.engine
+            .commit(batch)
+            .await
+            .map_err(|error| match error {
+                haven_storage::CommitError::Storage(error) => error.into(),
+                haven_storage::CommitError::Conflict => DynamoError::InternalServerError,
+            })
     }
 }

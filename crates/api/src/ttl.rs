@@ -46,7 +46,9 @@ const MAX_AGE_SECONDS: u64 = 5 * 365 * 24 * 3600;
 fn enabled(meta: &TableMeta) -> Option<&TimeToLive> {
     // A mirrored table's expiries arrive from its source as deletions (`crate::mirror`).
     let local = meta.mirror.is_none();
-    meta.time_to_live.as_ref().filter(|ttl| ttl.enabled && local)
+    meta.time_to_live
+        .as_ref()
+        .filter(|ttl| ttl.enabled && local)
 }
 
 /// Epoch seconds of a non-negative Number (fractions dropped); None for anything else.

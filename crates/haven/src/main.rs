@@ -382,7 +382,9 @@ fn mirror(args: MirrorArgs) -> anyhow::Result<()> {
     };
     let config = haven_mirror::MirrorConfig {
         source: haven_mirror::SourceConfig {
-            endpoint: args.source_endpoint.context("--source-endpoint is required")?,
+            endpoint: args
+                .source_endpoint
+                .context("--source-endpoint is required")?,
             region: args
                 .source_region
                 .or_else(|| env("AWS_REGION"))

@@ -19,9 +19,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, PutRequest, ScalarAttributeType, StreamViewType,
-    WriteRequest,
+    AttributeValue, BillingMode, GlobalSecondaryIndex, Projection, ProjectionType, PutRequest,
+    StreamViewType, WriteRequest,
 };
 use common::dynamodb_local::DynamoDbLocal;
 use common::{HavenServer, error_of, sdk_client};
@@ -60,7 +59,12 @@ fn start_mirror(source: &str, table: &str, data_dir: &Path) -> Result<Mirror, St
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    match line.trim().rsplit("://").next().and_then(|a| a.parse().ok()) {
+    match line
+        .trim()
+        .rsplit("://")
+        .next()
+        .and_then(|a| a.parse().ok())
+    {
         Some(address) => Ok(Mirror { child, address }),
         None => {
             let status = child.wait().unwrap();
@@ -112,10 +116,7 @@ impl Mirror {
     /// SIGTERM, and waits for the exit.
     fn stop(mut self) {
         let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "haven mirror exited with {status}");
     }
@@ -151,42 +152,25 @@ fn item(i: usize, version: usize) -> HashMap<String, AttributeValue> {
     item
 }
 
-fn element(name: &str, kind: KeyType) -> KeySchemaElement {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(kind)
-        .build()
-        .unwrap()
-}
-
-fn definition(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(kind)
-        .build()
-        .unwrap()
-}
-
 /// Creates `TABLE` (pk S, sk N, a global index on `state`) with a stream of `view`, or none.
 async fn create_table(client: &Client, name: &str, view: Option<StreamViewType>) {
+    let (schema, mut definitions) = common::table_keys(&[("pk", "S"), ("sk", "N")]);
+    let (index_schema, index_definitions) = common::table_keys(&[("state", "S")]);
+    definitions.extend(index_definitions);
+    let projection = Projection::builder()
+        .projection_type(ProjectionType::All)
+        .build();
     let index = GlobalSecondaryIndex::builder()
         .index_name("by_state")
-        .key_schema(element("state", KeyType::Hash))
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
+        .set_key_schema(Some(index_schema))
+        .projection(projection)
         .build()
         .unwrap();
     client
         .create_table()
         .table_name(name)
-        .key_schema(element("pk", KeyType::Hash))
-        .key_schema(element("sk", KeyType::Range))
-        .attribute_definitions(definition("pk", ScalarAttributeType::S))
-        .attribute_definitions(definition("sk", ScalarAttributeType::N))
-        .attribute_definitions(definition("state", ScalarAttributeType::S))
+        .set_key_schema(Some(schema))
+        .set_attribute_definitions(Some(definitions))
         .global_secondary_indexes(index)
         .billing_mode(BillingMode::PayPerRequest)
         .set_stream_specification(view.map(|v| common::streams::specification(Some(v))))
@@ -221,7 +205,15 @@ async fn write_until(client: Client, stop: Arc<AtomicBool>, done: Arc<AtomicU64>
     while !stop.load(Ordering::Relaxed) {
         let i = (step * 7919) % (PARTITIONS * SORT_KEYS);
         match step % 3 {
-            0 => drop(client.put_item().table_name(TABLE).set_item(Some(item(i, step))).send().await.expect("PutItem")),
+            0 => drop(
+                client
+                    .put_item()
+                    .table_name(TABLE)
+                    .set_item(Some(item(i, step)))
+                    .send()
+                    .await
+                    .expect("PutItem"),
+            ),
             1 => drop(
                 client
                     .update_item()
@@ -235,7 +227,15 @@ async fn write_until(client: Client, stop: Arc<AtomicBool>, done: Arc<AtomicU64>
                     .await
                     .expect("UpdateItem"),
             ),
-            _ => drop(client.delete_item().table_name(TABLE).set_key(Some(key(i))).send().await.expect("DeleteItem")),
+            _ => drop(
+                client
+                    .delete_item()
+                    .table_name(TABLE)
+                    .set_key(Some(key(i)))
+                    .send()
+                    .await
+                    .expect("DeleteItem"),
+            ),
         }
         step += 1;
         done.fetch_add(1, Ordering::Relaxed);
@@ -326,7 +326,10 @@ async fn mirror_lifecycle(endpoint: &str, source: Client, kill_source: impl FnOn
     }
     stop.store(true, Ordering::Relaxed);
     writer.await.unwrap();
-    assert!(writes_during_copy > 0, "no write happened while the copy ran");
+    assert!(
+        writes_during_copy > 0,
+        "no write happened while the copy ran"
+    );
     let copy = mirror.client();
     assert_converges(&source, &copy).await;
     assert_copied_schema(&source, &copy).await;
@@ -386,9 +389,15 @@ async fn assert_copied_schema(source: &Client, copy: &Client) {
         .table
         .unwrap();
     assert_eq!(table.key_schema().len(), 2);
-    assert_eq!(table.global_secondary_indexes()[0].index_name(), Some("by_state"));
+    assert_eq!(
+        table.global_secondary_indexes()[0].index_name(),
+        Some("by_state")
+    );
     let stream = table.stream_specification().unwrap();
-    assert_eq!(stream.stream_view_type(), Some(&StreamViewType::NewAndOldImages));
+    assert_eq!(
+        stream.stream_view_type(),
+        Some(&StreamViewType::NewAndOldImages)
+    );
     let query = |client: &Client| {
         client
             .query()
@@ -406,16 +415,37 @@ async fn assert_copied_schema(source: &Client, copy: &Client) {
 
 /// Every kind of client write is refused with ResourceInUseException saying why.
 async fn assert_read_only(copy: &Client) {
-    let (code, message) = error_of(copy.put_item().table_name(TABLE).set_item(Some(item(3, 1))).send().await);
+    let (code, message) = error_of(
+        copy.put_item()
+            .table_name(TABLE)
+            .set_item(Some(item(3, 1)))
+            .send()
+            .await,
+    );
     assert_eq!(code, "ResourceInUseException");
-    assert!(message.contains("table orders is a read-only mirror of"), "{message}");
+    assert!(
+        message.contains("table orders is a read-only mirror of"),
+        "{message}"
+    );
     assert!(message.contains("haven mirror promote orders"), "{message}");
-    let (code, _) = error_of(copy.delete_item().table_name(TABLE).set_key(Some(key(3))).send().await);
+    let (code, _) = error_of(
+        copy.delete_item()
+            .table_name(TABLE)
+            .set_key(Some(key(3)))
+            .send()
+            .await,
+    );
     assert_eq!(code, "ResourceInUseException");
-    let put = PutRequest::builder().set_item(Some(item(4, 1))).build().unwrap();
+    let put = PutRequest::builder()
+        .set_item(Some(item(4, 1)))
+        .build()
+        .unwrap();
     let batch = copy
         .batch_write_item()
-        .request_items(TABLE, vec![WriteRequest::builder().put_request(put).build()])
+        .request_items(
+            TABLE,
+            vec![WriteRequest::builder().put_request(put).build()],
+        )
         .send()
         .await;
     assert_eq!(error_of(batch).0, "ResourceInUseException");
@@ -453,14 +483,29 @@ async fn mirrors_dynamodb_local_through_kills_and_promotes() {
 async fn assert_refused_without_stream(source: &Client, endpoint: &str) {
     let dir = tempfile::tempdir().unwrap();
     create_table(source, "plain", None).await;
-    let error = start_mirror(endpoint, "plain", &dir.path().join("a")).err().unwrap();
-    assert!(error.contains("source table plain has no stream"), "{error}");
-    assert!(error.contains("StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"), "{error}");
+    let error = start_mirror(endpoint, "plain", &dir.path().join("a"))
+        .err()
+        .unwrap();
+    assert!(
+        error.contains("source table plain has no stream"),
+        "{error}"
+    );
+    assert!(
+        error.contains("StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"),
+        "{error}"
+    );
     create_table(source, "keys", Some(StreamViewType::KeysOnly)).await;
-    let error = start_mirror(endpoint, "keys", &dir.path().join("b")).err().unwrap();
+    let error = start_mirror(endpoint, "keys", &dir.path().join("b"))
+        .err()
+        .unwrap();
     assert!(error.contains("view type KEYS_ONLY"), "{error}");
-    let error = start_mirror(endpoint, "missing", &dir.path().join("c")).err().unwrap();
-    assert!(error.contains("cannot describe source table missing: ResourceNotFoundException"), "{error}");
+    let error = start_mirror(endpoint, "missing", &dir.path().join("c"))
+        .err()
+        .unwrap();
+    assert!(
+        error.contains("cannot describe source table missing: ResourceNotFoundException"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -483,11 +528,26 @@ async fn refuses_tables_without_streams_and_bad_arguments() {
     };
     let missing = stderr(run(&["--table", "t"]));
     assert!(missing.contains("--source-endpoint"), "{missing}");
-    let segments = stderr(run(&["--source-endpoint", "http://x", "--table", "t", "--segments", "0"]));
+    let segments = stderr(run(&[
+        "--source-endpoint",
+        "http://x",
+        "--table",
+        "t",
+        "--segments",
+        "0",
+    ]));
     assert!(segments.contains("--segments"), "{segments}");
     let data_dir: PathBuf = dir.path().join("none");
-    let not_there = stderr(run(&["promote", "ghost", "--data-dir", data_dir.to_str().unwrap()]));
-    assert!(not_there.contains("Requested resource not found"), "{not_there}");
+    let not_there = stderr(run(&[
+        "promote",
+        "ghost",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]));
+    assert!(
+        not_there.contains("Requested resource not found"),
+        "{not_there}"
+    );
     let no_credentials = Command::new(env!("CARGO_BIN_EXE_haven"))
         .args(["mirror", "--source-endpoint", "http://x", "--table", "t"])
         .env_remove("AWS_ACCESS_KEY_ID")

@@ -25,7 +25,10 @@ macro_rules! converter {
                 V::L(list) => AttributeValue::L(list.iter().map($name).collect::<Result<_, _>>()?),
                 V::Ss(set) => AttributeValue::Ss(set.clone()),
                 V::Ns(set) => AttributeValue::Ns(
-                    set.iter().map(String::as_str).map(number).collect::<Result<_, _>>()?,
+                    set.iter()
+                        .map(String::as_str)
+                        .map(number)
+                        .collect::<Result<_, _>>()?,
                 ),
                 V::Bs(set) => AttributeValue::Bs(set.iter().map(|b| b.as_ref().to_vec()).collect()),
                 other => return Err(Unsupported(format!("unknown attribute type {other:?}"))),
@@ -33,9 +36,7 @@ macro_rules! converter {
         }
 
         /// Converts an item (or a key) of the SDK.
-        pub fn $items(
-            map: &std::collections::HashMap<String, $sdk>,
-        ) -> Result<Item, Unsupported> {
+        pub fn $items(map: &std::collections::HashMap<String, $sdk>) -> Result<Item, Unsupported> {
             map.iter()
                 .map(|(name, value)| Ok((name.clone(), $name(value)?)))
                 .collect()
@@ -43,7 +44,11 @@ macro_rules! converter {
     };
 }
 
-converter!(table_value, table_item, aws_sdk_dynamodb::types::AttributeValue);
+converter!(
+    table_value,
+    table_item,
+    aws_sdk_dynamodb::types::AttributeValue
+);
 converter!(
     stream_value,
     stream_item,

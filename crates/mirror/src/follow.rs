@@ -146,7 +146,11 @@ impl Follower {
                 .await;
             let page = match answer {
                 Ok(page) => page,
-                Err(error) if error.as_service_error().is_some_and(|e| e.is_expired_iterator_exception()) => {
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_expired_iterator_exception()) =>
+                {
                     self.iterators.remove(id);
                     continue;
                 }
@@ -169,8 +173,14 @@ impl Follower {
                 }
                 None => {
                     self.iterators.remove(id);
-                    self.checkpoint.shards.entry(id.to_string()).or_default().finished = true;
-                    self.checkpoint.save(&self.service, &self.status.table).await?;
+                    self.checkpoint
+                        .shards
+                        .entry(id.to_string())
+                        .or_default()
+                        .finished = true;
+                    self.checkpoint
+                        .save(&self.service, &self.status.table)
+                        .await?;
                     return Ok(Turn::CaughtUp);
                 }
             }
@@ -215,7 +225,9 @@ impl Follower {
         };
         for record in records {
             let write = change(record)?;
-            self.service.apply_mirrored(&self.status.table, write).await?;
+            self.service
+                .apply_mirrored(&self.status.table, write)
+                .await?;
             let at = record
                 .dynamodb()
                 .and_then(|r| r.approximate_creation_date_time())
@@ -223,9 +235,14 @@ impl Follower {
             self.status.applied(at);
         }
         let sequence = last.dynamodb().and_then(|r| r.sequence_number());
-        self.checkpoint.shards.entry(shard.to_string()).or_default().after =
-            sequence.map(str::to_string);
-        self.checkpoint.save(&self.service, &self.status.table).await
+        self.checkpoint
+            .shards
+            .entry(shard.to_string())
+            .or_default()
+            .after = sequence.map(str::to_string);
+        self.checkpoint
+            .save(&self.service, &self.status.table)
+            .await
     }
 }
 

@@ -78,7 +78,11 @@ pub async fn create_copy(
         .map_err(|e| anyhow::anyhow!("cannot create the copy of {name}: {e}"))?;
     service.set_mirror_origin(name, Some(origin)).await?;
     let ttl = retrying(status, "DescribeTimeToLive", || {
-        source.tables.describe_time_to_live().table_name(name).send()
+        source
+            .tables
+            .describe_time_to_live()
+            .table_name(name)
+            .send()
     })
     .await
     .map_err(|e| anyhow::anyhow!("cannot read the time to live of {name}: {}", describe(&e)))?;
@@ -106,7 +110,11 @@ async fn source_tags(
         return Ok(Vec::new());
     };
     let answer = retrying(status, "ListTagsOfResource", || {
-        source.tables.list_tags_of_resource().resource_arn(arn).send()
+        source
+            .tables
+            .list_tags_of_resource()
+            .resource_arn(arn)
+            .send()
     })
     .await;
     match answer {
