@@ -161,7 +161,7 @@ pub(crate) async fn write_item(
 
 /// Who writes an item: a client, refused on a mirrored table, or `haven mirror` applying its
 /// source's changes (`crate::mirror`).
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub(crate) enum Writer {
     Client,
     Mirror,
@@ -185,9 +185,7 @@ pub(crate) async fn write_item_by(
         if let Some(item) = &new {
             crate::indexes::validate_index_keys(&meta, item)?;
         }
-        if writer == Writer::Client {
-            crate::mirror::refuse_client_write(&meta)?;
-        }
+        crate::mirror::check_writer(&meta, writer)?;
         let mut batch = WriteBatch::new();
         let staged = stage_any_item_write(
             &*snapshot,

@@ -53,6 +53,19 @@ pub(crate) fn refuse_client_write(meta: &TableMeta) -> Result<(), DynamoError> {
     )))
 }
 
+/// Checks that `writer` may write to the table as its metadata stands: clients only to a table
+/// that is not mirrored, the mirror only to one that still is (not promoted meanwhile).
+pub(crate) fn check_writer(meta: &TableMeta, writer: Writer) -> Result<(), DynamoError> {
+    match writer {
+        Writer::Client => refuse_client_write(meta),
+        Writer::Mirror if meta.mirror.is_none() => Err(DynamoError::ResourceInUse(format!(
+            "table {} is no longer a mirror: it was promoted",
+            meta.name
+        ))),
+        Writer::Mirror => Ok(()),
+    }
+}
+
 impl Service {
     /// The origin of a mirrored table: Ok(None) for a table that is not (or no longer) mirrored,
     /// ResourceNotFoundException for a missing table.
@@ -61,7 +74,8 @@ impl Service {
     }
 
     /// Marks a table as mirrored from `origin` (read-only to clients), or with None promotes it
-    /// (writable again).
+    /// (writable again). The schema version moves with it, so a write planned under the other
+    /// state fails at commit and is planned again under this one.
     pub async fn set_mirror_origin(
         &self,
         name: &str,
@@ -71,9 +85,13 @@ impl Service {
             self,
             || table(self, name),
             |meta| {
+                if meta.mirror == origin {
+                    return Ok((None, ()));
+                }
                 let mut updated = meta.clone();
                 updated.mirror = origin.clone();
-                Ok(((updated != *meta).then_some(updated), ()))
+                updated.schema_version += 1;
+                Ok((Some(updated), ()))
             },
         )
         .await
