@@ -125,6 +125,10 @@ pub struct TableMeta {
     /// The other regions holding the table, when it is a global table (`crate::replication`).
     #[serde(default)]
     pub global: Option<crate::replication::GlobalTable>,
+    /// Set while `haven mirror` keeps this table as a copy of another endpoint's: clients may
+    /// read it but not write it (`crate::mirror`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<crate::mirror::MirrorOrigin>,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).

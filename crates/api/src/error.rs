@@ -182,6 +182,19 @@ impl DynamoError {
     }
 }
 
+/// `Name: message`, as the AWS CLI prints an error (for callers inside the process, such as the
+/// mirror, that log it or wrap it).
+impl std::fmt::Display for DynamoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.message() {
+            Some(message) => write!(f, "{}: {message}", self.name()),
+            None => f.write_str(self.name()),
+        }
+    }
+}
+
+impl std::error::Error for DynamoError {}
+
 impl From<haven_storage::StorageError> for DynamoError {
     fn from(error: haven_storage::StorageError) -> DynamoError {
         tracing::error!(%error, "storage failure");

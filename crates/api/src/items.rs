@@ -155,6 +155,25 @@ pub(crate) async fn write_item(
     service: &Service,
     meta: &TableMeta,
     key: &Item,
+    decide: impl FnMut(Option<&Item>) -> Result<Option<Item>, DynamoError>,
+) -> Result<WriteOutcome, DynamoError> {
+    write_item_by(service, meta, key, Writer::Client, decide).await
+}
+
+/// Who writes an item: a client, refused on a mirrored table, or `haven mirror` applying its
+/// source's changes (`crate::mirror`).
+#[derive(Clone, Copy)]
+pub(crate) enum Writer {
+    Client,
+    Mirror,
+}
+
+/// [`write_item`] on behalf of `writer`.
+pub(crate) async fn write_item_by(
+    service: &Service,
+    meta: &TableMeta,
+    key: &Item,
+    writer: Writer,
     mut decide: impl FnMut(Option<&Item>) -> Result<Option<Item>, DynamoError>,
 ) -> Result<WriteOutcome, DynamoError> {
     let mut meta = std::sync::Arc::new(meta.clone());
@@ -167,8 +186,9 @@ pub(crate) async fn write_item(
         if let Some(item) = &new {
             crate::indexes::validate_index_keys(&meta, item)?;
         }
+        crate::mirror::check_writer(&meta, writer)?;
         let mut batch = WriteBatch::new();
-        let staged = stage_item_write(
+        let staged = stage_any_item_write(
             &*snapshot,
             &meta,
             key,
@@ -234,7 +254,22 @@ pub(crate) fn refresh_tables<'m>(
 
 /// Adds one item write to `batch`: the expectations that make it safe (the item's stored bytes and
 /// the table's schema version), the put or delete, the table counters and the index entries.
+/// A mirrored table refuses it (only `haven mirror` writes there, through [`write_item_by`]).
 pub(crate) fn stage_item_write(
+    snapshot: &dyn Snapshot,
+    meta: &TableMeta,
+    key: &Item,
+    current: Option<&(Vec<u8>, Item)>,
+    new: Option<&Item>,
+    batch: &mut WriteBatch,
+    collection_limit: u64,
+) -> Result<StagedWrite, DynamoError> {
+    crate::mirror::refuse_client_write(meta)?;
+    stage_any_item_write(snapshot, meta, key, current, new, batch, collection_limit)
+}
+
+/// [`stage_item_write`] without the mirror's refusal.
+fn stage_any_item_write(
     snapshot: &dyn Snapshot,
     meta: &TableMeta,
     key: &Item,

@@ -14,6 +14,7 @@ mod indexes;
 mod item_json;
 mod items;
 mod lease;
+mod mirror;
 mod ops;
 mod pages;
 mod partiql;
@@ -30,6 +31,7 @@ use haven_storage::{Engine, StorageError};
 
 pub use catalog::{Catalog, TableMeta, TableStats};
 pub use error::{CancellationReason, DynamoError};
+pub use mirror::{MirrorOrigin, MirroredWrite};
 pub use ops::{Operation, REPLICATION_TARGET};
 pub use replication::{Lag, Peer, ReplicationSettings, Transport};
 pub use reply::Reply;

@@ -44,7 +44,11 @@ const MAX_AGE_SECONDS: u64 = 5 * 365 * 24 * 3600;
 
 /// The enabled TTL setting of a table.
 fn enabled(meta: &TableMeta) -> Option<&TimeToLive> {
-    meta.time_to_live.as_ref().filter(|ttl| ttl.enabled)
+    // A mirrored table's expiries arrive from its source as deletions (`crate::mirror`).
+    let local = meta.mirror.is_none();
+    meta.time_to_live
+        .as_ref()
+        .filter(|ttl| ttl.enabled && local)
 }
 
 /// Epoch seconds of a non-negative Number (fractions dropped); None for anything else.

@@ -1,6 +1,7 @@
 //! The `haven` binary: parses the command line and wires storage, service and server together
-//! (`serve`), manages access keys (`keys`), runs the guard resolver (`resolve`, in
-//! `haven-resolve`), or summarises a running server (`status`).
+//! (`serve`), mirrors another endpoint's tables while serving (`mirror`, in `haven-mirror`),
+//! manages access keys (`keys`), runs the guard resolver (`resolve`, in `haven-resolve`), or
+//! summarises a running server (`status`).
 
 mod status;
 
@@ -40,6 +41,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Manage the access keys of a credentials file (see docs/security.md).
     Keys(KeysArgs),
+    /// Keep live, read-only copies of another DynamoDB endpoint's tables while serving them (see
+    /// docs/failover.md); `haven mirror promote TABLE` makes a copy writable.
+    Mirror(Box<MirrorArgs>),
     /// Run a local caching DNS resolver that keeps the last good addresses of critical names
     /// (see docs/resolve.md).
     Resolve(ResolveArgs),
@@ -118,6 +122,49 @@ enum KeysCommand {
         #[arg(long)]
         clear: bool,
     },
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+struct MirrorArgs {
+    #[command(subcommand)]
+    command: Option<MirrorCommand>,
+    /// The source's endpoint URL, e.g. https://dynamodb.eu-west-1.amazonaws.com.
+    #[arg(long, required = true)]
+    source_endpoint: Option<String>,
+    /// A table of the source to mirror (repeatable); the copy has the same name.
+    #[arg(long = "table", required = true)]
+    tables: Vec<String>,
+    /// The source's region (for signing); default: AWS_REGION, else us-east-1.
+    #[arg(long)]
+    source_region: Option<String>,
+    /// Scan segments of the initial copy, read in parallel.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    segments: u32,
+    /// Milliseconds between two reads of a stream that had nothing new.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    poll_interval_ms: u64,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum MirrorCommand {
+    /// Stop mirroring TABLE and make it writable (run it while `haven mirror` is stopped, or
+    /// beside it on a shared PostgreSQL storage).
+    Promote(PromoteArgs),
+}
+
+#[derive(clap::Args)]
+struct PromoteArgs {
+    /// The mirrored table.
+    table: String,
+    /// Directory holding the database.
+    #[arg(long, default_value = "./haven-data")]
+    data_dir: PathBuf,
+    /// The PostgreSQL storage instead of --data-dir (see `haven serve --storage`).
+    #[arg(long, value_name = "URL")]
+    storage: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -227,7 +274,8 @@ struct ServeArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => serve(*args),
+        Command::Serve(args) => serve(*args, None),
+        Command::Mirror(args) => mirror(*args),
         Command::Keys(args) => keys(args),
         Command::Resolve(args) => resolve(args),
         Command::Status(args) => status::run(&args.endpoint),
@@ -341,7 +389,65 @@ fn read_policy(file: &std::path::Path) -> anyhow::Result<haven_api::access::Poli
     haven_api::access::Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// `haven mirror`: serves like `haven serve` and mirrors the source's tables into it; or
+/// `haven mirror promote`.
+fn mirror(args: MirrorArgs) -> anyhow::Result<()> {
+    if let Some(MirrorCommand::Promote(promote)) = args.command {
+        return promote_mirror(promote);
+    }
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let (Some(access_key_id), Some(secret_access_key)) =
+        (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
+    else {
+        anyhow::bail!(
+            "no credentials for the source: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials)"
+        );
+    };
+    let config = haven_mirror::MirrorConfig {
+        source: haven_mirror::SourceConfig {
+            endpoint: args
+                .source_endpoint
+                .context("--source-endpoint is required")?,
+            region: args
+                .source_region
+                .or_else(|| env("AWS_REGION"))
+                .unwrap_or_else(|| "us-east-1".into()),
+            access_key_id,
+            secret_access_key,
+            session_token: env("AWS_SESSION_TOKEN"),
+        },
+        tables: args.tables,
+        segments: args.segments,
+        poll_interval: Duration::from_millis(args.poll_interval_ms),
+        retry_interval: Duration::from_secs(2),
+    };
+    serve(args.serve, Some(config))
+}
+
+/// `haven mirror promote`: clears the table's mirror mark in storage.
+fn promote_mirror(args: PromoteArgs) -> anyhow::Result<()> {
+    let storage = Storage::open_at(&args.data_dir, args.storage.as_deref(), false, 64)?;
+    let service = Service::new(storage.engine(), ServiceConfig::default())?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let result = runtime.block_on(async {
+        match service.mirror_origin(&args.table)? {
+            Some(origin) => {
+                service.set_mirror_origin(&args.table, None).await?;
+                println!(
+                    "{} promoted: no longer a mirror of {} at {}; it is writable",
+                    args.table, origin.table, origin.endpoint
+                );
+                anyhow::Ok(())
+            }
+            None => anyhow::bail!("table {} is not a mirror", args.table),
+        }
+    });
+    drop(service);
+    storage.shutdown();
+    result
+}
+
+fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow::Result<()> {
     init_logging(&args.log_level)?;
     let storage = Storage::open(&args)?;
     let config = ServiceConfig {
@@ -384,14 +490,18 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
     let dns = start_dns(&args)?;
+    let runtime = tokio::runtime::Runtime::new()?;
     let lag = service.replication_lag();
     let mut pages: Vec<(&'static str, haven_server::StatusPage)> =
         vec![("/replication/status", Arc::new(move || lag.report()))];
     if let Some(dns) = &dns {
         pages.push(("/dns/status", Arc::new(dns.status_reporter())));
     }
+    if let Some(config) = mirror {
+        let mirror = runtime.block_on(haven_mirror::Mirror::start(service.clone(), config))?;
+        pages.push(("/mirror/status", Arc::new(move || mirror.report())));
+    }
     let pages = haven_server::StatusPages::new(pages);
-    let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = haven_server::listen(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -427,17 +537,25 @@ enum Storage {
 
 impl Storage {
     fn open(args: &ServeArgs) -> anyhow::Result<Storage> {
-        Ok(if let Some(url) = &args.storage {
+        let storage = args.storage.as_deref();
+        Storage::open_at(&args.data_dir, storage, args.in_memory, args.cache_mb)
+    }
+
+    fn open_at(
+        data_dir: &std::path::Path,
+        storage: Option<&str>,
+        in_memory: bool,
+        cache_mb: usize,
+    ) -> anyhow::Result<Storage> {
+        Ok(if let Some(url) = storage {
             Storage::Postgres(Arc::new(
                 PostgresEngine::connect(url).context("cannot use the PostgreSQL storage")?,
             ))
-        } else if args.in_memory {
+        } else if in_memory {
             Storage::Embedded(Arc::new(RedbEngine::in_memory()?))
         } else {
-            let engine = RedbEngine::open_with_cache(&args.data_dir, args.cache_mb * 1024 * 1024)
-                .with_context(|| {
-                format!("cannot open data directory {}", args.data_dir.display())
-            })?;
+            let engine = RedbEngine::open_with_cache(data_dir, cache_mb * 1024 * 1024)
+                .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
             Storage::Embedded(Arc::new(engine))
         })
     }

@@ -294,6 +294,7 @@ pub(crate) async fn create_table(
             })
             .collect(),
         global: None,
+        mirror: None,
     };
     let meta = service
         .catalog

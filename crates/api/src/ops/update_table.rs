@@ -641,6 +641,7 @@ mod tests {
             schema_version: 0,
             version: 0,
             streams: vec![],
+            mirror: None,
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {

@@ -10,6 +10,7 @@
 
 pub mod chaos;
 pub mod dns;
+pub mod dynamodb_local;
 pub mod regions;
 pub mod streams;
 
