@@ -37,10 +37,10 @@
 //! timeout_ms = 500
 //! failures = 3                 # consecutive failures before a node is Unhealthy
 //! successes = 2                # consecutive successes before it is Healthy again
-//! scheme = "https"             # "http" (default), or "https" for nodes run with --tls-cert:
-//! ca_file = "/etc/haven/ca.pem"  # https: the CA bundle node certificates are verified against
-//! server_name = "api.haven.internal"  # https, optional: the name in the node certificates
-//!                              # (default: each node's IP address, as an IP address SAN)
+//! scheme = "http"              # or "https" for API nodes run with --tls-cert, which then needs:
+//! # ca_file = "/etc/haven/ca.pem"      # the CA bundle node certificates are verified against
+//! # server_name = "api.haven.internal" # optional: the name in the node certificates
+//! #                                    # (default: each node's IP address, as an IP address SAN)
 //!
 //! [velocity]
 //! max_removed_fraction = 0.5   # health checks remove at most this much of a record set...

@@ -185,7 +185,11 @@ fn https_without_a_ca_bundle_stops_start_up_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let config_file = dir.path().join("dns.toml");
     let nodes = ["127.0.0.1:8000".parse().unwrap()];
-    std::fs::write(&config_file, config(dir.path(), &nodes, "scheme = \"https\"")).unwrap();
+    std::fs::write(
+        &config_file,
+        config(dir.path(), &nodes, "scheme = \"https\""),
+    )
+    .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_haven"))
         .args(["serve", "--in-memory", "--listen", "127.0.0.1:0"])
         .args(["--config", config_file.to_str().unwrap()])
