@@ -42,11 +42,13 @@ cargo build --quiet --bin haven
 failed=0
 cargo test --workspace --no-fail-fast -- --test-threads=2 || failed=1
 # The same test files with every server on PostgreSQL. Left out: the tests of the embedded
-# engine's files (storage_faults, crash_rounds, shutdown), of the edge and DNS (no storage), and the
-# long soak and differential runs.
+# engine's files (storage_faults, crash_rounds), of DNS and the edge's limits (no storage:
+# overload alone would add minutes, hostile_memory measures RSS), and the long soak and
+# differential runs.
 postgres_tests=(sdk_basics sdk_control_plane sdk_expressions sdk_indexes sdk_item_collections
   sdk_items sdk_partiql sdk_query_scan sdk_streams sdk_tables sdk_transactions ttl_expiry
-  stream_consumer linearizability contention catalog_wedge crash metrics)
+  stream_consumer linearizability contention catalog_wedge crash metrics shutdown auth auth_policies
+  tls hostile_input)
 HAVEN_TEST_STORAGE=postgres cargo test -p haven --no-fail-fast \
   "${postgres_tests[@]/#/--test=}" -- --test-threads=2 || failed=1
 python3 tests/smoke/cli_smoke.py || failed=1

@@ -583,6 +583,7 @@ impl Catalog {
                 table_range(prefix::REPLICATION, meta.id),
                 table_range(prefix::REPLICATION, meta.id + 1),
             );
+        crate::streams::retire(&mut batch, meta);
         let removal = Installation::Remove {
             name: meta.name.clone(),
             id: meta.id,

@@ -37,6 +37,10 @@
 //! timeout_ms = 500
 //! failures = 3                 # consecutive failures before a node is Unhealthy
 //! successes = 2                # consecutive successes before it is Healthy again
+//! scheme = "http"              # or "https" for API nodes run with --tls-cert, which then needs:
+//! # ca_file = "/etc/haven/ca.pem"      # the CA bundle node certificates are verified against
+//! # server_name = "api.haven.internal" # optional: the name in the node certificates
+//! #                                    # (default: each node's IP address, as an IP address SAN)
 //!
 //! [velocity]
 //! max_removed_fraction = 0.5   # health checks remove at most this much of a record set...
@@ -60,6 +64,7 @@ use std::time::Duration;
 use hickory_proto::rr::Name;
 use serde::Deserialize;
 
+use crate::health::ProbeTls;
 use crate::plan::{Inventory, RegionInventory};
 use crate::planner::VelocityLimit;
 use crate::push::{Publisher, PushConfig};
@@ -123,7 +128,7 @@ pub struct NameServer {
 }
 
 /// How health checks probe the API nodes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct HealthSettings {
     pub interval: Duration,
     pub timeout: Duration,
@@ -131,6 +136,8 @@ pub struct HealthSettings {
     pub failures: u32,
     /// Consecutive successful probes before a node becomes Healthy.
     pub successes: u32,
+    /// With `scheme = "https"`: probes speak TLS and verify certificates against `ca_file`.
+    pub tls: Option<ProbeTls>,
 }
 
 /// The file as written; see the module documentation for an example.
@@ -220,6 +227,12 @@ struct RawHealth {
     timeout_ms: u64,
     failures: u32,
     successes: u32,
+    /// "http" or "https" (the API nodes' `haven serve --tls-cert`).
+    scheme: String,
+    /// With https: the PEM bundle of the CA(s) that sign the nodes' certificates.
+    ca_file: Option<PathBuf>,
+    /// With https: the name node certificates carry (default: each node's IP address).
+    server_name: Option<String>,
 }
 
 impl Default for RawHealth {
@@ -229,6 +242,9 @@ impl Default for RawHealth {
             timeout_ms: 500,
             failures: 3,
             successes: 2,
+            scheme: "http".into(),
+            ca_file: None,
+            server_name: None,
         }
     }
 }
@@ -513,7 +529,28 @@ impl RawHealth {
             timeout: Duration::from_millis(self.timeout_ms),
             failures: self.failures,
             successes: self.successes,
+            tls: self.tls()?,
         })
+    }
+
+    fn tls(&self) -> Result<Option<ProbeTls>, ConfigError> {
+        let (ca_file, server_name) = (&self.ca_file, self.server_name.as_deref());
+        match (self.scheme.as_str(), ca_file) {
+            ("http", None) if server_name.is_none() => Ok(None),
+            ("http", _) => Err(invalid(
+                "[health] ca_file and server_name apply only with scheme = \"https\"",
+            )),
+            ("https", None) => Err(invalid(
+                "[health] scheme = \"https\" needs ca_file, the CA bundle that node certificates \
+                 are verified against",
+            )),
+            ("https", Some(path)) => ProbeTls::new(path, server_name)
+                .map(Some)
+                .map_err(|message| invalid(format!("[health] {message}"))),
+            (other, _) => Err(invalid(format!(
+                "[health] scheme must be \"http\" or \"https\", not {other:?}"
+            ))),
+        }
     }
 }
 
@@ -644,6 +681,28 @@ mod tests {
                 "must not exceed",
             ),
             (format!("{MINIMAL}\n[health]\nfailures = 0"), "at least 1"),
+            (
+                format!("{MINIMAL}\n[health]\nscheme = \"ftp\""),
+                "scheme must be \"http\" or \"https\", not \"ftp\"",
+            ),
+            (
+                format!("{MINIMAL}\n[health]\nscheme = \"https\""),
+                "needs ca_file",
+            ),
+            (
+                format!("{MINIMAL}\n[health]\nca_file = \"/ca.pem\""),
+                "apply only with scheme = \"https\"",
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[health]\nscheme = \"https\"\nca_file = \"/nonexistent/ca.pem\""
+                ),
+                "[health] ca_file /nonexistent/ca.pem:",
+            ),
+            (
+                format!("{MINIMAL}\n[health]\nscheme = \"https\"\nca_file = \"/dev/null\""),
+                "ca_file /dev/null holds no PEM certificate",
+            ),
             (
                 format!("{MINIMAL}\n[velocity]\nmax_removed_fraction = 1.5"),
                 "at most 1",

@@ -8,16 +8,20 @@
 //!
 //! A probe is one HTTP/1.1 request on a fresh TCP connection with a deadline for the whole
 //! exchange; only the status line is read. 200 is a success; anything else (503 while the node
-//! says it is starting, a refused connection, a timeout) is a failure.
+//! says it is starting, a refused connection, a timeout, a certificate that does not verify) is a
+//! failure. With `[health] scheme = "https"` the request goes over TLS (`tls`).
+
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+pub use self::tls::ProbeTls;
 use crate::config::HealthSettings;
 use crate::plan::{HealthView, TargetHealth};
 
@@ -31,7 +35,7 @@ pub fn spawn(targets: &[SocketAddr], settings: HealthSettings) -> watch::Receive
     let (sender, receiver) = watch::channel(view);
     let sender = Arc::new(sender);
     for target in targets {
-        tokio::spawn(probe_forever(*target, settings, sender.clone()));
+        tokio::spawn(probe_forever(*target, settings.clone(), sender.clone()));
     }
     receiver
 }
@@ -46,27 +50,37 @@ async fn probe_forever(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     while !view.is_closed() {
         ticks.tick().await;
-        let passed = probe(target, settings.timeout).await;
+        let passed = probe(target, settings.timeout, settings.tls.as_ref()).await;
         let health = tracker.record(passed, &settings);
         view.send_if_modified(|view| view.insert(target, health) != Some(health));
     }
 }
 
-/// Whether `target` answers `GET /health` with 200 within `timeout`.
-async fn probe(target: SocketAddr, timeout: Duration) -> bool {
+/// Whether `target` answers `GET /health` with 200 within `timeout` (over TLS when `tls` is given).
+async fn probe(target: SocketAddr, timeout: Duration, tls: Option<&ProbeTls>) -> bool {
     let exchange = async {
-        let mut stream = TcpStream::connect(target).await?;
-        let request =
-            format!("GET /health HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await?;
-        let mut status_line = String::new();
-        BufReader::new(stream).read_line(&mut status_line).await?;
-        std::io::Result::Ok(status_line)
+        let stream = TcpStream::connect(target).await?;
+        match tls {
+            Some(tls) => status_line(target, tls.connect(target, stream).await?).await,
+            None => status_line(target, stream).await,
+        }
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(status_line)) => status_line.split_whitespace().nth(1) == Some("200"),
         _ => false,
     }
+}
+
+/// Sends `GET /health` on `stream` and reads the response's status line.
+async fn status_line(
+    target: SocketAddr,
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+) -> std::io::Result<String> {
+    let request = format!("GET /health HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).await?;
+    Ok(line)
 }
 
 /// The verdict on one target, from its run of probe results.
@@ -117,6 +131,7 @@ mod tests {
         timeout: Duration::from_millis(50),
         failures: 3,
         successes: 2,
+        tls: None,
     };
 
     fn run(probes: &str) -> Vec<TargetHealth> {
@@ -161,15 +176,18 @@ mod tests {
             let (_silent, _) = listener.accept().await.unwrap();
             tokio::time::sleep(Duration::from_secs(1)).await;
         });
-        assert!(probe(address, Duration::from_secs(1)).await);
-        assert!(!probe(address, Duration::from_secs(1)).await);
-        assert!(!probe(address, Duration::from_millis(100)).await);
+        assert!(probe(address, Duration::from_secs(1), None).await);
+        assert!(!probe(address, Duration::from_secs(1), None).await);
+        assert!(!probe(address, Duration::from_millis(100), None).await);
         server.abort();
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .unwrap()
             .local_addr()
             .unwrap();
-        assert!(!probe(closed, Duration::from_secs(1)).await, "refused");
+        assert!(
+            !probe(closed, Duration::from_secs(1), None).await,
+            "refused"
+        );
     }
 }

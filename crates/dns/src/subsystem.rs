@@ -81,7 +81,7 @@ impl DnsSubsystem {
                 .iter()
                 .flat_map(|r| r.nodes.iter().copied())
                 .collect();
-            let health = crate::health::spawn(&targets, config.health);
+            let health = crate::health::spawn(&targets, config.health.clone());
             let control = spawn_control(&config, health.clone())?;
             if let Some(publisher) = config.push.clone() {
                 tokio::spawn(crate::push::follow(publisher, control.plans()));

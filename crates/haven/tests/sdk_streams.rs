@@ -570,3 +570,78 @@ async fn expired_iterators_and_trimmed_records_are_refused() {
         }
     }
 }
+
+/// Every stream ListStreams lists (one page: these tests have few).
+async fn listed(streams: &aws_sdk_dynamodbstreams::Client, table: Option<&str>) -> Vec<String> {
+    let page = streams
+        .list_streams()
+        .set_table_name(table.map(str::to_owned));
+    let page = page.send().await.unwrap();
+    let arns = page
+        .streams()
+        .iter()
+        .map(|s| s.stream_arn().unwrap().to_owned());
+    arns.collect()
+}
+
+#[tokio::test]
+async fn disabled_streams_and_streams_of_deleted_tables_stay_readable_until_retention_passes() {
+    let server = HavenServer::start_with(&["--in-memory", "--stream-retention-secs", "8"]);
+    let (client, streams) = (server.client(), server.streams_client());
+    let view = Some(StreamViewType::NewAndOldImages);
+    let disabled = create_streamed_table(&client, "kept", view.clone())
+        .await
+        .unwrap();
+    put(&client, "kept", "a", 1).await;
+    let off = client.update_table().table_name("kept");
+    let off = off.stream_specification(specification(None));
+    off.send().await.unwrap();
+    let deleted = create_streamed_table(&client, "gone", view).await.unwrap();
+    put(&client, "gone", "b", 2).await;
+    client
+        .delete_table()
+        .table_name("gone")
+        .send()
+        .await
+        .unwrap();
+    // A new table of the same name does not hide the deleted one's stream.
+    assert_eq!(create_streamed_table(&client, "gone", None).await, None);
+
+    let all = listed(&streams, None).await;
+    assert!(all.contains(&disabled) && all.contains(&deleted), "{all:?}");
+    assert_eq!(listed(&streams, Some("gone")).await, vec![deleted.clone()]);
+    let description = streams.describe_stream().stream_arn(&deleted).send().await;
+    let description = description.unwrap().stream_description.unwrap();
+    assert_eq!(description.stream_status().unwrap().as_str(), "DISABLED");
+    assert_eq!(description.table_name(), Some("gone"));
+    let shard = &description.shards()[0];
+    let range = shard.sequence_number_range().unwrap();
+    assert!(
+        range.ending_sequence_number().is_some(),
+        "shards are closed"
+    );
+    let kind = ShardIteratorType::TrimHorizon;
+    let start = iterator(&streams, &deleted, shard.shard_id().unwrap(), kind, None).await;
+    let (records, next) = drain(&streams, start).await;
+    assert_eq!(records.len(), 1, "the write before the deletion");
+    assert_eq!(
+        v_of(records[0].dynamodb().unwrap().new_image()),
+        Some("2".into())
+    );
+    assert_eq!(next, None, "a drained closed shard has no next iterator");
+
+    // Once retention has passed since the stream was disabled (or its table deleted), it is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !listed(&streams, None).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "never went");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for arn in [&disabled, &deleted] {
+        let gone = streams.describe_stream().stream_arn(arn).send().await;
+        let message = format!("Requested resource not found: Stream: {arn} not found");
+        assert_eq!(
+            error_of(gone),
+            ("ResourceNotFoundException".into(), message)
+        );
+    }
+}

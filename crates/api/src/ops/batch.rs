@@ -15,7 +15,7 @@ use crate::error::{DynamoError, Violations};
 use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::indexes::IndexUnits;
 use crate::items::{
-    Capacity, CapacityReport, check_item_size, collection_metrics, read_item, read_units,
+    Capacity, CapacityReport, check_item_size, collection_metrics, read_item, read_many, read_units,
     refresh_tables, stage_item_write, validate_item, validate_key,
 };
 use crate::reply::{Member, Reply};
@@ -143,12 +143,13 @@ pub(crate) fn batch_get_item(
         let consistent = request.consistent_read.unwrap_or(false);
         let mut found = Vec::new();
         let mut skipped = Vec::new();
-        for key in &keys {
+        let refs: Vec<(&TableMeta, &Item)> = keys.iter().map(|key| (&*meta, key)).collect();
+        let items = read_many(&*snapshot, &refs)?;
+        for (key, item) in keys.iter().zip(items) {
             if response_bytes >= MAX_GET_RESPONSE_BYTES {
                 skipped.push(item_to_json(key));
                 continue;
             }
-            let item = read_item(&*snapshot, &meta, key)?.map(|(_, item)| item);
             *units.entry(table_name.clone()).or_insert(0.0) +=
                 read_units(item.as_ref().map_or(0, item_size), consistent);
             if let Some(item) = item {

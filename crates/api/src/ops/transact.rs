@@ -811,11 +811,13 @@ pub(crate) fn read_items(
     project: impl Fn(usize, Item) -> Item,
 ) -> Result<Value, DynamoError> {
     let snapshot = service.engine.snapshot()?;
+    let refs: Vec<(&TableMeta, &Item)> = keys.iter().map(|(meta, key)| (&**meta, key)).collect();
+    let items = crate::items::read_many(&*snapshot, &refs)?;
+    drop(snapshot);
     let mut responses = Vec::with_capacity(keys.len());
     let mut units: BTreeMap<String, f64> = BTreeMap::new();
     let mut size = 0;
-    for (i, (meta, key)) in keys.iter().enumerate() {
-        let found = read_item(&*snapshot, meta, key)?.map(|(_, item)| item);
+    for (i, ((meta, _), found)) in keys.iter().zip(items).enumerate() {
         *units.entry(meta.name.clone()).or_insert(0.0) +=
             2.0 * found.as_ref().map_or(0, item_size).div_ceil(4096).max(1) as f64;
         let item = found.map(|item| project(i, item));

@@ -24,6 +24,7 @@
 mod iterator;
 mod ops;
 mod records;
+mod retired;
 mod shards;
 pub(crate) mod worker;
 
@@ -88,6 +89,12 @@ impl StreamMeta {
         self.disabled_ms.is_none()
     }
 
+    /// Whether the stream is still readable for a reader whose retention reaches back to
+    /// `oldest_ms`: enabled, or disabled (or its table deleted) since then.
+    pub(crate) fn readable(&self, oldest_ms: u64) -> bool {
+        self.disabled_ms.is_none_or(|at| at >= oldest_ms)
+    }
+
     pub(crate) fn arn(&self, table: &TableMeta) -> String {
         format!("{}/stream/{}", table.arn, self.label)
     }
@@ -96,6 +103,12 @@ impl StreamMeta {
 /// The stream a write must log to, if the table has an enabled one.
 pub(crate) fn enabled_stream(meta: &TableMeta) -> Option<&StreamMeta> {
     meta.streams.last().filter(|stream| stream.enabled())
+}
+
+/// Stages, in DeleteTable's batch, what keeps the table's streams readable for the retention
+/// period (`retired`).
+pub(crate) fn retire(batch: &mut haven_storage::WriteBatch, meta: &TableMeta) {
+    retired::stage(batch, meta, now_ms());
 }
 
 /// What a valid StreamSpecification asks for: a stream with this view type, or none
@@ -151,7 +164,7 @@ pub(crate) fn change_stream(
     let retention = settings.retention.as_millis() as u64;
     updated
         .streams
-        .retain(|s| s.disabled_ms.is_none_or(|at| at + retention > now_ms));
+        .retain(|s| s.readable((now_ms + 1).saturating_sub(retention)));
     match (
         requested,
         updated.streams.last_mut().filter(|s| s.enabled()),

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::iterator::ShardIterator;
 use super::now_ms;
 use super::records::stream_record;
+use super::retired;
 use super::shards::{Layout, ShardRange, Stream, parse_sequence_number};
 use crate::Service;
 use crate::catalog::TableMeta;
@@ -91,12 +92,24 @@ fn table_of(service: &Service, arn: &str) -> Result<(Arc<TableMeta>, String), Dy
         .rsplit_once(":table/")
         .map(|(_, name)| name)
         .ok_or_else(|| stream_not_found(arn))?;
-    let meta = service
-        .catalog
-        .get(name)?
-        .filter(|meta| meta.arn == table_arn && meta.streams.iter().any(|s| s.label == label))
+    let oldest = oldest_readable_ms(service);
+    let has_stream = |meta: &TableMeta| {
+        meta.arn == table_arn
+            && meta
+                .streams
+                .iter()
+                .any(|s| s.label == label && s.readable(oldest))
+    };
+    if let Some(meta) = service.catalog.get(name)?.filter(|meta| has_stream(meta)) {
+        return Ok((meta, label.to_owned()));
+    }
+    let snapshot = service.engine.snapshot()?;
+    let deleted = retired::tables(&*snapshot, Some(name), oldest)?;
+    let meta = deleted
+        .into_iter()
+        .find(|meta| has_stream(meta))
         .ok_or_else(|| stream_not_found(arn))?;
-    Ok((meta, label.to_owned()))
+    Ok((Arc::new(meta), label.to_owned()))
 }
 
 /// The first position a reader of `shard` would miss because retention trimmed it, if any.
@@ -151,12 +164,17 @@ pub(crate) fn list_streams(
     };
     // Newest first, as DynamoDB lists them.
     let mut streams: Vec<(u64, String, String, String)> = Vec::new();
+    let mut tables = Vec::new();
     for name in &names {
-        let Some(meta) = service.catalog.get(name)? else {
-            continue;
-        };
-        for stream in Stream::all(&meta) {
-            if stream.meta.disabled_ms.is_none_or(|at| at >= oldest) {
+        tables.extend(service.catalog.get(name)?);
+    }
+    let snapshot = service.engine.snapshot()?;
+    let deleted = retired::tables(&*snapshot, input.table_name.as_deref(), oldest)?;
+    drop(snapshot);
+    tables.extend(deleted.into_iter().map(Arc::new));
+    for meta in &tables {
+        for stream in Stream::all(meta) {
+            if stream.meta.readable(oldest) {
                 let (created, label) = (stream.meta.created_ms, stream.meta.label.clone());
                 streams.push((created, stream.arn(), meta.name.clone(), label));
             }

@@ -37,7 +37,9 @@ pub(crate) fn spawn(
     let period = (settings.shard_interval / 4).clamp(Duration::from_millis(10), MAX_PERIOD);
     spawn_periodic("haven-log", engine.clone(), period, stop, move || {
         heartbeat_if_due(&*engine, &catalog)?;
-        trim_all(&*engine, &settings.retention)
+        trim_all(&*engine, &settings.retention)?;
+        let oldest = now_ms().saturating_sub(settings.retention.as_millis() as u64);
+        super::retired::sweep(&*engine, oldest)
     });
 }
 
@@ -70,7 +72,7 @@ fn heartbeat_if_due(engine: &dyn Engine, catalog: &Arc<Catalog>) -> Result<(), S
     commit(engine, batch)
 }
 
-fn commit(engine: &dyn Engine, batch: WriteBatch) -> Result<(), StorageError> {
+pub(super) fn commit(engine: &dyn Engine, batch: WriteBatch) -> Result<(), StorageError> {
     match engine.commit(batch).wait() {
         Ok(()) | Err(haven_storage::CommitError::Conflict) => Ok(()),
         Err(haven_storage::CommitError::Storage(error)) => Err(error),
