@@ -6,6 +6,7 @@
 
 pub mod access;
 mod background;
+mod backup;
 mod catalog;
 mod changes;
 mod error;
@@ -27,6 +28,9 @@ use std::sync::Arc;
 
 use haven_storage::{Engine, StorageError};
 
+pub use backup::BackupStoreConfig;
+pub use backup::s3::S3Config;
+pub use backup::store::{BackupStore, DirStore};
 pub use catalog::{Catalog, TableMeta};
 pub use error::{CancellationReason, DynamoError};
 pub use ops::Operation;
@@ -84,6 +88,8 @@ pub struct ServiceConfig {
     /// How often the TTL worker looks for expired items (they are deleted within about this
     /// long; DynamoDB takes up to a few days).
     pub ttl_interval: std::time::Duration,
+    /// Where backups are kept (`crate::backup`).
+    pub backup_store: BackupStoreConfig,
 }
 
 impl Default for ServiceConfig {
@@ -94,6 +100,7 @@ impl Default for ServiceConfig {
             item_collection_limit: 10 * 1024 * 1024 * 1024,
             streams: StreamSettings::default(),
             ttl_interval: std::time::Duration::from_secs(1),
+            backup_store: BackupStoreConfig::default(),
         }
     }
 }
@@ -114,6 +121,8 @@ pub struct Service {
     engine: Arc<dyn Engine>,
     catalog: Arc<Catalog>,
     config: ServiceConfig,
+    /// The backup store (`crate::backup`).
+    backups: Arc<dyn backup::store::BackupStore>,
     /// Stops the background workers (log trimming, TTL) when the service goes.
     stop: background::Stop,
 }
@@ -126,6 +135,7 @@ impl Service {
         let service = Service {
             engine,
             catalog,
+            backups: config.backup_store.open(),
             config,
             stop: background::Stop::default(),
         };
@@ -134,8 +144,9 @@ impl Service {
     }
 
     /// Starts the workers that run for the service's lifetime: the change log's trimmer and the
-    /// TTL worker.
+    /// TTL worker, and resumes restores a previous run left half-way.
     fn start_workers(&self) {
+        backup::resume_restores(&self.engine, &self.catalog, &self.backups, &self.config);
         streams::worker::spawn(
             self.engine.clone(),
             self.catalog.clone(),

@@ -201,6 +201,22 @@ struct ServeArgs {
     /// about this long of expiring (DynamoDB takes up to a few days).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     ttl_interval_ms: u64,
+    /// Directory of the backup store (CreateBackup, RestoreTableFromBackup; docs/backups.md).
+    /// Keep it on another disk than --data-dir. Default: `<data-dir>-backups` beside the data
+    /// directory, or the server's memory with --in-memory.
+    #[arg(long, conflicts_with = "backup_s3")]
+    backup_dir: Option<PathBuf>,
+    /// Keep backups in an S3 bucket instead: `s3://bucket` or `s3://bucket/prefix/`, signed with
+    /// the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment variables.
+    #[arg(long, requires = "backup_s3_endpoint")]
+    backup_s3: Option<String>,
+    /// The S3-compatible endpoint of --backup-s3 (`https://s3.eu-west-1.amazonaws.com`, a MinIO,
+    /// Ceph or Garage URL...); buckets are addressed path-style.
+    #[arg(long)]
+    backup_s3_endpoint: Option<String>,
+    /// The region --backup-s3 signs for.
+    #[arg(long, default_value = "us-east-1")]
+    backup_s3_region: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -319,6 +335,55 @@ fn read_policy(file: &std::path::Path) -> anyhow::Result<haven_api::access::Poli
     haven_api::access::Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
 }
 
+/// Where backups go: --backup-s3 or --backup-dir, else beside the data directory (in memory with
+/// --in-memory).
+fn backup_store(args: &ServeArgs) -> anyhow::Result<haven_api::BackupStoreConfig> {
+    use haven_api::BackupStoreConfig;
+    if let Some(url) = &args.backup_s3 {
+        return Ok(BackupStoreConfig::S3(s3_config(args, url)?));
+    }
+    Ok(match &args.backup_dir {
+        Some(dir) => BackupStoreConfig::Directory(dir.clone()),
+        None if args.in_memory => BackupStoreConfig::Memory,
+        None => {
+            let mut name = args.data_dir.file_name().unwrap_or_default().to_owned();
+            name.push("-backups");
+            BackupStoreConfig::Directory(args.data_dir.with_file_name(name))
+        }
+    })
+}
+
+/// The S3 store of `--backup-s3 s3://bucket[/prefix]`, with the key from the environment.
+fn s3_config(args: &ServeArgs, url: &str) -> anyhow::Result<haven_api::S3Config> {
+    let location = url
+        .strip_prefix("s3://")
+        .filter(|rest| !rest.is_empty())
+        .with_context(|| {
+            format!("--backup-s3 {url}: expected s3://bucket or s3://bucket/prefix")
+        })?;
+    let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+    let prefix = match prefix.trim_end_matches('/') {
+        "" => String::new(),
+        prefix => format!("{prefix}/"),
+    };
+    let variable = |name: &str| {
+        std::env::var(name).with_context(|| format!("--backup-s3 needs {name} in the environment"))
+    };
+    Ok(haven_api::S3Config {
+        endpoint: args
+            .backup_s3_endpoint
+            .clone()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string(),
+        bucket: bucket.to_string(),
+        prefix,
+        region: args.backup_s3_region.clone(),
+        access_key_id: variable("AWS_ACCESS_KEY_ID")?,
+        secret_access_key: variable("AWS_SECRET_ACCESS_KEY")?,
+    })
+}
+
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.log_level)?;
     let storage = Storage::open(&args)?;
@@ -331,6 +396,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             iterator_lifetime: Duration::from_secs(args.stream_iterator_lifetime_secs),
         },
         ttl_interval: Duration::from_millis(args.ttl_interval_ms),
+        backup_store: backup_store(&args)?,
         ..ServiceConfig::default()
     };
     let security = security(&args)?;

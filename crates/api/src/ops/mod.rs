@@ -24,6 +24,10 @@ use serde_json::Value;
 use crate::reply::Reply;
 use crate::{DynamoError, RequestContext, Service};
 
+pub(crate) use control::{
+    ProvisionedThroughputInput, check_billing, check_throughput, describe, enum_violation, now,
+    projection,
+};
 pub(crate) use query::{KeyRange, partition_key as query_partition_key};
 pub(crate) use scan::segment_range;
 pub(crate) use transact::{
@@ -186,6 +190,13 @@ pub(crate) async fn dispatch(
             crate::partiql::batch_execute_statement(service, parse(request)?).await
         }
         ExecuteTransaction => crate::partiql::execute_transaction(service, request).await,
+        CreateBackup => crate::backup::create_backup(service, parse(request)?).await,
+        DescribeBackup => crate::backup::describe_backup(service, parse(request)?).await,
+        ListBackups => crate::backup::list_backups(service, parse(request)?).await,
+        DeleteBackup => crate::backup::delete_backup(service, parse(request)?).await,
+        RestoreTableFromBackup => {
+            crate::backup::restore_table_from_backup(service, parse(request)?).await
+        }
         _ => Err(DynamoError::UnknownOperation),
     };
     json.map(Reply::from)

@@ -616,6 +616,7 @@ mod tests {
             schema_version: 0,
             version: 0,
             streams: vec![],
+            restore: None,
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {
