@@ -122,6 +122,9 @@ pub struct TableMeta {
     /// Set on a table restored from a backup (`crate::backup`); in progress while it is filled.
     #[serde(default)]
     pub restore: Option<crate::backup::RestoreSummary>,
+    /// Point-in-time recovery, while enabled (`crate::backup::pitr`).
+    #[serde(default)]
+    pub pitr: Option<crate::backup::pitr::PitrMeta>,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).

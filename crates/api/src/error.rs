@@ -60,6 +60,10 @@ pub enum DynamoError {
     TableAlreadyExists(String),
     /// The table is being created (restored) or deleted.
     TableInUse(String),
+    /// A point-in-time restore of a table without point-in-time recovery.
+    PointInTimeRecoveryUnavailable(String),
+    /// A point-in-time restore outside the restorable window.
+    InvalidRestoreTime(String),
 }
 
 /// Why one action of a cancelled transaction failed (`Code` None when it did not).
@@ -121,6 +125,10 @@ impl DynamoError {
             DynamoError::BackupInUse(_) => "BackupInUseException",
             DynamoError::TableAlreadyExists(_) => "TableAlreadyExistsException",
             DynamoError::TableInUse(_) => "TableInUseException",
+            DynamoError::PointInTimeRecoveryUnavailable(_) => {
+                "PointInTimeRecoveryUnavailableException"
+            }
+            DynamoError::InvalidRestoreTime(_) => "InvalidRestoreTimeException",
         }
     }
 
@@ -179,7 +187,9 @@ impl DynamoError {
             | DynamoError::BackupNotFound(m)
             | DynamoError::BackupInUse(m)
             | DynamoError::TableAlreadyExists(m)
-            | DynamoError::TableInUse(m) => m,
+            | DynamoError::TableInUse(m)
+            | DynamoError::PointInTimeRecoveryUnavailable(m)
+            | DynamoError::InvalidRestoreTime(m) => m,
             DynamoError::ConditionalCheckFailed { message, .. } => message,
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",
@@ -264,17 +274,22 @@ impl Violations {
 
     /// Checks a paging Limit member (DynamoDB's list operations take 1 to 100).
     pub fn page_limit(&mut self, limit: Option<i64>) {
-        let rendered = |limit| format!("Value '{limit}' at 'limit' failed to satisfy constraint: ");
-        match limit {
-            Some(limit) if limit < 1 => self.push(format!(
-                "{}Member must have value greater than or equal to 1",
-                rendered(limit)
-            )),
-            Some(limit) if limit > 100 => self.push(format!(
-                "{}Member must have value less than or equal to 100",
-                rendered(limit)
-            )),
-            _ => {}
+        if let Some(limit) = limit {
+            self.range("limit", limit, 1, 100);
+        }
+    }
+
+    /// Checks a number member against `min..=max`.
+    pub fn range(&mut self, field: &str, value: i64, min: i64, max: i64) {
+        let rendered = format!("Value '{value}' at '{field}' failed to satisfy constraint: ");
+        if value < min {
+            self.push(format!(
+                "{rendered}Member must have value greater than or equal to {min}"
+            ));
+        } else if value > max {
+            self.push(format!(
+                "{rendered}Member must have value less than or equal to {max}"
+            ));
         }
     }
 

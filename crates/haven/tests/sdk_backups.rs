@@ -797,3 +797,169 @@ async fn backups_in_an_s3_bucket_outlive_the_server() {
     let (code, _) = error_of(client.describe_backup().backup_arn(&arn).send().await);
     assert_eq!(code, "BackupNotFoundException");
 }
+
+fn now_ms() -> i64 {
+    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    elapsed.unwrap().as_millis() as i64
+}
+
+async fn restore_to(client: &Client, target: &str, moment: Option<i64>) -> TableDescription {
+    let request = client
+        .restore_table_to_point_in_time()
+        .source_table_name("pitr")
+        .target_table_name(target);
+    let request = match moment {
+        Some(ms) => request.restore_date_time(DateTime::from_millis(ms)),
+        None => request.use_latest_restorable_time(true),
+    };
+    request
+        .send()
+        .await
+        .expect("restore to a point in time")
+        .table_description
+        .unwrap()
+}
+
+#[tokio::test]
+async fn point_in_time_restores_each_moment_of_a_stream_of_writes() {
+    let folder = tempfile::tempdir().unwrap();
+    let backups = folder.path().to_str().unwrap();
+    let server = HavenServer::start_with(&["--in-memory", "--backup-dir", backups]);
+    let client = server.client();
+    create_indexed_table(&client, "pitr").await;
+    let mut model: BTreeMap<Key, Item> = BTreeMap::new();
+    let initial: Vec<Item> = (0..60)
+        .map(|i| versioned(&format!("p{}", i % 6), i, 0))
+        .collect();
+    put_all(&client, "pitr", &initial).await;
+    model.extend(initial.iter().map(|i| (key_of(i), i.clone())));
+
+    let described = client
+        .describe_continuous_backups()
+        .table_name("pitr")
+        .send()
+        .await
+        .unwrap();
+    let pitr = described
+        .continuous_backups_description
+        .unwrap()
+        .point_in_time_recovery_description
+        .unwrap();
+    assert_eq!(
+        pitr.point_in_time_recovery_status().unwrap().as_str(),
+        "DISABLED"
+    );
+    let (code, message) = error_of(
+        client
+            .restore_table_to_point_in_time()
+            .source_table_name("pitr")
+            .target_table_name("x-1")
+            .use_latest_restorable_time(true)
+            .send()
+            .await,
+    );
+    assert_eq!(code, "PointInTimeRecoveryUnavailableException");
+    assert_eq!(
+        message,
+        "Point in time recovery is not enabled for table 'pitr'"
+    );
+    let (code, _) = error_of(
+        client
+            .describe_continuous_backups()
+            .table_name("missing")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "TableNotFoundException");
+    let spec = |days| {
+        aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+            .point_in_time_recovery_enabled(true)
+            .recovery_period_in_days(days)
+            .build()
+            .unwrap()
+    };
+    let (code, message) = error_of(
+        client
+            .update_continuous_backups()
+            .table_name("pitr")
+            .point_in_time_recovery_specification(spec(36))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException");
+    assert!(
+        message.contains("Member must have value less than or equal to 35"),
+        "{message}"
+    );
+    let enabled = client
+        .update_continuous_backups()
+        .table_name("pitr")
+        .point_in_time_recovery_specification(spec(7))
+        .send()
+        .await
+        .expect("enable PITR");
+    let pitr = enabled
+        .continuous_backups_description
+        .unwrap()
+        .point_in_time_recovery_description
+        .unwrap();
+    assert_eq!(
+        pitr.point_in_time_recovery_status().unwrap().as_str(),
+        "ENABLED"
+    );
+    assert_eq!(pitr.recovery_period_in_days(), Some(7));
+    let earliest = pitr
+        .earliest_restorable_date_time()
+        .unwrap()
+        .to_millis()
+        .unwrap();
+
+    // Three rounds of puts, overwrites and deletes; a moment recorded between rounds.
+    let mut moments = Vec::new();
+    for round in 1..=3i64 {
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let writes: Vec<Item> = (0..30)
+            .map(|i| versioned(&format!("p{}", i % 6), i * round % 80, round))
+            .collect();
+        put_all(&client, "pitr", &writes).await;
+        model.extend(writes.iter().map(|i| (key_of(i), i.clone())));
+        let doomed: Vec<Key> = model
+            .keys()
+            .skip(round as usize * 3)
+            .step_by(11)
+            .cloned()
+            .collect();
+        for (pk, sk) in &doomed {
+            let delete = client
+                .delete_item()
+                .table_name("pitr")
+                .key("pk", s(pk))
+                .key("sk", n(*sk));
+            delete.send().await.expect("delete");
+            model.remove(&(pk.clone(), *sk));
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        moments.push((now_ms(), model.clone()));
+    }
+    let (code, _) = error_of(
+        client
+            .restore_table_to_point_in_time()
+            .source_table_name("pitr")
+            .target_table_name("x-2")
+            .restore_date_time(DateTime::from_millis(earliest - 60_000))
+            .send()
+            .await,
+    );
+    assert_eq!(code, "InvalidRestoreTimeException");
+    for (i, (moment, expected)) in moments.iter().enumerate() {
+        let target = format!("pitr-{i}");
+        let restoring = restore_to(&client, &target, Some(*moment)).await;
+        let summary = restoring.restore_summary().unwrap();
+        assert_eq!(summary.source_backup_arn(), None);
+        wait_active(&client, &target).await;
+        assert_table_equals(&client, &target, expected).await;
+    }
+    restore_to(&client, "pitr-latest", None).await;
+    wait_active(&client, "pitr-latest").await;
+    assert_table_equals(&client, "pitr-latest", &model).await;
+}

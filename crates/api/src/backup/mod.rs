@@ -17,6 +17,7 @@
 
 mod image;
 mod ops;
+pub mod pitr;
 mod restore;
 pub mod s3;
 pub mod store;
@@ -31,6 +32,9 @@ use crate::error::DynamoError;
 use store::{BackupStore, StoreError};
 
 pub(crate) use ops::{create_backup, delete_backup, describe_backup, list_backups};
+pub(crate) use pitr::{
+    describe_continuous_backups, restore_table_to_point_in_time, update_continuous_backups,
+};
 pub(crate) use restore::{restore_table_from_backup, resume_restores};
 
 /// Where a server keeps its backups.
@@ -96,7 +100,7 @@ pub(crate) fn backup_id(arn: &str) -> Option<&str> {
     well_formed.then_some(id)
 }
 
-fn record_key(id: &str) -> String {
+pub(crate) fn record_key(id: &str) -> String {
     format!("backups/{id}.json")
 }
 
@@ -246,10 +250,25 @@ fn features(table: &TableMeta) -> Value {
 /// the table's metadata so that a restart resumes a restore left half-way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreSummary {
-    pub source_backup_arn: String,
+    /// The backup restored (None for a point-in-time restore).
+    pub source_backup_arn: Option<String>,
     pub source_table_arn: String,
     pub restore_date_time: f64,
     pub in_progress: bool,
+    /// What a point-in-time restore replays (`pitr`).
+    #[serde(default)]
+    pub point_in_time: Option<PointInTime>,
+}
+
+/// A point-in-time restore's source: a base image and the source table's log after it, up to
+/// the moment restored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointInTime {
+    /// The store key of the base image (its record is `<base>.json`, its parts `<base>/part-N`).
+    pub base: String,
+    pub table_id: u64,
+    pub base_position: (u64, u64),
+    pub until_ms: u64,
 }
 
 /// The table's status and RestoreSummary in a TableDescription: a table being restored is
@@ -261,12 +280,15 @@ pub(crate) fn describe_into(description: &mut Value, meta: &TableMeta) {
     if restore.in_progress {
         description["TableStatus"] = json!("CREATING");
     }
-    description["RestoreSummary"] = json!({
-        "SourceBackupArn": restore.source_backup_arn,
+    let mut summary = json!({
         "SourceTableArn": restore.source_table_arn,
         "RestoreDateTime": restore.restore_date_time,
         "RestoreInProgress": restore.in_progress,
     });
+    if let Some(arn) = &restore.source_backup_arn {
+        summary["SourceBackupArn"] = json!(arn);
+    }
+    description["RestoreSummary"] = summary;
 }
 
 /// Whether a table is still being filled by a restore (it then refuses DeleteTable and backups).

@@ -146,7 +146,7 @@ fn restoring_from(service: &Service, arn: &str) -> Result<bool, DynamoError> {
             .is_some_and(|meta: Arc<TableMeta>| {
                 meta.restore
                     .as_ref()
-                    .is_some_and(|r| r.in_progress && r.source_backup_arn == arn)
+                    .is_some_and(|r| r.in_progress && r.source_backup_arn.as_deref() == Some(arn))
             });
         if restoring {
             return Ok(true);

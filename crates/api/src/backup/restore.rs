@@ -3,11 +3,14 @@
 //! entries and counters with each item; the table turns ACTIVE once every part is in. A restart
 //! resumes any restore its metadata says is in progress (`resume_restores`).
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
 use haven_model::Item;
-use haven_storage::{CommitError, Engine, WriteBatch};
+use haven_model::item_codec::decode_item;
+use haven_storage::{CommitError, Engine, LogPosition, WriteBatch};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -19,6 +22,9 @@ use crate::error::{DynamoError, Violations};
 use crate::ops::{ProvisionedThroughputInput, check_billing, check_throughput, enum_violation};
 use crate::retry::Retries;
 use crate::{Service, ServiceConfig};
+
+/// One change a restore writes: an item holding the key, and the item to write (None deletes).
+type Change = (Item, Option<Item>);
 
 /// Items per write batch while restoring.
 const ITEMS_PER_BATCH: usize = 64;
@@ -33,42 +39,50 @@ struct IndexOverride {
     index_name: Option<String>,
 }
 
+/// The members RestoreTableFromBackup and RestoreTableToPointInTime share.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct RestoreTableFromBackupInput {
-    target_table_name: Option<String>,
-    backup_arn: Option<String>,
+pub(crate) struct Overrides {
     billing_mode_override: Option<String>,
     global_secondary_index_override: Option<Vec<IndexOverride>>,
     local_secondary_index_override: Option<Vec<IndexOverride>>,
     provisioned_throughput_override: Option<ProvisionedThroughputInput>,
 }
 
-impl RestoreTableFromBackupInput {
-    fn check(&self) -> Result<(), DynamoError> {
-        let mut violations = Violations::new();
-        violations.name("targetTableName", self.target_table_name.as_deref());
-        check_backup_arn(&mut violations, self.backup_arn.as_deref());
+impl Overrides {
+    pub(crate) fn check(&self, violations: &mut Violations) {
         if let Some(mode) = &self.billing_mode_override {
             enum_violation(
-                &mut violations,
+                violations,
                 "billingModeOverride",
                 mode,
                 &["PROVISIONED", "PAY_PER_REQUEST"],
             );
         }
         if let Some(throughput) = &self.provisioned_throughput_override {
-            check_throughput(&mut violations, "provisionedThroughputOverride", throughput);
+            check_throughput(violations, "provisionedThroughputOverride", throughput);
         }
-        violations.into_result()
     }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct RestoreTableFromBackupInput {
+    target_table_name: Option<String>,
+    backup_arn: Option<String>,
+    #[serde(flatten)]
+    overrides: Overrides,
 }
 
 pub(crate) async fn restore_table_from_backup(
     service: &Service,
     input: RestoreTableFromBackupInput,
 ) -> Result<Value, DynamoError> {
-    input.check()?;
+    let mut violations = Violations::new();
+    violations.name("targetTableName", input.target_table_name.as_deref());
+    check_backup_arn(&mut violations, input.backup_arn.as_deref());
+    input.overrides.check(&mut violations);
+    violations.into_result()?;
     let arn = input.backup_arn.clone().unwrap_or_default();
     let lookup = arn.clone();
     let record = blocking(&service.backups, move |store| load_record(store, &lookup)).await?;
@@ -77,19 +91,37 @@ pub(crate) async fn restore_table_from_backup(
             "Backup is being created: {arn}"
         )));
     }
+    let summary = RestoreSummary {
+        source_backup_arn: Some(arn),
+        source_table_arn: record.table.arn.clone(),
+        restore_date_time: crate::ops::now(),
+        in_progress: true,
+        point_in_time: None,
+    };
     let target = input.target_table_name.clone().unwrap_or_default();
+    start(service, &input.overrides, &record, &target, summary).await
+}
+
+/// Creates the restored table (CREATING) from the image's metadata and starts filling it.
+pub(crate) async fn start(
+    service: &Service,
+    overrides: &Overrides,
+    record: &BackupRecord,
+    target: &str,
+    summary: RestoreSummary,
+) -> Result<Value, DynamoError> {
     let exists = || DynamoError::TableAlreadyExists(format!("Table already exists: {target}"));
     service.catalog.refresh()?;
-    if service.catalog.get(&target)?.is_some() {
+    if service.catalog.get(target)?.is_some() {
         return Err(exists());
     }
-    let meta = restored_meta(service, &input, &record, &target)?;
+    let meta = restored_meta(service, overrides, record, target, summary)?;
     let meta = service
         .catalog
-        .create(meta, &mut Retries::new("RestoreTableFromBackup"))
+        .create(meta, &mut Retries::new("RestoreTable"))
         .await?
         .ok_or_else(exists)?;
-    Restorer::new(service).spawn(target, arn);
+    Restorer::new(service).spawn(target.to_string());
     let description = crate::ops::describe(service, &meta, "CREATING")?;
     Ok(json!({ "TableDescription": description }))
 }
@@ -98,9 +130,10 @@ pub(crate) async fn restore_table_from_backup(
 /// applied; streams, TTL, tags and deletion protection are not restored (as in AWS).
 fn restored_meta(
     service: &Service,
-    input: &RestoreTableFromBackupInput,
+    input: &Overrides,
     record: &BackupRecord,
     target: &str,
+    summary: RestoreSummary,
 ) -> Result<TableMeta, DynamoError> {
     let mut meta = record.table.clone();
     let now = crate::ops::now();
@@ -133,12 +166,8 @@ fn restored_meta(
     meta.time_to_live = None;
     meta.deletion_protection = false;
     meta.streams = Vec::new();
-    meta.restore = Some(RestoreSummary {
-        source_backup_arn: record.arn.clone(),
-        source_table_arn: record.table.arn.clone(),
-        restore_date_time: now,
-        in_progress: true,
-    });
+    meta.pitr = None;
+    meta.restore = Some(summary);
     Ok(meta)
 }
 
@@ -171,11 +200,7 @@ fn keep_indexes(
 
 /// Applies BillingModeOverride and ProvisionedThroughputOverride, checked as CreateTable checks
 /// its billing members.
-fn override_billing(
-    meta: &mut TableMeta,
-    input: &RestoreTableFromBackupInput,
-    now: f64,
-) -> Result<(), DynamoError> {
+fn override_billing(meta: &mut TableMeta, input: &Overrides, now: f64) -> Result<(), DynamoError> {
     let mode = input
         .billing_mode_override
         .clone()
@@ -224,14 +249,14 @@ pub(crate) fn resume_restores(
         let Ok(Some(meta)) = catalog.get(&name) else {
             continue;
         };
-        if let Some(restore) = meta.restore.as_ref().filter(|r| r.in_progress) {
+        if super::restoring(&meta) {
             let restorer = Restorer {
                 engine: engine.clone(),
                 catalog: catalog.clone(),
                 store: store.clone(),
                 collection_limit: config.item_collection_limit,
             };
-            restorer.spawn(name, restore.source_backup_arn.clone());
+            restorer.spawn(name);
         }
     }
 }
@@ -248,12 +273,12 @@ impl Restorer {
 
     /// Fills `table` from the backup on a thread of its own, pausing and starting over after a
     /// failure (a bounded number of times; a restart resumes it after that).
-    fn spawn(self, table: String, backup_arn: String) {
+    fn spawn(self, table: String) {
         let spawned = std::thread::Builder::new()
             .name("haven-restore".into())
             .spawn(move || {
                 for attempt in 1..=RESTORE_ATTEMPTS {
-                    match self.run(&table, &backup_arn) {
+                    match self.run(&table) {
                         Ok(()) => return,
                         Err(error) => {
                             tracing::warn!(table, attempt, %error, "restore failed; retrying");
@@ -268,38 +293,103 @@ impl Restorer {
         }
     }
 
-    fn run(&self, table: &str, backup_arn: &str) -> Result<(), String> {
+    fn run(&self, table: &str) -> Result<(), String> {
         let text = |e: DynamoError| e.message().unwrap_or_else(|| e.name().into());
-        let record = load_record(&*self.store, backup_arn).map_err(text)?;
-        let id = super::backup_id(backup_arn).unwrap_or_default();
+        let meta = self.catalog.get(table).map_err(|e| e.to_string())?;
+        let Some(summary) = meta.and_then(|meta| meta.restore.clone()) else {
+            return Ok(()); // the table went
+        };
+        let (record_key, parts_key) = match (&summary.point_in_time, &summary.source_backup_arn) {
+            (Some(at), _) => (format!("{}.json", at.base), at.base.clone()),
+            (None, Some(arn)) => {
+                let id = super::backup_id(arn).unwrap_or_default();
+                (super::record_key(id), format!("backups/{id}"))
+            }
+            (None, None) => return Err("a restore with no source".into()),
+        };
+        let record = self.record(&record_key)?;
         for part in 0..record.parts {
+            let key = format!("{parts_key}/part-{part:05}.json");
             let bytes = self
                 .store
-                .get(&super::part_key(id, part))
+                .get(&key)
                 .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("part {part} of {backup_arn} is missing"))?;
+                .ok_or_else(|| format!("{key} is missing"))?;
             let items = super::image::read_items(&bytes)?;
-            for chunk in items.chunks(ITEMS_PER_BATCH) {
-                if !self.write(table, chunk).map_err(text)? {
-                    return Ok(()); // the table went
-                }
+            let changes: Vec<Change> = items.into_iter().map(|i| (i.clone(), Some(i))).collect();
+            if !self.write_all(table, &changes).map_err(text)? {
+                return Ok(()); // the table went
+            }
+        }
+        if let Some(at) = &summary.point_in_time {
+            let changes = self.log_changes(at).map_err(text)?;
+            if !self.write_all(table, &changes).map_err(text)? {
+                return Ok(());
             }
         }
         self.finish(table).map_err(text)
     }
 
-    /// Writes a chunk of items (those not already there as they are); false if the table went.
-    fn write(&self, table: &str, items: &[Item]) -> Result<bool, DynamoError> {
+    fn record(&self, key: &str) -> Result<BackupRecord, String> {
+        let bytes = self.store.get(key).map_err(|e| e.to_string())?;
+        let bytes = bytes.ok_or_else(|| format!("{key} is missing"))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{key}: {e}"))
+    }
+
+    /// The last change of each key in the source table's log after the base image, up to the
+    /// moment restored.
+    fn log_changes(&self, at: &super::PointInTime) -> Result<Vec<Change>, DynamoError> {
+        let position = |(timestamp_ms, sequence)| LogPosition {
+            timestamp_ms,
+            sequence,
+        };
+        let from = position(at.base_position);
+        let until = position((at.until_ms, u64::MAX));
+        let mut last: BTreeMap<Vec<u8>, Change> = BTreeMap::new();
+        let mut damaged = None;
+        let snapshot = self.engine.snapshot()?;
+        let range = (Bound::Excluded(from), Bound::Included(until));
+        snapshot.scan_log(at.table_id, range, false, &mut |entry| {
+            let decode = |bytes: &Option<Vec<u8>>| bytes.as_deref().map(decode_item).transpose();
+            match (decode(&entry.record.old), decode(&entry.record.new)) {
+                (Ok(old), Ok(new)) => {
+                    if let Some(key_source) = new.clone().or(old) {
+                        last.insert(entry.record.key.clone(), (key_source, new));
+                    }
+                }
+                (Err(error), _) | (_, Err(error)) => damaged = Some(error),
+            }
+            damaged.is_none()
+        })?;
+        if let Some(error) = damaged {
+            tracing::error!(%error, "undecodable item in the change log");
+            return Err(DynamoError::InternalServerError);
+        }
+        Ok(last.into_values().collect())
+    }
+
+    /// Writes changes in batches; false if the table went.
+    fn write_all(&self, table: &str, changes: &[Change]) -> Result<bool, DynamoError> {
+        for chunk in changes.chunks(ITEMS_PER_BATCH) {
+            if !self.write(table, chunk)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes a chunk of changes (those not already there as they are); false if the table went.
+    fn write(&self, table: &str, changes: &[Change]) -> Result<bool, DynamoError> {
         for _ in 0..BATCH_ATTEMPTS {
             let Some(meta) = self.catalog.get(table)? else {
                 return Ok(false);
             };
             let snapshot = self.engine.snapshot()?;
             let mut batch = WriteBatch::new();
-            for item in items {
-                let key = meta.keys().project_key(item);
+            for (key_source, item) in changes {
+                let key = meta.keys().project_key(key_source);
                 let current = crate::items::read_item(&*snapshot, &meta, &key)?;
-                if current.as_ref().is_some_and(|(_, stored)| stored == item) {
+                if current.as_ref().map(|(_, stored)| stored) == item.as_ref() {
                     continue;
                 }
                 crate::items::stage_item_write(
@@ -307,7 +397,7 @@ impl Restorer {
                     &meta,
                     &key,
                     current.as_ref(),
-                    Some(item),
+                    item.as_ref(),
                     &mut batch,
                     self.collection_limit,
                 )?;

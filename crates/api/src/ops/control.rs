@@ -294,6 +294,7 @@ pub(crate) async fn create_table(
             })
             .collect(),
         restore: None,
+        pitr: None,
     };
     let meta = service
         .catalog

@@ -25,8 +25,8 @@ use crate::reply::Reply;
 use crate::{DynamoError, RequestContext, Service};
 
 pub(crate) use control::{
-    ProvisionedThroughputInput, check_billing, check_throughput, describe, enum_violation, now,
-    projection,
+    ProvisionedThroughputInput, TableNameInput, check_billing, check_throughput, describe,
+    enum_violation, now, projection,
 };
 pub(crate) use query::{KeyRange, partition_key as query_partition_key};
 pub(crate) use scan::segment_range;
@@ -196,6 +196,15 @@ pub(crate) async fn dispatch(
         DeleteBackup => crate::backup::delete_backup(service, parse(request)?).await,
         RestoreTableFromBackup => {
             crate::backup::restore_table_from_backup(service, parse(request)?).await
+        }
+        UpdateContinuousBackups => {
+            crate::backup::update_continuous_backups(service, parse(request)?).await
+        }
+        DescribeContinuousBackups => {
+            crate::backup::describe_continuous_backups(service, parse(request)?)
+        }
+        RestoreTableToPointInTime => {
+            crate::backup::restore_table_to_point_in_time(service, parse(request)?).await
         }
         _ => Err(DynamoError::UnknownOperation),
     };

@@ -617,6 +617,7 @@ mod tests {
             version: 0,
             streams: vec![],
             restore: None,
+            pitr: None,
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {
