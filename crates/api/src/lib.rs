@@ -29,7 +29,7 @@ use std::sync::Arc;
 use haven_storage::{Engine, StorageError};
 
 pub use backup::BackupStoreConfig;
-pub use backup::s3::S3Config;
+pub use backup::s3::{S3Config, Signing};
 pub use backup::store::{BackupStore, DirStore};
 pub use catalog::{Catalog, TableMeta};
 pub use error::{CancellationReason, DynamoError};

@@ -1,6 +1,8 @@
 //! The `haven` binary: parses the command line and wires storage, service and server together
-//! (`serve`), manages access keys (`keys`), or runs the guard resolver (`resolve`, in
-//! `haven-resolve`).
+//! (`serve`), manages access keys (`keys`), manages a running server's backups (`backup`, in
+//! `backup_cli`), or runs the guard resolver (`resolve`, in `haven-resolve`).
+
+mod backup_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +38,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Manage the access keys of a credentials file (see docs/security.md).
     Keys(KeysArgs),
+    /// Back up, list, restore and delete backups of a running server's tables
+    /// (see docs/backups.md).
+    Backup(backup_cli::BackupArgs),
     /// Run a local caching DNS resolver that keeps the last good addresses of critical names
     /// (see docs/resolve.md).
     Resolve(ResolveArgs),
@@ -225,6 +230,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args),
         Command::Keys(args) => keys(args),
         Command::Resolve(args) => resolve(args),
+        Command::Backup(args) => backup_cli::run(args),
     }
 }
 

@@ -963,3 +963,72 @@ async fn point_in_time_restores_each_moment_of_a_stream_of_writes() {
     wait_active(&client, "pitr-latest").await;
     assert_table_equals(&client, "pitr-latest", &model).await;
 }
+
+/// Runs `haven backup --endpoint <server> <args>`; answers whether it succeeded, its standard
+/// output and its standard error.
+fn haven_backup(server: &HavenServer, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args(["backup", "--endpoint", &server.endpoint()])
+        .args(args)
+        .output()
+        .expect("haven backup runs");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.success(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[tokio::test]
+async fn the_backup_command_line_creates_lists_restores_and_deletes() {
+    let folder = tempfile::tempdir().unwrap();
+    let backups = folder.path().to_str().unwrap();
+    let server = HavenServer::start_with(&["--in-memory", "--backup-dir", backups]);
+    let client = server.client();
+    create_indexed_table(&client, "cli").await;
+    let items: Vec<Item> = (0..120)
+        .map(|i| versioned(&format!("p{}", i % 4), i, 2))
+        .collect();
+    put_all(&client, "cli", &items).await;
+    let model: BTreeMap<Key, Item> = items.iter().map(|i| (key_of(i), i.clone())).collect();
+
+    let (ok, out, err) = haven_backup(&server, &["create", "--table", "cli", "--name", "cli-1"]);
+    assert!(ok, "{err}");
+    let arn = out.trim().to_string();
+    assert!(arn.contains(":table/cli/backup/"), "{out}");
+    assert!(err.contains("120 items"), "{err}");
+    let (ok, out, err) = haven_backup(&server, &["list", "--table", "cli"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.starts_with(&format!("{arn}\tAVAILABLE\tcli\tcli-1\t")),
+        "{out}"
+    );
+    let (ok, out, err) = haven_backup(
+        &server,
+        &["restore", "--backup-arn", &arn, "--target", "cli-copy"],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("cli-copy ACTIVE (120 items"), "{out}");
+    assert_table_equals(&client, "cli-copy", &model).await;
+    let (ok, out, err) = haven_backup(&server, &["delete", "--backup-arn", &arn]);
+    assert!(ok && out.contains("DELETED"), "{out}{err}");
+
+    // Every bad argument is a clear error and a failure exit.
+    let (ok, _, err) = haven_backup(&server, &["delete", "--backup-arn", &arn]);
+    assert!(!ok);
+    assert!(
+        err.contains("DeleteBackup: BackupNotFoundException: Backup not found"),
+        "{err}"
+    );
+    let (ok, _, err) = haven_backup(&server, &["create", "--table", "cli", "--name", "x"]);
+    assert!(!ok && err.contains("ValidationException"), "{err}");
+    let (ok, _, err) = haven_backup(&server, &["restore", "--backup-arn", &arn]);
+    assert!(!ok && err.contains("--target"), "{err}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args(["backup", "--endpoint", "http://127.0.0.1:1", "list"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach http://127.0.0.1:1"));
+}

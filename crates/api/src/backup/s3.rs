@@ -55,57 +55,20 @@ impl S3Store {
         }
     }
 
-    /// The headers SigV4 adds (date, payload hash, authorization) for one request.
-    fn signed_headers(
-        &self,
-        method: &str,
-        url: &str,
-        body: &[u8],
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let credentials = Credentials::new(
-            &self.config.access_key_id,
-            &self.config.secret_access_key,
-            None,
-            None,
-            "haven-backup-store",
-        );
-        let identity: Identity = credentials.into();
-        let mut settings = SigningSettings::default();
-        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
-        let params = aws_sigv4::sign::v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.config.region)
-            .name("s3")
-            .time(SystemTime::now())
-            .settings(settings)
-            .build()
-            .map_err(|e| StoreError(e.to_string()))?
-            .into();
-        let host = url
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_default();
-        let signable = SignableRequest::new(
-            method,
-            url,
-            [("host", host)].into_iter(),
-            SignableBody::Bytes(body),
-        )
-        .map_err(|e| StoreError(e.to_string()))?;
-        let (instructions, _) = sign(signable, &params)
-            .map_err(|e| StoreError(e.to_string()))?
-            .into_parts();
-        let (headers, _) = instructions.into_parts();
-        Ok(headers
-            .iter()
-            .map(|h| (h.name().to_string(), h.value().to_string()))
-            .collect())
-    }
-
     /// Sends one signed request; answers the status and the body.
     fn send(&self, method: &str, url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), StoreError> {
-        let headers = self.signed_headers(method, url, body)?;
+        let key = (
+            self.config.access_key_id.as_str(),
+            self.config.secret_access_key.as_str(),
+        );
+        let signing = Signing {
+            service: "s3",
+            region: &self.config.region,
+            key,
+        };
+        let headers = signing
+            .headers(method, url, &[], body)
+            .map_err(StoreError)?;
         let failed = |e: ureq::Error| StoreError(format!("{method} {url}: {e}"));
         let mut builder = ureq::http::Request::builder().method(method).uri(url);
         for (name, value) in &headers {
@@ -123,6 +86,57 @@ impl S3Store {
             .read_to_vec()
             .map_err(failed)?;
         Ok((status, bytes))
+    }
+}
+
+/// What a SigV4 signature is for: the service, the region and the key (id, secret).
+pub struct Signing<'a> {
+    pub service: &'a str,
+    pub region: &'a str,
+    pub key: (&'a str, &'a str),
+}
+
+impl Signing<'_> {
+    /// The headers SigV4 adds (date, authorization; for S3 the payload hash) to a request with
+    /// these `headers` besides `host` (which it signs too).
+    pub fn headers(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, String> {
+        let credentials = Credentials::new(self.key.0, self.key.1, None, None, "haven");
+        let identity: Identity = credentials.into();
+        let mut settings = SigningSettings::default();
+        if self.service == "s3" {
+            settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+        }
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(self.region)
+            .name(self.service)
+            .time(SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| e.to_string())?
+            .into();
+        let host = url
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default();
+        let signed = std::iter::once(("host", host)).chain(headers.iter().copied());
+        let signable = SignableRequest::new(method, url, signed, SignableBody::Bytes(body))
+            .map_err(|e| e.to_string())?;
+        let (instructions, _) = sign(signable, &params)
+            .map_err(|e| e.to_string())?
+            .into_parts();
+        let (added, _) = instructions.into_parts();
+        Ok(added
+            .iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect())
     }
 }
 
