@@ -19,6 +19,7 @@ use super::store::BackupStore;
 use super::{BackupRecord, RestoreSummary, load_record};
 use crate::catalog::{Catalog, IndexKind, TableMeta, Throughput};
 use crate::error::{DynamoError, Violations};
+use crate::lease::Lease;
 use crate::ops::{ProvisionedThroughputInput, check_billing, check_throughput, enum_violation};
 use crate::retry::Retries;
 use crate::{Service, ServiceConfig};
@@ -31,7 +32,10 @@ const ITEMS_PER_BATCH: usize = 64;
 /// Commit attempts of one batch before the restore pauses and starts over.
 const BATCH_ATTEMPTS: u32 = 256;
 /// Attempts of a whole restore (each after a pause) before it waits for the next restart.
-const RESTORE_ATTEMPTS: u32 = 10;
+const RESTORE_ATTEMPTS: u32 = 30;
+/// How long a node's claim on a restore lasts unrenewed: another node takes the restore over
+/// this long after its worker stops.
+const RESTORE_LEASE: Duration = Duration::from_secs(10);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -296,9 +300,11 @@ impl Restorer {
     fn run(&self, table: &str) -> Result<(), String> {
         let text = |e: DynamoError| e.message().unwrap_or_else(|| e.name().into());
         let meta = self.catalog.get(table).map_err(|e| e.to_string())?;
-        let Some(summary) = meta.and_then(|meta| meta.restore.clone()) else {
+        let Some((id, summary)) = meta.and_then(|m| Some((m.id, m.restore.clone()?))) else {
             return Ok(()); // the table went
         };
+        // Nodes sharing an engine all resume a restore at start; one at a time does the work.
+        let lease = Lease::new(&format!("restore/{id}"), RESTORE_LEASE);
         let (record_key, parts_key) = match (&summary.point_in_time, &summary.source_backup_arn) {
             (Some(at), _) => (format!("{}.json", at.base), at.base.clone()),
             (None, Some(arn)) => {
@@ -317,13 +323,13 @@ impl Restorer {
                 .ok_or_else(|| format!("{key} is missing"))?;
             let items = super::image::read_items(&bytes)?;
             let changes: Vec<Change> = items.into_iter().map(|i| (i.clone(), Some(i))).collect();
-            if !self.write_all(table, &changes).map_err(text)? {
+            if !self.write_all(table, &changes, &lease)? {
                 return Ok(()); // the table went
             }
         }
         if let Some(at) = &summary.point_in_time {
             let changes = self.log_changes(at).map_err(text)?;
-            if !self.write_all(table, &changes).map_err(text)? {
+            if !self.write_all(table, &changes, &lease)? {
                 return Ok(());
             }
         }
@@ -368,10 +374,15 @@ impl Restorer {
         Ok(last.into_values().collect())
     }
 
-    /// Writes changes in batches; false if the table went.
-    fn write_all(&self, table: &str, changes: &[Change]) -> Result<bool, DynamoError> {
+    /// Writes changes in batches while this node holds the restore's lease; false if the table
+    /// went.
+    fn write_all(&self, table: &str, changes: &[Change], lease: &Lease) -> Result<bool, String> {
+        let text = |e: DynamoError| e.message().unwrap_or_else(|| e.name().into());
         for chunk in changes.chunks(ITEMS_PER_BATCH) {
-            if !self.write(table, chunk)? {
+            if !lease.hold(&*self.engine).map_err(|e| e.to_string())? {
+                return Err("another node is running this restore".into());
+            }
+            if !self.write(table, chunk).map_err(text)? {
                 return Ok(false);
             }
         }
