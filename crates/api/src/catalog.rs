@@ -129,6 +129,12 @@ pub struct TableMeta {
     /// read it but not write it (`crate::mirror`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<crate::mirror::MirrorOrigin>,
+    /// Set on a table restored from a backup (`crate::backup`); in progress while it is filled.
+    #[serde(default)]
+    pub restore: Option<crate::backup::RestoreSummary>,
+    /// Point-in-time recovery, while enabled (`crate::backup::pitr`).
+    #[serde(default)]
+    pub pitr: Option<crate::backup::pitr::PitrMeta>,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).
@@ -719,6 +725,19 @@ impl Catalog {
             .lock()
             .unwrap()
             .remove(&(table_id, index_id));
+    }
+
+    /// The table's metadata as `snapshot` holds it (not the cache's): what a backup records
+    /// beside the items of the same snapshot.
+    pub(crate) fn stored_meta(
+        &self,
+        snapshot: &dyn Snapshot,
+        name: &str,
+    ) -> Result<Option<TableMeta>, StorageError> {
+        snapshot
+            .get(&meta_key(name))?
+            .map(|bytes| decode_meta(name, &bytes))
+            .transpose()
     }
 
     pub fn stats(snapshot: &dyn Snapshot, meta: &TableMeta) -> Result<TableStats, StorageError> {

@@ -1,5 +1,5 @@
 //! What every item write stages besides the item, its counters and its index entries: the change
-//! log record (while the table has an enabled stream or replicas) and the item's entry in the expiry index
+//! log record (while the table has an enabled stream, replicas or point-in-time recovery) and the item's entry in the expiry index
 //! (while time to live is enabled). `items::stage_item_write` calls [`stage`] for every write of
 //! every path (PutItem, UpdateItem, DeleteItem, BatchWriteItem, TransactWriteItems, and the TTL
 //! worker's deletions), so no path can forget them; index backfill does not call it, because
@@ -22,7 +22,9 @@ pub(crate) fn stage(
     batch: &mut WriteBatch,
 ) {
     let old = current.map(|(_, item)| item);
-    let logged = crate::streams::enabled_stream(meta).is_some() || meta.global.is_some();
+    let logged = crate::streams::enabled_stream(meta).is_some()
+        || meta.global.is_some()
+        || crate::backup::pitr::enabled(meta);
     if logged && !unchanged(old, new) {
         batch.append_log(LogRecord {
             table: meta.id,

@@ -50,6 +50,20 @@ pub enum DynamoError {
     ExpiredIterator,
     /// A DynamoDB Streams read of records that retention has already removed.
     TrimmedDataAccess,
+    /// CreateBackup (and the other backup operations) name a table that does not exist.
+    TableNotFound(String),
+    /// No backup has the ARN asked for.
+    BackupNotFound(String),
+    /// The backup is being created, or a table is being restored from it.
+    BackupInUse(String),
+    /// A restore's target table name is taken.
+    TableAlreadyExists(String),
+    /// The table is being created (restored) or deleted.
+    TableInUse(String),
+    /// A point-in-time restore of a table without point-in-time recovery.
+    PointInTimeRecoveryUnavailable(String),
+    /// A point-in-time restore outside the restorable window.
+    InvalidRestoreTime(String),
 }
 
 /// Why one action of a cancelled transaction failed (`Code` None when it did not).
@@ -106,6 +120,15 @@ impl DynamoError {
             DynamoError::Throttling => "ThrottlingException",
             DynamoError::ExpiredIterator => "ExpiredIteratorException",
             DynamoError::TrimmedDataAccess => "TrimmedDataAccessException",
+            DynamoError::TableNotFound(_) => "TableNotFoundException",
+            DynamoError::BackupNotFound(_) => "BackupNotFoundException",
+            DynamoError::BackupInUse(_) => "BackupInUseException",
+            DynamoError::TableAlreadyExists(_) => "TableAlreadyExistsException",
+            DynamoError::TableInUse(_) => "TableInUseException",
+            DynamoError::PointInTimeRecoveryUnavailable(_) => {
+                "PointInTimeRecoveryUnavailableException"
+            }
+            DynamoError::InvalidRestoreTime(_) => "InvalidRestoreTimeException",
         }
     }
 
@@ -159,7 +182,14 @@ impl DynamoError {
             | DynamoError::ResourceInUse(m)
             | DynamoError::LimitExceeded(m)
             | DynamoError::ProvisionedThroughputExceeded(m)
-            | DynamoError::IdempotentParameterMismatch(m) => m,
+            | DynamoError::IdempotentParameterMismatch(m)
+            | DynamoError::TableNotFound(m)
+            | DynamoError::BackupNotFound(m)
+            | DynamoError::BackupInUse(m)
+            | DynamoError::TableAlreadyExists(m)
+            | DynamoError::TableInUse(m)
+            | DynamoError::PointInTimeRecoveryUnavailable(m)
+            | DynamoError::InvalidRestoreTime(m) => m,
             DynamoError::ConditionalCheckFailed { message, .. } => message,
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",
@@ -237,14 +267,41 @@ impl Violations {
                 "{rendered}Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
             ));
         }
-        if name.len() < 3 {
+        self.length(field, name, 3, 255);
+    }
+
+    /// Checks a string member's length against `min..=max`.
+    pub fn length(&mut self, field: &str, value: &str, min: usize, max: usize) {
+        let rendered = format!("Value '{value}' at '{field}' failed to satisfy constraint: ");
+        if value.len() < min {
             self.push(format!(
-                "{rendered}Member must have length greater than or equal to 3"
+                "{rendered}Member must have length greater than or equal to {min}"
             ));
         }
-        if name.len() > 255 {
+        if value.len() > max {
             self.push(format!(
-                "{rendered}Member must have length less than or equal to 255"
+                "{rendered}Member must have length less than or equal to {max}"
+            ));
+        }
+    }
+
+    /// Checks a paging Limit member (DynamoDB's list operations take 1 to 100).
+    pub fn page_limit(&mut self, limit: Option<i64>) {
+        if let Some(limit) = limit {
+            self.range("limit", limit, 1, 100);
+        }
+    }
+
+    /// Checks a number member against `min..=max`.
+    pub fn range(&mut self, field: &str, value: i64, min: i64, max: i64) {
+        let rendered = format!("Value '{value}' at '{field}' failed to satisfy constraint: ");
+        if value < min {
+            self.push(format!(
+                "{rendered}Member must have value greater than or equal to {min}"
+            ));
+        } else if value > max {
+            self.push(format!(
+                "{rendered}Member must have value less than or equal to {max}"
             ));
         }
     }

@@ -23,11 +23,13 @@ fn invalid(message: impl std::fmt::Display) -> DynamoError {
     ))
 }
 
-/// Finds the table a data-plane request names (DynamoDB's data-plane wording when it is missing).
+/// Finds the table a data-plane request names (DynamoDB's data-plane wording when it is missing);
+/// a table still being restored is not there yet for the data plane, as in DynamoDB.
 pub(crate) fn table(service: &Service, name: &str) -> Result<Arc<TableMeta>, DynamoError> {
     service
         .catalog
         .get(name)?
+        .filter(|meta| !crate::backup::restoring(meta))
         .ok_or_else(DynamoError::table_not_found)
 }
 

@@ -6,6 +6,7 @@
 
 pub mod access;
 mod background;
+mod backup;
 mod catalog;
 mod changes;
 mod error;
@@ -29,6 +30,9 @@ use std::sync::Arc;
 
 use haven_storage::{Engine, StorageError};
 
+pub use backup::BackupStoreConfig;
+pub use backup::s3::{S3Config, Signing};
+pub use backup::store::{BackupStore, DirStore};
 pub use catalog::{Catalog, TableMeta, TableStats};
 pub use error::{CancellationReason, DynamoError};
 pub use mirror::{MirrorOrigin, MirroredWrite};
@@ -90,6 +94,8 @@ pub struct ServiceConfig {
     pub ttl_interval: std::time::Duration,
     /// The peer regions of global tables and the shipper's period.
     pub replication: ReplicationSettings,
+    /// Where backups are kept (`crate::backup`).
+    pub backup_store: BackupStoreConfig,
 }
 
 impl Default for ServiceConfig {
@@ -101,6 +107,7 @@ impl Default for ServiceConfig {
             streams: StreamSettings::default(),
             ttl_interval: std::time::Duration::from_secs(1),
             replication: ReplicationSettings::default(),
+            backup_store: BackupStoreConfig::default(),
         }
     }
 }
@@ -123,6 +130,8 @@ pub struct Service {
     config: ServiceConfig,
     /// Replication lag per (global table, peer region), as the shipper measures it.
     lag: Lag,
+    /// The backup store (`crate::backup`).
+    backups: Arc<dyn backup::store::BackupStore>,
     /// Stops the background workers (log trimming, TTL) when the service goes.
     stop: background::Stop,
 }
@@ -135,6 +144,7 @@ impl Service {
         let service = Service {
             engine,
             catalog,
+            backups: config.backup_store.open(),
             config,
             lag: Lag::default(),
             stop: background::Stop::default(),
@@ -149,8 +159,10 @@ impl Service {
     }
 
     /// Starts the workers that run for the service's lifetime: the change log's trimmer, the
-    /// TTL worker and the replication shipper.
+    /// TTL worker and the replication shipper, and
+    /// resumes restores a previous run left half-way.
     fn start_workers(&self) {
+        backup::resume_restores(&self.engine, &self.catalog, &self.backups, &self.config);
         streams::worker::spawn(
             self.engine.clone(),
             self.catalog.clone(),

@@ -1,8 +1,10 @@
 //! The `haven` binary: parses the command line and wires storage, service and server together
 //! (`serve`), mirrors another endpoint's tables while serving (`mirror`, in `haven-mirror`),
-//! manages access keys (`keys`), runs the guard resolver (`resolve`, in `haven-resolve`), or
-//! summarises a running server (`status`).
+//! manages access keys (`keys`), manages a running server's backups (`backup`, in `backup_cli`),
+//! runs the guard resolver (`resolve`, in `haven-resolve`), or summarises a running server
+//! (`status`).
 
+mod backup_cli;
 mod status;
 
 use std::net::SocketAddr;
@@ -44,6 +46,9 @@ enum Command {
     /// Keep live, read-only copies of another DynamoDB endpoint's tables while serving them (see
     /// docs/failover.md); `haven mirror promote TABLE` makes a copy writable.
     Mirror(Box<MirrorArgs>),
+    /// Back up, list, restore and delete backups of a running server's tables
+    /// (see docs/backups.md).
+    Backup(backup_cli::BackupArgs),
     /// Run a local caching DNS resolver that keeps the last good addresses of critical names
     /// (see docs/resolve.md).
     Resolve(ResolveArgs),
@@ -269,6 +274,22 @@ struct ServeArgs {
     /// Do not serve the web console at /console (docs/console.md).
     #[arg(long)]
     no_console: bool,
+    /// Directory of the backup store (CreateBackup, RestoreTableFromBackup; docs/backups.md).
+    /// Keep it on another disk than --data-dir. Default: `<data-dir>-backups` beside the data
+    /// directory, or the server's memory with --in-memory.
+    #[arg(long, conflicts_with = "backup_s3")]
+    backup_dir: Option<PathBuf>,
+    /// Keep backups in an S3 bucket instead: `s3://bucket` or `s3://bucket/prefix/`, signed with
+    /// the AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY environment variables.
+    #[arg(long, requires = "backup_s3_endpoint")]
+    backup_s3: Option<String>,
+    /// The S3-compatible endpoint of --backup-s3 (`https://s3.eu-west-1.amazonaws.com`, a MinIO,
+    /// Ceph or Garage URL...); buckets are addressed path-style.
+    #[arg(long)]
+    backup_s3_endpoint: Option<String>,
+    /// The region --backup-s3 signs for.
+    #[arg(long, default_value = "us-east-1")]
+    backup_s3_region: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -279,6 +300,7 @@ fn main() -> anyhow::Result<()> {
         Command::Keys(args) => keys(args),
         Command::Resolve(args) => resolve(args),
         Command::Status(args) => status::run(&args.endpoint),
+        Command::Backup(args) => backup_cli::run(args),
     }
 }
 
@@ -447,6 +469,55 @@ fn promote_mirror(args: PromoteArgs) -> anyhow::Result<()> {
     result
 }
 
+/// Where backups go: --backup-s3 or --backup-dir, else beside the data directory (in memory with
+/// --in-memory).
+fn backup_store(args: &ServeArgs) -> anyhow::Result<haven_api::BackupStoreConfig> {
+    use haven_api::BackupStoreConfig;
+    if let Some(url) = &args.backup_s3 {
+        return Ok(BackupStoreConfig::S3(s3_config(args, url)?));
+    }
+    Ok(match &args.backup_dir {
+        Some(dir) => BackupStoreConfig::Directory(dir.clone()),
+        None if args.in_memory => BackupStoreConfig::Memory,
+        None => {
+            let mut name = args.data_dir.file_name().unwrap_or_default().to_owned();
+            name.push("-backups");
+            BackupStoreConfig::Directory(args.data_dir.with_file_name(name))
+        }
+    })
+}
+
+/// The S3 store of `--backup-s3 s3://bucket[/prefix]`, with the key from the environment.
+fn s3_config(args: &ServeArgs, url: &str) -> anyhow::Result<haven_api::S3Config> {
+    let location = url
+        .strip_prefix("s3://")
+        .filter(|rest| !rest.is_empty())
+        .with_context(|| {
+            format!("--backup-s3 {url}: expected s3://bucket or s3://bucket/prefix")
+        })?;
+    let (bucket, prefix) = location.split_once('/').unwrap_or((location, ""));
+    let prefix = match prefix.trim_end_matches('/') {
+        "" => String::new(),
+        prefix => format!("{prefix}/"),
+    };
+    let variable = |name: &str| {
+        std::env::var(name).with_context(|| format!("--backup-s3 needs {name} in the environment"))
+    };
+    Ok(haven_api::S3Config {
+        endpoint: args
+            .backup_s3_endpoint
+            .clone()
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string(),
+        bucket: bucket.to_string(),
+        prefix,
+        region: args.backup_s3_region.clone(),
+        access_key_id: variable("AWS_ACCESS_KEY_ID")?,
+        secret_access_key: variable("AWS_SECRET_ACCESS_KEY")?,
+    })
+}
+
 fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow::Result<()> {
     init_logging(&args.log_level)?;
     let storage = Storage::open(&args)?;
@@ -460,6 +531,7 @@ fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow:
         },
         ttl_interval: Duration::from_millis(args.ttl_interval_ms),
         replication: replication::settings(args.config.as_deref(), &args.region)?,
+        backup_store: backup_store(&args)?,
         ..ServiceConfig::default()
     };
     let security = security(&args)?;

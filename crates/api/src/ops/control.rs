@@ -295,6 +295,8 @@ pub(crate) async fn create_table(
             .collect(),
         global: None,
         mirror: None,
+        restore: None,
+        pitr: None,
     };
     let meta = service
         .catalog
@@ -444,6 +446,12 @@ pub(crate) async fn delete_table(
             "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first.",
         ));
     }
+    if crate::backup::restoring(&meta) {
+        return Err(DynamoError::ResourceInUse(format!(
+            "Attempt to change a resource which is still in use: Table is being created: {}",
+            meta.name
+        )));
+    }
     let description = describe(service, &meta, "DELETING")?;
     if !service.catalog.delete(&meta).await? {
         return Err(DynamoError::ResourceNotFound(format!(
@@ -466,15 +474,7 @@ pub(crate) fn list_tables(service: &Service, input: ListTablesInput) -> Result<V
     if let Some(start) = &input.exclusive_start_table_name {
         violations.name("exclusiveStartTableName", Some(start));
     }
-    match input.limit {
-        Some(limit) if limit < 1 => violations.push(format!(
-            "Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1"
-        )),
-        Some(limit) if limit > 100 => violations.push(format!(
-            "Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value less than or equal to 100"
-        )),
-        _ => {}
-    }
+    violations.page_limit(input.limit);
     violations.into_result()?;
     let limit = input.limit.unwrap_or(100) as usize;
     service.catalog.refresh()?;
@@ -542,6 +542,7 @@ pub(crate) fn describe(
     }
     crate::streams::describe_into(&mut description, meta);
     crate::replication::ops::describe_into(&mut description, meta);
+    crate::backup::describe_into(&mut description, meta);
     let snapshot = service.engine.snapshot()?;
     for (kind, field) in [
         (IndexKind::Local, "LocalSecondaryIndexes"),
@@ -560,20 +561,25 @@ pub(crate) fn describe(
     Ok(description)
 }
 
+/// An index's Projection member.
+pub(crate) fn projection(index: &IndexMeta) -> Value {
+    let mut projection = json!({ "ProjectionType": index.projection_type });
+    if let Some(attributes) = &index.non_key_attributes {
+        projection["NonKeyAttributes"] = json!(attributes);
+    }
+    projection
+}
+
 /// One entry of LocalSecondaryIndexes / GlobalSecondaryIndexes in a TableDescription.
 fn describe_index(
     snapshot: &dyn Snapshot,
     meta: &TableMeta,
     index: &IndexMeta,
 ) -> Result<Value, DynamoError> {
-    let mut projection = json!({ "ProjectionType": index.projection_type });
-    if let Some(attributes) = &index.non_key_attributes {
-        projection["NonKeyAttributes"] = json!(attributes);
-    }
     let mut described = json!({
         "IndexName": index.name,
         "KeySchema": index.key_schema,
-        "Projection": projection,
+        "Projection": projection(index),
         "IndexSizeBytes": read_counter(snapshot, &meta.index_size_key(index))?,
         "ItemCount": read_counter(snapshot, &meta.index_count_key(index))?,
         "IndexArn": format!("{}/index/{}", meta.arn, index.name),

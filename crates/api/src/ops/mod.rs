@@ -24,7 +24,10 @@ use serde_json::Value;
 use crate::reply::Reply;
 use crate::{DynamoError, RequestContext, Service};
 
-pub(crate) use control::describe;
+pub(crate) use control::{
+    ProvisionedThroughputInput, TableNameInput, check_billing, check_throughput, describe,
+    enum_violation, now, projection,
+};
 pub(crate) use query::{KeyRange, partition_key as query_partition_key};
 pub(crate) use scan::segment_range;
 pub(crate) use transact::{
@@ -195,6 +198,22 @@ pub(crate) async fn dispatch(
         ExecuteTransaction => crate::partiql::execute_transaction(service, request).await,
         ReplicateChanges => {
             crate::replication::receiver::replicate_changes(service, parse(request)?).await
+        }
+        CreateBackup => crate::backup::create_backup(service, parse(request)?).await,
+        DescribeBackup => crate::backup::describe_backup(service, parse(request)?).await,
+        ListBackups => crate::backup::list_backups(service, parse(request)?).await,
+        DeleteBackup => crate::backup::delete_backup(service, parse(request)?).await,
+        RestoreTableFromBackup => {
+            crate::backup::restore_table_from_backup(service, parse(request)?).await
+        }
+        UpdateContinuousBackups => {
+            crate::backup::update_continuous_backups(service, parse(request)?).await
+        }
+        DescribeContinuousBackups => {
+            crate::backup::describe_continuous_backups(service, parse(request)?)
+        }
+        RestoreTableToPointInTime => {
+            crate::backup::restore_table_to_point_in_time(service, parse(request)?).await
         }
         _ => Err(DynamoError::UnknownOperation),
     };

@@ -642,6 +642,8 @@ mod tests {
             version: 0,
             streams: vec![],
             mirror: None,
+            restore: None,
+            pitr: None,
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {

@@ -37,7 +37,11 @@ pub(crate) fn spawn(
     let period = (settings.shard_interval / 4).clamp(Duration::from_millis(10), MAX_PERIOD);
     spawn_periodic("haven-log", engine.clone(), period, stop, move || {
         heartbeat_if_due(&*engine, &catalog)?;
-        trim_all(&*engine, &settings.retention)?;
+        trim_all(
+            &*engine,
+            &settings.retention,
+            &crate::backup::pitr::log_floor(&catalog),
+        )?;
         let oldest = now_ms().saturating_sub(settings.retention.as_millis() as u64);
         super::retired::sweep(&*engine, oldest)
     });
@@ -80,7 +84,12 @@ pub(super) fn commit(engine: &dyn Engine, batch: WriteBatch) -> Result<(), Stora
 }
 
 /// Trims every table's log (and the heartbeats) of the records older than `retention`.
-fn trim_all(engine: &dyn Engine, retention: &Duration) -> Result<(), StorageError> {
+/// A table with point-in-time recovery keeps its records from its `floors` position on.
+fn trim_all(
+    engine: &dyn Engine,
+    retention: &Duration,
+    floors: &std::collections::HashMap<u64, LogPosition>,
+) -> Result<(), StorageError> {
     let cutoff = LogPosition {
         timestamp_ms: now_ms().saturating_sub(retention.as_millis() as u64),
         sequence: 0,
@@ -88,6 +97,7 @@ fn trim_all(engine: &dyn Engine, retention: &Duration) -> Result<(), StorageErro
     let mut table = engine.snapshot()?.next_log_table(None)?;
     while let Some(id) = table {
         for _ in 0..TRIM_STEPS_PER_ROUND {
+            let cutoff = floors.get(&id).map_or(cutoff, |floor| cutoff.min(*floor));
             if !trim_step(engine, id, cutoff)? {
                 break;
             }

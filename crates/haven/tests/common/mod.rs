@@ -57,9 +57,15 @@ impl HavenServer {
 
     /// Starts `haven serve --listen <listen> <args>` and waits for its "listening" line.
     pub fn start_on(listen: &str, args: &[&str]) -> HavenServer {
+        HavenServer::start_with_env(listen, args, &[])
+    }
+
+    /// [`HavenServer::start_on`] with environment variables added to the child's.
+    pub fn start_with_env(listen: &str, args: &[&str], env: &[(&str, &str)]) -> HavenServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
             .args(["serve", "--listen", listen, "--log-level", "warn"])
             .args(storage_args(args))
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
