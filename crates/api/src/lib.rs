@@ -84,6 +84,9 @@ pub struct ServiceConfig {
     /// How often the TTL worker looks for expired items (they are deleted within about this
     /// long; DynamoDB takes up to a few days).
     pub ttl_interval: std::time::Duration,
+    /// How long DescribeTable reports a new table as CREATING (zero: ACTIVE at once, the
+    /// default; DynamoDB Local's `-delayTransientStatuses`).
+    pub transient_status: std::time::Duration,
 }
 
 impl Default for ServiceConfig {
@@ -94,6 +97,7 @@ impl Default for ServiceConfig {
             item_collection_limit: 10 * 1024 * 1024 * 1024,
             streams: StreamSettings::default(),
             ttl_interval: std::time::Duration::from_secs(1),
+            transient_status: std::time::Duration::ZERO,
         }
     }
 }

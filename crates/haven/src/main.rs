@@ -1,7 +1,14 @@
 //! The `haven` binary: parses the command line and wires storage, service and server together
-//! (`serve`), manages access keys (`keys`), or runs the guard resolver (`resolve`, in
-//! `haven-resolve`).
+//! (`serve`), manages access keys (`keys`), runs the guard resolver (`resolve`, in
+//! `haven-resolve`), or checks a server's health (`healthcheck`). DynamoDB Local's command line
+//! (`haven -jar DynamoDBLocal.jar -inMemory ...`) is translated into `serve`'s
+//! (`dynamodb_local`).
 
+mod dynamodb_local;
+mod healthcheck;
+mod namespaces;
+
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +46,28 @@ enum Command {
     /// Run a local caching DNS resolver that keeps the last good addresses of critical names
     /// (see docs/resolve.md).
     Resolve(ResolveArgs),
+    /// Exit 0 if the server answers GET /health with 200, 1 if not (a container's HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(clap::Args)]
+struct HealthcheckArgs {
+    /// The server's address, host:port (default: $HAVEN_HEALTHCHECK_ADDRESS, else
+    /// 127.0.0.1:8000).
+    #[arg(long)]
+    address: Option<String>,
+    /// Milliseconds to wait for the answer.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+}
+
+/// Which tables a request sees.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Isolation {
+    /// Every caller sees the same tables.
+    Shared,
+    /// Each access key id and region has its own tables (DynamoDB Local without -sharedDb).
+    KeyRegion,
 }
 
 #[derive(clap::Args)]
@@ -201,14 +230,72 @@ struct ServeArgs {
     /// about this long of expiring (DynamoDB takes up to a few days).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     ttl_interval_ms: u64,
+    /// Which tables a request sees: one shared set, or a set per access key id and region as
+    /// DynamoDB Local keeps them without -sharedDb (embedded storage only; each set in a folder
+    /// of --data-dir named <key id>_<region>.haven, or in memory).
+    #[arg(long, value_enum, default_value = "shared")]
+    isolation: Isolation,
+    /// Refuse access key ids other than letters and digits (UnrecognizedClientException), as
+    /// DynamoDB Local does.
+    #[arg(long)]
+    local_key_ids: bool,
+    /// With --isolation key-region: how many access key id and region pairs may have tables (each
+    /// has an engine and workers of its own).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_namespaces: u32,
+    /// Answer browsers' CORS preflights and name the allowed origin in answers: `*`, or origins
+    /// separated by commas (DynamoDB Local's -cors).
+    #[arg(long, value_name = "ORIGINS")]
+    cors: Option<String>,
+    /// Milliseconds DescribeTable shows a new table as CREATING before ACTIVE, so that clients'
+    /// waiters are exercised (DynamoDB Local's -delayTransientStatuses); 0: ACTIVE at once.
+    #[arg(long, default_value_t = 0)]
+    transient_status_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Keys(args) => keys(args),
         Command::Resolve(args) => resolve(args),
+        Command::Healthcheck(args) => healthcheck(args),
+    }
+}
+
+/// Haven's command line, or DynamoDB Local's translated into `serve`'s; `-help` and `-version`
+/// are answered here and a wrong DynamoDB Local option exits with status 2.
+fn parse_command_line() -> Cli {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if !dynamodb_local::is_dynamodb_local(&args) {
+        return Cli::parse_from(args);
+    }
+    match dynamodb_local::translate(&args, &dynamodb_local::Environment::read()) {
+        Ok(dynamodb_local::Request::Serve(serve)) => {
+            Cli::parse_from(std::iter::once("haven".to_string()).chain(serve))
+        }
+        Ok(dynamodb_local::Request::Print(text)) => {
+            print!("{text}");
+            std::process::exit(0)
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    let address = args
+        .address
+        .or_else(|| std::env::var("HAVEN_HEALTHCHECK_ADDRESS").ok())
+        .unwrap_or_else(|| "127.0.0.1:8000".into());
+    match healthcheck::check(&address, Duration::from_millis(args.timeout_ms)) {
+        Ok(()) => Ok(()),
+        Err(why) => {
+            eprintln!("unhealthy: {why}");
+            std::process::exit(1)
+        }
     }
 }
 
@@ -331,10 +418,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             iterator_lifetime: Duration::from_secs(args.stream_iterator_lifetime_secs),
         },
         ttl_interval: Duration::from_millis(args.ttl_interval_ms),
+        transient_status: Duration::from_millis(args.transient_status_ms),
         ..ServiceConfig::default()
     };
     let security = security(&args)?;
-    let service = Arc::new(Service::new(storage.engine(), config)?);
+    let tenancy = storage.tenancy(&args, config)?;
     let limits = haven_server::Limits {
         max_in_flight: args
             .max_in_flight
@@ -377,9 +465,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "http"
         };
         println!("Haven listening on {scheme}://{address}");
-        haven_server::run_with_status_pages(
+        haven_server::run_tenancy(
             listener,
-            service,
+            tenancy,
             security,
             limits,
             pages,
@@ -393,15 +481,23 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The engine `haven serve` runs on: embedded (on disk or in memory) or PostgreSQL.
+/// The engine `haven serve` runs on: embedded (on disk or in memory) or PostgreSQL, or an
+/// embedded engine per access key id and region (`--isolation key-region`).
 enum Storage {
     Embedded(Arc<RedbEngine>),
     Postgres(Arc<PostgresEngine>),
+    PerKeyRegion(namespaces::Opened),
 }
 
 impl Storage {
     fn open(args: &ServeArgs) -> anyhow::Result<Storage> {
-        Ok(if let Some(url) = &args.storage {
+        Ok(if args.isolation == Isolation::KeyRegion {
+            anyhow::ensure!(
+                args.storage.is_none(),
+                "--isolation key-region keeps each access key id and region in an embedded engine of its own; it cannot be used with --storage"
+            );
+            Storage::PerKeyRegion(namespaces::Opened::default())
+        } else if let Some(url) = &args.storage {
             Storage::Postgres(Arc::new(
                 PostgresEngine::connect(url).context("cannot use the PostgreSQL storage")?,
             ))
@@ -416,11 +512,33 @@ impl Storage {
         })
     }
 
-    fn engine(&self) -> Arc<dyn Engine> {
-        match self {
+    /// The tables requests see: the engine's, or each namespace's.
+    fn tenancy(
+        &self,
+        args: &ServeArgs,
+        config: ServiceConfig,
+    ) -> anyhow::Result<haven_server::Tenancy> {
+        let engine: Arc<dyn Engine> = match self {
             Storage::Embedded(engine) => engine.clone(),
             Storage::Postgres(engine) => engine.clone(),
-        }
+            Storage::PerKeyRegion(opened) => {
+                let place = if args.in_memory {
+                    namespaces::Place::Memory
+                } else {
+                    namespaces::Place::Disk {
+                        dir: args.data_dir.clone(),
+                        cache_bytes: args.cache_mb * 1024 * 1024,
+                    }
+                };
+                let max = args.max_namespaces as usize;
+                let namespaces = namespaces::namespaces(place, config, max, opened);
+                return Ok(haven_server::Tenancy::PerKeyRegion(namespaces));
+            }
+        };
+        Ok(haven_server::Tenancy::Shared {
+            service: Arc::new(Service::new(engine, config)?),
+            check_key_ids: args.local_key_ids,
+        })
     }
 
     /// Where the data is, for the log (never a password).
@@ -429,6 +547,13 @@ impl Storage {
             Storage::Postgres(engine) => format!("PostgreSQL at {}", engine.target()),
             Storage::Embedded(_) if args.in_memory => "in memory".to_string(),
             Storage::Embedded(_) => format!("data in {}", args.data_dir.display()),
+            Storage::PerKeyRegion(_) if args.in_memory => {
+                "in memory, tables per access key id and region".to_string()
+            }
+            Storage::PerKeyRegion(_) => format!(
+                "tables per access key id and region in {}",
+                args.data_dir.display()
+            ),
         }
     }
 
@@ -437,6 +562,7 @@ impl Storage {
         match self {
             Storage::Embedded(engine) => engine.shutdown(),
             Storage::Postgres(engine) => engine.shutdown(),
+            Storage::PerKeyRegion(opened) => opened.shutdown(),
         }
     }
 }
@@ -511,7 +637,19 @@ fn security(args: &ServeArgs) -> anyhow::Result<haven_server::Security> {
         }
         None => None,
     };
-    Ok(haven_server::Security { auth, tls, audit })
+    let cors = args.cors.as_deref().map(|origins| {
+        tracing::info!(
+            origins,
+            "CORS on: browser scripts from these origins may call"
+        );
+        Arc::new(haven_server::cors::Cors::parse(origins))
+    });
+    Ok(haven_server::Security {
+        auth,
+        tls,
+        audit,
+        cors,
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -36,12 +36,11 @@
 mod common;
 
 use std::io::Write as _;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::HavenServer;
+use common::dynamodb_local::{DynamoDbLocal, repo_root};
 use serde_json::{Map, Value, json};
 
 const TARGET_PREFIX: &str = "DynamoDB_20120810.";
@@ -82,71 +81,6 @@ const PLACEHOLDER_MEMBERS: &[&str] = &[
     "CreationRequestDateTime",
     "awsRegion",
 ];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A DynamoDB Local process started by the project's `scripts/dynamodb-local.sh` (which installs
-/// it on first use), stopped by the same script when dropped, including while a failing test
-/// unwinds.
-struct DynamoDbLocal {
-    pid: u32,
-    port: u16,
-}
-
-impl DynamoDbLocal {
-    fn start() -> DynamoDbLocal {
-        let port = free_port();
-        let output = dynamodb_local(&["start", &port.to_string()]);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let pid = stdout
-            .lines()
-            .last()
-            .and_then(|line| line.trim().parse().ok())
-            .filter(|_| output.status.success())
-            .unwrap_or_else(|| {
-                panic!(
-                    "DynamoDB Local did not start ({}):\nstdout: {stdout}\nstderr: {}",
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            });
-        DynamoDbLocal { pid, port }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for DynamoDbLocal {
-    fn drop(&mut self) {
-        let output = dynamodb_local(&["stop", &self.pid.to_string()]);
-        if !output.status.success() {
-            eprintln!(
-                "stopping DynamoDB Local (pid {}) failed: {}",
-                self.pid,
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-    }
-}
-
-/// Runs `scripts/dynamodb-local.sh <args>` and returns what it printed.
-fn dynamodb_local(args: &[&str]) -> std::process::Output {
-    Command::new("bash")
-        .arg(repo_root().join("scripts/dynamodb-local.sh"))
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run scripts/dynamodb-local.sh")
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().unwrap().port()
-}
 
 /// One HTTP answer: status and body (JSON when it parses, else the raw text as a JSON string).
 #[derive(Clone, Debug)]

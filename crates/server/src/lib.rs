@@ -18,11 +18,13 @@ pub mod audit;
 mod auth;
 mod body;
 mod budget;
+pub mod cors;
 pub mod credentials;
 mod intake;
 mod json;
 mod limits;
 pub mod sigv4;
+pub mod tenancy;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -44,6 +46,7 @@ pub use credentials::{AccessKey, Authenticator, KeyStore};
 pub use limits::{
     DEFAULT_REQUEST_MEMORY, Limits, default_max_in_flight, listen, raise_open_file_limit,
 };
+pub use tenancy::Tenancy;
 
 /// One read-only JSON report (see [`StatusPages`]).
 pub type StatusPage = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -116,10 +119,23 @@ pub async fn run_with_status_pages(
     pages: StatusPages,
     shutdown: impl Future<Output = ()>,
 ) {
+    let tenancy = Tenancy::from(service);
+    run_tenancy(listener, tenancy, security, limits, pages, shutdown).await
+}
+
+/// [`run_with_status_pages`] with the tables each request sees chosen by `tenancy`.
+pub async fn run_tenancy(
+    listener: TcpListener,
+    tenancy: Tenancy,
+    security: Security,
+    limits: Limits,
+    pages: StatusPages,
+    shutdown: impl Future<Output = ()>,
+) {
     let admission = limits::Admission::new(&limits);
     let intake = intake::Intake::new(admission.capacity(), limits.queue_timeout);
     let front = Arc::new(Front {
-        service,
+        tenancy,
         security,
         admission,
         pages,
@@ -290,6 +306,30 @@ impl<'a> Route<'a> {
             _ => Route::Other,
         }
     }
+}
+
+/// [`handle`] for a server that answers browsers: preflights, and the allowed origin on every
+/// answer.
+async fn handle_cors(
+    front: &Front,
+    cors: &cors::Cors,
+    grant: Option<intake::Grant>,
+    request: Request<Incoming>,
+    facts: &mut audit::Facts,
+) -> Answer {
+    if let Some(headers) = cors.answer_preflight(request.method(), request.headers()) {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut response = plain(StatusCode::OK, "", &request_id);
+        response.headers_mut().extend(headers);
+        let (parts, body) = request.into_parts();
+        return answered_unread(response, &parts.headers, body);
+    }
+    let origin = request.headers().get(hyper::header::ORIGIN).cloned();
+    let mut answer = handle(front, grant, request, facts).await;
+    if let Some(origin) = origin {
+        cors.allow(&origin, answer.response.headers_mut());
+    }
+    answer
 }
 
 async fn handle(
@@ -486,7 +526,9 @@ impl Exchange<'_> {
         // Whatever the operation logs (a write giving up on contention, a storage failure) names
         // the request id the client was answered with.
         let span = tracing::warn_span!("request", request_id);
-        let outcome = dispatch_noting(&self.front.service, caller, parts, body, facts)
+        let tenancy = &self.front.tenancy;
+        let services = |headers: &HeaderMap| tenancy.service(headers);
+        let outcome = dispatch_noting(services, caller, parts, body, facts)
             .instrument(span)
             .await;
         match outcome {
@@ -533,13 +575,14 @@ pub async fn dispatch(
         None => Caller::Anyone,
     };
     let mut facts = audit::Facts::default();
-    dispatch_noting(service, caller, parts, body, &mut facts).await
+    dispatch_noting(|_: &HeaderMap| Ok(service), caller, parts, body, &mut facts).await
 }
 
 /// [`dispatch`] after authentication, noting what the audit log records about the request in
-/// `facts`.
-async fn dispatch_noting(
-    service: &Service,
+/// `facts`; `services` chooses the service that answers (see [`Tenancy`]) once the
+/// Authorization header is known to be well formed.
+async fn dispatch_noting<S: std::ops::Deref<Target = Service>>(
+    services: impl FnOnce(&HeaderMap) -> Result<S, DynamoError>,
     caller: Caller,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
@@ -559,10 +602,11 @@ async fn dispatch_noting(
         }
         Caller::Key(key) => Some(key),
     };
+    let service = services(headers)?;
     facts.access_key_id = signer.as_ref().map(|key| key.id.clone());
     let request = request.ok_or_else(|| DynamoError::Serialization(String::new()))?;
     if facts.record_tables {
-        facts.tables = haven_api::access::tables(service, operation, &request);
+        facts.tables = haven_api::access::tables(&service, operation, &request);
     }
     let context = haven_api::RequestContext {
         host: header(headers, hyper::header::HOST).map(str::to_owned),
@@ -639,7 +683,7 @@ fn plain(status: StatusCode, body: &'static str, request_id: &str) -> Response<F
 
 /// What every request of one server shares.
 struct Front {
-    service: Arc<Service>,
+    tenancy: Tenancy,
     security: Security,
     admission: limits::Admission,
     pages: StatusPages,
@@ -648,12 +692,14 @@ struct Front {
 }
 
 /// What the server enforces and records beyond HTTP: authentication and authorization (`auth`),
-/// TLS on every connection (`tls`), and the audit log (`audit`); each off when None.
+/// TLS on every connection (`tls`), the audit log (`audit`), and the origins browser scripts may
+/// call from (`cors`); each off when None.
 #[derive(Clone, Default)]
 pub struct Security {
     pub auth: Option<Arc<Authenticator>>,
     pub tls: Option<Arc<tls::TlsFiles>>,
     pub audit: Option<Arc<audit::AuditLog>>,
+    pub cors: Option<Arc<cors::Cors>>,
 }
 
 /// [`handle`], then the request's audit record when there is an audit log. Health checks and
@@ -673,7 +719,10 @@ async fn handle_audited(
         record_tables: recorded.is_some(),
         ..audit::Facts::default()
     };
-    let answer = handle(&front, grant, request, &mut facts).await;
+    let answer = match &front.security.cors {
+        Some(cors) => handle_cors(&front, cors, grant, request, &mut facts).await,
+        None => handle(&front, grant, request, &mut facts).await,
+    };
     if let Some(log) = recorded {
         let response = &answer.response;
         let status = response.status();

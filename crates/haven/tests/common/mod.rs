@@ -10,6 +10,7 @@
 
 pub mod chaos;
 pub mod dns;
+pub mod dynamodb_local;
 pub mod streams;
 
 use std::collections::HashMap;
@@ -55,11 +56,18 @@ impl HavenServer {
 
     /// Starts `haven serve --listen <listen> <args>` and waits for its "listening" line.
     pub fn start_on(listen: &str, args: &[&str]) -> HavenServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
-            .args(["serve", "--listen", listen, "--log-level", "warn"])
-            .args(storage_args(args))
+        HavenServer::spawn(
+            Command::new(env!("CARGO_BIN_EXE_haven"))
+                .args(["serve", "--listen", listen, "--log-level", "warn"])
+                .args(storage_args(args))
+                .stderr(Stdio::inherit()),
+        )
+    }
+
+    /// Starts `command` (a `haven` command line that serves) and waits for its "listening" line.
+    pub fn spawn(command: &mut Command) -> HavenServer {
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("haven starts");
         let stdout = child.stdout.take().unwrap();
