@@ -358,3 +358,62 @@ fn command_line_errors_are_clear_and_help_answers() {
     assert_eq!(code, 0);
     assert!(stdout.contains("-delayTransientStatuses"), "{stdout}");
 }
+
+/// The Dockerfile's instructions, continuation lines joined.
+fn dockerfile() -> Vec<String> {
+    let path = common::dynamodb_local::repo_root().join("docker/Dockerfile");
+    let text = std::fs::read_to_string(path).unwrap();
+    text.replace("\\\n", " ")
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The JSON array that ends the Dockerfile instruction starting with `prefix`.
+fn exec_form(prefix: &str) -> Vec<String> {
+    let lines = dockerfile();
+    let line = lines
+        .iter()
+        .find(|line| line.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} in docker/Dockerfile"));
+    let array = &line[line.rfind(" [").expect("exec form") + 1..];
+    serde_json::from_str(array).unwrap()
+}
+
+/// The image cannot be built here (no registry for its base images), so its entry point, default
+/// command and health check run as the image would run them: the binary with the Dockerfile's
+/// arguments in a folder laid out like the image's working folder; then the compose example's
+/// command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_images_entry_point_command_and_health_check_work() {
+    let entry = exec_form("ENTRYPOINT");
+    assert_eq!(entry, ["/usr/local/bin/haven"]);
+    let compose = common::dynamodb_local::repo_root().join("docker/docker-compose.yml");
+    let compose = std::fs::read_to_string(compose).unwrap();
+    let compose_command = compose
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("command: \"-jar"))
+        .map(|rest| format!("-jar{}", rest.trim_end_matches('"')))
+        .expect("the compose example's command");
+    for command in [exec_form("CMD").join(" "), compose_command] {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::create_dir(home.path().join("data")).unwrap();
+        let server = start_dropin(&command, home.path(), &[]);
+        let client = client(&server.endpoint(), "DUMMYIDEXAMPLE", "us-west-2");
+        use_a_table(&client, "Music").await;
+        let check = exec_form("HEALTHCHECK");
+        assert_eq!(check[0], entry[0]);
+        let address = server.address.to_string();
+        let env = [("HAVEN_HEALTHCHECK_ADDRESS", address.as_str())];
+        assert_eq!(
+            run(
+                &check[1..].iter().map(String::as_str).collect::<Vec<_>>(),
+                &env
+            )
+            .0,
+            0
+        );
+        let written = std::fs::read_dir(home.path().join("data")).unwrap().count();
+        assert_eq!(written > 0, command.contains("-dbPath ./data"), "{command}");
+    }
+}
