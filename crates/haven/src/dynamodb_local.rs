@@ -47,9 +47,7 @@ pub fn is_dynamodb_local(args: &[OsString]) -> bool {
         || first == "-jar"
         || first.starts_with("-D")
         || first.starts_with("-X")
-        || FLAGS
-            .iter()
-            .any(|(flag, _)| flag.eq_ignore_ascii_case(first))
+        || FLAGS.iter().any(|(flag, _)| *flag == first)
 }
 
 /// DynamoDB Local's options and whether each takes a value.
@@ -183,8 +181,7 @@ fn parse(args: &[OsString]) -> Result<Options, String> {
             rest.next();
             continue;
         }
-        let Some((flag, takes_value)) = FLAGS.iter().find(|(f, _)| f.eq_ignore_ascii_case(&arg))
-        else {
+        let Some((flag, takes_value)) = FLAGS.iter().find(|(f, _)| *f == arg) else {
             return Err(format!(
                 "Error while parsing options. Unrecognized option: {arg}\n{USAGE}"
             ));
@@ -291,6 +288,8 @@ mod tests {
     fn errors_use_dynamodb_locals_words() {
         let error = |line: &str| translate(&args(line), &Environment::default()).unwrap_err();
         assert!(error("-inMemory -bogus").contains("Unrecognized option: -bogus"));
+        // Case matters, as in DynamoDB Local.
+        assert!(error("-inMemory -sharedDB").contains("Unrecognized option: -sharedDB"));
         assert_eq!(
             error("-port 70000"),
             "Invalid Port. Port number must lie between 1 and 65535."
