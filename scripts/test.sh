@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Haven's whole test suite: unit, property and integration tests (AWS SDK for Rust), the
-# differential suite against DynamoDB Local, the AWS CLI / boto3 smoke tests and the web console in
-# headless Chromium; then the engine-agnostic integration tests a second time with the data in
-# PostgreSQL (HAVEN_TEST_STORAGE=postgres, crates/haven/tests/common/mod.rs).
+# differential suite against DynamoDB Local, the AWS CLI / boto3 smoke tests, the web console in
+# headless Chromium and the Python wheel's pytest fixtures (scripts/wheel-test.sh); then the
+# engine-agnostic integration tests a second time with the data in PostgreSQL
+# (HAVEN_TEST_STORAGE=postgres, crates/haven/tests/common/mod.rs).
 # Needs the Rust toolchain and Python 3 with pip; on Debian it installs the rest when missing, with
 # apt-get (Knot DNS, dig, openssl, kill, Java 17, npm, PostgreSQL, Chromium and its driver), pip
 # (boto3, the AWS CLI, Selenium, moto) and
@@ -58,6 +59,7 @@ HAVEN_TEST_STORAGE=postgres cargo test -p haven --no-fail-fast \
 python3 tests/smoke/cli_smoke.py || failed=1
 python3 tests/smoke/streams_boto3.py || failed=1
 python3 tests/console/console_browser.py || failed=1
+scripts/wheel-test.sh target/debug/haven || failed=1
 if [ "$failed" -ne 0 ]; then
   echo "test.sh: some tests failed (see above)" >&2
 fi

@@ -96,6 +96,9 @@ pub struct ServiceConfig {
     pub replication: ReplicationSettings,
     /// Where backups are kept (`crate::backup`).
     pub backup_store: BackupStoreConfig,
+    /// How long DescribeTable reports a new table as CREATING (zero: ACTIVE at once, the
+    /// default; DynamoDB Local's `-delayTransientStatuses`).
+    pub transient_status: std::time::Duration,
 }
 
 impl Default for ServiceConfig {
@@ -108,6 +111,7 @@ impl Default for ServiceConfig {
             ttl_interval: std::time::Duration::from_secs(1),
             replication: ReplicationSettings::default(),
             backup_store: BackupStoreConfig::default(),
+            transient_status: std::time::Duration::ZERO,
         }
     }
 }

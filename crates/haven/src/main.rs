@@ -1,12 +1,18 @@
 //! The `haven` binary: parses the command line and wires storage, service and server together
 //! (`serve`), mirrors another endpoint's tables while serving (`mirror`, in `haven-mirror`),
 //! manages access keys (`keys`), manages a running server's backups (`backup`, in `backup_cli`),
-//! runs the guard resolver (`resolve`, in `haven-resolve`), or summarises a running server
-//! (`status`).
+//! runs the guard resolver (`resolve`, in `haven-resolve`), summarises a running server
+//! (`status`), or checks a server's health (`healthcheck`). DynamoDB Local's command line
+//! (`haven -jar DynamoDBLocal.jar -inMemory ...`) is translated into `serve`'s
+//! (`dynamodb_local`).
 
 mod backup_cli;
+mod dynamodb_local;
+mod healthcheck;
+mod namespaces;
 mod status;
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,6 +61,28 @@ enum Command {
     /// Summarise a running server: serving or not, requests and errors, load, tables, storage
     /// (from its /health and /metrics; see docs/metrics.md).
     Status(StatusArgs),
+    /// Exit 0 if the server answers GET /health with 200, 1 if not (a container's HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(clap::Args)]
+struct HealthcheckArgs {
+    /// The server's address, host:port (default: $HAVEN_HEALTHCHECK_ADDRESS, else
+    /// 127.0.0.1:8000).
+    #[arg(long)]
+    address: Option<String>,
+    /// Milliseconds to wait for the answer.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+}
+
+/// Which tables a request sees.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Isolation {
+    /// Every caller sees the same tables.
+    Shared,
+    /// Each access key id and region has its own tables (DynamoDB Local without -sharedDb).
+    KeyRegion,
 }
 
 #[derive(clap::Args)]
@@ -290,10 +318,31 @@ struct ServeArgs {
     /// The region --backup-s3 signs for.
     #[arg(long, default_value = "us-east-1")]
     backup_s3_region: String,
+    /// Which tables a request sees: one shared set, or a set per access key id and region as
+    /// DynamoDB Local keeps them without -sharedDb (embedded storage only; each set in a folder
+    /// of --data-dir named <key id>_<region>.haven, or in memory).
+    #[arg(long, value_enum, default_value = "shared")]
+    isolation: Isolation,
+    /// Refuse access key ids other than letters and digits (UnrecognizedClientException), as
+    /// DynamoDB Local does.
+    #[arg(long)]
+    local_key_ids: bool,
+    /// With --isolation key-region: how many access key id and region pairs may have tables (each
+    /// has an engine and workers of its own).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    max_namespaces: u32,
+    /// Answer browsers' CORS preflights and name the allowed origin in answers: `*`, or origins
+    /// separated by commas (DynamoDB Local's -cors).
+    #[arg(long, value_name = "ORIGINS")]
+    cors: Option<String>,
+    /// Milliseconds DescribeTable shows a new table as CREATING before ACTIVE, so that clients'
+    /// waiters are exercised (DynamoDB Local's -delayTransientStatuses); 0: ACTIVE at once.
+    #[arg(long, default_value_t = 0)]
+    transient_status_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     match cli.command {
         Command::Serve(args) => serve(*args, None),
         Command::Mirror(args) => mirror(*args),
@@ -301,6 +350,43 @@ fn main() -> anyhow::Result<()> {
         Command::Resolve(args) => resolve(args),
         Command::Status(args) => status::run(&args.endpoint),
         Command::Backup(args) => backup_cli::run(args),
+        Command::Healthcheck(args) => healthcheck(args),
+    }
+}
+
+/// Haven's command line, or DynamoDB Local's translated into `serve`'s; `-help` and `-version`
+/// are answered here and a wrong DynamoDB Local option exits with status 2.
+fn parse_command_line() -> Cli {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if !dynamodb_local::is_dynamodb_local(&args) {
+        return Cli::parse_from(args);
+    }
+    match dynamodb_local::translate(&args, &dynamodb_local::Environment::read()) {
+        Ok(dynamodb_local::Request::Serve(serve)) => {
+            Cli::parse_from(std::iter::once("haven".to_string()).chain(serve))
+        }
+        Ok(dynamodb_local::Request::Print(text)) => {
+            print!("{text}");
+            std::process::exit(0)
+        }
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
+    let address = args
+        .address
+        .or_else(|| std::env::var("HAVEN_HEALTHCHECK_ADDRESS").ok())
+        .unwrap_or_else(|| "127.0.0.1:8000".into());
+    match healthcheck::check(&address, Duration::from_millis(args.timeout_ms)) {
+        Ok(()) => Ok(()),
+        Err(why) => {
+            eprintln!("unhealthy: {why}");
+            std::process::exit(1)
+        }
     }
 }
 
@@ -449,7 +535,10 @@ fn mirror(args: MirrorArgs) -> anyhow::Result<()> {
 /// `haven mirror promote`: clears the table's mirror mark in storage.
 fn promote_mirror(args: PromoteArgs) -> anyhow::Result<()> {
     let storage = Storage::open_at(&args.data_dir, args.storage.as_deref(), false, 64)?;
-    let service = Service::new(storage.engine(), ServiceConfig::default())?;
+    let engine = storage
+        .engine()
+        .context("no single engine to promote a table in")?;
+    let service = Service::new(engine, ServiceConfig::default())?;
     let runtime = tokio::runtime::Runtime::new()?;
     let result = runtime.block_on(async {
         match service.mirror_origin(&args.table)? {
@@ -532,12 +621,21 @@ fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow:
         ttl_interval: Duration::from_millis(args.ttl_interval_ms),
         replication: replication::settings(args.config.as_deref(), &args.region)?,
         backup_store: backup_store(&args)?,
+        transient_status: Duration::from_millis(args.transient_status_ms),
         ..ServiceConfig::default()
     };
     let security = security(&args)?;
-    let service = Arc::new(Service::new(storage.engine(), config)?);
-    let tables = Arc::downgrade(&service);
-    haven_metrics::sample_tables_with(Box::new(move || table_samples(&tables)));
+    let tenancy = storage.tenancy(&args, config)?;
+    // The tables every caller shares: what metrics, replication and the mirror work on (none
+    // with --isolation key-region).
+    let shared = match &tenancy {
+        haven_server::Tenancy::Shared { service, .. } => Some(service.clone()),
+        haven_server::Tenancy::PerKeyRegion(_) => None,
+    };
+    if let Some(service) = &shared {
+        let tables = Arc::downgrade(service);
+        haven_metrics::sample_tables_with(Box::new(move || table_samples(&tables)));
+    }
     let limits = haven_server::Limits {
         max_in_flight: args
             .max_in_flight
@@ -563,14 +661,19 @@ fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow:
     }
     let dns = start_dns(&args)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let lag = service.replication_lag();
-    let mut pages: Vec<(&'static str, haven_server::StatusPage)> =
-        vec![("/replication/status", Arc::new(move || lag.report()))];
+    let mut pages: Vec<(&'static str, haven_server::StatusPage)> = Vec::new();
+    if let Some(service) = &shared {
+        let lag = service.replication_lag();
+        pages.push(("/replication/status", Arc::new(move || lag.report())));
+    }
     if let Some(dns) = &dns {
         pages.push(("/dns/status", Arc::new(dns.status_reporter())));
     }
     if let Some(config) = mirror {
-        let mirror = runtime.block_on(haven_mirror::Mirror::start(service.clone(), config))?;
+        let service = shared.context(
+            "haven mirror keeps one set of tables for every caller: it cannot be used with --isolation key-region",
+        )?;
+        let mirror = runtime.block_on(haven_mirror::Mirror::start(service, config))?;
         pages.push(("/mirror/status", Arc::new(move || mirror.report())));
     }
     let pages = haven_server::StatusPages::new(pages);
@@ -585,9 +688,9 @@ fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow:
             "http"
         };
         println!("Haven listening on {scheme}://{address}");
-        haven_server::run_with_status_pages(
+        haven_server::run_tenancy(
             listener,
-            service,
+            tenancy,
             security,
             limits,
             pages,
@@ -601,14 +704,23 @@ fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow:
     Ok(())
 }
 
-/// The engine `haven serve` runs on: embedded (on disk or in memory) or PostgreSQL.
+/// The engine `haven serve` runs on: embedded (on disk or in memory) or PostgreSQL, or an
+/// embedded engine per access key id and region (`--isolation key-region`).
 enum Storage {
     Embedded(Arc<RedbEngine>),
     Postgres(Arc<PostgresEngine>),
+    PerKeyRegion(namespaces::Opened),
 }
 
 impl Storage {
     fn open(args: &ServeArgs) -> anyhow::Result<Storage> {
+        if args.isolation == Isolation::KeyRegion {
+            anyhow::ensure!(
+                args.storage.is_none(),
+                "--isolation key-region keeps each access key id and region in an embedded engine of its own; it cannot be used with --storage"
+            );
+            return Ok(Storage::PerKeyRegion(namespaces::Opened::default()));
+        }
         let storage = args.storage.as_deref();
         Storage::open_at(&args.data_dir, storage, args.in_memory, args.cache_mb)
     }
@@ -632,10 +744,38 @@ impl Storage {
         })
     }
 
-    fn engine(&self) -> Arc<dyn Engine> {
+    /// The tables requests see: the engine's, or each namespace's.
+    fn tenancy(
+        &self,
+        args: &ServeArgs,
+        config: ServiceConfig,
+    ) -> anyhow::Result<haven_server::Tenancy> {
+        if let Storage::PerKeyRegion(opened) = self {
+            let place = if args.in_memory {
+                namespaces::Place::Memory
+            } else {
+                namespaces::Place::Disk {
+                    dir: args.data_dir.clone(),
+                    cache_bytes: args.cache_mb * 1024 * 1024,
+                }
+            };
+            let max = args.max_namespaces as usize;
+            let namespaces = namespaces::namespaces(place, config, max, opened);
+            return Ok(haven_server::Tenancy::PerKeyRegion(namespaces));
+        }
+        let engine = self.engine().context("no single engine")?;
+        Ok(haven_server::Tenancy::Shared {
+            service: Arc::new(Service::new(engine, config)?),
+            check_key_ids: args.local_key_ids,
+        })
+    }
+
+    /// The one engine of embedded or PostgreSQL storage; None with an engine per namespace.
+    fn engine(&self) -> Option<Arc<dyn Engine>> {
         match self {
-            Storage::Embedded(engine) => engine.clone(),
-            Storage::Postgres(engine) => engine.clone(),
+            Storage::Embedded(engine) => Some(engine.clone()),
+            Storage::Postgres(engine) => Some(engine.clone()),
+            Storage::PerKeyRegion(_) => None,
         }
     }
 
@@ -645,6 +785,13 @@ impl Storage {
             Storage::Postgres(engine) => format!("PostgreSQL at {}", engine.target()),
             Storage::Embedded(_) if args.in_memory => "in memory".to_string(),
             Storage::Embedded(_) => format!("data in {}", args.data_dir.display()),
+            Storage::PerKeyRegion(_) if args.in_memory => {
+                "in memory, tables per access key id and region".to_string()
+            }
+            Storage::PerKeyRegion(_) => format!(
+                "tables per access key id and region in {}",
+                args.data_dir.display()
+            ),
         }
     }
 
@@ -653,6 +800,7 @@ impl Storage {
         match self {
             Storage::Embedded(engine) => engine.shutdown(),
             Storage::Postgres(engine) => engine.shutdown(),
+            Storage::PerKeyRegion(opened) => opened.shutdown(),
         }
     }
 }
@@ -731,11 +879,19 @@ fn security(args: &ServeArgs) -> anyhow::Result<haven_server::Security> {
         metrics: !args.no_metrics,
         console: !args.no_console,
     };
+    let cors = args.cors.as_deref().map(|origins| {
+        tracing::info!(
+            origins,
+            "CORS on: browser scripts from these origins may call"
+        );
+        Arc::new(haven_server::cors::Cors::parse(origins))
+    });
     Ok(haven_server::Security {
         auth,
         tls,
         audit,
         exposed,
+        cors,
     })
 }
 

@@ -36,11 +36,11 @@
 mod common;
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::HavenServer;
-use common::dynamodb_local::DynamoDbLocal;
+use common::dynamodb_local::{DynamoDbLocal, repo_root};
 use serde_json::{Map, Value, json};
 
 const TARGET_PREFIX: &str = "DynamoDB_20120810.";
@@ -81,10 +81,6 @@ const PLACEHOLDER_MEMBERS: &[&str] = &[
     "CreationRequestDateTime",
     "awsRegion",
 ];
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// One HTTP answer: status and body (JSON when it parses, else the raw text as a JSON string).
 #[derive(Clone, Debug)]

@@ -23,12 +23,14 @@ mod auth;
 mod body;
 mod budget;
 mod console;
+pub mod cors;
 pub mod credentials;
 mod encoding;
 mod intake;
 mod json;
 mod limits;
 pub mod sigv4;
+pub mod tenancy;
 pub mod tls;
 
 use std::convert::Infallible;
@@ -50,6 +52,7 @@ pub use credentials::{AccessKey, Authenticator, KeyStore};
 pub use limits::{
     DEFAULT_REQUEST_MEMORY, Limits, default_max_in_flight, listen, raise_open_file_limit,
 };
+pub use tenancy::Tenancy;
 
 /// One read-only JSON report (see [`StatusPages`]).
 pub type StatusPage = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -122,10 +125,23 @@ pub async fn run_with_status_pages(
     pages: StatusPages,
     shutdown: impl Future<Output = ()>,
 ) {
+    let tenancy = Tenancy::from(service);
+    run_tenancy(listener, tenancy, security, limits, pages, shutdown).await
+}
+
+/// [`run_with_status_pages`] with the tables each request sees chosen by `tenancy`.
+pub async fn run_tenancy(
+    listener: TcpListener,
+    tenancy: Tenancy,
+    security: Security,
+    limits: Limits,
+    pages: StatusPages,
+    shutdown: impl Future<Output = ()>,
+) {
     let admission = limits::Admission::new(&limits);
     let intake = intake::Intake::new(admission.capacity(), limits.queue_timeout);
     let front = Arc::new(Front {
-        service,
+        tenancy,
         security,
         admission,
         pages,
@@ -310,6 +326,30 @@ impl<'a> Route<'a> {
     }
 }
 
+/// [`handle`] for a server that answers browsers: preflights, and the allowed origin on every
+/// answer.
+async fn handle_cors(
+    front: &Front,
+    cors: &cors::Cors,
+    grant: Option<intake::Grant>,
+    request: Request<Incoming>,
+    facts: &mut audit::Facts,
+) -> Answer {
+    if let Some(headers) = cors.answer_preflight(request.method(), request.headers()) {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut response = plain(StatusCode::OK, "", &request_id);
+        response.headers_mut().extend(headers);
+        let (parts, body) = request.into_parts();
+        return answered_unread(response, &parts.headers, body);
+    }
+    let origin = request.headers().get(hyper::header::ORIGIN).cloned();
+    let mut answer = handle(front, grant, request, facts).await;
+    if let Some(origin) = origin {
+        cors.allow(&origin, answer.response.headers_mut());
+    }
+    answer
+}
+
 async fn handle(
     front: &Front,
     grant: Option<intake::Grant>,
@@ -391,7 +431,7 @@ impl Exchange<'_> {
             Route::Metrics => Some(metrics_response(self.request_id)),
             Route::Console => Some(console::asset(self.parts.uri.path(), self.request_id)),
             Route::Other => {
-                let region = self.front.service.region();
+                let region = self.front.tenancy.region();
                 let body = format!("healthy: dynamodb.{region}.amazonaws.com ");
                 Some(checked(StatusCode::OK, body.into_bytes(), self.request_id))
             }
@@ -536,7 +576,9 @@ impl Exchange<'_> {
         // Whatever the operation logs (a write giving up on contention, a storage failure) names
         // the request id the client was answered with.
         let span = tracing::warn_span!("request", request_id);
-        let outcome = dispatch_noting(&self.front.service, caller, parts, body, facts)
+        let tenancy = &self.front.tenancy;
+        let services = |headers: &HeaderMap| tenancy.service(headers);
+        let outcome = dispatch_noting(services, caller, parts, body, facts)
             .instrument(span)
             .await;
         match outcome {
@@ -583,13 +625,14 @@ pub async fn dispatch(
         None => Caller::Anyone,
     };
     let mut facts = audit::Facts::default();
-    dispatch_noting(service, caller, parts, body, &mut facts).await
+    dispatch_noting(|_: &HeaderMap| Ok(service), caller, parts, body, &mut facts).await
 }
 
 /// [`dispatch`] after authentication, noting what the audit log records about the request in
-/// `facts`.
-async fn dispatch_noting(
-    service: &Service,
+/// `facts`; `services` chooses the service that answers (see [`Tenancy`]) once the
+/// Authorization header is known to be well formed.
+async fn dispatch_noting<S: std::ops::Deref<Target = Service>>(
+    services: impl FnOnce(&HeaderMap) -> Result<S, DynamoError>,
     caller: Caller,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
@@ -609,10 +652,11 @@ async fn dispatch_noting(
         }
         Caller::Key(key) => Some(key),
     };
+    let service = services(headers)?;
     facts.access_key_id = signer.as_ref().map(|key| key.id.clone());
     let request = request.ok_or_else(|| DynamoError::Serialization(String::new()))?;
     if facts.record_tables {
-        facts.tables = haven_api::access::tables(service, operation, &request);
+        facts.tables = haven_api::access::tables(&service, operation, &request);
     }
     let context = haven_api::RequestContext {
         host: header(headers, hyper::header::HOST).map(str::to_owned),
@@ -723,7 +767,7 @@ async fn compressed(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
 
 /// What every request of one server shares.
 struct Front {
-    service: Arc<Service>,
+    tenancy: Tenancy,
     security: Security,
     admission: limits::Admission,
     pages: StatusPages,
@@ -732,14 +776,15 @@ struct Front {
 }
 
 /// What the server enforces and records beyond HTTP: authentication and authorization (`auth`),
-/// TLS on every connection (`tls`), and the audit log (`audit`); each off when None. And what it
-/// shows besides the API (`exposed`).
+/// TLS on every connection (`tls`), the audit log (`audit`), and the origins browser scripts may
+/// call from (`cors`); each off when None. And what it shows besides the API (`exposed`).
 #[derive(Clone, Default)]
 pub struct Security {
     pub auth: Option<Arc<Authenticator>>,
     pub tls: Option<Arc<tls::TlsFiles>>,
     pub audit: Option<Arc<audit::AuditLog>>,
     pub exposed: Exposed,
+    pub cors: Option<Arc<cors::Cors>>,
 }
 
 /// The pages served besides the API and `/health`, each turned off by a flag of `haven serve`.
@@ -784,7 +829,10 @@ async fn handle_audited(
         .and_then(|length| length.parse().ok())
         .unwrap_or(0);
     let gzip = encoding::accepts_gzip(request.headers());
-    let mut answer = handle(&front, grant, request, &mut facts).await;
+    let mut answer = match &front.security.cors {
+        Some(cors) => handle_cors(&front, cors, grant, request, &mut facts).await,
+        None => handle(&front, grant, request, &mut facts).await,
+    };
     if gzip {
         answer.response = compressed(answer.response).await;
     }

@@ -15,8 +15,8 @@ use crate::error::{DynamoError, Violations};
 use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::indexes::IndexUnits;
 use crate::items::{
-    Capacity, CapacityReport, check_item_size, collection_metrics, read_item, read_many, read_units,
-    refresh_tables, stage_item_write, validate_item, validate_key,
+    Capacity, CapacityReport, check_item_size, collection_metrics, read_item, read_many,
+    read_units, refresh_tables, stage_item_write, validate_item, validate_key,
 };
 use crate::reply::{Member, Reply};
 use crate::retry::Retries;

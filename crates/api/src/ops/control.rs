@@ -433,7 +433,19 @@ pub(crate) fn describe_table(
     input: TableNameInput,
 ) -> Result<Value, DynamoError> {
     let meta = input.lookup(service)?;
-    Ok(json!({ "Table": describe(service, &meta, "ACTIVE")? }))
+    Ok(json!({ "Table": describe(service, &meta, settled_status(service, &meta))? }))
+}
+
+/// ACTIVE, or CREATING while the table is younger than the configured transient status time
+/// (`--transient-status-ms`, DynamoDB Local's `-delayTransientStatuses`), so that clients'
+/// waiters see the status change as they would on the real service.
+fn settled_status(service: &Service, meta: &TableMeta) -> &'static str {
+    let transient = service.config.transient_status.as_secs_f64();
+    if now() < meta.created + transient {
+        "CREATING"
+    } else {
+        "ACTIVE"
+    }
 }
 
 pub(crate) async fn delete_table(

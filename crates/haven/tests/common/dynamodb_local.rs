@@ -1,26 +1,36 @@
-//! AWS's DynamoDB Local for tests that compare with it or read from it (differential tests, the
-//! mirror's source), through the project's `scripts/dynamodb-local.sh`.
+//! AWS's DynamoDB Local for tests that compare with it or read from it (`differential.rs`,
+//! `dynamodb_local_dropin.rs`, the mirror's source), started and stopped by the project's
+//! `scripts/dynamodb-local.sh` (which installs it on first use).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A DynamoDB Local process started by the project's `scripts/dynamodb-local.sh` (which installs
-/// it on first use), stopped by the same script when dropped, including while a failing test
+/// A DynamoDB Local process, stopped by the script when dropped, including while a failing test
 /// unwinds.
 pub struct DynamoDbLocal {
     pid: u32,
-    port: u16,
+    pub port: u16,
 }
 
 impl DynamoDbLocal {
+    /// In memory, with one shared database (`-inMemory -sharedDb`).
     pub fn start() -> DynamoDbLocal {
         let port = free_port();
-        let output = dynamodb_local(&["start", &port.to_string()]);
+        DynamoDbLocal::launch(port, &["start", &port.to_string()])
+    }
+
+    /// With DynamoDB Local's own `options` (besides `-port` and `-disableTelemetry`).
+    pub fn start_with(options: &[&str]) -> DynamoDbLocal {
+        let port = free_port();
+        let port_text = port.to_string();
+        let mut args = vec!["start-with", &port_text];
+        args.extend_from_slice(options);
+        DynamoDbLocal::launch(port, &args)
+    }
+
+    fn launch(port: u16, args: &[&str]) -> DynamoDbLocal {
+        let output = dynamodb_local(args);
         let stdout = String::from_utf8_lossy(&output.stdout);
         let pid = stdout
             .lines()
@@ -55,6 +65,11 @@ impl Drop for DynamoDbLocal {
     }
 }
 
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
 /// Runs `scripts/dynamodb-local.sh <args>` and returns what it printed.
 fn dynamodb_local(args: &[&str]) -> std::process::Output {
     Command::new("bash")
@@ -65,7 +80,8 @@ fn dynamodb_local(args: &[&str]) -> std::process::Output {
         .expect("run scripts/dynamodb-local.sh")
 }
 
-fn free_port() -> u16 {
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().unwrap().port()
 }

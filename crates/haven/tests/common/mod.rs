@@ -62,12 +62,19 @@ impl HavenServer {
 
     /// [`HavenServer::start_on`] with environment variables added to the child's.
     pub fn start_with_env(listen: &str, args: &[&str], env: &[(&str, &str)]) -> HavenServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
-            .args(["serve", "--listen", listen, "--log-level", "warn"])
-            .args(storage_args(args))
-            .envs(env.iter().copied())
+        HavenServer::spawn(
+            Command::new(env!("CARGO_BIN_EXE_haven"))
+                .args(["serve", "--listen", listen, "--log-level", "warn"])
+                .args(storage_args(args))
+                .envs(env.iter().copied())
+                .stderr(Stdio::inherit()),
+        )
+    }
+
+    /// Starts `command` (a `haven` command line that serves) and waits for its "listening" line.
+    pub fn spawn(command: &mut Command) -> HavenServer {
+        let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("haven starts");
         let stdout = child.stdout.take().unwrap();

@@ -1,0 +1,64 @@
+//! `--isolation key-region`: the tables of each access key id and region kept apart, as DynamoDB
+//! Local keeps them without `-sharedDb`. Each namespace gets an embedded engine of its own (in
+//! memory, or a folder `<key id>_<region>.haven` under `--data-dir`, named like DynamoDB Local's
+//! `<key id>_<region>.db` file) and a `Service` whose ARNs name the namespace's region; the
+//! server's `Tenancy` picks one per request.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use haven_api::{Service, ServiceConfig};
+use haven_server::tenancy::{Namespace, Namespaces, OpenNamespace};
+use haven_storage::RedbEngine;
+
+/// The engines opened for namespaces, to be shut down when the server stops.
+#[derive(Clone, Default)]
+pub struct Opened(Arc<Mutex<Vec<Arc<RedbEngine>>>>);
+
+impl Opened {
+    /// Commits what is queued in every namespace's engine and stops them.
+    pub fn shutdown(&self) {
+        let engines = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        for engine in engines {
+            engine.shutdown();
+        }
+    }
+}
+
+/// Where namespaces keep their data.
+pub enum Place {
+    Memory,
+    Disk { dir: PathBuf, cache_bytes: usize },
+}
+
+/// The namespaces of a server, at most `max`, each opened on first use.
+pub fn namespaces(place: Place, config: ServiceConfig, max: usize, opened: &Opened) -> Namespaces {
+    let opened = opened.clone();
+    let open: OpenNamespace = Arc::new(move |namespace: &Namespace| {
+        let engine = match &place {
+            Place::Memory => RedbEngine::in_memory(),
+            Place::Disk { dir, cache_bytes } => {
+                let folder = dir.join(format!("{}.haven", namespace.file_stem()));
+                RedbEngine::open_with_cache(&folder, *cache_bytes)
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let engine = Arc::new(engine);
+        opened
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(engine.clone());
+        let config = ServiceConfig {
+            region: namespace.region.clone(),
+            ..config.clone()
+        };
+        let service = Service::new(engine, config).map_err(|e| e.to_string())?;
+        tracing::info!(
+            namespace = namespace.file_stem(),
+            "tables opened for a new access key id and region"
+        );
+        Ok(Arc::new(service))
+    });
+    Namespaces::new(open, max)
+}
