@@ -2,7 +2,7 @@
 # What scraping /metrics every second costs workload A (issue 24: it must be under 1%). Two figures,
 # from a release build on an idle machine:
 #   1. workload A's throughput, ROUNDS runs each without and with a scraper polling /metrics every
-#      second, alternated so that drift in the machine's speed hits both alike;
+#      second, the order swapped every round so that drift in the machine's speed hits both alike;
 #   2. the server's CPU time per scrape (SCRAPES scrapes in a row after the runs, so with every
 #      series of the workload present) against its CPU time per second under workload A.
 #
@@ -35,12 +35,22 @@ run_a() { # prints ops/s and the server's CPU seconds per second
   after=$(cpu_seconds "$server_pid")
   echo "$(jq .ops_per_sec "$work/a.json") $(echo "($after - $before) / $DURATION" | bc -l)"
 }
-for round in $(seq "$ROUNDS"); do
-  read -r plain cpu <<<"$(run_a)"
+run_scraped() { # run_a with a scraper polling /metrics every second
   ( while sleep 1; do curl -s -o /dev/null "$url/metrics"; done ) &
-  scraper=$!
-  read -r scraped _ <<<"$(run_a)"
+  local scraper=$!
+  run_a
   kill "$scraper"
+}
+# Odd rounds run the plain half first, even rounds the scraped half, so that the server warming up
+# (its cache, the file) does not count against one half only.
+for round in $(seq "$ROUNDS"); do
+  if ((round % 2)); then
+    read -r plain cpu <<<"$(run_a)"
+    read -r scraped _ <<<"$(run_scraped)"
+  else
+    read -r scraped _ <<<"$(run_scraped)"
+    read -r plain cpu <<<"$(run_a)"
+  fi
   echo "round $round: workload A $plain ops/s without scraping, $scraped ops/s scraped every second"
 done
 before=$(cpu_seconds "$server_pid")
