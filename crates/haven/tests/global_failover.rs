@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -166,27 +166,12 @@ fn key(i: usize) -> AttributeValue {
 
 /// The written keys `client`'s region holds.
 async fn held(client: &Client) -> BTreeSet<String> {
-    let mut keys = BTreeSet::new();
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name("events")
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap();
-        for item in page.items() {
-            if let Some(AttributeValue::S(pk)) = item.get("pk") {
-                keys.insert(pk.clone());
-            }
-        }
-        start = page.last_evaluated_key().cloned();
-        if start.is_none() {
-            return keys;
-        }
-    }
+    let items = common::scan_items(client, "events").await;
+    let pk = |item: &HashMap<String, AttributeValue>| match item.get("pk") {
+        Some(AttributeValue::S(pk)) => Some(pk.clone()),
+        _ => None,
+    };
+    items.iter().filter_map(pk).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

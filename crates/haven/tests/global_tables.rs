@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -45,28 +45,14 @@ fn add_replica(region: &str) -> ReplicationGroupUpdate {
 
 /// Every item of `table`, by its `pk`.
 async fn items(client: &Client, table: &str) -> BTreeMap<String, Item> {
-    let mut all = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .unwrap();
-        for item in page.items() {
-            let Some(AttributeValue::S(pk)) = item.get("pk") else {
-                panic!("item without pk: {item:?}");
-            };
-            all.insert(pk.clone(), item.clone().into_iter().collect());
-        }
-        start = page.last_evaluated_key().cloned();
-        if start.is_none() {
-            return all;
-        }
-    }
+    let items = common::scan_items(client, table).await;
+    let by_pk = |item: HashMap<String, AttributeValue>| {
+        let Some(AttributeValue::S(pk)) = item.get("pk") else {
+            panic!("item without pk: {item:?}");
+        };
+        (pk.clone(), item.into_iter().collect())
+    };
+    items.into_iter().map(by_pk).collect()
 }
 
 /// The replica statuses DescribeTable shows, by region.

@@ -244,27 +244,13 @@ async fn write_until(client: Client, stop: Arc<AtomicBool>, done: Arc<AtomicU64>
 
 /// Every item of `TABLE`, by key.
 async fn scan_all(client: &Client) -> HashMap<(String, String), HashMap<String, AttributeValue>> {
-    let mut items = HashMap::new();
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(TABLE)
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("Scan");
-        for item in page.items() {
-            let pk = item["pk"].as_s().unwrap().clone();
-            let sk = item["sk"].as_n().unwrap().clone();
-            items.insert((pk, sk), item.clone());
-        }
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return items;
-        }
-    }
+    let items = common::scan_items(client, TABLE).await;
+    let by_key = |item: HashMap<String, AttributeValue>| {
+        let pk = item["pk"].as_s().unwrap().clone();
+        let sk = item["sk"].as_n().unwrap().clone();
+        ((pk, sk), item)
+    };
+    items.into_iter().map(by_key).collect()
 }
 
 /// Waits until the copy holds exactly the source's items, and asserts it.

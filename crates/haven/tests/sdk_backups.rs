@@ -139,24 +139,11 @@ async fn put_all(client: &Client, table: &str, items: &[Item]) {
 
 /// Every item of a table, by key (paged Scan).
 async fn scan_all(client: &Client, table: &str) -> BTreeMap<Key, Item> {
-    let mut items = BTreeMap::new();
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scan");
-        for item in page.items() {
-            items.insert(key_of(item), item.clone());
-        }
-        start = page.last_evaluated_key;
-        if start.is_none() {
-            return items;
-        }
-    }
+    let items = common::scan_items(client, table).await;
+    items
+        .iter()
+        .map(|item| (key_of(item), item.clone()))
+        .collect()
 }
 
 /// The keys a Query of an index answers for one partition value, in the index's order.

@@ -461,6 +461,23 @@ pub fn read_response(stream: &mut impl std::io::Read) -> (u16, Vec<u8>) {
     (status, body)
 }
 
+/// Every item of `table`, by a consistent Scan of every page (the SDK's paginator).
+pub async fn scan_items(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+    client
+        .scan()
+        .table_name(table)
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .unwrap_or_else(|error| panic!("scan of {table}: {error:?}"))
+}
+
 /// The `__type` of an error body, without its namespace.
 pub fn error_type(body: &[u8]) -> String {
     let body: serde_json::Value = serde_json::from_slice(body)
