@@ -162,6 +162,11 @@ impl Service {
         &self.config.region
     }
 
+    /// The AWS account whose tables this service holds (in ARNs).
+    pub fn account(&self) -> &str {
+        &self.config.account
+    }
+
     /// Starts the workers that run for the service's lifetime: the change log's trimmer, the
     /// TTL worker and the replication shipper, and
     /// resumes restores a previous run left half-way.

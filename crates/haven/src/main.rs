@@ -135,8 +135,12 @@ enum KeysCommand {
         /// A name to remember the key by.
         #[arg(long)]
         name: Option<String>,
+        /// The AWS account (12 digits) whose tables the key sees with `haven serve --auth`;
+        /// without it, the server's own (`--account`).
+        #[arg(long, value_parser = account_id)]
+        account: Option<String>,
     },
-    /// List the keys (ids and names; never secrets).
+    /// List the keys (ids, names, accounts; never secrets).
     List,
     /// Revoke a key: requests signed with it are refused from the next request on.
     Revoke {
@@ -234,7 +238,12 @@ struct ServeArgs {
     /// Region named in ARNs.
     #[arg(long, default_value = "us-east-1")]
     region: String,
-    /// Verify every request's SigV4 signature against the keys of --credentials.
+    /// The server's own AWS account id (12 digits), named in ARNs: with --auth, keys without an
+    /// account of their own in --credentials see its tables.
+    #[arg(long, default_value = "000000000000", value_parser = account_id)]
+    account: String,
+    /// Verify every request's SigV4 signature against the keys of --credentials; each key sees
+    /// the tables of its account, as in AWS (see docs/security.md).
     #[arg(long, requires = "credentials")]
     auth: bool,
     /// Credentials file of access keys and their policies (re-read when it changes); used with
@@ -327,8 +336,8 @@ struct ServeArgs {
     /// DynamoDB Local does.
     #[arg(long)]
     local_key_ids: bool,
-    /// With --isolation key-region: how many access key id and region pairs may have tables (each
-    /// has an engine and workers of its own).
+    /// With --isolation key-region, how many access key id and region pairs may have tables; with
+    /// --auth, how many accounts other than --account (each has an engine and workers of its own).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     max_namespaces: u32,
     /// Answer browsers' CORS preflights and name the allowed origin in answers: `*`, or origins
@@ -424,8 +433,11 @@ fn keys(args: KeysArgs) -> anyhow::Result<()> {
     let mut keys = credentials::load(path)
         .with_context(|| format!("cannot read credentials file {}", path.display()))?;
     match args.command {
-        KeysCommand::Create { name } => {
-            let key = AccessKey::generate(name)?;
+        KeysCommand::Create { name, account } => {
+            let key = AccessKey {
+                account,
+                ..AccessKey::generate(name)?
+            };
             keys.push(key.clone());
             credentials::save(path, &keys)
                 .with_context(|| format!("cannot write credentials file {}", path.display()))?;
@@ -444,9 +456,10 @@ fn keys(args: KeysArgs) -> anyhow::Result<()> {
                     "full access"
                 };
                 println!(
-                    "{}\t{}\t{access}",
+                    "{}\t{}\t{access}\t{}",
                     key.id,
-                    key.name.as_deref().unwrap_or("")
+                    key.name.as_deref().unwrap_or(""),
+                    key.account.as_deref().unwrap_or("server's account")
                 );
             }
         }
@@ -612,6 +625,7 @@ fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow:
     let storage = Storage::open(&args)?;
     let config = ServiceConfig {
         region: args.region.clone(),
+        account: args.account.clone(),
         item_collection_limit: args.item_collection_limit,
         streams: haven_api::StreamSettings {
             shard_interval: Duration::from_secs(args.stream_shard_interval_secs),
@@ -622,14 +636,15 @@ fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow:
         replication: replication::settings(args.config.as_deref(), &args.region)?,
         backup_store: backup_store(&args)?,
         transient_status: Duration::from_millis(args.transient_status_ms),
-        ..ServiceConfig::default()
     };
     let security = security(&args)?;
-    let tenancy = storage.tenancy(&args, config)?;
+    let accounts = namespaces::Opened::default();
+    let tenancy = storage.tenancy(&args, config, &accounts)?;
     // The tables every caller shares: what metrics, replication and the mirror work on (none
     // with --isolation key-region).
     let shared = match &tenancy {
         haven_server::Tenancy::Shared { service, .. } => Some(service.clone()),
+        haven_server::Tenancy::PerAccount { own, .. } => Some(own.clone()),
         haven_server::Tenancy::PerKeyRegion(_) => None,
     };
     if let Some(service) = &shared {
@@ -699,6 +714,7 @@ fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow:
         .await;
         anyhow::Ok(())
     })?;
+    accounts.shutdown();
     storage.shutdown();
     tracing::info!("haven stopped");
     Ok(())
@@ -744,30 +760,37 @@ impl Storage {
         })
     }
 
-    /// The tables requests see: the engine's, or each namespace's.
+    /// The tables requests see: the engine's, each namespace's, or with --auth each account's
+    /// (other accounts' engines are kept in `accounts`, to be shut down).
     fn tenancy(
         &self,
         args: &ServeArgs,
         config: ServiceConfig,
+        accounts: &namespaces::Opened,
     ) -> anyhow::Result<haven_server::Tenancy> {
+        let max = args.max_namespaces as usize;
         if let Storage::PerKeyRegion(opened) = self {
-            let place = if args.in_memory {
-                namespaces::Place::Memory
-            } else {
-                namespaces::Place::Disk {
-                    dir: args.data_dir.clone(),
-                    cache_bytes: args.cache_mb * 1024 * 1024,
-                }
-            };
-            let max = args.max_namespaces as usize;
-            let namespaces = namespaces::namespaces(place, config, max, opened);
+            let place = namespaces::Place::of(args.in_memory, args.data_dir.clone(), args.cache_mb);
+            let owner = namespaces::Owner::AccessKeyId;
+            let namespaces = namespaces::namespaces(place, owner, config, max, opened);
             return Ok(haven_server::Tenancy::PerKeyRegion(namespaces));
         }
         let engine = self.engine().context("no single engine")?;
-        Ok(haven_server::Tenancy::Shared {
-            service: Arc::new(Service::new(engine, config)?),
-            check_key_ids: args.local_key_ids,
-        })
+        let own = Arc::new(Service::new(engine, config.clone())?);
+        if !args.auth {
+            return Ok(haven_server::Tenancy::Shared {
+                service: own,
+                check_key_ids: args.local_key_ids,
+            });
+        }
+        // Other accounts' tables live in embedded engines beside the server's own; on PostgreSQL
+        // only the server's own account has tables.
+        let others = (!matches!(self, Storage::Postgres(_))).then(|| {
+            let dir = args.data_dir.join("accounts");
+            let place = namespaces::Place::of(args.in_memory, dir, args.cache_mb);
+            namespaces::namespaces(place, namespaces::Owner::Account, config, max, accounts)
+        });
+        Ok(haven_server::Tenancy::PerAccount { own, others })
     }
 
     /// The one engine of embedded or PostgreSQL storage; None with an engine per namespace.
@@ -923,5 +946,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
+    }
+}
+
+/// Parses an AWS account id: 12 digits.
+fn account_id(account: &str) -> Result<String, String> {
+    if haven_server::credentials::is_account_id(account) {
+        Ok(account.to_string())
+    } else {
+        Err("an AWS account id is 12 digits".to_string())
     }
 }

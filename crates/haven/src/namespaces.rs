@@ -1,8 +1,9 @@
-//! `--isolation key-region`: the tables of each access key id and region kept apart, as DynamoDB
-//! Local keeps them without `-sharedDb`. Each namespace gets an embedded engine of its own (in
-//! memory, or a folder `<key id>_<region>.haven` under `--data-dir`, named like DynamoDB Local's
-//! `<key id>_<region>.db` file) and a `Service` whose ARNs name the namespace's region; the
-//! server's `Tenancy` picks one per request.
+//! Tables kept apart by owner: with `--isolation key-region` each access key id and region, as
+//! DynamoDB Local keeps them without `-sharedDb`; with `--auth` each AWS account other than the
+//! server's own. Each namespace gets an embedded engine of its own (in memory, or a folder
+//! `<owner>_<region>.haven`, named like DynamoDB Local's `<key id>_<region>.db` file, under
+//! `--data-dir`, or under `--data-dir`/accounts for accounts) and a `Service` whose ARNs name the
+//! namespace's region (and account); the server's `Tenancy` picks one per request.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -31,8 +32,37 @@ pub enum Place {
     Disk { dir: PathBuf, cache_bytes: usize },
 }
 
+impl Place {
+    /// In memory, or in folders under `dir` with a cache of `cache_mb` each.
+    pub fn of(in_memory: bool, dir: PathBuf, cache_mb: usize) -> Place {
+        if in_memory {
+            Place::Memory
+        } else {
+            Place::Disk {
+                dir,
+                cache_bytes: cache_mb * 1024 * 1024,
+            }
+        }
+    }
+}
+
+/// Who a namespace's owner is.
+#[derive(Clone, Copy)]
+pub enum Owner {
+    /// An access key id (DynamoDB Local's isolation): the ARNs name the server's account.
+    AccessKeyId,
+    /// An AWS account, which its tables' ARNs name.
+    Account,
+}
+
 /// The namespaces of a server, at most `max`, each opened on first use.
-pub fn namespaces(place: Place, config: ServiceConfig, max: usize, opened: &Opened) -> Namespaces {
+pub fn namespaces(
+    place: Place,
+    owner: Owner,
+    config: ServiceConfig,
+    max: usize,
+    opened: &Opened,
+) -> Namespaces {
     let opened = opened.clone();
     let open: OpenNamespace = Arc::new(move |namespace: &Namespace| {
         let engine = match &place {
@@ -49,14 +79,19 @@ pub fn namespaces(place: Place, config: ServiceConfig, max: usize, opened: &Open
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(engine.clone());
+        let account = match owner {
+            Owner::AccessKeyId => config.account.clone(),
+            Owner::Account => namespace.owner.clone(),
+        };
         let config = ServiceConfig {
             region: namespace.region.clone(),
+            account,
             ..config.clone()
         };
         let service = Service::new(engine, config).map_err(|e| e.to_string())?;
         tracing::info!(
             namespace = namespace.file_stem(),
-            "tables opened for a new access key id and region"
+            "tables opened for a new owner and region"
         );
         Ok(Arc::new(service))
     });

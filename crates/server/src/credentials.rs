@@ -1,8 +1,10 @@
 //! Access keys: the credentials file, its reloading, and key generation.
 //!
 //! The file holds one key per line, `ACCESS_KEY_ID SECRET_ACCESS_KEY [NAME]`, fields separated by
-//! spaces or tabs, and optionally a key's policy on a line `policy ACCESS_KEY_ID {JSON}`; blank
-//! lines and lines starting with `#` are ignored (docs/security.md). The server checks the file
+//! spaces or tabs, optionally a key's policy on a line `policy ACCESS_KEY_ID {JSON}` and the AWS
+//! account it belongs to on a line `account ACCESS_KEY_ID 123456789012` (without one, the key
+//! belongs to the server's own account, `--account`); blank lines and lines starting with `#` are
+//! ignored (docs/security.md). The server checks the file
 //! for a change on every request (one `stat`), so keys are created, rotated, revoked and their
 //! policies changed without a restart, and in force from the next request. Secrets are never
 //! logged: `AccessKey`'s Debug hides them and parse errors name the line, not its content.
@@ -24,11 +26,15 @@ use haven_api::access::{Policy, Principal};
 use crate::sigv4;
 
 const FILE_HEADER: &str = "# Haven credentials: one access key per line: ACCESS_KEY_ID SECRET_ACCESS_KEY [NAME]\n\
-# and a key's policy, if it has one: policy ACCESS_KEY_ID {JSON} (a key without one has full access).\n\
+# and a key's policy, if it has one: policy ACCESS_KEY_ID {JSON} (a key without one has full access),\n\
+# and its account, if not the server's own: account ACCESS_KEY_ID 123456789012.\n\
 # Managed by `haven keys create|list|revoke|policy`; keep this file private (mode 0600).\n";
 
 /// The first field of a policy line; never an access key id.
 const POLICY_KEYWORD: &str = "policy";
+
+/// The first field of an account line; never an access key id.
+const ACCOUNT_KEYWORD: &str = "account";
 
 #[derive(Clone, PartialEq)]
 pub struct AccessKey {
@@ -37,6 +43,9 @@ pub struct AccessKey {
     pub name: Option<String>,
     /// None: full access.
     pub policy: Option<Arc<Policy>>,
+    /// The AWS account the key belongs to, whose tables it sees (12 digits); None: the server's
+    /// own account.
+    pub account: Option<String>,
 }
 
 impl fmt::Debug for AccessKey {
@@ -46,6 +55,7 @@ impl fmt::Debug for AccessKey {
             .field("secret", &"<hidden>")
             .field("name", &self.name)
             .field("policy", &self.policy.is_some())
+            .field("account", &self.account)
             .finish()
     }
 }
@@ -75,6 +85,7 @@ impl AccessKey {
             secret,
             name,
             policy: None,
+            account: None,
         })
     }
 
@@ -91,6 +102,7 @@ impl AccessKey {
 pub fn parse(text: &str) -> io::Result<Vec<AccessKey>> {
     let mut keys: Vec<AccessKey> = Vec::new();
     let mut policies: Vec<(usize, &str, Policy)> = Vec::new();
+    let mut accounts: Vec<(usize, &str, &str)> = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -107,6 +119,16 @@ pub fn parse(text: &str) -> io::Result<Vec<AccessKey>> {
             policies.push((number, second, policy));
             continue;
         }
+        if id == ACCOUNT_KEYWORD {
+            let account = rest.unwrap_or_default();
+            if !is_account_id(account) {
+                return Err(invalid(&format!(
+                    "the account of {second} must be 12 digits"
+                )));
+            }
+            accounts.push((number, second, account));
+            continue;
+        }
         if second.is_empty() {
             return Err(invalid("expected ACCESS_KEY_ID SECRET_ACCESS_KEY [NAME]"));
         }
@@ -121,21 +143,44 @@ pub fn parse(text: &str) -> io::Result<Vec<AccessKey>> {
             secret: second.to_string(),
             name: rest.map(str::to_string),
             policy: None,
+            account: None,
         });
     }
     for (number, id, policy) in policies {
-        let key = keys.iter_mut().find(|k| k.id == id).ok_or_else(|| {
-            invalid_line(
-                number,
-                &format!("a policy for {id}, which is not a key of this file"),
-            )
-        })?;
+        let key = key_of_line(&mut keys, number, id, "policy")?;
         if key.policy.is_some() {
             return Err(invalid_line(number, &format!("a second policy for {id}")));
         }
         key.policy = Some(Arc::new(policy));
     }
+    for (number, id, account) in accounts {
+        let key = key_of_line(&mut keys, number, id, "account")?;
+        if key.account.is_some() {
+            return Err(invalid_line(number, &format!("a second account for {id}")));
+        }
+        key.account = Some(account.to_string());
+    }
     Ok(keys)
+}
+
+/// The key a `policy` or `account` line (`what`) names.
+fn key_of_line<'k>(
+    keys: &'k mut [AccessKey],
+    number: usize,
+    id: &str,
+    what: &str,
+) -> io::Result<&'k mut AccessKey> {
+    keys.iter_mut().find(|k| k.id == id).ok_or_else(|| {
+        invalid_line(
+            number,
+            &format!("a {what} for {id}, which is not a key of this file"),
+        )
+    })
+}
+
+/// Whether `account` is an AWS account id: 12 digits.
+pub fn is_account_id(account: &str) -> bool {
+    account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn invalid_line(number: usize, what: &str) -> io::Error {
@@ -170,6 +215,9 @@ pub fn save(path: &Path, keys: &[AccessKey]) -> io::Result<()> {
         if let Some(policy) = &key.policy {
             let document = policy.document().to_string();
             text.push_str(&format!("{POLICY_KEYWORD} {} {document}\n", key.id));
+        }
+        if let Some(account) = &key.account {
+            text.push_str(&format!("{ACCOUNT_KEYWORD} {} {account}\n", key.id));
         }
     }
     let file_name = path

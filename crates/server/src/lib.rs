@@ -577,7 +577,8 @@ impl Exchange<'_> {
         // the request id the client was answered with.
         let span = tracing::warn_span!("request", request_id);
         let tenancy = &self.front.tenancy;
-        let services = |headers: &HeaderMap| tenancy.service(headers);
+        let services =
+            |headers: &HeaderMap, signer: Option<&AccessKey>| tenancy.service(headers, signer);
         let outcome = dispatch_noting(services, caller, parts, body, facts)
             .instrument(span)
             .await;
@@ -625,14 +626,21 @@ pub async fn dispatch(
         None => Caller::Anyone,
     };
     let mut facts = audit::Facts::default();
-    dispatch_noting(|_: &HeaderMap| Ok(service), caller, parts, body, &mut facts).await
+    dispatch_noting(
+        |_: &HeaderMap, _: Option<&AccessKey>| Ok(service),
+        caller,
+        parts,
+        body,
+        &mut facts,
+    )
+    .await
 }
 
 /// [`dispatch`] after authentication, noting what the audit log records about the request in
 /// `facts`; `services` chooses the service that answers (see [`Tenancy`]) once the
-/// Authorization header is known to be well formed.
+/// Authorization header is known to be well formed and the signing key, if any, known.
 async fn dispatch_noting<S: std::ops::Deref<Target = Service>>(
-    services: impl FnOnce(&HeaderMap) -> Result<S, DynamoError>,
+    services: impl FnOnce(&HeaderMap, Option<&AccessKey>) -> Result<S, DynamoError>,
     caller: Caller,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
@@ -652,7 +660,7 @@ async fn dispatch_noting<S: std::ops::Deref<Target = Service>>(
         }
         Caller::Key(key) => Some(key),
     };
-    let service = services(headers)?;
+    let service = services(headers, signer.as_ref())?;
     facts.access_key_id = signer.as_ref().map(|key| key.id.clone());
     let request = request.ok_or_else(|| DynamoError::Serialization(String::new()))?;
     if facts.record_tables {

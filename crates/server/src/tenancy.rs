@@ -1,5 +1,6 @@
-//! Which tables a request sees: one shared set (Haven's default), or, as DynamoDB Local does
-//! without `-sharedDb`, a set per access key id and region.
+//! Which tables a request sees: one shared set (Haven's default), as DynamoDB Local does
+//! without `-sharedDb` a set per access key id and region, or, with `--auth`, a set per AWS
+//! account as in AWS itself (a key's account is in the credentials file).
 //!
 //! DynamoDB Local keeps a database file per `<access key id>_<region>`; Haven does the same with
 //! a whole [`Service`] (its own engine, catalog and workers) per namespace, opened on first use by
@@ -11,6 +12,11 @@
 //! in both modes, otherwise `UnrecognizedClientException`; key ids and regions are
 //! case-sensitive. Namespaces are bounded (`max`) so that made-up key ids cannot open engines
 //! without end.
+//!
+//! Accounts: a key without an account, or with the server's own (`--account`), sees the server's
+//! own tables, on whatever storage it runs; any other account's tables are a namespace named
+//! `<account>_<region>`, opened like a key id's. One account never sees another's tables, and the
+//! account id is the one in its ARNs, so policies name it as in AWS.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +24,8 @@ use std::sync::{Arc, Mutex};
 use hyper::header::{AUTHORIZATION, HeaderMap};
 
 use haven_api::{DynamoError, Service};
+
+use crate::credentials::AccessKey;
 
 /// Opens the service of a namespace the first time a request names it.
 pub type OpenNamespace = Arc<dyn Fn(&Namespace) -> Result<Arc<Service>, String> + Send + Sync>;
@@ -32,6 +40,13 @@ pub enum Tenancy {
     },
     /// A set of tables per access key id and region (DynamoDB Local without `-sharedDb`).
     PerKeyRegion(Namespaces),
+    /// A set of tables per AWS account of the signing key (`--auth`): the server's own account's
+    /// in `own`, the others' in `others` (None where the storage keeps only one set, which
+    /// refuses keys of other accounts).
+    PerAccount {
+        own: Arc<Service>,
+        others: Option<Namespaces>,
+    },
 }
 
 impl From<Arc<Service>> for Tenancy {
@@ -50,12 +65,17 @@ impl Tenancy {
         match self {
             Tenancy::Shared { service, .. } => service.region(),
             Tenancy::PerKeyRegion(_) => "us-east-1",
+            Tenancy::PerAccount { own, .. } => own.region(),
         }
     }
 
     /// The service that answers a request with these headers (whose Authorization header has
-    /// already been checked for its shape).
-    pub(crate) fn service(&self, headers: &HeaderMap) -> Result<Arc<Service>, DynamoError> {
+    /// already been checked for its shape), signed by `signer` when authentication is on.
+    pub(crate) fn service(
+        &self,
+        headers: &HeaderMap,
+        signer: Option<&AccessKey>,
+    ) -> Result<Arc<Service>, DynamoError> {
         match self {
             Tenancy::Shared {
                 service,
@@ -67,14 +87,30 @@ impl Tenancy {
                 Ok(service.clone())
             }
             Tenancy::PerKeyRegion(namespaces) => namespaces.get(&Namespace::of(headers)?),
+            Tenancy::PerAccount { own, others } => {
+                let account = signer.and_then(|key| key.account.as_deref());
+                match (account, others) {
+                    (None, _) => Ok(own.clone()),
+                    (Some(account), _) if account == own.account() => Ok(own.clone()),
+                    (Some(account), Some(others)) => others.get(&Namespace {
+                        owner: account.to_string(),
+                        region: own.region().to_string(),
+                    }),
+                    (Some(account), None) => Err(DynamoError::AccessDenied(format!(
+                        "Account {account} has no tables on this server: the tables of accounts other than the server's own ({}) need the embedded storage",
+                        own.account()
+                    ))),
+                }
+            }
         }
     }
 }
 
-/// An access key id and a region, as DynamoDB Local separates databases.
+/// An owner of tables and a region: an access key id, as DynamoDB Local separates databases, or
+/// an AWS account id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Namespace {
-    pub access_key_id: String,
+    pub owner: String,
     pub region: String,
 }
 
@@ -99,15 +135,16 @@ impl Namespace {
             return Err(invalid_key());
         }
         Ok(Namespace {
-            access_key_id: access_key_id.to_string(),
+            owner: access_key_id.to_string(),
             region: region.to_string(),
         })
     }
 
-    /// A name for the namespace's files: `<key id>_<region>`, as DynamoDB Local names its
-    /// database files (both parts are letters, digits and, in a region, dashes).
+    /// A name for the namespace's files: `<owner>_<region>`, as DynamoDB Local names its
+    /// database files `<key id>_<region>` (both parts are letters, digits and, in a region,
+    /// dashes).
     pub fn file_stem(&self) -> String {
-        format!("{}_{}", self.access_key_id, self.region)
+        format!("{}_{}", self.owner, self.region)
     }
 }
 
@@ -150,10 +187,10 @@ impl Namespaces {
         if services.len() >= self.max {
             tracing::warn!(
                 max = self.max,
-                "too many access key id and region pairs: refusing a new one"
+                "too many sets of tables (access key id or account, and region): refusing a new one"
             );
             return Err(DynamoError::LimitExceeded(format!(
-                "This server keeps the tables of at most {} access key id and region pairs",
+                "This server keeps at most {} sets of tables (one per access key id or account, and region)",
                 self.max
             )));
         }
@@ -184,7 +221,7 @@ mod tests {
         assert_eq!(
             Namespace::of(&h).unwrap(),
             Namespace {
-                access_key_id: "keyA".into(),
+                owner: "keyA".into(),
                 region: "eu-west-1".into()
             }
         );

@@ -397,7 +397,12 @@ pub fn haven_keys(file: &Path, args: &[&str]) -> String {
 
 /// `haven keys create`: (access key id, secret).
 pub fn create_key(file: &Path, name: &str) -> (String, String) {
-    let out = haven_keys(file, &["create", "--name", name]);
+    create_key_with(file, &["--name", name])
+}
+
+/// `haven keys create <args>`: (access key id, secret).
+pub fn create_key_with(file: &Path, args: &[&str]) -> (String, String) {
+    let out = haven_keys(file, &[&["create"], args].concat());
     let field = |label: &str| {
         out.lines()
             .find_map(|l| l.strip_prefix(label))
