@@ -207,6 +207,7 @@ impl Control {
                 Arc::new(first)
             }
         };
+        haven_metrics::dns_plan(effective.generation);
         Ok(Control {
             planner,
             store,
@@ -270,6 +271,7 @@ impl Control {
     }
 
     fn make_effective(&mut self, plan: Arc<Plan>) {
+        haven_metrics::dns_plan(plan.generation);
         self.remember(&plan);
         self.effective = plan;
     }

@@ -52,7 +52,16 @@ async fn probe_forever(
         ticks.tick().await;
         let passed = probe(target, settings.timeout, settings.tls.as_ref()).await;
         let health = tracker.record(passed, &settings);
-        view.send_if_modified(|view| view.insert(target, health) != Some(health));
+        view.send_if_modified(|view| {
+            let changed = view.insert(target, health) != Some(health);
+            if changed {
+                haven_metrics::dns_node_health(
+                    &target.to_string(),
+                    health == TargetHealth::Healthy,
+                );
+            }
+            changed
+        });
     }
 }
 

@@ -62,6 +62,8 @@ pub type LaterReply = Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send>>;
 impl Responder for SnapshotCell {
     fn respond(&self, query: &[u8], transport: Transport, response: &mut Vec<u8>) -> Reply {
         if self.load().answer(query, transport, response) {
+            // The response code: the low four bits of the header's fourth byte.
+            haven_metrics::dns_answer(response.get(3).map_or(0, |flags| flags & 0x0F));
             Reply::Now
         } else {
             Reply::Nothing

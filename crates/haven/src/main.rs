@@ -648,8 +648,11 @@ fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow:
         haven_server::Tenancy::PerKeyRegion(_) => None,
     };
     if let Some(service) = &shared {
-        let tables = Arc::downgrade(service);
-        haven_metrics::sample_tables_with(Box::new(move || table_samples(&tables)));
+        let service = Arc::downgrade(service);
+        let data_dir = storage.data_dir(&args);
+        haven_metrics::sample_with(Box::new(move || {
+            metrics_sample(&service, data_dir.as_deref())
+        }));
     }
     let limits = haven_server::Limits {
         max_in_flight: args
@@ -802,6 +805,12 @@ impl Storage {
         }
     }
 
+    /// The data directory, where the storage keeps its files on this machine.
+    fn data_dir(&self, args: &ServeArgs) -> Option<PathBuf> {
+        let on_disk = !args.in_memory && !matches!(self, Storage::Postgres(_));
+        on_disk.then(|| args.data_dir.clone())
+    }
+
     /// Where the data is, for the log (never a password).
     fn describe(&self, args: &ServeArgs) -> String {
         match self {
@@ -919,11 +928,16 @@ fn security(args: &ServeArgs) -> anyhow::Result<haven_server::Security> {
 }
 
 /// Every table's item count and size for a scrape of `/metrics` (none once the service is gone).
-fn table_samples(service: &std::sync::Weak<Service>) -> Vec<haven_metrics::TableSample> {
+/// What `/metrics` reads at a scrape: every table's figures, every global table's lag, and the
+/// bytes the data directory takes.
+fn metrics_sample(
+    service: &std::sync::Weak<Service>,
+    data_dir: Option<&std::path::Path>,
+) -> haven_metrics::Sample {
     let Some(service) = service.upgrade() else {
-        return Vec::new();
+        return haven_metrics::Sample::default();
     };
-    match service.table_stats() {
+    let tables = match service.table_stats() {
         Ok(stats) => stats
             .into_iter()
             .map(|(table, stats)| haven_metrics::TableSample {
@@ -936,7 +950,43 @@ fn table_samples(service: &std::sync::Weak<Service>) -> Vec<haven_metrics::Table
             tracing::warn!(%error, "cannot read the tables' figures for /metrics");
             Vec::new()
         }
+    };
+    let replication = service
+        .replication_lag()
+        .samples()
+        .into_iter()
+        .map(|(table, region, lag)| haven_metrics::ReplicationSample {
+            table,
+            region,
+            latency_seconds: lag.latency_ms as f64 / 1000.0,
+            behind_seconds: lag.behind_ms as f64 / 1000.0,
+        })
+        .collect();
+    haven_metrics::Sample {
+        tables,
+        replication,
+        disk_bytes: data_dir.map(bytes_under),
     }
+}
+
+/// The bytes of the files under `dir` (its sub-folders included, a few levels deep: the data
+/// directory holds the database file, and other accounts' folders).
+fn bytes_under(dir: &std::path::Path) -> u64 {
+    fn walk(dir: &std::path::Path, depth: usize) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut bytes = 0;
+        for entry in entries.flatten() {
+            match entry.metadata() {
+                Ok(meta) if meta.is_file() => bytes += meta.len(),
+                Ok(meta) if meta.is_dir() && depth > 0 => bytes += walk(&entry.path(), depth - 1),
+                _ => {}
+            }
+        }
+        bytes
+    }
+    walk(dir, 3)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -96,6 +96,19 @@ impl Node {
         child.wait().unwrap();
     }
 
+    /// The value of `series` (`name{labels}`) in the node's `/metrics`, if it has one.
+    fn metric(&self, series: &str) -> Option<f64> {
+        let url = format!("http://{}/metrics", self.api);
+        let text = ureq::get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
     fn status(&self) -> serde_json::Value {
         let url = format!("http://{}/dns/status", self.api);
         ureq::get(&url)
@@ -312,6 +325,17 @@ fn endpoint_names_follow_health_and_never_go_empty() {
     assert!(gone < detection_time() + SLACK, "took {gone:?}");
     assert!(generation(observer) > before_kill);
     wait_for_queries(&answered, 100);
+    // The observer's metrics say the same: the plan it serves, each node's health, its answers.
+    let served = eu_west.metric("haven_dns_plan_generation").unwrap();
+    assert!(served > before_kill as f64, "{served}");
+    let health =
+        |node: &Node| eu_west.metric(&format!("haven_dns_node_healthy{{node=\"{}\"}}", node.api));
+    assert_eq!(health(&us_east[0]), Some(0.0));
+    assert_eq!(health(&us_east[1]), Some(1.0));
+    let answers = eu_west
+        .metric(r#"haven_dns_answers_total{rcode="NOERROR"}"#)
+        .unwrap();
+    assert!(answers >= 200.0, "{answers}");
 
     // Restarted, it answers at once, and is back in the set once its probes succeed.
     us_east[0].start(&config);

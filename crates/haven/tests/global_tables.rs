@@ -222,6 +222,19 @@ async fn a_replica_deleted_in_its_region_is_not_brought_back() {
         status["Replication"][0]["BehindMs"].as_u64().unwrap() > 0,
         "the undelivered changes show as lag: {status}"
     );
+    let metrics = ureq::get(format!("{}/metrics", regions.server(FIRST).endpoint()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let series =
+        format!(r#"haven_replication_behind_seconds{{table="events",region="{SECOND}"}} "#);
+    let behind: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {metrics}"));
+    assert!(behind > 0.0, "and in the metrics: {behind}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -376,3 +376,43 @@ fn metrics_and_console_are_served_unless_turned_off() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_on_disk_follow_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HavenServer::start_on_disk(dir.path());
+    let client = server.client();
+    create_table(&client, "Disk", &[("pk", "S")]).await;
+    let before = Scrape::of(&server).value("haven_storage_disk_bytes");
+    for i in 0..200 {
+        client
+            .put_item()
+            .table_name("Disk")
+            .item("pk", AttributeValue::S(format!("item-{i}")))
+            .item("payload", AttributeValue::S("x".repeat(4000)))
+            .send()
+            .await
+            .unwrap();
+    }
+    let after = Scrape::of(&server).value("haven_storage_disk_bytes");
+    let on_disk: u64 = walkdir(dir.path());
+    assert!(before > 0.0, "{before}");
+    assert!(after >= before + 200.0 * 4000.0, "{before} then {after}");
+    assert!(after <= on_disk as f64, "{after} of {on_disk}");
+}
+
+/// The bytes of every file under `dir`, as `du --apparent-size` counts them.
+fn walkdir(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|entry| {
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                walkdir(&entry.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}

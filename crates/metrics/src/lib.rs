@@ -74,13 +74,53 @@ pub struct TableSample {
     pub bytes: i64,
 }
 
-/// What [`sample_tables_with`] installs: the tables' figures, read at each scrape.
-pub type TableSampler = Box<dyn Fn() -> Vec<TableSample> + Send + Sync>;
+/// One global table's replication towards one peer region at a scrape (AWS's
+/// ReplicationLatency, and how far behind the peer is now).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplicationSample {
+    pub table: String,
+    pub region: String,
+    pub latency_seconds: f64,
+    pub behind_seconds: f64,
+}
+
+/// What a scrape reads from the running server: each table's figures, each global table's
+/// replication lag, and the bytes its data takes on disk (None without a data directory).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sample {
+    pub tables: Vec<TableSample>,
+    pub replication: Vec<ReplicationSample>,
+    pub disk_bytes: Option<u64>,
+}
+
+/// What [`sample_with`] installs: read at each scrape.
+pub type Sampler = Box<dyn Fn() -> Sample + Send + Sync>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TableLabels {
     table: String,
 }
+
+/// A global table and one of its peer regions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReplicaLabels {
+    table: String,
+    region: String,
+}
+
+/// A node the DNS server health-checks.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    node: String,
+}
+
+/// The response code of a DNS answer (`NOERROR`, `NXDOMAIN`...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RcodeLabels {
+    rcode: &'static str,
+}
+
+type Seconds = Gauge<f64, AtomicU64>;
 
 /// Every instrument, registered once.
 struct Metrics {
@@ -101,7 +141,13 @@ struct Metrics {
     backfilled: Family<IndexLabels, Counter>,
     stream_records: Family<TableLabels, Counter>,
     table_bytes: Family<TableLabels, Gauge>,
-    tables: std::sync::Mutex<Option<TableSampler>>,
+    replication_latency: Family<ReplicaLabels, Seconds>,
+    replication_behind: Family<ReplicaLabels, Seconds>,
+    disk_bytes: Gauge,
+    dns_generation: Gauge,
+    dns_node_healthy: Family<NodeLabels, Gauge>,
+    dns_answers: Family<RcodeLabels, Counter>,
+    sampler: std::sync::Mutex<Option<Sampler>>,
     /// Every (table, index) some per-table series names, so that a scrape can drop the series of
     /// tables deleted since: table names come from clients, and their series must not pile up.
     named: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
@@ -129,7 +175,13 @@ impl Metrics {
             backfilled: Family::default(),
             stream_records: Family::default(),
             table_bytes: Family::default(),
-            tables: std::sync::Mutex::new(None),
+            replication_latency: Family::default(),
+            replication_behind: Family::default(),
+            disk_bytes: Gauge::default(),
+            dns_generation: Gauge::default(),
+            dns_node_healthy: Family::default(),
+            dns_answers: Family::default(),
+            sampler: std::sync::Mutex::new(None),
             named: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         };
         metrics.registered()
@@ -212,6 +264,39 @@ impl Metrics {
             "haven_stream_records_served",
             "DynamoDB Streams records returned by GetRecords, by table",
             self.stream_records.clone(),
+        );
+        r.register(
+            "haven_replication_latency_seconds",
+            "Global tables: time from a change's commit to the peer region's acknowledgement, \
+             by table and peer region, as last measured (CloudWatch ReplicationLatency)",
+            self.replication_latency.clone(),
+        );
+        r.register(
+            "haven_replication_behind_seconds",
+            "Global tables: age of the oldest change the peer region has not acknowledged, by \
+             table and peer region (0 when caught up)",
+            self.replication_behind.clone(),
+        );
+        r.register(
+            "haven_storage_disk_bytes",
+            "Bytes the data directory takes on disk (embedded storage only)",
+            self.disk_bytes.clone(),
+        );
+        r.register(
+            "haven_dns_plan_generation",
+            "Generation of the DNS plan this node serves",
+            self.dns_generation.clone(),
+        );
+        r.register(
+            "haven_dns_node_healthy",
+            "Health of each API node as this node's checks see it: 1 healthy, 0 not (unhealthy, \
+             or not ready yet)",
+            self.dns_node_healthy.clone(),
+        );
+        r.register(
+            "haven_dns_answers",
+            "DNS answers sent, by response code",
+            self.dns_answers.clone(),
         );
         for level in Level::ALL {
             r.register(
@@ -346,28 +431,78 @@ impl Metrics {
     }
 }
 
-/// Installs what reads every table's figures at each scrape (replacing any earlier one).
-pub fn sample_tables_with(sampler: TableSampler) {
-    *METRICS.tables.lock().unwrap_or_else(|e| e.into_inner()) = Some(sampler);
+/// Installs what reads the server's figures at each scrape (replacing any earlier one).
+pub fn sample_with(sampler: Sampler) {
+    *METRICS.sampler.lock().unwrap_or_else(|e| e.into_inner()) = Some(sampler);
 }
 
-/// Reads the tables' figures for a scrape; a table gone since the last one disappears.
-fn sample_tables(metrics: &Metrics) {
-    let sampler = metrics.tables.lock().unwrap_or_else(|e| e.into_inner());
+/// Reads the server's figures for a scrape; a table gone since the last one disappears.
+fn sample(metrics: &Metrics) {
+    let sampler = metrics.sampler.lock().unwrap_or_else(|e| e.into_inner());
     let Some(sampler) = sampler.as_ref() else {
         return;
     };
+    let sample = sampler();
     metrics.table_items.clear();
     metrics.table_bytes.clear();
-    let samples = sampler();
-    metrics.forget_deleted(&samples.iter().map(|s| s.table.clone()).collect());
-    for sample in samples {
-        let labels = TableLabels {
-            table: sample.table,
-        };
-        metrics.table_items.get_or_create(&labels).set(sample.items);
-        metrics.table_bytes.get_or_create(&labels).set(sample.bytes);
+    let live = sample.tables.iter().map(|s| s.table.clone()).collect();
+    metrics.forget_deleted(&live);
+    for table in sample.tables {
+        let labels = TableLabels { table: table.table };
+        metrics.table_items.get_or_create(&labels).set(table.items);
+        metrics.table_bytes.get_or_create(&labels).set(table.bytes);
     }
+    metrics.replication_latency.clear();
+    metrics.replication_behind.clear();
+    for replica in sample.replication {
+        let labels = ReplicaLabels {
+            table: replica.table,
+            region: replica.region,
+        };
+        let latency = metrics.replication_latency.get_or_create(&labels);
+        latency.set(replica.latency_seconds);
+        let behind = metrics.replication_behind.get_or_create(&labels);
+        behind.set(replica.behind_seconds);
+    }
+    if let Some(bytes) = sample.disk_bytes {
+        metrics
+            .disk_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+}
+
+/// The DNS server now serves the plan of `generation`.
+pub fn dns_plan(generation: u64) {
+    let generation = i64::try_from(generation).unwrap_or(i64::MAX);
+    METRICS.dns_generation.set(generation);
+}
+
+/// The DNS health checks' verdict on `node` changed: `healthy` or not.
+pub fn dns_node_health(node: &str, healthy: bool) {
+    let labels = NodeLabels {
+        node: node.to_owned(),
+    };
+    METRICS
+        .dns_node_healthy
+        .get_or_create(&labels)
+        .set(i64::from(healthy));
+}
+
+/// The DNS server sent an answer with response code `rcode` (the header's four bits).
+pub fn dns_answer(rcode: u8) {
+    let rcode = match rcode {
+        0 => "NOERROR",
+        1 => "FORMERR",
+        2 => "SERVFAIL",
+        3 => "NXDOMAIN",
+        4 => "NOTIMP",
+        5 => "REFUSED",
+        _ => "OTHER",
+    };
+    METRICS
+        .dns_answers
+        .get_or_create(&RcodeLabels { rcode })
+        .inc();
 }
 
 /// A quantity the server holds at a moment, kept as a gauge moved by [`Held`] guards.
@@ -422,7 +557,7 @@ impl Drop for Held {
 /// Every metric in the OpenMetrics text format ([`CONTENT_TYPE`]).
 pub fn render() -> String {
     let mut text = String::with_capacity(16 * 1024);
-    sample_tables(&METRICS);
+    sample(&METRICS);
     prometheus_client::encoding::text::encode(&mut text, &METRICS.registry)
         .expect("writing to a String cannot fail");
     text
@@ -454,13 +589,22 @@ mod tests {
         );
         assert!(text.contains("haven_queued_requests 1"));
         commit(3, 0.001, false);
-        sample_tables_with(Box::new(|| {
-            let table = "Music".to_string();
-            vec![TableSample {
-                table,
+        dns_plan(42);
+        dns_node_health("127.0.0.2:8000", true);
+        dns_answer(3);
+        sample_with(Box::new(|| Sample {
+            tables: vec![TableSample {
+                table: "Music".to_string(),
                 items: 7,
                 bytes: 700,
-            }]
+            }],
+            replication: vec![ReplicationSample {
+                table: "Music".to_string(),
+                region: "eu-west-1".to_string(),
+                latency_seconds: 0.25,
+                behind_seconds: 0.0,
+            }],
+            disk_bytes: Some(4096),
         }));
         let text = render();
         assert!(
@@ -469,6 +613,13 @@ mod tests {
         );
         assert!(text.contains(r#"haven_table_items{table="Music"} 7"#));
         assert!(text.contains(r#"haven_table_size_bytes{table="Music"} 700"#));
+        assert!(text.contains(
+            r#"haven_replication_latency_seconds{table="Music",region="eu-west-1"} 0.25"#
+        ));
+        assert!(text.contains("haven_storage_disk_bytes 4096"));
+        assert!(text.contains("haven_dns_plan_generation 42"));
+        assert!(text.contains(r#"haven_dns_node_healthy{node="127.0.0.2:8000"} 1"#));
+        assert!(text.contains(r#"haven_dns_answers_total{rcode="NXDOMAIN"} 1"#));
         // Music is the only table left: the others' series go.
         assert!(!text.contains(r#"table="Gone""#), "{text}");
         drop(held);

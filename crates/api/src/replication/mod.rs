@@ -131,12 +131,21 @@ impl Lag {
         samples.get(&(table.to_owned(), peer.to_owned())).copied()
     }
 
+    /// Every sample: (table, peer region, sample).
+    pub fn samples(&self) -> Vec<(String, String, LagSample)> {
+        let samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        samples
+            .iter()
+            .map(|((table, peer), sample)| (table.clone(), peer.clone(), *sample))
+            .collect()
+    }
+
     /// Every sample, as the `/replication/status` page shows them.
     pub fn report(&self) -> serde_json::Value {
-        let samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let rows: Vec<serde_json::Value> = samples
-            .iter()
-            .map(|((table, peer), sample)| {
+        let rows: Vec<serde_json::Value> = self
+            .samples()
+            .into_iter()
+            .map(|(table, peer, sample)| {
                 serde_json::json!({
                     "TableName": table,
                     "ReplicaRegion": peer,
