@@ -96,6 +96,9 @@ pub struct ServiceConfig {
     pub replication: ReplicationSettings,
     /// Where backups are kept (`crate::backup`).
     pub backup_store: BackupStoreConfig,
+    /// How old a table's point-in-time recovery base image grows before a new one is taken
+    /// (`crate::backup::pitr`): the log replayed by a restore is at most about this long.
+    pub pitr_rebase: std::time::Duration,
     /// How long DescribeTable reports a new table as CREATING (zero: ACTIVE at once, the
     /// default; DynamoDB Local's `-delayTransientStatuses`).
     pub transient_status: std::time::Duration,
@@ -111,6 +114,7 @@ impl Default for ServiceConfig {
             ttl_interval: std::time::Duration::from_secs(1),
             replication: ReplicationSettings::default(),
             backup_store: BackupStoreConfig::default(),
+            pitr_rebase: std::time::Duration::from_secs(86_400),
             transient_status: std::time::Duration::ZERO,
         }
     }
@@ -168,7 +172,7 @@ impl Service {
     }
 
     /// Starts the workers that run for the service's lifetime: the change log's trimmer, the
-    /// TTL worker and the replication shipper, and
+    /// TTL worker, the replication shipper and PITR's re-basing, and
     /// resumes restores a previous run left half-way.
     fn start_workers(&self) {
         backup::resume_restores(&self.engine, &self.catalog, &self.backups, &self.config);
@@ -190,6 +194,13 @@ impl Service {
             self.catalog.clone(),
             self.config.replication.clone(),
             self.lag.clone(),
+            self.stop.clone(),
+        );
+        backup::pitr::spawn(
+            self.engine.clone(),
+            self.catalog.clone(),
+            self.backups.clone(),
+            self.config.pitr_rebase,
             self.stop.clone(),
         );
     }

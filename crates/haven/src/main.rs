@@ -327,6 +327,10 @@ struct ServeArgs {
     /// The region --backup-s3 signs for.
     #[arg(long, default_value = "us-east-1")]
     backup_s3_region: String,
+    /// Seconds a table's point-in-time recovery base image may age before a new one is taken (a
+    /// restore replays at most about this much of the change log; docs/backups.md).
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
+    pitr_rebase_secs: u64,
     /// Which tables a request sees: one shared set, or a set per access key id and region as
     /// DynamoDB Local keeps them without -sharedDb (embedded storage only; each set in a folder
     /// of --data-dir named <key id>_<region>.haven, or in memory).
@@ -636,6 +640,7 @@ fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow:
         replication: replication::settings(args.config.as_deref(), &args.region)?,
         backup_store: backup_store(&args)?,
         transient_status: Duration::from_millis(args.transient_status_ms),
+        pitr_rebase: Duration::from_secs(args.pitr_rebase_secs),
     };
     let security = security(&args)?;
     let accounts = namespaces::Opened::default();

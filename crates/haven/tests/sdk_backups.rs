@@ -826,6 +826,26 @@ async fn restore_to(client: &Client, target: &str, moment: Option<i64>) -> Table
         .unwrap()
 }
 
+/// DescribeContinuousBackups' PointInTimeRecoveryDescription of the table `pitr`.
+async fn pitr_description(
+    client: &Client,
+) -> aws_sdk_dynamodb::types::PointInTimeRecoveryDescription {
+    let described = client
+        .describe_continuous_backups()
+        .table_name("pitr")
+        .send()
+        .await
+        .unwrap();
+    let pitr = described.continuous_backups_description.unwrap();
+    pitr.point_in_time_recovery_description.unwrap()
+}
+
+async fn earliest_restorable(client: &Client) -> i64 {
+    let pitr = pitr_description(client).await;
+    let earliest = pitr.earliest_restorable_date_time().unwrap();
+    earliest.to_millis().unwrap()
+}
+
 #[tokio::test]
 async fn point_in_time_restores_each_moment_of_a_stream_of_writes() {
     let folder = tempfile::tempdir().unwrap();
@@ -840,17 +860,7 @@ async fn point_in_time_restores_each_moment_of_a_stream_of_writes() {
     put_all(&client, "pitr", &initial).await;
     model.extend(initial.iter().map(|i| (key_of(i), i.clone())));
 
-    let described = client
-        .describe_continuous_backups()
-        .table_name("pitr")
-        .send()
-        .await
-        .unwrap();
-    let pitr = described
-        .continuous_backups_description
-        .unwrap()
-        .point_in_time_recovery_description
-        .unwrap();
+    let pitr = pitr_description(&client).await;
     assert_eq!(
         pitr.point_in_time_recovery_status().unwrap().as_str(),
         "DISABLED"
@@ -1037,4 +1047,82 @@ async fn the_backup_command_line_creates_lists_restores_and_deletes() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot reach http://127.0.0.1:1"));
+}
+
+/// The PITR base images' records in a `--backup-dir` folder: `pitr/<table>/<id>.json`.
+fn pitr_bases(backups: &std::path::Path) -> usize {
+    let Ok(tables) = std::fs::read_dir(backups.join("pitr")) else {
+        return 0;
+    };
+    tables
+        .flatten()
+        .flat_map(|table| std::fs::read_dir(table.path()).unwrap().flatten())
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".json"))
+        .count()
+}
+
+async fn wait_for_bases(backups: &std::path::Path, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while pitr_bases(backups) < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} PITR base images were never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn point_in_time_recovery_renews_its_base_and_restores_across_it() {
+    let folder = tempfile::tempdir().unwrap();
+    let backups = folder.path();
+    let server = HavenServer::start_with(&[
+        "--in-memory",
+        "--backup-dir",
+        backups.to_str().unwrap(),
+        "--pitr-rebase-secs",
+        "1",
+    ]);
+    let client = server.client();
+    create_indexed_table(&client, "pitr").await;
+    client
+        .update_continuous_backups()
+        .table_name("pitr")
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(true)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("enable PITR");
+    let earliest = earliest_restorable(&client).await;
+    assert_eq!(pitr_bases(backups), 1);
+
+    // A round of writes, then a newer base; twice. Every base stays: the recovery period (35
+    // days) still needs each of them.
+    let mut model: BTreeMap<Key, Item> = BTreeMap::new();
+    let mut moments = Vec::new();
+    for round in 1..=2i64 {
+        let writes: Vec<Item> = (0..40)
+            .map(|i| versioned(&format!("p{}", i % 4), i % (20 + round * 10), round))
+            .collect();
+        put_all(&client, "pitr", &writes).await;
+        model.extend(writes.iter().map(|i| (key_of(i), i.clone())));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        moments.push((now_ms(), model.clone()));
+        wait_for_bases(backups, 1 + round as usize).await;
+    }
+    assert_eq!(earliest_restorable(&client).await, earliest);
+    // Each moment restores from the base before it, the later ones across a renewal.
+    for (i, (moment, expected)) in moments.iter().enumerate() {
+        let target = format!("renewed-{i}");
+        restore_to(&client, &target, Some(*moment)).await;
+        wait_active(&client, &target).await;
+        assert_table_equals(&client, &target, expected).await;
+    }
+    restore_to(&client, "renewed-latest", None).await;
+    wait_active(&client, "renewed-latest").await;
+    assert_table_equals(&client, "renewed-latest", &model).await;
 }

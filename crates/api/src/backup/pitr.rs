@@ -7,16 +7,24 @@
 //! log from that position on. The log worker keeps a PITR table's records from its base position
 //! (`log_floor`), not only the stream retention. A restore to a moment T writes the base image,
 //! then replays the table's log records after the base position committed at or before T.
-//! Re-basing (a newer image so the log can be trimmed to the recovery period) is not built yet.
+//!
+//! Re-basing: a worker (`spawn`, one node under the `haven-pitr` lease) takes a new base image
+//! once the current one is older than the re-base interval (`ServiceConfig::pitr_rebase`, a day by
+//! default). The older bases stay while a moment of the recovery period still needs them (a
+//! restore starts from the newest base taken at or before its moment); once a newer base is itself
+//! older than the recovery period, the ones before it are deleted, and the log's floor (what the
+//! trimmer keeps) moves up to the oldest base kept. So the log a PITR table keeps is bounded by the
+//! recovery period plus one interval, and a restore replays at most about one interval of changes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use haven_storage::LogPosition;
+use haven_storage::{CommitError, Engine, LogPosition, Snapshot};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::ops::blocking;
+use super::store::BackupStore;
 use super::{BackupRecord, RestoreSummary};
 use crate::Service;
 use crate::catalog::{Catalog, TableMeta};
@@ -32,20 +40,67 @@ pub struct PitrMeta {
     pub base: Option<String>,
     /// The log position the base image was taken at: its changes are the records after it.
     pub base_position: Option<(u64, u64)>,
+    /// Older bases that moments of the recovery period still need, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<PitrBase>,
+}
+
+/// A base image: its store key, and the log position it was taken at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PitrBase {
+    pub key: String,
+    pub position: (u64, u64),
+}
+
+impl PitrMeta {
+    /// Every base, oldest first (the current one last).
+    fn bases(&self) -> Vec<PitrBase> {
+        let current = self
+            .base
+            .clone()
+            .zip(self.base_position)
+            .map(|(key, position)| PitrBase { key, position });
+        self.earlier.iter().cloned().chain(current).collect()
+    }
+
+    /// The base a restore to `moment_ms` starts from: the newest taken at or before it.
+    fn base_for(&self, moment_ms: u64) -> Option<PitrBase> {
+        let bases = self.bases();
+        bases
+            .iter()
+            .rev()
+            .find(|b| b.position.0 <= moment_ms)
+            .cloned()
+    }
+
+    /// Makes `base` the current base; returns the bases no moment after `period_start_ms` needs
+    /// any more (all those before the newest one taken at or before it), now forgotten.
+    fn rebase(&mut self, base: PitrBase, period_start_ms: u64) -> Vec<PitrBase> {
+        self.earlier = self.bases();
+        self.base = Some(base.key);
+        self.base_position = Some(base.position);
+        let needed_from = self
+            .bases()
+            .iter()
+            .rposition(|b| b.position.0 <= period_start_ms)
+            .unwrap_or(0);
+        self.earlier.drain(..needed_from).collect()
+    }
 }
 
 pub(crate) fn enabled(meta: &TableMeta) -> bool {
     meta.pitr.is_some()
 }
 
-/// The earliest log position each PITR table needs kept, by table id.
+/// The earliest log position each PITR table needs kept, by table id: its oldest base's.
 pub(crate) fn log_floor(catalog: &Arc<Catalog>) -> HashMap<u64, LogPosition> {
     let mut floors = HashMap::new();
     for name in catalog.names() {
         if let Ok(Some(meta)) = catalog.get(&name)
             && let Some(pitr) = &meta.pitr
         {
-            let (timestamp_ms, sequence) = pitr.base_position.unwrap_or((pitr.enabled_ms, 0));
+            let oldest = pitr.bases().first().map(|b| b.position);
+            let (timestamp_ms, sequence) = oldest.unwrap_or((pitr.enabled_ms, 0));
             floors.insert(
                 meta.id,
                 LogPosition {
@@ -119,6 +174,7 @@ pub(crate) async fn update_continuous_backups(
                     recovery_days: days,
                     base: None,
                     base_position: None,
+                    earlier: Vec::new(),
                 });
                 updated.schema_version += 1;
             }
@@ -150,46 +206,155 @@ async fn take_base(
     let Some(stored) = stored.filter(|m| m.id == meta.id && m.pitr.is_some()) else {
         return lookup(service, &meta.name);
     };
+    let table = stored.clone();
+    let base = blocking(&service.backups, move |store| {
+        write_base(store, &*snapshot, &table)
+    })
+    .await?;
+    let mut updated = stored.clone();
+    if let Some(pitr) = &mut updated.pitr {
+        pitr.base = Some(base.key);
+        pitr.base_position = Some(base.position);
+    }
+    service.catalog.update(&stored, updated).await?;
+    lookup(service, &meta.name)
+}
+
+/// Writes a base image of `table` as `snapshot` holds it, and its record, under `pitr/` (apart
+/// from the backups ListBackups reads).
+fn write_base(
+    store: &dyn BackupStore,
+    snapshot: &dyn Snapshot,
+    table: &TableMeta,
+) -> Result<PitrBase, DynamoError> {
     let head = snapshot.log_head()?;
-    let stats = Catalog::stats(&*snapshot, &stored)?;
+    let stats = Catalog::stats(snapshot, table)?;
     let created_ms = crate::streams::now_ms();
     let id = super::new_backup_id(created_ms);
+    let key = format!("pitr/{}/{id}", table.table_uuid);
+    let written = super::image::write(snapshot, table, store, |part| {
+        format!("{key}/part-{part:05}.json")
+    })?;
     let record = BackupRecord {
-        arn: format!("{}/backup/{id}", stored.arn),
+        arn: format!("{}/backup/{id}", table.arn),
         name: "pitr-base".into(),
         status: "AVAILABLE".into(),
         created: created_ms as f64 / 1000.0,
         size_bytes: stats.size_bytes,
         item_count: stats.item_count,
-        parts: 0,
-        table: stored.clone(),
+        parts: written.parts,
+        table: table.clone(),
     };
-    let base_key = format!("pitr/{}/{id}", stored.table_uuid);
-    let key = base_key.clone();
-    let record = blocking(&service.backups, move |store| {
-        let written = super::image::write(&*snapshot, &record.table, store, |part| {
-            format!("{key}/part-{part:05}.json")
-        })?;
-        let record = BackupRecord {
-            parts: written.parts,
-            ..record
-        };
-        // The base's record lives under pitr/, apart from the backups ListBackups reads.
-        store.put(
-            &format!("{key}.json"),
-            &serde_json::to_vec(&record).unwrap_or_default(),
-        )?;
-        Ok(record)
+    store.put(
+        &format!("{key}.json"),
+        &serde_json::to_vec(&record).unwrap_or_default(),
+    )?;
+    Ok(PitrBase {
+        key,
+        position: (head.timestamp_ms, head.sequence),
     })
-    .await?;
-    let mut updated = stored.clone();
-    if let Some(pitr) = &mut updated.pitr {
-        pitr.base = Some(base_key);
-        pitr.base_position = Some((head.timestamp_ms, head.sequence));
+}
+
+/// Deletes a base image: its record, then its parts.
+fn delete_base(store: &dyn BackupStore, key: &str) {
+    let parts = store.list(&format!("{key}/"));
+    let deleted = store
+        .delete(&format!("{key}.json"))
+        .and(parts)
+        .and_then(|parts| parts.iter().try_for_each(|part| store.delete(part)));
+    if let Err(error) = deleted {
+        tracing::warn!(key, %error, "cannot delete an old PITR base image; it stays in the store");
     }
-    drop(record);
-    service.catalog.update(&stored, updated).await?;
-    lookup(service, &meta.name)
+}
+
+/// Starts the re-basing worker: every table with PITR gets a new base once its current one is
+/// older than `every`.
+pub(crate) fn spawn(
+    engine: Arc<dyn Engine>,
+    catalog: Arc<Catalog>,
+    store: Arc<dyn BackupStore>,
+    every: std::time::Duration,
+    stop: crate::background::Stop,
+) {
+    let period = (every / 4).clamp(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(60),
+    );
+    let worker = engine.clone();
+    crate::background::spawn_periodic("haven-pitr", worker, period, stop, move || {
+        rebase_due(&engine, &catalog, &*store, every)
+    });
+}
+
+/// One round of the re-basing worker.
+fn rebase_due(
+    engine: &Arc<dyn Engine>,
+    catalog: &Arc<Catalog>,
+    store: &dyn BackupStore,
+    every: std::time::Duration,
+) -> Result<(), DynamoError> {
+    let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+    for name in catalog.names() {
+        let Some(meta) = catalog.get(&name)? else {
+            continue;
+        };
+        let due = meta
+            .pitr
+            .as_ref()
+            .and_then(|p| p.base_position)
+            .is_some_and(|(taken_ms, _)| {
+                crate::streams::now_ms() >= taken_ms.saturating_add(every_ms)
+            });
+        if due {
+            rebase(engine, catalog, store, &meta)?;
+        }
+    }
+    Ok(())
+}
+
+/// Takes a new base of `meta`'s table, and forgets (and deletes) the bases no longer needed. A
+/// concurrent change of the table's metadata wins: the new image is deleted and the next round
+/// tries again.
+fn rebase(
+    engine: &Arc<dyn Engine>,
+    catalog: &Arc<Catalog>,
+    store: &dyn BackupStore,
+    meta: &TableMeta,
+) -> Result<(), DynamoError> {
+    let snapshot = engine.snapshot()?;
+    let stored = catalog.stored_meta(&*snapshot, &meta.name)?;
+    let Some(stored) = stored.filter(|m| m.id == meta.id && m.pitr == meta.pitr) else {
+        return Ok(());
+    };
+    let base = write_base(store, &*snapshot, &stored)?;
+    drop(snapshot);
+    let mut updated = stored.clone();
+    let Some(pitr) = updated.pitr.as_mut() else {
+        return Ok(());
+    };
+    let period_ms = u64::from(pitr.recovery_days) * 86_400_000;
+    let period_start = crate::streams::now_ms().saturating_sub(period_ms);
+    let forgotten = pitr.rebase(base.clone(), period_start);
+    let (batch, installation) = Catalog::update_batch(&stored, updated);
+    match catalog.commit_blocking(batch, installation) {
+        Ok(()) => {
+            tracing::info!(
+                table = meta.name,
+                base = base.key,
+                "PITR base image renewed"
+            );
+            forgotten
+                .iter()
+                .for_each(|old| delete_base(store, &old.key));
+            Ok(())
+        }
+        Err(CommitError::Conflict) => {
+            delete_base(store, &base.key);
+            catalog.reload(&meta.name)?;
+            Ok(())
+        }
+        Err(CommitError::Storage(error)) => Err(error.into()),
+    }
 }
 
 /// ContinuousBackupsDescription.
@@ -216,9 +381,8 @@ fn description(service: &Service, meta: &TableMeta) -> Result<Value, DynamoError
 /// if later) to now.
 fn window(service: &Service, pitr: &PitrMeta) -> Result<(u64, u64), DynamoError> {
     let now = crate::streams::now_ms().max(service.engine.snapshot()?.log_head()?.timestamp_ms);
-    let base = pitr
-        .base_position
-        .map_or(pitr.enabled_ms, |(ms, _)| ms.max(pitr.enabled_ms));
+    let oldest = pitr.bases().first().map(|b| b.position.0);
+    let base = oldest.map_or(pitr.enabled_ms, |ms| ms.max(pitr.enabled_ms));
     let period_start = now.saturating_sub(u64::from(pitr.recovery_days) * 86_400_000);
     Ok((base.max(period_start), now))
 }
@@ -296,8 +460,10 @@ pub(crate) async fn restore_table_to_point_in_time(
             latest as f64 / 1000.0
         )));
     }
-    let base_key = pitr.base.clone().unwrap_or_default();
-    let key = format!("{base_key}.json");
+    let base = pitr
+        .base_for(moment)
+        .ok_or(DynamoError::InternalServerError)?;
+    let key = format!("{}.json", base.key);
     let record = blocking(&service.backups, move |store| {
         let bytes = store.get(&key)?.ok_or(DynamoError::InternalServerError)?;
         serde_json::from_slice::<BackupRecord>(&bytes).map_err(|_| DynamoError::InternalServerError)
@@ -309,12 +475,54 @@ pub(crate) async fn restore_table_to_point_in_time(
         restore_date_time: moment as f64 / 1000.0,
         in_progress: true,
         point_in_time: Some(super::PointInTime {
-            base: base_key,
+            base: base.key,
             table_id: meta.id,
-            base_position: pitr.base_position.unwrap_or_default(),
+            base_position: base.position,
             until_ms: moment,
         }),
     };
     let target = input.target_table_name.clone().unwrap_or_default();
     super::restore::start(service, &input.overrides, &record, &target, summary).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base(ms: u64) -> PitrBase {
+        PitrBase {
+            key: format!("pitr/t/{ms}"),
+            position: (ms, ms * 10),
+        }
+    }
+
+    fn times(bases: &[PitrBase]) -> Vec<u64> {
+        bases.iter().map(|b| b.position.0).collect()
+    }
+
+    #[test]
+    fn a_base_is_forgotten_once_a_newer_one_covers_the_recovery_period() {
+        let mut pitr = PitrMeta {
+            enabled_ms: 100,
+            recovery_days: 1,
+            base: Some(base(100).key),
+            base_position: Some(base(100).position),
+            earlier: Vec::new(),
+        };
+        // Nothing is older than the period's start: every base stays.
+        assert!(pitr.rebase(base(200), 50).is_empty());
+        assert!(pitr.rebase(base(300), 150).is_empty());
+        assert_eq!(times(&pitr.bases()), [100, 200, 300]);
+        // The period now starts at 250: 200 is the newest base at or before it, so 100 goes.
+        assert_eq!(times(&pitr.rebase(base(400), 250)), [100]);
+        assert_eq!(times(&pitr.bases()), [200, 300, 400]);
+        // A restore starts from the newest base at or before its moment.
+        assert_eq!(pitr.base_for(299).map(|b| b.position.0), Some(200));
+        assert_eq!(pitr.base_for(300).map(|b| b.position.0), Some(300));
+        assert_eq!(pitr.base_for(1_000).map(|b| b.position.0), Some(400));
+        assert_eq!(pitr.base_for(199), None);
+        // The period starts after every base but the newest: only the newest stays.
+        assert_eq!(times(&pitr.rebase(base(500), 600)), [200, 300, 400]);
+        assert_eq!(times(&pitr.bases()), [500]);
+    }
 }
