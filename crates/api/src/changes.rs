@@ -1,6 +1,6 @@
 //! What every item write stages besides the item, its counters and its index entries: the change
-//! log record (while the table has an enabled stream, replicas or point-in-time recovery) and the item's entry in the expiry index
-//! (while time to live is enabled). `items::stage_item_write` calls [`stage`] for every write of
+//! log record (while the table's log has readers, [`TableMeta::log_readers`]) and the item's entry
+//! in the expiry index (while time to live is enabled). `items::stage_item_write` calls [`stage`] for every write of
 //! every path (PutItem, UpdateItem, DeleteItem, BatchWriteItem, TransactWriteItems, and the TTL
 //! worker's deletions), so no path can forget them; index backfill does not call it, because
 //! copying an item into a new index changes no item.
@@ -22,10 +22,7 @@ pub(crate) fn stage(
     batch: &mut WriteBatch,
 ) {
     let old = current.map(|(_, item)| item);
-    let logged = crate::streams::enabled_stream(meta).is_some()
-        || meta.global.is_some()
-        || crate::backup::pitr::enabled(meta);
-    if logged && !unchanged(old, new) {
+    if meta.is_logged() && !unchanged(old, new) {
         batch.append_log(LogRecord {
             table: meta.id,
             key: storage_key.to_vec(),
@@ -35,6 +32,42 @@ pub(crate) fn stage(
         });
     }
     crate::ttl::stage_expiry(meta, storage_key, old, new, batch);
+}
+
+/// A reader of a table's change log: while a table has one, every change of its items is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogReader {
+    /// Its enabled DynamoDB stream (`crate::streams`).
+    Stream,
+    /// The shipper to its replicas in other regions (`crate::replication`).
+    Replication,
+    /// Point-in-time recovery (`crate::backup::pitr`).
+    PointInTimeRecovery,
+}
+
+impl TableMeta {
+    /// Who reads this table's change log now. Whether a write is logged is decided here and
+    /// nowhere else, so a new reader (an export, the mirror's way back) adds itself to this list.
+    pub(crate) fn log_readers(&self) -> impl Iterator<Item = LogReader> {
+        [
+            (
+                LogReader::Stream,
+                crate::streams::enabled_stream(self).is_some(),
+            ),
+            (LogReader::Replication, self.global.is_some()),
+            (
+                LogReader::PointInTimeRecovery,
+                crate::backup::pitr::enabled(self),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(reader, reads)| reads.then_some(reader))
+    }
+
+    /// Whether this table's item writes append to the change log: while anyone reads it.
+    pub(crate) fn is_logged(&self) -> bool {
+        self.log_readers().next().is_some()
+    }
 }
 
 /// DynamoDB writes no stream record for a write that leaves the item as it was (a put of the

@@ -26,10 +26,17 @@ use crate::log::{self, LogEntry, LogPosition, LogRecord};
 use crate::{Engine, Snapshot, StorageError};
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
-/// The change log: `table id | position` (see `log::entry_key`) → the encoded record.
+/// The change log: `table id | position` (see `log::entry_key`) → the encoded record, and the
+/// head under [`HEAD_ENTRY`].
 const LOG: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log");
-/// The log's own state: [`log::HEAD_KEY`] and, per table, [`log::horizon_key`].
+/// The log's own state: per table, [`log::horizon_key`] (and, in a database last written before
+/// the head moved to [`HEAD_ENTRY`], the head under [`log::HEAD_KEY`]).
 const LOG_STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("log-state");
+/// The key of the log head in [`LOG`]: after every record (no table has the id `u64::MAX`, and
+/// every scan of records stops before it). Each group commit that appends stores the head; kept
+/// in its own table, that store copied one more B-tree's pages on every group, while here it
+/// lands on the right edge the newest logged table's appends write anyway.
+const HEAD_ENTRY: [u8; 24] = [0xFF; 24];
 /// Upper bound on batches folded into one transaction, so that one commit's latency stays bounded.
 const MAX_GROUP: usize = 1024;
 const DATABASE_FILE: &str = "haven.redb";
@@ -271,6 +278,10 @@ impl RedbSnapshot {
         let state = self.txn.open_table(LOG_STATE).map_err(io_error)?;
         read_position(&state, key)
     }
+
+    fn log_table(&self) -> Result<redb::ReadOnlyTable<&'static [u8], &'static [u8]>, StorageError> {
+        self.txn.open_table(LOG).map_err(io_error)
+    }
 }
 
 impl Snapshot for RedbSnapshot {
@@ -302,14 +313,14 @@ impl Snapshot for RedbSnapshot {
     ) -> Result<(), StorageError> {
         let (start, end) = log::entry_range(table, range);
         let bounds = (start.as_ref().map(|k| &k[..]), end.as_ref().map(|k| &k[..]));
-        let log_table = self.txn.open_table(LOG).map_err(io_error)?;
-        self::scan(&log_table, bounds, reverse, &mut |key, value| {
+        self::scan(&self.log_table()?, bounds, reverse, &mut |key, value| {
             Ok(visit(log::decode_entry(key, value)?))
         })
     }
 
     fn log_head(&self) -> Result<LogPosition, StorageError> {
-        self.log_state(log::HEAD_KEY)
+        let state = self.txn.open_table(LOG_STATE).map_err(io_error)?;
+        read_head(&self.log_table()?, &state)
     }
 
     fn log_horizon(&self, table: u64) -> Result<LogPosition, StorageError> {
@@ -321,11 +332,13 @@ impl Snapshot for RedbSnapshot {
             Some(table) => log::table_end(table),
             None => [0; 24],
         };
-        let log_table = self.txn.open_table(LOG).map_err(io_error)?;
         let mut found = None;
         self::scan(
-            &log_table,
-            (Bound::Included(&start[..]), Bound::Unbounded),
+            &self.log_table()?,
+            (
+                Bound::Included(&start[..]),
+                Bound::Excluded(&HEAD_ENTRY[..]),
+            ),
             false,
             &mut |key, _| {
                 found = log::parse_entry_key(key).map(|(table, _)| table);
@@ -445,7 +458,7 @@ impl<'t> LogWriter<'t> {
     fn open(txn: &'t redb::WriteTransaction) -> Result<LogWriter<'t>, StorageError> {
         let log = txn.open_table(LOG).map_err(io_error)?;
         let state = txn.open_table(LOG_STATE).map_err(io_error)?;
-        let head = read_position(&state, log::HEAD_KEY)?;
+        let head = read_head(&log, &state)?;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis() as u64);
@@ -488,11 +501,22 @@ impl<'t> LogWriter<'t> {
     /// Stores the head the group's appends reached.
     fn finish(mut self) -> Result<(), StorageError> {
         if self.moved {
-            self.state
-                .insert(log::HEAD_KEY, &self.head.to_bytes()[..])
+            self.log
+                .insert(&HEAD_ENTRY[..], &self.head.to_bytes()[..])
                 .map_err(io_error)?;
         }
         Ok(())
+    }
+}
+
+/// The log head: under [`HEAD_ENTRY`], or where a database written before it kept the head.
+fn read_head(
+    log: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    state: &impl ReadableTable<&'static [u8], &'static [u8]>,
+) -> Result<LogPosition, StorageError> {
+    match log.get(&HEAD_ENTRY[..]).map_err(io_error)? {
+        Some(stored) => Ok(LogPosition::from_bytes(stored.value()).unwrap_or(LogPosition::START)),
+        None => read_position(state, log::HEAD_KEY),
     }
 }
 
@@ -560,4 +584,57 @@ fn apply(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Origin;
+
+    fn record() -> LogRecord {
+        LogRecord {
+            table: 1,
+            key: b"k".to_vec(),
+            old: None,
+            new: Some(b"v".to_vec()),
+            origin: Origin::User,
+        }
+    }
+
+    #[test]
+    fn a_head_stored_where_it_used_to_be_is_read_and_numbering_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = LogPosition {
+            timestamp_ms: 5,
+            sequence: 41,
+        };
+        {
+            let database = Database::create(dir.path().join(DATABASE_FILE)).unwrap();
+            create_data_table(&database).unwrap();
+            let txn = database.begin_write().unwrap();
+            txn.open_table(LOG_STATE)
+                .unwrap()
+                .insert(log::HEAD_KEY, &before.to_bytes()[..])
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let engine = RedbEngine::open(dir.path()).unwrap();
+        assert_eq!(engine.snapshot().unwrap().log_head().unwrap(), before);
+        let mut batch = WriteBatch::new();
+        batch.append_log(record());
+        engine.commit(batch).wait().unwrap();
+        let snapshot = engine.snapshot().unwrap();
+        let head = snapshot.log_head().unwrap();
+        assert_eq!(head.sequence, 42);
+        let mut entries = Vec::new();
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        snapshot
+            .scan_log(1, all, false, &mut |entry| {
+                entries.push(entry.position);
+                true
+            })
+            .unwrap();
+        assert_eq!(entries, [head]);
+        assert_eq!(snapshot.next_log_table(Some(1)).unwrap(), None);
+    }
 }
