@@ -260,11 +260,13 @@ impl TableMeta {
         end
     }
 
+    /// The typed attributes of a declared key schema, partition first (a global index may have
+    /// several of each kind; the declared order is the key's order).
     fn typed_keys(&self, elements: &[KeySchemaElement]) -> KeySchema {
-        let attribute = |key_type: &str| {
+        let attributes = |key_type: &str| {
             elements
                 .iter()
-                .find(|k| k.key_type == key_type)
+                .filter(|k| k.key_type == key_type)
                 .map(|k| KeyAttribute {
                     name: k.attribute_name.clone(),
                     scalar_type: self
@@ -274,11 +276,14 @@ impl TableMeta {
                         .and_then(|d| ScalarType::parse(&d.attribute_type))
                         .unwrap_or(ScalarType::S),
                 })
+                .collect::<Vec<_>>()
         };
-        KeySchema {
-            partition: attribute("HASH").expect("validated at CreateTable"),
-            sort: attribute("RANGE"),
-        }
+        let schema = KeySchema {
+            partition: attributes("HASH"),
+            sort: attributes("RANGE"),
+        };
+        assert!(!schema.partition.is_empty(), "validated at CreateTable");
+        schema
     }
 
     /// Storage prefix of this table's items.

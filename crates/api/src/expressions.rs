@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use haven_expr::{
     AttributeAction, AttributeUpdate, AttributeUpdates, ComparisonOperator, Condition,
     ConditionKind, ConditionalOperator, ExpectedAttribute, ExprError, FilterCondition,
-    KeyCondition, Path, Placeholders, UpdateExpression, UpdatedPaths, attributes_to_get,
-    translate_conditions, translate_filter, translate_key_conditions,
+    KeyPredicate, MultiKeySchema, Path, Placeholders, UpdateExpression, UpdatedPaths,
+    attributes_to_get, translate_conditions, translate_filter, translate_key_conditions,
+    translate_multi_key_conditions,
 };
 use haven_model::{AttributeValue, Item};
 use serde_json::{Map, Value};
@@ -224,26 +225,43 @@ pub(crate) enum KeyConditionSource {
 }
 
 impl KeyConditionSource {
-    /// Checks the condition against a key schema and reduces it to a partition value and an
-    /// optional sort-key condition.
+    /// Checks the condition against a key schema and reduces it to the partition values and the
+    /// sort-key conditions.
     pub fn resolve(
         &self,
         schema: &haven_model::schema::KeySchema,
-    ) -> Result<KeyCondition, DynamoError> {
-        let expr_schema = haven_expr::KeySchema {
-            hash: (&schema.partition.name, schema.partition.scalar_type.name()),
-            range: schema
-                .sort
-                .as_ref()
-                .map(|s| (s.name.as_str(), s.scalar_type.name())),
-        };
+    ) -> Result<KeyPredicate, DynamoError> {
+        if schema.is_multi_attribute() {
+            let multi = MultiKeySchema {
+                hash: typed_names(&schema.partition),
+                range: typed_names(&schema.sort),
+            };
+            return Ok(match self {
+                KeyConditionSource::Expression(condition) => {
+                    haven_expr::multi_key_condition(condition, &multi)?
+                }
+                KeyConditionSource::Legacy(entries) => {
+                    translate_multi_key_conditions(entries, &multi)?
+                }
+            });
+        }
+        let expr_schema = crate::partiql::expr_schema(schema);
         Ok(match self {
             KeyConditionSource::Expression(condition) => {
                 haven_expr::key_condition(condition, &expr_schema)?
             }
             KeyConditionSource::Legacy(entries) => translate_key_conditions(entries, &expr_schema)?,
-        })
+        }
+        .into())
     }
+}
+
+/// Key attributes as the expression language names them: (name, type).
+fn typed_names(attributes: &[haven_model::schema::KeyAttribute]) -> Vec<(&str, &str)> {
+    attributes
+        .iter()
+        .map(|a| (a.name.as_str(), a.scalar_type.name()))
+        .collect()
 }
 
 /// Parses a request's expressions or legacy parameters (never both: DynamoDB refuses the mix).

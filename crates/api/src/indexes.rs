@@ -9,6 +9,7 @@
 
 use haven_model::item_codec::encode_item;
 use haven_model::key_codec::{encode_key_value, partition_hash};
+use haven_model::schema::KeyAttribute;
 use haven_model::{AttributeValue, Item, item_size};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -21,10 +22,7 @@ use crate::catalog::{Catalog, IndexMeta, TableMeta};
 use crate::error::DynamoError;
 use crate::lease::Lease;
 
-/// The storage key of `item`'s entry in `index`, or None when the item lacks an index key (sparse
-/// index). Writes validated their key attributes; items that predate the index (backfill) may
-/// violate its key (wrong type, empty string or binary) and then have no entry, as in DynamoDB.
-/// Key size limits of index keys, as for table keys.
+/// Key size limits of index keys, as for table keys (each attribute of a multi-attribute key).
 const MAX_INDEX_PARTITION_KEY_BYTES: usize = 2048;
 const MAX_INDEX_SORT_KEY_BYTES: usize = 1024;
 
@@ -37,39 +35,40 @@ fn oversized(value: &AttributeValue, limit: usize) -> bool {
     }
 }
 
-pub(crate) fn entry_key(meta: &TableMeta, index: &IndexMeta, item: &Item) -> Option<Vec<u8>> {
-    let index_keys = meta.index_keys(index);
-    let partition = item.get(&index_keys.partition.name)?;
-    let sort = match &index_keys.sort {
-        Some(sort) => Some(item.get(&sort.name)?),
-        None => None,
-    };
-    let empty = |value: &AttributeValue| match value {
+/// Whether an S or B key value is empty.
+fn empty(value: &AttributeValue) -> bool {
+    match value {
         AttributeValue::S(s) => s.is_empty(),
         AttributeValue::B(b) => b.is_empty(),
         _ => false,
-    };
-    if !index_keys.partition.scalar_type.matches(partition)
-        || index_keys
-            .sort
-            .as_ref()
-            .zip(sort)
-            .is_some_and(|(k, v)| !k.scalar_type.matches(v))
-        || empty(partition)
-        || sort.is_some_and(empty)
-        || oversized(partition, MAX_INDEX_PARTITION_KEY_BYTES)
-        || sort.is_some_and(|v| oversized(v, MAX_INDEX_SORT_KEY_BYTES))
-    {
-        return None;
     }
-    let mut encoded_partition = Vec::with_capacity(32);
-    encode_key_value(partition, &mut encoded_partition);
+}
+
+/// The storage key of `item`'s entry in `index`, or None when the item lacks any attribute of the
+/// index key (sparse index). Writes validated their key attributes; items that predate the index
+/// (backfill) may violate its key (wrong type, empty or oversized string or binary) and then have
+/// no entry, as in DynamoDB. The attributes of a multi-attribute key are encoded one after the
+/// other, each self-delimiting and order-preserving, so entries sort by them left to right; for a
+/// key of one attribute each this is the single-attribute layout, unchanged.
+pub(crate) fn entry_key(meta: &TableMeta, index: &IndexMeta, item: &Item) -> Option<Vec<u8>> {
+    let index_keys = meta.index_keys(index);
+    let encode = |attributes: &[KeyAttribute], limit: usize| {
+        let mut out = Vec::with_capacity(32);
+        for attribute in attributes {
+            let value = item.get(&attribute.name)?;
+            if !attribute.scalar_type.matches(value) || empty(value) || oversized(value, limit) {
+                return None;
+            }
+            encode_key_value(value, &mut out);
+        }
+        Some(out)
+    };
+    let encoded_partition = encode(&index_keys.partition, MAX_INDEX_PARTITION_KEY_BYTES)?;
+    let encoded_sort = encode(&index_keys.sort, MAX_INDEX_SORT_KEY_BYTES)?;
     let mut key = meta.index_prefix(index);
     key.extend_from_slice(&partition_hash(&encoded_partition));
     key.extend_from_slice(&encoded_partition);
-    if let Some(sort) = sort {
-        encode_key_value(sort, &mut key);
-    }
+    key.extend_from_slice(&encoded_sort);
     let table_keys = meta.keys();
     for attribute in table_keys.attributes() {
         encode_key_value(item.get(&attribute.name)?, &mut key);
@@ -189,7 +188,8 @@ pub(crate) type IndexUse = (crate::catalog::IndexKind, String, f64);
 /// and no empty strings or binaries.
 pub(crate) fn validate_index_keys(meta: &TableMeta, item: &Item) -> Result<(), DynamoError> {
     for index in meta.indexes.iter().filter(|i| i.maintained()) {
-        for attribute in meta.index_keys(index).attributes() {
+        let index_keys = meta.index_keys(index);
+        for attribute in index_keys.attributes() {
             let Some(value) = item.get(&attribute.name) else {
                 continue;
             };
@@ -202,7 +202,7 @@ pub(crate) fn validate_index_keys(meta: &TableMeta, item: &Item) -> Result<(), D
                     index.name
                 )));
             }
-            let limit = if attribute.name == meta.index_keys(index).partition.name {
+            let limit = if index_keys.partition.contains(attribute) {
                 MAX_INDEX_PARTITION_KEY_BYTES
             } else {
                 MAX_INDEX_SORT_KEY_BYTES
@@ -212,20 +212,29 @@ pub(crate) fn validate_index_keys(meta: &TableMeta, item: &Item) -> Result<(), D
                     "One or more parameter values were invalid: Size limit exceeded",
                 ));
             }
-            let empty = match value {
-                AttributeValue::S(s) => s.is_empty().then_some("string"),
-                AttributeValue::B(b) => b.is_empty().then_some("binary"),
-                _ => None,
-            };
-            if let Some(kind) = empty {
-                return Err(DynamoError::validation(format!(
-                    "One or more parameter values are not valid. A value specified for a secondary index key is not supported. The AttributeValue for a key attribute cannot contain an empty {kind} value. IndexName: {}, IndexKey: {}",
-                    index.name, attribute.name
-                )));
+            if let Some(error) = empty_index_key(&index.name, &attribute.name, value) {
+                return Err(error);
             }
         }
     }
     Ok(())
+}
+
+/// DynamoDB's refusal of an empty string or binary as a secondary index key value (in a write, or
+/// in a Query's key condition on the index).
+pub(crate) fn empty_index_key(
+    index: &str,
+    attribute: &str,
+    value: &AttributeValue,
+) -> Option<DynamoError> {
+    let kind = match value {
+        AttributeValue::S(s) if s.is_empty() => "string",
+        AttributeValue::B(b) if b.is_empty() => "binary",
+        _ => return None,
+    };
+    Some(DynamoError::validation(format!(
+        "One or more parameter values are not valid. A value specified for a secondary index key is not supported. The AttributeValue for a key attribute cannot contain an empty {kind} value. IndexName: {index}, IndexKey: {attribute}"
+    )))
 }
 
 /// Items a backfill step copies into a new index in one batch.

@@ -365,14 +365,14 @@ fn stage_collection_size(
         (item_size(item) + local_entries) as i64
     };
     let delta = collection_bytes(new) - collection_bytes(old);
-    let partition_name = &meta.keys().partition.name;
-    let counter_key = meta.collection_size_key(&key[partition_name]);
+    let partition_name = meta.keys().hash().name.clone();
+    let counter_key = meta.collection_size_key(&key[&partition_name]);
     let size = haven_storage::read_counter(snapshot, &counter_key)? + delta;
     if delta > 0 && size as u64 > limit {
         return Err(DynamoError::ItemCollectionSizeLimitExceeded);
     }
     batch.add_counter(counter_key, delta);
-    let collection_key: Item = [(partition_name.clone(), key[partition_name].clone())]
+    let collection_key: Item = [(partition_name.clone(), key[&partition_name].clone())]
         .into_iter()
         .collect();
     Ok(Some((collection_key, size)))

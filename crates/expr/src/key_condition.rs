@@ -1,6 +1,8 @@
 //! KeyConditionExpression: a parsed condition checked against the table's (or index's) key schema
 //! and reduced to what a Query needs, an equality on the partition key and at most one condition
-//! on the sort key. The messages are DynamoDB's.
+//! on the sort key. A global index's multi-attribute key ([`MultiKeySchema`]) has rules and
+//! messages of its own: equality on every partition attribute, and conditions on a prefix of the
+//! sort attributes, equalities but for the last. The messages are DynamoDB's.
 
 use std::cmp::Ordering;
 
@@ -70,11 +72,35 @@ pub struct KeyCondition {
     pub range: Option<RangeKeyCondition>,
 }
 
+/// What a Query reads on any key schema: the partition key's values (in schema order), and
+/// conditions on a prefix of the sort key's attributes, every one an equality but the last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyPredicate {
+    pub hash: Vec<AttributeValue>,
+    pub range: Vec<RangeKeyCondition>,
+}
+
+impl From<KeyCondition> for KeyPredicate {
+    fn from(key: KeyCondition) -> KeyPredicate {
+        KeyPredicate {
+            hash: vec![key.hash],
+            range: key.range.into_iter().collect(),
+        }
+    }
+}
+
+/// A multi-attribute key: names and types of the partition attributes, then of the sort ones.
+#[derive(Debug, Clone)]
+pub struct MultiKeySchema<'a> {
+    pub hash: Vec<(&'a str, &'a str)>,
+    pub range: Vec<(&'a str, &'a str)>,
+}
+
 /// One leaf of the key condition: the key attribute it names and what it requires.
-struct Part {
-    name: String,
+pub(crate) struct Part {
+    pub name: String,
     /// What it requires, in sort-key form (a partition key needs [`RangeKeyCondition::Eq`]).
-    condition: RangeKeyCondition,
+    pub condition: RangeKeyCondition,
 }
 
 fn error(message: &str) -> ExprError {
@@ -123,6 +149,111 @@ pub fn key_condition(condition: &Condition, schema: &KeySchema) -> Result<KeyCon
     let key = KeyCondition { hash, range };
     check_types(&key, schema)?;
     Ok(key)
+}
+
+/// Checks `condition` against a multi-attribute key and reduces it to a [`KeyPredicate`].
+pub fn multi_key_condition(
+    condition: &Condition,
+    schema: &MultiKeySchema,
+) -> Result<KeyPredicate, ExprError> {
+    let mut leaves = Vec::new();
+    collect(condition, &mut leaves)?;
+    let parts = leaves
+        .into_iter()
+        .map(part)
+        .collect::<Result<Vec<Part>, ExprError>>()?;
+    reduce_multi(parts, schema)
+}
+
+/// The rules of a multi-attribute key, in the order DynamoDB applies them.
+pub(crate) fn reduce_multi(
+    parts: Vec<Part>,
+    schema: &MultiKeySchema,
+) -> Result<KeyPredicate, ExprError> {
+    for (i, part) in parts.iter().enumerate() {
+        if parts[..i].iter().any(|p| p.name == part.name) {
+            return Err(error(
+                "KeyConditionExpressions must only contain one condition per key",
+            ));
+        }
+    }
+    if parts.len() > schema.hash.len() + schema.range.len() {
+        return Err(error("Query key condition not supported"));
+    }
+    let find = |name: &str| parts.iter().find(|p| p.name == name).map(|p| &p.condition);
+    let is_eq = |c: Option<&RangeKeyCondition>| matches!(c, Some(RangeKeyCondition::Eq(_)));
+    let unequal: Vec<&str> = schema
+        .hash
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !is_eq(find(name)))
+        .collect();
+    if !unequal.is_empty() {
+        return Err(ExprError(format!(
+            "HASH key attributes {} must have equality conditions specified in the query",
+            unequal.join(", ")
+        )));
+    }
+    let in_schema = |name: &str| {
+        schema
+            .hash
+            .iter()
+            .chain(&schema.range)
+            .any(|(n, _)| *n == name)
+    };
+    if parts.iter().any(|p| !in_schema(&p.name)) {
+        return Err(error("Query condition missed key schema element"));
+    }
+    let sort: Vec<Option<&RangeKeyCondition>> =
+        schema.range.iter().map(|(name, _)| find(name)).collect();
+    check_sort_prefix(&sort, schema)?;
+    let predicate = KeyPredicate {
+        hash: schema
+            .hash
+            .iter()
+            .filter_map(|(name, _)| find(name).map(|c| c.values()[0].clone()))
+            .collect(),
+        range: sort.into_iter().map_while(|c| c.cloned()).collect(),
+    };
+    check_multi_types(&predicate, schema)?;
+    Ok(predicate)
+}
+
+/// A condition on a sort attribute needs equalities on every sort attribute before it.
+fn check_sort_prefix(
+    sort: &[Option<&RangeKeyCondition>],
+    schema: &MultiKeySchema,
+) -> Result<(), ExprError> {
+    for (j, condition) in sort.iter().enumerate() {
+        let unequal: Vec<&str> = (0..j)
+            .filter(|&i| !matches!(sort[i], Some(RangeKeyCondition::Eq(_))))
+            .map(|i| schema.range[i].0)
+            .collect();
+        if condition.is_some() && !unequal.is_empty() {
+            return Err(ExprError(format!(
+                "RANGE key attributes {} must have equality conditions specified in the query because a condition is present on key attribute {}",
+                unequal.join(", "),
+                schema.range[j].0
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Key values must have the types the multi-attribute key declares.
+fn check_multi_types(key: &KeyPredicate, schema: &MultiKeySchema) -> Result<(), ExprError> {
+    let hash = key.hash.iter().zip(&schema.hash).map(|(v, s)| (v, s.1));
+    let range = key
+        .range
+        .iter()
+        .zip(&schema.range)
+        .flat_map(|(c, s)| c.values().into_iter().map(move |v| (v, s.1)));
+    if hash.chain(range).any(|(value, t)| value.type_name() != t) {
+        return Err(error(
+            "One or more parameter values were invalid: Condition parameter type does not match schema type",
+        ));
+    }
+    Ok(())
 }
 
 /// Key values must have the types the key schema declares.

@@ -6,8 +6,11 @@ use haven_model::{AttributeValue, Item};
 
 use crate::apply::{self, UpdatedPaths};
 use crate::ast::{Comparator, Condition, Operand};
+use crate::key_condition::Part;
 use crate::update::long_type_name;
-use crate::{ExprError, KeyCondition, KeySchema, Path, RangeKeyCondition};
+use crate::{
+    ExprError, KeyCondition, KeyPredicate, KeySchema, MultiKeySchema, Path, RangeKeyCondition,
+};
 
 const INVALID: &str = "One or more parameter values were invalid: ";
 
@@ -454,6 +457,29 @@ pub fn translate_key_conditions(
     let key = KeyCondition { hash, range };
     crate::key_condition::check_types(&key, schema)?;
     Ok(key)
+}
+
+/// Checks legacy `KeyConditions` against a multi-attribute key and reduces them to a
+/// [`KeyPredicate`], by the rules of [`crate::multi_key_condition`].
+pub fn translate_multi_key_conditions(
+    entries: &[(String, FilterCondition)],
+    schema: &MultiKeySchema,
+) -> Result<KeyPredicate, ExprError> {
+    if entries.is_empty() {
+        return Err(ExprError::new("Conditions must be at least length 1"));
+    }
+    let parts = entries
+        .iter()
+        .map(|(name, entry)| {
+            let (op, values) = (entry.comparison_operator, &entry.attribute_value_list);
+            check_arguments(op, values)?;
+            Ok(Part {
+                name: name.clone(),
+                condition: range_key_condition(op, values)?,
+            })
+        })
+        .collect::<Result<Vec<Part>, ExprError>>()?;
+    crate::key_condition::reduce_multi(parts, schema)
 }
 
 fn hash_key_value(

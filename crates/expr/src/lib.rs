@@ -37,11 +37,14 @@ mod update;
 pub use apply::{UpdatedPaths, key_attribute_error};
 pub use ast::{Comparator, Condition, Operand, SetValue, UpdateAction, UpdateOperand};
 pub use condition::{ConditionKind, parse_condition};
-pub use key_condition::{KeyCondition, KeySchema, RangeKeyCondition, key_condition};
+pub use key_condition::{
+    KeyCondition, KeyPredicate, KeySchema, MultiKeySchema, RangeKeyCondition, key_condition,
+    multi_key_condition,
+};
 pub use legacy::{
     AttributeAction, AttributeUpdate, AttributeUpdates, ComparisonOperator, ConditionalOperator,
     ExpectedAttribute, FilterCondition, attributes_to_get, translate_conditions, translate_filter,
-    translate_key_conditions,
+    translate_key_conditions, translate_multi_key_conditions,
 };
 pub use path::{Path, PathElement};
 pub use placeholders::Placeholders;

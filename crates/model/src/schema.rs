@@ -45,27 +45,46 @@ pub struct KeyAttribute {
     pub scalar_type: ScalarType,
 }
 
-/// A table's (or index's) primary key: a partition key and an optional sort key.
+/// A table's (or index's) primary key: a partition key and an optional sort key. A table or a
+/// local index has one attribute in each; a global index may have up to four in each
+/// (multi-attribute keys), compared left to right.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySchema {
-    pub partition: KeyAttribute,
-    pub sort: Option<KeyAttribute>,
+    /// The partition key's attributes, in order (never empty).
+    pub partition: Vec<KeyAttribute>,
+    /// The sort key's attributes, in order (empty without a sort key).
+    pub sort: Vec<KeyAttribute>,
 }
 
 impl KeySchema {
+    /// The first partition attribute: a table's only one.
+    pub fn hash(&self) -> &KeyAttribute {
+        &self.partition[0]
+    }
+
+    /// The first sort attribute: a table's only one.
+    pub fn range(&self) -> Option<&KeyAttribute> {
+        self.sort.first()
+    }
+
+    /// Whether the partition or the sort key has more than one attribute.
+    pub fn is_multi_attribute(&self) -> bool {
+        self.partition.len() > 1 || self.sort.len() > 1
+    }
+
     /// Key attributes in schema order (partition first).
     pub fn attributes(&self) -> impl Iterator<Item = &KeyAttribute> {
-        std::iter::once(&self.partition).chain(self.sort.as_ref())
+        self.partition.iter().chain(&self.sort)
     }
 
     pub fn is_key_attribute(&self, name: &str) -> bool {
         self.attributes().any(|a| a.name == name)
     }
 
-    /// The storage key of an item whose key attributes were already validated.
+    /// The storage key of a table item whose key attributes were already validated.
     pub fn storage_key(&self, prefix: &[u8], item: &Item) -> Vec<u8> {
-        let partition = &item[&self.partition.name];
-        let sort = self.sort.as_ref().map(|s| &item[&s.name]);
+        let partition = &item[&self.hash().name];
+        let sort = self.range().map(|s| &item[&s.name]);
         key_codec::item_key(prefix, partition, sort)
     }
 

@@ -286,7 +286,7 @@ impl<'s> Permissions<'s> {
         let Ok(Some(meta)) = self.service.catalog.get(table) else {
             return Vec::new();
         };
-        let partition = &meta.keys().partition.name;
+        let partition = meta.keys().hash().name.clone();
         let keys: Option<Vec<String>> = items
             .into_iter()
             .map(|item| leading_key_text(&item[partition.as_str()]))

@@ -137,15 +137,25 @@ fn key_elements(index: &IndexInput) -> Vec<KeySchemaElement> {
         .collect()
 }
 
-/// The checks every index gets, local or global.
-fn check_index(index: &IndexInput, definitions: &[AttributeDefinition]) -> Result<(), DynamoError> {
+/// Most attributes a global index's partition key, and its sort key, may each have
+/// (multi-attribute keys).
+const MAX_KEY_ATTRIBUTES: usize = 4;
+
+/// The checks every index gets, local or global. A global index's key may have several HASH
+/// attributes then several RANGE ones ([`check_multi_attribute`]); a local index has one of each.
+fn check_index(
+    index: &IndexInput,
+    kind: IndexKind,
+    definitions: &[AttributeDefinition],
+) -> Result<(), DynamoError> {
     let keys = key_elements(index);
     let names: Vec<&str> = keys.iter().map(|k| k.attribute_name.as_str()).collect();
     let defined: Vec<&str> = definitions
         .iter()
         .map(|d| d.attribute_name.as_str())
         .collect();
-    if keys.is_empty() || keys.len() > 2 {
+    let multi_attribute = kind == IndexKind::Global && keys.len() > 2;
+    if keys.is_empty() || (keys.len() > 2 && !multi_attribute) {
         return Err(invalid("Index KeySchema must have one or two elements"));
     }
     if names.iter().any(|n| !defined.contains(n)) {
@@ -165,10 +175,42 @@ fn check_index(index: &IndexInput, definitions: &[AttributeDefinition]) -> Resul
             "Invalid KeySchema: The first KeySchemaElement is not a HASH key type",
         ));
     }
+    if kind == IndexKind::Global {
+        return check_multi_attribute(&keys);
+    }
     if keys.get(1).is_some_and(|k| k.key_type != "RANGE") {
         return Err(DynamoError::validation(
             "Invalid KeySchema: The second KeySchemaElement is not a RANGE key type",
         ));
+    }
+    Ok(())
+}
+
+/// A global index's key: distinct attributes, every HASH before every RANGE, at most four of
+/// each (the real service's messages; docs/compatibility.md has DynamoDB Local's).
+fn check_multi_attribute(keys: &[KeySchemaElement]) -> Result<(), DynamoError> {
+    let repeated = keys.iter().enumerate().any(|(i, k)| {
+        keys[..i]
+            .iter()
+            .any(|e| e.attribute_name == k.attribute_name)
+    });
+    if repeated {
+        return Err(DynamoError::validation(
+            "The KeySchema contains multiple key attributes with the same name",
+        ));
+    }
+    let hashes = keys.iter().take_while(|k| k.key_type == "HASH").count();
+    if keys[hashes..].iter().any(|k| k.key_type != "RANGE") {
+        return Err(invalid(
+            "All HASH key attributes must precede RANGE key attributes in the KeySchema",
+        ));
+    }
+    for (key_type, count) in [("HASH", hashes), ("RANGE", keys.len() - hashes)] {
+        if count > MAX_KEY_ATTRIBUTES {
+            return Err(invalid(format!(
+                "The KeySchema exceeds the maximum allowed number of {key_type} key attributes"
+            )));
+        }
     }
     Ok(())
 }
@@ -257,7 +299,7 @@ pub(crate) fn create_table_indexes(
         let table_hash = &table_keys[0].attribute_name;
         for index in locals {
             let name = index.index_name.clone().unwrap_or_default();
-            check_index(index, definitions)?;
+            check_index(index, IndexKind::Local, definitions)?;
             let keys = key_elements(index);
             if keys.len() != 2 {
                 return Err(invalid(format!(
@@ -293,7 +335,7 @@ pub(crate) fn create_table_indexes(
         }
         for index in globals {
             let name = index.index_name.clone().unwrap_or_default();
-            check_index(index, definitions)?;
+            check_index(index, IndexKind::Global, definitions)?;
             check_projection(index)?;
             let throughput = check_global_throughput(index, &name, billing_mode)?;
             if !seen.insert(name.clone()) {
@@ -342,7 +384,7 @@ pub(crate) fn new_global_index(
     billing_mode: &str,
 ) -> Result<IndexMeta, DynamoError> {
     let name = index.index_name.clone().unwrap_or_default();
-    check_index(index, definitions)?;
+    check_index(index, IndexKind::Global, definitions)?;
     check_projection(index)?;
     let throughput = check_global_throughput(index, &name, billing_mode)?;
     if existing.iter().any(|i| i.name == name) {

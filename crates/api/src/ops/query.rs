@@ -4,7 +4,7 @@
 
 use std::ops::Bound;
 
-use haven_expr::{Condition, KeyCondition, RangeKeyCondition};
+use haven_expr::{Condition, KeyPredicate, RangeKeyCondition};
 use haven_model::key_codec::{encode_key_value, partition_hash};
 use haven_model::schema::KeySchema;
 use haven_model::{AttributeValue, Item};
@@ -75,12 +75,8 @@ pub(crate) fn partition_key(service: &Service, request: &Value) -> Option<String
     let plan = input.plan().ok()?;
     let meta = table(service, input.common.table_name()).ok()?;
     let target = input.common.target(&meta, plan.consistent).ok()?;
-    let hash = key_condition(&plan)
-        .ok()?
-        .resolve(&target.keys())
-        .ok()?
-        .hash;
-    crate::access::leading_key_text_of(&hash)
+    let predicate = key_condition(&plan).ok()?.resolve(&target.keys()).ok()?;
+    crate::access::leading_key_text_of(predicate.hash.first()?)
 }
 
 impl QueryInput {
@@ -105,7 +101,7 @@ fn key_condition(
 
 /// The key range a key condition selects: one partition, optionally narrowed by sort key.
 pub(crate) struct KeyRange {
-    condition: KeyCondition,
+    condition: KeyPredicate,
     /// Storage-key prefix of the partition.
     partition_prefix: Vec<u8>,
     pub lower: Bound<Vec<u8>>,
@@ -120,28 +116,40 @@ fn encoded(value: &AttributeValue) -> Vec<u8> {
 
 impl KeyRange {
     pub fn new(
-        condition: KeyCondition,
+        condition: KeyPredicate,
         schema: &KeySchema,
         target: &ReadTarget,
     ) -> Result<KeyRange, DynamoError> {
-        if let Some(error) = crate::items::empty_key_value(&schema.partition.name, &condition.hash)
-        {
-            return Err(error);
-        }
-        if let (Some(range), Some(sort)) = (&condition.range, &schema.sort)
-            && let Some(error) = range
-                .values()
+        let named = schema
+            .partition
+            .iter()
+            .zip(condition.hash.iter().map(|v| vec![v]))
+            .chain(
+                schema
+                    .sort
+                    .iter()
+                    .zip(condition.range.iter().map(|r| r.values())),
+            );
+        for (attribute, values) in named {
+            if let Some(error) = values
                 .into_iter()
-                .find_map(|v| crate::items::empty_key_value(&sort.name, v))
-        {
-            return Err(error);
+                .find_map(|v| empty_key_value(target, &attribute.name, v))
+            {
+                return Err(error);
+            }
         }
-        let encoded_partition = encoded(&condition.hash);
+        let encoded_partition: Vec<u8> = condition.hash.iter().flat_map(encoded).collect();
         let mut partition_prefix = target.prefix().0;
         partition_prefix.extend_from_slice(&partition_hash(&encoded_partition));
         partition_prefix.extend_from_slice(&encoded_partition);
-        let (lower, upper) = match &condition.range {
-            Some(range) => sort_bounds(range, &partition_prefix),
+        let (lower, upper) = match condition.range.split_last() {
+            Some((last, equal)) => {
+                let mut prefix = partition_prefix.clone();
+                for condition in equal {
+                    prefix.extend(condition.values().into_iter().flat_map(encoded));
+                }
+                sort_bounds(last, &prefix)
+            }
             None => (
                 Bound::Included(partition_prefix.clone()),
                 prefix_successor(&partition_prefix),
@@ -168,16 +176,29 @@ impl KeyRange {
                 "The provided starting key does not match the range key predicate",
             )
         };
-        if !start[&schema.partition.name].same_value(&self.condition.hash) {
-            return Err(outside());
-        }
-        if let (Some(range), Some(sort)) = (&self.condition.range, &schema.sort)
-            && !range.matches(&start[&sort.name])
-        {
+        let same_partition = schema
+            .partition
+            .iter()
+            .zip(&self.condition.hash)
+            .all(|(attribute, value)| start[&attribute.name].same_value(value));
+        let in_range = schema
+            .sort
+            .iter()
+            .zip(&self.condition.range)
+            .all(|(attribute, range)| range.matches(&start[&attribute.name]));
+        if !same_partition || !in_range {
             return Err(outside());
         }
         debug_assert!(storage_key.starts_with(&self.partition_prefix));
         Ok(storage_key)
+    }
+}
+
+/// An empty string or binary in a key condition, in the words of the table or of the index read.
+fn empty_key_value(target: &ReadTarget, name: &str, value: &AttributeValue) -> Option<DynamoError> {
+    match target.index {
+        Some(index) => crate::indexes::empty_index_key(&index.name, name, value),
+        None => crate::items::empty_key_value(name, value),
     }
 }
 

@@ -182,12 +182,11 @@ fn check_name(name: &str) -> Result<(), DynamoError> {
 }
 
 /// The expression language's view of a key schema.
-fn expr_schema(schema: &haven_model::schema::KeySchema) -> haven_expr::KeySchema<'_> {
+pub(crate) fn expr_schema(schema: &haven_model::schema::KeySchema) -> haven_expr::KeySchema<'_> {
     haven_expr::KeySchema {
-        hash: (&schema.partition.name, schema.partition.scalar_type.name()),
+        hash: (&schema.hash().name, schema.hash().scalar_type.name()),
         range: schema
-            .sort
-            .as_ref()
+            .range()
             .map(|s| (s.name.as_str(), s.scalar_type.name())),
     }
 }

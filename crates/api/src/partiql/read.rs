@@ -56,8 +56,7 @@ pub(crate) fn select(
         ));
     }
     let schema = target.keys();
-    let plan = keys::read_plan(select.condition.as_ref(), &expr_schema(&schema))
-        .map_err(DynamoError::validation)?;
+    let plan = read_plan(select, &schema).map_err(DynamoError::validation)?;
     let order = order(select, plan.partitions.is_some(), &schema)?;
     let mut request = page_request(&target, select, options)?;
     let start = options.next_token.map(start_key).transpose()?;
@@ -98,8 +97,8 @@ fn whole_key(target: &ReadTarget, plan: &keys::ReadPlan) -> Option<Item> {
     let [partition] = plan.partitions.as_deref()? else {
         return None;
     };
-    let mut key: Item = [(schema.partition.name.clone(), partition.clone())].into();
-    match (&schema.sort, &plan.range) {
+    let mut key: Item = [(schema.hash().name.clone(), partition.clone())].into();
+    match (schema.range(), &plan.range) {
         (None, _) => {}
         (Some(sort), Some(RangeKeyCondition::Eq(value))) => {
             key.insert(sort.name.clone(), value.clone());
@@ -179,11 +178,11 @@ fn order(
             "Must have WHERE clause in the statement when using ORDER BY clause.",
         ));
     }
-    let sort = schema.sort.as_ref().map(|s| s.name.as_str());
+    let sort = schema.range().map(|s| s.name.as_str());
     let (mut partitions, mut sort_keys) = (None, None);
     // A key named twice keeps its first direction.
     for (name, descending) in &select.order_by {
-        if *name == schema.partition.name {
+        if *name == schema.hash().name {
             partitions.get_or_insert(*descending);
         } else if Some(name.as_str()) == sort {
             sort_keys.get_or_insert(*descending);
@@ -256,7 +255,7 @@ impl Partitions<'_> {
         ordered: &[&AttributeValue],
         start: &Item,
     ) -> Result<usize, DynamoError> {
-        let hash = start.get(&self.schema.partition.name);
+        let hash = start.get(&self.schema.hash().name);
         ordered
             .iter()
             .position(|p| hash.is_some_and(|h| h.same_value(p)))
@@ -276,7 +275,8 @@ impl Partitions<'_> {
         let condition = KeyCondition {
             hash: partition.clone(),
             range: self.range.cloned(),
-        };
+        }
+        .into();
         let range = KeyRange::new(condition, self.schema, self.target)?;
         let (mut lower, mut upper) = (range.lower.clone(), range.upper.clone());
         if let Some(start) = start {
@@ -338,9 +338,17 @@ fn start_key(token: &str) -> Result<Item, DynamoError> {
 pub(crate) fn partitions(meta: &TableMeta, select: &Select) -> Option<Vec<AttributeValue>> {
     let target = ReadTarget::new(meta, select.index.as_deref()).ok()?;
     let schema = target.keys();
-    keys::read_plan(select.condition.as_ref(), &expr_schema(&schema))
-        .ok()?
-        .partitions
+    read_plan(select, &schema).ok()?.partitions
+}
+
+/// Which partitions a SELECT reads. An index with a multi-attribute key is scanned (the WHERE
+/// clause still filters every item): the planner knows one partition and one sort attribute.
+fn read_plan(select: &Select, schema: &KeySchema) -> Result<keys::ReadPlan, String> {
+    let keyed = select
+        .condition
+        .as_ref()
+        .filter(|_| !schema.is_multi_attribute());
+    keys::read_plan(keyed, &expr_schema(schema))
 }
 
 /// A SELECT of a batch or a transaction: it must name one item of a table, with nothing else in

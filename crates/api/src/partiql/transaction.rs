@@ -182,7 +182,7 @@ fn exists(service: &Service, select: &Select, return_item: bool) -> Result<Actio
         _ => return Err(refused()),
     };
     validate_key(&meta, &key)?;
-    let exists = Condition::AttributeExists(Path::attribute(&schema.partition.name));
+    let exists = Condition::AttributeExists(Path::attribute(&schema.hash().name));
     let conditions = RequestConditions {
         condition: Some(Condition::And(Box::new(exists), Box::new(rest))),
         ..RequestConditions::default()

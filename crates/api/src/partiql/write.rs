@@ -146,7 +146,7 @@ fn check_insert_keys(meta: &TableMeta, item: &Item) -> Result<(), DynamoError> {
 }
 
 fn partition_path(meta: &TableMeta) -> Path {
-    Path::attribute(&meta.keys().partition.name)
+    Path::attribute(&meta.keys().hash().name)
 }
 
 fn key_names(meta: &TableMeta) -> Vec<&str> {
@@ -279,7 +279,7 @@ pub(crate) fn partition_keys(service: &Service, statement: &Statement) -> Vec<St
     let values = match statement {
         Statement::Insert(insert) => insert
             .item
-            .get(&meta.keys().partition.name)
+            .get(&meta.keys().hash().name)
             .cloned()
             .into_iter()
             .collect(),
@@ -301,7 +301,7 @@ fn item_partition(
     let schema = meta.keys();
     keys::item_key(condition, &expr_schema(&schema))
         .ok()
-        .and_then(|(mut key, _)| key.remove(&schema.partition.name))
+        .and_then(|(mut key, _)| key.remove(&schema.hash().name))
         .into_iter()
         .collect()
 }

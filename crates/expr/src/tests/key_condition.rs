@@ -152,3 +152,71 @@ fn range_conditions_match_sort_keys() {
     assert!(RangeKeyCondition::BeginsWith(s("ab")).matches(&s("abc")));
     assert!(!RangeKeyCondition::Ge(s("b")).matches(&n("1")));
 }
+
+/// Partition (t S, r S), sort (n N, m S, o S).
+fn multi_keys(text: &str) -> Result<crate::KeyPredicate, String> {
+    let schema = crate::MultiKeySchema {
+        hash: vec![("t", "S"), ("r", "S")],
+        range: vec![("n", "N"), ("m", "S"), ("o", "S")],
+    };
+    let env = Env::new().value(":s", s("x")).value(":n", n("1"));
+    let mut p = env.placeholders();
+    let condition = parse_condition(text, &mut p, ConditionKind::KeyCondition).map_err(|e| e.0)?;
+    crate::multi_key_condition(&condition, &schema).map_err(|e| e.0)
+}
+
+#[test]
+fn multi_attribute_key_conditions() {
+    let key = multi_keys("r = :s AND t = :s AND m > :s AND n = :n").unwrap();
+    assert_eq!(key.hash, [s("x"), s("x")]);
+    assert_eq!(
+        key.range,
+        [RangeKeyCondition::Eq(n("1")), RangeKeyCondition::Gt(s("x"))]
+    );
+    assert!(multi_keys("t = :s AND r = :s").unwrap().range.is_empty());
+    let cases = [
+        (
+            "t = :s",
+            "HASH key attributes r must have equality conditions specified in the query",
+        ),
+        (
+            "n = :n",
+            "HASH key attributes t, r must have equality conditions specified in the query",
+        ),
+        (
+            "t = :s AND begins_with(r, :s)",
+            "HASH key attributes r must have equality conditions specified in the query",
+        ),
+        (
+            "t = :s AND r = :s AND o = :s",
+            "RANGE key attributes n, m must have equality conditions specified in the query because a condition is present on key attribute o",
+        ),
+        (
+            "t = :s AND r = :s AND m = :s AND o = :s",
+            "RANGE key attributes n must have equality conditions specified in the query because a condition is present on key attribute m",
+        ),
+        (
+            "t = :s AND r = :s AND n > :n AND m = :s",
+            "RANGE key attributes n must have equality conditions specified in the query because a condition is present on key attribute m",
+        ),
+        (
+            "t = :s AND r = :s AND x = :s",
+            "Query condition missed key schema element",
+        ),
+        (
+            "t = :s AND r = :s AND n = :n AND m = :s AND o = :s AND x = :s",
+            "Query key condition not supported",
+        ),
+        (
+            "t = :s AND r = :s AND r = :s",
+            "KeyConditionExpressions must only contain one condition per key",
+        ),
+        (
+            "t = :n AND r = :s",
+            "One or more parameter values were invalid: Condition parameter type does not match schema type",
+        ),
+    ];
+    for (text, message) in cases {
+        assert_eq!(multi_keys(text).unwrap_err(), message, "{text}");
+    }
+}
