@@ -35,15 +35,6 @@ fn oversized(value: &AttributeValue, limit: usize) -> bool {
     }
 }
 
-/// Whether an S or B key value is empty.
-fn empty(value: &AttributeValue) -> bool {
-    match value {
-        AttributeValue::S(s) => s.is_empty(),
-        AttributeValue::B(b) => b.is_empty(),
-        _ => false,
-    }
-}
-
 /// The storage key of `item`'s entry in `index`, or None when the item lacks any attribute of the
 /// index key (sparse index). Writes validated their key attributes; items that predate the index
 /// (backfill) may violate its key (wrong type, empty or oversized string or binary) and then have
@@ -56,7 +47,8 @@ pub(crate) fn entry_key(meta: &TableMeta, index: &IndexMeta, item: &Item) -> Opt
         let mut out = Vec::with_capacity(32);
         for attribute in attributes {
             let value = item.get(&attribute.name)?;
-            if !attribute.scalar_type.matches(value) || empty(value) || oversized(value, limit) {
+            let empty = crate::items::empty_kind(value).is_some();
+            if !attribute.scalar_type.matches(value) || empty || oversized(value, limit) {
                 return None;
             }
             encode_key_value(value, &mut out);
@@ -227,11 +219,7 @@ pub(crate) fn empty_index_key(
     attribute: &str,
     value: &AttributeValue,
 ) -> Option<DynamoError> {
-    let kind = match value {
-        AttributeValue::S(s) if s.is_empty() => "string",
-        AttributeValue::B(b) if b.is_empty() => "binary",
-        _ => return None,
-    };
+    let kind = crate::items::empty_kind(value)?;
     Some(DynamoError::validation(format!(
         "One or more parameter values are not valid. A value specified for a secondary index key is not supported. The AttributeValue for a key attribute cannot contain an empty {kind} value. IndexName: {index}, IndexKey: {attribute}"
     )))

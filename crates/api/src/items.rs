@@ -39,14 +39,19 @@ pub(crate) fn check_table_name(violations: &mut Violations, name: Option<&str>) 
 }
 
 pub(crate) fn empty_key_value(name: &str, value: &AttributeValue) -> Option<DynamoError> {
-    let kind = match value {
-        AttributeValue::S(s) if s.is_empty() => "string",
-        AttributeValue::B(b) if b.is_empty() => "binary",
-        _ => return None,
-    };
+    let kind = empty_kind(value)?;
     Some(DynamoError::validation(format!(
         "One or more parameter values are not valid. The AttributeValue for a key attribute cannot contain an empty {kind} value. Key: {name}"
     )))
+}
+
+/// "string" or "binary" when `value` is an empty S or B (which no key may hold), else None.
+pub(crate) fn empty_kind(value: &AttributeValue) -> Option<&'static str> {
+    match value {
+        AttributeValue::S(s) if s.is_empty() => Some("string"),
+        AttributeValue::B(b) if b.is_empty() => Some("binary"),
+        _ => None,
+    }
 }
 
 fn key_size_error(is_partition: bool, value: &AttributeValue) -> Option<DynamoError> {

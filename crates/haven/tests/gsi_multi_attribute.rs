@@ -19,6 +19,13 @@ use common::{HavenServer, error_of};
 
 type Item = HashMap<String, AttributeValue>;
 
+/// A sort-key condition, its values, and which model items it keeps.
+type SortCase<'a> = (
+    &'a str,
+    Vec<(&'a str, AttributeValue)>,
+    Box<dyn Fn(&Item) -> bool>,
+);
+
 const TABLE: &str = "matches";
 const ITEMS: usize = 120;
 
@@ -102,7 +109,7 @@ fn model_item(i: usize) -> Item {
         ("tournament".to_string(), s(format!("T{}", i % 2))),
         (
             "league".to_string(),
-            s(if i % 3 == 0 { "EU" } else { "US" }),
+            s(if i.is_multiple_of(3) { "EU" } else { "US" }),
         ),
         ("round".to_string(), n((i % 5) as i64 - 2)),
         ("bracket".to_string(), s(format!("b{}", (i * 7) % 13))),
@@ -110,10 +117,10 @@ fn model_item(i: usize) -> Item {
         ("note".to_string(), s(format!("note {i}"))),
     ]
     .into();
-    if i % 11 == 0 {
+    if i.is_multiple_of(11) {
         item.remove("bracket");
     }
-    if i % 17 == 0 {
+    if i.is_multiple_of(17) {
         item.remove("league");
     }
     item
@@ -256,11 +263,7 @@ async fn query_pages_a_multi_attribute_index_in_key_order() {
     backward.reverse();
     assert_eq!(pks(&backward), want);
 
-    let conditions: [(
-        &str,
-        Vec<(&str, AttributeValue)>,
-        Box<dyn Fn(&Item) -> bool>,
-    ); 4] = [
+    let conditions: [SortCase; 4] = [
         (
             "round > :a",
             vec![(":a", n(-1))],

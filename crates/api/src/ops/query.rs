@@ -120,24 +120,7 @@ impl KeyRange {
         schema: &KeySchema,
         target: &ReadTarget,
     ) -> Result<KeyRange, DynamoError> {
-        let named = schema
-            .partition
-            .iter()
-            .zip(condition.hash.iter().map(|v| vec![v]))
-            .chain(
-                schema
-                    .sort
-                    .iter()
-                    .zip(condition.range.iter().map(|r| r.values())),
-            );
-        for (attribute, values) in named {
-            if let Some(error) = values
-                .into_iter()
-                .find_map(|v| empty_key_value(target, &attribute.name, v))
-            {
-                return Err(error);
-            }
-        }
+        reject_empty_values(&condition, schema, target)?;
         let encoded_partition: Vec<u8> = condition.hash.iter().flat_map(encoded).collect();
         let mut partition_prefix = target.prefix().0;
         partition_prefix.extend_from_slice(&partition_hash(&encoded_partition));
@@ -192,6 +175,31 @@ impl KeyRange {
         debug_assert!(storage_key.starts_with(&self.partition_prefix));
         Ok(storage_key)
     }
+}
+
+/// Key conditions may not compare with an empty string or binary.
+fn reject_empty_values(
+    condition: &KeyPredicate,
+    schema: &KeySchema,
+    target: &ReadTarget,
+) -> Result<(), DynamoError> {
+    let partition = schema
+        .partition
+        .iter()
+        .zip(condition.hash.iter().map(|v| vec![v]));
+    let sort = schema
+        .sort
+        .iter()
+        .zip(condition.range.iter().map(RangeKeyCondition::values));
+    for (attribute, values) in partition.chain(sort) {
+        if let Some(error) = values
+            .into_iter()
+            .find_map(|v| empty_key_value(target, &attribute.name, v))
+        {
+            return Err(error);
+        }
+    }
+    Ok(())
 }
 
 /// An empty string or binary in a key condition, in the words of the table or of the index read.

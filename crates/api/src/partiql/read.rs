@@ -56,7 +56,13 @@ pub(crate) fn select(
         ));
     }
     let schema = target.keys();
-    let plan = read_plan(select, &schema).map_err(DynamoError::validation)?;
+    if schema.is_multi_attribute() {
+        return Err(DynamoError::validation(
+            "PartiQL statements cannot be executed on tables with composite HASH keys or composite RANGE keys.",
+        ));
+    }
+    let plan = keys::read_plan(select.condition.as_ref(), &expr_schema(&schema))
+        .map_err(DynamoError::validation)?;
     let order = order(select, plan.partitions.is_some(), &schema)?;
     let mut request = page_request(&target, select, options)?;
     let start = options.next_token.map(start_key).transpose()?;
@@ -338,17 +344,9 @@ fn start_key(token: &str) -> Result<Item, DynamoError> {
 pub(crate) fn partitions(meta: &TableMeta, select: &Select) -> Option<Vec<AttributeValue>> {
     let target = ReadTarget::new(meta, select.index.as_deref()).ok()?;
     let schema = target.keys();
-    read_plan(select, &schema).ok()?.partitions
-}
-
-/// Which partitions a SELECT reads. An index with a multi-attribute key is scanned (the WHERE
-/// clause still filters every item): the planner knows one partition and one sort attribute.
-fn read_plan(select: &Select, schema: &KeySchema) -> Result<keys::ReadPlan, String> {
-    let keyed = select
-        .condition
-        .as_ref()
-        .filter(|_| !schema.is_multi_attribute());
-    keys::read_plan(keyed, &expr_schema(schema))
+    keys::read_plan(select.condition.as_ref(), &expr_schema(&schema))
+        .ok()?
+        .partitions
 }
 
 /// A SELECT of a batch or a transaction: it must name one item of a table, with nothing else in
