@@ -3,7 +3,8 @@
 //! index keys, projected), and DescribeTable's ItemCount and IndexSizeBytes of each index agree.
 //!
 //! The table (`pk` S, `sk` N) has global indexes (hash and range, INCLUDE; hash only, KEYS_ONLY;
-//! the table's keys swapped) and a local index (ALL); a small key space makes items collide on
+//! the table's keys swapped; a multi-attribute key of two partition and two sort attributes) and a
+//! local index (ALL); a small key space makes items collide on
 //! table and index keys, and Scans page with a small Limit through index LastEvaluatedKeys.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -22,18 +23,21 @@ const TABLE: &str = "things";
 struct IndexSpec {
     name: &'static str,
     global: bool,
-    /// (attribute, type) of the hash key and the optional range key.
+    /// (attribute, type) of the partition key's attributes, then of the sort key's.
     keys: &'static [(&'static str, &'static str)],
+    /// How many of `keys` form the partition key (more than one: a multi-attribute key).
+    hashes: usize,
     /// None: ALL; Some(list): the non-key attributes projected (empty for KEYS_ONLY).
     include: Option<&'static [&'static str]>,
 }
 
-const INDEXES: [IndexSpec; 4] = [
+const INDEXES: [IndexSpec; 5] = [
     // Global, hash and range, INCLUDE a.
     IndexSpec {
         name: "by_gk",
         global: true,
         keys: &[("gk", "S"), ("gs", "N")],
+        hashes: 1,
         include: Some(&["a"]),
     },
     // Global, hash only, KEYS_ONLY.
@@ -41,6 +45,7 @@ const INDEXES: [IndexSpec; 4] = [
         name: "by_gh",
         global: true,
         keys: &[("gh", "N")],
+        hashes: 1,
         include: Some(&[]),
     },
     // Global, keyed by the table's keys swapped (key attributes shared with the table).
@@ -48,6 +53,7 @@ const INDEXES: [IndexSpec; 4] = [
         name: "by_sk_pk",
         global: true,
         keys: &[("sk", "N"), ("pk", "S")],
+        hashes: 1,
         include: Some(&[]),
     },
     // Local, ALL.
@@ -55,7 +61,16 @@ const INDEXES: [IndexSpec; 4] = [
         name: "by_ls",
         global: false,
         keys: &[("pk", "S"), ("ls", "S")],
+        hashes: 1,
         include: None,
+    },
+    // Global, a multi-attribute key (two partition, two sort attributes), INCLUDE b.
+    IndexSpec {
+        name: "by_multi",
+        global: true,
+        keys: &[("gk", "S"), ("gh", "N"), ("gs", "N"), ("ls", "S")],
+        hashes: 2,
+        include: Some(&["b"]),
     },
 ];
 
@@ -78,6 +93,7 @@ const CREATED: IndexSpec = IndexSpec {
     name: "by_b",
     global: true,
     keys: &[("b", "N")],
+    hashes: 1,
     include: Some(&["gk"]),
 };
 
@@ -180,7 +196,8 @@ fn create_table_request() -> Value {
             .iter()
             .enumerate()
             .map(|(i, (name, _))| {
-                json!({"AttributeName": name, "KeyType": if i == 0 { "HASH" } else { "RANGE" }})
+                let key_type = if i < spec.hashes { "HASH" } else { "RANGE" };
+                json!({"AttributeName": name, "KeyType": key_type})
             })
             .collect();
         let projection = match spec.include {
