@@ -175,15 +175,20 @@ fn check_index(
             "Invalid KeySchema: The first KeySchemaElement is not a HASH key type",
         ));
     }
-    if kind == IndexKind::Global {
-        return check_multi_attribute(&keys);
-    }
-    if keys.get(1).is_some_and(|k| k.key_type != "RANGE") {
+    // A global index's second element may be HASH too (a multi-attribute partition key).
+    let second_hash_allowed = kind == IndexKind::Global;
+    if keys
+        .get(1)
+        .is_some_and(|k| k.key_type != "RANGE" && !(second_hash_allowed && k.key_type == "HASH"))
+    {
         return Err(DynamoError::validation(
             "Invalid KeySchema: The second KeySchemaElement is not a RANGE key type",
         ));
     }
-    Ok(())
+    match kind {
+        IndexKind::Global => check_multi_attribute(&keys),
+        IndexKind::Local => Ok(()),
+    }
 }
 
 /// A global index's key: distinct attributes, every HASH before every RANGE, at most four of
