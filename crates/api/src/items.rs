@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use haven_model::item_codec::{decode_item, encode_item};
 use haven_model::{AttributeValue, Item, item_size};
-use haven_storage::{CommitError, Snapshot, WriteBatch};
+use haven_storage::{CommitError, Engine, Snapshot, WriteBatch};
 use serde_json::{Value, json};
 
 use crate::Service;
@@ -136,18 +136,19 @@ pub(crate) fn read_item(
     Ok(Some((bytes, item)))
 }
 
-/// Reads the items at `keys` (validated keys, each with its table) from a snapshot in one
-/// `get_many`, so that an engine across the network (PostgreSQL) answers a BatchGetItem or a
-/// TransactGetItems in one round trip instead of one per key.
-pub(crate) fn read_many(
-    snapshot: &dyn Snapshot,
+/// Reads the items at `keys` (validated keys, each with its table) as of one moment, in one
+/// one-shot read (`Engine::read`), so that an engine across the network (PostgreSQL) answers a
+/// GetItem, a BatchGetItem or a TransactGetItems with one statement: one round trip, and no
+/// transaction to begin and end.
+pub(crate) async fn read_many(
+    engine: &dyn Engine,
     keys: &[(&TableMeta, &Item)],
 ) -> Result<Vec<Option<Item>>, DynamoError> {
     let storage_keys: Vec<Vec<u8>> = keys
         .iter()
         .map(|(meta, key)| meta.keys().storage_key(&meta.item_prefix(), key))
         .collect();
-    let found = snapshot.get_many(&storage_keys)?;
+    let found = engine.read(storage_keys).await?;
     found
         .iter()
         .zip(keys)
