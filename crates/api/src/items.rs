@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use haven_model::item_codec::{decode_item, encode_item};
 use haven_model::{AttributeValue, Item, item_size};
-use haven_storage::{CommitError, Snapshot, WriteBatch};
+use haven_storage::{CommitError, Engine, Snapshot, WriteBatch};
 use serde_json::{Value, json};
 
 use crate::Service;
@@ -134,30 +134,51 @@ pub(crate) fn read_item(
     key: &Item,
 ) -> Result<Option<(Vec<u8>, Item)>, DynamoError> {
     let storage_key = meta.keys().storage_key(&meta.item_prefix(), key);
-    let Some(bytes) = snapshot.get(&storage_key)? else {
-        return Ok(None);
-    };
-    let item = decode_stored(meta, &bytes)?;
-    Ok(Some((bytes, item)))
+    with_item(meta, snapshot.get(&storage_key)?)
 }
 
-/// Reads the items at `keys` (validated keys, each with its table) from a snapshot in one
-/// `get_many`, so that an engine across the network (PostgreSQL) answers a BatchGetItem or a
-/// TransactGetItems in one round trip instead of one per key.
-pub(crate) fn read_many(
-    snapshot: &dyn Snapshot,
+/// Reads the items at `keys` (validated keys, each with its table) as of one moment, in one
+/// one-shot read (`Engine::read`), so that an engine across the network (PostgreSQL) answers a
+/// GetItem, a BatchGetItem or a TransactGetItems with one statement: one round trip, and no
+/// transaction to begin and end.
+pub(crate) async fn read_many(
+    engine: &dyn Engine,
     keys: &[(&TableMeta, &Item)],
 ) -> Result<Vec<Option<Item>>, DynamoError> {
+    let found = read_stored(engine, keys).await?;
+    Ok(found
+        .into_iter()
+        .map(|found| found.map(|(_, item)| item))
+        .collect())
+}
+
+/// [`read_many`], each item with its stored bytes (what a write expects).
+async fn read_stored(
+    engine: &dyn Engine,
+    keys: &[(&TableMeta, &Item)],
+) -> Result<Vec<Option<(Vec<u8>, Item)>>, DynamoError> {
     let storage_keys: Vec<Vec<u8>> = keys
         .iter()
         .map(|(meta, key)| meta.keys().storage_key(&meta.item_prefix(), key))
         .collect();
-    let found = snapshot.get_many(&storage_keys)?;
+    let found = engine.read(storage_keys).await?;
     found
-        .iter()
+        .into_iter()
         .zip(keys)
-        .map(|(bytes, (meta, _))| bytes.as_deref().map(|b| decode_stored(meta, b)).transpose())
+        .map(|(bytes, (meta, _))| with_item(meta, bytes))
         .collect()
+}
+
+/// Stored bytes (if any) with the item they decode to.
+fn with_item(
+    meta: &TableMeta,
+    bytes: Option<Vec<u8>>,
+) -> Result<Option<(Vec<u8>, Item)>, DynamoError> {
+    let Some(bytes) = bytes else {
+        return Ok(None);
+    };
+    let item = decode_stored(meta, &bytes)?;
+    Ok(Some((bytes, item)))
 }
 
 /// Decodes an item's stored bytes; an undecodable value is logged and answers InternalServerError.
@@ -210,8 +231,10 @@ pub(crate) async fn write_item_by(
     let mut meta = std::sync::Arc::new(meta.clone());
     let mut retries = Retries::new("item write");
     loop {
-        let snapshot = service.engine.snapshot()?;
-        let current = read_item(&*snapshot, &meta, key)?;
+        let current = read_stored(&*service.engine, &[(&meta, key)])
+            .await?
+            .pop()
+            .flatten();
         let old = current.as_ref().map(|(_, item)| item);
         let new = decide(old)?;
         if let Some(item) = &new {
@@ -219,6 +242,9 @@ pub(crate) async fn write_item_by(
         }
         crate::mirror::check_writer(&meta, writer)?;
         let mut batch = WriteBatch::new();
+        // Staging reads only what it then expects (or adds to a counter), as the item is, so a
+        // later view than the item's is safe: the commit checks both against the same state.
+        let snapshot = service.engine.snapshot()?;
         let staged = stage_any_item_write(
             &*snapshot,
             &meta,

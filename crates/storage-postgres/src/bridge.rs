@@ -15,12 +15,17 @@ use std::sync::mpsc;
 use haven_storage::StorageError;
 use tokio::runtime::{Handle, Runtime, RuntimeFlavor};
 
-/// Threads of the engine's runtime: the connections' I/O and the committer are light.
-const THREADS: usize = 2;
+/// Cores per thread of the engine's runtime: the connections' I/O and the committer are light,
+/// and every thread more is a wake-up more per read when a read's task and its connection's task
+/// land on different threads (on 2 cores, one thread cut the CPU per GetItem; docs/benchmarks.md).
+const CORES_PER_THREAD: usize = 4;
+/// At most this many threads, however many cores.
+const MAX_THREADS: usize = 4;
 
 pub(crate) fn runtime() -> Result<Runtime, StorageError> {
+    let cores = std::thread::available_parallelism().map_or(1, |cores| cores.get());
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(THREADS)
+        .worker_threads((cores / CORES_PER_THREAD).clamp(1, MAX_THREADS))
         .thread_name("haven-postgres")
         .enable_all()
         .build()

@@ -5,7 +5,8 @@
 //! the leases live in PostgreSQL, which users already run (and operate, back up and fail over),
 //! and every node serves every table. The semantics are the embedded engine's, proven by the same
 //! test suite (`haven_storage::engine_suite`):
-//! - snapshots are `REPEATABLE READ, READ ONLY` transactions on pooled connections (`snapshot`);
+//! - snapshots are `REPEATABLE READ, READ ONLY` transactions on pooled connections, and a one-shot
+//!   read (`Engine::read`) is one statement with no transaction (`snapshot`);
 //! - writes go through one committer per node that folds queued batches into one transaction
 //!   under a database-wide commit lock, checking each batch's expectations in arrival order
 //!   (`committer`, `group`);
@@ -28,7 +29,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
-use haven_storage::{Engine, PendingCommit, Snapshot, StorageError, WriteBatch};
+use haven_storage::{Engine, PendingCommit, PendingRead, Snapshot, StorageError, WriteBatch};
 use tokio::runtime::Runtime;
 use tokio::sync::mpsc;
 use tokio_postgres::config::Host;
@@ -118,7 +119,19 @@ impl Drop for PostgresEngine {
 
 impl Engine for PostgresEngine {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError> {
-        Ok(Box::new(PgSnapshot::begin(&self.pool, &self.bridge)?))
+        Ok(Box::new(PgSnapshot::new(&self.pool, &self.bridge)))
+    }
+
+    /// One statement on a pooled connection, answered on the engine's runtime: no transaction,
+    /// and no thread of the caller's runtime waits for it.
+    fn read(&self, keys: Vec<Vec<u8>>) -> PendingRead {
+        let (reply, pending) = PendingRead::channel();
+        let pool = self.pool.clone();
+        // On a runtime already shut down the task is dropped, and so `reply`: Closed.
+        self.bridge.0.spawn(async move {
+            let _ = reply.send(snapshot::read_once(&pool, keys).await);
+        });
+        pending
     }
 
     fn commit(&self, batch: WriteBatch) -> PendingCommit {

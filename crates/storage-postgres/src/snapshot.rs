@@ -12,7 +12,7 @@
 //! follows the rows' size so that a page holds about [`PAGE_BYTES`] whatever the items weigh.
 //! Dropping the snapshot ends the transaction in the background and returns the connection.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -26,8 +26,7 @@ use crate::bridge::Bridge;
 use crate::{pg_error, pool_error};
 
 const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
-/// Tries at a snapshot's first read: a pooled connection found dead (the server restarted, a
-/// failover) is dropped and another taken; nothing was read yet, so nothing is lost.
+/// Tries at a snapshot's first read (or a one-shot read) on pooled connections found dead.
 const FIRST_READ_ATTEMPTS: usize = 3;
 /// Rows of a range read's first page: most stop early (a Query's page, a single item).
 const FIRST_PAGE_ROWS: i64 = 64;
@@ -57,58 +56,36 @@ type RowVisitor<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool, StorageError> + 'v
 pub(crate) struct PgSnapshot {
     pool: Pool,
     bridge: Bridge,
-    client: RefCell<Arc<Object>>,
-    /// Whether `BEGIN` went out (with the first read).
-    begun: Cell<bool>,
+    /// The connection holding the transaction, taken with the first read.
+    client: RefCell<Option<Arc<Object>>>,
 }
 
 impl PgSnapshot {
-    pub(crate) fn begin(pool: &Pool, bridge: &Bridge) -> Result<PgSnapshot, StorageError> {
-        Ok(PgSnapshot {
-            client: RefCell::new(Arc::new(checkout(pool, bridge)?)),
+    /// A snapshot that takes its connection and begins its transaction with its first read, in
+    /// the same trip to the engine's runtime.
+    pub(crate) fn new(pool: &Pool, bridge: &Bridge) -> PgSnapshot {
+        PgSnapshot {
             pool: pool.clone(),
             bridge: bridge.clone(),
-            begun: Cell::new(false),
-        })
+            client: RefCell::new(None),
+        }
     }
 
     fn query(&self, read: Read) -> Result<Vec<Row>, StorageError> {
-        if self.begun.get() {
-            let client = self.client.borrow().clone();
+        let begun = self.client.borrow().clone();
+        if let Some(client) = begun {
             return self.bridge.run(async move {
                 execute(&client, &read)
                     .await
                     .map_err(|e| pg_error("reading", e))
             })?;
         }
-        self.begun.set(true);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let client = self.client.borrow().clone();
-            let first = read.clone();
-            let outcome = self.bridge.run(async move {
-                let statement = client.prepare_cached(&first.sql).await?;
-                let params = params(&first.params);
-                let (_, rows) = futures_util::try_join!(
-                    client.batch_execute(BEGIN),
-                    client.query(&statement, &params),
-                )?;
-                Ok::<_, tokio_postgres::Error>(rows)
-            })?;
-            match outcome {
-                Ok(rows) => return Ok(rows),
-                Err(error) if self.client.borrow().is_closed() && attempt < FIRST_READ_ATTEMPTS => {
-                    tracing::debug!(%error, "a pooled PostgreSQL connection was closed; replacing it");
-                    let fresh = Arc::new(checkout(&self.pool, &self.bridge)?);
-                    let dead = self.client.replace(fresh);
-                    if let Ok(dead) = Arc::try_unwrap(dead) {
-                        drop(Object::take(dead));
-                    }
-                }
-                Err(error) => return Err(pg_error("beginning a snapshot", error)),
-            }
-        }
+        let pool = self.pool.clone();
+        let (client, rows) = self
+            .bridge
+            .run(async move { first_read(&pool, &read, Some(BEGIN)).await })??;
+        self.client.replace(Some(Arc::new(client)));
+        Ok(rows)
     }
 
     fn value_of(&self, table: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -165,10 +142,75 @@ impl PgSnapshot {
     }
 }
 
-/// A pooled connection (the pool replaces connections it knows are closed).
-fn checkout(pool: &Pool, bridge: &Bridge) -> Result<Object, StorageError> {
-    let pool = pool.clone();
-    bridge.run(async move { pool.get().await.map_err(pool_error) })?
+/// Takes a pooled connection and runs `read` on it (after `begin`, in the same round trip, if
+/// given), answering the connection with the rows. A connection found dead (the server restarted,
+/// a failover) is dropped and another taken: nothing was read yet, so nothing is lost. A connection
+/// whose read failed otherwise is dropped too, so that no half-begun transaction returns to the
+/// pool.
+async fn first_read(
+    pool: &Pool,
+    read: &Read,
+    begin: Option<&str>,
+) -> Result<(Object, Vec<Row>), StorageError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let client = pool.get().await.map_err(pool_error)?;
+        let outcome = async {
+            let statement = client.prepare_cached(&read.sql).await?;
+            let params = params(&read.params);
+            match begin {
+                Some(begin) => futures_util::try_join!(
+                    client.batch_execute(begin),
+                    client.query(&statement, &params)
+                )
+                .map(|(_, rows)| rows),
+                None => client.query(&statement, &params).await,
+            }
+        }
+        .await;
+        let error = match outcome {
+            Ok(rows) => return Ok((client, rows)),
+            Err(error) => error,
+        };
+        let closed = client.is_closed();
+        drop(Object::take(client));
+        if !closed || attempt >= FIRST_READ_ATTEMPTS {
+            return Err(pg_error("reading", error));
+        }
+        tracing::debug!(%error, "a pooled PostgreSQL connection was closed; replacing it");
+    }
+}
+
+/// The values of `keys` in the order asked, read by one statement on a pooled connection: a
+/// single statement sees one consistent state of the database, so it needs no transaction.
+pub(crate) async fn read_once(
+    pool: &Pool,
+    keys: Vec<Vec<u8>>,
+) -> Result<Vec<Option<Vec<u8>>>, StorageError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let read = keys_read(&keys);
+    let (_, rows) = first_read(pool, &read, None).await?;
+    Ok(in_order(&keys, rows))
+}
+
+/// The rows of `keys` in `haven_data`.
+fn keys_read(keys: &[Vec<u8>]) -> Read {
+    Read {
+        sql: "SELECT key, value FROM haven_data WHERE key = ANY($1)".into(),
+        params: vec![Param::Keys(keys.to_vec())],
+    }
+}
+
+/// The values of `keys` among `rows` (key, value), in the order of `keys`.
+fn in_order(keys: &[Vec<u8>], rows: Vec<Row>) -> Vec<Option<Vec<u8>>> {
+    let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = rows
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    keys.iter().map(|key| found.get(key).cloned()).collect()
 }
 
 async fn execute(client: &Object, read: &Read) -> Result<Vec<Row>, tokio_postgres::Error> {
@@ -240,15 +282,8 @@ impl Snapshot for PgSnapshot {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = self.query(Read {
-            sql: "SELECT key, value FROM haven_data WHERE key = ANY($1)".into(),
-            params: vec![Param::Keys(keys.to_vec())],
-        })?;
-        let found: std::collections::HashMap<Vec<u8>, Vec<u8>> = rows
-            .into_iter()
-            .map(|row| (row.get(0), row.get(1)))
-            .collect();
-        Ok(keys.iter().map(|key| found.get(key).cloned()).collect())
+        let rows = self.query(keys_read(keys))?;
+        Ok(in_order(keys, rows))
     }
 
     fn scan(
@@ -314,10 +349,9 @@ impl Drop for PgSnapshot {
     /// Ends the transaction (if one began) off the caller's thread; the connection returns to the
     /// pool after.
     fn drop(&mut self) {
-        let client = self.client.get_mut().clone();
-        if !self.begun.get() {
+        let Some(client) = self.client.get_mut().take() else {
             return;
-        }
+        };
         self.bridge.0.spawn(async move {
             if let Err(error) = client.batch_execute("ROLLBACK").await {
                 tracing::debug!(%error, "ending a snapshot failed; its connection is dropped");

@@ -30,14 +30,14 @@ pub struct TestEngine {
 /// Makes the engines a test runs against (each fresh and empty).
 pub type Engines = dyn Fn() -> Vec<TestEngine>;
 
-/// Runs `test` on a multi-threaded runtime of two workers, as the server's.
-fn on_runtime(test: impl Future<Output = ()>) {
+/// Runs `future` on a multi-threaded runtime of two workers, as the server's.
+fn on_runtime<T>(future: impl Future<Output = T>) -> T {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime")
-        .block_on(test)
+        .block_on(future)
 }
 
 pub fn put(engine: &dyn Engine, key: &[u8], value: &[u8]) {
@@ -147,6 +147,31 @@ pub fn get_many_answers_in_the_order_asked(engines: &Engines) {
             "{name}"
         );
         assert!(snapshot.get_many(&[]).unwrap().is_empty(), "{name}");
+    }
+}
+
+pub fn one_shot_reads_see_every_acknowledged_write(engines: &Engines) {
+    for TestEngine { name, engine, .. } in engines() {
+        let read = |keys: &[&[u8]]| {
+            let keys = keys.iter().map(|k| k.to_vec()).collect();
+            on_runtime(engine.read(keys)).unwrap()
+        };
+        put(&*engine, b"a", b"1");
+        put(&*engine, b"c", b"3");
+        let (one, three) = (Some(b"1".to_vec()), Some(b"3".to_vec()));
+        assert_eq!(
+            read(&[b"c", b"b", b"a", b"c"]),
+            [three.clone(), None, one, three],
+            "{name}"
+        );
+        put(&*engine, b"b", b"2");
+        put(&*engine, b"c", b"new");
+        assert_eq!(
+            read(&[b"c", b"b"]),
+            [Some(b"new".to_vec()), Some(b"2".to_vec())],
+            "{name}"
+        );
+        assert!(read(&[]).is_empty(), "{name}");
     }
 }
 
@@ -628,6 +653,7 @@ macro_rules! engine_suite {
             scans_in_key_order_both_ways_and_stops_early,
             snapshots_do_not_see_later_writes,
             get_many_answers_in_the_order_asked,
+            one_shot_reads_see_every_acknowledged_write,
             a_stale_expectation_refuses_the_whole_batch,
             counters_add_and_vanish_at_zero,
             delete_range_removes_exactly_the_half_open_range,

@@ -19,6 +19,7 @@ mod batch;
 pub mod engine_suite;
 pub mod log;
 pub mod model_check;
+mod read;
 mod redb_engine;
 mod sim_disk;
 
@@ -26,6 +27,7 @@ use std::ops::Bound;
 
 pub use batch::{CommitError, PendingCommit, WriteBatch, WriteOp, decode_counter};
 pub use log::{LogEntry, LogPosition, LogRecord, Origin};
+pub use read::{PendingRead, Values};
 pub use redb_engine::{DEFAULT_CACHE_BYTES, RedbEngine};
 pub use sim_disk::SimulatedDisk;
 
@@ -92,6 +94,16 @@ pub trait Snapshot: Send {
 /// An ordered, transactional key-value store.
 pub trait Engine: Send + Sync + 'static {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError>;
+
+    /// The values of `keys` (None where absent, in the order asked) as of one moment no earlier
+    /// than the call: what a snapshot read once with [`Snapshot::get_many`] answers. An engine
+    /// across the network answers it with one statement and no transaction (`read.rs`).
+    fn read(&self, keys: Vec<Vec<u8>>) -> PendingRead {
+        PendingRead::ready(
+            self.snapshot()
+                .and_then(|snapshot| snapshot.get_many(&keys)),
+        )
+    }
 
     /// Commits a batch atomically, durably if the engine is durable. Resolves once the batch is
     /// applied (and synced) or refused.

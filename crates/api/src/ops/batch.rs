@@ -73,7 +73,7 @@ pub(crate) struct BatchGetItemInput {
     return_consumed_capacity: Option<String>,
 }
 
-pub(crate) fn batch_get_item(
+pub(crate) async fn batch_get_item(
     service: &Service,
     input: BatchGetItemInput,
 ) -> Result<Reply, DynamoError> {
@@ -105,7 +105,6 @@ pub(crate) fn batch_get_item(
         ));
     }
 
-    let snapshot = service.engine.snapshot()?;
     let mut responses = Vec::new();
     let mut unprocessed = Map::new();
     let mut units = BTreeMap::new();
@@ -144,7 +143,7 @@ pub(crate) fn batch_get_item(
         let mut found = Vec::new();
         let mut skipped = Vec::new();
         let refs: Vec<(&TableMeta, &Item)> = keys.iter().map(|key| (&*meta, key)).collect();
-        let items = read_many(&*snapshot, &refs)?;
+        let items = read_many(&*service.engine, &refs).await?;
         for (key, item) in keys.iter().zip(items) {
             if response_bytes >= MAX_GET_RESPONSE_BYTES {
                 skipped.push(item_to_json(key));

@@ -13,7 +13,7 @@ use crate::expressions::{
 };
 use crate::items::{
     Capacity, CapacityReport, WriteOutcome, check_item_size, check_table_name, collection_metrics,
-    read_item, read_units, table, validate_item, validate_key, write_item, write_units,
+    read_many, read_units, table, validate_item, validate_key, write_item, write_units,
 };
 use crate::reply::{Member, Reply};
 use crate::wire::parse_item;
@@ -216,7 +216,7 @@ pub(crate) struct GetItemInput {
     attributes_to_get: Option<Vec<String>>,
 }
 
-pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Reply, DynamoError> {
+pub(crate) async fn get_item(service: &Service, input: GetItemInput) -> Result<Reply, DynamoError> {
     let mut violations = Violations::new();
     check_table_name(&mut violations, input.table_name.as_deref());
     if input.key.is_none() {
@@ -244,13 +244,13 @@ pub(crate) fn get_item(service: &Service, input: GetItemInput) -> Result<Reply, 
 
     let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
     validate_key(&meta, &key)?;
-    let snapshot = service.engine.snapshot()?;
-    let found = read_item(&*snapshot, &meta, &key)?;
-    let size = found
-        .as_ref()
-        .map_or(0, |(_, item)| haven_model::item_size(item));
+    let found = read_many(&*service.engine, &[(&meta, &key)])
+        .await?
+        .pop()
+        .flatten();
+    let size = found.as_ref().map_or(0, haven_model::item_size);
     let mut reply = Reply::default();
-    if let Some((_, item)) = found {
+    if let Some(item) = found {
         let item = match &expressions.projection {
             Some(paths) => haven_expr::project(&item, paths),
             None => item,

@@ -163,10 +163,10 @@ pub(crate) async fn dispatch(
     use Operation::*;
     let json = match operation {
         // Answers carrying items keep them in model form (see crate::reply).
-        GetItem => return items::get_item(service, parse(request)?),
+        GetItem => return items::get_item(service, parse(request)?).await,
         Query => return query::query(service, parse(request)?),
         Scan => return scan::scan(service, parse(request)?),
-        BatchGetItem => return batch::batch_get_item(service, parse(request)?),
+        BatchGetItem => return batch::batch_get_item(service, parse(request)?).await,
         PutItem => return items::put_item(service, parse(request)?).await,
         DeleteItem => return items::delete_item(service, parse(request)?).await,
         UpdateItem => return update_item::update_item(service, parse(request)?).await,
@@ -176,7 +176,7 @@ pub(crate) async fn dispatch(
         DeleteTable => control::delete_table(service, parse(request)?).await,
         BatchWriteItem => batch::batch_write_item(service, parse(request)?).await,
         TransactWriteItems => transact::transact_write_items(service, request).await,
-        TransactGetItems => transact::transact_get_items(service, parse(request)?),
+        TransactGetItems => transact::transact_get_items(service, parse(request)?).await,
         UpdateTable => update_table::update_table(service, parse(request)?).await,
         TagResource => tags::tag_resource(service, parse(request)?).await,
         UntagResource => tags::untag_resource(service, parse(request)?).await,

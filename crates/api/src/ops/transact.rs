@@ -756,7 +756,7 @@ pub(crate) struct TransactGetItemsInput {
     return_consumed_capacity: Option<String>,
 }
 
-pub(crate) fn transact_get_items(
+pub(crate) async fn transact_get_items(
     service: &Service,
     input: TransactGetItemsInput,
 ) -> Result<Value, DynamoError> {
@@ -800,20 +800,19 @@ pub(crate) fn transact_get_items(
         Some(paths) => haven_expr::project(&item, paths),
         None => item,
     })
+    .await
 }
 
-/// Reads the items of a read transaction from one snapshot: `project(i, item)` shapes what the
+/// Reads the items of a read transaction as of one moment: `project(i, item)` shapes what the
 /// i-th read returns. The answer's `Responses` and `ConsumedCapacity`.
-pub(crate) fn read_items(
+pub(crate) async fn read_items(
     service: &Service,
     keys: &[(std::sync::Arc<TableMeta>, Item)],
     report: CapacityReport,
     project: impl Fn(usize, Item) -> Item,
 ) -> Result<Value, DynamoError> {
-    let snapshot = service.engine.snapshot()?;
     let refs: Vec<(&TableMeta, &Item)> = keys.iter().map(|(meta, key)| (&**meta, key)).collect();
-    let items = crate::items::read_many(&*snapshot, &refs)?;
-    drop(snapshot);
+    let items = crate::items::read_many(&*service.engine, &refs).await?;
     let mut responses = Vec::with_capacity(keys.len());
     let mut units: BTreeMap<String, f64> = BTreeMap::new();
     let mut size = 0;

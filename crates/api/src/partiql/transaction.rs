@@ -56,7 +56,7 @@ pub(crate) async fn execute_transaction(
     let statements = parse_all(&inputs)?;
     let reads = statements.iter().filter(|s| s.is_read()).count();
     if reads == statements.len() {
-        return read_all(service, statements, report);
+        return read_all(service, statements, report).await;
     }
     if reads > 0 {
         return Err(DynamoError::validation(
@@ -101,7 +101,7 @@ fn parse_all(inputs: &[StatementInput]) -> Result<Vec<Statement>, DynamoError> {
 }
 
 /// The reads: one item each, from one snapshot.
-fn read_all(
+async fn read_all(
     service: &Service,
     statements: Vec<Statement>,
     report: CapacityReport,
@@ -122,6 +122,7 @@ fn read_all(
     read_items(service, &keys, report, |i, item| {
         select_item(item, projections[i].as_deref())
     })
+    .await
 }
 
 /// The writes as transaction actions.
