@@ -153,7 +153,7 @@ pub(crate) async fn read_many(
 }
 
 /// [`read_many`], each item with its stored bytes (what a write expects).
-async fn read_stored(
+pub(crate) async fn read_stored(
     engine: &dyn Engine,
     keys: &[(&TableMeta, &Item)],
 ) -> Result<Vec<Option<(Vec<u8>, Item)>>, DynamoError> {
@@ -207,25 +207,6 @@ pub(crate) async fn write_item(
     service: &Service,
     meta: &TableMeta,
     key: &Item,
-    decide: impl FnMut(Option<&Item>) -> Result<Option<Item>, DynamoError>,
-) -> Result<WriteOutcome, DynamoError> {
-    write_item_by(service, meta, key, Writer::Client, decide).await
-}
-
-/// Who writes an item: a client, refused on a mirrored table, or `haven mirror` applying its
-/// source's changes (`crate::mirror`).
-#[derive(Clone, Copy)]
-pub(crate) enum Writer {
-    Client,
-    Mirror,
-}
-
-/// [`write_item`] on behalf of `writer`.
-pub(crate) async fn write_item_by(
-    service: &Service,
-    meta: &TableMeta,
-    key: &Item,
-    writer: Writer,
     mut decide: impl FnMut(Option<&Item>) -> Result<Option<Item>, DynamoError>,
 ) -> Result<WriteOutcome, DynamoError> {
     let mut meta = std::sync::Arc::new(meta.clone());
@@ -240,12 +221,11 @@ pub(crate) async fn write_item_by(
         if let Some(item) = &new {
             crate::indexes::validate_index_keys(&meta, item)?;
         }
-        crate::mirror::check_writer(&meta, writer)?;
         let mut batch = WriteBatch::new();
         // Staging reads only what it then expects (or adds to a counter), as the item is, so a
         // later view than the item's is safe: the commit checks both against the same state.
         let snapshot = service.engine.snapshot()?;
-        let staged = stage_any_item_write(
+        let staged = stage_item_write(
             &*snapshot,
             &meta,
             key,
@@ -311,7 +291,7 @@ pub(crate) fn refresh_tables<'m>(
 
 /// Adds one item write to `batch`: the expectations that make it safe (the item's stored bytes and
 /// the table's schema version), the put or delete, the table counters and the index entries.
-/// A mirrored table refuses it (only `haven mirror` writes there, through [`write_item_by`]).
+/// A mirrored table refuses it (only `haven mirror` writes there, `Service::apply_mirrored`).
 pub(crate) fn stage_item_write(
     snapshot: &dyn Snapshot,
     meta: &TableMeta,
@@ -326,7 +306,7 @@ pub(crate) fn stage_item_write(
 }
 
 /// [`stage_item_write`] without the mirror's refusal.
-fn stage_any_item_write(
+pub(crate) fn stage_any_item_write(
     snapshot: &dyn Snapshot,
     meta: &TableMeta,
     key: &Item,

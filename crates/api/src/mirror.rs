@@ -5,19 +5,22 @@
 //! (PutItem, UpdateItem, DeleteItem, batches, transactions, PartiQL) is refused where item writes are
 //! staged (`items::stage_item_write`), so no path can diverge the copy from its source; the TTL
 //! worker leaves it alone too, since the source's expiries arrive as deletions. The mirror itself
-//! writes through [`Service::apply_mirrored`], the same write path without the refusal, and keeps
+//! writes through [`Service::apply_mirrored`], the same staging without the refusal, in batches, and keeps
 //! its position in the source's stream next to the table's counters, so the position goes with the
 //! table when the table is deleted. Promotion clears the origin: the table becomes an ordinary one.
 
+use std::sync::Arc;
+
 use haven_model::Item;
-use haven_storage::WriteBatch;
+use haven_storage::{CommitError, WriteBatch};
 use serde::{Deserialize, Serialize};
 
 use crate::Service;
 use crate::catalog::TableMeta;
 use crate::error::DynamoError;
-use crate::items::{Writer, table, write_item_by};
+use crate::items::{current_meta, read_stored, stage_any_item_write, table};
 use crate::ops::modify_table;
+use crate::retry::Retries;
 
 /// `STATS | table id | 'm'`: the mirror's checkpoint (opaque bytes the mirror encodes).
 const CHECKPOINT_STAT: u8 = b'm';
@@ -40,6 +43,83 @@ pub enum MirroredWrite {
     Delete(Item),
 }
 
+/// Changes of the source committed together at most: a Scan page of small items in a few commits,
+/// and a commit still of a bounded size.
+const APPLY_BATCH: usize = 100;
+
+/// A validated change: the item's key (and its storage key) and the new item (None deletes).
+struct Planned {
+    key: Item,
+    storage_key: Vec<u8>,
+    new: Option<Item>,
+}
+
+fn plan(meta: &TableMeta, write: MirroredWrite) -> Result<Planned, DynamoError> {
+    let (key, new) = match write {
+        MirroredWrite::Put(item) => {
+            crate::items::validate_item(meta, &item)?;
+            (meta.keys().project_key(&item), Some(item))
+        }
+        MirroredWrite::Delete(key) => {
+            crate::items::validate_key(meta, &key)?;
+            (key, None)
+        }
+    };
+    let storage_key = meta.keys().storage_key(&meta.item_prefix(), &key);
+    Ok(Planned {
+        key,
+        storage_key,
+        new,
+    })
+}
+
+/// Commits changes of distinct items in one batch, each expecting the item it read; on a
+/// conflict (the table's schema changed, or it was promoted) plans again from fresh metadata, a
+/// bounded number of times.
+async fn commit_mirrored(
+    service: &Service,
+    meta: &Arc<TableMeta>,
+    writes: &[Planned],
+) -> Result<(), DynamoError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let mut meta = meta.clone();
+    let mut retries = Retries::new("mirrored write");
+    loop {
+        check_still_mirrored(&meta)?;
+        let keys: Vec<(&TableMeta, &Item)> = writes.iter().map(|w| (&*meta, &w.key)).collect();
+        let current = read_stored(&*service.engine, &keys).await?;
+        let mut batch = WriteBatch::new();
+        // Staging reads only what it then expects (or adds to a counter), so a later view than
+        // the items' is safe: the commit checks both against the same state.
+        let snapshot = service.engine.snapshot()?;
+        for (write, current) in writes.iter().zip(&current) {
+            if let Some(item) = &write.new {
+                crate::indexes::validate_index_keys(&meta, item)?;
+            }
+            stage_any_item_write(
+                &*snapshot,
+                &meta,
+                &write.key,
+                current.as_ref(),
+                write.new.as_ref(),
+                &mut batch,
+                service.config.item_collection_limit,
+            )?;
+        }
+        drop(snapshot);
+        match service.engine.commit(batch).await {
+            Ok(()) => return Ok(()),
+            Err(CommitError::Conflict) => {
+                retries.conflict().await?;
+                meta = current_meta(service, &meta)?;
+            }
+            Err(CommitError::Storage(error)) => return Err(error.into()),
+        }
+    }
+}
+
 /// Refuses a client's write to a mirrored table. DynamoDB answers ResourceInUseException for a
 /// table whose state forbids the operation; the message says why and how to end that state.
 pub(crate) fn refuse_client_write(meta: &TableMeta) -> Result<(), DynamoError> {
@@ -53,16 +133,14 @@ pub(crate) fn refuse_client_write(meta: &TableMeta) -> Result<(), DynamoError> {
     )))
 }
 
-/// Checks that `writer` may write to the table as its metadata stands: clients only to a table
-/// that is not mirrored, the mirror only to one that still is (not promoted meanwhile).
-pub(crate) fn check_writer(meta: &TableMeta, writer: Writer) -> Result<(), DynamoError> {
-    match writer {
-        Writer::Client => refuse_client_write(meta),
-        Writer::Mirror if meta.mirror.is_none() => Err(DynamoError::ResourceInUse(format!(
+/// Refuses the mirror's write to a table that is no longer mirrored (promoted meanwhile).
+fn check_still_mirrored(meta: &TableMeta) -> Result<(), DynamoError> {
+    match meta.mirror {
+        Some(_) => Ok(()),
+        None => Err(DynamoError::ResourceInUse(format!(
             "table {} is no longer a mirror: it was promoted",
             meta.name
         ))),
-        Writer::Mirror => Ok(()),
     }
 }
 
@@ -97,31 +175,33 @@ impl Service {
         .await
     }
 
-    /// Applies one change of the source to a mirrored table; applying it twice is harmless. A
-    /// table no longer mirrored (promoted) refuses it.
+    /// Applies changes of the source to a mirrored table, in order; applying them twice is
+    /// harmless. They are committed together, `APPLY_BATCH` at most and never two of one item
+    /// in a commit (a later change of an item waits for the commit of the earlier one), so an
+    /// initial copy or a stream page costs a few commits instead of one per item. A table no
+    /// longer mirrored (promoted) refuses them.
     pub async fn apply_mirrored(
         &self,
         name: &str,
-        write: MirroredWrite,
+        writes: Vec<MirroredWrite>,
     ) -> Result<(), DynamoError> {
         let meta = table(self, name)?;
-        if meta.mirror.is_none() {
-            return Err(DynamoError::ResourceInUse(format!(
-                "table {name} is no longer a mirror: it was promoted"
-            )));
+        check_still_mirrored(&meta)?;
+        let planned = writes
+            .into_iter()
+            .map(|write| plan(&meta, write))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut chunk: Vec<Planned> = Vec::new();
+        for write in planned {
+            if chunk.len() == APPLY_BATCH
+                || chunk.iter().any(|w| w.storage_key == write.storage_key)
+            {
+                commit_mirrored(self, &meta, &chunk).await?;
+                chunk.clear();
+            }
+            chunk.push(write);
         }
-        let (key, new) = match write {
-            MirroredWrite::Put(item) => {
-                crate::items::validate_item(&meta, &item)?;
-                (meta.keys().project_key(&item), Some(item))
-            }
-            MirroredWrite::Delete(key) => {
-                crate::items::validate_key(&meta, &key)?;
-                (key, None)
-            }
-        };
-        write_item_by(self, &meta, &key, Writer::Mirror, |_| Ok(new.clone())).await?;
-        Ok(())
+        commit_mirrored(self, &meta, &chunk).await
     }
 
     /// The checkpoint the mirror last saved for a table.

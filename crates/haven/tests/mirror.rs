@@ -1,10 +1,13 @@
 //! `haven mirror` through the real binaries: a source (another Haven, or AWS's DynamoDB Local) is
 //! loaded, written to before, during and after the initial copy (puts, updates and deletes of items
 //! already copied), the mirror is SIGKILLed once while it copies and once while it follows the
-//! stream, and the copy must end identical to the source. Then the copy refuses clients' writes,
-//! keeps serving when the source is killed while reporting the source unreachable and its staleness,
-//! and `haven mirror promote` makes it writable. A source table without a usable stream, and bad
-//! arguments, are refused with clear messages.
+//! stream, and the copy must end identical to the source. The mirror reaches the source through a
+//! relay the test cuts in the middle of a copy, to update and delete items the copy already holds
+//! and items it has not reached yet: the stream, followed from a position taken before the Scan,
+//! must bring all four. Then the copy refuses clients' writes, reports its lag on the status page
+//! and in the metrics, keeps serving when the source is killed while reporting the source
+//! unreachable and a growing lag, and `haven mirror promote` makes it writable. A source table
+//! without a usable stream, and bad arguments, are refused with clear messages.
 
 mod common;
 
@@ -23,6 +26,7 @@ use aws_sdk_dynamodb::types::{
     StreamViewType, WriteRequest,
 };
 use common::dynamodb_local::DynamoDbLocal;
+use common::regions::Link;
 use common::{HavenServer, error_of, sdk_client};
 use serde_json::Value;
 
@@ -32,6 +36,9 @@ const LOADED_ITEMS: usize = 6000;
 /// The writer's key space: partitions × sort keys, overlapping the loaded items.
 const PARTITIONS: usize = 700;
 const SORT_KEYS: usize = 10;
+/// Items outside the writer's key space (partitions `fixed<i>`, spread over the Scan's order),
+/// written only by the test.
+const FIXED_ITEMS: usize = 200;
 
 /// A running `haven mirror` (killed when dropped).
 struct Mirror {
@@ -108,6 +115,17 @@ impl Mirror {
         }
     }
 
+    /// The text of `GET /metrics`.
+    fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.address);
+        ureq::get(&url)
+            .call()
+            .expect("metrics")
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    }
+
     fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
@@ -179,12 +197,32 @@ async fn create_table(client: &Client, name: &str, view: Option<StreamViewType>)
         .unwrap_or_else(|e| panic!("CreateTable {name}: {e:?}"));
 }
 
+fn fixed_key(i: usize) -> HashMap<String, AttributeValue> {
+    HashMap::from([("pk".into(), s(&format!("fixed{i}"))), ("sk".into(), n(0))])
+}
+
+/// The key of fixed item `i` as [`scan_all`] keys it.
+fn fixed_at(i: usize) -> (String, String) {
+    (format!("fixed{i}"), "0".to_string())
+}
+
+fn fixed_item(i: usize, state: &str) -> HashMap<String, AttributeValue> {
+    let mut item = fixed_key(i);
+    item.insert("state".into(), s(state));
+    item
+}
+
+/// Loads the writer's first `LOADED_ITEMS` items and the `FIXED_ITEMS`.
 async fn load(client: &Client) {
-    for chunk in (0..LOADED_ITEMS).collect::<Vec<_>>().chunks(25) {
+    let items: Vec<_> = (0..LOADED_ITEMS)
+        .map(|i| item(i, 0))
+        .chain((0..FIXED_ITEMS).map(|i| fixed_item(i, "loaded")))
+        .collect();
+    for chunk in items.chunks(25) {
         let requests = chunk
             .iter()
-            .map(|&i| {
-                let put = PutRequest::builder().set_item(Some(item(i, 0))).build();
+            .map(|item| {
+                let put = PutRequest::builder().set_item(Some(item.clone())).build();
                 WriteRequest::builder().put_request(put.unwrap()).build()
             })
             .collect();
@@ -242,6 +280,53 @@ async fn write_until(client: Client, stop: Arc<AtomicBool>, done: Arc<AtomicU64>
     }
 }
 
+/// In the middle of a copy: cuts the mirror's link to the source, and once the copy stands still
+/// updates and deletes fixed items it holds and fixed items it has not reached, then heals the
+/// link. Answers the updated keys and the deleted ones.
+async fn write_around_the_scan(mirror: &Mirror, link: &Link, source: &Client) -> [Vec<usize>; 2] {
+    mirror.wait_for(Duration::from_secs(60), "the copy starts", |s| {
+        s["phase"] == "copying" && s["copied_items"].as_u64() > Some(0)
+    });
+    link.set_cut(true);
+    let mut copied = mirror.status()["copied_items"].clone();
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = mirror.status()["copied_items"].clone();
+        if now == copied {
+            break;
+        }
+        copied = now;
+    }
+    let held = scan_all(&mirror.client()).await;
+    let (copied, not_yet): (Vec<usize>, Vec<usize>) =
+        (0..FIXED_ITEMS).partition(|&i| held.contains_key(&fixed_at(i)));
+    assert!(
+        copied.len() >= 2 && not_yet.len() >= 2,
+        "the copy stopped with {} fixed items copied and {} not: cut it earlier",
+        copied.len(),
+        not_yet.len()
+    );
+    let updated = vec![copied[0], not_yet[0]];
+    let deleted = vec![copied[1], not_yet[1]];
+    for &i in &updated {
+        let put = source.put_item().table_name(TABLE);
+        put.set_item(Some(fixed_item(i, "during the scan")))
+            .send()
+            .await
+            .expect("PutItem");
+    }
+    for &i in &deleted {
+        let delete = source.delete_item().table_name(TABLE);
+        delete
+            .set_key(Some(fixed_key(i)))
+            .send()
+            .await
+            .expect("DeleteItem");
+    }
+    link.set_cut(false);
+    [updated, deleted]
+}
+
 /// Every item of `TABLE`, by key.
 async fn scan_all(client: &Client) -> HashMap<(String, String), HashMap<String, AttributeValue>> {
     let items = common::scan_items(client, TABLE).await;
@@ -291,21 +376,25 @@ async fn mirror_lifecycle(endpoint: &str, source: Client, kill_source: impl FnOn
     let writer = tokio::spawn(write_until(source.clone(), stop.clone(), writes.clone()));
 
     // Killed while copying: the copy has begun and is not finished.
-    let mirror = Mirror::start(endpoint, &data_dir);
+    let link = Link::new(endpoint.trim_start_matches("http://").parse().unwrap());
+    let relayed = format!("http://{}", link.address);
+    let mirror = Mirror::start(&relayed, &data_dir);
     mirror.wait_for(Duration::from_secs(60), "the copy starts", |s| {
         s["phase"] == "copying" && s["copied_items"].as_u64() > Some(0)
     });
     mirror.kill();
     let writes_during_copy = writes.load(Ordering::Relaxed);
 
-    // Restarted, it finishes the copy; killed again while following the stream.
-    let mirror = Mirror::start(endpoint, &data_dir);
+    // Restarted, it copies again; items are written on both sides of the Scan's progress; then
+    // it is killed again while following the stream.
+    let mirror = Mirror::start(&relayed, &data_dir);
+    let [updated, deleted] = write_around_the_scan(&mirror, &link, &source).await;
     mirror.wait_for(Duration::from_secs(120), "the mirror follows", |s| {
         s["phase"] == "following" && s["applied_records"].as_u64() > Some(0)
     });
     mirror.kill();
 
-    let mirror = Mirror::start(endpoint, &data_dir);
+    let mirror = Mirror::start(&relayed, &data_dir);
     let before = writes.load(Ordering::Relaxed);
     while writes.load(Ordering::Relaxed) < before + 50 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -318,6 +407,15 @@ async fn mirror_lifecycle(endpoint: &str, source: Client, kill_source: impl FnOn
     );
     let copy = mirror.client();
     assert_converges(&source, &copy).await;
+    let copied = scan_all(&copy).await;
+    for i in updated {
+        let item = &copied[&fixed_at(i)];
+        assert_eq!(item["state"], s("during the scan"));
+    }
+    for i in deleted {
+        assert!(!copied.contains_key(&fixed_at(i)));
+    }
+    assert_lag_reported(&mirror);
     assert_copied_schema(&source, &copy).await;
     assert_read_only(&copy).await;
 
@@ -330,9 +428,11 @@ async fn mirror_lifecycle(endpoint: &str, source: Client, kill_source: impl FnOn
     std::thread::sleep(Duration::from_millis(1100));
     let later = mirror.status();
     assert!(
-        later["staleness_seconds"].as_f64().unwrap() >= 1.0,
-        "staleness grows while the source is gone: {later}"
+        later["lag_seconds"].as_f64().unwrap() >= 1.0,
+        "the lag grows while the source is gone: {later}"
     );
+    let errors = metric(&mirror.metrics(), "haven_mirror_source_errors_total");
+    assert!(errors >= 1.0, "source errors counted: {errors}");
     let served = copy.scan().table_name(TABLE).send().await.expect("Scan");
     assert!(served.count() > 0);
 
@@ -354,6 +454,29 @@ async fn mirror_lifecycle(endpoint: &str, source: Client, kill_source: impl FnOn
     assert!(!again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(stderr.contains("table orders is not a mirror"), "{stderr}");
+}
+
+/// The value of the metric `name` for `TABLE` in a scrape's text.
+fn metric(text: &str, name: &str) -> f64 {
+    let prefix = format!("{name}{{table=\"{TABLE}\"}} ");
+    let line = text.lines().find(|l| l.starts_with(&prefix));
+    let line = line.unwrap_or_else(|| panic!("no {prefix} in {text}"));
+    line[prefix.len()..].parse().unwrap()
+}
+
+/// A mirror that holds every change (the source idle) reports a lag below a second, on its
+/// status page and in its metrics, with the records it applied counted.
+fn assert_lag_reported(mirror: &Mirror) {
+    let status = mirror.wait_for(Duration::from_secs(30), "the lag is small", |s| {
+        s["lag_seconds"].as_f64().is_some_and(|lag| lag < 1.0)
+    });
+    let text = mirror.metrics();
+    assert!(metric(&text, "haven_mirror_lag_seconds") < 5.0, "{status}");
+    let applied = metric(&text, "haven_mirror_applied_records_total");
+    assert!(
+        applied >= status["applied_records"].as_f64().unwrap(),
+        "{text}"
+    );
 }
 
 fn promote(data_dir: &Path) -> std::process::Output {

@@ -96,6 +96,10 @@ pub struct Sample {
 /// What [`sample_with`] installs: read at each scrape.
 pub type Sampler = Box<dyn Fn() -> Sample + Send + Sync>;
 
+/// What [`sample_mirrors_with`] installs: each mirrored table's lag in seconds (`haven mirror`),
+/// read at each scrape, since it grows with time while the source is gone.
+pub type MirrorSampler = Box<dyn Fn() -> Vec<(String, f64)> + Send + Sync>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TableLabels {
     table: String,
@@ -148,6 +152,10 @@ struct Metrics {
     dns_node_healthy: Family<NodeLabels, Gauge>,
     dns_answers: Family<RcodeLabels, Counter>,
     sampler: std::sync::Mutex<Option<Sampler>>,
+    mirror_lag: Family<TableLabels, Gauge<f64, AtomicU64>>,
+    mirror_applied: Family<TableLabels, Counter>,
+    mirror_source_errors: Family<TableLabels, Counter>,
+    mirrors: std::sync::Mutex<Option<MirrorSampler>>,
     /// Every (table, index) some per-table series names, so that a scrape can drop the series of
     /// tables deleted since: table names come from clients, and their series must not pile up.
     named: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
@@ -182,6 +190,10 @@ impl Metrics {
             dns_node_healthy: Family::default(),
             dns_answers: Family::default(),
             sampler: std::sync::Mutex::new(None),
+            mirror_lag: Family::default(),
+            mirror_applied: Family::default(),
+            mirror_source_errors: Family::default(),
+            mirrors: std::sync::Mutex::new(None),
             named: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         };
         metrics.registered()
@@ -298,6 +310,23 @@ impl Metrics {
             "DNS answers sent, by response code",
             self.dns_answers.clone(),
         );
+        r.register(
+            "haven_mirror_lag_seconds",
+            "How far each table `haven mirror` follows is behind its source: now minus the moment \
+             up to which the copy holds every change (read at the scrape)",
+            self.mirror_lag.clone(),
+        );
+        r.register(
+            "haven_mirror_applied_records",
+            "Stream records of the source `haven mirror` applied to the copy, by table",
+            self.mirror_applied.clone(),
+        );
+        r.register(
+            "haven_mirror_source_errors",
+            "Calls to the source `haven mirror` made that failed (unreachable, throttled, refused), \
+             by table",
+            self.mirror_source_errors.clone(),
+        );
         for level in Level::ALL {
             r.register(
                 level.name(),
@@ -351,6 +380,39 @@ pub fn commit(batches: usize, seconds: f64, failed: bool) {
 /// The TTL worker deleted one expired item of `table`.
 pub fn ttl_deletion(table: &str) {
     METRICS.table_counter(&METRICS.ttl_deletions, table).inc();
+}
+
+/// `haven mirror` applied `records` stream records of its source to `table`.
+pub fn mirror_applied(table: &str, records: u64) {
+    let counter = METRICS.table_counter(&METRICS.mirror_applied, table);
+    counter.inc_by(records);
+}
+
+/// A call of `haven mirror` to the source of `table` failed.
+pub fn mirror_source_error(table: &str) {
+    METRICS
+        .table_counter(&METRICS.mirror_source_errors, table)
+        .inc();
+}
+
+/// Installs what reads the mirrored tables' lag at each scrape (replacing any earlier one).
+pub fn sample_mirrors_with(sampler: MirrorSampler) {
+    *METRICS.mirrors.lock().unwrap_or_else(|e| e.into_inner()) = Some(sampler);
+}
+
+/// Reads the mirrored tables' lag for a scrape.
+fn sample_mirrors(metrics: &Metrics) {
+    let sampler = metrics.mirrors.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(sampler) = sampler.as_ref() else {
+        return;
+    };
+    metrics.mirror_lag.clear();
+    for (table, lag) in sampler() {
+        metrics
+            .mirror_lag
+            .get_or_create(&TableLabels { table })
+            .set(lag);
+    }
 }
 
 /// The backfill of `table`'s new index `index` copied `items` more items.
@@ -426,6 +488,8 @@ impl Metrics {
             };
             self.ttl_deletions.remove(&labels);
             self.stream_records.remove(&labels);
+            self.mirror_applied.remove(&labels);
+            self.mirror_source_errors.remove(&labels);
             false
         });
     }
@@ -558,6 +622,7 @@ impl Drop for Held {
 pub fn render() -> String {
     let mut text = String::with_capacity(16 * 1024);
     sample(&METRICS);
+    sample_mirrors(&METRICS);
     prometheus_client::encoding::text::encode(&mut text, &METRICS.registry)
         .expect("writing to a String cannot fail");
     text
@@ -574,6 +639,9 @@ mod tests {
         consumed(Capacity::Read, "Music", Some("ByArtist"), 0.5);
         consumed(Capacity::Write, "Gone", None, 1.0);
         ttl_deletion("Gone");
+        mirror_applied("Music", 3);
+        mirror_source_error("Gone");
+        sample_mirrors_with(Box::new(|| vec![("Music".to_string(), 1.5)]));
         let held = Level::Queued.hold();
         let text = render();
         assert!(text.contains(r#"haven_requests_total{operation="GetItem",outcome="ok"} 1"#));
@@ -588,6 +656,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("haven_queued_requests 1"));
+        assert!(text.contains(r#"haven_mirror_applied_records_total{table="Music"} 3"#));
+        assert!(text.contains(r#"haven_mirror_source_errors_total{table="Gone"} 1"#));
+        assert!(text.contains(r#"haven_mirror_lag_seconds{table="Music"} 1.5"#));
         commit(3, 0.001, false);
         dns_plan(42);
         dns_node_health("127.0.0.2:8000", true);

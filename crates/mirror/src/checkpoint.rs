@@ -1,6 +1,7 @@
 //! The mirror's position, kept in Haven's own storage next to the table (`Service::
 //! save_mirror_checkpoint`), so that a restarted mirror resumes where it was: which Scan segments
-//! of the initial copy are done, and per stream shard the last record applied.
+//! of the initial copy are done, where in the stream it follows from (taken before the Scan
+//! began, `crate::position`), and per stream shard the last record applied.
 //!
 //! Re-applying records after the checkpoint is harmless (each record sets an item to its image),
 //! so a checkpoint saved after each applied page is enough: a kill loses no change and duplicates
@@ -26,12 +27,20 @@ pub struct CopyProgress {
     pub total_segments: u32,
     /// The segments whose Scan was applied to the end.
     pub done: Vec<u32>,
+    /// The stream position was taken (before any segment began): never again for this copy,
+    /// since items a first attempt copied may have changed since.
+    #[serde(default)]
+    pub position_taken: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ShardPosition {
-    /// The sequence number of the last record applied (None: none yet, start at the oldest).
+    /// The sequence number of the last record applied (None: none yet).
     pub after: Option<String>,
+    /// While none is applied: the first record made after the Scan began, read from (inclusive).
+    /// Neither: the shard is read from its oldest record.
+    #[serde(default)]
+    pub from: Option<String>,
     /// The shard is closed and every record of it is applied.
     pub finished: bool,
 }

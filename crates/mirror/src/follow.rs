@@ -1,12 +1,21 @@
 //! Following the source's stream: every shard read in order, parents before children, each
-//! record applied to the copy (the new image, or the deletion of the key), the position saved in
-//! the checkpoint after each page.
+//! page of records applied to the copy (new images, deletions of keys) in order and in batches,
+//! the position saved in the checkpoint after each page.
+//!
+//! Where a shard is read from: after the last record applied; else from the first record made
+//! after the initial copy began (`crate::position`), or on the iterator that position left; else
+//! (a shard opened since, or whose position was lost) from its oldest record.
 //!
 //! Shard lineage: a shard is read only once its parent is finished (closed and read to its end) or
 //! no longer listed (trimmed), so an item's changes are applied in the order the source made them.
 //! Iterators are kept between rounds while they last; an expired one is replaced from the
-//! checkpoint. A round ends when every readable shard is read to its current end: the copy then
-//! holds every change the source had made, and the status records that moment.
+//! checkpoint.
+//!
+//! Lag: each round knows, per shard it read, up to when the copy holds the shard's changes: the
+//! moment its last read was sent when that read reached the shard's end, else the source's time
+//! of the last record applied. The oldest of these is how far the copy is complete
+//! (`TableStatus::complete_until`); a source that writes without pause never leaves an empty page,
+//! so "caught up" cannot wait for one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,15 +26,13 @@ use haven_api::{MirroredWrite, Service};
 
 use crate::checkpoint::Checkpoint;
 use crate::convert::stream_item;
-use crate::source::{Source, describe, retrying};
-use crate::status::{Phase, TableStatus};
+use crate::source::{Source, describe, retrying, shards};
+use crate::status::{Phase, TableStatus, now_seconds};
 
 /// Records asked for per GetRecords call (DynamoDB's maximum).
 const PAGE_RECORDS: i32 = 1000;
 /// Pages read from one shard before the round moves on to the next shard.
 const PAGES_PER_TURN: usize = 100;
-/// Shards listed at most (DescribeStream pages of 100).
-const MAX_SHARD_PAGES: usize = 1000;
 
 pub struct Follower {
     pub service: Arc<Service>,
@@ -38,10 +45,12 @@ pub struct Follower {
 
 /// How reading a shard ended this turn.
 enum Turn {
-    /// Read to the current end of an open shard (or to the end of a closed one).
-    CaughtUp,
-    /// More records are waiting.
-    Behind,
+    /// Read to the current end of an open shard (or to the end of a closed one) by a read sent
+    /// at this time (Unix seconds).
+    CaughtUp(f64),
+    /// More records are waiting; the last applied was made at this time on the source (if any
+    /// was and the source said when).
+    Behind(Option<f64>),
 }
 
 impl Follower {
@@ -51,6 +60,7 @@ impl Follower {
         status: Arc<TableStatus>,
         checkpoint: Checkpoint,
         poll_interval: Duration,
+        iterators: HashMap<String, String>,
     ) -> Follower {
         Follower {
             service,
@@ -58,7 +68,7 @@ impl Follower {
             status,
             checkpoint,
             poll_interval,
-            iterators: HashMap::new(),
+            iterators,
         }
     }
 
@@ -70,31 +80,47 @@ impl Follower {
                 self.status.set_phase(Phase::Promoted);
                 return Ok(());
             }
-            if self.round().await? {
-                self.status.caught_up();
+            let (caught_up, complete_until) = self.round().await?;
+            if let Some(at) = complete_until {
+                self.status.complete_until(at);
+            }
+            if caught_up {
                 tokio::time::sleep(self.poll_interval).await;
             }
         }
     }
 
-    /// One pass over the readable shards; true if every one of them is read to its end.
-    async fn round(&mut self) -> anyhow::Result<bool> {
-        let shards = self.shards().await?;
+    /// One pass over the readable shards: whether every one of them is read to its end, and up
+    /// to when the copy holds every change (None: not known this round).
+    async fn round(&mut self) -> anyhow::Result<(bool, Option<f64>)> {
+        let started = now_seconds();
+        let shards = shards(&self.source, &self.status, &self.checkpoint.stream_arn).await?;
         let listed: Vec<&str> = shards.iter().filter_map(|s| s.shard_id()).collect();
         self.checkpoint
             .shards
             .retain(|id, position| !position.finished || listed.contains(&id.as_str()));
         let mut caught_up = true;
+        let mut complete_until: Option<f64> = None;
+        let mut unknown = false;
         for shard in &shards {
             let Some(id) = shard.shard_id() else { continue };
             if self.checkpoint.shard(id).finished || !self.parent_done(shard, &listed) {
                 continue;
             }
-            if let Turn::Behind = self.read_shard(id).await? {
-                caught_up = false;
+            let until = match self.read_shard(id).await? {
+                Turn::CaughtUp(at) => Some(at),
+                Turn::Behind(at) => {
+                    caught_up = false;
+                    at
+                }
+            };
+            match until {
+                Some(at) => complete_until = Some(complete_until.map_or(at, |c| c.min(at))),
+                None => unknown = true,
             }
         }
-        Ok(caught_up)
+        let complete_until = complete_until.unwrap_or(started);
+        Ok((caught_up, Some(complete_until).filter(|_| !unknown)))
     }
 
     fn parent_done(&self, shard: &Shard, listed: &[&str]) -> bool {
@@ -104,38 +130,12 @@ impl Follower {
         }
     }
 
-    /// Every shard of the stream, in DescribeStream's order.
-    async fn shards(&self) -> anyhow::Result<Vec<Shard>> {
-        let arn = &self.checkpoint.stream_arn;
-        let mut shards = Vec::new();
-        let mut start: Option<String> = None;
-        for _ in 0..MAX_SHARD_PAGES {
-            let answer = retrying(&self.status, "DescribeStream", || {
-                self.source
-                    .streams
-                    .describe_stream()
-                    .stream_arn(arn)
-                    .set_exclusive_start_shard_id(start.clone())
-                    .send()
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot describe stream {arn}: {}", describe(&e)))?;
-            let Some(description) = answer.stream_description else {
-                break;
-            };
-            shards.extend(description.shards.unwrap_or_default());
-            start = description.last_evaluated_shard_id;
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(shards)
-    }
-
     /// Reads up to a turn's pages of one shard, applying and checkpointing each page.
     async fn read_shard(&mut self, id: &str) -> anyhow::Result<Turn> {
+        let mut last_change = None;
         for _ in 0..PAGES_PER_TURN {
             let iterator = self.iterator(id).await?;
+            let sent = now_seconds();
             let answer = self
                 .source
                 .streams
@@ -163,12 +163,14 @@ impl Follower {
             };
             self.status.source_answered();
             let records = page.records.unwrap_or_default();
-            self.apply(id, &records).await?;
+            if let Some(at) = self.apply(id, &records).await? {
+                last_change = Some(at);
+            }
             match page.next_shard_iterator {
                 Some(next) => {
                     self.iterators.insert(id.to_string(), next);
                     if records.is_empty() {
-                        return Ok(Turn::CaughtUp);
+                        return Ok(Turn::CaughtUp(sent));
                     }
                 }
                 None => {
@@ -181,24 +183,24 @@ impl Follower {
                     self.checkpoint
                         .save(&self.service, &self.status.table)
                         .await?;
-                    return Ok(Turn::CaughtUp);
+                    return Ok(Turn::CaughtUp(sent));
                 }
             }
         }
-        Ok(Turn::Behind)
+        Ok(Turn::Behind(last_change))
     }
 
-    /// An iterator for the shard: the one kept from the last read, or a new one after the
-    /// checkpoint's position (the shard's oldest record when there is none).
+    /// An iterator for the shard: the one kept from the last read, or a new one at the
+    /// checkpoint's position (see the module's documentation).
     async fn iterator(&mut self, id: &str) -> anyhow::Result<String> {
         if let Some(iterator) = self.iterators.get(id) {
             return Ok(iterator.clone());
         }
-        let after = self.checkpoint.shard(id).after;
-        let kind = if after.is_some() {
-            ShardIteratorType::AfterSequenceNumber
-        } else {
-            ShardIteratorType::TrimHorizon
+        let position = self.checkpoint.shard(id);
+        let (kind, sequence) = match (position.after, position.from) {
+            (Some(after), _) => (ShardIteratorType::AfterSequenceNumber, Some(after)),
+            (None, Some(from)) => (ShardIteratorType::AtSequenceNumber, Some(from)),
+            (None, None) => (ShardIteratorType::TrimHorizon, None),
         };
         let arn = &self.checkpoint.stream_arn;
         let answer = retrying(&self.status, "GetShardIterator", || {
@@ -208,7 +210,7 @@ impl Follower {
                 .stream_arn(arn)
                 .shard_id(id)
                 .shard_iterator_type(kind.clone())
-                .set_sequence_number(after.clone())
+                .set_sequence_number(sequence.clone())
                 .send()
         })
         .await
@@ -218,31 +220,28 @@ impl Follower {
             .ok_or_else(|| anyhow::anyhow!("the source gave no iterator for shard {id}"))
     }
 
-    /// Applies a page of records in order, then saves the position after the last one.
-    async fn apply(&mut self, shard: &str, records: &[Record]) -> anyhow::Result<()> {
+    /// Applies a page of records in order, then saves the position after the last one;
+    /// answers the source's time of the last record (None for an empty page).
+    async fn apply(&mut self, shard: &str, records: &[Record]) -> anyhow::Result<Option<f64>> {
         let Some(last) = records.last() else {
-            return Ok(());
+            return Ok(None);
         };
-        for record in records {
-            let write = change(record)?;
-            self.service
-                .apply_mirrored(&self.status.table, write)
-                .await?;
-            let at = record
-                .dynamodb()
-                .and_then(|r| r.approximate_creation_date_time())
-                .map(|t| t.as_secs_f64());
-            self.status.applied(at);
-        }
-        let sequence = last.dynamodb().and_then(|r| r.sequence_number());
-        self.checkpoint
-            .shards
-            .entry(shard.to_string())
-            .or_default()
-            .after = sequence.map(str::to_string);
+        let writes = records.iter().map(change).collect::<anyhow::Result<_>>()?;
+        self.service
+            .apply_mirrored(&self.status.table, writes)
+            .await?;
+        let data = last.dynamodb();
+        let at = data
+            .and_then(|r| r.approximate_creation_date_time())
+            .map(|t| t.as_secs_f64());
+        self.status.applied(records.len() as u64);
+        let position = self.checkpoint.shards.entry(shard.to_string()).or_default();
+        position.after = data.and_then(|r| r.sequence_number()).map(str::to_string);
+        position.from = None;
         self.checkpoint
             .save(&self.service, &self.status.table)
-            .await
+            .await?;
+        Ok(at)
     }
 }
 

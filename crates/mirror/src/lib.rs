@@ -1,9 +1,9 @@
 //! `haven mirror`: keeps tables of another DynamoDB endpoint (AWS, DynamoDB Local, another Haven)
 //! as live, read-only copies in this Haven, so that Haven can take over when that endpoint is gone.
 //!
-//! Per table: the schema is copied (`schema`), the items with a parallel Scan (`copy`), then the
-//! table's stream is followed from its oldest record (`follow`), so no change made before, during
-//! or after the Scan is lost. The position is checkpointed in Haven's own storage (`checkpoint`)
+//! Per table: the schema is copied (`schema`), a position in the table's stream is taken
+//! (`position`), the items are copied with a parallel Scan (`copy`), then the stream is followed
+//! from that position (`follow`), so no change made during or after the Scan is lost. The position is checkpointed in Haven's own storage (`checkpoint`)
 //! and a restart resumes from it; the source is read through the AWS SDK for Rust with backoff
 //! (`source`); the copy is written in-process through Haven's API layer, which refuses clients'
 //! writes while the table is mirrored (`haven_api::MirrorOrigin`). `haven mirror promote` clears
@@ -13,6 +13,7 @@ mod checkpoint;
 mod convert;
 mod copy;
 mod follow;
+mod position;
 mod schema;
 mod source;
 mod status;
@@ -67,6 +68,11 @@ impl Mirror {
             };
             tokio::spawn(worker.run());
         }
+        let lags = tables.clone();
+        haven_metrics::sample_mirrors_with(Box::new(move || {
+            let lag = |t: &Arc<TableStatus>| Some((t.table.clone(), t.lag_seconds()?));
+            lags.iter().filter_map(lag).collect()
+        }));
         Ok(Mirror { tables })
     }
 
@@ -106,7 +112,7 @@ async fn prepare(
         stream_arn: found.stream_arn,
         copy: Some(CopyProgress {
             total_segments: segments.max(1),
-            done: Vec::new(),
+            ..CopyProgress::default()
         }),
         shards: Default::default(),
     };
@@ -146,19 +152,23 @@ impl Worker {
         let Some(mut checkpoint) = Checkpoint::load(&self.service, table)? else {
             anyhow::bail!("the checkpoint of {table} is missing");
         };
+        let mut iterators = Default::default();
         if checkpoint.copy.is_some() {
             self.status.set_phase(Phase::Copying);
             let found = schema::inspect(&self.source, &self.status).await?;
             let estimate = found.description.item_count().unwrap_or(0).max(0) as u64;
-            checkpoint = copy::run(
+            let watch;
+            (checkpoint, watch) = copy::run(
                 self.service.clone(),
                 self.source.clone(),
                 self.status.clone(),
                 checkpoint,
                 estimate,
+                self.config.poll_interval,
             )
             .await?;
             checkpoint.save(&self.service, table).await?;
+            iterators = watch.pending;
         }
         let mut follower = follow::Follower::new(
             self.service.clone(),
@@ -166,6 +176,7 @@ impl Worker {
             self.status.clone(),
             checkpoint,
             self.config.poll_interval,
+            iterators,
         );
         follower.run().await
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodbstreams::types::Shard;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::status::TableStatus;
@@ -80,7 +81,7 @@ impl Source {
 }
 
 /// Whether an error is the source being busy or away (worth waiting for), rather than an answer.
-fn transient<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
+pub(crate) fn transient<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
     match error {
         SdkError::ServiceError(_) => matches!(
             error.code(),
@@ -146,4 +147,38 @@ pub fn describe<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::f
             text
         }
     }
+}
+
+/// Shards listed at most (DescribeStream pages of 100).
+const MAX_SHARD_PAGES: usize = 1000;
+
+/// Every shard of the stream at `arn`, in DescribeStream's order.
+pub async fn shards(
+    source: &Source,
+    status: &Arc<TableStatus>,
+    arn: &str,
+) -> anyhow::Result<Vec<Shard>> {
+    let mut shards = Vec::new();
+    let mut start: Option<String> = None;
+    for _ in 0..MAX_SHARD_PAGES {
+        let answer = retrying(status, "DescribeStream", || {
+            source
+                .streams
+                .describe_stream()
+                .stream_arn(arn)
+                .set_exclusive_start_shard_id(start.clone())
+                .send()
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot describe stream {arn}: {}", describe(&e)))?;
+        let Some(description) = answer.stream_description else {
+            break;
+        };
+        shards.extend(description.shards.unwrap_or_default());
+        start = description.last_evaluated_shard_id;
+        if start.is_none() {
+            break;
+        }
+    }
+    Ok(shards)
 }

@@ -1,9 +1,12 @@
 //! What each mirrored table is doing and how far behind its source it is: served as JSON on
-//! `GET /mirror/status` next to the API, and logged when it changes phase.
+//! `GET /mirror/status` next to the API, logged when it changes phase and every
+//! `LAG_LOG_INTERVAL` while following, and exported as Prometheus metrics (`haven-metrics`:
+//! `haven_mirror_lag_seconds`, records applied, source errors).
 //!
-//! Staleness is the time since the mirror last knew it held every change the source had made
-//! (its last read of the stream's end). While the source answers, that is a poll interval at most;
-//! when the source is gone it grows, and says how old the copy being served may be.
+//! The lag is now minus the moment up to which the copy is known to hold every change the source
+//! made (`crate::follow` says how a round finds it). Under a steady write rate it is the delay of
+//! the stream and of applying, not the time since the stream was last empty; when the source is
+//! gone it grows, and says how old the copy being served may be.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -34,13 +37,16 @@ impl Phase {
     }
 }
 
+/// How often the lag is logged while following.
+const LAG_LOG_INTERVAL: f64 = 60.0;
+
 #[derive(Default)]
 struct Progress {
     phase: Option<Phase>,
-    /// When (Unix seconds) the mirror last reached the end of every open shard.
-    caught_up_at: Option<f64>,
-    /// The source's time (Unix seconds) of the newest change applied.
-    last_change_at: Option<f64>,
+    /// The moment (Unix seconds) up to which the copy holds every change of the source.
+    complete_until: Option<f64>,
+    /// When the lag was last logged.
+    logged_at: f64,
     source_reachable: bool,
     last_error: Option<String>,
 }
@@ -92,6 +98,7 @@ impl TableStatus {
     }
 
     pub fn source_failed(&self, reason: String) {
+        haven_metrics::mirror_source_error(&self.table);
         let mut progress = self.progress.lock().unwrap();
         progress.source_reachable = false;
         progress.last_error = Some(reason);
@@ -102,16 +109,29 @@ impl TableStatus {
         self.progress.lock().unwrap().last_error = Some(reason);
     }
 
-    pub fn caught_up(&self) {
-        self.progress.lock().unwrap().caught_up_at = Some(now_seconds());
+    /// The copy holds every change the source made up to `at` (Unix seconds); never moves back.
+    pub fn complete_until(&self, at: f64) {
+        let mut progress = self.progress.lock().unwrap();
+        let until = progress.complete_until.map_or(at, |before| before.max(at));
+        progress.complete_until = Some(until);
+        let now = now_seconds();
+        if now - progress.logged_at >= LAG_LOG_INTERVAL {
+            progress.logged_at = now;
+            let lag_seconds = (now - until).max(0.0);
+            tracing::info!(table = %self.table, lag_seconds, applied_records = self.applied_records.load(Ordering::Relaxed), "mirror lag");
+        }
     }
 
-    /// Counts one applied stream record made at `at` (Unix seconds) on the source.
-    pub fn applied(&self, at: Option<f64>) {
-        self.applied_records.fetch_add(1, Ordering::Relaxed);
-        if let Some(at) = at {
-            self.progress.lock().unwrap().last_change_at = Some(at);
-        }
+    /// Counts `records` stream records applied.
+    pub fn applied(&self, records: u64) {
+        self.applied_records.fetch_add(records, Ordering::Relaxed);
+        haven_metrics::mirror_applied(&self.table, records);
+    }
+
+    /// Seconds the copy is behind its source (None until the stream is first read).
+    pub fn lag_seconds(&self) -> Option<f64> {
+        let until = self.progress.lock().unwrap().complete_until?;
+        Some((now_seconds() - until).max(0.0))
     }
 
     /// The JSON of the status page.
@@ -125,9 +145,8 @@ impl TableStatus {
             "copied_items": self.copied_items.load(Ordering::Relaxed),
             "applied_records": self.applied_records.load(Ordering::Relaxed),
             "source_reachable": progress.source_reachable,
-            "caught_up_at": progress.caught_up_at,
-            "staleness_seconds": progress.caught_up_at.map(|at| (now - at).max(0.0)),
-            "last_change_at": progress.last_change_at,
+            "complete_until": progress.complete_until,
+            "lag_seconds": progress.complete_until.map(|at| (now - at).max(0.0)),
             "last_error": progress.last_error,
         })
     }
