@@ -45,7 +45,7 @@ for items in $SIZES; do
   jq -r '"bulk load of the source: \(.items_per_sec) items/s"' "$work/load-$items.json"
   began=$(date +%s.%N)
   start "$work/mirror-$items.log" mirror --source-endpoint "http://127.0.0.1:$source_port" \
-    --table "$table" --segments "$SEGMENTS" --data-dir "$work/copy-$items"
+    --source-region us-east-1 --table "$table" --segments "$SEGMENTS" --data-dir "$work/copy-$items"
   mirror_pid=$pid mirror_port=$port
   server_pid=$mirror_pid
   until [ "$(status | jq -r .phase)" = following ]; do sleep 0.2; done

@@ -165,6 +165,9 @@ struct RawConfig {
     /// Global tables' section, read by `haven serve`'s replication and skipped here.
     #[serde(rename = "replication")]
     _replication: Option<serde::de::IgnoredAny>,
+    /// `haven mirror`'s section, read by the binary and skipped here.
+    #[serde(rename = "mirror")]
+    _mirror: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]

@@ -9,6 +9,7 @@
 mod backup_cli;
 mod dynamodb_local;
 mod healthcheck;
+mod mirror_cli;
 mod namespaces;
 mod status;
 
@@ -166,21 +167,27 @@ enum KeysCommand {
 struct MirrorArgs {
     #[command(subcommand)]
     command: Option<MirrorCommand>,
-    /// The source's endpoint URL, e.g. https://dynamodb.eu-west-1.amazonaws.com.
-    #[arg(long, required = true)]
+    /// The source's endpoint URL, e.g. https://dynamodb.eu-west-1.amazonaws.com (or
+    /// source_endpoint in the --config file's [mirror] section).
+    #[arg(long)]
     source_endpoint: Option<String>,
     /// A table of the source to mirror (repeatable); the copy has the same name.
-    #[arg(long = "table", required = true)]
+    #[arg(long = "table")]
     tables: Vec<String>,
-    /// The source's region (for signing); default: AWS_REGION, else us-east-1.
+    /// The source's region (for signing); default: the AWS chain's (AWS_REGION, the profile's),
+    /// else us-east-1.
     #[arg(long)]
     source_region: Option<String>,
-    /// Scan segments of the initial copy, read in parallel.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    segments: u32,
-    /// Milliseconds between two reads of a stream that had nothing new.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
-    poll_interval_ms: u64,
+    /// The profile of the shared AWS files to take the source's credentials (and region) from;
+    /// default: AWS_PROFILE, else the default chain.
+    #[arg(long)]
+    source_profile: Option<String>,
+    /// Scan segments of the initial copy, read in parallel (default 4).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    segments: Option<u32>,
+    /// Milliseconds between two reads of a stream that had nothing new (default 500).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    poll_interval_ms: Option<u64>,
     #[command(flatten)]
     serve: ServeArgs,
 }
@@ -209,7 +216,8 @@ struct ServeArgs {
     /// Address and port to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
-    /// DNS configuration (TOML, see the README): serve health-checked DNS for the endpoint names.
+    /// Configuration file (TOML, see the README): health-checked DNS for the endpoint names
+    /// ([zone], [[regions]]...), global tables' [replication], `haven mirror`'s [mirror].
     #[arg(long)]
     config: Option<PathBuf>,
     /// Address for DNS over UDP and TCP, replacing the config's [dns] listen (repeatable), so
@@ -520,32 +528,15 @@ fn mirror(args: MirrorArgs) -> anyhow::Result<()> {
     if let Some(MirrorCommand::Promote(promote)) = args.command {
         return promote_mirror(promote);
     }
-    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    let (Some(access_key_id), Some(secret_access_key)) =
-        (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
-    else {
-        anyhow::bail!(
-            "no credentials for the source: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials)"
-        );
-    };
-    let config = haven_mirror::MirrorConfig {
-        source: haven_mirror::SourceConfig {
-            endpoint: args
-                .source_endpoint
-                .context("--source-endpoint is required")?,
-            region: args
-                .source_region
-                .or_else(|| env("AWS_REGION"))
-                .unwrap_or_else(|| "us-east-1".into()),
-            access_key_id,
-            secret_access_key,
-            session_token: env("AWS_SESSION_TOKEN"),
-        },
+    let flags = mirror_cli::Flags {
+        source_endpoint: args.source_endpoint,
+        source_region: args.source_region,
+        source_profile: args.source_profile,
         tables: args.tables,
         segments: args.segments,
-        poll_interval: Duration::from_millis(args.poll_interval_ms),
-        retry_interval: Duration::from_secs(2),
+        poll_interval_ms: args.poll_interval_ms,
     };
+    let config = mirror_cli::settings(flags, args.serve.config.as_deref())?;
     serve(args.serve, Some(config))
 }
 
@@ -624,8 +615,16 @@ fn s3_config(args: &ServeArgs, url: &str) -> anyhow::Result<haven_api::S3Config>
     })
 }
 
-fn serve(args: ServeArgs, mirror: Option<haven_mirror::MirrorConfig>) -> anyhow::Result<()> {
+/// `haven serve`, mirroring the tables of `mirror` (from `haven mirror`'s flags, else from the
+/// --config file's [mirror] section) into what it serves.
+fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> anyhow::Result<()> {
     init_logging(&args.log_level)?;
+    if mirror.is_none() && mirror_cli::configured(args.config.as_deref())? {
+        mirror = Some(mirror_cli::settings(
+            Default::default(),
+            args.config.as_deref(),
+        )?);
+    }
     let storage = Storage::open(&args)?;
     let config = ServiceConfig {
         region: args.region.clone(),
@@ -849,6 +848,10 @@ fn start_dns(args: &ServeArgs) -> anyhow::Result<Option<haven_dns::subsystem::Dn
         tracing::info!("DNS off (no --config)");
         return Ok(None);
     };
+    if mirror_cli::without_dns(path)? {
+        tracing::info!("DNS off (the --config file has a [mirror] section and no [zone])");
+        return Ok(None);
+    }
     let mut config = haven_dns::config::DnsConfig::load(path)?;
     if !args.dns_listen.is_empty() {
         config.listen = args.dns_listen.clone();

@@ -46,20 +46,43 @@ struct Mirror {
     address: SocketAddr,
 }
 
-/// Starts `haven mirror` of `TABLE` on `data_dir`; Err carries its standard error if it exits.
+/// Gives `command` an AWS environment of its own: no instance metadata, the shared files of `dir`
+/// (which may not exist), no profile or region from the test's environment.
+fn hermetic<'c>(command: &'c mut Command, dir: &Path) -> &'c mut Command {
+    command
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", dir.join("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", dir.join("aws-credentials"))
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .env_remove("AWS_SESSION_TOKEN")
+}
+
+/// Starts `haven mirror` of `table` on `data_dir`; Err carries its standard error if it exits.
 fn start_mirror(source: &str, table: &str, data_dir: &Path) -> Result<Mirror, String> {
-    let log = data_dir.with_extension(format!("log-{}", std::process::id()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_haven"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_haven"));
+    command
         .args(["mirror", "--listen", "127.0.0.1:0", "--log-level", "warn"])
         .args(["--source-endpoint", source, "--table", table])
         .args(["--segments", "1", "--poll-interval-ms", "50"])
         .arg("--data-dir")
         .arg(data_dir)
         .env("AWS_ACCESS_KEY_ID", "AKIDMIRROR")
-        .env("AWS_SECRET_ACCESS_KEY", "secret")
-        .env_remove("AWS_SESSION_TOKEN")
+        .env("AWS_SECRET_ACCESS_KEY", "secret");
+    hermetic(&mut command, data_dir.parent().unwrap());
+    spawn_mirror(
+        &mut command,
+        &data_dir.with_extension(format!("log-{}", std::process::id())),
+    )
+}
+
+/// Starts `command` (a `haven` that mirrors), its standard error into `log`; Err carries that
+/// if it exits instead of serving.
+fn spawn_mirror(command: &mut Command, log: &Path) -> Result<Mirror, String> {
+    let mut child = command
         .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .expect("haven mirror starts");
     let mut line = String::new();
@@ -75,7 +98,7 @@ fn start_mirror(source: &str, table: &str, data_dir: &Path) -> Result<Mirror, St
         Some(address) => Ok(Mirror { child, address }),
         None => {
             let status = child.wait().unwrap();
-            let stderr = std::fs::read_to_string(&log).unwrap();
+            let stderr = std::fs::read_to_string(log).unwrap();
             Err(format!("{status}: {stderr}"))
         }
     }
@@ -617,51 +640,148 @@ async fn assert_refused_without_stream(source: &Client, endpoint: &str) {
     );
 }
 
+/// A long-running `haven serve` mirrors the tables of its configuration file's [mirror] section,
+/// signing with a profile's key from the shared credentials file (the source checks it with
+/// `--auth`); a key the source does not know, and a profile that does not exist, stop the start
+/// with the reason.
+#[tokio::test]
+async fn serves_a_mirror_from_its_config_file_with_a_profiles_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let (id, secret) = common::create_key(&keys, "mirror");
+    let source = HavenServer::start_with_auth(&keys);
+    let client = common::sdk_client_with_key(&source.endpoint(), &id, &secret);
+    create_table(&client, "profiled", Some(StreamViewType::NewImage)).await;
+    for i in 0..50 {
+        let put = client.put_item().table_name("profiled");
+        put.set_item(Some(item(i, 1))).send().await.unwrap();
+    }
+    let credentials = dir.path().join("aws-credentials");
+    let profile =
+        format!("[mirroring]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n");
+    let stranger = "[stranger]\naws_access_key_id = AKIDSTRANGER\naws_secret_access_key = x\n";
+    std::fs::write(&credentials, format!("{profile}{stranger}")).unwrap();
+    let config = dir.path().join("haven.toml");
+    let endpoint = source.endpoint();
+    std::fs::write(
+        &config,
+        format!(
+            "[mirror]\nsource_endpoint = \"{endpoint}\"\nsource_profile = \"mirroring\"\n\
+             tables = [\"profiled\"]\npoll_interval_ms = 50\n"
+        ),
+    )
+    .unwrap();
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_haven"));
+    serve
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--in-memory",
+            "--config",
+        ])
+        .arg(&config)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    hermetic(&mut serve, dir.path());
+    let mirror = spawn_mirror(&mut serve, &dir.path().join("serve.log")).unwrap();
+    mirror.wait_for(Duration::from_secs(60), "the mirror follows", |s| {
+        s["phase"] == "following"
+    });
+    assert_eq!(
+        common::scan_items(&mirror.client(), "profiled").await.len(),
+        50
+    );
+    drop(mirror);
+
+    let refused = |profile: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_haven"));
+        command
+            .args(["mirror", "--in-memory", "--source-endpoint", &endpoint])
+            .args(["--table", "profiled", "--source-profile", profile])
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY");
+        let output = hermetic(&mut command, dir.path()).output().unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let unknown_key = refused("stranger");
+    assert!(
+        unknown_key.contains("cannot describe source table profiled: UnrecognizedClientException"),
+        "{unknown_key}"
+    );
+    let no_profile = refused("nobody");
+    assert!(
+        no_profile.contains("no credentials for the source"),
+        "{no_profile}"
+    );
+}
+
 #[tokio::test]
 async fn refuses_tables_without_streams_and_bad_arguments() {
     let source = HavenServer::start_in_memory();
     assert_refused_without_stream(&source.client(), &source.endpoint()).await;
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_haven"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_haven"));
+        command
             .arg("mirror")
             .args(args)
             .env("AWS_ACCESS_KEY_ID", "AKIDMIRROR")
-            .env("AWS_SECRET_ACCESS_KEY", "secret")
-            .output()
-            .unwrap()
+            .env("AWS_SECRET_ACCESS_KEY", "secret");
+        hermetic(&mut command, dir.path()).output().unwrap()
     };
-    let stderr = |output: std::process::Output| {
-        assert!(!output.status.success());
-        String::from_utf8_lossy(&output.stderr).into_owned()
+    let refused = |args: &[&str], expected: &str| {
+        let output = run(args);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
     };
-    let missing = stderr(run(&["--table", "t"]));
-    assert!(missing.contains("--source-endpoint"), "{missing}");
-    let segments = stderr(run(&[
-        "--source-endpoint",
-        "http://x",
-        "--table",
-        "t",
-        "--segments",
-        "0",
-    ]));
-    assert!(segments.contains("--segments"), "{segments}");
-    let data_dir: PathBuf = dir.path().join("none");
-    let not_there = stderr(run(&[
-        "promote",
-        "ghost",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-    ]));
-    assert!(
-        not_there.contains("Requested resource not found"),
-        "{not_there}"
+    let table = ["--in-memory", "--table", "orders"];
+    refused(&table, "no source: give --source-endpoint");
+    let source_x = ["--in-memory", "--source-endpoint", "http://x"];
+    refused(&source_x, "no table to mirror: give --table");
+    refused(
+        &[&table[..], &["--source-endpoint", "ftp://x"]].concat(),
+        "\"ftp://x\" is not a URL",
     );
-    let no_credentials = Command::new(env!("CARGO_BIN_EXE_haven"))
-        .args(["mirror", "--source-endpoint", "http://x", "--table", "t"])
+    refused(
+        &[&source_x[..], &["--table", "t"]].concat(),
+        "table name \"t\" is not a DynamoDB table name",
+    );
+    refused(
+        &[&source_x[..], &table[1..], &["--segments", "0"]].concat(),
+        "--segments",
+    );
+    let config = dir.path().join("haven.toml");
+    let with_config = [
+        &source_x[..],
+        &table[1..],
+        &["--config", config.to_str().unwrap()],
+    ]
+    .concat();
+    std::fs::write(&config, "[mirror]\nsegment = 3\n").unwrap();
+    refused(&with_config, "unknown field `segment`");
+    std::fs::write(&config, "[mirror]\nsegments = 0\n").unwrap();
+    refused(&with_config, "segments must be between 1 and 1000, not 0");
+    let data_dir: PathBuf = dir.path().join("none");
+    refused(
+        &["promote", "ghost", "--data-dir", data_dir.to_str().unwrap()],
+        "Requested resource not found",
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_haven"));
+    command
+        .args([
+            "mirror",
+            "--in-memory",
+            "--source-endpoint",
+            "http://x",
+            "--table",
+            "orders",
+        ])
         .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .output()
-        .unwrap();
-    assert!(stderr(no_credentials).contains("no credentials for the source"));
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    let output = hermetic(&mut command, dir.path()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no credentials for the source"), "{stderr}");
 }

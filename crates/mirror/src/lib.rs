@@ -54,7 +54,7 @@ impl Mirror {
     /// any error here is the operator's to fix, so it stops the start) and starts following them
     /// on the current tokio runtime.
     pub async fn start(service: Arc<Service>, config: MirrorConfig) -> anyhow::Result<Mirror> {
-        let source = Source::new(config.source.clone());
+        let source = Source::connect(config.source.clone()).await?;
         let mut tables = Vec::new();
         for table in &config.tables {
             let status = Arc::new(TableStatus::new(table, &config.source.endpoint));

@@ -8,21 +8,24 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::error::SdkError;
+use anyhow::Context;
+use aws_config::Region;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodbstreams::types::Shard;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::status::TableStatus;
 
-/// Where the source is and how to sign for it.
+/// Where the source is and whose credentials to sign with.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
     /// The endpoint URL (`https://dynamodb.eu-west-1.amazonaws.com`, `http://127.0.0.1:8000`).
     pub endpoint: String,
-    pub region: String,
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
+    /// The signing region; None: the AWS chain's (AWS_REGION, the profile's), else us-east-1.
+    pub region: Option<String>,
+    /// The profile of the shared AWS files; None: AWS_PROFILE, else `default`.
+    pub profile: Option<String>,
 }
 
 /// Clients for the source's tables and streams.
@@ -36,9 +39,15 @@ pub struct Source {
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+/// The signing region when the chain names none (a local source does not care which).
+const DEFAULT_REGION: &str = "us-east-1";
 
 impl Source {
-    pub fn new(config: SourceConfig) -> Source {
+    /// Clients signed with the AWS SDK's default chain (environment variables, the profile's
+    /// shared files, SSO, web identity, container and instance roles), once the chain has
+    /// answered credentials: a source without any is refused now, with the reason, rather than
+    /// retried for ever.
+    pub async fn connect(config: SourceConfig) -> anyhow::Result<Source> {
         let http = if config.endpoint.starts_with("https://") {
             use aws_smithy_http_client::tls;
             aws_smithy_http_client::Builder::new()
@@ -49,34 +58,43 @@ impl Source {
         } else {
             aws_smithy_http_client::Builder::new().build_http()
         };
-        let credentials = aws_sdk_dynamodb::config::Credentials::new(
-            &config.access_key_id,
-            &config.secret_access_key,
-            config.session_token.clone(),
-            None,
-            "haven-mirror",
-        );
-        let tables = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new(config.region.clone()))
+        let mut loader =
+            aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+        if let Some(profile) = &config.profile {
+            loader = loader.profile_name(profile);
+        }
+        if let Some(region) = &config.region {
+            loader = loader.region(Region::new(region.clone()));
+        }
+        let shared = loader.load().await;
+        let region = shared
+            .region()
+            .cloned()
+            .unwrap_or_else(|| Region::new(DEFAULT_REGION));
+        let credentials = shared
+            .credentials_provider()
+            .context("no credentials provider for the source")?;
+        credentials.provide_credentials().await.map_err(|error| {
+            anyhow::anyhow!(
+                "no credentials for the source: {} (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, \
+                 name a profile with --source-profile or AWS_PROFILE, or run with a container or \
+                 instance role)",
+                DisplayErrorContext(&error)
+            )
+        })?;
+        let tables = aws_sdk_dynamodb::config::Builder::from(&shared)
+            .region(region.clone())
             .endpoint_url(&config.endpoint)
-            .credentials_provider(credentials.clone())
-            .http_client(http.clone())
             .build();
-        let streams = aws_sdk_dynamodbstreams::Config::builder()
-            .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodbstreams::config::Region::new(
-                config.region.clone(),
-            ))
+        let streams = aws_sdk_dynamodbstreams::config::Builder::from(&shared)
+            .region(region)
             .endpoint_url(&config.endpoint)
-            .credentials_provider(credentials)
-            .http_client(http)
             .build();
-        Source {
+        Ok(Source {
             config,
             tables: aws_sdk_dynamodb::Client::from_conf(tables),
             streams: aws_sdk_dynamodbstreams::Client::from_conf(streams),
-        }
+        })
     }
 }
 
