@@ -131,15 +131,15 @@ start_target() { # target port dir: prints "startup_ms pid"
   esac
 }
 
+installed() { cargo install --list | grep -qxF "$1 v$2:"; } # package version (Dynoxide's binary prints another)
+
 install_peers() { # installs, by package name, the peers $TARGETS names that are missing or of another version
   case " $TARGETS " in *" ddb-"*) bash "$DDB" install >/dev/null ;; esac
   case " $TARGETS " in *" dynoxide-"*)
-    dynoxide --version 2>/dev/null | grep -qF "$DYNOXIDE_VERSION" ||
-      cargo install --quiet dynoxide-rs --version "$DYNOXIDE_VERSION" ;;
+    installed dynoxide-rs "$DYNOXIDE_VERSION" || cargo install --quiet dynoxide-rs --version "$DYNOXIDE_VERSION" ;;
   esac
   case " $TARGETS " in *" ruststack "*)
-    rustack --version 2>/dev/null | grep -qF "$RUSTSTACK_VERSION" ||
-      cargo install --quiet --locked "rustack-cli@$RUSTSTACK_VERSION" ;;
+    installed rustack-cli "$RUSTSTACK_VERSION" || cargo install --quiet --locked "rustack-cli@$RUSTSTACK_VERSION" ;;
   esac
 }
 
