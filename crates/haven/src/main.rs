@@ -25,6 +25,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use haven_api::{Service, ServiceConfig};
 use haven_storage::{Engine, RedbEngine};
+use haven_storage_memory::MemoryEngine;
 use haven_storage_postgres::PostgresEngine;
 
 /// mimalloc: a request allocates and frees many small buffers (JSON values, item attributes), and
@@ -727,10 +728,11 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
     Ok(())
 }
 
-/// The engine `haven serve` runs on: embedded (on disk or in memory) or PostgreSQL, or an
-/// embedded engine per access key id and region (`--isolation key-region`).
+/// The engine `haven serve` runs on: embedded on disk, in memory (`--in-memory`) or PostgreSQL,
+/// or an engine per access key id and region (`--isolation key-region`).
 enum Storage {
     Embedded(Arc<RedbEngine>),
+    Memory(Arc<MemoryEngine>),
     Postgres(Arc<PostgresEngine>),
     PerKeyRegion(namespaces::Opened),
 }
@@ -759,7 +761,7 @@ impl Storage {
                 PostgresEngine::connect(url).context("cannot use the PostgreSQL storage")?,
             ))
         } else if in_memory {
-            Storage::Embedded(Arc::new(RedbEngine::in_memory()?))
+            Storage::Memory(Arc::new(MemoryEngine::new()))
         } else {
             let engine = RedbEngine::open_with_cache(data_dir, cache_mb * 1024 * 1024)
                 .with_context(|| format!("cannot open data directory {}", data_dir.display()))?;
@@ -804,6 +806,7 @@ impl Storage {
     fn engine(&self) -> Option<Arc<dyn Engine>> {
         match self {
             Storage::Embedded(engine) => Some(engine.clone()),
+            Storage::Memory(engine) => Some(engine.clone()),
             Storage::Postgres(engine) => Some(engine.clone()),
             Storage::PerKeyRegion(_) => None,
         }
@@ -819,7 +822,7 @@ impl Storage {
     fn describe(&self, args: &ServeArgs) -> String {
         match self {
             Storage::Postgres(engine) => format!("PostgreSQL at {}", engine.target()),
-            Storage::Embedded(_) if args.in_memory => "in memory".to_string(),
+            Storage::Memory(_) => "in memory".to_string(),
             Storage::Embedded(_) => format!("data in {}", args.data_dir.display()),
             Storage::PerKeyRegion(_) if args.in_memory => {
                 "in memory, tables per access key id and region".to_string()
@@ -835,6 +838,7 @@ impl Storage {
     fn shutdown(&self) {
         match self {
             Storage::Embedded(engine) => engine.shutdown(),
+            Storage::Memory(_) => {} // commits complete before they answer
             Storage::Postgres(engine) => engine.shutdown(),
             Storage::PerKeyRegion(opened) => opened.shutdown(),
         }

@@ -1,7 +1,7 @@
 //! Tables kept apart by owner: with `--isolation key-region` each access key id and region, as
 //! DynamoDB Local keeps them without `-sharedDb`; with `--auth` each AWS account other than the
-//! server's own. Each namespace gets an embedded engine of its own (in memory, or a folder
-//! `<owner>_<region>.haven`, named like DynamoDB Local's `<key id>_<region>.db` file, under
+//! server's own. Each namespace gets an engine of its own (the memory engine, or an embedded one in
+//! a folder `<owner>_<region>.haven`, named like DynamoDB Local's `<key id>_<region>.db` file, under
 //! `--data-dir`, or under `--data-dir`/accounts for accounts) and a `Service` whose ARNs name the
 //! namespace's region (and account); the server's `Tenancy` picks one per request.
 
@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use haven_api::{Service, ServiceConfig};
 use haven_server::tenancy::{Namespace, Namespaces, OpenNamespace};
-use haven_storage::RedbEngine;
+use haven_storage::{Engine, RedbEngine};
+use haven_storage_memory::MemoryEngine;
 
-/// The engines opened for namespaces, to be shut down when the server stops.
+/// The embedded engines opened for namespaces on disk, to be shut down when the server stops (the
+/// memory engine commits before it answers: it has nothing to finish).
 #[derive(Clone, Default)]
 pub struct Opened(Arc<Mutex<Vec<Arc<RedbEngine>>>>);
 
@@ -65,20 +67,7 @@ pub fn namespaces(
 ) -> Namespaces {
     let opened = opened.clone();
     let open: OpenNamespace = Arc::new(move |namespace: &Namespace| {
-        let engine = match &place {
-            Place::Memory => RedbEngine::in_memory(),
-            Place::Disk { dir, cache_bytes } => {
-                let folder = dir.join(format!("{}.haven", namespace.file_stem()));
-                RedbEngine::open_with_cache(&folder, *cache_bytes)
-            }
-        }
-        .map_err(|e| e.to_string())?;
-        let engine = Arc::new(engine);
-        opened
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(engine.clone());
+        let engine = open_engine(&place, namespace, &opened)?;
         let account = match owner {
             Owner::AccessKeyId => config.account.clone(),
             Owner::Account => namespace.owner.clone(),
@@ -96,4 +85,27 @@ pub fn namespaces(
         Ok(Arc::new(service))
     });
     Namespaces::new(open, max)
+}
+
+/// The engine of a new namespace: a memory engine, or an embedded one in the namespace's folder
+/// (remembered in `opened`, to be shut down with the server).
+fn open_engine(
+    place: &Place,
+    namespace: &Namespace,
+    opened: &Opened,
+) -> Result<Arc<dyn Engine>, String> {
+    match place {
+        Place::Memory => Ok(Arc::new(MemoryEngine::new())),
+        Place::Disk { dir, cache_bytes } => {
+            let folder = dir.join(format!("{}.haven", namespace.file_stem()));
+            let engine = RedbEngine::open_with_cache(&folder, *cache_bytes);
+            let engine = Arc::new(engine.map_err(|e| e.to_string())?);
+            opened
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(engine.clone());
+            Ok(engine)
+        }
+    }
 }

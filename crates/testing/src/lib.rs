@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use haven_api::{Service, ServiceConfig};
-use haven_storage::RedbEngine;
+use haven_storage_memory::MemoryEngine;
 use tokio::sync::oneshot;
 
 /// A running in-memory Haven; stopped when dropped.
@@ -33,10 +33,9 @@ impl TestServer {
             .worker_threads(2)
             .enable_all()
             .build()?;
-        let engine = Arc::new(RedbEngine::in_memory().map_err(std::io::Error::other)?);
+        let engine = Arc::new(MemoryEngine::new());
         let service = Arc::new(
-            Service::new(engine.clone(), ServiceConfig::default())
-                .map_err(std::io::Error::other)?,
+            Service::new(engine, ServiceConfig::default()).map_err(std::io::Error::other)?,
         );
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         // Entered, not blocked on: `start` may be called from inside another runtime.
@@ -52,7 +51,6 @@ impl TestServer {
                 runtime.block_on(haven_server::run(listener, service, async {
                     let _ = stopped.await;
                 }));
-                engine.shutdown();
             })?;
         Ok(TestServer {
             address,

@@ -1,0 +1,303 @@
+//! The engine behind `haven serve --in-memory`: the whole key space as versions of a persistent
+//! ordered map.
+//!
+//! Why not the embedded engine with an in-memory backend: redb is built for a disk. Its
+//! in-memory backend still copies and zero-fills a page per write, and every batch still crosses
+//! to a committer thread and back; a memory engine needs neither. Here a committed state is an
+//! immutable [`Version`] (the data, the change log, the log's head and horizons), each map an
+//! `imbl::OrdMap`: a B-tree whose nodes are shared between versions, so that a new version copies
+//! only the nodes on the paths it changes. That gives the trait's semantics directly:
+//! - a snapshot is a reference to the version current when it was taken: consistent, ordered
+//!   range reads both ways, and nothing a later commit does can change it;
+//! - a commit runs on the caller's thread under one lock (arrival order): it checks the batch's
+//!   expectations against the current version, applies the ops to a copy, stamps the log records
+//!   with the next sequence numbers, and publishes the copy. A batch refused by an expectation
+//!   publishes nothing, so it appends nothing and spends no sequence number; a batch is never
+//!   half applied, even if applying it panicked;
+//! - old versions are reclaimed as soon as no snapshot holds them (reference counts), so memory is
+//!   the current data plus whatever live snapshots still see.
+//!
+//! Readers never take a lock: the current version is published through an `ArcSwap`.
+//! docs/storage-format.md has the measurements behind the choice.
+
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use haven_storage::{
+    CommitError, Engine, LogEntry, LogPosition, LogRecord, PendingCommit, Snapshot, StorageError,
+    WriteBatch, WriteOp, decode_counter,
+};
+use imbl::OrdMap;
+
+/// A record's place in the log: its table, then its position, so a table's records are contiguous
+/// and in log order.
+type LogKey = (u64, LogPosition);
+
+/// The engine: the version new snapshots see, and the lock that makes commits one at a time.
+#[derive(Default)]
+pub struct MemoryEngine {
+    current: ArcSwap<Version>,
+    commit_lock: Mutex<()>,
+}
+
+/// One committed state of the engine. Cloning it is cheap: the maps share their nodes.
+#[derive(Clone, Default)]
+struct Version {
+    data: OrdMap<Bytes, Bytes>,
+    log: OrdMap<LogKey, Arc<LogRecord>>,
+    /// The position of the last record appended, of any table.
+    head: LogPosition,
+    /// Per table, where its log was last trimmed.
+    horizons: OrdMap<u64, LogPosition>,
+}
+
+impl MemoryEngine {
+    pub fn new() -> MemoryEngine {
+        MemoryEngine::default()
+    }
+
+    /// Applies `batch` if its expectations hold against the current version, and publishes the
+    /// result.
+    fn apply(&self, batch: WriteBatch) -> Result<(), CommitError> {
+        let _turn = self
+            .commit_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = self.current.load();
+        let holds = batch.expectations.iter().all(|(key, expected)| {
+            current.data.get(key.as_slice()).map(|v| &v[..]) == expected.as_deref()
+        });
+        if !holds {
+            return Err(CommitError::Conflict);
+        }
+        let mut next = Version::clone(&current);
+        drop(current);
+        let now_ms = unix_millis();
+        for op in batch.ops {
+            next.apply(op, now_ms);
+        }
+        self.current.store(Arc::new(next));
+        Ok(())
+    }
+}
+
+impl Version {
+    fn apply(&mut self, op: WriteOp, now_ms: u64) {
+        match op {
+            WriteOp::Put(key, value) => {
+                self.data.insert(Bytes::from(key), Bytes::from(value));
+            }
+            WriteOp::Delete(key) => {
+                self.data.remove(key.as_slice());
+            }
+            WriteOp::AddCounter(key, delta) => self.add_counter(key, delta),
+            WriteOp::DeleteRange(start, end) => {
+                let range = (Bound::Included(&start[..]), Bound::Excluded(&end[..]));
+                let doomed = keys_in(&self.data, range);
+                for key in doomed {
+                    self.data.remove(&key);
+                }
+            }
+            WriteOp::AppendLog(record) => {
+                self.head = self.head.next(now_ms);
+                self.log.insert((record.table, self.head), Arc::new(record));
+            }
+            WriteOp::TrimLog { table, before } => self.trim_log(table, before),
+        }
+    }
+
+    /// Adds `delta` to the counter at `key` (absent is 0); a counter that reaches 0 is removed.
+    fn add_counter(&mut self, key: Vec<u8>, delta: i64) {
+        let current = self
+            .data
+            .get(key.as_slice())
+            .map_or(0, |v| decode_counter(v));
+        match current.wrapping_add(delta) {
+            0 => {
+                self.data.remove(key.as_slice());
+            }
+            total => {
+                let bytes = Bytes::copy_from_slice(&total.to_be_bytes());
+                self.data.insert(Bytes::from(key), bytes);
+            }
+        }
+    }
+
+    fn trim_log(&mut self, table: u64, before: LogPosition) {
+        let (start, end) = ((table, LogPosition::START), (table, before));
+        let doomed = keys_in(&self.log, (Bound::Included(&start), Bound::Excluded(&end)));
+        for key in doomed {
+            self.log.remove(&key);
+        }
+        let horizon = self.horizon(table).max(before);
+        self.horizons.insert(table, horizon);
+    }
+
+    fn horizon(&self, table: u64) -> LogPosition {
+        self.horizons
+            .get(&table)
+            .copied()
+            .unwrap_or(LogPosition::START)
+    }
+}
+
+/// The keys of `map` in `range` (none if the range is inverted).
+fn keys_in<K, V, Q>(map: &OrdMap<K, V>, range: (Bound<&Q>, Bound<&Q>)) -> Vec<K>
+where
+    K: Ord + Clone + std::borrow::Borrow<Q>,
+    V: Clone,
+    Q: Ord + ?Sized,
+{
+    if is_empty(range) {
+        return Vec::new();
+    }
+    map.range(range).map(|(key, _)| key.clone()).collect()
+}
+
+/// Whether no key can lie in `range`; an ordered map's range read refuses (panics on) an inverted
+/// range, which a caller's bounds must never reach.
+fn is_empty<Q: Ord + ?Sized>(range: (Bound<&Q>, Bound<&Q>)) -> bool {
+    match range {
+        (Bound::Included(start), Bound::Included(end)) => start > end,
+        (Bound::Included(start) | Bound::Excluded(start), Bound::Excluded(end))
+        | (Bound::Excluded(start), Bound::Included(end)) => start >= end,
+        _ => false,
+    }
+}
+
+fn unix_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+impl Engine for MemoryEngine {
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError> {
+        Ok(Box::new(MemorySnapshot(self.current.load_full())))
+    }
+
+    /// Commits at once on the caller's thread: there is nothing to wait for.
+    fn commit(&self, batch: WriteBatch) -> PendingCommit {
+        let started = Instant::now();
+        let outcome = self.apply(batch);
+        haven_metrics::commit(1, started.elapsed().as_secs_f64(), false);
+        let (reply, pending) = PendingCommit::channel();
+        let _ = reply.send(outcome);
+        pending
+    }
+}
+
+/// A snapshot: the version that was current when it was taken, kept alive as long as it is.
+struct MemorySnapshot(Arc<Version>);
+
+impl Snapshot for MemorySnapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.0.data.get(key).map(|value| value.to_vec()))
+    }
+
+    fn scan(
+        &self,
+        range: (Bound<&[u8]>, Bound<&[u8]>),
+        reverse: bool,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StorageError> {
+        visit_range(&self.0.data, range, reverse, &mut |key, value| {
+            visit(key, value)
+        });
+        Ok(())
+    }
+
+    fn scan_log(
+        &self,
+        table: u64,
+        range: (Bound<LogPosition>, Bound<LogPosition>),
+        reverse: bool,
+        visit: &mut dyn FnMut(LogEntry) -> bool,
+    ) -> Result<(), StorageError> {
+        let start = match range.0 {
+            Bound::Unbounded => Bound::Included((table, LogPosition::START)),
+            bound => bound.map(|position| (table, position)),
+        };
+        let end = match range.1 {
+            Bound::Unbounded => Bound::Included((table, LAST_POSITION)),
+            bound => bound.map(|position| (table, position)),
+        };
+        visit_range(
+            &self.0.log,
+            (start.as_ref(), end.as_ref()),
+            reverse,
+            &mut |&(_, position), record| {
+                let record = LogRecord::clone(record);
+                visit(LogEntry { position, record })
+            },
+        );
+        Ok(())
+    }
+
+    fn log_head(&self) -> Result<LogPosition, StorageError> {
+        Ok(self.0.head)
+    }
+
+    fn log_horizon(&self, table: u64) -> Result<LogPosition, StorageError> {
+        Ok(self.0.horizon(table))
+    }
+
+    fn next_log_table(&self, after: Option<u64>) -> Result<Option<u64>, StorageError> {
+        let first = match after {
+            None => 0,
+            Some(table) => match table.checked_add(1) {
+                Some(next) => next,
+                None => return Ok(None),
+            },
+        };
+        let start = (first, LogPosition::START);
+        let mut found = self
+            .0
+            .log
+            .range((Bound::Included(&start), Bound::Unbounded))
+            .map(|((table, _), _)| *table);
+        Ok(found.next())
+    }
+}
+
+/// The greatest position, which no record reaches: the end of a table's records.
+const LAST_POSITION: LogPosition = LogPosition {
+    timestamp_ms: u64::MAX,
+    sequence: u64::MAX,
+};
+
+/// Visits the pairs of `map` in `range`, ascending or descending, until `visit` answers false.
+fn visit_range<K, V, Q>(
+    map: &OrdMap<K, V>,
+    range: (Bound<&Q>, Bound<&Q>),
+    reverse: bool,
+    visit: &mut dyn FnMut(&K, &V) -> bool,
+) where
+    K: Ord + Clone + std::borrow::Borrow<Q>,
+    V: Clone,
+    Q: Ord + ?Sized,
+{
+    if is_empty(range) {
+        return;
+    }
+    let pairs = map.range(range);
+    if reverse {
+        for (key, value) in pairs.rev() {
+            if !visit(key, value) {
+                break;
+            }
+        }
+    } else {
+        for (key, value) in pairs {
+            if !visit(key, value) {
+                break;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
