@@ -180,6 +180,11 @@ pub fn storage_args(args: &[&str]) -> Vec<String> {
     }
 }
 
+/// Whether this test process runs its servers on PostgreSQL (`HAVEN_TEST_STORAGE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("HAVEN_TEST_STORAGE").as_deref() == Ok("postgres")
+}
+
 fn postgres_args(args: &[&str]) -> Vec<String> {
     static DATABASES: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
     let mut out = Vec::new();
