@@ -223,10 +223,11 @@ pub(crate) async fn write_item(
         }
         let mut batch = WriteBatch::new();
         // Staging reads only what it then expects (or adds to a counter), as the item is, so a
-        // later view than the item's is safe: the commit checks both against the same state.
-        let snapshot = service.engine.snapshot()?;
+        // later view than the item's is safe: the commit checks both against the same state. On a
+        // plain table it reads nothing, so its snapshot is taken only if it does.
+        let snapshot = haven_storage::LazySnapshot::new(&*service.engine);
         let staged = stage_item_write(
-            &*snapshot,
+            &snapshot,
             &meta,
             key,
             current.as_ref(),

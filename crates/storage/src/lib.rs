@@ -17,6 +17,7 @@
 mod batch;
 #[cfg(any(test, feature = "test-support"))]
 pub mod engine_suite;
+mod lazy;
 pub mod log;
 pub mod model_check;
 mod read;
@@ -26,6 +27,7 @@ mod sim_disk;
 use std::ops::Bound;
 
 pub use batch::{CommitError, PendingCommit, WriteBatch, WriteOp, decode_counter};
+pub use lazy::LazySnapshot;
 pub use log::{LogEntry, LogPosition, LogRecord, Origin};
 pub use read::{PendingRead, Values};
 pub use redb_engine::{DEFAULT_CACHE_BYTES, RedbEngine};
