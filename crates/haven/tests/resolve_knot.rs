@@ -35,6 +35,8 @@ const OTHER: &str = "other.haven.test.";
 /// stand-ins), the refresher asks every 200 ms; the rest is room for a busy 2-core machine.
 const SETTLE: Duration = Duration::from_millis(2500);
 const PHASE: Duration = Duration::from_millis(3500);
+/// The TTL of a stale answer (RFC 8767), unlike any record's, so that a sample shows it was one.
+const STALE_TTL: u32 = 2;
 
 /// Knot's zone: SOA (negative TTL 1 s), NS, and `records`.
 fn zone(serial: u32, records: &str) -> String {
@@ -70,7 +72,7 @@ impl Resolve {
             upstreams = [{}]
             upstream_timeout_ms = 300
             answer_within_ms = 1000
-            stale_ttl = 1
+            stale_ttl = {STALE_TTL}
             servfail_ttl = 1
             [resolve.critical]
             names = ["dynamodb.*.haven.test"]
@@ -298,7 +300,9 @@ fn rcode_and_addresses(sample: &Sample) -> (ResponseCode, BTreeSet<IpAddr>) {
     (got.rcode, got.addresses.clone())
 }
 
-/// Every sample of `name` in the phase, once settled, is `expected`; and there is at least one.
+/// Every sample of `name` in the phase, once settled, is `expected`, except stale answers (RFC
+/// 8767): those are right whenever Knot was slower than the upstream timeout, which a busy machine
+/// causes now and then, so they may be a minority. There is at least one sample.
 fn assert_settled(
     samples: &[Sample],
     name: &str,
@@ -308,9 +312,20 @@ fn assert_settled(
 ) {
     let settled = between(samples, name, phase.0 + SETTLE, phase.1);
     assert!(!settled.is_empty(), "{what}: no samples");
-    for sample in settled {
+    let (stale, fresh): (Vec<&Sample>, Vec<&Sample>) = settled.into_iter().partition(|s| {
+        s.got
+            .as_ref()
+            .is_some_and(|got| got.rcode == ResponseCode::NoError && got.ttl == Some(STALE_TTL))
+    });
+    for sample in &fresh {
         assert_eq!(rcode_and_addresses(sample), expected, "{what}: {sample:?}");
     }
+    assert!(
+        stale.len() < fresh.len(),
+        "{what}: {} stale answers against {} of Knot's: {stale:?}",
+        stale.len(),
+        fresh.len()
+    );
 }
 
 #[test]
