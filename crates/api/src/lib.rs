@@ -234,6 +234,11 @@ impl Service {
         Ok(stats)
     }
 
+    /// The storage engine's page cache figures, for the metrics (None if it has no cache of its own).
+    pub fn cache_stats(&self) -> Option<haven_storage::CacheStats> {
+        self.engine.cache_stats()
+    }
+
     /// [`Service::call`] with what the HTTP layer knows about the request.
     pub async fn call_with(
         &self,

@@ -939,9 +939,8 @@ fn security(args: &ServeArgs) -> anyhow::Result<haven_server::Security> {
     })
 }
 
-/// Every table's item count and size for a scrape of `/metrics` (none once the service is gone).
-/// What `/metrics` reads at a scrape: every table's figures, every global table's lag, and the
-/// bytes the data directory takes.
+/// What `/metrics` reads at a scrape (nothing once the service is gone): every table's figures,
+/// every global table's lag, the bytes the data directory takes and the engine's page cache.
 fn metrics_sample(
     service: &std::sync::Weak<Service>,
     data_dir: Option<&std::path::Path>,
@@ -978,6 +977,7 @@ fn metrics_sample(
         tables,
         replication,
         disk_bytes: data_dir.map(bytes_under),
+        cache: service.cache_stats(),
     }
 }
 

@@ -407,6 +407,42 @@ async fn bytes_on_disk_follow_the_data_directory() {
     assert!(after <= on_disk as f64, "{after} of {on_disk}");
 }
 
+/// On the embedded engine the page cache's figures move with reads; PostgreSQL's cache is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_cache_hits_follow_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HavenServer::start_on_disk(dir.path());
+    let client = server.client();
+    create_table(&client, "Cache", &[("pk", "S")]).await;
+    let key = AttributeValue::S("hot".to_string());
+    client
+        .put_item()
+        .table_name("Cache")
+        .item("pk", key.clone())
+        .send()
+        .await
+        .unwrap();
+    let before = Scrape::of(&server);
+    for _ in 0..100 {
+        let read = client.get_item().table_name("Cache").key("pk", key.clone());
+        assert!(read.send().await.unwrap().item.is_some());
+    }
+    let after = Scrape::of(&server);
+    let hits = after.delta(&before, "haven_storage_cache_hits_total");
+    if common::on_postgres() {
+        assert_eq!((hits, after.value("haven_storage_cache_bytes")), (0.0, 0.0));
+        return;
+    }
+    // Each read walks the catalog's and the item's B-tree pages: at least one page per read.
+    assert!(hits >= 100.0, "{hits} hits for 100 reads");
+    assert!(after.value("haven_storage_cache_bytes") > 0.0);
+    let misses = after.value("haven_storage_cache_misses_total");
+    assert!(
+        misses < after.value("haven_storage_cache_hits_total"),
+        "{misses}"
+    );
+}
+
 /// The bytes of every file under `dir`, as `du --apparent-size` counts them.
 fn walkdir(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)

@@ -14,7 +14,7 @@
 //! counters); docs/metrics.md maps each to the CloudWatch metric DynamoDB users know.
 
 use std::sync::LazyLock;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -91,6 +91,18 @@ pub struct Sample {
     pub tables: Vec<TableSample>,
     pub replication: Vec<ReplicationSample>,
     pub disk_bytes: Option<u64>,
+    /// The page cache of the server's engine, if it has one of its own.
+    pub cache: Option<CacheStats>,
+}
+
+/// A storage engine's page cache since it opened: page reads served from memory (hits) or from
+/// the disk (misses), pages evicted to make room, and the bytes it holds now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub bytes: u64,
 }
 
 /// What [`sample_with`] installs: read at each scrape.
@@ -148,9 +160,15 @@ struct Metrics {
     replication_latency: Family<ReplicaLabels, Seconds>,
     replication_behind: Family<ReplicaLabels, Seconds>,
     disk_bytes: Gauge,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    cache_evictions: Counter,
+    cache_bytes: Gauge,
     dns_generation: Gauge,
     dns_node_healthy: Family<NodeLabels, Gauge>,
     dns_answers: Family<RcodeLabels, Counter>,
+    /// `dns_answers`' counter of each of [`RCODES`], looked up once: an answer is one atomic add.
+    dns_answers_by_rcode: [Counter; RCODES.len()],
     sampler: std::sync::Mutex<Option<Sampler>>,
     mirror_lag: Family<TableLabels, Gauge<f64, AtomicU64>>,
     mirror_applied: Family<TableLabels, Counter>,
@@ -165,6 +183,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 
 impl Metrics {
     fn new() -> Metrics {
+        let dns_answers: Family<RcodeLabels, Counter> = Family::default();
         let metrics = Metrics {
             registry: Registry::default(),
             requests: Family::default(),
@@ -186,9 +205,15 @@ impl Metrics {
             replication_latency: Family::default(),
             replication_behind: Family::default(),
             disk_bytes: Gauge::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_evictions: Counter::default(),
+            cache_bytes: Gauge::default(),
             dns_generation: Gauge::default(),
             dns_node_healthy: Family::default(),
-            dns_answers: Family::default(),
+            dns_answers_by_rcode: RCODES
+                .map(|rcode| dns_answers.get_or_create(&RcodeLabels { rcode }).clone()),
+            dns_answers,
             sampler: std::sync::Mutex::new(None),
             mirror_lag: Family::default(),
             mirror_applied: Family::default(),
@@ -293,6 +318,26 @@ impl Metrics {
             "haven_storage_disk_bytes",
             "Bytes the data directory takes on disk (embedded storage only)",
             self.disk_bytes.clone(),
+        );
+        r.register(
+            "haven_storage_cache_hits",
+            "Page reads the storage engine's cache served from memory (embedded storage only)",
+            self.cache_hits.clone(),
+        );
+        r.register(
+            "haven_storage_cache_misses",
+            "Page reads the storage engine's cache had to read from the disk (embedded storage only)",
+            self.cache_misses.clone(),
+        );
+        r.register(
+            "haven_storage_cache_evictions",
+            "Pages the storage engine's cache evicted to stay within its size (embedded storage only)",
+            self.cache_evictions.clone(),
+        );
+        r.register(
+            "haven_storage_cache_bytes",
+            "Bytes the storage engine's page cache holds now (embedded storage only)",
+            self.cache_bytes.clone(),
         );
         r.register(
             "haven_dns_plan_generation",
@@ -533,6 +578,17 @@ fn sample(metrics: &Metrics) {
             .disk_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
+    if let Some(cache) = sample.cache {
+        // The engine counts since it opened; a scrape copies its figures (a reopen after a
+        // failure starts them again, which Prometheus reads as a counter reset).
+        let store = |counter: &Counter, value: u64| counter.inner().store(value, Ordering::Relaxed);
+        store(&metrics.cache_hits, cache.hits);
+        store(&metrics.cache_misses, cache.misses);
+        store(&metrics.cache_evictions, cache.evictions);
+        metrics
+            .cache_bytes
+            .set(i64::try_from(cache.bytes).unwrap_or(i64::MAX));
+    }
 }
 
 /// The DNS server now serves the plan of `generation`.
@@ -552,21 +608,15 @@ pub fn dns_node_health(node: &str, healthy: bool) {
         .set(i64::from(healthy));
 }
 
+/// The DNS response codes counted by name (the header's four bits, in order), then the rest.
+const RCODES: [&str; 7] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "OTHER",
+];
+
 /// The DNS server sent an answer with response code `rcode` (the header's four bits).
 pub fn dns_answer(rcode: u8) {
-    let rcode = match rcode {
-        0 => "NOERROR",
-        1 => "FORMERR",
-        2 => "SERVFAIL",
-        3 => "NXDOMAIN",
-        4 => "NOTIMP",
-        5 => "REFUSED",
-        _ => "OTHER",
-    };
-    METRICS
-        .dns_answers
-        .get_or_create(&RcodeLabels { rcode })
-        .inc();
+    let index = usize::from(rcode).min(RCODES.len() - 1);
+    METRICS.dns_answers_by_rcode[index].inc();
 }
 
 /// A quantity the server holds at a moment, kept as a gauge moved by [`Held`] guards.
@@ -676,6 +726,12 @@ mod tests {
                 behind_seconds: 0.0,
             }],
             disk_bytes: Some(4096),
+            cache: Some(CacheStats {
+                hits: 90,
+                misses: 10,
+                evictions: 2,
+                bytes: 65536,
+            }),
         }));
         let text = render();
         assert!(
@@ -688,6 +744,11 @@ mod tests {
             r#"haven_replication_latency_seconds{table="Music",region="eu-west-1"} 0.25"#
         ));
         assert!(text.contains("haven_storage_disk_bytes 4096"));
+        assert!(text.contains("haven_storage_cache_hits_total 90"), "{text}");
+        assert!(text.contains("haven_storage_cache_misses_total 10"));
+        assert!(text.contains("haven_storage_cache_evictions_total 2"));
+        assert!(text.contains("haven_storage_cache_bytes 65536"));
+        assert!(text.contains(r#"haven_dns_answers_total{rcode="REFUSED"} 0"#));
         assert!(text.contains("haven_dns_plan_generation 42"));
         assert!(text.contains(r#"haven_dns_node_healthy{node="127.0.0.2:8000"} 1"#));
         assert!(text.contains(r#"haven_dns_answers_total{rcode="NXDOMAIN"} 1"#));

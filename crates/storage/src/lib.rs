@@ -27,6 +27,7 @@ mod sim_disk;
 use std::ops::Bound;
 
 pub use batch::{CommitError, PendingCommit, WriteBatch, WriteOp, decode_counter};
+pub use haven_metrics::CacheStats;
 pub use lazy::LazySnapshot;
 pub use log::{LogEntry, LogPosition, LogRecord, Origin};
 pub use read::{PendingRead, Values};
@@ -110,6 +111,12 @@ pub trait Engine: Send + Sync + 'static {
     /// Commits a batch atomically, durably if the engine is durable. Resolves once the batch is
     /// applied (and synced) or refused.
     fn commit(&self, batch: WriteBatch) -> PendingCommit;
+
+    /// The page cache's figures since the engine opened, for `/metrics`; None for an engine
+    /// without a page cache of its own (memory) or whose cache lives elsewhere (PostgreSQL's).
+    fn cache_stats(&self) -> Option<CacheStats> {
+        None
+    }
 }
 
 /// Reads a counter written by [`WriteOp::AddCounter`] (absent counters are zero).

@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 
 use crate::batch::{CommitError, PendingCommit, WriteBatch, WriteOp};
 use crate::log::{self, LogEntry, LogPosition, LogRecord};
-use crate::{Engine, Snapshot, StorageError};
+use crate::{CacheStats, Engine, Snapshot, StorageError};
 
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
 /// The change log: `table id | position` (see `log::entry_key`) → the encoded record, and the
@@ -263,6 +263,19 @@ impl Engine for RedbEngine {
             let _ = sender.send((batch, reply));
         }
         pending
+    }
+
+    fn cache_stats(&self) -> Option<CacheStats> {
+        let stats = self
+            .shared
+            .with_database(|database| Ok(database.cache_stats()))
+            .ok()?;
+        Some(CacheStats {
+            hits: stats.read_hits() + stats.write_hits(),
+            misses: stats.read_misses() + stats.write_misses(),
+            evictions: stats.evictions(),
+            bytes: stats.used_bytes() as u64,
+        })
     }
 }
 
