@@ -1125,4 +1125,111 @@ async fn point_in_time_recovery_renews_its_base_and_restores_across_it() {
     restore_to(&client, "renewed-latest", None).await;
     wait_active(&client, "renewed-latest").await;
     assert_table_equals(&client, "renewed-latest", &model).await;
+
+    // PITR off: every base image leaves the store, parts and all (a base the re-basing worker
+    // was writing meanwhile is dropped when its commit finds PITR gone).
+    client
+        .update_continuous_backups()
+        .table_name("pitr")
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(false)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("disable PITR");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while files_under(&backups.join("pitr")) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "base images left after PITR was disabled: {}",
+            files_under(&backups.join("pitr"))
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The restored tables keep their items: they never depended on the bases once ACTIVE.
+    assert_table_equals(&client, "renewed-latest", &model).await;
+}
+
+/// The files under `dir`, at any depth (0 if it does not exist).
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(kind) if kind.is_dir() => files_under(&entry.path()),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// A copy of the backup `arn`'s record in `backups`, as a backup still CREATING whose writer last
+/// renewed its heartbeat `age_secs` ago, with one part: what a server killed mid-backup leaves
+/// (`age_secs` large) or a writer at work (small). Answers the copy's ARN.
+fn creating_copy(backups: &std::path::Path, arn: &str, age_secs: f64) -> String {
+    let id = arn.rsplit_once("/backup/").unwrap().1;
+    let record = std::fs::read(backups.join(format!("backups/{id}.json"))).unwrap();
+    let mut record: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    let then = now_ms() as f64 / 1000.0 - age_secs;
+    let copy_id = format!("{:014}-{:08x}", (then * 1000.0) as u64, age_secs as u32);
+    let copy_arn = arn.replace(id, &copy_id);
+    record["arn"] = serde_json::json!(copy_arn);
+    record["status"] = serde_json::json!("CREATING");
+    record["created"] = serde_json::json!(then);
+    record["heartbeat"] = serde_json::json!(then);
+    let parts = backups.join(format!("backups/{copy_id}"));
+    std::fs::create_dir_all(&parts).unwrap();
+    std::fs::write(parts.join("part-00000.json"), b"").unwrap();
+    let record = serde_json::to_vec(&record).unwrap();
+    std::fs::write(backups.join(format!("backups/{copy_id}.json")), record).unwrap();
+    copy_arn
+}
+
+#[tokio::test]
+async fn a_backup_whose_writer_died_is_removed_and_a_live_one_is_kept() {
+    let folder = tempfile::tempdir().unwrap();
+    let backups = folder.path();
+    let server =
+        HavenServer::start_with(&["--in-memory", "--backup-dir", backups.to_str().unwrap()]);
+    let client = server.client();
+    create_indexed_table(&client, "crashy").await;
+    put_all(&client, "crashy", &[versioned("p", 1, 1)]).await;
+    let arn = create_backup(&client, "crashy", "whole").await;
+    wait_available(&client, &arn).await;
+    let dead = creating_copy(backups, &arn, 3600.0);
+    let live = creating_copy(backups, &arn, 5.0);
+
+    let listed = client.list_backups().send().await.unwrap();
+    let listed: Vec<&str> = listed
+        .backup_summaries()
+        .iter()
+        .map(|summary| summary.backup_arn().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&arn.as_str()) && listed.contains(&live.as_str()),
+        "{listed:?}"
+    );
+    assert!(!listed.contains(&dead.as_str()), "{listed:?}");
+    let (code, message) = error_of(client.describe_backup().backup_arn(&dead).send().await);
+    assert_eq!(code, "BackupNotFoundException");
+    assert_eq!(message, format!("Backup not found: {dead}"));
+    let dead_id = dead.rsplit_once("/backup/").unwrap().1;
+    assert!(!backups.join(format!("backups/{dead_id}.json")).exists());
+    assert!(
+        !backups
+            .join(format!("backups/{dead_id}"))
+            .join("part-00000.json")
+            .exists()
+    );
+
+    // A writer that renewed its heartbeat recently is at work: its backup stays CREATING.
+    let creating = describe_backup(&client, &live).await;
+    let details = creating.backup_details.unwrap();
+    assert_eq!(details.backup_status(), &BackupStatus::Creating);
+    let (code, _) = error_of(client.delete_backup().backup_arn(&live).send().await);
+    assert_eq!(code, "BackupInUseException");
 }

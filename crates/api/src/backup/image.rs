@@ -4,6 +4,8 @@
 
 use std::ops::Bound;
 use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use haven_model::Item;
 use haven_model::item_codec::decode_item;
@@ -68,7 +70,9 @@ pub(crate) fn write(
 }
 
 /// Writes a backup's image from its snapshot on a thread of its own, then marks the backup
-/// AVAILABLE; a backup whose image cannot be written is removed (and the failure logged).
+/// AVAILABLE; a backup whose image cannot be written is removed (and the failure logged). While
+/// it writes, a second thread renews the record's heartbeat, so that a backup whose server died
+/// can be told from one still being written (`super::load_record`).
 pub(crate) fn spawn_writer(
     store: Arc<dyn BackupStore>,
     snapshot: Box<dyn Snapshot>,
@@ -78,8 +82,15 @@ pub(crate) fn spawn_writer(
     let spawned = std::thread::Builder::new()
         .name("haven-backup".into())
         .spawn(move || {
-            let written = write(&*snapshot, &record.table, &*store, |part| {
-                super::part_key(&id, part)
+            let written = std::thread::scope(|scope| {
+                let (done, stopped) = mpsc::channel::<()>();
+                let (alive_store, alive_record) = (&*store, &record);
+                scope.spawn(move || keep_alive(alive_store, alive_record, stopped));
+                let written = write(&*snapshot, &record.table, &*store, |part| {
+                    super::part_key(&id, part)
+                });
+                drop(done);
+                written
             });
             drop(snapshot);
             let outcome = written.and_then(|written| {
@@ -97,6 +108,19 @@ pub(crate) fn spawn_writer(
         });
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start a backup writer");
+    }
+}
+
+/// Saves `record` with a new heartbeat every [`super::HEARTBEAT_SECS`] until `stopped` says the
+/// image is written (the writer then saves the final record: this thread has ended by then).
+fn keep_alive(store: &dyn BackupStore, record: &BackupRecord, stopped: mpsc::Receiver<()>) {
+    let every = Duration::from_secs_f64(super::HEARTBEAT_SECS);
+    while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+        let mut alive = record.clone();
+        alive.heartbeat = crate::streams::now_ms() as f64 / 1000.0;
+        if let Err(error) = super::save_record(store, &alive) {
+            tracing::warn!(backup = %record.arn, %error, "cannot renew a backup's heartbeat");
+        }
     }
 }
 

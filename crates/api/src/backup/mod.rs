@@ -78,6 +78,10 @@ pub(crate) struct BackupRecord {
     pub item_count: i64,
     /// How many image parts there are (known once AVAILABLE).
     pub parts: u32,
+    /// While CREATING: when the writer last said it is alive (seconds since the epoch; 0 in
+    /// records written before heartbeats, which count from `created`).
+    #[serde(default)]
+    pub heartbeat: f64,
     /// The table's metadata at the backup's moment.
     pub table: TableMeta,
 }
@@ -108,14 +112,40 @@ fn part_key(id: &str, part: u32) -> String {
     format!("backups/{id}/part-{part:05}.json")
 }
 
-/// Reads the record of the backup an ARN names; BackupNotFoundException if there is none.
+/// How often a backup's writer renews its record's heartbeat while it writes the image.
+pub(crate) const HEARTBEAT_SECS: f64 = 30.0;
+/// A backup CREATING whose heartbeat is older than this lost its writer (its server died): AWS
+/// has no failed state for a backup, so it is removed as if the creation had never happened.
+const ABANDONED_SECS: f64 = 10.0 * HEARTBEAT_SECS;
+
+/// Whether `record` is a backup whose writer is gone, as of `now` (seconds since the epoch).
+fn abandoned(record: &BackupRecord, now: f64) -> bool {
+    record.status == "CREATING" && now - record.heartbeat.max(record.created) > ABANDONED_SECS
+}
+
+/// Removes a backup whose writer is gone; answers whether `record` was one.
+fn removed_if_abandoned(
+    store: &dyn BackupStore,
+    record: &BackupRecord,
+) -> Result<bool, StoreError> {
+    let now = crate::streams::now_ms() as f64 / 1000.0;
+    if !abandoned(record, now) {
+        return Ok(false);
+    }
+    tracing::warn!(backup = %record.arn, "removing a backup whose creation was interrupted");
+    delete_image(store, record)?;
+    Ok(true)
+}
+
+/// Reads the record of the backup an ARN names; BackupNotFoundException if there is none (or
+/// if its creation was interrupted, when it is removed).
 pub(crate) fn load_record(store: &dyn BackupStore, arn: &str) -> Result<BackupRecord, DynamoError> {
     let not_found = || DynamoError::BackupNotFound(format!("Backup not found: {arn}"));
     let id = backup_id(arn).ok_or_else(not_found)?;
     let bytes = store.get(&record_key(id))?.ok_or_else(not_found)?;
     let record: BackupRecord = serde_json::from_slice(&bytes)
         .map_err(|error| StoreError(format!("backup record {id} is damaged: {error}")))?;
-    if record.arn != arn {
+    if record.arn != arn || removed_if_abandoned(store, &record)? {
         return Err(not_found());
     }
     Ok(record)
@@ -143,7 +173,8 @@ pub(crate) fn delete_image(
     Ok(())
 }
 
-/// Every backup record in the store, oldest first.
+/// Every backup record in the store, oldest first (those whose creation was interrupted are
+/// removed instead).
 pub(crate) fn all_records(store: &dyn BackupStore) -> Result<Vec<BackupRecord>, DynamoError> {
     let mut records = Vec::new();
     for key in store.list("backups/")? {
@@ -151,6 +182,7 @@ pub(crate) fn all_records(store: &dyn BackupStore) -> Result<Vec<BackupRecord>, 
             continue; // deleted since the listing
         };
         match serde_json::from_slice::<BackupRecord>(&bytes) {
+            Ok(record) if removed_if_abandoned(store, &record)? => {}
             Ok(record) => records.push(record),
             Err(error) => tracing::warn!(key, %error, "skipping a damaged backup record"),
         }

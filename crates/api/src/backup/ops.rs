@@ -72,6 +72,7 @@ pub(crate) async fn create_backup(
         size_bytes: stats.size_bytes,
         item_count: stats.item_count,
         parts: 0,
+        heartbeat: created_ms as f64 / 1000.0,
         table: meta,
     };
     let saved = record.clone();

@@ -92,25 +92,74 @@ pub(crate) fn enabled(meta: &TableMeta) -> bool {
     meta.pitr.is_some()
 }
 
-/// The earliest log position each PITR table needs kept, by table id: its oldest base's.
+/// The earliest log position each table's log must keep for point-in-time recovery, by table
+/// id: a PITR table's oldest base's, and the base position of every point-in-time restore still
+/// replaying that table's log (which disabling PITR meanwhile must not cut short).
 pub(crate) fn log_floor(catalog: &Arc<Catalog>) -> HashMap<u64, LogPosition> {
-    let mut floors = HashMap::new();
+    let mut floors: HashMap<u64, LogPosition> = HashMap::new();
+    let mut keep = |table_id: u64, (timestamp_ms, sequence): (u64, u64)| {
+        let position = LogPosition {
+            timestamp_ms,
+            sequence,
+        };
+        let floor = floors.entry(table_id).or_insert(position);
+        *floor = (*floor).min(position);
+    };
     for name in catalog.names() {
-        if let Ok(Some(meta)) = catalog.get(&name)
-            && let Some(pitr) = &meta.pitr
-        {
+        let Ok(Some(meta)) = catalog.get(&name) else {
+            continue;
+        };
+        if let Some(pitr) = &meta.pitr {
             let oldest = pitr.bases().first().map(|b| b.position);
-            let (timestamp_ms, sequence) = oldest.unwrap_or((pitr.enabled_ms, 0));
-            floors.insert(
-                meta.id,
-                LogPosition {
-                    timestamp_ms,
-                    sequence,
-                },
-            );
+            keep(meta.id, oldest.unwrap_or((pitr.enabled_ms, 0)));
+        }
+        if let Some(at) = restoring_from_point_in_time(&meta) {
+            keep(at.table_id, at.base_position);
         }
     }
     floors
+}
+
+/// What a table being restored to a point in time replays, while it does.
+fn restoring_from_point_in_time(meta: &TableMeta) -> Option<&super::PointInTime> {
+    let restore = meta.restore.as_ref().filter(|r| r.in_progress)?;
+    restore.point_in_time.as_ref()
+}
+
+/// Deletes those of `bases` that nothing needs any more: neither a table's PITR (its current or
+/// an earlier base) nor a point-in-time restore in progress. Whoever drops a base's last use
+/// calls this: re-basing, disabling PITR, a restore finishing.
+pub(crate) fn delete_unused_bases(
+    catalog: &Arc<Catalog>,
+    store: &dyn BackupStore,
+    bases: &[String],
+) {
+    if bases.is_empty() {
+        return;
+    }
+    if let Err(error) = catalog.refresh() {
+        tracing::warn!(%error, "cannot tell which PITR base images are in use; keeping them");
+        return;
+    }
+    let mut in_use = std::collections::HashSet::new();
+    for name in catalog.names() {
+        let Ok(Some(meta)) = catalog.get(&name) else {
+            tracing::warn!(
+                name,
+                "cannot tell which PITR base images are in use; keeping them"
+            );
+            return;
+        };
+        if let Some(pitr) = &meta.pitr {
+            in_use.extend(pitr.bases().into_iter().map(|base| base.key));
+        }
+        if let Some(at) = restoring_from_point_in_time(&meta) {
+            in_use.insert(at.base.clone());
+        }
+    }
+    for key in bases.iter().filter(|key| !in_use.contains(*key)) {
+        delete_base(store, key);
+    }
 }
 
 #[derive(Deserialize)]
@@ -163,6 +212,7 @@ pub(crate) async fn update_continuous_backups(
     let enable = spec.point_in_time_recovery_enabled.unwrap_or(false);
     let days = spec.recovery_period_in_days.unwrap_or(35) as u32;
     let mut retries = Retries::new("UpdateContinuousBackups");
+    let mut dropped = Vec::new();
     let meta = loop {
         let current = lookup(service, &name)?;
         let mut updated = (*current).clone();
@@ -178,7 +228,8 @@ pub(crate) async fn update_continuous_backups(
                 });
                 updated.schema_version += 1;
             }
-            (Some(_), false) => {
+            (Some(pitr), false) => {
+                dropped = pitr.bases().into_iter().map(|base| base.key).collect();
                 updated.pitr = None;
                 updated.schema_version += 1;
             }
@@ -189,6 +240,13 @@ pub(crate) async fn update_continuous_backups(
         }
         retries.conflict().await?;
     };
+    // PITR off: its base images go from the store, unless a restore is still reading one.
+    let catalog = service.catalog.clone();
+    blocking(&service.backups, move |store| {
+        delete_unused_bases(&catalog, store, &dropped);
+        Ok(())
+    })
+    .await?;
     let meta = match meta.pitr.as_ref().filter(|p| p.base.is_none()) {
         Some(_) => take_base(service, &meta).await?,
         None => meta,
@@ -243,6 +301,7 @@ fn write_base(
         size_bytes: stats.size_bytes,
         item_count: stats.item_count,
         parts: written.parts,
+        heartbeat: 0.0,
         table: table.clone(),
     };
     store.put(
@@ -343,9 +402,8 @@ fn rebase(
                 base = base.key,
                 "PITR base image renewed"
             );
-            forgotten
-                .iter()
-                .for_each(|old| delete_base(store, &old.key));
+            let forgotten: Vec<String> = forgotten.into_iter().map(|old| old.key).collect();
+            delete_unused_bases(catalog, store, &forgotten);
             Ok(())
         }
         Err(CommitError::Conflict) => {

@@ -425,20 +425,28 @@ impl Restorer {
         Err(DynamoError::InternalServerError)
     }
 
-    /// Marks the restore done: the table turns ACTIVE.
+    /// Marks the restore done: the table turns ACTIVE. A point-in-time restore's base image goes
+    /// if its table no longer needs it (PITR disabled or re-based meanwhile).
     fn finish(&self, table: &str) -> Result<(), DynamoError> {
         for _ in 0..BATCH_ATTEMPTS {
             let Some(current) = self.catalog.reload(table)? else {
                 return Ok(());
             };
             let mut updated = (*current).clone();
-            match updated.restore.as_mut() {
-                Some(restore) if restore.in_progress => restore.in_progress = false,
+            let base = match updated.restore.as_mut() {
+                Some(restore) if restore.in_progress => {
+                    restore.in_progress = false;
+                    restore.point_in_time.as_ref().map(|at| at.base.clone())
+                }
                 _ => return Ok(()),
-            }
+            };
             let (batch, installation) = Catalog::update_batch(&current, updated);
             match self.catalog.commit_blocking(batch, installation) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    let bases: Vec<String> = base.into_iter().collect();
+                    super::pitr::delete_unused_bases(&self.catalog, &*self.store, &bases);
+                    return Ok(());
+                }
                 Err(CommitError::Conflict) => continue,
                 Err(CommitError::Storage(error)) => return Err(error.into()),
             }
