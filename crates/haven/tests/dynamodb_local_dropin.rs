@@ -622,10 +622,10 @@ fn exec_form(prefix: &str) -> Vec<String> {
     serde_json::from_str(array).unwrap()
 }
 
-/// The image cannot be built here (no registry for its base images), so its entry point, default
-/// command and health check run as the image would run them: the binary with the Dockerfile's
-/// arguments in a folder laid out like the image's working folder; then the compose example's
-/// command.
+/// The Dockerfile's entry point, default command and health check run as the image would run
+/// them, without a container engine: the binary with the Dockerfile's arguments in a folder laid
+/// out like the image's working folder; then the compose example's command. (The image itself is
+/// built FROM scratch and run with podman by scripts/image-test.sh.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_images_entry_point_command_and_health_check_work() {
     let entry = exec_form("ENTRYPOINT");
