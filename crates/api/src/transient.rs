@@ -13,7 +13,7 @@
 use std::ops::Bound;
 use std::time::Duration;
 
-use haven_storage::{Snapshot, StorageError, WriteBatch};
+use haven_storage::{Engine, Snapshot, StorageError, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -113,7 +113,7 @@ fn visit(
 /// Nothing when the window is zero.
 pub(crate) fn bury(
     batch: &mut WriteBatch,
-    snapshot: &dyn Snapshot,
+    engine: &dyn Engine,
     description: &Value,
     setting: Duration,
     now: f64,
@@ -121,7 +121,7 @@ pub(crate) fn bury(
     if setting.is_zero() {
         return Ok(());
     }
-    visit(snapshot, &mut |name, tombstone| {
+    visit(&*engine.snapshot()?, &mut |name, tombstone| {
         if tombstone.until <= now {
             batch.delete(key(&name));
         }
@@ -136,13 +136,18 @@ pub(crate) fn bury(
     Ok(())
 }
 
-/// The TableDescription (DELETING) of `name` if it was deleted less than a window ago.
+/// The TableDescription (DELETING) of `name` if it was deleted less than a window ago (never with
+/// a zero window).
 pub(crate) fn deleting(
-    snapshot: &dyn Snapshot,
+    engine: &dyn Engine,
     name: &str,
+    setting: Duration,
     now: f64,
 ) -> Result<Option<Value>, StorageError> {
-    let Some(bytes) = snapshot.get(&key(name))? else {
+    if setting.is_zero() {
+        return Ok(None);
+    }
+    let Some(bytes) = engine.snapshot()?.get(&key(name))? else {
         return Ok(None);
     };
     let tombstone: Option<Tombstone> = serde_json::from_slice(&bytes).ok();
@@ -153,11 +158,15 @@ pub(crate) fn deleting(
 
 /// The names of the tables still DELETING (ListTables names them until their deletion is over).
 pub(crate) fn deleting_names(
-    snapshot: &dyn Snapshot,
+    engine: &dyn Engine,
+    setting: Duration,
     now: f64,
 ) -> Result<Vec<String>, StorageError> {
     let mut names = Vec::new();
-    visit(snapshot, &mut |name, tombstone| {
+    if setting.is_zero() {
+        return Ok(names);
+    }
+    visit(&*engine.snapshot()?, &mut |name, tombstone| {
         if now < tombstone.until {
             names.push(name);
         }
@@ -167,11 +176,12 @@ pub(crate) fn deleting_names(
 
 /// ResourceInUseException for CreateTable of a name whose table is still DELETING.
 pub(crate) fn refuse_if_deleting(
-    snapshot: &dyn Snapshot,
+    engine: &dyn Engine,
     name: &str,
+    setting: Duration,
     now: f64,
 ) -> Result<(), DynamoError> {
-    match deleting(snapshot, name, now)? {
+    match deleting(engine, name, setting, now)? {
         Some(_) => Err(DynamoError::ResourceInUse(format!(
             "Attempt to change a resource which is still in use: Table is being deleted: {name}"
         ))),
@@ -216,5 +226,52 @@ mod tests {
             refused.message().unwrap(),
             "Attempt to change a resource which is still in use: Table is being updated: tab"
         );
+    }
+
+    fn bury_at(engine: &dyn Engine, name: &str, now: f64) {
+        let mut batch = WriteBatch::new();
+        let description = serde_json::json!({"TableName": name, "TableStatus": "DELETING"});
+        bury(
+            &mut batch,
+            engine,
+            &description,
+            Duration::from_secs(1),
+            now,
+        )
+        .unwrap();
+        engine.commit(batch).wait().unwrap();
+    }
+
+    #[test]
+    fn tombstones_last_a_window_and_the_next_deletion_removes_expired_ones() {
+        let engine = haven_storage::RedbEngine::in_memory().unwrap();
+        let second = Duration::from_secs(1);
+        bury_at(&engine, "old", 100.0);
+        bury_at(&engine, "new", 100.5);
+        assert_eq!(
+            deleting_names(&engine, second, 100.9).unwrap(),
+            ["new", "old"]
+        );
+        let described = deleting(&engine, "old", second, 100.9).unwrap().unwrap();
+        assert_eq!(described["TableStatus"], "DELETING");
+        assert_eq!(deleting_names(&engine, second, 101.2).unwrap(), ["new"]);
+        assert!(deleting(&engine, "old", second, 101.2).unwrap().is_none());
+        assert!(
+            deleting(&engine, "new", Duration::ZERO, 100.9)
+                .unwrap()
+                .is_none()
+        );
+        let refused = refuse_if_deleting(&engine, "new", second, 101.2).unwrap_err();
+        assert_eq!(
+            refused.message().unwrap(),
+            "Attempt to change a resource which is still in use: Table is being deleted: new"
+        );
+        bury_at(&engine, "third", 101.2);
+        let mut stored = Vec::new();
+        visit(&*engine.snapshot().unwrap(), &mut |name, _| {
+            stored.push(name)
+        })
+        .unwrap();
+        assert_eq!(stored, ["new", "third"], "the expired tombstone is gone");
     }
 }

@@ -257,7 +257,8 @@ pub(crate) async fn create_table(
 
     let name = input.table_name.clone().unwrap_or_default();
     let created = now();
-    crate::transient::refuse_if_deleting(&*service.engine.snapshot()?, &name, created)?;
+    let window = service.config.transient_status;
+    crate::transient::refuse_if_deleting(&*service.engine, &name, window, created)?;
     let throughput = input
         .provisioned_throughput
         .as_ref()
@@ -457,8 +458,8 @@ fn deleted_description(
     message: String,
 ) -> Result<Value, DynamoError> {
     let name = input.table_name.as_deref().unwrap_or_default();
-    let snapshot = service.engine.snapshot()?;
-    crate::transient::deleting(&*snapshot, name, now())?
+    let window = service.config.transient_status;
+    crate::transient::deleting(&*service.engine, name, window, now())?
         .ok_or(DynamoError::ResourceNotFound(message))
 }
 
@@ -489,15 +490,8 @@ pub(crate) async fn delete_table(
     crate::transient::refuse_unless_active(&meta, service.config.transient_status, at)?;
     let description = describe(service, &meta, "DELETING")?;
     let mut batch = haven_storage::WriteBatch::new();
-    let snapshot = service.engine.snapshot()?;
-    crate::transient::bury(
-        &mut batch,
-        &*snapshot,
-        &description,
-        service.config.transient_status,
-        at,
-    )?;
-    drop(snapshot);
+    let window = service.config.transient_status;
+    crate::transient::bury(&mut batch, &*service.engine, &description, window, at)?;
     if !service.catalog.delete(&meta, batch).await? {
         return Err(DynamoError::ResourceNotFound(format!(
             "Requested resource not found: Table: {} not found",
@@ -544,12 +538,14 @@ pub(crate) fn list_tables(service: &Service, input: ListTablesInput) -> Result<V
 /// transient statuses last, those still DELETING (`crate::transient`).
 fn listed_names(service: &Service) -> Result<Vec<String>, DynamoError> {
     let mut names = service.catalog.names();
-    if !service.config.transient_status.is_zero() {
-        let snapshot = service.engine.snapshot()?;
-        names.extend(crate::transient::deleting_names(&*snapshot, now())?);
-        names.sort_unstable();
-        names.dedup();
-    }
+    let window = service.config.transient_status;
+    names.extend(crate::transient::deleting_names(
+        &*service.engine,
+        window,
+        now(),
+    )?);
+    names.sort_unstable();
+    names.dedup();
     Ok(names)
 }
 
