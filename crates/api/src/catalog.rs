@@ -135,6 +135,10 @@ pub struct TableMeta {
     /// Point-in-time recovery, while enabled (`crate::backup::pitr`).
     #[serde(default)]
     pub pitr: Option<crate::backup::pitr::PitrMeta>,
+    /// When an UpdateTable last changed the table (not for deletion protection alone): the table
+    /// reports UPDATING for the transient-status window after it (`crate::transient`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated: Option<f64>,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).
@@ -409,6 +413,9 @@ pub struct Catalog {
     generation: AtomicI64,
     /// `(table id, index id)` of the index workers running.
     index_workers: Mutex<HashSet<(u64, u32)>>,
+    /// The transient-status window: an index worker finishes an index only once its table's
+    /// last update is older (`crate::transient`).
+    transient: Duration,
 }
 
 /// How often the background thread compares the stored catalog generation with the cache's.
@@ -417,12 +424,16 @@ const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
 impl Catalog {
     /// Loads every table's metadata from storage, starts the work the metadata asks for (index
     /// backfills and removals left half-way), and a thread that keeps the cache following storage.
-    pub fn load(engine: Arc<dyn Engine>) -> Result<Arc<Catalog>, StorageError> {
+    pub fn load(
+        engine: Arc<dyn Engine>,
+        transient: Duration,
+    ) -> Result<Arc<Catalog>, StorageError> {
         let catalog = Arc::new(Catalog {
             engine,
             tables: RwLock::new(BTreeMap::new()),
             generation: AtomicI64::new(-1),
             index_workers: Mutex::new(HashSet::new()),
+            transient,
         });
         catalog.refresh()?;
         let weak = Arc::downgrade(&catalog);
@@ -437,6 +448,11 @@ impl Catalog {
 
     pub(crate) fn engine(&self) -> &Arc<dyn Engine> {
         &self.engine
+    }
+
+    /// The transient-status window (`crate::transient`).
+    pub(crate) fn transient(&self) -> Duration {
+        self.transient
     }
 
     /// The table's metadata: from the cache, or from storage when the cache does not have it.
@@ -574,10 +590,14 @@ impl Catalog {
         self.settle(&current.name, self.commit(batch, installation).await)
     }
 
-    /// Removes a table with all its items and counters in one batch; false if it changed or went
-    /// meanwhile (the cache then holds what storage holds).
-    pub(crate) async fn delete(self: &Arc<Self>, meta: &TableMeta) -> Result<bool, StorageError> {
-        let mut batch = WriteBatch::new();
+    /// Removes a table with all its items and counters in one batch, with whatever `batch` already
+    /// holds (a tombstone: `crate::transient`); false if it changed or went meanwhile (the cache
+    /// then holds what storage holds).
+    pub(crate) async fn delete(
+        self: &Arc<Self>,
+        meta: &TableMeta,
+        mut batch: WriteBatch,
+    ) -> Result<bool, StorageError> {
         batch
             .expect(meta_key(&meta.name), Some(encode_meta(meta)))
             .delete(meta_key(&meta.name))

@@ -284,6 +284,12 @@ fn run_index_worker(
         let Some(index) = meta.indexes.iter().find(|i| i.id == index_id).cloned() else {
             return Ok(());
         };
+        let now = crate::ops::now();
+        if let Some(left) = crate::transient::update_remaining(&meta, catalog.transient(), now) {
+            // The index stays CREATING or DELETING for its table's transient-status window.
+            std::thread::sleep(left.min(INDEX_LEASE / 4));
+            continue;
+        }
         let engine = &**catalog.engine();
         if !lease.hold(engine)? {
             // Another node works on this index; look again later (it may finish, or stop).

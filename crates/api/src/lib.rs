@@ -23,6 +23,7 @@ mod replication;
 mod reply;
 mod retry;
 mod streams;
+mod transient;
 mod ttl;
 mod wire;
 
@@ -99,8 +100,9 @@ pub struct ServiceConfig {
     /// How old a table's point-in-time recovery base image grows before a new one is taken
     /// (`crate::backup::pitr`): the log replayed by a restore is at most about this long.
     pub pitr_rebase: std::time::Duration,
-    /// How long DescribeTable reports a new table as CREATING (zero: ACTIVE at once, the
-    /// default; DynamoDB Local's `-delayTransientStatuses`).
+    /// How long a new table stays CREATING, an updated one UPDATING and a deleted one DELETING
+    /// (zero: ACTIVE or gone at once, the default; DynamoDB Local's `-delayTransientStatuses`;
+    /// `crate::transient`).
     pub transient_status: std::time::Duration,
 }
 
@@ -148,7 +150,7 @@ impl Service {
     /// Loads the catalog, which resumes any index creation or deletion a previous run left
     /// half-way, and starts the change log's and TTL's workers.
     pub fn new(engine: Arc<dyn Engine>, config: ServiceConfig) -> Result<Service, StorageError> {
-        let catalog = Catalog::load(engine.clone())?;
+        let catalog = Catalog::load(engine.clone(), config.transient_status)?;
         let service = Service {
             engine,
             catalog,

@@ -357,8 +357,9 @@ struct ServeArgs {
     /// separated by commas (DynamoDB Local's -cors).
     #[arg(long, value_name = "ORIGINS")]
     cors: Option<String>,
-    /// Milliseconds DescribeTable shows a new table as CREATING before ACTIVE, so that clients'
-    /// waiters are exercised (DynamoDB Local's -delayTransientStatuses); 0: ACTIVE at once.
+    /// Milliseconds a new table stays CREATING, an updated one UPDATING (its new or deleted index
+    /// CREATING or DELETING) and a deleted one DELETING, so that clients' waiters are exercised
+    /// (DynamoDB Local's -delayTransientStatuses); 0: ACTIVE or gone at once.
     #[arg(long, default_value_t = 0)]
     transient_status_ms: u64,
 }

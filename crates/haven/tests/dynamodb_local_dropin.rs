@@ -286,30 +286,272 @@ fn cors_star_lets_any_origin_read_the_answers() {
     )));
 }
 
+/// The transient-status window the tests configure, and how long their waiters may wait: the
+/// SDK's waiters poll at once, then (their minimum delay being 20 s) once more at `max_wait`.
+const WINDOW_MS: u64 = 1000;
+const WAITER_MAX: Duration = Duration::from_secs(3);
+
+fn status_of(table: &aws_sdk_dynamodb::types::TableDescription) -> &str {
+    table.table_status().unwrap().as_str()
+}
+
+async fn table_status(client: &aws_sdk_dynamodb::Client, table: &str) -> String {
+    let described = client.describe_table().table_name(table).send().await;
+    status_of(described.unwrap().table().unwrap()).to_string()
+}
+
+/// The IndexStatus and Backfilling of the table's only global index, or None once it is gone.
+async fn index_status(client: &aws_sdk_dynamodb::Client, table: &str) -> Option<(String, bool)> {
+    let described = client.describe_table().table_name(table).send().await;
+    let table = described.unwrap().table.unwrap();
+    let index = table.global_secondary_indexes().first()?;
+    Some((
+        index.index_status().unwrap().as_str().to_string(),
+        index.backfilling().unwrap_or(false),
+    ))
+}
+
+async fn wait_active(client: &aws_sdk_dynamodb::Client, table: &str) {
+    use aws_sdk_dynamodb::client::Waiters;
+    let waited = client.wait_until_table_exists().table_name(table);
+    waited
+        .wait(WAITER_MAX)
+        .await
+        .expect("the table becomes ACTIVE");
+    assert_eq!(table_status(client, table).await, "ACTIVE");
+}
+
+/// The ResourceInUseException message of an UpdateTable (billing mode) and a DeleteTable.
+async fn refusals(client: &aws_sdk_dynamodb::Client, table: &str) -> [(String, String); 2] {
+    use aws_sdk_dynamodb::types::BillingMode;
+    let update = client.update_table().table_name(table);
+    let update = update.billing_mode(BillingMode::PayPerRequest).send().await;
+    let delete = client.delete_table().table_name(table).send().await;
+    [common::error_of(update), common::error_of(delete)]
+}
+
+fn in_use(doing: &str, table: &str) -> (String, String) {
+    (
+        "ResourceInUseException".into(),
+        format!(
+            "Attempt to change a resource which is still in use: Table is being {doing}: {table}"
+        ),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn delayed_transient_statuses_hold_creating_for_the_configured_while() {
+async fn delayed_transient_statuses_create_and_update_as_the_service_does() {
+    use aws_sdk_dynamodb::types::{AttributeValue, BillingMode, ProvisionedThroughput};
     let dir = tempfile::tempdir().unwrap();
+    let window = WINDOW_MS.to_string();
     let haven = start_dropin(
         "-jar DynamoDBLocal.jar -inMemory -delayTransientStatuses",
         dir.path(),
-        &[("HAVEN_TRANSIENT_STATUS_MS", "1500")],
+        &[("HAVEN_TRANSIENT_STATUS_MS", &window)],
     );
     let client = client(&haven.endpoint(), "AKIDLOCAL", "us-east-1");
-    let created = Instant::now();
-    common::create_table(&client, "Slow", &[("pk", "S")]).await;
-    let status = || async {
-        let table = client.describe_table().table_name("Slow").send().await;
-        table.unwrap().table.unwrap().table_status.unwrap()
+    let (schema, definitions) = common::table_keys(&[("pk", "S")]);
+    let created = client
+        .create_table()
+        .table_name("Slow")
+        .set_key_schema(Some(schema));
+    let created = created.set_attribute_definitions(Some(definitions.clone()));
+    let created = created
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(created.table_description().unwrap()), "CREATING");
+    assert_eq!(table_status(&client, "Slow").await, "CREATING");
+    assert_eq!(
+        refusals(&client, "Slow").await,
+        [in_use("created", "Slow"), in_use("created", "Slow")]
+    );
+    wait_active(&client, "Slow").await;
+
+    // A capacity change: UPDATING for the window, the item API working throughout.
+    let throughput = ProvisionedThroughput::builder()
+        .read_capacity_units(5)
+        .write_capacity_units(5);
+    let updated = client
+        .update_table()
+        .table_name("Slow")
+        .billing_mode(BillingMode::Provisioned);
+    let updated = updated
+        .provisioned_throughput(throughput.build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(updated.table_description().unwrap()), "UPDATING");
+    assert_eq!(table_status(&client, "Slow").await, "UPDATING");
+    assert_eq!(
+        refusals(&client, "Slow").await,
+        [in_use("updated", "Slow"), in_use("updated", "Slow")]
+    );
+    let put = client
+        .put_item()
+        .table_name("Slow")
+        .item("pk", AttributeValue::S("a".into()));
+    put.item("g", AttributeValue::S("x".into()))
+        .send()
+        .await
+        .unwrap();
+    let read = client
+        .get_item()
+        .table_name("Slow")
+        .key("pk", AttributeValue::S("a".into()));
+    assert!(read.send().await.unwrap().item.is_some());
+    wait_active(&client, "Slow").await;
+
+    // A new global index: the table UPDATING, the index CREATING (not readable) for the window.
+    let started = Instant::now();
+    add_index(&client, "Slow").await;
+    assert_eq!(table_status(&client, "Slow").await, "UPDATING");
+    assert_eq!(
+        index_status(&client, "Slow").await,
+        Some(("CREATING".into(), true))
+    );
+    let query = client.query().table_name("Slow").index_name("byG");
+    let query = query.key_condition_expression("g = :g");
+    let query = query.expression_attribute_values(":g", AttributeValue::S("x".into()));
+    let (code, message) = common::error_of(query.clone().send().await);
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        (
+            "ValidationException",
+            "Cannot read from backfilling global secondary index: byG"
+        )
+    );
+    wait_active(&client, "Slow").await;
+    common::wait_until_async("the index ACTIVE", Duration::from_secs(10), || async {
+        index_status(&client, "Slow").await == Some(("ACTIVE".into(), false))
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(WINDOW_MS));
+    assert_eq!(query.send().await.unwrap().count, 1);
+
+    // Deleting it: DELETING for the window, then gone.
+    let started = Instant::now();
+    let delete =
+        aws_sdk_dynamodb::types::DeleteGlobalSecondaryIndexAction::builder().index_name("byG");
+    let update = aws_sdk_dynamodb::types::GlobalSecondaryIndexUpdate::builder()
+        .delete(delete.build().unwrap());
+    let deleted = client
+        .update_table()
+        .table_name("Slow")
+        .global_secondary_index_updates(update.build());
+    deleted.send().await.unwrap();
+    assert_eq!(index_status(&client, "Slow").await.unwrap().0, "DELETING");
+    wait_active(&client, "Slow").await;
+    common::wait_until_async("the index gone", Duration::from_secs(10), || async {
+        index_status(&client, "Slow").await.is_none()
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_millis(WINDOW_MS));
+}
+
+/// UpdateTable adding the global index `byG` on `g`.
+async fn add_index(client: &aws_sdk_dynamodb::Client, table: &str) {
+    use aws_sdk_dynamodb::types::{
+        CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate, Projection, ProjectionType,
+        ProvisionedThroughput,
     };
-    assert_eq!(status().await.as_str(), "CREATING");
-    loop {
-        if status().await.as_str() == "ACTIVE" {
-            break;
-        }
-        assert!(created.elapsed() < Duration::from_secs(10), "never ACTIVE");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let (schema, definitions) = common::table_keys(&[("g", "S")]);
+    let throughput = ProvisionedThroughput::builder()
+        .read_capacity_units(1)
+        .write_capacity_units(1);
+    let create = CreateGlobalSecondaryIndexAction::builder().index_name("byG");
+    let create = create
+        .set_key_schema(Some(schema))
+        .provisioned_throughput(throughput.build().unwrap());
+    let create = create.projection(
+        Projection::builder()
+            .projection_type(ProjectionType::All)
+            .build(),
+    );
+    let update = GlobalSecondaryIndexUpdate::builder()
+        .create(create.build().unwrap())
+        .build();
+    let request = client
+        .update_table()
+        .table_name(table)
+        .set_attribute_definitions(Some(definitions));
+    let answer = request
+        .global_secondary_index_updates(update)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(answer.table_description().unwrap()), "UPDATING");
+}
+
+async fn listed(client: &aws_sdk_dynamodb::Client) -> Vec<String> {
+    client
+        .list_tables()
+        .send()
+        .await
+        .unwrap()
+        .table_names
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_transient_statuses_delete_as_the_service_does_and_survive_a_restart() {
+    use aws_sdk_dynamodb::client::Waiters;
+    use aws_sdk_dynamodb::types::BillingMode;
+    let dir = tempfile::tempdir().unwrap();
+    // Long enough for a restart within it.
+    let window = (WINDOW_MS * 4).to_string();
+    let line = "-jar DynamoDBLocal.jar -sharedDb -dbPath . -delayTransientStatuses";
+    let env = [("HAVEN_TRANSIENT_STATUS_MS", window.as_str())];
+    let haven = start_dropin(line, dir.path(), &env);
+    let sdk = client(&haven.endpoint(), "AKIDLOCAL", "us-east-1");
+    for table in ["Gone", "Kept"] {
+        common::create_table(&sdk, table, &[("pk", "S")]).await;
     }
-    assert!(created.elapsed() >= Duration::from_millis(1400));
+    common::wait_until_async("both ACTIVE", Duration::from_secs(10), || async {
+        table_status(&sdk, "Gone").await == "ACTIVE" && table_status(&sdk, "Kept").await == "ACTIVE"
+    })
+    .await;
+    let deleted = sdk.delete_table().table_name("Gone").send().await.unwrap();
+    assert_eq!(status_of(deleted.table_description().unwrap()), "DELETING");
+    let update = sdk
+        .update_table()
+        .table_name("Kept")
+        .billing_mode(BillingMode::Provisioned);
+    let throughput =
+        aws_sdk_dynamodb::types::ProvisionedThroughput::builder().read_capacity_units(2);
+    update
+        .provisioned_throughput(throughput.write_capacity_units(2).build().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    // A restart keeps both statuses: they come from stored times.
+    drop(haven);
+    let haven = start_dropin(line, dir.path(), &env);
+    let sdk = client(&haven.endpoint(), "AKIDLOCAL", "us-east-1");
+    assert_eq!(table_status(&sdk, "Gone").await, "DELETING");
+    assert_eq!(table_status(&sdk, "Kept").await, "UPDATING");
+    assert_eq!(listed(&sdk).await, ["Gone", "Kept"]);
+    let again = sdk.delete_table().table_name("Gone").send().await.unwrap();
+    assert_eq!(status_of(again.table_description().unwrap()), "DELETING");
+    let (schema, definitions) = common::table_keys(&[("pk", "S")]);
+    let create = sdk
+        .create_table()
+        .table_name("Gone")
+        .set_key_schema(Some(schema.clone()));
+    let create = create.set_attribute_definitions(Some(definitions.clone()));
+    let refused = create.billing_mode(BillingMode::PayPerRequest).send().await;
+    assert_eq!(common::error_of(refused), in_use("deleted", "Gone"));
+
+    let waited = sdk.wait_until_table_not_exists().table_name("Gone");
+    waited.wait(WAITER_MAX * 2).await.expect("the table goes");
+    let (code, _) = common::error_of(sdk.describe_table().table_name("Gone").send().await);
+    assert_eq!(code, "ResourceNotFoundException");
+    assert_eq!(listed(&sdk).await, ["Kept"]);
+    let (code, _) = common::error_of(sdk.delete_table().table_name("Gone").send().await);
+    assert_eq!(code, "ResourceNotFoundException");
+    common::create_table(&sdk, "Gone", &[("pk", "S")]).await;
 }
 
 /// Runs `haven <args>` to completion with a time limit; returns its exit code and output.
@@ -380,10 +622,10 @@ fn exec_form(prefix: &str) -> Vec<String> {
     serde_json::from_str(array).unwrap()
 }
 
-/// The image cannot be built here (no registry for its base images), so its entry point, default
-/// command and health check run as the image would run them: the binary with the Dockerfile's
-/// arguments in a folder laid out like the image's working folder; then the compose example's
-/// command.
+/// The Dockerfile's entry point, default command and health check run as the image would run
+/// them, without a container engine: the binary with the Dockerfile's arguments in a folder laid
+/// out like the image's working folder; then the compose example's command. (The image itself is
+/// built FROM scratch and run with podman by scripts/image-test.sh.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_images_entry_point_command_and_health_check_work() {
     let entry = exec_form("ENTRYPOINT");

@@ -2,6 +2,8 @@
 //! `HAVEN_TEST_STORAGE` says):
 //! - three nodes on 127.0.0.1, .2 and .3: a table created on one is usable on the others at once,
 //!   and a TTL change made on one is what the others describe;
+//! - with `--transient-status-ms`, a table's CREATING, UPDATING and DELETING read the same on every
+//!   node (they come from stored times), with the same refusals;
 //! - writes spread over the three while one node is killed (SIGKILL) under load: a client that
 //!   retries on another node when its node fails loses no acknowledged write;
 //! - failover: a primary with a synchronous standby (`synchronous_standby_names = '*'`,
@@ -131,6 +133,76 @@ async fn every_node_serves_the_same_tables_at_once() {
         .await
         .unwrap();
     let gone = clients[0].describe_table().table_name(TABLE).send().await;
+    assert_eq!(common::error_of(gone).0, "ResourceNotFoundException");
+}
+
+async fn status(client: &Client) -> String {
+    let described = client.describe_table().table_name(TABLE).send().await;
+    let table = described.unwrap().table.unwrap();
+    table.table_status().unwrap().as_str().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_statuses_read_the_same_on_every_node() {
+    use aws_sdk_dynamodb::types::BillingMode;
+    let url = TestPostgres::shared().fresh_database();
+    let args = ["--storage", &url, "--transient-status-ms", "2000"];
+    let nodes: Vec<HavenServer> = (1..=2)
+        .map(|n| HavenServer::start_on(&format!("127.0.0.{n}:0"), &args))
+        .collect();
+    let clients: Vec<Client> = nodes.iter().map(HavenServer::client).collect();
+    create_table(&clients[0], TABLE, &[("pk", "S")]).await;
+    assert_eq!(status(&clients[1]).await, "CREATING");
+    common::wait_until_async("ACTIVE on node 2", Duration::from_secs(10), || async {
+        status(&clients[1]).await == "ACTIVE"
+    })
+    .await;
+
+    let update = clients[1].update_table().table_name(TABLE);
+    update
+        .billing_mode(BillingMode::Provisioned)
+        .provisioned_throughput(
+            aws_sdk_dynamodb::types::ProvisionedThroughput::builder()
+                .read_capacity_units(3)
+                .write_capacity_units(3)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(&clients[0]).await, "UPDATING");
+    let again = clients[0].update_table().table_name(TABLE);
+    let again = again.billing_mode(BillingMode::PayPerRequest).send().await;
+    assert_eq!(
+        common::error_of(again),
+        (
+            "ResourceInUseException".to_string(),
+            format!(
+                "Attempt to change a resource which is still in use: Table is being updated: {TABLE}"
+            )
+        )
+    );
+    common::wait_until_async("ACTIVE on node 1", Duration::from_secs(10), || async {
+        status(&clients[0]).await == "ACTIVE"
+    })
+    .await;
+
+    clients[0]
+        .delete_table()
+        .table_name(TABLE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(&clients[1]).await, "DELETING");
+    let listed = clients[1].list_tables().send().await.unwrap();
+    assert_eq!(listed.table_names(), [TABLE]);
+    common::wait_until_async("gone on node 2", Duration::from_secs(10), || async {
+        let described = clients[1].describe_table().table_name(TABLE).send().await;
+        described.is_err()
+    })
+    .await;
+    let gone = clients[1].describe_table().table_name(TABLE).send().await;
     assert_eq!(common::error_of(gone).0, "ResourceNotFoundException");
 }
 

@@ -257,6 +257,8 @@ pub(crate) async fn create_table(
 
     let name = input.table_name.clone().unwrap_or_default();
     let created = now();
+    let window = service.config.transient_status;
+    crate::transient::refuse_if_deleting(&*service.engine, &name, window, created)?;
     let throughput = input
         .provisioned_throughput
         .as_ref()
@@ -297,13 +299,14 @@ pub(crate) async fn create_table(
         mirror: None,
         restore: None,
         pitr: None,
+        updated: None,
     };
     let meta = service
         .catalog
         .create(meta, &mut Retries::new("CreateTable"))
         .await?
         .ok_or_else(|| DynamoError::ResourceInUse(format!("Table already exists: {name}")))?;
-    Ok(json!({ "TableDescription": describe(service, &meta, "ACTIVE")? }))
+    Ok(json!({ "TableDescription": describe(service, &meta, settled_status(service, &meta))? }))
 }
 
 /// The members for table features (see `table_features`): DynamoDB's own checks first, so that an
@@ -432,27 +435,46 @@ pub(crate) fn describe_table(
     service: &Service,
     input: TableNameInput,
 ) -> Result<Value, DynamoError> {
-    let meta = input.lookup(service)?;
+    let meta = match input.lookup(service) {
+        Err(DynamoError::ResourceNotFound(message)) => {
+            return deleted_description(service, &input, message)
+                .map(|table| json!({ "Table": table }));
+        }
+        found => found?,
+    };
     Ok(json!({ "Table": describe(service, &meta, settled_status(service, &meta))? }))
 }
 
-/// ACTIVE, or CREATING while the table is younger than the configured transient status time
-/// (`--transient-status-ms`, DynamoDB Local's `-delayTransientStatuses`), so that clients'
-/// waiters see the status change as they would on the real service.
+/// The table's status now (`crate::transient`): ACTIVE unless transient statuses are configured.
 fn settled_status(service: &Service, meta: &TableMeta) -> &'static str {
-    let transient = service.config.transient_status.as_secs_f64();
-    if now() < meta.created + transient {
-        "CREATING"
-    } else {
-        "ACTIVE"
-    }
+    crate::transient::table_status(meta, service.config.transient_status, now())
+}
+
+/// For a table not found: the DELETING description of a table deleted within the transient
+/// window (`crate::transient`), or the ResourceNotFoundException `message`.
+fn deleted_description(
+    service: &Service,
+    input: &TableNameInput,
+    message: String,
+) -> Result<Value, DynamoError> {
+    let name = input.table_name.as_deref().unwrap_or_default();
+    let window = service.config.transient_status;
+    crate::transient::deleting(&*service.engine, name, window, now())?
+        .ok_or(DynamoError::ResourceNotFound(message))
 }
 
 pub(crate) async fn delete_table(
     service: &Service,
     input: TableNameInput,
 ) -> Result<Value, DynamoError> {
-    let meta = input.lookup(service)?;
+    let meta = match input.lookup(service) {
+        // DynamoDB answers a table already DELETING without an error.
+        Err(DynamoError::ResourceNotFound(message)) => {
+            return deleted_description(service, &input, message)
+                .map(|table| json!({ "TableDescription": table }));
+        }
+        found => found?,
+    };
     if meta.deletion_protection {
         return Err(DynamoError::validation(
             "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first.",
@@ -464,8 +486,13 @@ pub(crate) async fn delete_table(
             meta.name
         )));
     }
+    let at = now();
+    crate::transient::refuse_unless_active(&meta, service.config.transient_status, at)?;
     let description = describe(service, &meta, "DELETING")?;
-    if !service.catalog.delete(&meta).await? {
+    let mut batch = haven_storage::WriteBatch::new();
+    let window = service.config.transient_status;
+    crate::transient::bury(&mut batch, &*service.engine, &description, window, at)?;
+    if !service.catalog.delete(&meta, batch).await? {
         return Err(DynamoError::ResourceNotFound(format!(
             "Requested resource not found: Table: {} not found",
             meta.name
@@ -490,9 +517,7 @@ pub(crate) fn list_tables(service: &Service, input: ListTablesInput) -> Result<V
     violations.into_result()?;
     let limit = input.limit.unwrap_or(100) as usize;
     service.catalog.refresh()?;
-    let names: Vec<String> = service
-        .catalog
-        .names()
+    let names: Vec<String> = listed_names(service)?
         .into_iter()
         .filter(|name| {
             input
@@ -507,6 +532,21 @@ pub(crate) fn list_tables(service: &Service, input: ListTablesInput) -> Result<V
         response["LastEvaluatedTableName"] = json!(page.last());
     }
     Ok(response)
+}
+
+/// The tables ListTables names, in DynamoDB's (byte-wise) order: those in the catalog and, while
+/// transient statuses last, those still DELETING (`crate::transient`).
+fn listed_names(service: &Service) -> Result<Vec<String>, DynamoError> {
+    let mut names = service.catalog.names();
+    let window = service.config.transient_status;
+    names.extend(crate::transient::deleting_names(
+        &*service.engine,
+        window,
+        now(),
+    )?);
+    names.sort_unstable();
+    names.dedup();
+    Ok(names)
 }
 
 /// The TableDescription structure shared by every control-plane response.

@@ -4,7 +4,8 @@
 //!
 //! Haven applies every change at once, but answers as DynamoDB does: a throughput, billing-mode or
 //! table-class change returns the table as it was with TableStatus UPDATING (the new timestamps
-//! already set), and the next DescribeTable shows the new settings with ACTIVE.
+//! already set), and the next DescribeTable shows the new settings, with ACTIVE, or UPDATING for
+//! the transient-status window (`crate::transient`), during which another UpdateTable is refused.
 
 use std::sync::Arc;
 
@@ -146,7 +147,22 @@ pub(crate) async fn update_table(
         })
     };
     // Installing the new metadata starts the worker of an index it creates or deletes.
-    modify_table(service, lookup, |meta| apply(service, meta, &change, now())).await
+    modify_table(service, lookup, |meta| {
+        let at = now();
+        crate::transient::refuse_unless_active(meta, service.config.transient_status, at)?;
+        let (updated, response) = apply(service, meta, &change, at)?;
+        Ok((updated.map(|updated| stamp(updated, &change, at)), response))
+    })
+    .await
+}
+
+/// Records when a change that makes the table UPDATING was made (every change but deletion
+/// protection, which DynamoDB applies at once): `crate::transient` derives the status from it.
+fn stamp(mut updated: TableMeta, change: &Change, at: f64) -> TableMeta {
+    if !matches!(change, Change::DeletionProtection(_)) {
+        updated.updated = Some(at);
+    }
+    updated
 }
 
 /// Whether the request asks for anything besides ReplicaUpdates (Haven makes replica changes
@@ -380,7 +396,10 @@ fn apply(
                     Ok((indexed.or(Some(updated)), response))
                 }
                 None => {
-                    let response = respond(&updated, "ACTIVE")?;
+                    // DynamoDB Local answers ACTIVE; the service, UPDATING (`crate::transient`).
+                    let transient = !service.config.transient_status.is_zero();
+                    let response =
+                        respond(&updated, if transient { "UPDATING" } else { "ACTIVE" })?;
                     Ok((Some(updated), response))
                 }
             }
@@ -644,6 +663,7 @@ mod tests {
             mirror: None,
             restore: None,
             pitr: None,
+            updated: None,
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {

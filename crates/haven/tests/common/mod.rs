@@ -378,6 +378,23 @@ pub async fn wait_until(what: &str, within: std::time::Duration, mut done: impl 
     }
 }
 
+/// [`wait_until`] for a condition that needs requests: polls `done()` every 50 ms for at most
+/// `within`.
+pub async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    what: &str,
+    within: std::time::Duration,
+    mut done: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + within;
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Sends SIGTERM and waits (up to 10 s) for the server to exit; returns the exit status.
 pub fn terminate(mut server: HavenServer) -> std::process::ExitStatus {
     server.send_sigterm();
