@@ -6,9 +6,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::json;
+
+use crate::api_client::{Client, POLL, text};
 
 #[derive(clap::Args)]
 pub struct BackupArgs {
@@ -53,18 +55,8 @@ enum BackupCommand {
     },
 }
 
-/// How often the waits ask again.
-const POLL: Duration = Duration::from_millis(200);
-
 pub fn run(args: BackupArgs) -> anyhow::Result<()> {
-    let client = Client {
-        endpoint: args.endpoint.trim_end_matches('/').to_string(),
-        region: args.region,
-        agent: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .build()
-            .new_agent(),
-    };
+    let client = Client::new(&args.endpoint, args.region);
     match args.command {
         BackupCommand::Create { table, name } => create(&client, &table, &name),
         BackupCommand::List { table } => list(&client, table),
@@ -158,64 +150,4 @@ fn restore(client: &Client, backup_arn: &str, target: &str) -> anyhow::Result<()
     bar.finish_and_clear();
     println!("{target} ACTIVE ({total} items from {backup_arn})");
     Ok(())
-}
-
-fn text(value: &Value) -> anyhow::Result<&str> {
-    value
-        .as_str()
-        .with_context(|| format!("unexpected answer: {value}"))
-}
-
-/// A DynamoDB JSON client for a few control-plane calls.
-struct Client {
-    endpoint: String,
-    region: String,
-    agent: ureq::Agent,
-}
-
-impl Client {
-    /// Calls one operation; an error answer becomes `<ErrorType>: <message>`.
-    fn call(&self, operation: &str, request: Value) -> anyhow::Result<Value> {
-        let body = request.to_string();
-        let url = format!("{}/", self.endpoint);
-        let target = format!("DynamoDB_20120810.{operation}");
-        let headers = [
-            ("content-type", "application/x-amz-json-1.0"),
-            ("x-amz-target", target.as_str()),
-        ];
-        let key_id = std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_else(|_| "haven".into());
-        let secret = std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_else(|_| "haven".into());
-        let signing = haven_api::Signing {
-            service: "dynamodb",
-            region: &self.region,
-            key: (&key_id, &secret),
-        };
-        let signed = signing
-            .headers("POST", &url, &headers, body.as_bytes())
-            .map_err(anyhow::Error::msg)?;
-        let mut request = self.agent.post(&url);
-        for (name, value) in headers.iter().copied() {
-            request = request.header(name, value);
-        }
-        for (name, value) in &signed {
-            request = request.header(name, value);
-        }
-        let mut response = request
-            .send(body.as_bytes())
-            .with_context(|| format!("cannot reach {}", self.endpoint))?;
-        let status = response.status().as_u16();
-        let answer: Value = response
-            .body_mut()
-            .read_json()
-            .with_context(|| format!("{operation}: the answer is not JSON"))?;
-        if status != 200 {
-            let kind = answer["__type"].as_str().unwrap_or_default();
-            let kind = kind.rsplit('#').next().unwrap_or(kind);
-            bail!(
-                "{operation}: {kind}: {}",
-                answer["message"].as_str().unwrap_or_default()
-            );
-        }
-        Ok(answer)
-    }
 }

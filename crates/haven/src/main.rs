@@ -1,17 +1,20 @@
 //! The `haven` binary: parses the command line and wires storage, service and server together
 //! (`serve`), mirrors another endpoint's tables while serving (`mirror`, in `haven-mirror`),
-//! manages access keys (`keys`), manages a running server's backups (`backup`, in `backup_cli`),
+//! manages access keys (`keys`), manages a running server's backups (`backup`, in `backup_cli`)
+//! and exports and imports (`export`, `import`, in `transfer_cli`),
 //! runs the guard resolver (`resolve`, in `haven-resolve`), summarises a running server
 //! (`status`), or checks a server's health (`healthcheck`). DynamoDB Local's command line
 //! (`haven -jar DynamoDBLocal.jar -inMemory ...`) is translated into `serve`'s
 //! (`dynamodb_local`).
 
+mod api_client;
 mod backup_cli;
 mod dynamodb_local;
 mod healthcheck;
 mod mirror_cli;
 mod namespaces;
 mod status;
+mod transfer_cli;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -57,6 +60,11 @@ enum Command {
     /// Back up, list, restore and delete backups of a running server's tables
     /// (see docs/backups.md).
     Backup(backup_cli::BackupArgs),
+    /// Export a table of a running server to S3 and wait for the end (see docs/backups.md).
+    Export(Box<transfer_cli::ExportArgs>),
+    /// Import S3 objects into a new table of a running server and wait for the end
+    /// (see docs/backups.md).
+    Import(Box<transfer_cli::ImportArgs>),
     /// Run a local caching DNS resolver that keeps the last good addresses of critical names
     /// (see docs/resolve.md).
     Resolve(ResolveArgs),
@@ -373,6 +381,8 @@ fn main() -> anyhow::Result<()> {
         Command::Resolve(args) => resolve(args),
         Command::Status(args) => status::run(&args.endpoint),
         Command::Backup(args) => backup_cli::run(args),
+        Command::Export(args) => transfer_cli::export(*args),
+        Command::Import(args) => transfer_cli::import(*args),
         Command::Healthcheck(args) => healthcheck(args),
     }
 }
