@@ -24,12 +24,22 @@ fn invalid(message: impl std::fmt::Display) -> DynamoError {
 }
 
 /// Finds the table a data-plane request names (DynamoDB's data-plane wording when it is missing);
-/// a table still being restored is not there yet for the data plane, as in DynamoDB.
+/// a table still being restored, or still CREATING (`--transient-status-ms`), is not there yet
+/// for the data plane, as in DynamoDB.
 pub(crate) fn table(service: &Service, name: &str) -> Result<Arc<TableMeta>, DynamoError> {
+    let setting = service.config.transient_status;
+    let creating = |meta: &TableMeta| {
+        !setting.is_zero()
+            && crate::transient::table_status(
+                meta,
+                setting,
+                crate::streams::now_ms() as f64 / 1000.0,
+            ) == "CREATING"
+    };
     service
         .catalog
         .get(name)?
-        .filter(|meta| !crate::backup::restoring(meta))
+        .filter(|meta| !crate::backup::restoring(meta) && !creating(meta))
         .ok_or_else(DynamoError::table_not_found)
 }
 

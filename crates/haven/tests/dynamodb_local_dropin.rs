@@ -367,6 +367,25 @@ async fn delayed_transient_statuses_create_and_update_as_the_service_does() {
         refusals(&client, "Slow").await,
         [in_use("created", "Slow"), in_use("created", "Slow")]
     );
+    // The data plane does not see a CREATING table yet, as on the service.
+    let early = client
+        .put_item()
+        .table_name("Slow")
+        .item("pk", AttributeValue::S("early".into()));
+    let early = common::error_of(early.send().await);
+    let not_found = (
+        "ResourceNotFoundException".to_string(),
+        "Requested resource not found".to_string(),
+    );
+    assert_eq!(early, not_found);
+    let batch = client.batch_get_item().request_items(
+        "Slow",
+        aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+            .keys([("pk".to_string(), AttributeValue::S("early".into()))].into())
+            .build()
+            .unwrap(),
+    );
+    assert_eq!(common::error_of(batch.send().await), not_found);
     wait_active(&client, "Slow").await;
 
     // A capacity change: UPDATING for the window, the item API working throughout.

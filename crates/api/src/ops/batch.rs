@@ -27,16 +27,6 @@ const MAX_WRITE_REQUESTS: usize = 25;
 /// BatchGetItem returns at most this much; the rest goes to UnprocessedKeys.
 const MAX_GET_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
-fn table_for_batch(
-    service: &Service,
-    name: &str,
-) -> Result<std::sync::Arc<TableMeta>, DynamoError> {
-    service
-        .catalog
-        .get(name)?
-        .ok_or_else(DynamoError::table_not_found)
-}
-
 /// In a batch, DynamoDB words every key mismatch the same way, even for a PutRequest's item.
 fn batch_key_error(error: DynamoError) -> DynamoError {
     match error {
@@ -124,7 +114,7 @@ pub(crate) async fn batch_get_item(
             request.expression_attribute_names.as_ref(),
             None,
         )?;
-        let meta = table_for_batch(service, table_name)?;
+        let meta = crate::items::table(service, table_name)?;
         let keys: Vec<Item> = request
             .keys
             .iter()
@@ -229,7 +219,7 @@ fn plan_writes(
     };
     let mut planned: Vec<PlannedWrite> = Vec::new();
     for (table_name, writes) in requests {
-        let meta = table_for_batch(service, table_name)?;
+        let meta = crate::items::table(service, table_name)?;
         for write in writes {
             let (key, item) = match (&write.put_request, &write.delete_request) {
                 (Some(put), None) => {
@@ -333,7 +323,7 @@ async fn commit_writes(
         let mut collections: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for write in planned {
             // The table's current metadata: its indexes may have changed since the plan.
-            let meta = table_for_batch(service, &write.meta.name)?;
+            let meta = crate::items::table(service, &write.meta.name)?;
             if let Some(item) = &write.item {
                 crate::indexes::validate_index_keys(&meta, item)?;
             }
