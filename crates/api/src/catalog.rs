@@ -135,6 +135,13 @@ pub struct TableMeta {
     /// Point-in-time recovery, while enabled (`crate::backup::pitr`).
     #[serde(default)]
     pub pitr: Option<crate::backup::pitr::PitrMeta>,
+    /// Resource-based policies of the table and of its streams (`crate::access::resource`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_policies: Vec<crate::access::resource::StoredPolicy>,
+    /// Contributor insights settings of the table and of its global indexes
+    /// (`crate::ops::contributor_insights`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributor_insights: Vec<crate::ops::InsightsSetting>,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).

@@ -644,6 +644,8 @@ mod tests {
             mirror: None,
             restore: None,
             pitr: None,
+            resource_policies: vec![],
+            contributor_insights: vec![],
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {
