@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     ContributorInsightsAction as Action, ContributorInsightsMode as Mode,
-    ContributorInsightsStatus as Status,
+    ContributorInsightsStatus as Status, CreateGlobalSecondaryIndexAction,
+    DeleteGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate, IndexStatus, Projection,
+    ProjectionType,
 };
 use common::{HavenServer, error_of};
 
@@ -196,6 +198,77 @@ async fn every_table_is_listed_page_by_page() {
             .map(|(table, index, _)| (table, index))
             .collect();
         assert_eq!(listed, expected, "pages of {page}");
+    }
+}
+
+#[tokio::test]
+async fn a_recreated_index_starts_without_the_old_setting() {
+    let server = HavenServer::start_in_memory();
+    let client = server.client();
+    orders(&client, "Orders").await;
+    update(&client, "Orders", Some("ByDay"), Action::Enable).await;
+    let delete = GlobalSecondaryIndexUpdate::builder()
+        .delete(
+            DeleteGlobalSecondaryIndexAction::builder()
+                .index_name("ByDay")
+                .build()
+                .unwrap(),
+        )
+        .build();
+    change_index(&client, delete, None).await;
+    assert!(
+        list_all(&client, 100).await.is_empty(),
+        "no setting of a dropped index"
+    );
+    let (day_key, _) = common::table_keys(&[("day", "S")]);
+    let create = CreateGlobalSecondaryIndexAction::builder()
+        .index_name("ByDay")
+        .set_key_schema(Some(day_key))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .unwrap();
+    let create = GlobalSecondaryIndexUpdate::builder().create(create).build();
+    change_index(&client, create, Some(IndexStatus::Active)).await;
+    assert_eq!(
+        status(&client, "Orders", Some("ByDay")).await,
+        Status::Disabled
+    );
+}
+
+/// Applies an index update to Orders' ByDay and waits until the index has `status` (None: gone).
+async fn change_index(
+    client: &Client,
+    update: GlobalSecondaryIndexUpdate,
+    status: Option<IndexStatus>,
+) {
+    let (_, day) = common::table_keys(&[("day", "S")]);
+    client
+        .update_table()
+        .table_name("Orders")
+        .set_attribute_definitions(Some(day))
+        .global_secondary_index_updates(update)
+        .send()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let table = client
+            .describe_table()
+            .table_name("Orders")
+            .send()
+            .await
+            .unwrap();
+        let indexes = table.table().unwrap().global_secondary_indexes();
+        let current = indexes.iter().find(|i| i.index_name() == Some("ByDay"));
+        if current.map(|i| i.index_status().unwrap().clone()) == status {
+            return;
+        }
+        assert!(Instant::now() < deadline, "ByDay not {status:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -1,10 +1,12 @@
-//! Authorization: which permissions a request needs, and whether the caller's policy grants them.
+//! Authorization: which permissions a request needs, and whether the caller's policy and the
+//! resource-based policies of what it touches grant them.
 //!
 //! The server authenticates a request (SigV4) and resolves its access key's policy; it passes both
 //! here as a [`Principal`] in the [`RequestContext`](crate::RequestContext). Authorization lives in
 //! this crate because it needs what only this crate knows: the members of each operation's
-//! request and each table's key schema (for `dynamodb:LeadingKeys`). It runs on the request's JSON
-//! before the operation does, so an operation never starts work it is not allowed to do.
+//! request, each table's key schema (for `dynamodb:LeadingKeys`) and each table's resource policies
+//! (`resource`). It runs on the request's JSON before the operation does, so an operation never
+//! starts work it is not allowed to do.
 //!
 //! The permissions follow DynamoDB's IAM actions: each table of a BatchGetItem or BatchWriteItem
 //! needs that batch action on the table; each item of a transaction needs its own action

@@ -417,6 +417,51 @@ mod tests {
         }
     }
 
+    #[test]
+    fn resource_statements_apply_to_the_principals_they_name() {
+        let document = serde_json::json!({"Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": ["111111111111", "arn:aws:iam::222222222222:user/bob"]},
+             "Action": "dynamodb:GetItem", "Resource": "*"},
+            {"Effect": "Deny", "Principal": "*", "Action": "dynamodb:DeleteItem", "Resource": "*"}]});
+        let policy = Policy::parse_resource(document).unwrap();
+        let alice = Caller {
+            account: "111111111111",
+            arn: "arn:aws:iam::111111111111:user/alice",
+        };
+        let bob = Caller {
+            account: "222222222222",
+            arn: "arn:aws:iam::222222222222:user/bob",
+        };
+        let carol = Caller {
+            account: "222222222222",
+            arn: "arn:aws:iam::222222222222:user/carol",
+        };
+        let get = permission("GetItem", ORDERS, &[]);
+        assert_eq!(policy.decide_for(Some(alice), &get), Decision::Allowed);
+        assert_eq!(policy.decide_for(Some(bob), &get), Decision::Allowed);
+        assert_eq!(policy.decide_for(Some(carol), &get), Decision::NotAllowed);
+        assert_eq!(
+            policy.decide(&get),
+            Decision::NotAllowed,
+            "no caller, no principal"
+        );
+        let delete = permission("DeleteItem", ORDERS, &[]);
+        assert_eq!(
+            policy.decide_for(Some(carol), &delete),
+            Decision::ExplicitlyDenied
+        );
+
+        let without_principal = serde_json::json!({"Statement": {"Effect": "Allow",
+            "Action": "dynamodb:GetItem", "Resource": "*"}});
+        assert!(Policy::parse_resource(without_principal).is_err());
+        let service_principal = serde_json::json!({"Statement": {"Effect": "Allow",
+            "Principal": {"Service": "x"}, "Action": "dynamodb:GetItem", "Resource": "*"}});
+        assert!(Policy::parse_resource(service_principal).is_err());
+        let key_policy_with_principal = r#"{"Statement": {"Effect": "Allow", "Principal": "*",
+            "Action": "dynamodb:GetItem", "Resource": "*"}}"#;
+        assert!(Policy::parse(key_policy_with_principal).is_err());
+    }
+
     proptest! {
         #[test]
         fn any_text_parses_or_is_refused_without_panic(text in "\\PC{0,300}") {

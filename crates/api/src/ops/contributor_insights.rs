@@ -117,6 +117,8 @@ fn has_global_index(meta: &TableMeta, index: &str) -> bool {
         .any(|i| i.kind == IndexKind::Global && i.name == index)
 }
 
+/// The setting of the table or of one of its global indexes (UpdateTable drops an index's setting
+/// when it deletes the index).
 fn setting<'m>(meta: &'m TableMeta, index: Option<&str>) -> Option<&'m InsightsSetting> {
     meta.contributor_insights
         .iter()
