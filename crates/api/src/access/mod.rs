@@ -77,25 +77,29 @@ pub(crate) fn authorize(
         };
         let by_key = decide(identity, Decision::Allowed);
         let by_resource = decide(resource_policy.as_deref(), Decision::NotAllowed);
-        let reason = match (by_key, by_resource) {
-            (Decision::ExplicitlyDenied, _) => {
-                "with an explicit deny in an identity-based policy".into()
-            }
-            (_, Decision::ExplicitlyDenied) => {
-                "with an explicit deny in a resource-based policy".into()
-            }
-            (Decision::Allowed, _) | (_, Decision::Allowed) => continue,
-            _ => format!(
-                "because no identity-based policy allows the dynamodb:{} action",
-                permission.action
-            ),
-        };
-        return Err(DynamoError::AccessDenied(format!(
-            "User: {arn} is not authorized to perform: dynamodb:{} on resource: {} {reason}",
-            permission.action, permission.resource
-        )));
+        if let Some(reason) = refusal(by_key, by_resource, permission.action) {
+            return Err(DynamoError::AccessDenied(format!(
+                "User: {arn} is not authorized to perform: dynamodb:{} on resource: {} {reason}",
+                permission.action, permission.resource
+            )));
+        }
     }
     Ok(())
+}
+
+/// Why IAM refuses a permission, given what the key's policy and the resource's policy decide
+/// (None: granted), in the words of AccessDeniedException.
+fn refusal(by_key: Decision, by_resource: Decision, action: &str) -> Option<String> {
+    Some(match (by_key, by_resource) {
+        (Decision::ExplicitlyDenied, _) => {
+            "with an explicit deny in an identity-based policy".into()
+        }
+        (_, Decision::ExplicitlyDenied) => {
+            "with an explicit deny in a resource-based policy".into()
+        }
+        (Decision::Allowed, _) | (_, Decision::Allowed) => return None,
+        _ => format!("because no identity-based policy allows the dynamodb:{action} action"),
+    })
 }
 
 /// Whether `policy`, attached to `resource`, would explicitly deny `principal` changing that
