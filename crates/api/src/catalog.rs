@@ -139,6 +139,13 @@ pub struct TableMeta {
     /// reports UPDATING for the transient-status window after it (`crate::transient`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<f64>,
+    /// Resource-based policies of the table and of its streams (`crate::access::resource`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource_policies: Vec<crate::access::resource::StoredPolicy>,
+    /// Contributor insights settings of the table and of its global indexes
+    /// (`crate::ops::contributor_insights`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contributor_insights: Vec<crate::ops::InsightsSetting>,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).

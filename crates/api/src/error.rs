@@ -64,6 +64,8 @@ pub enum DynamoError {
     PointInTimeRecoveryUnavailable(String),
     /// A point-in-time restore outside the restorable window.
     InvalidRestoreTime(String),
+    /// No resource-based policy is attached, or not the revision a request expected.
+    PolicyNotFound(String),
 }
 
 /// Why one action of a cancelled transaction failed (`Code` None when it did not).
@@ -129,6 +131,7 @@ impl DynamoError {
                 "PointInTimeRecoveryUnavailableException"
             }
             DynamoError::InvalidRestoreTime(_) => "InvalidRestoreTimeException",
+            DynamoError::PolicyNotFound(_) => "PolicyNotFoundException",
         }
     }
 
@@ -189,7 +192,8 @@ impl DynamoError {
             | DynamoError::TableAlreadyExists(m)
             | DynamoError::TableInUse(m)
             | DynamoError::PointInTimeRecoveryUnavailable(m)
-            | DynamoError::InvalidRestoreTime(m) => m,
+            | DynamoError::InvalidRestoreTime(m)
+            | DynamoError::PolicyNotFound(m) => m,
             DynamoError::ConditionalCheckFailed { message, .. } => message,
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",

@@ -659,7 +659,7 @@ async fn create_table_refuses_what_haven_cannot_honour() {
         ),
         (
             Box::new(|b| valid(b).resource_policy(r#"{"Version": "2012-10-17", "Statement": []}"#)),
-            "ResourcePolicy is not supported by this version of Haven".into(),
+            invalid("Invalid policy document: Could not parse the policy: Statement is empty!"),
         ),
         (
             Box::new(|b| valid(b).global_secondary_indexes(global_index)),

@@ -1,10 +1,12 @@
-//! Authorization: which permissions a request needs, and whether the caller's policy grants them.
+//! Authorization: which permissions a request needs, and whether the caller's policy and the
+//! resource-based policies of what it touches grant them.
 //!
 //! The server authenticates a request (SigV4) and resolves its access key's policy; it passes both
 //! here as a [`Principal`] in the [`RequestContext`](crate::RequestContext). Authorization lives in
 //! this crate because it needs what only this crate knows: the members of each operation's
-//! request and each table's key schema (for `dynamodb:LeadingKeys`). It runs on the request's JSON
-//! before the operation does, so an operation never starts work it is not allowed to do.
+//! request, each table's key schema (for `dynamodb:LeadingKeys`) and each table's resource policies
+//! (`resource`). It runs on the request's JSON before the operation does, so an operation never
+//! starts work it is not allowed to do.
 //!
 //! The permissions follow DynamoDB's IAM actions: each table of a BatchGetItem or BatchWriteItem
 //! needs that batch action on the table; each item of a transaction needs its own action
@@ -16,6 +18,7 @@
 //! (GetRecords reads it from the iterator); ListStreams is on `*`.
 
 mod policy;
+pub(crate) mod resource;
 
 use std::sync::Arc;
 
@@ -27,7 +30,7 @@ use crate::ops::Operation;
 use crate::{DynamoError, Service};
 
 pub use policy::Policy;
-use policy::{Decision, Permission};
+use policy::{Caller, Decision, Permission};
 
 /// Who sent a request, as the server authenticated it.
 #[derive(Debug, Clone)]
@@ -39,35 +42,92 @@ pub struct Principal {
     pub policy: Option<Arc<Policy>>,
 }
 
-/// Refuses the request with AccessDeniedException unless the principal's policy grants every
-/// permission it needs.
+/// Refuses the request with AccessDeniedException unless every permission it needs is granted.
+///
+/// Within one account IAM combines a key's own (identity-based) policy with the resource-based
+/// policy of the table or stream a permission is on: an explicit Deny in either denies; otherwise
+/// an Allow in either allows. A key without a policy has full access, which a resource policy's
+/// Deny still restricts.
 pub(crate) fn authorize(
     service: &Service,
     operation: Operation,
     request: &Value,
     principal: &Principal,
 ) -> Result<(), DynamoError> {
-    let Some(policy) = &principal.policy else {
-        return Ok(());
+    let arn = principal.arn(service);
+    let caller = Caller {
+        account: &service.config.account,
+        arn: &arn,
     };
-    let with_keys = policy.uses_leading_keys();
-    for permission in Permissions::new(service, with_keys).of(operation, request) {
-        let reason = match policy.decide(&permission) {
-            Decision::Allowed => continue,
-            Decision::NotAllowed => format!(
-                "because no identity-based policy allows the dynamodb:{} action",
-                permission.action
-            ),
-            Decision::ExplicitlyDenied => {
-                "with an explicit deny in an identity-based policy".into()
-            }
+    let identity = principal.policy.as_deref();
+    let needed = Permissions::new(service, false).of(operation, request);
+    let governing: Vec<Option<Arc<Policy>>> = needed
+        .iter()
+        .map(|p| resource::governing(service, &p.resource))
+        .collect();
+    let with_keys = identity.is_some_and(Policy::uses_leading_keys)
+        || governing.iter().flatten().any(|p| p.uses_leading_keys());
+    let needed = match with_keys {
+        true => Permissions::new(service, true).of(operation, request),
+        false => needed,
+    };
+    for (permission, resource_policy) in needed.iter().zip(&governing) {
+        let decide = |policy: Option<&Policy>, default| {
+            policy.map_or(default, |p| p.decide_for(Some(caller), permission))
         };
-        return Err(DynamoError::AccessDenied(format!(
-            "User: arn:aws:iam::{}:user/{} is not authorized to perform: dynamodb:{} on resource: {} {reason}",
-            service.config.account, principal.user, permission.action, permission.resource
-        )));
+        let by_key = decide(identity, Decision::Allowed);
+        let by_resource = decide(resource_policy.as_deref(), Decision::NotAllowed);
+        if let Some(reason) = refusal(by_key, by_resource, permission.action) {
+            return Err(DynamoError::AccessDenied(format!(
+                "User: {arn} is not authorized to perform: dynamodb:{} on resource: {} {reason}",
+                permission.action, permission.resource
+            )));
+        }
     }
     Ok(())
+}
+
+/// Why IAM refuses a permission, given what the key's policy and the resource's policy decide
+/// (None: granted), in the words of AccessDeniedException.
+fn refusal(by_key: Decision, by_resource: Decision, action: &str) -> Option<String> {
+    Some(match (by_key, by_resource) {
+        (Decision::ExplicitlyDenied, _) => {
+            "with an explicit deny in an identity-based policy".into()
+        }
+        (_, Decision::ExplicitlyDenied) => {
+            "with an explicit deny in a resource-based policy".into()
+        }
+        (Decision::Allowed, _) | (_, Decision::Allowed) => return None,
+        _ => format!("because no identity-based policy allows the dynamodb:{action} action"),
+    })
+}
+
+/// Whether `policy`, attached to `resource`, would explicitly deny `principal` changing that
+/// resource's policy again (PutResourcePolicy's self-lockout check).
+pub(crate) fn locks_out(
+    service: &Service,
+    policy: &Policy,
+    resource: &str,
+    principal: &Principal,
+) -> bool {
+    let arn = principal.arn(service);
+    let caller = Caller {
+        account: &service.config.account,
+        arn: &arn,
+    };
+    let permission = Permission {
+        action: Operation::PutResourcePolicy.name(),
+        resource: resource.to_owned(),
+        leading_keys: Vec::new(),
+    };
+    policy.decide_for(Some(caller), &permission) == Decision::ExplicitlyDenied
+}
+
+impl Principal {
+    /// The caller's IAM ARN, as resource policies name it and AccessDeniedException words it.
+    fn arn(&self, service: &Service) -> String {
+        format!("arn:aws:iam::{}:user/{}", service.config.account, self.user)
+    }
 }
 
 /// The tables a request names (for the audit log), in request order, each once.
@@ -132,6 +192,13 @@ impl<'s> Permissions<'s> {
                     ("ConditionCheck", "ConditionCheckItem"),
                 ],
             ),
+            // CreateTable with a ResourcePolicy also attaches it (DynamoDB asks for both).
+            CreateTable if request.get("ResourcePolicy").is_some() => {
+                if let Some(table) = table {
+                    self.on(action, Some(self.table_arn(table)), Vec::new());
+                    self.on("PutResourcePolicy", Some(self.table_arn(table)), Vec::new());
+                }
+            }
             CreateTable | DescribeTable | DeleteTable | UpdateTable | UpdateTimeToLive
             | DescribeTimeToLive => {
                 if let Some(table) = table {
@@ -154,7 +221,11 @@ impl<'s> Permissions<'s> {
                     self.statement(entry);
                 }
             }
-            TagResource | UntagResource | ListTagsOfResource => {
+            DescribeContributorInsights | UpdateContributorInsights => {
+                self.on(action, self.read_target(request), Vec::new());
+            }
+            TagResource | UntagResource | ListTagsOfResource | GetResourcePolicy
+            | PutResourcePolicy | DeleteResourcePolicy => {
                 let arn = request.get("ResourceArn").and_then(Value::as_str);
                 self.on(action, arn.map(str::to_owned), Vec::new());
             }

@@ -1,11 +1,13 @@
-//! A per-key policy in the spirit of IAM's identity-based policies: statements that Allow or Deny
-//! DynamoDB actions on table and index ARNs, optionally only for some partition keys
-//! (`dynamodb:LeadingKeys`).
+//! Policies in the spirit of IAM's: statements that Allow or Deny DynamoDB actions on table and
+//! index ARNs, optionally only for some partition keys (`dynamodb:LeadingKeys`). A key's policy is
+//! an identity-based policy (no Principal: it speaks for its key); a table's or stream's resource
+//! policy (`Policy::parse_resource`) names in each statement the principals it is about.
 //!
-//! Only what Haven can enforce is accepted: Effect, Action, Resource, Sid and the one condition
-//! `ForAllValues:StringEquals` on `dynamodb:LeadingKeys`. Anything else (NotAction, Principal,
-//! other conditions) is refused when the policy is read, because silently ignoring a restriction
-//! would grant more than its author meant.
+//! Only what Haven can enforce is accepted: Effect, Action, Resource, Sid, Principal (resource
+//! policies only: `*`, or `AWS` account ids and IAM ARNs) and the one condition
+//! `ForAllValues:StringEquals` on `dynamodb:LeadingKeys`. Anything else (NotAction, other
+//! conditions) is refused when the policy is read, because silently ignoring a restriction would
+//! grant more than its author meant.
 
 use serde_json::Value;
 
@@ -31,6 +33,27 @@ struct Statement {
     resources: Vec<String>,
     /// The partition key values allowed by a `dynamodb:LeadingKeys` condition.
     leading_keys: Option<Vec<String>>,
+    /// Whom the statement is about (resource policies); None in an identity-based policy.
+    principals: Option<Vec<PrincipalPattern>>,
+}
+
+/// One principal a resource policy's statement names.
+#[derive(Debug, Clone, PartialEq)]
+enum PrincipalPattern {
+    /// `*`: every caller.
+    Anyone,
+    /// An account id (`123456789012`, or its `arn:aws:iam::123456789012:root`): its every key.
+    Account(String),
+    /// One IAM ARN (`arn:aws:iam::123456789012:user/alice`): the key of that name.
+    Arn(String),
+}
+
+/// The caller a resource policy is evaluated for: its account and its IAM ARN
+/// (`arn:aws:iam::<account>:user/<key name>`).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub account: &'a str,
+    pub arn: &'a str,
 }
 
 /// One permission a request needs: an action (`GetItem`) on a resource ARN, for some partition
@@ -57,6 +80,16 @@ impl Policy {
     pub fn parse(text: &str) -> Result<Policy, String> {
         let document: Value =
             serde_json::from_str(text).map_err(|e| format!("the policy is not JSON: {e}"))?;
+        Policy::from_document(document, Kind::Identity)
+    }
+
+    /// Reads a resource-based policy, already parsed as JSON: each statement names its
+    /// Principal.
+    pub fn parse_resource(document: Value) -> Result<Policy, String> {
+        Policy::from_document(document, Kind::Resource)
+    }
+
+    fn from_document(document: Value, kind: Kind) -> Result<Policy, String> {
         let object = document
             .as_object()
             .ok_or("a policy is a JSON object with a Statement")?;
@@ -65,9 +98,10 @@ impl Policy {
                 return Err(format!("unsupported policy member {member}"));
             }
         }
+        let read = |value: &Value| statement(value, kind);
         let statements = match object.get("Statement") {
-            Some(Value::Array(list)) => list.iter().map(statement).collect::<Result<_, _>>()?,
-            Some(single @ Value::Object(_)) => vec![statement(single)?],
+            Some(Value::Array(list)) => list.iter().map(read).collect::<Result<_, _>>()?,
+            Some(single @ Value::Object(_)) => vec![read(single)?],
             _ => return Err("a policy needs a Statement (an object or a list of them)".into()),
         };
         Ok(Policy {
@@ -87,9 +121,15 @@ impl Policy {
         self.statements.iter().any(|s| s.leading_keys.is_some())
     }
 
-    /// IAM's evaluation: an explicit Deny wins, then any Allow, else the default deny.
+    /// IAM's evaluation of an identity-based policy: an explicit Deny wins, then any Allow, else
+    /// the default deny.
     pub fn decide(&self, permission: &Permission) -> Decision {
-        let applies = |s: &&Statement| s.applies_to(permission);
+        self.decide_for(None, permission)
+    }
+
+    /// [`Policy::decide`] for a resource-based policy: only the statements naming `caller` count.
+    pub fn decide_for(&self, caller: Option<Caller>, permission: &Permission) -> Decision {
+        let applies = |s: &&Statement| s.names(caller) && s.applies_to(permission);
         let matching: Vec<&Statement> = self.statements.iter().filter(applies).collect();
         if matching.iter().any(|s| s.effect == Effect::Deny) {
             Decision::ExplicitlyDenied
@@ -102,6 +142,21 @@ impl Policy {
 }
 
 impl Statement {
+    /// Whether the statement is about `caller` (an identity-based statement is about its key).
+    fn names(&self, caller: Option<Caller>) -> bool {
+        let Some(principals) = &self.principals else {
+            return true;
+        };
+        let Some(caller) = caller else {
+            return false;
+        };
+        principals.iter().any(|p| match p {
+            PrincipalPattern::Anyone => true,
+            PrincipalPattern::Account(account) => account == caller.account,
+            PrincipalPattern::Arn(arn) => arn == caller.arn,
+        })
+    }
+
     fn applies_to(&self, permission: &Permission) -> bool {
         let action = format!("dynamodb:{}", permission.action).to_ascii_lowercase();
         self.actions.iter().any(|p| wildcard_match(p, &action))
@@ -118,16 +173,30 @@ impl Statement {
     }
 }
 
-fn statement(value: &Value) -> Result<Statement, String> {
+/// Which kind of policy a document is.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Identity,
+    Resource,
+}
+
+fn statement(value: &Value, kind: Kind) -> Result<Statement, String> {
     let object = value.as_object().ok_or("a Statement is a JSON object")?;
     for member in object.keys() {
-        if !matches!(
-            member.as_str(),
-            "Sid" | "Effect" | "Action" | "Resource" | "Condition"
-        ) {
+        let principal = member == "Principal" && kind == Kind::Resource;
+        if !principal
+            && !matches!(
+                member.as_str(),
+                "Sid" | "Effect" | "Action" | "Resource" | "Condition"
+            )
+        {
             return Err(format!("unsupported statement member {member}"));
         }
     }
+    let principals = match kind {
+        Kind::Identity => None,
+        Kind::Resource => Some(principals(object.get("Principal"))?),
+    };
     let effect = match object.get("Effect").and_then(Value::as_str) {
         Some("Allow") => Effect::Allow,
         Some("Deny") => Effect::Deny,
@@ -144,6 +213,49 @@ fn statement(value: &Value) -> Result<Statement, String> {
         actions,
         resources,
         leading_keys,
+        principals,
+    })
+}
+
+/// A resource policy statement's Principal: `"*"`, or `{"AWS": ...}` with account ids, account
+/// root ARNs or IAM ARNs (one or a list).
+fn principals(value: Option<&Value>) -> Result<Vec<PrincipalPattern>, String> {
+    let invalid = || "Invalid principal in policy document.".to_string();
+    let value = value.ok_or("Missing required field Principal")?;
+    if value.as_str() == Some("*") {
+        return Ok(vec![PrincipalPattern::Anyone]);
+    }
+    let object = value.as_object().ok_or_else(invalid)?;
+    let [(member, names)] = object.iter().collect::<Vec<_>>()[..] else {
+        return Err(invalid());
+    };
+    if member != "AWS" {
+        return Err(invalid());
+    }
+    let names = strings(Some(names), "Principal").map_err(|_| invalid())?;
+    names
+        .iter()
+        .map(|name| principal(name).ok_or_else(invalid))
+        .collect()
+}
+
+fn principal(name: &str) -> Option<PrincipalPattern> {
+    let is_account = |text: &str| text.len() == 12 && text.bytes().all(|b| b.is_ascii_digit());
+    if name == "*" {
+        return Some(PrincipalPattern::Anyone);
+    }
+    if is_account(name) {
+        return Some(PrincipalPattern::Account(name.to_owned()));
+    }
+    let rest = name.strip_prefix("arn:aws:iam::")?;
+    let (account, resource) = rest.split_once(':')?;
+    if !is_account(account) || resource.is_empty() {
+        return None;
+    }
+    Some(if resource == "root" {
+        PrincipalPattern::Account(account.to_owned())
+    } else {
+        PrincipalPattern::Arn(name.to_owned())
     })
 }
 
@@ -303,6 +415,51 @@ mod tests {
         ] {
             assert!(Policy::parse(text).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn resource_statements_apply_to_the_principals_they_name() {
+        let document = serde_json::json!({"Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": ["111111111111", "arn:aws:iam::222222222222:user/bob"]},
+             "Action": "dynamodb:GetItem", "Resource": "*"},
+            {"Effect": "Deny", "Principal": "*", "Action": "dynamodb:DeleteItem", "Resource": "*"}]});
+        let policy = Policy::parse_resource(document).unwrap();
+        let alice = Caller {
+            account: "111111111111",
+            arn: "arn:aws:iam::111111111111:user/alice",
+        };
+        let bob = Caller {
+            account: "222222222222",
+            arn: "arn:aws:iam::222222222222:user/bob",
+        };
+        let carol = Caller {
+            account: "222222222222",
+            arn: "arn:aws:iam::222222222222:user/carol",
+        };
+        let get = permission("GetItem", ORDERS, &[]);
+        assert_eq!(policy.decide_for(Some(alice), &get), Decision::Allowed);
+        assert_eq!(policy.decide_for(Some(bob), &get), Decision::Allowed);
+        assert_eq!(policy.decide_for(Some(carol), &get), Decision::NotAllowed);
+        assert_eq!(
+            policy.decide(&get),
+            Decision::NotAllowed,
+            "no caller, no principal"
+        );
+        let delete = permission("DeleteItem", ORDERS, &[]);
+        assert_eq!(
+            policy.decide_for(Some(carol), &delete),
+            Decision::ExplicitlyDenied
+        );
+
+        let without_principal = serde_json::json!({"Statement": {"Effect": "Allow",
+            "Action": "dynamodb:GetItem", "Resource": "*"}});
+        assert!(Policy::parse_resource(without_principal).is_err());
+        let service_principal = serde_json::json!({"Statement": {"Effect": "Allow",
+            "Principal": {"Service": "x"}, "Action": "dynamodb:GetItem", "Resource": "*"}});
+        assert!(Policy::parse_resource(service_principal).is_err());
+        let key_policy_with_principal = r#"{"Statement": {"Effect": "Allow", "Principal": "*",
+            "Action": "dynamodb:GetItem", "Resource": "*"}}"#;
+        assert!(Policy::parse(key_policy_with_principal).is_err());
     }
 
     proptest! {

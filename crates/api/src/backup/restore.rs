@@ -171,6 +171,8 @@ fn restored_meta(
     meta.deletion_protection = false;
     meta.streams = Vec::new();
     meta.pitr = None;
+    meta.resource_policies = Vec::new();
+    meta.contributor_insights = Vec::new();
     meta.restore = Some(summary);
     Ok(meta)
 }

@@ -72,7 +72,7 @@ pub(crate) struct CreateTableInput {
     sse_specification: Option<SseSpecificationInput>,
     on_demand_throughput: Option<Value>,
     warm_throughput: Option<Value>,
-    resource_policy: Option<Value>,
+    resource_policy: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -259,6 +259,12 @@ pub(crate) async fn create_table(
     let created = now();
     let window = service.config.transient_status;
     crate::transient::refuse_if_deleting(&*service.engine, &name, window, created)?;
+    let arn = format!(
+        "arn:aws:dynamodb:{}:{}:table/{name}",
+        service.config.region, service.config.account
+    );
+    let resource_policies =
+        super::resource_policies::for_new_table(&arn, input.resource_policy.as_deref(), created)?;
     let throughput = input
         .provisioned_throughput
         .as_ref()
@@ -269,10 +275,7 @@ pub(crate) async fn create_table(
         });
     let meta = TableMeta {
         id: 0,
-        arn: format!(
-            "arn:aws:dynamodb:{}:{}:table/{}",
-            service.config.region, service.config.account, name
-        ),
+        arn,
         name: name.clone(),
         table_uuid: uuid::Uuid::new_v4().to_string(),
         created,
@@ -300,6 +303,8 @@ pub(crate) async fn create_table(
         restore: None,
         pitr: None,
         updated: None,
+        resource_policies,
+        contributor_insights: Vec::new(),
     };
     let meta = service
         .catalog
@@ -335,7 +340,6 @@ fn check_table_features(input: &CreateTableInput) -> Result<Requested, DynamoErr
             first_present(&[
                 ("OnDemandThroughput", input.on_demand_throughput.is_some()),
                 ("WarmThroughput", input.warm_throughput.is_some()),
-                ("ResourcePolicy", input.resource_policy.is_some()),
             ])
         });
     member.map_or(Ok(stream), |member| Err(unsupported(member)))

@@ -6,10 +6,12 @@
 
 mod account;
 mod batch;
+mod contributor_insights;
 mod control;
 mod index_specs;
 mod items;
 mod query;
+mod resource_policies;
 mod scan;
 mod table_features;
 mod tags;
@@ -24,6 +26,7 @@ use serde_json::Value;
 use crate::reply::Reply;
 use crate::{DynamoError, RequestContext, Service};
 
+pub use contributor_insights::InsightsSetting;
 pub(crate) use control::{
     ProvisionedThroughputInput, TableNameInput, check_billing, check_throughput, describe,
     enum_violation, now, projection,
@@ -214,6 +217,23 @@ pub(crate) async fn dispatch(
         }
         RestoreTableToPointInTime => {
             crate::backup::restore_table_to_point_in_time(service, parse(request)?).await
+        }
+        GetResourcePolicy => resource_policies::get_resource_policy(service, parse(request)?),
+        PutResourcePolicy => {
+            let caller = context.principal.as_ref();
+            resource_policies::put_resource_policy(service, parse(request)?, caller).await
+        }
+        DeleteResourcePolicy => {
+            resource_policies::delete_resource_policy(service, parse(request)?).await
+        }
+        DescribeContributorInsights => {
+            contributor_insights::describe_contributor_insights(service, parse(request)?)
+        }
+        UpdateContributorInsights => {
+            contributor_insights::update_contributor_insights(service, parse(request)?).await
+        }
+        ListContributorInsights => {
+            contributor_insights::list_contributor_insights(service, parse(request)?)
         }
         _ => Err(DynamoError::UnknownOperation),
     };

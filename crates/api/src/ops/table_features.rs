@@ -1,6 +1,7 @@
 //! CreateTable and UpdateTable members for table features: the StreamSpecification of DynamoDB
 //! Streams (checked here, built in `crate::streams`), and those Haven does not offer yet: encryption
-//! with a KMS key, OnDemandThroughput, WarmThroughput and resource policies.
+//! with a KMS key, OnDemandThroughput and WarmThroughput. (A ResourcePolicy is checked and stored
+//! by `super::resource_policies`.)
 //!
 //! A client that sends one of them expects the feature. Dropping the member silently would leave it
 //! believing that its table streams its changes, or is encrypted with its key, or caps its spending.

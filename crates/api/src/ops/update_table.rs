@@ -377,6 +377,9 @@ fn apply(
                 ));
             }
             index.status = "DELETING".into();
+            // Its contributor insights setting goes with it (DynamoDB leaves none behind).
+            let own = |s: &crate::ops::InsightsSetting| s.index.as_deref() == Some(name.as_str());
+            updated.contributor_insights.retain(|s| !own(s));
             updated.schema_version += 1;
             let response = respond(&updated, "UPDATING")?;
             Ok((Some(updated), response))
@@ -664,6 +667,8 @@ mod tests {
             restore: None,
             pitr: None,
             updated: None,
+            resource_policies: vec![],
+            contributor_insights: vec![],
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {

@@ -100,7 +100,8 @@ fn parse_all(inputs: &[StatementInput]) -> Result<Vec<Statement>, DynamoError> {
         .collect()
 }
 
-/// The reads: one item each, from one snapshot.
+/// The reads: one item each, from one snapshot. A read of an index is refused, as the real
+/// service and DynamoDB Local refuse it.
 async fn read_all(
     service: &Service,
     statements: Vec<Statement>,
@@ -112,6 +113,10 @@ async fn read_all(
         let Statement::Select(select) = statement else {
             unreachable!("only reads come here")
         };
+        if select.index.is_some() {
+            let refusal = "Reads on indices are not supported within transactions.";
+            return Err(in_statement(i, DynamoError::validation(refusal)));
+        }
         let refusal = "Select statements within ExecuteTransaction must specify the primary key in the where clause.";
         let (meta, key) =
             super::read::one_item(service, &select, refusal).map_err(|e| in_statement(i, e))?;

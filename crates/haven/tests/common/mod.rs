@@ -299,6 +299,69 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, name: &str, keys: &
         .unwrap_or_else(|e| panic!("CreateTable {name}: {e:?}"));
 }
 
+/// Creates an on-demand table keyed by `keys` (see `table_keys`) with global indexes `globals`
+/// (name, string partition key attribute) and local indexes `locals` (name, string sort key
+/// attribute), every index projecting ALL; panics on failure.
+pub async fn create_table_with_indexes(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    keys: &[(&str, &str)],
+    globals: &[(&str, &str)],
+    locals: &[(&str, &str)],
+) {
+    use aws_sdk_dynamodb::types::{
+        GlobalSecondaryIndex, KeyType, LocalSecondaryIndex, Projection, ProjectionType,
+    };
+    let index_attributes = globals.iter().chain(locals).map(|(_, a)| (*a, "S"));
+    let (schema, mut definitions) = table_keys(keys);
+    let (_, more) = table_keys(&index_attributes.collect::<Vec<_>>());
+    for definition in more {
+        if !definitions.contains(&definition) {
+            definitions.push(definition);
+        }
+    }
+    let key = |attribute: &str, key_type: KeyType| {
+        aws_sdk_dynamodb::types::KeySchemaElement::builder()
+            .attribute_name(attribute)
+            .key_type(key_type)
+            .build()
+            .unwrap()
+    };
+    let all = || {
+        Projection::builder()
+            .projection_type(ProjectionType::All)
+            .build()
+    };
+    let globals = globals.iter().map(|(index, attribute)| {
+        GlobalSecondaryIndex::builder()
+            .index_name(*index)
+            .key_schema(key(attribute, KeyType::Hash))
+            .projection(all())
+            .build()
+            .unwrap()
+    });
+    let locals = locals.iter().map(|(index, attribute)| {
+        LocalSecondaryIndex::builder()
+            .index_name(*index)
+            .key_schema(schema[0].clone())
+            .key_schema(key(attribute, KeyType::Range))
+            .projection(all())
+            .build()
+            .unwrap()
+    });
+    client
+        .create_table()
+        .table_name(name)
+        .set_key_schema(Some(schema.clone()))
+        .set_attribute_definitions(Some(definitions))
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .set_global_secondary_indexes(Some(globals.collect()).filter(|g: &Vec<_>| !g.is_empty()))
+        .set_local_secondary_indexes(Some(locals.collect()).filter(|l: &Vec<_>| !l.is_empty()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("CreateTable {name}: {e:?}"));
+}
+
 /// An Authorization header of the right form with a dummy signature: what a server without
 /// `--auth` accepts.
 pub const DUMMY_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 \
