@@ -139,6 +139,12 @@ pub struct TableMeta {
     /// reports UPDATING for the transient-status window after it (`crate::transient`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated: Option<f64>,
+    /// OnDemandThroughput, once set (`crate::capacity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand: Option<crate::capacity::settings::OnDemandMaximum>,
+    /// WarmThroughput, once set (`crate::capacity::settings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<crate::capacity::settings::Warm>,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).
@@ -165,6 +171,12 @@ pub struct IndexMeta {
     pub backfilling: bool,
     /// Provisioned throughput of a global index on a PROVISIONED table.
     pub throughput: Option<Throughput>,
+    /// A global index's OnDemandThroughput, once set (`crate::capacity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand: Option<crate::capacity::settings::OnDemandMaximum>,
+    /// A global index's WarmThroughput, once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<crate::capacity::settings::Warm>,
 }
 
 impl IndexMeta {

@@ -8,6 +8,7 @@ mod account;
 mod batch;
 mod control;
 mod index_specs;
+mod index_update;
 mod items;
 mod query;
 mod scan;

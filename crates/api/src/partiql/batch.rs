@@ -223,7 +223,7 @@ fn error_json(error: &DynamoError) -> Value {
         DynamoError::ItemCollectionSizeLimitExceeded => "ItemCollectionSizeLimitExceeded",
         DynamoError::TransactionConflict => "TransactionConflict",
         DynamoError::ProvisionedThroughputExceeded(_) => "ProvisionedThroughputExceeded",
-        DynamoError::Throttling => "ThrottlingError",
+        DynamoError::Throttling | DynamoError::OnDemandThrottling(_) => "ThrottlingError",
         DynamoError::InternalServerError => "InternalServerError",
         DynamoError::AccessDenied(_) => "AccessDenied",
         _ => "ValidationError",
