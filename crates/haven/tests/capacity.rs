@@ -356,6 +356,21 @@ async fn a_global_index_out_of_capacity_throttles_the_tables_writes() {
             INDEX_EXCEEDED.to_string()
         )
     );
+    // Each refusal is counted on the index (docs/metrics.md).
+    let metrics = ureq::get(format!("{}/metrics", server.endpoint()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for kind in ["read", "write"] {
+        let series =
+            format!(r#"haven_{kind}_throttle_events_total{{table="pressed",index="byg"}} 1"#);
+        assert!(
+            metrics.lines().any(|l| l == series),
+            "no {series} in\n{metrics}"
+        );
+    }
     // Raising the index's capacity (GlobalSecondaryIndexUpdates Update) lets writes through.
     client
         .update_table()
@@ -388,4 +403,66 @@ async fn capacity_off_never_throttles() {
     for key in 0..400 {
         put(&client, "unbounded", key).await.unwrap();
     }
+}
+
+#[tokio::test]
+async fn a_throttled_batch_get_answers_unprocessed_keys_or_is_refused_whole() {
+    let server = server();
+    let client = server.client_without_retries();
+    provisioned_table(&client, "read_batched", (1, 20), None).await;
+    for key in 1..=5 {
+        put(&client, "read_batched", key).await.unwrap();
+    }
+    let mut big = item(0);
+    big.insert("v".into(), AttributeValue::S("x".repeat(9000)));
+    let key = [("pk".to_string(), big["pk"].clone())];
+    client
+        .put_item()
+        .table_name("read_batched")
+        .set_item(Some(big))
+        .send()
+        .await
+        .unwrap();
+    // A consistent read of 9 KB costs 3 units: the 2-unit read bucket goes into debt.
+    client
+        .get_item()
+        .table_name("read_batched")
+        .set_key(Some(key.into_iter().collect()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    let batch = || {
+        let keys = (1..=5).map(|key| {
+            [("pk".to_string(), AttributeValue::S(format!("k{key}")))]
+                .into_iter()
+                .collect()
+        });
+        let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+            .set_keys(Some(keys.collect()))
+            .build()
+            .unwrap();
+        client
+            .batch_get_item()
+            .request_items("read_batched", keys)
+            .send()
+    };
+    assert_eq!(
+        error_of(batch().await),
+        (
+            "ProvisionedThroughputExceededException".to_string(),
+            TABLES_EXCEEDED.to_string()
+        )
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let answer = batch().await.unwrap();
+    let found = answer.responses().unwrap()["read_batched"].len();
+    let unprocessed = answer.unprocessed_keys().unwrap()["read_batched"]
+        .keys()
+        .len();
+    assert_eq!(found + unprocessed, 5);
+    assert!(
+        (1..5).contains(&unprocessed),
+        "{unprocessed} of 5 keys unprocessed: some should have been read, not all"
+    );
 }
