@@ -104,8 +104,13 @@ impl Governor {
         }
     }
 
-    fn enforced(&self) -> bool {
+    /// Whether `meta` has any limit to enforce: the common on-demand table without maxima costs
+    /// a request no lookup at all.
+    fn enforced_on(&self, meta: &TableMeta) -> bool {
         self.settings.mode == CapacityMode::Enforce
+            && (meta.billing_mode == "PROVISIONED"
+                || meta.on_demand.is_some()
+                || meta.indexes.iter().any(|i| i.on_demand.is_some()))
     }
 
     fn now(&self) -> u64 {
@@ -133,7 +138,7 @@ impl Governor {
         capacity: Capacity,
         units: f64,
     ) -> Result<(), DynamoError> {
-        if !self.enforced() {
+        if !self.enforced_on(meta) {
             return Ok(());
         }
         let limits = self.limits(meta, index, capacity);
@@ -162,7 +167,7 @@ impl Governor {
         table_units: f64,
         index_units: &[IndexUse],
     ) {
-        if !self.enforced() {
+        if !self.enforced_on(meta) {
             return;
         }
         let write = capacity == Capacity::Write;
