@@ -262,7 +262,7 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
         return Err(unsupported(member));
     }
     if let Some(stream) = &input.stream_specification {
-        if input.billing_mode.is_some() || input.provisioned_throughput.is_some() {
+        if capacity {
             return Err(DynamoError::validation(
                 "Cannot change IOPS and Streams at the same time.",
             ));
