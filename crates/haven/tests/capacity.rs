@@ -466,3 +466,56 @@ async fn a_throttled_batch_get_answers_unprocessed_keys_or_is_refused_whole() {
         "{unprocessed} of 5 keys unprocessed: some should have been read, not all"
     );
 }
+
+#[tokio::test]
+async fn a_transaction_spends_twice_and_is_refused_whole() {
+    let server = server();
+    let client = server.client_without_retries();
+    provisioned_table(&client, "transacted", (1, 1), None).await;
+    let transact = |key: usize| {
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name("transacted")
+            .set_item(Some(item(key)))
+            .build()
+            .unwrap();
+        client
+            .transact_write_items()
+            .transact_items(
+                aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                    .put(put)
+                    .build(),
+            )
+            .send()
+    };
+    // The 2-unit bucket holds one 2-unit transaction, and a second may overdraw it.
+    let mut accepted = 0;
+    let refusal = loop {
+        match transact(accepted).await {
+            Ok(_) => accepted += 1,
+            Err(error) => break error_of::<(), _, _>(Err(error)),
+        }
+        assert!(
+            accepted <= 2,
+            "{accepted} 2-unit transactions on a 2-unit bucket"
+        );
+    };
+    assert_eq!(
+        refusal,
+        (
+            "ProvisionedThroughputExceededException".to_string(),
+            TABLE_EXCEEDED.to_string()
+        )
+    );
+    let stored = server
+        .client()
+        .get_item()
+        .table_name("transacted")
+        .key("pk", AttributeValue::S(format!("k{accepted}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        stored.item().is_none(),
+        "a refused transaction wrote its item"
+    );
+}
