@@ -146,11 +146,22 @@ async fn a_provisioned_table_is_held_to_its_rate_and_burst() {
         (accepted as f64) <= most,
         "{accepted} writes accepted in {elapsed:.2} s, at most {most:.1} allowed"
     );
+    // Lower bounds that a slow machine (few attempts) cannot break: the burst is granted to
+    // the first writes, and the rate to a client that kept asking.
+    let attempts = (accepted + refused.len()) as f64;
     assert!(
-        (accepted as f64) >= burst + rate * elapsed / 2.0,
-        "{accepted} writes accepted in {elapsed:.2} s: the burst and the rate were not granted"
+        (accepted as f64) >= attempts.min(burst),
+        "the burst was not granted"
     );
-    assert!(!refused.is_empty(), "the writes were never throttled");
+    if attempts >= 2.0 * most {
+        assert!(
+            (accepted as f64) >= burst + rate * elapsed / 2.0,
+            "{accepted} writes accepted in {elapsed:.2} s: the rate was not granted"
+        );
+    }
+    if attempts > most {
+        assert!(!refused.is_empty(), "the writes were never throttled");
+    }
     for refusal in &refused {
         assert_eq!(
             refusal,
@@ -284,7 +295,9 @@ async fn an_on_demand_maximum_caps_requests_per_second() {
         (accepted as f64) <= most,
         "{accepted} writes in {elapsed:.2} s, at most {most:.1} allowed"
     );
-    assert!(!refused.is_empty(), "the maximum was never reached");
+    if (accepted + refused.len()) as f64 > most {
+        assert!(!refused.is_empty(), "the maximum was never reached");
+    }
     assert!(
         refused
             .iter()
