@@ -29,6 +29,27 @@ const INDEX_EXCEEDED: &str =
 const MAX_ON_DEMAND: &str =
     "Throughput exceeds the maximum OnDemandThroughput configured on table or index";
 
+/// A ProvisionedThroughputExceededException with `message`, as `error_of` gives it.
+fn exceeded(message: &str) -> (String, String) {
+    (
+        "ProvisionedThroughputExceededException".into(),
+        message.into(),
+    )
+}
+
+/// Puts an item of about `bytes` under key 0, whose units overdraw a small bucket.
+async fn put_large(client: &Client, table: &str, bytes: usize) {
+    let mut large = item(0);
+    large.insert("v".into(), AttributeValue::S("x".repeat(bytes)));
+    client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(large))
+        .send()
+        .await
+        .unwrap();
+}
+
 fn server() -> HavenServer {
     HavenServer::start_with(&[
         "--in-memory",
@@ -163,13 +184,7 @@ async fn a_provisioned_table_is_held_to_its_rate_and_burst() {
         assert!(!refused.is_empty(), "the writes were never throttled");
     }
     for refusal in &refused {
-        assert_eq!(
-            refusal,
-            &(
-                "ProvisionedThroughputExceededException".to_string(),
-                TABLE_EXCEEDED.to_string()
-            )
-        );
+        assert_eq!(refusal, &exceeded(TABLE_EXCEEDED));
     }
     // A throttled write has no effect: only accepted writes are there.
     let count = client
@@ -219,15 +234,7 @@ async fn a_throttled_batch_answers_unprocessed_items_or_is_refused_whole() {
     let client = server.client_without_retries();
     provisioned_table(&client, "batched", (1, 1), None).await;
     // A 3 KB item costs 3 units: the 2-unit bucket goes into debt.
-    let mut big = item(0);
-    big.insert("v".into(), AttributeValue::S("x".repeat(3000)));
-    client
-        .put_item()
-        .table_name("batched")
-        .set_item(Some(big))
-        .send()
-        .await
-        .unwrap();
+    put_large(&client, "batched", 3000).await;
     let batch = || {
         let writes: Vec<WriteRequest> = (1..=10)
             .map(|key| {
@@ -240,13 +247,7 @@ async fn a_throttled_batch_answers_unprocessed_items_or_is_refused_whole() {
             .request_items("batched", writes)
             .send()
     };
-    assert_eq!(
-        error_of(batch().await),
-        (
-            "ProvisionedThroughputExceededException".to_string(),
-            TABLES_EXCEEDED.to_string()
-        )
-    );
+    assert_eq!(error_of(batch().await), exceeded(TABLES_EXCEEDED));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let answer = batch().await.unwrap();
     let unprocessed = answer.unprocessed_items().unwrap()["batched"].len();
@@ -326,13 +327,7 @@ async fn a_global_index_out_of_capacity_throttles_the_tables_writes() {
     let client = server.client_without_retries();
     provisioned_table(&client, "pressed", (100, 100), Some((1, 1))).await;
     let (key, refusal) = put_until_refused(&client, "pressed").await;
-    assert_eq!(
-        refusal,
-        (
-            "ProvisionedThroughputExceededException".to_string(),
-            INDEXES_EXCEEDED.to_string()
-        )
-    );
+    assert_eq!(refusal, exceeded(INDEXES_EXCEEDED));
     let stored = client
         .get_item()
         .table_name("pressed")
@@ -362,13 +357,7 @@ async fn a_global_index_out_of_capacity_throttles_the_tables_writes() {
             "the index's 1 read unit never throttled a Query"
         );
     };
-    assert_eq!(
-        refused,
-        (
-            "ProvisionedThroughputExceededException".to_string(),
-            INDEX_EXCEEDED.to_string()
-        )
-    );
+    assert_eq!(refused, exceeded(INDEX_EXCEEDED));
     // Each refusal is counted on the index (docs/metrics.md).
     let metrics = ureq::get(format!("{}/metrics", server.endpoint()))
         .call()
@@ -426,16 +415,8 @@ async fn a_throttled_batch_get_answers_unprocessed_keys_or_is_refused_whole() {
     for key in 1..=5 {
         put(&client, "read_batched", key).await.unwrap();
     }
-    let mut big = item(0);
-    big.insert("v".into(), AttributeValue::S("x".repeat(9000)));
-    let key = [("pk".to_string(), big["pk"].clone())];
-    client
-        .put_item()
-        .table_name("read_batched")
-        .set_item(Some(big))
-        .send()
-        .await
-        .unwrap();
+    put_large(&client, "read_batched", 9000).await;
+    let key = [("pk".to_string(), item(0)["pk"].clone())];
     // A consistent read of 9 KB costs 3 units: the 2-unit read bucket goes into debt.
     client
         .get_item()
@@ -460,13 +441,7 @@ async fn a_throttled_batch_get_answers_unprocessed_keys_or_is_refused_whole() {
             .request_items("read_batched", keys)
             .send()
     };
-    assert_eq!(
-        error_of(batch().await),
-        (
-            "ProvisionedThroughputExceededException".to_string(),
-            TABLES_EXCEEDED.to_string()
-        )
-    );
+    assert_eq!(error_of(batch().await), exceeded(TABLES_EXCEEDED));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let answer = batch().await.unwrap();
     let found = answer.responses().unwrap()["read_batched"].len();
@@ -512,13 +487,7 @@ async fn a_transaction_spends_twice_and_is_refused_whole() {
             "{accepted} 2-unit transactions on a 2-unit bucket"
         );
     };
-    assert_eq!(
-        refusal,
-        (
-            "ProvisionedThroughputExceededException".to_string(),
-            TABLE_EXCEEDED.to_string()
-        )
-    );
+    assert_eq!(refusal, exceeded(TABLE_EXCEEDED));
     let stored = server
         .client()
         .get_item()
