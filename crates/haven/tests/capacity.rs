@@ -442,6 +442,24 @@ async fn a_throttled_batch_get_answers_unprocessed_keys_or_is_refused_whole() {
             .send()
     };
     assert_eq!(error_of(batch().await), exceeded(TABLES_EXCEEDED));
+    // A PartiQL batch answers the refusal per statement.
+    let statement = aws_sdk_dynamodb::types::BatchStatementRequest::builder()
+        .statement(r#"SELECT * FROM "read_batched" WHERE pk = 'k1'"#)
+        .build()
+        .unwrap();
+    let answer = client
+        .batch_execute_statement()
+        .statements(statement)
+        .send()
+        .await
+        .unwrap();
+    let error = answer.responses()[0]
+        .error()
+        .expect("the statement was throttled");
+    assert_eq!(
+        error.code().map(|c| c.as_str()),
+        Some("ProvisionedThroughputExceeded")
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let answer = batch().await.unwrap();
     let found = answer.responses().unwrap()["read_batched"].len();
