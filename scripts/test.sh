@@ -58,7 +58,7 @@ postgres_tests=(sdk_basics sdk_control_plane sdk_expressions sdk_indexes sdk_ite
   sdk_items sdk_partiql sdk_query_scan sdk_streams sdk_tables sdk_transactions ttl_expiry sdk_backups
   stream_consumer linearizability contention catalog_wedge crash metrics shutdown auth auth_policies
   tls hostile_input gsi_multi_attribute
-  resource_policies contributor_insights)
+  resource_policies contributor_insights capacity)
 # --workspace as above, so that the same features are unified and nothing is rebuilt.
 HAVEN_TEST_STORAGE=postgres cargo test --workspace --no-fail-fast \
   "${postgres_tests[@]/#/--test=}" -- --test-threads=2 || failed=1

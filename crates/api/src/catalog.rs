@@ -146,6 +146,12 @@ pub struct TableMeta {
     /// (`crate::ops::contributor_insights`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contributor_insights: Vec<crate::ops::InsightsSetting>,
+    /// OnDemandThroughput, once set (`crate::capacity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand: Option<crate::capacity::settings::OnDemandMaximum>,
+    /// WarmThroughput, once set (`crate::capacity::settings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<crate::capacity::settings::Warm>,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).
@@ -172,6 +178,12 @@ pub struct IndexMeta {
     pub backfilling: bool,
     /// Provisioned throughput of a global index on a PROVISIONED table.
     pub throughput: Option<Throughput>,
+    /// A global index's OnDemandThroughput, once set (`crate::capacity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand: Option<crate::capacity::settings::OnDemandMaximum>,
+    /// A global index's WarmThroughput, once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<crate::capacity::settings::Warm>,
 }
 
 impl IndexMeta {

@@ -46,6 +46,9 @@ pub enum DynamoError {
     InternalServerError,
     /// The server is overloaded and refused the request at once (SDKs retry it with backoff).
     Throttling,
+    /// An on-demand table or index is at the maximum its OnDemandThroughput sets
+    /// (`crate::capacity`): DynamoDB's own ThrottlingException, not the request framework's.
+    OnDemandThrottling(String),
     /// A DynamoDB Streams shard iterator older than its lifetime (15 minutes).
     ExpiredIterator,
     /// A DynamoDB Streams read of records that retention has already removed.
@@ -119,7 +122,7 @@ impl DynamoError {
             }
             DynamoError::TransactionConflict => "TransactionConflictException",
             DynamoError::InternalServerError => "InternalServerError",
-            DynamoError::Throttling => "ThrottlingException",
+            DynamoError::Throttling | DynamoError::OnDemandThrottling(_) => "ThrottlingException",
             DynamoError::ExpiredIterator => "ExpiredIteratorException",
             DynamoError::TrimmedDataAccess => "TrimmedDataAccessException",
             DynamoError::TableNotFound(_) => "TableNotFoundException",
@@ -185,6 +188,7 @@ impl DynamoError {
             | DynamoError::ResourceInUse(m)
             | DynamoError::LimitExceeded(m)
             | DynamoError::ProvisionedThroughputExceeded(m)
+            | DynamoError::OnDemandThrottling(m)
             | DynamoError::IdempotentParameterMismatch(m)
             | DynamoError::TableNotFound(m)
             | DynamoError::BackupNotFound(m)

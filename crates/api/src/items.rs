@@ -219,6 +219,7 @@ pub(crate) async fn write_item(
     key: &Item,
     mut decide: impl FnMut(Option<&Item>) -> Result<Option<Item>, DynamoError>,
 ) -> Result<WriteOutcome, DynamoError> {
+    service.capacity.admit(meta, None, Capacity::Write)?;
     let mut meta = std::sync::Arc::new(meta.clone());
     let mut retries = Retries::new("item write");
     loop {
@@ -248,12 +249,15 @@ pub(crate) async fn write_item(
         drop(snapshot);
         match service.engine.commit(batch).await {
             Ok(()) => {
-                return Ok(WriteOutcome {
+                let outcome = WriteOutcome {
                     old: current.map(|(_, item)| item),
                     new,
                     index_units: staged.index_units,
                     collection: staged.collection,
-                });
+                };
+                let units = write_units(&outcome);
+                (service.capacity).charge(&meta, Capacity::Write, units, &outcome.index_units);
+                return Ok(outcome);
             }
             Err(CommitError::Conflict) => {
                 retries.conflict().await?;

@@ -7,6 +7,7 @@
 pub mod access;
 mod background;
 mod backup;
+mod capacity;
 mod catalog;
 mod changes;
 mod error;
@@ -34,6 +35,7 @@ use haven_storage::{Engine, StorageError};
 pub use backup::BackupStoreConfig;
 pub use backup::s3::{S3Config, Signing};
 pub use backup::store::{BackupStore, DirStore};
+pub use capacity::{CapacityMode, CapacitySettings};
 pub use catalog::{Catalog, TableMeta, TableStats};
 pub use error::{CancellationReason, DynamoError};
 pub use mirror::{MirrorOrigin, MirroredWrite};
@@ -104,6 +106,8 @@ pub struct ServiceConfig {
     /// (zero: ACTIVE or gone at once, the default; DynamoDB Local's `-delayTransientStatuses`;
     /// `crate::transient`).
     pub transient_status: std::time::Duration,
+    /// Whether capacity is enforced, and the burst window of provisioned tables (`capacity`).
+    pub capacity: CapacitySettings,
 }
 
 impl Default for ServiceConfig {
@@ -118,6 +122,7 @@ impl Default for ServiceConfig {
             backup_store: BackupStoreConfig::default(),
             pitr_rebase: std::time::Duration::from_secs(86_400),
             transient_status: std::time::Duration::ZERO,
+            capacity: CapacitySettings::default(),
         }
     }
 }
@@ -144,6 +149,8 @@ pub struct Service {
     backups: Arc<dyn backup::store::BackupStore>,
     /// Stops the background workers (log trimming, TTL) when the service goes.
     stop: background::Stop,
+    /// The tables' capacity buckets (`capacity`).
+    capacity: capacity::Governor,
 }
 
 impl Service {
@@ -155,6 +162,7 @@ impl Service {
             engine,
             catalog,
             backups: config.backup_store.open(),
+            capacity: capacity::Governor::new(config.capacity),
             config,
             lag: Lag::default(),
             stop: background::Stop::default(),

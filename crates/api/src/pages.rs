@@ -12,6 +12,7 @@ use haven_model::{Item, item_size};
 use haven_storage::Snapshot;
 use serde_json::{Value, json};
 
+use crate::Service;
 use crate::catalog::{IndexKind, IndexMeta, TableMeta};
 use crate::error::{DynamoError, Violations};
 use crate::items::{Capacity, CapacityReport, read_item, read_units};
@@ -257,13 +258,33 @@ impl<'m> ReadTarget<'m> {
         }
     }
 
-    /// ConsumedCapacity for a page: the index's units and the table's (items fetched from it).
-    pub fn capacity(&self, report: CapacityReport, page: &Page, consistent: bool) -> Option<Value> {
+    /// Admits a read of this table or index (`crate::capacity`), before anything is read.
+    pub fn admit(&self, service: &Service) -> Result<(), DynamoError> {
+        service
+            .capacity
+            .admit(self.meta, self.index, Capacity::Read)
+    }
+
+    /// ConsumedCapacity for a page: the index's units and the table's (items fetched from it),
+    /// charged to their capacity.
+    pub fn capacity(
+        &self,
+        service: &Service,
+        report: CapacityReport,
+        page: &Page,
+        consistent: bool,
+    ) -> Option<Value> {
         let units = page_units(page.bytes_read, consistent);
         let Some(index) = self.index else {
+            service
+                .capacity
+                .charge(self.meta, Capacity::Read, units, &[]);
             return report.render(Capacity::Read, &self.meta.name, units);
         };
         let index_units = [(index.kind, index.name.clone(), units)];
+        service
+            .capacity
+            .charge(self.meta, Capacity::Read, page.fetched_units, &index_units);
         report.render_with_indexes(
             Capacity::Read,
             &self.meta.name,

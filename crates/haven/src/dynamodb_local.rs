@@ -154,6 +154,8 @@ pub fn translate(args: &[OsString], env: &Environment) -> Result<Request, String
         "--local-key-ids".into(),
     ]);
     serve.extend(["--cors".into(), options.cors.unwrap_or_else(|| "*".into())]);
+    // DynamoDB Local never throttles; applications tested against it expect none.
+    serve.extend(["--capacity".into(), "off".into()]);
     if options.delay {
         let ms = env.transient_status_ms.clone();
         serve.extend([
@@ -249,7 +251,9 @@ mod tests {
                 "key-region",
                 "--local-key-ids",
                 "--cors",
-                "*"
+                "*",
+                "--capacity",
+                "off"
             ]
         );
     }
@@ -271,6 +275,8 @@ mod tests {
                 "--local-key-ids",
                 "--cors",
                 "http://a.example",
+                "--capacity",
+                "off",
                 "--transient-status-ms",
                 "500"
             ]

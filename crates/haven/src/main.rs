@@ -95,6 +95,15 @@ enum Isolation {
     KeyRegion,
 }
 
+/// `haven serve --capacity`: whether tables' capacity is enforced.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum CapacityArg {
+    /// Throttle as DynamoDB does (provisioned capacity with its burst, on-demand maxima).
+    Enforce,
+    /// Never throttle, as DynamoDB Local does (consumed capacity is still reported).
+    Off,
+}
+
 #[derive(clap::Args)]
 struct StatusArgs {
     /// The server's endpoint (plain HTTP).
@@ -370,6 +379,15 @@ struct ServeArgs {
     /// (DynamoDB Local's -delayTransientStatuses); 0: ACTIVE or gone at once.
     #[arg(long, default_value_t = 0)]
     transient_status_ms: u64,
+    /// Enforce tables' capacity as DynamoDB does (ProvisionedThroughputExceededException,
+    /// ThrottlingException for on-demand maxima), or never throttle (DynamoDB Local's way; the
+    /// drop-in mode uses off). README.md, "Capacity".
+    #[arg(long, value_enum, default_value = "enforce")]
+    capacity: CapacityArg,
+    /// Seconds of unused capacity a provisioned table keeps as burst (DynamoDB: 300); shorter
+    /// only to test throttling quickly.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    capacity_burst_secs: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -652,6 +670,13 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
         backup_store: backup_store(&args)?,
         transient_status: Duration::from_millis(args.transient_status_ms),
         pitr_rebase: Duration::from_secs(args.pitr_rebase_secs),
+        capacity: haven_api::CapacitySettings {
+            mode: match args.capacity {
+                CapacityArg::Enforce => haven_api::CapacityMode::Enforce,
+                CapacityArg::Off => haven_api::CapacityMode::Off,
+            },
+            burst_window: Duration::from_secs(args.capacity_burst_secs),
+        },
     };
     let security = security(&args)?;
     let accounts = namespaces::Opened::default();

@@ -620,14 +620,14 @@ async fn create_table_refuses_what_haven_cannot_honour() {
         )
         .on_demand_throughput(
             OnDemandThroughput::builder()
-                .max_read_request_units(5)
+                .max_read_request_units(0)
                 .build(),
         )
         .build()
         .unwrap();
 
     let cases: Vec<Case<String>> = vec![
-        // What Haven does not offer yet, named.
+        // What Haven does not offer yet, named; DynamoDB's ranges of capacity settings.
         (
             Box::new(|b| valid(b).sse_specification(sse(Some(true), None, None))),
             "SSESpecification with KMS encryption is not supported by this version of Haven".into(),
@@ -641,21 +641,23 @@ async fn create_table_refuses_what_haven_cannot_honour() {
                 valid(b).on_demand_throughput(
                     OnDemandThroughput::builder()
                         .max_read_request_units(10)
-                        .max_write_request_units(10)
+                        .max_write_request_units(0)
                         .build(),
                 )
             }),
-            "OnDemandThroughput is not supported by this version of Haven".into(),
+            invalid(
+                "Requested MaxWriteRequestUnits for OnDemandThroughput for table is outside of valid range",
+            ),
         ),
         (
             Box::new(|b| {
                 valid(b).warm_throughput(
                     WarmThroughput::builder()
-                        .read_units_per_second(13_000)
+                        .read_units_per_second(0)
                         .build(),
                 )
             }),
-            "WarmThroughput is not supported by this version of Haven".into(),
+            invalid("Requested ReadUnitsPerSecond for WarmThroughput for table is outside of valid range"),
         ),
         (
             Box::new(|b| valid(b).resource_policy(r#"{"Version": "2012-10-17", "Statement": []}"#)),
@@ -663,7 +665,9 @@ async fn create_table_refuses_what_haven_cannot_honour() {
         ),
         (
             Box::new(|b| valid(b).global_secondary_indexes(global_index)),
-            "OnDemandThroughput is not supported by this version of Haven".into(),
+            invalid(
+                "Requested MaxReadRequestUnits for OnDemandThroughput for index is outside of valid range",
+            ),
         ),
         // DynamoDB's own checks of these members come first.
         (

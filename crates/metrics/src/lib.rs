@@ -146,6 +146,8 @@ struct Metrics {
     throttled: Family<OperationLabels, Counter>,
     read_units: Family<IndexLabels, UnitCounter>,
     write_units: Family<IndexLabels, UnitCounter>,
+    read_throttles: Family<IndexLabels, Counter>,
+    write_throttles: Family<IndexLabels, Counter>,
     request_bytes: Counter,
     response_bytes: Counter,
     levels: [Gauge; Level::COUNT],
@@ -191,6 +193,8 @@ impl Metrics {
             throttled: Family::default(),
             read_units: Family::default(),
             write_units: Family::default(),
+            read_throttles: Family::default(),
+            write_throttles: Family::default(),
             request_bytes: Counter::default(),
             response_bytes: Counter::default(),
             levels: Default::default(),
@@ -250,6 +254,16 @@ impl Metrics {
             "haven_consumed_write_capacity_units",
             "Write capacity units consumed, by table and index (empty: the table itself)",
             self.write_units.clone(),
+        );
+        r.register(
+            "haven_read_throttle_events",
+            "Requests refused for a table's or index's read capacity (ProvisionedThroughputExceeded or its on-demand maximum), by table and index",
+            self.read_throttles.clone(),
+        );
+        r.register(
+            "haven_write_throttle_events",
+            "Requests refused for a table's or index's write capacity (ProvisionedThroughputExceeded or its on-demand maximum), by table and index",
+            self.write_throttles.clone(),
         );
         r.register(
             "haven_request_bytes",
@@ -411,6 +425,17 @@ pub fn consumed(capacity: Capacity, table: &str, index: Option<&str>, units: f64
     metrics.index_series(family, table, index).inc_by(units);
 }
 
+/// A request refused because `table` (or its index `index`) had no `capacity` left.
+pub fn throttled(capacity: Capacity, table: &str, index: Option<&str>) {
+    let metrics = &*METRICS;
+    let family = match capacity {
+        Capacity::Read => &metrics.read_throttles,
+        Capacity::Write => &metrics.write_throttles,
+    };
+    let index = index.unwrap_or_default();
+    metrics.index_series(family, table, index).inc();
+}
+
 /// One storage commit of `batches` write batches that took `seconds`, sync included; `failed`
 /// when it did not commit.
 pub fn commit(batches: usize, seconds: f64, failed: bool) {
@@ -527,6 +552,8 @@ impl Metrics {
             };
             self.read_units.remove(&labels);
             self.write_units.remove(&labels);
+            self.read_throttles.remove(&labels);
+            self.write_throttles.remove(&labels);
             self.backfilled.remove(&labels);
             let labels = TableLabels {
                 table: table.clone(),

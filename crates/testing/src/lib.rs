@@ -34,9 +34,15 @@ impl TestServer {
             .enable_all()
             .build()?;
         let engine = Arc::new(MemoryEngine::new());
-        let service = Arc::new(
-            Service::new(engine, ServiceConfig::default()).map_err(std::io::Error::other)?,
-        );
+        // Like DynamoDB Local, which projects' tests replace with this, it never throttles.
+        let config = ServiceConfig {
+            capacity: haven_api::CapacitySettings {
+                mode: haven_api::CapacityMode::Off,
+                ..Default::default()
+            },
+            ..ServiceConfig::default()
+        };
+        let service = Arc::new(Service::new(engine, config).map_err(std::io::Error::other)?);
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         // Entered, not blocked on: `start` may be called from inside another runtime.
         let listener = {

@@ -99,6 +99,7 @@ pub(crate) async fn batch_get_item(
     let mut unprocessed = Map::new();
     let mut units = BTreeMap::new();
     let mut response_bytes = 0;
+    let mut admission = Admission::default();
     for (table_name, request) in &requests {
         let texts = ExpressionTexts {
             projection: request.projection_expression.as_deref(),
@@ -131,16 +132,22 @@ pub(crate) async fn batch_get_item(
         }
         let consistent = request.consistent_read.unwrap_or(false);
         let mut found = Vec::new();
-        let mut skipped = Vec::new();
-        let refs: Vec<(&TableMeta, &Item)> = keys.iter().map(|key| (&*meta, key)).collect();
+        let (keys, mut skipped): (Vec<&Item>, Vec<&Item>) = keys.iter().partition(|_| {
+            admission.admits(service, &meta, Capacity::Read, read_units(0, consistent))
+        });
+        let mut skipped: Vec<Value> = skipped.drain(..).map(item_to_json).collect();
+        let refs: Vec<(&TableMeta, &Item)> = keys.iter().map(|key| (&*meta, *key)).collect();
         let items = read_many(&*service.engine, &refs).await?;
-        for (key, item) in keys.iter().zip(items) {
+        for (key, item) in keys.into_iter().zip(items) {
             if response_bytes >= MAX_GET_RESPONSE_BYTES {
                 skipped.push(item_to_json(key));
                 continue;
             }
-            *units.entry(table_name.clone()).or_insert(0.0) +=
-                read_units(item.as_ref().map_or(0, item_size), consistent);
+            let item_units = read_units(item.as_ref().map_or(0, item_size), consistent);
+            service
+                .capacity
+                .charge(&meta, Capacity::Read, item_units, &[]);
+            *units.entry(table_name.clone()).or_insert(0.0) += item_units;
             if let Some(item) = item {
                 response_bytes += item_size(&item);
                 let item = match &expressions.projection {
@@ -165,6 +172,7 @@ pub(crate) async fn batch_get_item(
             unprocessed.insert(table_name.clone(), entry);
         }
     }
+    admission.refuse_if_none_admitted()?;
     let mut reply = Reply::default();
     reply.push("Responses", Member::ItemsByTable(responses));
     reply.push("UnprocessedKeys", Member::Json(Value::Object(unprocessed)));
@@ -206,6 +214,75 @@ struct PlannedWrite {
     meta: std::sync::Arc<TableMeta>,
     key: Item,
     item: Option<Item>,
+}
+
+impl PlannedWrite {
+    /// The write units it will at least consume (a delete's item is not read yet: one).
+    fn units(&self) -> f64 {
+        self.item
+            .as_ref()
+            .map_or(1, |item| item_size(item).div_ceil(1024).max(1)) as f64
+    }
+}
+
+/// Which items of a batch its tables' capacity admits (`crate::capacity::Reservation`): the
+/// others are answered as unprocessed, and if none is admitted the batch is refused.
+#[derive(Default)]
+struct Admission {
+    reservation: crate::capacity::Reservation,
+    admitted: usize,
+    refusal: Option<DynamoError>,
+}
+
+impl Admission {
+    /// Whether one more item (`units` on `meta`'s `capacity`) is admitted.
+    fn admits(
+        &mut self,
+        service: &Service,
+        meta: &TableMeta,
+        capacity: Capacity,
+        units: f64,
+    ) -> bool {
+        let reserved =
+            (service.capacity).reserve(&mut self.reservation, meta, None, capacity, units);
+        match reserved {
+            Ok(()) => {
+                self.admitted += 1;
+                true
+            }
+            Err(error) => {
+                self.refusal.get_or_insert(error);
+                false
+            }
+        }
+    }
+
+    /// DynamoDB refuses a batch whose items were all throttled, and answers the rest as
+    /// unprocessed when some went through.
+    fn refuse_if_none_admitted(&mut self) -> Result<(), DynamoError> {
+        match self.refusal.take() {
+            Some(refusal) if self.admitted == 0 => Err(crate::capacity::batch_refusal(refusal)),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The writes a batch could not admit, as UnprocessedItems lists them per table.
+fn unprocessed_writes(throttled: &[PlannedWrite]) -> Value {
+    let mut tables = Map::new();
+    for write in throttled {
+        let request = match &write.item {
+            Some(item) => json!({ "PutRequest": { "Item": item_to_json(item) } }),
+            None => json!({ "DeleteRequest": { "Key": item_to_json(&write.key) } }),
+        };
+        let entry = tables
+            .entry(write.meta.name.clone())
+            .or_insert_with(|| json!([]));
+        if let Value::Array(requests) = entry {
+            requests.push(request);
+        }
+    }
+    Value::Object(tables)
 }
 
 fn plan_writes(
@@ -287,15 +364,24 @@ pub(crate) async fn batch_write_item(
             "Too many items requested for the BatchWriteItem call",
         ));
     }
-    let planned = plan_writes(service, &requests)?;
+    let mut admission = Admission::default();
+    let (planned, throttled): (Vec<PlannedWrite>, Vec<PlannedWrite>) =
+        plan_writes(service, &requests)?
+            .into_iter()
+            .partition(|write| {
+                admission.admits(service, &write.meta, Capacity::Write, write.units())
+            });
+    admission.refuse_if_none_admitted()?;
     let (units, collections) = commit_writes(service, &planned).await?;
-    let mut response = json!({ "UnprocessedItems": {} });
-    if input.return_item_collection_metrics.as_deref() == Some("SIZE") && !collections.is_empty() {
-        response["ItemCollectionMetrics"] = json!(collections);
-    }
     let tables = units
         .iter()
         .map(|(t, (units, indexes))| (t.as_str(), *units, &indexes[..]));
+    let metas = planned.iter().map(|write| &*write.meta);
+    (service.capacity).charge_tables(metas, Capacity::Write, tables.clone());
+    let mut response = json!({ "UnprocessedItems": unprocessed_writes(&throttled) });
+    if input.return_item_collection_metrics.as_deref() == Some("SIZE") && !collections.is_empty() {
+        response["ItemCollectionMetrics"] = json!(collections);
+    }
     if let Some(capacity) = report.render_tables(Capacity::Write, tables) {
         response["ConsumedCapacity"] = capacity;
     }

@@ -7,6 +7,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::Service;
+use crate::capacity::settings::{
+    OnDemandMaximum, OnDemandThroughputInput, Owner, Warm, WarmThroughputInput,
+};
 use haven_storage::{Snapshot, read_counter};
 
 use crate::catalog::{
@@ -17,8 +20,7 @@ use crate::retry::Retries;
 
 use super::index_specs::{self, IndexInput};
 use super::table_features::{
-    SseSpecificationInput, StreamRequest, StreamSpecificationInput, first_present, refuse_kms,
-    unsupported,
+    SseSpecificationInput, StreamRequest, StreamSpecificationInput, refuse_kms,
 };
 use crate::streams::Requested;
 
@@ -70,8 +72,8 @@ pub(crate) struct CreateTableInput {
     stream_specification: Option<StreamSpecificationInput>,
     #[serde(rename = "SSESpecification")]
     sse_specification: Option<SseSpecificationInput>,
-    on_demand_throughput: Option<Value>,
-    warm_throughput: Option<Value>,
+    on_demand_throughput: Option<OnDemandThroughputInput>,
+    warm_throughput: Option<WarmThroughputInput>,
     resource_policy: Option<String>,
 }
 
@@ -254,6 +256,16 @@ pub(crate) async fn create_table(
     index_specs::check_definitions_used(&definitions, &key_schema, &indexes)?;
     let tags = super::tags::check_tags(input.tags.as_deref().unwrap_or_default())?;
     let stream = check_table_features(&input)?;
+    let on_demand = input
+        .on_demand_throughput
+        .as_ref()
+        .map(|o| o.applied_to(None, Owner::Table))
+        .transpose()?;
+    let warm = input
+        .warm_throughput
+        .as_ref()
+        .map(|w| w.applied_to(None, Owner::Table))
+        .transpose()?;
 
     let name = input.table_name.clone().unwrap_or_default();
     let created = now();
@@ -305,6 +317,8 @@ pub(crate) async fn create_table(
         updated: None,
         resource_policies,
         contributor_insights: Vec::new(),
+        on_demand,
+        warm,
     };
     let meta = service
         .catalog
@@ -329,20 +343,7 @@ fn check_table_features(input: &CreateTableInput) -> Result<Requested, DynamoErr
     if kms {
         return Err(refuse_kms());
     }
-    let global_indexes = input
-        .global_secondary_indexes
-        .as_deref()
-        .unwrap_or_default();
-    let member = global_indexes
-        .iter()
-        .find_map(IndexInput::unbuilt_member)
-        .or_else(|| {
-            first_present(&[
-                ("OnDemandThroughput", input.on_demand_throughput.is_some()),
-                ("WarmThroughput", input.warm_throughput.is_some()),
-            ])
-        });
-    member.map_or(Ok(stream), |member| Err(unsupported(member)))
+    Ok(stream)
 }
 
 /// DynamoDB's semantic checks of AttributeDefinitions against KeySchema, in DynamoDB's order.
@@ -502,6 +503,7 @@ pub(crate) async fn delete_table(
             meta.name
         )));
     }
+    service.capacity.forget(meta.id);
     Ok(json!({ "TableDescription": description }))
 }
 
@@ -596,6 +598,7 @@ pub(crate) fn describe(
     if let Some(class) = &meta.table_class {
         description["TableClassSummary"] = json!({ "TableClass": class });
     }
+    describe_capacity_settings(&mut description, meta.on_demand, meta.warm);
     crate::streams::describe_into(&mut description, meta);
     crate::replication::ops::describe_into(&mut description, meta);
     crate::backup::describe_into(&mut description, meta);
@@ -615,6 +618,20 @@ pub(crate) fn describe(
         }
     }
     Ok(description)
+}
+
+/// OnDemandThroughput and WarmThroughput of a table or global index, once set.
+fn describe_capacity_settings(
+    description: &mut Value,
+    on_demand: Option<OnDemandMaximum>,
+    warm: Option<Warm>,
+) {
+    if let Some(on_demand) = on_demand {
+        description["OnDemandThroughput"] = on_demand.describe();
+    }
+    if let Some(warm) = warm {
+        description["WarmThroughput"] = warm.describe();
+    }
 }
 
 /// An index's Projection member.
@@ -652,6 +669,7 @@ fn describe_index(
                 "WriteCapacityUnits": throughput.write_capacity_units,
             });
         }
+        describe_capacity_settings(&mut described, index.on_demand, index.warm);
     }
     Ok(described)
 }

@@ -1,6 +1,7 @@
 //! Secondary index specifications as CreateTable and UpdateTable receive them: their field
 //! constraints, DynamoDB's semantic checks (in DynamoDB's order), and the resulting `IndexMeta`.
 
+use crate::capacity::settings::{OnDemandThroughputInput, Owner, WarmThroughputInput};
 use serde::Deserialize;
 
 use crate::catalog::{AttributeDefinition, IndexKind, IndexMeta, KeySchemaElement, Throughput};
@@ -49,18 +50,22 @@ pub(crate) struct IndexInput {
     key_schema: Option<Vec<KeyElementInput>>,
     projection: Option<ProjectionInput>,
     provisioned_throughput: Option<ProvisionedThroughputInput>,
-    on_demand_throughput: Option<serde_json::Value>,
-    warm_throughput: Option<serde_json::Value>,
+    on_demand_throughput: Option<OnDemandThroughputInput>,
+    warm_throughput: Option<WarmThroughputInput>,
 }
 
-impl IndexInput {
-    /// A global index member for a feature Haven does not offer yet (see `table_features`).
-    pub(crate) fn unbuilt_member(&self) -> Option<&'static str> {
-        super::table_features::first_present(&[
-            ("OnDemandThroughput", self.on_demand_throughput.is_some()),
-            ("WarmThroughput", self.warm_throughput.is_some()),
-        ])
+/// A global index's OnDemandThroughput and WarmThroughput, checked (`crate::capacity::settings`).
+fn with_capacity_settings(
+    index: &IndexInput,
+    mut meta: IndexMeta,
+) -> Result<IndexMeta, DynamoError> {
+    if let Some(on_demand) = &index.on_demand_throughput {
+        meta.on_demand = Some(on_demand.applied_to(None, Owner::Index)?);
     }
+    if let Some(warm) = &index.warm_throughput {
+        meta.warm = Some(warm.applied_to(None, Owner::Index)?);
+    }
+    Ok(meta)
 }
 
 fn invalid(message: impl std::fmt::Display) -> DynamoError {
@@ -270,6 +275,8 @@ fn index_meta(
         status: "ACTIVE".into(),
         backfilling: false,
         throughput,
+        on_demand: None,
+        warm: None,
     }
 }
 
@@ -346,12 +353,13 @@ pub(crate) fn create_table_indexes(
             if !seen.insert(name.clone()) {
                 return Err(invalid(format!("Duplicate index name: {name}")));
             }
-            indexes.push(index_meta(
+            let meta = index_meta(
                 index,
                 indexes.len() as u32 + 1,
                 IndexKind::Global,
                 throughput,
-            ));
+            );
+            indexes.push(with_capacity_settings(index, meta)?);
         }
         if globals.len() > MAX_GLOBAL_INDEXES {
             return Err(invalid(
@@ -406,7 +414,8 @@ pub(crate) fn new_global_index(
         ));
     }
     let id = existing.iter().map(|i| i.id).max().unwrap_or(0) + 1;
-    let mut meta = index_meta(index, id, IndexKind::Global, throughput);
+    let mut meta =
+        with_capacity_settings(index, index_meta(index, id, IndexKind::Global, throughput))?;
     meta.status = "CREATING".into();
     meta.backfilling = true;
     let mut all = existing.to_vec();

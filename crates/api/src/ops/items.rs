@@ -244,11 +244,14 @@ pub(crate) async fn get_item(service: &Service, input: GetItemInput) -> Result<R
 
     let meta = table(service, input.table_name.as_deref().unwrap_or_default())?;
     validate_key(&meta, &key)?;
+    service.capacity.admit(&meta, None, Capacity::Read)?;
     let found = read_many(&*service.engine, &[(&meta, &key)])
         .await?
         .pop()
         .flatten();
     let size = found.as_ref().map_or(0, haven_model::item_size);
+    let units = read_units(size, input.consistent_read.unwrap_or(false));
+    service.capacity.charge(&meta, Capacity::Read, units, &[]);
     let mut reply = Reply::default();
     if let Some(item) = found {
         let item = match &expressions.projection {
@@ -257,11 +260,7 @@ pub(crate) async fn get_item(service: &Service, input: GetItemInput) -> Result<R
         };
         reply.push("Item", Member::Item(item));
     }
-    if let Some(capacity) = capacity.render(
-        Capacity::Read,
-        &meta.name,
-        read_units(size, input.consistent_read.unwrap_or(false)),
-    ) {
+    if let Some(capacity) = capacity.render(Capacity::Read, &meta.name, units) {
         reply.push("ConsumedCapacity", Member::Json(capacity));
     }
     Ok(reply)

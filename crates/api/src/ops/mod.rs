@@ -9,6 +9,7 @@ mod batch;
 mod contributor_insights;
 mod control;
 mod index_specs;
+mod index_update;
 mod items;
 mod query;
 mod resource_policies;

@@ -62,9 +62,10 @@ pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Reply, Dynam
         }
     }
     let request = plan.page_request(&target, (lower, upper), reverse, common.limit)?;
+    target.admit(service)?;
     let snapshot = service.engine.snapshot()?;
     let page = read_page(&*snapshot, &target, &request)?;
-    let capacity = target.capacity(capacity, &page, plan.consistent);
+    let capacity = target.capacity(service, capacity, &page, plan.consistent);
     Ok(render_page(page, plan.select, capacity))
 }
 

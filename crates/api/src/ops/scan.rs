@@ -116,8 +116,9 @@ pub(crate) fn scan(service: &Service, input: ScanInput) -> Result<Reply, DynamoE
         lower = Bound::Excluded(target.start_key(start)?);
     }
     let request = plan.page_request(&target, (lower, upper), false, common.limit)?;
+    target.admit(service)?;
     let snapshot = service.engine.snapshot()?;
     let page = read_page(&*snapshot, &target, &request)?;
-    let capacity = target.capacity(capacity, &page, plan.consistent);
+    let capacity = target.capacity(service, capacity, &page, plan.consistent);
     Ok(render_page(page, plan.select, capacity))
 }

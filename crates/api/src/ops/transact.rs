@@ -609,6 +609,8 @@ pub(crate) async fn commit_actions(
     write: &TransactWrite<'_>,
 ) -> Result<Value, DynamoError> {
     let (token, request_hash, report) = (write.token, &write.request_hash, write.report);
+    let metas = actions.iter().map(|action| &*action.meta);
+    (service.capacity).admit_all(metas.clone(), Capacity::Write)?;
     let mut retries = Retries::giving_up_with(write.operation, || DynamoError::TransactionConflict);
     loop {
         let snapshot = service.engine.snapshot()?;
@@ -707,6 +709,7 @@ pub(crate) async fn commit_actions(
         let tables = units
             .iter()
             .map(|(t, (units, indexes))| (t.as_str(), *units, &indexes[..]));
+        let charge = tables.clone();
         if let Some(capacity) = report.render_tables(Capacity::Write, tables) {
             response.insert("ConsumedCapacity".into(), capacity);
         }
@@ -724,7 +727,10 @@ pub(crate) async fn commit_actions(
         }
         drop(snapshot);
         match service.engine.commit(batch).await {
-            Ok(()) => return Ok(response),
+            Ok(()) => {
+                (service.capacity).charge_tables(metas, Capacity::Write, charge);
+                return Ok(response);
+            }
             Err(CommitError::Conflict) => {
                 retries.conflict().await?;
                 refresh_tables(service, actions.iter().map(|action| &action.meta))?;
@@ -812,6 +818,8 @@ pub(crate) async fn read_items(
     project: impl Fn(usize, Item) -> Item,
 ) -> Result<Value, DynamoError> {
     let refs: Vec<(&TableMeta, &Item)> = keys.iter().map(|(meta, key)| (&**meta, key)).collect();
+    let metas = refs.iter().map(|(meta, _)| *meta);
+    (service.capacity).admit_all(metas.clone(), Capacity::Read)?;
     let items = crate::items::read_many(&*service.engine, &refs).await?;
     let mut responses = Vec::with_capacity(keys.len());
     let mut units: BTreeMap<String, f64> = BTreeMap::new();
@@ -834,6 +842,7 @@ pub(crate) async fn read_items(
     }
     let mut response = json!({ "Responses": responses });
     let tables = units.iter().map(|(t, units)| (t.as_str(), *units, &[][..]));
+    (service.capacity).charge_tables(metas, Capacity::Read, tables.clone());
     if let Some(capacity) = report.render_tables(Capacity::Read, tables) {
         response["ConsumedCapacity"] = capacity;
     }

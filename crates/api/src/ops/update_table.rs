@@ -14,8 +14,10 @@ use serde_json::{Value, json};
 
 use super::control::{ProvisionedThroughputInput, check_billing, check_throughput, describe, now};
 use super::index_specs::{self, IndexInput};
+use super::index_update::IndexUpdateInput;
 use super::table_features::{StreamRequest, StreamSpecificationInput, first_present, unsupported};
 use crate::Service;
+use crate::capacity::settings::{OnDemandThroughputInput, Owner, WarmThroughputInput};
 use crate::catalog::{AttributeDefinition, IndexKind, TableMeta, Throughput};
 use crate::error::{DynamoError, Violations};
 use crate::retry::Retries;
@@ -45,8 +47,8 @@ pub(crate) struct UpdateTableInput {
     #[serde(rename = "SSESpecification")]
     sse_specification: Option<Value>,
     replica_updates: Option<Vec<Value>>,
-    on_demand_throughput: Option<Value>,
-    warm_throughput: Option<Value>,
+    on_demand_throughput: Option<OnDemandThroughputInput>,
+    warm_throughput: Option<WarmThroughputInput>,
     multi_region_consistency: Option<Value>,
     global_table_witness_updates: Option<Vec<Value>>,
 }
@@ -55,11 +57,15 @@ pub(crate) struct UpdateTableInput {
 enum Change {
     DeletionProtection(bool),
     TableClass(String),
-    /// BillingMode and/or ProvisionedThroughput.
+    /// BillingMode, ProvisionedThroughput, OnDemandThroughput and/or WarmThroughput.
     Capacity {
         billing_mode: Option<String>,
         throughput: Option<(i64, i64)>,
+        on_demand: Option<OnDemandThroughputInput>,
+        warm: Option<WarmThroughputInput>,
     },
+    /// GlobalSecondaryIndexUpdates: update one global index's throughput settings.
+    UpdateIndex(Box<IndexUpdateInput>),
     /// GlobalSecondaryIndexUpdates: create one global index (backfilled in the background).
     CreateIndex(Box<IndexInput>, Vec<AttributeDefinition>),
     /// GlobalSecondaryIndexUpdates: delete one global index (removed in the background).
@@ -74,7 +80,7 @@ enum Change {
 struct GlobalSecondaryIndexUpdate {
     create: Option<IndexInput>,
     delete: Option<IndexName>,
-    update: Option<Value>,
+    update: Option<IndexUpdateInput>,
 }
 
 #[derive(Deserialize)]
@@ -104,9 +110,6 @@ fn index_change(input: &UpdateTableInput, updates: &[Value]) -> Result<Change, D
                 std::slice::from_ref(&create),
             );
             violations.into_result()?;
-            if let Some(member) = create.unbuilt_member() {
-                return Err(unsupported(member));
-            }
             let definitions = input.attribute_definitions.clone().ok_or_else(|| {
                 DynamoError::validation(
                     "One or more parameter values were invalid: Global Secondary Index creation requires AttributeDefinitions",
@@ -117,7 +120,10 @@ fn index_change(input: &UpdateTableInput, updates: &[Value]) -> Result<Change, D
         (None, Some(delete), None) => {
             Ok(Change::DeleteIndex(delete.index_name.unwrap_or_default()))
         }
-        (None, None, Some(_)) => Err(unsupported("GlobalSecondaryIndexUpdates Update")),
+        (None, None, Some(update)) => {
+            update.check_fields()?;
+            Ok(Change::UpdateIndex(Box::new(update)))
+        }
         _ => Err(DynamoError::validation(
             "One or more parameter values were invalid: One of GlobalSecondaryIndexUpdate.Create, GlobalSecondaryIndexUpdate.Update, or GlobalSecondaryIndexUpdate.Delete must be specified",
         )),
@@ -208,14 +214,15 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
     let index_updates = non_empty(&input.global_secondary_index_updates);
     let unbuilt = [
         ("SSESpecification", input.sse_specification.is_some()),
-        ("OnDemandThroughput", input.on_demand_throughput.is_some()),
-        ("WarmThroughput", input.warm_throughput.is_some()),
         (
             "GlobalTableWitnessUpdates",
             non_empty(&input.global_table_witness_updates),
         ),
     ];
-    let capacity = input.billing_mode.is_some() || input.provisioned_throughput.is_some();
+    let capacity = input.billing_mode.is_some()
+        || input.provisioned_throughput.is_some()
+        || input.on_demand_throughput.is_some()
+        || input.warm_throughput.is_some();
     let concerns = [
         capacity,
         index_updates,
@@ -293,6 +300,8 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
                 t.write_capacity_units.unwrap_or_default(),
             )
         }),
+        on_demand: input.on_demand_throughput.clone(),
+        warm: input.warm_throughput.clone(),
     })
 }
 
@@ -410,18 +419,51 @@ fn apply(
         Change::Capacity {
             billing_mode,
             throughput,
+            on_demand,
+            warm,
         } => {
-            let (updated, shown) = change_capacity(
-                meta,
-                billing_mode.as_deref(),
-                *throughput,
-                now,
-                &service.config.region,
-            )?;
+            let (updated, shown) = if billing_mode.is_some() || throughput.is_some() {
+                change_capacity(
+                    meta,
+                    billing_mode.as_deref(),
+                    *throughput,
+                    now,
+                    &service.config.region,
+                )?
+            } else {
+                (None, meta.clone())
+            };
+            let updated = with_capacity_settings(updated, meta, on_demand, warm)?;
             let response = respond(&shown, "UPDATING")?;
             Ok((updated, response))
         }
+        Change::UpdateIndex(update) => {
+            let updated = update.applied_to(meta, now)?;
+            let response = respond(&updated, "UPDATING")?;
+            Ok((Some(updated), response))
+        }
     }
+}
+
+/// Adds a table's new OnDemandThroughput and WarmThroughput (`crate::capacity::settings`) to
+/// what a billing or throughput change stores (`updated`, None when it stores nothing).
+fn with_capacity_settings(
+    updated: Option<TableMeta>,
+    meta: &TableMeta,
+    on_demand: &Option<OnDemandThroughputInput>,
+    warm: &Option<WarmThroughputInput>,
+) -> Result<Option<TableMeta>, DynamoError> {
+    if on_demand.is_none() && warm.is_none() {
+        return Ok(updated);
+    }
+    let mut updated = updated.unwrap_or_else(|| meta.clone());
+    if let Some(on_demand) = on_demand {
+        updated.on_demand = Some(on_demand.applied_to(updated.on_demand, Owner::Table)?);
+    }
+    if let Some(warm) = warm {
+        updated.warm = Some(warm.applied_to(updated.warm, Owner::Table)?);
+    }
+    Ok(Some(updated))
 }
 
 /// A BillingMode and/or ProvisionedThroughput change. Returns the metadata to store (None for a
@@ -669,6 +711,8 @@ mod tests {
             updated: None,
             resource_policies: vec![],
             contributor_insights: vec![],
+            on_demand: None,
+            warm: None,
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {
@@ -765,12 +809,86 @@ mod tests {
             })))),
             "SSESpecification is not supported by this version of Haven"
         );
+    }
+
+    #[test]
+    fn an_index_update_is_checked_against_the_table() {
+        let mut meta = table(PROVISIONED, 5, 5);
+        meta.indexes.push(crate::catalog::IndexMeta {
+            id: 1,
+            name: "byg".into(),
+            kind: IndexKind::Global,
+            key_schema: vec![],
+            projection_type: "ALL".into(),
+            non_key_attributes: None,
+            status: "ACTIVE".into(),
+            backfilling: false,
+            throughput: Some(Throughput {
+                read_capacity_units: 1,
+                write_capacity_units: 1,
+                ..Throughput::default()
+            }),
+            on_demand: None,
+            warm: None,
+        });
+        let update = |value: Value, meta: &TableMeta| {
+            let Change::UpdateIndex(update) = check_request(&input(json!({
+                "TableName": "tab", "GlobalSecondaryIndexUpdates": [{"Update": value}]
+            })))
+            .unwrap_or_else(|e| panic!("{e:?}")) else {
+                panic!("not an index update");
+            };
+            update.applied_to(meta, LATE_EVENING)
+        };
+        let error =
+            |value: Value, meta: &TableMeta| update(value, meta).unwrap_err().message().unwrap();
+        let throughput = |read: i64| json!({"ReadCapacityUnits": read, "WriteCapacityUnits": 1});
         assert_eq!(
-            message(check_request(&input(json!({
-                "TableName": "abc", "GlobalSecondaryIndexUpdates": [{"Update": {"IndexName": "abc"}}]
-            })))),
-            "GlobalSecondaryIndexUpdates Update is not supported by this version of Haven"
+            error(
+                json!({"IndexName": "nope", "ProvisionedThroughput": throughput(2)}),
+                &meta
+            ),
+            "Invalid global secondary index name"
         );
+        assert_eq!(
+            error(
+                json!({"IndexName": "byg", "ProvisionedThroughput": throughput(1)}),
+                &meta
+            ),
+            "The requested throughput value equals the current value"
+        );
+        assert_eq!(
+            error(
+                json!({"IndexName": "byg", "OnDemandThroughput": {"MaxReadRequestUnits": 2}}),
+                &meta
+            ),
+            "No provisioned throughput specified for the global secondary index"
+        );
+        let updated = update(
+            json!({"IndexName": "byg", "ProvisionedThroughput": throughput(3)}),
+            &meta,
+        )
+        .unwrap();
+        let index = updated.index("byg").unwrap().throughput.clone().unwrap();
+        assert_eq!(
+            (index.read_capacity_units, index.last_increase),
+            (3, Some(LATE_EVENING))
+        );
+        meta.billing_mode = PAY_PER_REQUEST.into();
+        assert_eq!(
+            error(
+                json!({"IndexName": "byg", "ProvisionedThroughput": throughput(3)}),
+                &meta
+            ),
+            "One or more parameter values were invalid: ProvisionedThroughput should not be specified for index: byg when BillingMode is PAY_PER_REQUEST"
+        );
+        let updated = update(
+            json!({"IndexName": "byg", "OnDemandThroughput": {"MaxReadRequestUnits": 7}}),
+            &meta,
+        )
+        .unwrap();
+        let maximum = updated.index("byg").unwrap().on_demand.unwrap();
+        assert_eq!((maximum.read, maximum.write), (7, -1));
     }
 
     fn capacity_error(

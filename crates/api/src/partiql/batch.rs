@@ -131,9 +131,18 @@ fn read_all(
                 continue;
             }
         };
+        // Each statement is admitted on its own, as a GetItem (its refusal is its own error).
+        if let Err(error) = service.capacity.admit(&meta, None, Capacity::Read) {
+            entries.push(Entry::refused(error));
+            continue;
+        }
         let found = read_item(&*snapshot, &meta, &key)?.map(|(_, item)| item);
         let size = found.as_ref().map_or(0, item_size);
-        units.entry(meta.name.clone()).or_default().0 += read_units(size, input.consistent());
+        let statement_units = read_units(size, input.consistent());
+        service
+            .capacity
+            .charge(&meta, Capacity::Read, statement_units, &[]);
+        units.entry(meta.name.clone()).or_default().0 += statement_units;
         entries.push(Entry::Done {
             table: meta.name.clone(),
             item: found.map(|item| select_item(item, projection.as_deref())),
@@ -223,7 +232,7 @@ fn error_json(error: &DynamoError) -> Value {
         DynamoError::ItemCollectionSizeLimitExceeded => "ItemCollectionSizeLimitExceeded",
         DynamoError::TransactionConflict => "TransactionConflict",
         DynamoError::ProvisionedThroughputExceeded(_) => "ProvisionedThroughputExceeded",
-        DynamoError::Throttling => "ThrottlingError",
+        DynamoError::Throttling | DynamoError::OnDemandThrottling(_) => "ThrottlingError",
         DynamoError::InternalServerError => "InternalServerError",
         DynamoError::AccessDenied(_) => "AccessDenied",
         _ => "ValidationError",

@@ -66,6 +66,7 @@ pub(crate) fn select(
     let order = order(select, plan.partitions.is_some(), &schema)?;
     let mut request = page_request(&target, select, options)?;
     let start = options.next_token.map(start_key).transpose()?;
+    target.admit(service)?;
     let snapshot = service.engine.snapshot()?;
     let one_item = start.is_none().then(|| whole_key(&target, &plan)).flatten();
     let page = match (one_item, &plan.partitions) {
@@ -89,7 +90,7 @@ pub(crate) fn select(
             read.pages(&*snapshot, partitions, request, start)?
         }
     };
-    let capacity = target.capacity(options.report, &page, options.consistent);
+    let capacity = target.capacity(service, options.report, &page, options.consistent);
     Ok(render(page, select, capacity))
 }
 
