@@ -519,3 +519,73 @@ async fn a_transaction_spends_twice_and_is_refused_whole() {
         "a refused transaction wrote its item"
     );
 }
+
+/// Leaving on-demand for provisioned capacity takes the table's and its global indexes'
+/// throughput in one request, as DynamoDB requires; both apply, and the index is then held to its
+/// own capacity (nothing in the request is dropped).
+#[tokio::test]
+async fn switching_to_provisioned_sets_the_table_and_its_indexes_in_one_request() {
+    let server = server();
+    let client = server.client_without_retries();
+    let (schema, mut definitions) = table_keys(&[("pk", "S")]);
+    let (index_schema, index_definitions) = table_keys(&[("g", "S")]);
+    definitions.extend(index_definitions);
+    let all = Projection::builder()
+        .projection_type(ProjectionType::All)
+        .build();
+    let index = GlobalSecondaryIndex::builder()
+        .index_name("byg")
+        .set_key_schema(Some(index_schema))
+        .projection(all);
+    client
+        .create_table()
+        .table_name("switched")
+        .set_key_schema(Some(schema))
+        .set_attribute_definitions(Some(definitions))
+        .billing_mode(BillingMode::PayPerRequest)
+        .global_secondary_indexes(index.build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let index_update = UpdateGlobalSecondaryIndexAction::builder()
+        .index_name("byg")
+        .provisioned_throughput(throughput(3, 1));
+    client
+        .update_table()
+        .table_name("switched")
+        .billing_mode(BillingMode::Provisioned)
+        .provisioned_throughput(throughput(7, 1000))
+        .global_secondary_index_updates(
+            GlobalSecondaryIndexUpdate::builder()
+                .update(index_update.build().unwrap())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let described = client.describe_table().table_name("switched").send().await;
+    let table = described.unwrap().table.unwrap();
+    let mode = table.billing_mode_summary().and_then(|s| s.billing_mode());
+    assert_eq!(mode, Some(&BillingMode::Provisioned));
+    let capacity = table.provisioned_throughput().unwrap();
+    assert_eq!(
+        (
+            capacity.read_capacity_units(),
+            capacity.write_capacity_units()
+        ),
+        (Some(7), Some(1000))
+    );
+    let index = &table.global_secondary_indexes()[0];
+    let capacity = index.provisioned_throughput().unwrap();
+    assert_eq!(
+        (
+            capacity.read_capacity_units(),
+            capacity.write_capacity_units()
+        ),
+        (Some(3), Some(1))
+    );
+    // The index's 1 write unit (2 s of burst) now holds the table's writes back.
+    let (accepted, refusal) = put_until_refused(&client, "switched").await;
+    assert!(accepted > 1, "{accepted}");
+    assert_eq!(refusal, exceeded(INDEXES_EXCEEDED));
+}

@@ -57,12 +57,15 @@ pub(crate) struct UpdateTableInput {
 enum Change {
     DeletionProtection(bool),
     TableClass(String),
-    /// BillingMode, ProvisionedThroughput, OnDemandThroughput and/or WarmThroughput.
+    /// BillingMode, ProvisionedThroughput, OnDemandThroughput and/or WarmThroughput; then the
+    /// index change asked for in the same request, if any (leaving on-demand for provisioned
+    /// capacity takes the global indexes' throughput in the same request, as DynamoDB requires).
     Capacity {
         billing_mode: Option<String>,
         throughput: Option<(i64, i64)>,
         on_demand: Option<OnDemandThroughputInput>,
         warm: Option<WarmThroughputInput>,
+        then: Option<Box<Change>>,
     },
     /// GlobalSecondaryIndexUpdates: update one global index's throughput settings.
     UpdateIndex(Box<IndexUpdateInput>),
@@ -282,7 +285,12 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
         .as_deref()
         .filter(|u| !u.is_empty())
     {
-        return index_change(input, updates);
+        let index = index_change(input, updates)?;
+        return Ok(if capacity {
+            capacity_change(input, Some(Box::new(index)))
+        } else {
+            index
+        });
     }
     if let Some(class) = &input.table_class {
         if !TABLE_CLASSES.contains(&class.as_str()) {
@@ -292,7 +300,12 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
         }
         return Ok(Change::TableClass(class.clone()));
     }
-    Ok(Change::Capacity {
+    Ok(capacity_change(input, None))
+}
+
+/// The request's capacity members, then `then`.
+fn capacity_change(input: &UpdateTableInput, then: Option<Box<Change>>) -> Change {
+    Change::Capacity {
         billing_mode: input.billing_mode.clone(),
         throughput: input.provisioned_throughput.as_ref().map(|t| {
             (
@@ -302,7 +315,8 @@ fn check_request(input: &UpdateTableInput) -> Result<Change, DynamoError> {
         }),
         on_demand: input.on_demand_throughput.clone(),
         warm: input.warm_throughput.clone(),
-    })
+        then,
+    }
 }
 
 /// DynamoDB lists every member that could make an UpdateTable do something, leaving out one the
@@ -421,6 +435,7 @@ fn apply(
             throughput,
             on_demand,
             warm,
+            then,
         } => {
             let (updated, shown) = if billing_mode.is_some() || throughput.is_some() {
                 change_capacity(
@@ -434,6 +449,11 @@ fn apply(
                 (None, meta.clone())
             };
             let updated = with_capacity_settings(updated, meta, on_demand, warm)?;
+            if let Some(then) = then {
+                let base = updated.clone().unwrap_or_else(|| meta.clone());
+                let (indexed, response) = apply(service, &base, then, now)?;
+                return Ok((indexed.or(updated), response));
+            }
             let response = respond(&shown, "UPDATING")?;
             Ok((updated, response))
         }
