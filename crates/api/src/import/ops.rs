@@ -266,7 +266,20 @@ fn same_token(
 }
 
 fn described(service: &Service, record: ImportRecord) -> Value {
-    record.description(&service.config.region, &service.config.account)
+    as_seen(service, record).description(&service.config.region, &service.config.account)
+}
+
+/// The record as clients see it: an import whose table has not yet turned ACTIVE (or gone, after
+/// a failure) is still IN_PROGRESS, whatever the worker already recorded.
+fn as_seen(service: &Service, mut record: ImportRecord) -> ImportRecord {
+    let table = service.catalog.get(&record.table_name).ok().flatten();
+    if table.is_some_and(|meta| meta.import.as_ref() == Some(&record.arn)) {
+        record.status = "IN_PROGRESS".into();
+        record.end = None;
+        record.failure_code = None;
+        record.failure_message = None;
+    }
+    record
 }
 
 #[derive(Deserialize)]
@@ -287,6 +300,7 @@ pub(crate) async fn describe_import(
     violations.into_result()?;
     let arn = input.import_arn.unwrap_or_default();
     let lookup = arn.clone();
+    service.catalog.refresh()?;
     let record = blocking(&service.backups, move |store| {
         Ok(load_record(store, &lookup)?)
     })
@@ -320,6 +334,7 @@ pub(crate) async fn list_imports(
     };
     violations.into_result()?;
     let records = blocking(&service.backups, |store| Ok(all_records(store)?)).await?;
+    service.catalog.refresh()?;
     let page_size = input.page_size.unwrap_or(25) as usize;
     let matching: Vec<&ImportRecord> = records
         .iter()
@@ -334,7 +349,10 @@ pub(crate) async fn list_imports(
         .collect();
     let page = &matching[..matching.len().min(page_size)];
     let (region, account) = (&service.config.region, &service.config.account);
-    let summaries: Vec<Value> = page.iter().map(|r| r.summary(region, account)).collect();
+    let summaries: Vec<Value> = page
+        .iter()
+        .map(|r| as_seen(service, (*r).clone()).summary(region, account))
+        .collect();
     let mut response = json!({ "ImportSummaryList": summaries });
     if matching.len() > page_size
         && let Some(last) = page.last()
