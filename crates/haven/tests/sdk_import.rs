@@ -51,7 +51,7 @@ fn rich_item(i: usize) -> Item {
             "blob".into(),
             AttributeValue::B(Blob::new(format!("bytes {i}"))),
         ),
-        ("ok".into(), AttributeValue::Bool(i % 2 == 0)),
+        ("ok".into(), AttributeValue::Bool(i.is_multiple_of(2))),
         ("gone".into(), AttributeValue::Null(true)),
         (
             "nested".into(),
@@ -64,7 +64,7 @@ fn rich_item(i: usize) -> Item {
             ])),
         ),
     ]);
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         item.remove("grp"); // not in the index
     }
     item
@@ -383,13 +383,13 @@ async fn every_format_and_compression_imports_item_for_item() {
 /// The CSV fixtures' items: key attributes typed by the table's definitions, the rest strings.
 fn csv_items() -> Vec<Item> {
     (0..40)
-        .map(|i| {
+        .map(|i: usize| {
             let mut item = Item::from([
                 ("pk".into(), s(&format!("c{}", i % 4))),
                 ("sk".into(), n(&i.to_string())),
                 ("note".into(), s(&format!("say \"hi\", {i}"))),
             ]);
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 item.insert("city".into(), s("Lyon\nFrance"));
             }
             item

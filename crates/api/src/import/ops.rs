@@ -328,10 +328,10 @@ pub(crate) async fn list_imports(
     if let Some(size) = input.page_size {
         violations.range("pageSize", size, 1, 25);
     }
-    let after = match &input.next_token {
-        Some(token) => Some(read_token(&mut violations, token)),
-        None => None,
-    };
+    let after = input
+        .next_token
+        .as_ref()
+        .map(|token| read_token(&mut violations, token));
     violations.into_result()?;
     let records = blocking(&service.backups, |store| Ok(all_records(store)?)).await?;
     service.catalog.refresh()?;
@@ -377,7 +377,7 @@ fn read_token(violations: &mut Violations, token: &str) -> String {
         .take_while(|b| *b != Some(0))
         .collect();
     let well_formed = token.len() >= TOKEN_LENGTH
-        && token.len() % 16 == 0
+        && token.len().is_multiple_of(16)
         && token
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
@@ -400,7 +400,7 @@ mod tests {
     fn next_tokens_read_back_and_strangers_are_refused() {
         let arn = "arn:aws:dynamodb:us-east-1:000000000000:table/t/import/01576616366715-b4e58d3a";
         let made = token(arn);
-        assert!(made.len() >= TOKEN_LENGTH && made.len() % 16 == 0);
+        assert!(made.len() >= TOKEN_LENGTH && made.len().is_multiple_of(16));
         let mut violations = Violations::new();
         assert_eq!(read_token(&mut violations, &made), arn);
         assert!(violations.into_result().is_ok());

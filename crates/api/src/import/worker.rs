@@ -371,7 +371,7 @@ impl<'a> Fill<'a> {
         }
         self.pending.clear();
         self.batches += 1;
-        if self.batches % BATCHES_PER_SAVE == 0 {
+        if self.batches.is_multiple_of(BATCHES_PER_SAVE) {
             save_record(&*importer.store, self.record)?;
         }
         Ok(())
