@@ -722,13 +722,15 @@ async fn an_import_from_a_directory_survives_a_kill_and_a_restart() {
     let objects = source_dir.join(BUCKET).join("big");
     std::fs::create_dir_all(&objects).unwrap();
     let items: Vec<Item> = (0..4_000).map(rich_item).collect();
-    for (i, chunk) in items.chunks(1_000).enumerate() {
-        std::fs::write(
-            objects.join(format!("{i}.json.gz")),
-            gzip(&lines(chunk, json_line)),
-        )
-        .unwrap();
+    let (written, last) = items.split_at(3_000);
+    for (i, chunk) in written.chunks(1_000).enumerate() {
+        let bytes = gzip(&lines(chunk, json_line));
+        std::fs::write(objects.join(format!("{i}.json.gz")), bytes).unwrap();
     }
+    // The last object is a named pipe nobody writes yet: the import waits on it, mid-way.
+    let pending = objects.join("9-pending.json.gz");
+    let made = std::process::Command::new("mkfifo").arg(&pending).status();
+    assert!(made.unwrap().success(), "mkfifo");
     let (data_arg, source_arg) = (data.to_str().unwrap(), source_dir.to_str().unwrap());
     let start = || HavenServer::start_with(&["--data-dir", data_arg, "--s3-dir", source_arg]);
     let server = start();
@@ -742,8 +744,35 @@ async fn an_import_from_a_directory_survives_a_kill_and_a_restart() {
         None,
     )
     .await;
-    // Killed while importing (or just after): the next start finishes the import, whole.
+
+    // While it runs the table is CREATING: closed to the data plane and to DeleteTable.
+    let table = client
+        .describe_table()
+        .table_name("big")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        table.table().unwrap().table_status(),
+        Some(&TableStatus::Creating)
+    );
+    let (code, _) = error_of(client.scan().table_name("big").send().await);
+    assert_eq!(code, "ResourceNotFoundException");
+    let (code, _) = error_of(client.delete_table().table_name("big").send().await);
+    assert_eq!(code, "ResourceInUseException");
+    let running = client
+        .describe_import()
+        .import_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let running = running.import_table_description().unwrap();
+    assert_eq!(running.import_status(), Some(&ImportStatus::InProgress));
+
+    // Killed mid-way: the next start runs the import again, and it completes whole.
     server.kill();
+    std::fs::remove_file(&pending).unwrap();
+    std::fs::write(&pending, gzip(&lines(last, json_line))).unwrap();
     let server = start();
     let client = server.client();
     let description = settled(&client, &arn).await;
