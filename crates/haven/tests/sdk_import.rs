@@ -291,8 +291,17 @@ fn assert_completed(description: &ImportTableDescription, items: i64, errors: i6
     assert!(description.end_time().is_some());
 }
 
-fn haven_with_moto(moto: &Moto) -> HavenServer {
-    let args = ["--in-memory", "--s3-endpoint", &moto.endpoint];
+/// A server reading moto's buckets; its import records go to `records` (a directory of the
+/// test's own, also on PostgreSQL, where `--in-memory` becomes a database).
+fn haven_with_moto(moto: &Moto, records: &tempfile::TempDir) -> HavenServer {
+    let records = records.path().to_str().unwrap();
+    let args = [
+        "--in-memory",
+        "--s3-endpoint",
+        &moto.endpoint,
+        "--backup-dir",
+        records,
+    ];
     let keys = [
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
@@ -327,7 +336,8 @@ async fn every_format_and_compression_imports_item_for_item() {
         "ion/AWSDynamoDB/x/data/a.ion.zst",
         &zstd(&lines(&items, ion_line)),
     );
-    let server = haven_with_moto(&moto);
+    let records = tempfile::tempdir().unwrap();
+    let server = haven_with_moto(&moto, &records);
     let client = server.client();
 
     let arn = import(
@@ -438,7 +448,8 @@ async fn csv_imports_with_its_own_header_or_a_header_list() {
         "csv/listed.csv",
         csv_text(&items, '|', false).as_bytes(),
     );
-    let server = haven_with_moto(&moto);
+    let records = tempfile::tempdir().unwrap();
+    let server = haven_with_moto(&moto, &records);
     let client = server.client();
 
     let arn = import(
@@ -492,7 +503,8 @@ async fn bad_lines_are_counted_and_skipped_and_unreadable_sources_fail() {
     text.push_str(&lines(&good[2..], json_line));
     moto.put(BUCKET, "bad/lines.json", text.as_bytes());
     moto.put(BUCKET, "broken/a.json.gz", b"this is not gzip at all");
-    let server = haven_with_moto(&moto);
+    let records = tempfile::tempdir().unwrap();
+    let server = haven_with_moto(&moto, &records);
     let client = server.client();
 
     let arn = import(
@@ -561,7 +573,8 @@ async fn import_operations_answer_dynamodbs_errors() {
     let moto = Moto::start();
     moto.create_bucket(BUCKET);
     moto.put(BUCKET, "one/a.json", json_line(&rich_item(1)).as_bytes());
-    let server = haven_with_moto(&moto);
+    let records = tempfile::tempdir().unwrap();
+    let server = haven_with_moto(&moto, &records);
     let client = server.client();
     let request = |table: &str| {
         client
