@@ -3,7 +3,8 @@
 //! (DynamoDB JSON gzip-compressed, Ion zstd-compressed) and CSV with and without HeaderList,
 //! each imported and compared item by item, an index queried; bad lines counted and skipped;
 //! unreadable sources failing without leaving a table; every operation's errors, ClientToken
-//! idempotency and conflicts, paging; an import that survives a SIGKILL and a restart.
+//! idempotency and conflicts, paging; an import that survives a SIGKILL and a restart; and
+//! `haven import`, the operator command, against it.
 
 mod common;
 
@@ -803,4 +804,57 @@ async fn an_import_from_a_directory_survives_a_kill_and_a_restart() {
     );
     let description = settled(&client, &arn).await;
     assert_eq!(description.imported_item_count(), 4_000);
+}
+
+/// `haven import` (the operator command over ImportTable and DescribeImport) against a server
+/// reading a directory: it waits for the end, and a failure exits non-zero with its code.
+#[tokio::test]
+async fn the_import_command_line_waits_for_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, source_dir) = (dir.path().join("data"), dir.path().join("s3"));
+    let objects = source_dir.join(BUCKET).join("csv");
+    std::fs::create_dir_all(&objects).unwrap();
+    let items = csv_items();
+    std::fs::write(objects.join("a.csv"), csv_text(&items, ',', true)).unwrap();
+    let (data_arg, source_arg) = (data.to_str().unwrap(), source_dir.to_str().unwrap());
+    let server = HavenServer::start_with(&["--data-dir", data_arg, "--s3-dir", source_arg]);
+    let haven_import = |table: &str, bucket: &str| {
+        let endpoint = server.endpoint();
+        let args = [
+            "import",
+            "--endpoint",
+            &endpoint,
+            "--bucket",
+            bucket,
+            "--prefix",
+            "csv/",
+            "--format",
+            "csv",
+            "--table",
+            table,
+            "--key",
+            "pk:S",
+            "--key",
+            "sk:N",
+        ];
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_haven"))
+            .args(args)
+            .output()
+            .expect("haven import runs");
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (
+            output.status.success(),
+            text(&output.stdout),
+            text(&output.stderr),
+        )
+    };
+    let (ok, stdout, stderr) = haven_import("from-cli", BUCKET);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(":table/from-cli/import/"), "{stdout}");
+    assert!(stderr.contains("40 items imported"), "{stderr}");
+    let client = server.client();
+    assert_eq!(scan_all(&client, "from-cli").await, model(&items));
+    let (ok, _, stderr) = haven_import("not-from-cli", "no-such-bucket");
+    assert!(!ok);
+    assert!(stderr.contains("S3NoSuchBucket"), "{stderr}");
 }
