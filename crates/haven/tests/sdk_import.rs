@@ -759,7 +759,7 @@ async fn an_import_from_a_directory_survives_a_kill_and_a_restart() {
     )
     .await;
 
-    // While it runs the table is CREATING: closed to the data plane and to DeleteTable.
+    // While it runs the table is CREATING: closed to the data plane, DeleteTable and UpdateTable.
     let table = client
         .describe_table()
         .table_name("big")
@@ -774,6 +774,22 @@ async fn an_import_from_a_directory_survives_a_kill_and_a_restart() {
     assert_eq!(code, "ResourceNotFoundException");
     let (code, _) = error_of(client.delete_table().table_name("big").send().await);
     assert_eq!(code, "ResourceInUseException");
+    let update = client
+        .update_table()
+        .table_name("big")
+        .billing_mode(BillingMode::Provisioned)
+        .provisioned_throughput(
+            aws_sdk_dynamodb::types::ProvisionedThroughput::builder()
+                .read_capacity_units(5)
+                .write_capacity_units(5)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await;
+    let (code, message) = error_of(update);
+    assert_eq!(code, "ResourceInUseException");
+    assert!(message.contains("Table is being created: big"), "{message}");
     let running = client
         .describe_import()
         .import_arn(&arn)
