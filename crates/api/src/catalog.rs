@@ -152,6 +152,10 @@ pub struct TableMeta {
     /// WarmThroughput, once set (`crate::capacity::settings`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warm: Option<crate::capacity::settings::Warm>,
+    /// The ARN of the import filling this table, while it runs (`crate::import`): the table is
+    /// CREATING until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<String>,
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).
@@ -439,6 +443,9 @@ pub struct Catalog {
 
 /// How often the background thread compares the stored catalog generation with the cache's.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+/// Attempts of a metadata change from a worker thread before it gives up (each lost race means
+/// another change went in).
+const UPDATE_ATTEMPTS: u32 = 256;
 
 impl Catalog {
     /// Loads every table's metadata from storage, starts the work the metadata asks for (index
@@ -615,8 +622,22 @@ impl Catalog {
     pub(crate) async fn delete(
         self: &Arc<Self>,
         meta: &TableMeta,
-        mut batch: WriteBatch,
+        batch: WriteBatch,
     ) -> Result<bool, StorageError> {
+        let (batch, removal) = Catalog::delete_batch(meta, batch);
+        self.settle(&meta.name, self.commit(batch, removal).await)
+    }
+
+    /// [`Catalog::delete`] for a thread outside the async runtime (a failed import's worker).
+    pub(crate) fn delete_blocking(
+        self: &Arc<Self>,
+        meta: &TableMeta,
+    ) -> Result<bool, StorageError> {
+        let (batch, removal) = Catalog::delete_batch(meta, WriteBatch::new());
+        self.settle(&meta.name, self.commit_blocking(batch, removal))
+    }
+
+    fn delete_batch(meta: &TableMeta, mut batch: WriteBatch) -> (WriteBatch, Installation) {
         batch
             .expect(meta_key(&meta.name), Some(encode_meta(meta)))
             .delete(meta_key(&meta.name))
@@ -638,7 +659,7 @@ impl Catalog {
             name: meta.name.clone(),
             id: meta.id,
         };
-        self.settle(&meta.name, self.commit(batch, removal).await)
+        (batch, removal)
     }
 
     /// Commits a metadata batch and installs its outcome in the cache. Both happen in a task of
@@ -675,6 +696,32 @@ impl Catalog {
             self.apply(installation);
         }
         result
+    }
+
+    /// Changes a table's metadata from a thread outside the async runtime (a restore's or an
+    /// import's worker), retrying lost races: `change` edits the metadata and answers whether
+    /// there is anything to store. Ok also when the table went.
+    pub(crate) fn update_blocking(
+        self: &Arc<Self>,
+        name: &str,
+        mut change: impl FnMut(&mut TableMeta) -> bool,
+    ) -> Result<(), DynamoError> {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(current) = self.reload(name)? else {
+                return Ok(());
+            };
+            let mut updated = (*current).clone();
+            if !change(&mut updated) {
+                return Ok(());
+            }
+            let (batch, installation) = Catalog::update_batch(&current, updated);
+            match self.commit_blocking(batch, installation) {
+                Ok(()) => return Ok(()),
+                Err(CommitError::Conflict) => continue,
+                Err(CommitError::Storage(error)) => return Err(error.into()),
+            }
+        }
+        Err(DynamoError::InternalServerError)
     }
 
     /// Turns a metadata commit's outcome into "done" or "lost the race"; losing means the cache

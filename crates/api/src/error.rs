@@ -69,6 +69,10 @@ pub enum DynamoError {
     InvalidRestoreTime(String),
     /// No resource-based policy is attached, or not the revision a request expected.
     PolicyNotFound(String),
+    /// No import has the ARN asked for (`crate::import`).
+    ImportNotFound(String),
+    /// An ImportTable's ClientToken was used by an import with other parameters.
+    ImportConflict(String),
 }
 
 /// Why one action of a cancelled transaction failed (`Code` None when it did not).
@@ -135,6 +139,8 @@ impl DynamoError {
             }
             DynamoError::InvalidRestoreTime(_) => "InvalidRestoreTimeException",
             DynamoError::PolicyNotFound(_) => "PolicyNotFoundException",
+            DynamoError::ImportNotFound(_) => "ImportNotFoundException",
+            DynamoError::ImportConflict(_) => "ImportConflictException",
         }
     }
 
@@ -197,7 +203,9 @@ impl DynamoError {
             | DynamoError::TableInUse(m)
             | DynamoError::PointInTimeRecoveryUnavailable(m)
             | DynamoError::InvalidRestoreTime(m)
-            | DynamoError::PolicyNotFound(m) => m,
+            | DynamoError::PolicyNotFound(m)
+            | DynamoError::ImportNotFound(m)
+            | DynamoError::ImportConflict(m) => m,
             DynamoError::ConditionalCheckFailed { message, .. } => message,
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",

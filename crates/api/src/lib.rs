@@ -12,6 +12,7 @@ mod catalog;
 mod changes;
 mod error;
 mod expressions;
+mod import;
 mod indexes;
 mod item_json;
 mod items;
@@ -38,6 +39,7 @@ pub use backup::store::{BackupStore, DirStore};
 pub use capacity::{CapacityMode, CapacitySettings};
 pub use catalog::{Catalog, TableMeta, TableStats};
 pub use error::{CancellationReason, DynamoError};
+pub use import::ImportSourceConfig;
 pub use mirror::{MirrorOrigin, MirroredWrite};
 pub use ops::{Operation, REPLICATION_TARGET};
 pub use replication::{Lag, Peer, ReplicationSettings, Transport};
@@ -99,6 +101,8 @@ pub struct ServiceConfig {
     pub replication: ReplicationSettings,
     /// Where backups are kept (`crate::backup`).
     pub backup_store: BackupStoreConfig,
+    /// Where ImportTable finds buckets (`crate::import`).
+    pub import_source: ImportSourceConfig,
     /// How old a table's point-in-time recovery base image grows before a new one is taken
     /// (`crate::backup::pitr`): the log replayed by a restore is at most about this long.
     pub pitr_rebase: std::time::Duration,
@@ -120,6 +124,7 @@ impl Default for ServiceConfig {
             ttl_interval: std::time::Duration::from_secs(1),
             replication: ReplicationSettings::default(),
             backup_store: BackupStoreConfig::default(),
+            import_source: ImportSourceConfig::default(),
             pitr_rebase: std::time::Duration::from_secs(86_400),
             transient_status: std::time::Duration::ZERO,
             capacity: CapacitySettings::default(),
@@ -183,9 +188,10 @@ impl Service {
 
     /// Starts the workers that run for the service's lifetime: the change log's trimmer, the
     /// TTL worker, the replication shipper and PITR's re-basing, and
-    /// resumes restores a previous run left half-way.
+    /// resumes restores and imports a previous run left half-way.
     fn start_workers(&self) {
         backup::resume_restores(&self.engine, &self.catalog, &self.backups, &self.config);
+        import::resume_imports(&self.engine, &self.catalog, &self.backups, &self.config);
         streams::worker::spawn(
             self.engine.clone(),
             self.catalog.clone(),

@@ -38,10 +38,11 @@ fn window(setting: Duration) -> f64 {
     setting.as_secs_f64()
 }
 
-/// The table's status at `now`: CREATING within the window after its creation, UPDATING within
-/// the window after its last UpdateTable that changes it, otherwise ACTIVE.
+/// The table's status at `now`: CREATING within the window after its creation (and while a restore
+/// or an import fills it), UPDATING within the window after its last UpdateTable that changes it,
+/// otherwise ACTIVE.
 pub(crate) fn table_status(meta: &TableMeta, setting: Duration, now: f64) -> &'static str {
-    if now < meta.created + window(setting) {
+    if now < meta.created + window(setting) || crate::backup::restoring(meta) {
         "CREATING"
     } else if meta.updated.is_some_and(|at| now < at + window(setting)) {
         "UPDATING"

@@ -11,6 +11,7 @@ mod api_client;
 mod backup_cli;
 mod dynamodb_local;
 mod healthcheck;
+mod import_source;
 mod mirror_cli;
 mod namespaces;
 mod status;
@@ -353,6 +354,8 @@ struct ServeArgs {
     /// The region --backup-s3 signs for.
     #[arg(long, default_value = "us-east-1")]
     backup_s3_region: String,
+    #[command(flatten)]
+    import_source: import_source::ImportSourceArgs,
     /// Seconds a table's point-in-time recovery base image may age before a new one is taken (a
     /// restore replays at most about this much of the change log; docs/backups.md).
     #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
@@ -614,6 +617,15 @@ fn backup_store(args: &ServeArgs) -> anyhow::Result<haven_api::BackupStoreConfig
     })
 }
 
+/// Where ImportTable reads (`import_source`).
+fn import_source(args: &ServeArgs) -> anyhow::Result<haven_api::ImportSourceConfig> {
+    let backup = match &args.backup_s3 {
+        Some(url) => Some(s3_config(args, url)?),
+        None => None,
+    };
+    import_source::config(&args.import_source, backup.as_ref())
+}
+
 /// The S3 store of `--backup-s3 s3://bucket[/prefix]`, with the key from the environment.
 fn s3_config(args: &ServeArgs, url: &str) -> anyhow::Result<haven_api::S3Config> {
     let location = url
@@ -667,6 +679,7 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
         },
         ttl_interval: Duration::from_millis(args.ttl_interval_ms),
         replication: replication::settings(args.config.as_deref(), &args.region)?,
+        import_source: import_source(&args)?,
         backup_store: backup_store(&args)?,
         transient_status: Duration::from_millis(args.transient_status_ms),
         pitr_rebase: Duration::from_secs(args.pitr_rebase_secs),

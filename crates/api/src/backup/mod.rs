@@ -16,7 +16,7 @@
 //! it (re-writing an item is harmless). Layout and differences from AWS: docs/backups.md.
 
 mod image;
-mod ops;
+pub(crate) mod ops;
 pub mod pitr;
 mod restore;
 pub mod s3;
@@ -35,7 +35,7 @@ pub(crate) use ops::{create_backup, delete_backup, describe_backup, list_backups
 pub(crate) use pitr::{
     describe_continuous_backups, restore_table_to_point_in_time, update_continuous_backups,
 };
-pub(crate) use restore::{restore_table_from_backup, resume_restores};
+pub(crate) use restore::{Change, restore_table_from_backup, resume_restores, write_changes};
 
 /// Where a server keeps its backups.
 #[derive(Debug, Clone, Default)]
@@ -95,7 +95,13 @@ pub(crate) fn new_backup_id(created_ms: u64) -> String {
 
 /// The id an ARN names (`<table arn>/backup/<id>`), when it has the shape of one.
 pub(crate) fn backup_id(arn: &str) -> Option<&str> {
-    let (_, id) = arn.rsplit_once("/backup/")?;
+    job_id(arn, "/backup/")
+}
+
+/// The id after `marker` in a backup's or an import's ARN (`<table arn><marker><id>`), when it
+/// has the shape AWS gives both: milliseconds (14 digits), `-`, 8 hex digits.
+pub(crate) fn job_id<'a>(arn: &'a str, marker: &str) -> Option<&'a str> {
+    let (_, id) = arn.rsplit_once(marker)?;
     let (millis, random) = id.split_once('-')?;
     let well_formed = millis.len() == 14
         && millis.bytes().all(|b| b.is_ascii_digit())
@@ -323,9 +329,10 @@ pub(crate) fn describe_into(description: &mut Value, meta: &TableMeta) {
     description["RestoreSummary"] = summary;
 }
 
-/// Whether a table is still being filled by a restore (it then refuses DeleteTable and backups).
+/// Whether a table is still being filled by a restore or an import (`crate::import`): it then
+/// refuses DeleteTable, backups and the data plane.
 pub(crate) fn restoring(meta: &TableMeta) -> bool {
-    meta.restore.as_ref().is_some_and(|r| r.in_progress)
+    meta.restore.as_ref().is_some_and(|r| r.in_progress) || meta.import.is_some()
 }
 
 #[cfg(test)]

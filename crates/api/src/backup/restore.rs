@@ -25,7 +25,7 @@ use crate::retry::Retries;
 use crate::{Service, ServiceConfig};
 
 /// One change a restore writes: an item holding the key, and the item to write (None deletes).
-type Change = (Item, Option<Item>);
+pub(crate) type Change = (Item, Option<Item>);
 
 /// Items per write batch while restoring.
 const ITEMS_PER_BATCH: usize = 64;
@@ -255,7 +255,7 @@ pub(crate) fn resume_restores(
         let Ok(Some(meta)) = catalog.get(&name) else {
             continue;
         };
-        if super::restoring(&meta) {
+        if meta.restore.as_ref().is_some_and(|r| r.in_progress) {
             let restorer = Restorer {
                 engine: engine.clone(),
                 catalog: catalog.clone(),
@@ -391,68 +391,75 @@ impl Restorer {
         Ok(true)
     }
 
-    /// Writes a chunk of changes (those not already there as they are); false if the table went.
     fn write(&self, table: &str, changes: &[Change]) -> Result<bool, DynamoError> {
-        for _ in 0..BATCH_ATTEMPTS {
-            let Some(meta) = self.catalog.get(table)? else {
-                return Ok(false);
-            };
-            let snapshot = self.engine.snapshot()?;
-            let mut batch = WriteBatch::new();
-            for (key_source, item) in changes {
-                let key = meta.keys().project_key(key_source);
-                let current = crate::items::read_item(&*snapshot, &meta, &key)?;
-                if current.as_ref().map(|(_, stored)| stored) == item.as_ref() {
-                    continue;
-                }
-                crate::items::stage_item_write(
-                    &*snapshot,
-                    &meta,
-                    &key,
-                    current.as_ref(),
-                    item.as_ref(),
-                    &mut batch,
-                    self.collection_limit,
-                )?;
-            }
-            drop(snapshot);
-            match self.engine.commit(batch).wait() {
-                Ok(()) => return Ok(true),
-                Err(CommitError::Conflict) => {
-                    self.catalog.reload(table)?;
-                }
-                Err(CommitError::Storage(error)) => return Err(error.into()),
-            }
-        }
-        Err(DynamoError::InternalServerError)
+        write_changes(
+            &self.engine,
+            &self.catalog,
+            self.collection_limit,
+            table,
+            changes,
+        )
     }
 
     /// Marks the restore done: the table turns ACTIVE. A point-in-time restore's base image goes
     /// if its table no longer needs it (PITR disabled or re-based meanwhile).
     fn finish(&self, table: &str) -> Result<(), DynamoError> {
-        for _ in 0..BATCH_ATTEMPTS {
-            let Some(current) = self.catalog.reload(table)? else {
-                return Ok(());
-            };
-            let mut updated = (*current).clone();
-            let base = match updated.restore.as_mut() {
+        let mut base = None;
+        self.catalog
+            .update_blocking(table, |meta| match meta.restore.as_mut() {
                 Some(restore) if restore.in_progress => {
                     restore.in_progress = false;
-                    restore.point_in_time.as_ref().map(|at| at.base.clone())
+                    base = restore.point_in_time.as_ref().map(|at| at.base.clone());
+                    true
                 }
-                _ => return Ok(()),
-            };
-            let (batch, installation) = Catalog::update_batch(&current, updated);
-            match self.catalog.commit_blocking(batch, installation) {
-                Ok(()) => {
-                    let bases: Vec<String> = base.into_iter().collect();
-                    super::pitr::delete_unused_bases(&self.catalog, &*self.store, &bases);
-                    return Ok(());
-                }
-                Err(CommitError::Conflict) => continue,
-                Err(CommitError::Storage(error)) => return Err(error.into()),
-            }
-        }
-        Err(DynamoError::InternalServerError)
+                _ => false,
+            })?;
+        let bases: Vec<String> = base.into_iter().collect();
+        super::pitr::delete_unused_bases(&self.catalog, &*self.store, &bases);
+        Ok(())
     }
+}
+
+/// Writes a chunk of changes (those not already there as they are) through the normal batch
+/// path, index entries and counters included, retrying conflicts; false if the table went. A
+/// restore and an import (`crate::import`) fill their tables with it.
+pub(crate) fn write_changes(
+    engine: &Arc<dyn Engine>,
+    catalog: &Arc<Catalog>,
+    collection_limit: u64,
+    table: &str,
+    changes: &[Change],
+) -> Result<bool, DynamoError> {
+    for _ in 0..BATCH_ATTEMPTS {
+        let Some(meta) = catalog.get(table)? else {
+            return Ok(false);
+        };
+        let snapshot = engine.snapshot()?;
+        let mut batch = WriteBatch::new();
+        for (key_source, item) in changes {
+            let key = meta.keys().project_key(key_source);
+            let current = crate::items::read_item(&*snapshot, &meta, &key)?;
+            if current.as_ref().map(|(_, stored)| stored) == item.as_ref() {
+                continue;
+            }
+            crate::items::stage_item_write(
+                &*snapshot,
+                &meta,
+                &key,
+                current.as_ref(),
+                item.as_ref(),
+                &mut batch,
+                collection_limit,
+            )?;
+        }
+        drop(snapshot);
+        match engine.commit(batch).wait() {
+            Ok(()) => return Ok(true),
+            Err(CommitError::Conflict) => {
+                catalog.reload(table)?;
+            }
+            Err(CommitError::Storage(error)) => return Err(error.into()),
+        }
+    }
+    Err(DynamoError::InternalServerError)
 }

@@ -1,5 +1,6 @@
 //! The backup store in an S3 bucket, on any S3-compatible endpoint (AWS, MinIO, Ceph, Garage...):
 //! the four calls the store needs (PutObject, GetObject, ListObjectsV2, DeleteObject), path-style,
+//! and for ImportTable a listing at every depth and a streamed GetObject (`list_all`, `open`),
 //! signed with AWS's own SigV4 signer (`aws-sigv4`, already the server's) and sent with the
 //! workspace's blocking HTTP client (`ureq`). Why not a full S3 SDK: aws-sdk-s3 (or object_store's
 //! AWS backend) brings a second HTTP stack and doubles the build for four calls; these take a page.
@@ -57,6 +58,26 @@ impl S3Store {
 
     /// Sends one signed request; answers the status and the body.
     fn send(&self, method: &str, url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), StoreError> {
+        let failed = |e: ureq::Error| StoreError(format!("{method} {url}: {e}"));
+        let request = self.signed(method, url, body)?;
+        let mut response = self.agent.run(request).map_err(failed)?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_OBJECT_BYTES)
+            .read_to_vec()
+            .map_err(failed)?;
+        Ok((status, bytes))
+    }
+
+    /// A request signed with the store's key.
+    fn signed(
+        &self,
+        method: &str,
+        url: &str,
+        body: &[u8],
+    ) -> Result<ureq::http::Request<Vec<u8>>, StoreError> {
         let key = (
             self.config.access_key_id.as_str(),
             self.config.secret_access_key.as_str(),
@@ -69,23 +90,13 @@ impl S3Store {
         let headers = signing
             .headers(method, url, &[], body)
             .map_err(StoreError)?;
-        let failed = |e: ureq::Error| StoreError(format!("{method} {url}: {e}"));
         let mut builder = ureq::http::Request::builder().method(method).uri(url);
         for (name, value) in &headers {
             builder = builder.header(name, value);
         }
-        let request = builder
+        builder
             .body(body.to_vec())
-            .map_err(|e| StoreError(e.to_string()))?;
-        let mut response = self.agent.run(request).map_err(failed)?;
-        let status = response.status().as_u16();
-        let bytes = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_OBJECT_BYTES)
-            .read_to_vec()
-            .map_err(failed)?;
-        Ok((status, bytes))
+            .map_err(|e| StoreError(e.to_string()))
     }
 }
 
@@ -162,12 +173,56 @@ impl BackupStore for S3Store {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.list_objects(prefix, true, MAX_LIST_PAGES)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match self.send("DELETE", &self.url(key, ""), b"")? {
+            (200 | 204 | 404, _) => Ok(()),
+            (status, body) => Err(refused("DeleteObject", status, &body)),
+        }
+    }
+}
+
+/// The reading side ImportTable (`crate::import`) uses besides the store's contract.
+impl S3Store {
+    /// The names of every object under `prefix`, at any depth, in byte order; an error beyond
+    /// `max_pages` pages of 1,000 names.
+    pub fn list_all(&self, prefix: &str, max_pages: usize) -> Result<Vec<String>, StoreError> {
+        self.list_objects(prefix, false, max_pages)
+    }
+
+    /// An object's bytes as a stream (never held whole in memory), or None when there is none.
+    pub fn open(&self, key: &str) -> Result<Option<Box<dyn std::io::Read + Send>>, StoreError> {
+        let url = self.url(key, "");
+        let request = self.signed("GET", &url, b"")?;
+        let failed = |e: ureq::Error| StoreError(format!("GET {url}: {e}"));
+        let response = self.agent.run(request).map_err(failed)?;
+        match response.status().as_u16() {
+            200 => Ok(Some(Box::new(response.into_body().into_reader()))),
+            404 => Ok(None),
+            status => {
+                let mut body = response.into_body();
+                let text = body.with_config().limit(64 * 1024).read_to_vec();
+                Err(refused("GetObject", status, &text.unwrap_or_default()))
+            }
+        }
+    }
+
+    /// ListObjectsV2 page by page: one level under `prefix` (`delimited`) or every depth.
+    fn list_objects(
+        &self,
+        prefix: &str,
+        delimited: bool,
+        max_pages: usize,
+    ) -> Result<Vec<String>, StoreError> {
         let full_prefix = format!("{}{prefix}", self.config.prefix);
         let mut names = Vec::new();
         let mut token: Option<String> = None;
-        for _ in 0..MAX_LIST_PAGES {
+        let delimiter = if delimited { "delimiter=%2F&" } else { "" };
+        for _ in 0..max_pages {
             let mut query = format!(
-                "delimiter=%2F&list-type=2&prefix={}",
+                "{delimiter}list-type=2&prefix={}",
                 encode(&full_prefix, true)
             );
             if let Some(token) = &token {
@@ -192,13 +247,6 @@ impl BackupStore for S3Store {
             }
         }
         Err(StoreError(format!("listing {prefix} has too many pages")))
-    }
-
-    fn delete(&self, key: &str) -> Result<(), StoreError> {
-        match self.send("DELETE", &self.url(key, ""), b"")? {
-            (200 | 204 | 404, _) => Ok(()),
-            (status, body) => Err(refused("DeleteObject", status, &body)),
-        }
     }
 }
 

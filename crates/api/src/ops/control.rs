@@ -158,6 +158,22 @@ pub(crate) async fn create_table(
     service: &Service,
     input: CreateTableInput,
 ) -> Result<Value, DynamoError> {
+    let meta = new_table_meta(service, &input)?;
+    let name = meta.name.clone();
+    let meta = service
+        .catalog
+        .create(meta, &mut Retries::new("CreateTable"))
+        .await?
+        .ok_or_else(|| DynamoError::ResourceInUse(format!("Table already exists: {name}")))?;
+    Ok(json!({ "TableDescription": describe(service, &meta, settled_status(service, &meta))? }))
+}
+
+/// Validates a CreateTable request as DynamoDB does and answers the new table's metadata;
+/// ImportTable's TableCreationParameters go through it too (`crate::import`).
+pub(crate) fn new_table_meta(
+    service: &Service,
+    input: &CreateTableInput,
+) -> Result<TableMeta, DynamoError> {
     let mut violations = Violations::new();
     match &input.attribute_definitions {
         None => violations.null("attributeDefinitions"),
@@ -245,7 +261,7 @@ pub(crate) async fn create_table(
         .clone()
         .unwrap_or_else(|| "PROVISIONED".into());
     check_billing(&billing_mode, input.provisioned_throughput.as_ref())?;
-    let (definitions, key_schema) = check_key_schema(&input)?;
+    let (definitions, key_schema) = check_key_schema(input)?;
     let indexes = index_specs::create_table_indexes(
         input.local_secondary_indexes.as_deref(),
         input.global_secondary_indexes.as_deref(),
@@ -255,7 +271,7 @@ pub(crate) async fn create_table(
     )?;
     index_specs::check_definitions_used(&definitions, &key_schema, &indexes)?;
     let tags = super::tags::check_tags(input.tags.as_deref().unwrap_or_default())?;
-    let stream = check_table_features(&input)?;
+    let stream = check_table_features(input)?;
     let on_demand = input
         .on_demand_throughput
         .as_ref()
@@ -299,7 +315,7 @@ pub(crate) async fn create_table(
         tags,
         time_to_live: None,
         deletion_protection: input.deletion_protection_enabled.unwrap_or(false),
-        table_class: input.table_class,
+        table_class: input.table_class.clone(),
         indexes,
         schema_version: 0,
         version: 0,
@@ -319,13 +335,9 @@ pub(crate) async fn create_table(
         contributor_insights: Vec::new(),
         on_demand,
         warm,
+        import: None,
     };
-    let meta = service
-        .catalog
-        .create(meta, &mut Retries::new("CreateTable"))
-        .await?
-        .ok_or_else(|| DynamoError::ResourceInUse(format!("Table already exists: {name}")))?;
-    Ok(json!({ "TableDescription": describe(service, &meta, settled_status(service, &meta))? }))
+    Ok(meta)
 }
 
 /// The members for table features (see `table_features`): DynamoDB's own checks first, so that an
@@ -602,6 +614,7 @@ pub(crate) fn describe(
     crate::streams::describe_into(&mut description, meta);
     crate::replication::ops::describe_into(&mut description, meta);
     crate::backup::describe_into(&mut description, meta);
+    crate::import::describe_into(&mut description, meta);
     let snapshot = service.engine.snapshot()?;
     for (kind, field) in [
         (IndexKind::Local, "LocalSecondaryIndexes"),

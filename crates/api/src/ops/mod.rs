@@ -29,8 +29,8 @@ use crate::{DynamoError, RequestContext, Service};
 
 pub use contributor_insights::InsightsSetting;
 pub(crate) use control::{
-    ProvisionedThroughputInput, TableNameInput, check_billing, check_throughput, describe,
-    enum_violation, now, projection,
+    CreateTableInput, ProvisionedThroughputInput, TableNameInput, check_billing, check_throughput,
+    describe, enum_violation, new_table_meta, now, projection,
 };
 pub(crate) use query::{KeyRange, partition_key as query_partition_key};
 pub(crate) use scan::segment_range;
@@ -236,6 +236,9 @@ pub(crate) async fn dispatch(
         ListContributorInsights => {
             contributor_insights::list_contributor_insights(service, parse(request)?)
         }
+        ImportTable => crate::import::import_table(service, parse(request)?).await,
+        DescribeImport => crate::import::describe_import(service, parse(request)?).await,
+        ListImports => crate::import::list_imports(service, parse(request)?).await,
         _ => Err(DynamoError::UnknownOperation),
     };
     json.map(Reply::from)

@@ -733,6 +733,7 @@ mod tests {
             contributor_insights: vec![],
             on_demand: None,
             warm: None,
+            import: None,
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {

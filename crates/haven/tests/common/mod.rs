@@ -11,6 +11,7 @@
 pub mod chaos;
 pub mod dns;
 pub mod dynamodb_local;
+pub mod moto;
 pub mod regions;
 pub mod streams;
 
