@@ -37,7 +37,7 @@ pub use backup::store::{BackupStore, DirStore};
 pub use catalog::{Catalog, TableMeta, TableStats};
 pub use error::{CancellationReason, DynamoError};
 pub use mirror::{MirrorOrigin, MirroredWrite};
-pub use ops::{Operation, REPLICATION_TARGET};
+pub use ops::{Decoded, Operation, REPLICATION_TARGET};
 pub use replication::{Lag, Peer, ReplicationSettings, Transport};
 pub use reply::Reply;
 pub use retry::contention_give_ups;
@@ -258,6 +258,12 @@ impl Service {
             access::authorize(self, operation, &request, principal)?;
         }
         ops::dispatch(self, operation, request, context).await
+    }
+
+    /// Runs a request read straight from its body ([`Decoded::read`]). It is not authorized:
+    /// only for a server without authentication (with it, [`Service::call_with`]).
+    pub async fn call_decoded(&self, request: Decoded) -> Result<Reply, DynamoError> {
+        request.run(self).await
     }
 }
 
