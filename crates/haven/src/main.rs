@@ -33,7 +33,8 @@ use haven_storage_postgres::PostgresEngine;
 
 /// mimalloc: a request allocates and frees many small buffers (JSON values, item attributes), and
 /// glibc's allocator spent about a quarter of a GetItem's instructions on them (callgrind, see
-/// docs/benchmarks.md).
+/// docs/benchmarks.md). Without transparent huge pages (feature `no_thp`): mimalloc asks for them on
+/// its arena, and the first few allocations then made the idle server hold 8 MB of huge pages.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
