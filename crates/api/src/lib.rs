@@ -261,7 +261,9 @@ impl Service {
     }
 
     /// Runs a request read straight from its body ([`Decoded::read`]). It is not authorized:
-    /// only for a server without authentication (with it, [`Service::call_with`]).
+    /// only for a server without authentication (with it, [`Service::call_with`]). A check every
+    /// item request must pass belongs in the operations (both paths run them), not only in
+    /// `call_with`.
     pub async fn call_decoded(&self, request: Decoded) -> Result<Reply, DynamoError> {
         request.run(self).await
     }
