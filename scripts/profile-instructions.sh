@@ -7,6 +7,7 @@
 #   scripts/profile-instructions.sh c        # workloads a-f: after loading ITEMS items
 #   scripts/profile-instructions.sh load     # BatchWriteItem load of ITEMS items, per item
 #   ITEMS=10000 DURATION=10 CONNECTIONS=4 scripts/profile-instructions.sh a
+#   IN_MEMORY=1 scripts/profile-instructions.sh c   # `--in-memory`: the request path without the disk
 #
 # Needs valgrind (Debian package). Figures are in docs/benchmarks.md ("Where a request's instructions go").
 set -euo pipefail
@@ -21,8 +22,10 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 cargo build --release -q -p haven -p haven-bench
 . scripts/bench-lib.sh
 port=$(free_port)
+storage=(--data-dir "$work/data")
+[ -n "${IN_MEMORY:-}" ] && storage=(--in-memory)
 valgrind --tool=callgrind --callgrind-out-file="$OUT" target/release/haven serve \
-  --listen "127.0.0.1:$port" --data-dir "$work/data" --log-level warn >"$work/log" 2>&1 &
+  --listen "127.0.0.1:$port" "${storage[@]}" --log-level warn >"$work/log" 2>&1 &
 server_pid=$!
 until grep -q listening "$work/log"; do sleep 0.2; done
 layout=hash; [ "$WORKLOAD" = e ] && layout=range

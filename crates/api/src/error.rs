@@ -274,30 +274,28 @@ impl Violations {
         let Some(name) = name else {
             return self.null(field);
         };
-        let rendered = format!("Value '{name}' at '{field}' failed to satisfy constraint: ");
         if !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
         {
-            self.push(format!(
-                "{rendered}Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
-            ));
+            self.failed(
+                field,
+                name,
+                format_args!("Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"),
+            );
         }
         self.length(field, name, 3, 255);
     }
 
     /// Checks a string member's length against `min..=max`.
     pub fn length(&mut self, field: &str, value: &str, min: usize, max: usize) {
-        let rendered = format!("Value '{value}' at '{field}' failed to satisfy constraint: ");
         if value.len() < min {
-            self.push(format!(
-                "{rendered}Member must have length greater than or equal to {min}"
-            ));
+            let constraint = format_args!("Member must have length greater than or equal to {min}");
+            self.failed(field, value, constraint);
         }
         if value.len() > max {
-            self.push(format!(
-                "{rendered}Member must have length less than or equal to {max}"
-            ));
+            let constraint = format_args!("Member must have length less than or equal to {max}");
+            self.failed(field, value, constraint);
         }
     }
 
@@ -310,16 +308,26 @@ impl Violations {
 
     /// Checks a number member against `min..=max`.
     pub fn range(&mut self, field: &str, value: i64, min: i64, max: i64) {
-        let rendered = format!("Value '{value}' at '{field}' failed to satisfy constraint: ");
         if value < min {
-            self.push(format!(
-                "{rendered}Member must have value greater than or equal to {min}"
-            ));
+            let constraint = format_args!("Member must have value greater than or equal to {min}");
+            self.failed(field, value, constraint);
         } else if value > max {
-            self.push(format!(
-                "{rendered}Member must have value less than or equal to {max}"
-            ));
+            let constraint = format_args!("Member must have value less than or equal to {max}");
+            self.failed(field, value, constraint);
         }
+    }
+
+    /// `Value '<value>' at '<field>' failed to satisfy constraint: <constraint>`, formatted only
+    /// when a check fails: these checks run on every request.
+    fn failed(
+        &mut self,
+        field: &str,
+        value: impl std::fmt::Display,
+        constraint: std::fmt::Arguments,
+    ) {
+        self.push(format!(
+            "Value '{value}' at '{field}' failed to satisfy constraint: {constraint}"
+        ));
     }
 
     pub fn into_result(self) -> Result<(), DynamoError> {

@@ -41,7 +41,7 @@ pub use catalog::{Catalog, TableMeta, TableStats};
 pub use error::{CancellationReason, DynamoError};
 pub use import::ImportSourceConfig;
 pub use mirror::{MirrorOrigin, MirroredWrite};
-pub use ops::{Operation, REPLICATION_TARGET};
+pub use ops::{Decoded, Operation, REPLICATION_TARGET};
 pub use replication::{Lag, Peer, ReplicationSettings, Transport};
 pub use reply::Reply;
 pub use retry::contention_give_ups;
@@ -272,6 +272,14 @@ impl Service {
             access::authorize(self, operation, &request, principal)?;
         }
         ops::dispatch(self, operation, request, context).await
+    }
+
+    /// Runs a request read straight from its body ([`Decoded::read`]). It is not authorized:
+    /// only for a server without authentication (with it, [`Service::call_with`]). A check every
+    /// item request must pass belongs in the operations (both paths run them), not only in
+    /// `call_with`.
+    pub async fn call_decoded(&self, request: Decoded) -> Result<Reply, DynamoError> {
+        request.run(self).await
     }
 }
 

@@ -9,10 +9,15 @@
 //!
 //! Recording must stay cheap enough to leave on: a counter is an atomic add, a labelled one
 //! first finds its series under a read lock (labels are `&'static str` where they can be, so
-//! no allocation), and a histogram takes a short mutex. Nothing is computed at scrape time but
+//! no allocation), and a histogram takes a short mutex. The series every request records into
+//! (requests, latency, consumed capacity) are found in a per-thread list of handles instead
+//! (`recent`). Nothing is computed at scrape time but
 //! the text. Names follow Prometheus conventions (`haven_` prefix, base units, `_total` on
 //! counters); docs/metrics.md maps each to the CloudWatch metric DynamoDB users know.
 
+mod recent;
+
+use std::cell::RefCell;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -401,12 +406,20 @@ impl Metrics {
 /// long it took and the sizes of its body and its answer's.
 pub fn request(operation: &'static str, outcome: &'static str, seconds: f64, bytes: (u64, u64)) {
     let metrics = &*METRICS;
-    metrics
-        .requests
-        .get_or_create(&RequestLabels { operation, outcome })
-        .inc();
+    recent::with(&REQUEST_SERIES, |recent| {
+        let (count, latency) = recent.get(
+            |key| *key == (operation, outcome),
+            || {
+                let count =
+                    (metrics.requests).get_or_create_owned(&RequestLabels { operation, outcome });
+                let latency = (metrics.latency).get_or_create_owned(&OperationLabels { operation });
+                ((operation, outcome), (count, latency))
+            },
+        );
+        count.inc();
+        latency.observe(seconds);
+    });
     let labels = OperationLabels { operation };
-    metrics.latency.get_or_create(&labels).observe(seconds);
     if outcome == "ThrottlingException" {
         metrics.throttled.get_or_create(&labels).inc();
     }
@@ -417,12 +430,31 @@ pub fn request(operation: &'static str, outcome: &'static str, seconds: f64, byt
 /// `units` of `capacity` consumed on `table`, or on its index `index`.
 pub fn consumed(capacity: Capacity, table: &str, index: Option<&str>, units: f64) {
     let metrics = &*METRICS;
-    let family = match capacity {
-        Capacity::Read => &metrics.read_units,
-        Capacity::Write => &metrics.write_units,
-    };
     let index = index.unwrap_or_default();
-    metrics.index_series(family, table, index).inc_by(units);
+    recent::with(&UNIT_SERIES, |recent| {
+        let series = recent.get(
+            |(kind, t, i)| *kind == capacity && t == table && i == index,
+            || {
+                let family = match capacity {
+                    Capacity::Read => &metrics.read_units,
+                    Capacity::Write => &metrics.write_units,
+                };
+                let series = metrics.index_series(family, table, index);
+                ((capacity, table.to_owned(), index.to_owned()), series)
+            },
+        );
+        series.inc_by(units);
+    });
+}
+
+/// A request counter and its latency histogram, by operation and outcome.
+type RequestSeries = recent::Recent<(&'static str, &'static str), (Counter, Histogram)>;
+/// A capacity counter, by capacity, table and index.
+type UnitSeries = recent::Recent<(Capacity, String, String), UnitCounter>;
+
+thread_local! {
+    static REQUEST_SERIES: RefCell<RequestSeries> = const { RefCell::new(recent::Recent::new()) };
+    static UNIT_SERIES: RefCell<UnitSeries> = const { RefCell::new(recent::Recent::new()) };
 }
 
 /// A request refused because `table` (or its index `index`) had no `capacity` left.
@@ -562,6 +594,7 @@ impl Metrics {
             self.stream_records.remove(&labels);
             self.mirror_applied.remove(&labels);
             self.mirror_source_errors.remove(&labels);
+            recent::GENERATION.fetch_add(1, std::sync::atomic::Ordering::Release);
             false
         });
     }

@@ -15,37 +15,45 @@ pub fn check_authorization(headers: &HeaderMap) -> Result<(), DynamoError> {
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !authorization.trim_start().starts_with("AWS4-") {
+    // `to_str` accepts only visible ASCII, so ASCII trimming is the whole of trimming here.
+    if !authorization.trim_ascii_start().starts_with("AWS4-") {
         return Err(DynamoError::MissingAuthenticationToken);
     }
-    let parameters: Vec<(&str, &str)> = authorization
+    let parameters = authorization
         .split_once(' ')
         .map(|(_, rest)| rest)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // One bit per required parameter present with a value: no allocation on a well-formed header.
+    let mut present = 0u8;
+    for (name, value) in parameters
         .split(',')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .collect();
-    let mut message = String::new();
-    for required in REQUIRED_PARAMETERS {
-        if !parameters
+        .filter_map(|pair| pair.trim_ascii().split_once('='))
+    {
+        let index = REQUIRED_PARAMETERS
             .iter()
-            .any(|(name, value)| *name == required && !value.is_empty())
-        {
+            .position(|required| *required == name);
+        if let Some(index) = index.filter(|_| !value.is_empty()) {
+            present |= 1 << index;
+        }
+    }
+    let dated = headers.contains_key(X_AMZ_DATE) || headers.contains_key(DATE);
+    if present == (1 << REQUIRED_PARAMETERS.len()) - 1 && dated {
+        return Ok(());
+    }
+    let mut message = String::new();
+    for (index, required) in REQUIRED_PARAMETERS.iter().enumerate() {
+        if present & (1 << index) == 0 {
             message.push_str(&format!(
                 "Authorization header requires '{required}' parameter. "
             ));
         }
     }
-    if !headers.contains_key(X_AMZ_DATE) && !headers.contains_key(DATE) {
+    if !dated {
         message.push_str(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ",
         );
     }
-    if message.is_empty() {
-        Ok(())
-    } else {
-        Err(DynamoError::IncompleteSignature(format!(
-            "{message}Authorization={authorization}"
-        )))
-    }
+    Err(DynamoError::IncompleteSignature(format!(
+        "{message}Authorization={authorization}"
+    )))
 }

@@ -8,6 +8,7 @@ mod account;
 mod batch;
 mod contributor_insights;
 mod control;
+mod decoded;
 mod index_specs;
 mod index_update;
 mod items;
@@ -32,6 +33,7 @@ pub(crate) use control::{
     CreateTableInput, ProvisionedThroughputInput, TableNameInput, check_billing, check_throughput,
     describe, enum_violation, new_table_meta, now, projection,
 };
+pub use decoded::Decoded;
 pub(crate) use query::{KeyRange, partition_key as query_partition_key};
 pub(crate) use scan::segment_range;
 pub(crate) use transact::{
@@ -165,20 +167,16 @@ pub(crate) async fn dispatch(
     context: &RequestContext,
 ) -> Result<Reply, DynamoError> {
     use Operation::*;
+    // The item operations (their answers keep items in model form: see crate::reply).
+    let request = match Decoded::from_value(operation, request) {
+        Ok(decoded) => return decoded?.run(service).await,
+        Err(request) => request,
+    };
     let json = match operation {
-        // Answers carrying items keep them in model form (see crate::reply).
-        GetItem => return items::get_item(service, parse(request)?).await,
-        Query => return query::query(service, parse(request)?),
-        Scan => return scan::scan(service, parse(request)?),
-        BatchGetItem => return batch::batch_get_item(service, parse(request)?).await,
-        PutItem => return items::put_item(service, parse(request)?).await,
-        DeleteItem => return items::delete_item(service, parse(request)?).await,
-        UpdateItem => return update_item::update_item(service, parse(request)?).await,
         CreateTable => control::create_table(service, parse(request)?).await,
         DescribeTable => control::describe_table(service, parse(request)?),
         ListTables => control::list_tables(service, parse(request)?),
         DeleteTable => control::delete_table(service, parse(request)?).await,
-        BatchWriteItem => batch::batch_write_item(service, parse(request)?).await,
         TransactWriteItems => transact::transact_write_items(service, request).await,
         TransactGetItems => transact::transact_get_items(service, parse(request)?).await,
         UpdateTable => update_table::update_table(service, parse(request)?).await,
