@@ -69,6 +69,12 @@ pub enum DynamoError {
     InvalidRestoreTime(String),
     /// No resource-based policy is attached, or not the revision a request expected.
     PolicyNotFound(String),
+    /// No export has the ARN asked for.
+    ExportNotFound(String),
+    /// An export's ClientToken was used with other parameters.
+    ExportConflict(String),
+    /// An export's time (or incremental window) outside the point-in-time recovery window.
+    InvalidExportTime(String),
 }
 
 /// Why one action of a cancelled transaction failed (`Code` None when it did not).
@@ -135,6 +141,9 @@ impl DynamoError {
             }
             DynamoError::InvalidRestoreTime(_) => "InvalidRestoreTimeException",
             DynamoError::PolicyNotFound(_) => "PolicyNotFoundException",
+            DynamoError::ExportNotFound(_) => "ExportNotFoundException",
+            DynamoError::ExportConflict(_) => "ExportConflictException",
+            DynamoError::InvalidExportTime(_) => "InvalidExportTimeException",
         }
     }
 
@@ -197,7 +206,10 @@ impl DynamoError {
             | DynamoError::TableInUse(m)
             | DynamoError::PointInTimeRecoveryUnavailable(m)
             | DynamoError::InvalidRestoreTime(m)
-            | DynamoError::PolicyNotFound(m) => m,
+            | DynamoError::PolicyNotFound(m)
+            | DynamoError::ExportNotFound(m)
+            | DynamoError::ExportConflict(m)
+            | DynamoError::InvalidExportTime(m) => m,
             DynamoError::ConditionalCheckFailed { message, .. } => message,
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",

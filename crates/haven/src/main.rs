@@ -353,6 +353,18 @@ struct ServeArgs {
     /// The region --backup-s3 signs for.
     #[arg(long, default_value = "us-east-1")]
     backup_s3_region: String,
+    /// The S3-compatible endpoint whose buckets ExportTableToPointInTime writes to (path-style,
+    /// signed with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; docs/backups.md "Export"). Without
+    /// it, an export fails.
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// The region --s3-endpoint signs for.
+    #[arg(long, default_value = "us-east-1")]
+    s3_region: String,
+    /// Seconds an incremental export's window must span at least (AWS's 15 minutes); lowered
+    /// only by tests.
+    #[arg(long, hide = true, default_value_t = 15 * 60)]
+    export_min_window_secs: u64,
     /// Seconds a table's point-in-time recovery base image may age before a new one is taken (a
     /// restore replays at most about this much of the change log; docs/backups.md).
     #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
@@ -645,6 +657,23 @@ fn s3_config(args: &ServeArgs, url: &str) -> anyhow::Result<haven_api::S3Config>
     })
 }
 
+/// The endpoint of `--s3-endpoint`, with the key from the environment.
+fn s3_endpoint(args: &ServeArgs) -> anyhow::Result<Option<haven_api::S3Endpoint>> {
+    let Some(endpoint) = &args.s3_endpoint else {
+        return Ok(None);
+    };
+    let variable = |name: &str| {
+        std::env::var(name)
+            .with_context(|| format!("--s3-endpoint needs {name} in the environment"))
+    };
+    Ok(Some(haven_api::S3Endpoint {
+        endpoint: endpoint.trim_end_matches('/').to_string(),
+        region: args.s3_region.clone(),
+        access_key_id: variable("AWS_ACCESS_KEY_ID")?,
+        secret_access_key: variable("AWS_SECRET_ACCESS_KEY")?,
+    }))
+}
+
 /// `haven serve`, mirroring the tables of `mirror` (from `haven mirror`'s flags, else from the
 /// --config file's [mirror] section) into what it serves.
 fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> anyhow::Result<()> {
@@ -677,6 +706,8 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
             },
             burst_window: Duration::from_secs(args.capacity_burst_secs),
         },
+        s3_endpoint: s3_endpoint(&args)?,
+        export_min_window: Duration::from_secs(args.export_min_window_secs),
     };
     let security = security(&args)?;
     let accounts = namespaces::Opened::default();

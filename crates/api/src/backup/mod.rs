@@ -15,10 +15,10 @@
 //! when the last part is in. The restore is recorded in the table's metadata, so a restart resumes
 //! it (re-writing an item is harmless). Layout and differences from AWS: docs/backups.md.
 
-mod image;
-mod ops;
+pub(crate) mod image;
+pub(crate) mod ops;
 pub mod pitr;
-mod restore;
+pub(crate) mod restore;
 pub mod s3;
 pub mod store;
 
@@ -95,7 +95,13 @@ pub(crate) fn new_backup_id(created_ms: u64) -> String {
 
 /// The id an ARN names (`<table arn>/backup/<id>`), when it has the shape of one.
 pub(crate) fn backup_id(arn: &str) -> Option<&str> {
-    let (_, id) = arn.rsplit_once("/backup/")?;
+    resource_id(arn, "/backup/")
+}
+
+/// The id after `separator` (`/backup/`, `/export/`) in an ARN, when it has the shape of the ids
+/// `new_backup_id` makes.
+pub(crate) fn resource_id<'a>(arn: &'a str, separator: &str) -> Option<&'a str> {
+    let (_, id) = arn.rsplit_once(separator)?;
     let (millis, random) = id.split_once('-')?;
     let well_formed = millis.len() == 14
         && millis.bytes().all(|b| b.is_ascii_digit())

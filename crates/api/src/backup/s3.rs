@@ -32,6 +32,32 @@ pub struct S3Config {
     pub secret_access_key: String,
 }
 
+/// An S3-compatible endpoint and the key that signs for it, without a bucket: where
+/// ExportTableToPointInTime writes (`crate::export`) the bucket each request names
+/// (`haven serve --s3-endpoint`).
+#[derive(Debug, Clone)]
+pub struct S3Endpoint {
+    /// `http://host:port` (no trailing slash).
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl S3Endpoint {
+    /// The objects of `bucket`, named from its root.
+    pub fn bucket(&self, bucket: &str) -> S3Store {
+        S3Store::new(S3Config {
+            endpoint: self.endpoint.clone(),
+            bucket: bucket.to_string(),
+            prefix: String::new(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+        })
+    }
+}
+
 pub struct S3Store {
     config: S3Config,
     agent: ureq::Agent,

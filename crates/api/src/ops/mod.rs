@@ -236,6 +236,11 @@ pub(crate) async fn dispatch(
         ListContributorInsights => {
             contributor_insights::list_contributor_insights(service, parse(request)?)
         }
+        ExportTableToPointInTime => {
+            crate::export::export_table_to_point_in_time(service, parse(request)?).await
+        }
+        DescribeExport => crate::export::describe_export(service, parse(request)?).await,
+        ListExports => crate::export::list_exports(service, parse(request)?).await,
         _ => Err(DynamoError::UnknownOperation),
     };
     json.map(Reply::from)
