@@ -18,7 +18,8 @@ cd "$(dirname "$0")/.."
 if ! python3 -c 'import boto3, awscli, selenium' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check boto3 awscli selenium
 fi
-# moto's S3 server: the S3-compatible endpoint of the backup store's tests (sdk_backups.rs).
+# moto's S3 server: the S3-compatible endpoint of the backup store's and exports' tests
+# (sdk_backups.rs, sdk_export.rs).
 if ! python3 -c 'import moto.server, flask, flask_cors' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
 fi
@@ -56,7 +57,7 @@ cargo test --workspace --no-fail-fast -- --test-threads=2 || failed=1
 # differential runs.
 postgres_tests=(sdk_basics sdk_control_plane sdk_expressions sdk_indexes sdk_item_collections
   sdk_items sdk_partiql sdk_query_scan sdk_streams sdk_tables sdk_transactions ttl_expiry sdk_backups
-  stream_consumer linearizability contention catalog_wedge crash metrics shutdown auth auth_policies
+  sdk_export stream_consumer linearizability contention catalog_wedge crash metrics shutdown auth auth_policies
   tls hostile_input gsi_multi_attribute
   resource_policies contributor_insights capacity)
 # --workspace as above, so that the same features are unified and nothing is rebuilt.

@@ -18,6 +18,7 @@ use aws_sdk_dynamodb::types::{
     GlobalSecondaryIndex, KeySchemaElement, KeyType, LocalSecondaryIndex, Projection,
     ProjectionType, PutRequest, ScalarAttributeType, TableDescription, TableStatus, WriteRequest,
 };
+use common::moto::Moto;
 use common::{HavenServer, error_of};
 
 type Item = HashMap<String, AttributeValue>;
@@ -687,60 +688,6 @@ async fn a_backup_taken_under_eight_writers_restores_one_moment() {
     assert_table_equals(&client, "busy-restored", &model).await;
 }
 
-/// moto's S3 server (PyPI `moto[server]`, installed by scripts/test.sh) on a free loopback port,
-/// stopped by its PID when dropped.
-struct Moto {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("moto's server starts (pip install 'moto[server]')");
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while ureq::get(&moto.endpoint).call().is_err() {
-            assert!(Instant::now() < deadline, "moto's server did not answer");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    /// The object names under `prefix` in `bucket`, as S3 lists them.
-    fn list(&self, bucket: &str, prefix: &str) -> String {
-        let url = format!("{}/{bucket}?list-type=2&prefix={prefix}", self.endpoint);
-        let mut answer = ureq::get(&url).call().expect("list objects");
-        answer.body_mut().read_to_string().unwrap()
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn backups_in_an_s3_bucket_outlive_the_server() {
     let moto = Moto::start();
@@ -1085,18 +1032,7 @@ async fn point_in_time_recovery_renews_its_base_and_restores_across_it() {
     ]);
     let client = server.client();
     create_indexed_table(&client, "pitr").await;
-    client
-        .update_continuous_backups()
-        .table_name("pitr")
-        .point_in_time_recovery_specification(
-            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
-                .point_in_time_recovery_enabled(true)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("enable PITR");
+    common::enable_pitr(&client, "pitr").await;
     let earliest = earliest_restorable(&client).await;
     assert_eq!(pitr_bases(backups), 1);
 
