@@ -113,6 +113,8 @@ pub(crate) struct DataFiles<'s> {
     /// Uncompressed bytes and lines in the open file.
     bytes: usize,
     items: u64,
+    /// A file is written once its lines pass this many bytes.
+    limit: usize,
     /// The `manifest-files.json` line of each file written.
     pub written: Vec<Value>,
 }
@@ -126,6 +128,7 @@ impl<'s> DataFiles<'s> {
             encoder: GzEncoder::new(Vec::new(), Compression::default()),
             bytes: 0,
             items: 0,
+            limit: DATA_FILE_BYTES,
             written: Vec::new(),
         }
     }
@@ -138,7 +141,7 @@ impl<'s> DataFiles<'s> {
         self.write(line.as_bytes())?;
         self.write(b"\n")?;
         self.items += 1;
-        if self.bytes < DATA_FILE_BYTES {
+        if self.bytes < self.limit {
             return Ok(false);
         }
         self.flush()?;
@@ -240,6 +243,32 @@ mod tests {
         );
         assert_eq!(written[0]["itemCount"], 2);
         assert_eq!(written[0]["etag"], hex(&Md5::digest(&body)));
+    }
+
+    #[test]
+    fn a_file_is_written_once_its_lines_pass_the_limit() {
+        let store = MemoryStore::default();
+        let mut files = DataFiles::new(&store, "r", Format::Ion);
+        files.limit = 100;
+        let one = item(serde_json::json!({"pk": {"S": "a".repeat(40)}}));
+        let line = Format::Ion.item_line(&one);
+        let full: Vec<bool> = (0..5).map(|_| files.add(&line).unwrap()).collect();
+        assert_eq!(full, [false, true, false, true, false]);
+        let written = files.finish().unwrap();
+        let counts: Vec<u64> = written
+            .iter()
+            .map(|f| f["itemCount"].as_u64().unwrap())
+            .collect();
+        assert_eq!(counts, [2, 2, 1]);
+        for file in &written {
+            let key = file["dataFileS3Key"].as_str().unwrap();
+            assert!(key.ends_with(".ion.gz"), "{key}");
+            let text = gunzip(&store.get(key).unwrap().unwrap());
+            assert!(
+                text.starts_with("$ion_1_0 $dynamodb_Item::{Item:{pk:"),
+                "{text}"
+            );
+        }
     }
 
     #[test]

@@ -301,6 +301,16 @@ fn incremental_window(
     })
 }
 
+/// Whether an export is of this service's account and region (servers of several accounts or
+/// regions may share one backup store).
+fn owned(service: &Service, record: &ExportRecord) -> bool {
+    let prefix = format!(
+        "arn:aws:dynamodb:{}:{}:table/",
+        service.config.region, service.config.account
+    );
+    record.table_arn.starts_with(&prefix)
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct DescribeExportInput {
@@ -318,7 +328,13 @@ pub(crate) async fn describe_export(
     }
     violations.into_result()?;
     let arn = input.export_arn.unwrap_or_default();
-    let record = blocking(&service.backups, move |store| super::load(store, &arn)).await?;
+    let lookup = arn.clone();
+    let record = blocking(&service.backups, move |store| super::load(store, &lookup)).await?;
+    if !owned(service, &record) {
+        return Err(DynamoError::ExportNotFound(format!(
+            "Export not found: {arn}"
+        )));
+    }
     Ok(json!({ "ExportDescription": record.description() }))
 }
 

@@ -82,7 +82,7 @@ pub(crate) fn resume(
         .spawn(move || match super::all(&*exporter.backups) {
             Ok(records) => records
                 .into_iter()
-                .filter(|r| r.status == "IN_PROGRESS")
+                .filter(|r| r.status == "IN_PROGRESS" && exporter.owns(r))
                 .for_each(|record| exporter.run(record)),
             Err(error) => tracing::error!(%error, "cannot list exports to resume"),
         });
@@ -99,6 +99,13 @@ impl Exporter {
             backups: service.backups.clone(),
             s3: service.config.s3_endpoint.clone(),
         }
+    }
+
+    /// Whether `record` is an export of one of this engine's tables (engines of several
+    /// accounts or regions may share one backup store).
+    fn owns(&self, record: &ExportRecord) -> bool {
+        let meta = self.catalog.get(&record.table_name).ok().flatten();
+        meta.is_some_and(|m| m.id == record.table_number && m.arn == record.table_arn)
     }
 
     /// Writes `record`'s export on a thread of its own.
