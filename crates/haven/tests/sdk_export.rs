@@ -642,3 +642,54 @@ async fn list_all(client: &Client, table: Option<&str>) -> Vec<String> {
     }
     panic!("ListExports did not end");
 }
+
+#[tokio::test]
+async fn an_export_in_progress_when_the_server_is_killed_is_written_by_the_next_start() {
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("data");
+    let data_dir = data_dir.to_str().unwrap();
+    // An endpoint that accepts connections and never answers: the export's first PUT waits.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let args = [
+        "--s3-endpoint",
+        silent_endpoint.as_str(),
+        "--data-dir",
+        data_dir,
+    ];
+    let server = HavenServer::start_with_env("127.0.0.1:0", &args, &KEYS);
+    let client = server.client();
+    let arn = pitr_table(&client, "stuck").await;
+    let mut model = BTreeMap::new();
+    for i in 0..10 {
+        let item = rich(&format!("s{i}"), 1);
+        put(&client, "stuck", &item).await;
+        model.insert(format!("s{i}"), item);
+    }
+    let started = export_at(&client, &arn, None).send().await.unwrap();
+    let export_arn = started.export_description.unwrap().export_arn.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let described = client
+        .describe_export()
+        .export_arn(&export_arn)
+        .send()
+        .await;
+    let status = described.unwrap().export_description.unwrap().export_status;
+    assert_eq!(status, Some(ExportStatus::InProgress));
+    server.kill();
+
+    let (moto, server) = start(&["--data-dir", data_dir]);
+    let client = server.client();
+    let description = wait_done(&client, &export_arn).await;
+    assert_eq!(
+        description.export_status,
+        Some(ExportStatus::Completed),
+        "{description:?}"
+    );
+    let (_, lines) = read_export(&moto, &description);
+    let items = lines
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["Item"].clone());
+    assert_items(items, &model);
+    drop(silent);
+}

@@ -25,13 +25,25 @@ use crate::{Service, ServiceConfig};
 
 /// How long a node's claim on an export lasts unrenewed: another node takes over an export this
 /// long after its writer stops.
-const EXPORT_LEASE: Duration = Duration::from_secs(30);
+const EXPORT_LEASE: Duration = Duration::from_secs(10);
 
-/// Why an export failed: its FailureCode and FailureMessage.
-struct Failure(String, String);
+/// Waits for an export's lease, a second each, before leaving it to whoever holds it: a restarted
+/// server's claim from before the restart runs out within `EXPORT_LEASE`.
+const CLAIM_ATTEMPTS: u32 = 2 * EXPORT_LEASE.as_secs() as u32;
 
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Failure {
+/// Why an export stopped: it failed (its StopCode and StopMessage), or another node took it
+/// over.
+enum Stop {
+    Failed(String, String),
+    Lost,
+}
+
+fn failure(code: &str, message: impl Into<String>) -> Stop {
+    Stop::Failed(code.into(), message.into())
+}
+
+impl From<StoreError> for Stop {
+    fn from(error: StoreError) -> Stop {
         let code = if error.0.contains("NoSuchBucket") {
             "S3NoSuchBucket"
         } else if error.0.contains("AccessDenied") {
@@ -39,19 +51,19 @@ impl From<StoreError> for Failure {
         } else {
             "UNKNOWN"
         };
-        Failure(code.into(), error.0)
+        failure(code, error.0)
     }
 }
 
-impl From<DynamoError> for Failure {
-    fn from(error: DynamoError) -> Failure {
-        Failure("UNKNOWN".into(), error.to_string())
+impl From<DynamoError> for Stop {
+    fn from(error: DynamoError) -> Stop {
+        failure("UNKNOWN", error.to_string())
     }
 }
 
-impl From<String> for Failure {
-    fn from(message: String) -> Failure {
-        Failure("UNKNOWN".into(), message)
+impl From<String> for Stop {
+    fn from(message: String) -> Stop {
+        failure("UNKNOWN", message)
     }
 }
 
@@ -119,15 +131,15 @@ impl Exporter {
     }
 
     /// Writes the export while this node holds its lease, and records how it ended.
-    fn run(&self, mut record: ExportRecord) {
+    fn run(&self, record: ExportRecord) {
         let lease = Lease::new(&format!("export/{}", record.arn), EXPORT_LEASE);
-        if !lease.hold(&*self.engine).unwrap_or(false) {
-            return; // another node writes it
-        }
+        let Some(mut record) = self.claim(&record.arn, &lease) else {
+            return;
+        };
         match self.write(&mut record, &lease) {
-            Ok(true) => record.status = "COMPLETED".into(),
-            Ok(false) => return, // another node took it over
-            Err(Failure(code, message)) => {
+            Ok(()) => record.status = "COMPLETED".into(),
+            Err(Stop::Lost) => return, // another node writes it
+            Err(Stop::Failed(code, message)) => {
                 tracing::warn!(export = record.arn, code, message, "export failed");
                 record.status = "FAILED".into();
                 record.failure = Some((code, message));
@@ -139,12 +151,26 @@ impl Exporter {
         }
     }
 
-    /// Writes every object of the export; false if this node lost the export's lease.
-    fn write(&self, record: &mut ExportRecord, lease: &Lease) -> Result<bool, Failure> {
+    /// Takes the export's lease (waiting a bounded time for a holder's claim to run out) and
+    /// answers its record as stored then; None if it is no longer IN_PROGRESS or the lease stays
+    /// another node's.
+    fn claim(&self, arn: &str, lease: &Lease) -> Option<ExportRecord> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            if lease.hold(&*self.engine).unwrap_or(false) {
+                let record = super::load(&*self.backups, arn).ok()?;
+                return (record.status == "IN_PROGRESS").then_some(record);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        None
+    }
+
+    /// Writes every object of the export while this node holds its lease.
+    fn write(&self, record: &mut ExportRecord, lease: &Lease) -> Result<(), Stop> {
         let endpoint = self.s3.as_ref().ok_or_else(|| {
-            Failure(
-                "UNKNOWN".into(),
-                "this server has no S3 endpoint to export to (haven serve --s3-endpoint)".into(),
+            failure(
+                "UNKNOWN",
+                "this server has no S3 endpoint to export to (haven serve --s3-endpoint)",
             )
         })?;
         let bucket = endpoint.bucket(&record.bucket);
@@ -172,19 +198,19 @@ impl Exporter {
                 }
             }
             (None, None) => {
-                return Err(Failure::from(
-                    "an export with neither a moment nor a window".to_string(),
+                return Err(failure(
+                    "UNKNOWN",
+                    "an export with neither a moment nor a window",
                 ));
             }
         }
         let (items, bytes) = (sink.items, sink.bytes);
         if !lease.hold(&*self.engine).unwrap_or(false) {
-            return Ok(false);
+            return Err(Stop::Lost);
         }
         record.item_count = items;
         record.billed_size_bytes = bytes;
-        write_manifests(&bucket, record, files.finish()?)?;
-        Ok(true)
+        write_manifests(&bucket, record, files.finish()?)
     }
 
     /// Visits every item of the table at `at`'s moment: the base image's items, each replaced by
@@ -192,8 +218,8 @@ impl Exporter {
     fn full(
         &self,
         at: &PointInTime,
-        visit: &mut dyn FnMut(Item) -> Result<(), Failure>,
-    ) -> Result<(), Failure> {
+        visit: &mut dyn FnMut(Item) -> Result<(), Stop>,
+    ) -> Result<(), Stop> {
         let mut changes = last_changes(&*self.engine, at)?;
         let base = self.base(&format!("{}.json", at.base))?;
         let (keys, prefix) = (base.table.keys(), base.table.item_prefix());
@@ -213,10 +239,10 @@ impl Exporter {
         Ok(())
     }
 
-    fn base(&self, key: &str) -> Result<BackupRecord, Failure> {
+    fn base(&self, key: &str) -> Result<BackupRecord, Stop> {
         let bytes = self.backups.get(key)?;
         let bytes = bytes.ok_or_else(|| format!("the PITR base image {key} is missing"))?;
-        serde_json::from_slice(&bytes).map_err(|e| Failure::from(format!("{key}: {e}")))
+        serde_json::from_slice(&bytes).map_err(|e| Stop::from(format!("{key}: {e}")))
     }
 
     /// Each item changed in [from, to): its image as the window began and as it ended, and the
@@ -227,7 +253,7 @@ impl Exporter {
         record: &ExportRecord,
         from_ms: u64,
         to_ms: u64,
-    ) -> Result<Vec<Change>, Failure> {
+    ) -> Result<Vec<Change>, Stop> {
         let meta = self.table(record)?;
         let keys = meta.keys();
         let mut changed: BTreeMap<Vec<u8>, Change> = BTreeMap::new();
@@ -248,13 +274,13 @@ impl Exporter {
         Ok(changed.into_values().filter(|c| c.old != c.new).collect())
     }
 
-    fn table(&self, record: &ExportRecord) -> Result<Arc<TableMeta>, Failure> {
+    fn table(&self, record: &ExportRecord) -> Result<Arc<TableMeta>, Stop> {
         let meta = self
             .catalog
             .get(&record.table_name)
             .map_err(|e| e.to_string())?;
         meta.filter(|m| m.id == record.table_number)
-            .ok_or_else(|| Failure::from(format!("table {} was deleted", record.table_name)))
+            .ok_or_else(|| Stop::from(format!("table {} was deleted", record.table_name)))
     }
 }
 
@@ -268,14 +294,11 @@ struct Sink<'a, 's> {
 }
 
 impl Sink<'_, '_> {
-    fn add(&mut self, line: &str, size: usize) -> Result<(), Failure> {
+    fn add(&mut self, line: &str, size: usize) -> Result<(), Stop> {
         self.items += 1;
         self.bytes += size as u64;
         if self.files.add(line)? && !self.lease.hold(self.engine).unwrap_or(false) {
-            return Err(Failure(
-                "UNKNOWN".into(),
-                "another node took the export over".into(),
-            ));
+            return Err(Stop::Lost);
         }
         Ok(())
     }
@@ -287,7 +310,7 @@ fn write_manifests(
     bucket: &dyn BackupStore,
     record: &ExportRecord,
     files: Vec<serde_json::Value>,
-) -> Result<(), Failure> {
+) -> Result<(), Stop> {
     let root = record.root();
     let lines: String = files.iter().map(|f| format!("{f}\n")).collect();
     let files_key = format!("{root}/manifest-files.json");
@@ -324,7 +347,7 @@ fn write_manifests(
     put_with_checksum(bucket, &summary_key, summary.to_string().as_bytes())
 }
 
-fn put_with_checksum(bucket: &dyn BackupStore, key: &str, body: &[u8]) -> Result<(), Failure> {
+fn put_with_checksum(bucket: &dyn BackupStore, key: &str, body: &[u8]) -> Result<(), Stop> {
     bucket.put(key, body)?;
     let checksum = super::files::hex(&Md5::digest(body));
     let checksum_key = format!("{}.checksum", key.trim_end_matches(".json"));
