@@ -16,6 +16,9 @@ use super::store::{BackupStore, StoreError};
 
 /// Largest object read back (parts are about 4 MB).
 const MAX_OBJECT_BYTES: u64 = 256 * 1024 * 1024;
+/// The longest one request may take (a part or data file is a few MB): an endpoint that stops
+/// answering fails the backup or export instead of holding its thread for ever.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 /// Most pages one listing reads (1,000 names a page).
 const MAX_LIST_PAGES: usize = 10_000;
 
@@ -67,6 +70,7 @@ impl S3Store {
     pub fn new(config: S3Config) -> S3Store {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .timeout_global(Some(REQUEST_TIMEOUT))
             .build()
             .new_agent();
         S3Store { config, agent }
