@@ -580,6 +580,19 @@ async fn exports_are_idempotent_refuse_what_aws_refuses_and_outlive_a_restart() 
     );
     assert_eq!(code, "ValidationException");
     assert!(message.contains("KMS"), "{message}");
+    let (code, message) = error_of(
+        client
+            .export_table_to_point_in_time()
+            .table_arn(&arn)
+            .s3_bucket("../other?x=")
+            .send()
+            .await,
+    );
+    assert_eq!(code, "ValidationException");
+    assert_eq!(
+        message,
+        r"1 validation error detected: Value '../other?x=' at 's3Bucket' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-z0-9A-Z]+[\.\-\w]*[a-z0-9A-Z]+$"
+    );
     let unknown = format!("{arn}/export/01604475114253-3d7e0f34");
     let (code, message) = error_of(client.describe_export().export_arn(&unknown).send().await);
     assert_eq!(
