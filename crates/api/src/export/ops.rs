@@ -49,20 +49,7 @@ impl ExportInput {
             None => violations.null("tableArn"),
             Some(arn) => violations.length("tableArn", arn, 1, 1024),
         }
-        match &self.s3_bucket {
-            None => violations.null("s3Bucket"),
-            Some(bucket) => {
-                if !bucket_name(bucket) {
-                    violations.push(format!("Value '{bucket}' at 's3Bucket' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-z0-9A-Z]+[\\.\\-\\w]*[a-z0-9A-Z]+$"));
-                }
-                violations.length("s3Bucket", bucket, 0, 255);
-            }
-        }
-        if let Some(owner) = &self.s3_bucket_owner
-            && (owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()))
-        {
-            violations.push(format!("Value '{owner}' at 's3BucketOwner' failed to satisfy constraint: Member must satisfy regular expression pattern: [0-9]{{12}}"));
-        }
+        self.check_bucket(&mut violations);
         if let Some(prefix) = &self.s3_prefix {
             violations.length("s3Prefix", prefix, 0, 1024);
         }
@@ -108,6 +95,24 @@ impl ExportInput {
             ));
         }
         Ok(())
+    }
+
+    /// S3Bucket's pattern and length, S3BucketOwner's 12 digits.
+    fn check_bucket(&self, violations: &mut Violations) {
+        match &self.s3_bucket {
+            None => violations.null("s3Bucket"),
+            Some(bucket) => {
+                if !bucket_name(bucket) {
+                    violations.push(format!("Value '{bucket}' at 's3Bucket' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-z0-9A-Z]+[\\.\\-\\w]*[a-z0-9A-Z]+$"));
+                }
+                violations.length("s3Bucket", bucket, 0, 255);
+            }
+        }
+        if let Some(owner) = &self.s3_bucket_owner
+            && (owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()))
+        {
+            violations.push(format!("Value '{owner}' at 's3BucketOwner' failed to satisfy constraint: Member must satisfy regular expression pattern: [0-9]{{12}}"));
+        }
     }
 
     fn incremental(&self) -> bool {

@@ -185,25 +185,7 @@ impl Exporter {
             items: 0,
             bytes: 0,
         };
-        match (&record.full, &record.incremental) {
-            (Some(at), _) => self.full(at, &mut |item| {
-                let line = format.item_line(&item);
-                sink.add(&line, haven_model::item_size(&item))
-            })?,
-            (None, Some(window)) => {
-                let old_image = window.view_type == "NEW_AND_OLD_IMAGES";
-                for change in self.changes(record, window.from_ms, window.to_ms)? {
-                    let size = change.new.as_ref().map_or(0, haven_model::item_size);
-                    sink.add(&format.change_line(&change, old_image), size)?;
-                }
-            }
-            (None, None) => {
-                return Err(failure(
-                    "UNKNOWN",
-                    "an export with neither a moment nor a window",
-                ));
-            }
-        }
+        self.lines(record, format, &mut sink)?;
         let (items, bytes) = (sink.items, sink.bytes);
         if !lease.hold(&*self.engine).unwrap_or(false) {
             return Err(Stop::Lost);
@@ -211,6 +193,28 @@ impl Exporter {
         record.item_count = items;
         record.billed_size_bytes = bytes;
         write_manifests(&bucket, record, files.finish()?)
+    }
+
+    /// Adds the export's lines to `sink`: the table's items at the moment, or its changes over
+    /// the window.
+    fn lines(&self, record: &ExportRecord, format: Format, sink: &mut Sink) -> Result<(), Stop> {
+        match (&record.full, &record.incremental) {
+            (Some(at), _) => self.full(at, &mut |item| {
+                sink.add(&format.item_line(&item), haven_model::item_size(&item))
+            }),
+            (None, Some(window)) => {
+                let old_image = window.view_type == "NEW_AND_OLD_IMAGES";
+                for change in self.changes(record, window.from_ms, window.to_ms)? {
+                    let size = change.new.as_ref().map_or(0, haven_model::item_size);
+                    sink.add(&format.change_line(&change, old_image), size)?;
+                }
+                Ok(())
+            }
+            (None, None) => Err(failure(
+                "UNKNOWN",
+                "an export with neither a moment nor a window",
+            )),
+        }
     }
 
     /// Visits every item of the table at `at`'s moment: the base image's items, each replaced by
