@@ -141,6 +141,10 @@ fn rich(pk: &str, version: i64) -> Value {
         "blobs": {"BS": ["AQ==", "Ag=="]},
         "list": {"L": [{"S": "x"}, {"N": "3"}, {"L": [{"BOOL": false}]}]},
         "map": {"M": {"inner map": {"M": {"deep": {"S": "é\n"}}}, "n": {"N": "0"}}},
+        "true": {"S": ""},
+        "it's": {"L": []},
+        "ctl": {"S": "\u{1}\t"},
+        "empty map": {"M": {}},
     })
 }
 
@@ -354,9 +358,9 @@ async fn full_exports_hold_the_table_at_their_moment_in_both_formats() {
         .expect("the late item");
     let expected_ion = concat!(
         r#"{Item:{big:12345678901234567890123456789012345678.,blobs:$dynamodb_BS::[{{AQ==}},{{Ag==}}],"#,
-        r#"bytes:{{AAEC/w==}},decimal:-12.5,list:["x",3.,[false]],"#,
+        r#"bytes:{{AAEC/w==}},ctl:"\x01\t",decimal:-12.5,'empty map':{},'it\'s':[],list:["x",3.,[false]],"#,
         r#"map:{'inner map':{deep:"é\n"},n:0.},nothing:null,numbers:$dynamodb_NS::[1.,2.5],"#,
-        r#"pk:"late",strings:$dynamodb_SS::["a","b \"quoted\""],tiny:-0.001,v:1.,yes:true}}"#
+        r#"pk:"late",strings:$dynamodb_SS::["a","b \"quoted\""],tiny:-0.001,'true':"",v:1.,yes:true}}"#
     );
     assert!(late.ends_with(expected_ion), "{late}");
     // Read back with Amazon's own Ion reader: the same items as the table now.
