@@ -710,3 +710,51 @@ async fn an_export_in_progress_when_the_server_is_killed_is_written_by_the_next_
     assert_items(items, &model);
     drop(silent);
 }
+
+/// Runs `haven export --endpoint <server> <args>`; answers its exit status and standard output
+/// and error.
+fn haven_export(server: &HavenServer, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_haven"))
+        .args(["export", "--endpoint", &server.endpoint()])
+        .args(args)
+        .envs(KEYS)
+        .output()
+        .expect("haven export runs");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (
+        output.status.success(),
+        text(&output.stdout),
+        text(&output.stderr),
+    )
+}
+
+#[tokio::test]
+async fn the_export_command_waits_for_the_export_and_reports_a_failure() {
+    let (moto, server) = start(&[]);
+    let client = server.client();
+    pitr_table(&client, "cli").await;
+    let mut model = BTreeMap::new();
+    for i in 0..5 {
+        let item = rich(&format!("c{i}"), 1);
+        put(&client, "cli", &item).await;
+        model.insert(format!("c{i}"), item);
+    }
+    let args = ["--table", "cli", "--bucket", BUCKET, "--prefix", "cli"];
+    let (ok, stdout, stderr) = haven_export(&server, &args);
+    assert!(ok, "{stderr}");
+    let arn = stdout.trim();
+    assert!(arn.contains(":table/cli/export/"), "{stdout}");
+    assert!(stderr.contains("cli: 5 items"), "{stderr}");
+    let described = client.describe_export().export_arn(arn).send().await;
+    let description = described.unwrap().export_description.unwrap();
+    let (_, lines) = read_export(&moto, &description);
+    let items = lines
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["Item"].clone());
+    assert_items(items, &model);
+
+    let args = ["--table", "cli", "--bucket", "missing-bucket"];
+    let (ok, _, stderr) = haven_export(&server, &args);
+    assert!(!ok);
+    assert!(stderr.contains("FAILED: S3NoSuchBucket"), "{stderr}");
+}
