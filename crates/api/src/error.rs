@@ -73,6 +73,12 @@ pub enum DynamoError {
     ImportNotFound(String),
     /// An ImportTable's ClientToken was used by an import with other parameters.
     ImportConflict(String),
+    /// No export has the ARN asked for.
+    ExportNotFound(String),
+    /// An export's ClientToken was used with other parameters.
+    ExportConflict(String),
+    /// An export's time (or incremental window) outside the point-in-time recovery window.
+    InvalidExportTime(String),
 }
 
 /// Why one action of a cancelled transaction failed (`Code` None when it did not).
@@ -141,6 +147,9 @@ impl DynamoError {
             DynamoError::PolicyNotFound(_) => "PolicyNotFoundException",
             DynamoError::ImportNotFound(_) => "ImportNotFoundException",
             DynamoError::ImportConflict(_) => "ImportConflictException",
+            DynamoError::ExportNotFound(_) => "ExportNotFoundException",
+            DynamoError::ExportConflict(_) => "ExportConflictException",
+            DynamoError::InvalidExportTime(_) => "InvalidExportTimeException",
         }
     }
 
@@ -206,6 +215,9 @@ impl DynamoError {
             | DynamoError::PolicyNotFound(m)
             | DynamoError::ImportNotFound(m)
             | DynamoError::ImportConflict(m) => m,
+            DynamoError::ExportNotFound(m)
+            | DynamoError::ExportConflict(m)
+            | DynamoError::InvalidExportTime(m) => m,
             DynamoError::ConditionalCheckFailed { message, .. } => message,
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",

@@ -11,6 +11,7 @@ mod capacity;
 mod catalog;
 mod changes;
 mod error;
+mod export;
 mod expressions;
 mod import;
 mod indexes;
@@ -34,7 +35,7 @@ use std::sync::Arc;
 use haven_storage::{Engine, StorageError};
 
 pub use backup::BackupStoreConfig;
-pub use backup::s3::{S3Config, Signing};
+pub use backup::s3::{S3Config, S3Endpoint, Signing};
 pub use backup::store::{BackupStore, DirStore};
 pub use capacity::{CapacityMode, CapacitySettings};
 pub use catalog::{Catalog, TableMeta, TableStats};
@@ -112,6 +113,10 @@ pub struct ServiceConfig {
     pub transient_status: std::time::Duration,
     /// Whether capacity is enforced, and the burst window of provisioned tables (`capacity`).
     pub capacity: CapacitySettings,
+    /// Where exports write the buckets they name (`crate::export`); None: an export fails.
+    pub s3_endpoint: Option<S3Endpoint>,
+    /// The shortest incremental export window (AWS's 15 minutes; lowered only by tests).
+    pub export_min_window: std::time::Duration,
 }
 
 impl Default for ServiceConfig {
@@ -128,6 +133,8 @@ impl Default for ServiceConfig {
             pitr_rebase: std::time::Duration::from_secs(86_400),
             transient_status: std::time::Duration::ZERO,
             capacity: CapacitySettings::default(),
+            s3_endpoint: None,
+            export_min_window: std::time::Duration::from_secs(15 * 60),
         }
     }
 }
@@ -188,10 +195,11 @@ impl Service {
 
     /// Starts the workers that run for the service's lifetime: the change log's trimmer, the
     /// TTL worker, the replication shipper and PITR's re-basing, and
-    /// resumes restores and imports a previous run left half-way.
+    /// resumes restores, imports and exports a previous run left half-way.
     fn start_workers(&self) {
         backup::resume_restores(&self.engine, &self.catalog, &self.backups, &self.config);
         import::resume_imports(&self.engine, &self.catalog, &self.backups, &self.config);
+        export::resume(&self.engine, &self.catalog, &self.backups, &self.config);
         streams::worker::spawn(
             self.engine.clone(),
             self.catalog.clone(),

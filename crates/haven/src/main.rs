@@ -357,6 +357,10 @@ struct ServeArgs {
     backup_s3_region: String,
     #[command(flatten)]
     import_source: import_source::ImportSourceArgs,
+    /// Seconds an incremental export's window must span at least (AWS's 15 minutes); lowered
+    /// only by tests.
+    #[arg(long, hide = true, default_value_t = 15 * 60)]
+    export_min_window_secs: u64,
     /// Seconds a table's point-in-time recovery base image may age before a new one is taken (a
     /// restore replays at most about this much of the change log; docs/backups.md).
     #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..))]
@@ -662,6 +666,20 @@ fn s3_config(args: &ServeArgs, url: &str) -> anyhow::Result<haven_api::S3Config>
     })
 }
 
+/// Where ExportTableToPointInTime writes: the S3 endpoint ImportTable reads (`--s3-endpoint`, else
+/// `--backup-s3-endpoint`); None with `--s3-dir` or no S3, when an export fails saying so.
+fn export_endpoint(source: &haven_api::ImportSourceConfig) -> Option<haven_api::S3Endpoint> {
+    let haven_api::ImportSourceConfig::S3(config) = source else {
+        return None;
+    };
+    Some(haven_api::S3Endpoint {
+        endpoint: config.endpoint.clone(),
+        region: config.region.clone(),
+        access_key_id: config.access_key_id.clone(),
+        secret_access_key: config.secret_access_key.clone(),
+    })
+}
+
 /// `haven serve`, mirroring the tables of `mirror` (from `haven mirror`'s flags, else from the
 /// --config file's [mirror] section) into what it serves.
 fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> anyhow::Result<()> {
@@ -673,6 +691,7 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
         )?);
     }
     let storage = Storage::open(&args)?;
+    let import_source = import_source(&args)?;
     let config = ServiceConfig {
         region: args.region.clone(),
         account: args.account.clone(),
@@ -684,7 +703,8 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
         },
         ttl_interval: Duration::from_millis(args.ttl_interval_ms),
         replication: replication::settings(args.config.as_deref(), &args.region)?,
-        import_source: import_source(&args)?,
+        s3_endpoint: export_endpoint(&import_source),
+        import_source,
         backup_store: backup_store(&args)?,
         transient_status: Duration::from_millis(args.transient_status_ms),
         pitr_rebase: Duration::from_secs(args.pitr_rebase_secs),
@@ -695,6 +715,7 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
             },
             burst_window: Duration::from_secs(args.capacity_burst_secs),
         },
+        export_min_window: Duration::from_secs(args.export_min_window_secs),
     };
     let security = security(&args)?;
     let accounts = namespaces::Opened::default();

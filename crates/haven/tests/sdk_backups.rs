@@ -1030,18 +1030,7 @@ async fn point_in_time_recovery_renews_its_base_and_restores_across_it() {
     ]);
     let client = server.client();
     create_indexed_table(&client, "pitr").await;
-    client
-        .update_continuous_backups()
-        .table_name("pitr")
-        .point_in_time_recovery_specification(
-            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
-                .point_in_time_recovery_enabled(true)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("enable PITR");
+    common::enable_pitr(&client, "pitr").await;
     let earliest = earliest_restorable(&client).await;
     assert_eq!(pitr_bases(backups), 1);
 

@@ -129,6 +129,12 @@ pub(crate) fn item_line(item: &Item) -> String {
     serde_json::json!({ "Item": crate::wire::item_to_json(item) }).to_string()
 }
 
+/// The items of the part stored under `key` (an error if it is missing).
+pub(crate) fn read_part(store: &dyn BackupStore, key: &str) -> Result<Vec<Item>, String> {
+    let bytes = store.get(key).map_err(|e| e.to_string())?;
+    read_items(&bytes.ok_or_else(|| format!("{key} is missing"))?)
+}
+
 /// The items of one part; a line that is not an item is an error naming its line number.
 pub(crate) fn read_items(bytes: &[u8]) -> Result<Vec<Item>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;

@@ -15,10 +15,10 @@
 //! when the last part is in. The restore is recorded in the table's metadata, so a restart resumes
 //! it (re-writing an item is harmless). Layout and differences from AWS: docs/backups.md.
 
-mod image;
+pub(crate) mod image;
 pub(crate) mod ops;
 pub mod pitr;
-mod restore;
+pub(crate) mod restore;
 pub mod s3;
 pub mod store;
 
@@ -98,7 +98,7 @@ pub(crate) fn backup_id(arn: &str) -> Option<&str> {
     job_id(arn, "/backup/")
 }
 
-/// The id after `marker` in a backup's or an import's ARN (`<table arn><marker><id>`), when it
+/// The id after `marker` in a backup's, an import's or an export's ARN (`<table arn><marker><id>`), when it
 /// has the shape AWS gives both: milliseconds (14 digits), `-`, 8 hex digits.
 pub(crate) fn job_id<'a>(arn: &'a str, marker: &str) -> Option<&'a str> {
     let (_, id) = arn.rsplit_once(marker)?;

@@ -64,7 +64,7 @@ impl PitrMeta {
     }
 
     /// The base a restore to `moment_ms` starts from: the newest taken at or before it.
-    fn base_for(&self, moment_ms: u64) -> Option<PitrBase> {
+    pub(crate) fn base_for(&self, moment_ms: u64) -> Option<PitrBase> {
         let bases = self.bases();
         bases
             .iter()
@@ -437,7 +437,7 @@ fn description(service: &Service, meta: &TableMeta) -> Result<Value, DynamoError
 
 /// The restorable window in milliseconds: from the base image (or the recovery period's start,
 /// if later) to now.
-fn window(service: &Service, pitr: &PitrMeta) -> Result<(u64, u64), DynamoError> {
+pub(crate) fn window(service: &Service, pitr: &PitrMeta) -> Result<(u64, u64), DynamoError> {
     let now = crate::streams::now_ms().max(service.engine.snapshot()?.log_head()?.timestamp_ms);
     let oldest = pitr.bases().first().map(|b| b.position.0);
     let base = oldest.map_or(pitr.enabled_ms, |ms| ms.max(pitr.enabled_ms));

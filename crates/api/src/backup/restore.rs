@@ -236,6 +236,63 @@ fn override_billing(meta: &mut TableMeta, input: &Overrides, now: f64) -> Result
     Ok(())
 }
 
+/// The last change of each key (by storage key) in the source table's log after the base image,
+/// up to the moment `at` names: what a point-in-time restore replays over the base image, and
+/// what a full export overlays on it (`crate::export`).
+pub(crate) fn last_changes(
+    engine: &dyn Engine,
+    at: &super::PointInTime,
+) -> Result<BTreeMap<Vec<u8>, Change>, DynamoError> {
+    let from = position(at.base_position);
+    let until = position((at.until_ms, u64::MAX));
+    let mut last: BTreeMap<Vec<u8>, Change> = BTreeMap::new();
+    let range = (Bound::Excluded(from), Bound::Included(until));
+    scan_changes(engine, at.table_id, range, &mut |key, old, new, _| {
+        if let Some(key_source) = new.clone().or(old) {
+            last.insert(key.to_vec(), (key_source, new));
+        }
+    })?;
+    Ok(last)
+}
+
+pub(crate) fn position((timestamp_ms, sequence): (u64, u64)) -> LogPosition {
+    LogPosition {
+        timestamp_ms,
+        sequence,
+    }
+}
+
+/// What `scan_changes` calls for each record: storage key, old item, new item, commit ms.
+pub(crate) type ChangeVisitor<'a> = dyn FnMut(&[u8], Option<Item>, Option<Item>, u64) + 'a;
+
+/// Visits table `table_id`'s log records in `range`, oldest first, with their items decoded:
+/// (storage key, old item, new item, commit time in ms). An undecodable item is an
+/// InternalServerError (logged).
+pub(crate) fn scan_changes(
+    engine: &dyn Engine,
+    table_id: u64,
+    range: (Bound<LogPosition>, Bound<LogPosition>),
+    visit: &mut ChangeVisitor<'_>,
+) -> Result<(), DynamoError> {
+    let mut damaged = None;
+    let snapshot = engine.snapshot()?;
+    snapshot.scan_log(table_id, range, false, &mut |entry| {
+        let decode = |bytes: &Option<Vec<u8>>| bytes.as_deref().map(decode_item).transpose();
+        match (decode(&entry.record.old), decode(&entry.record.new)) {
+            (Ok(old), Ok(new)) => {
+                visit(&entry.record.key, old, new, entry.position.timestamp_ms);
+            }
+            (Err(error), _) | (_, Err(error)) => damaged = Some(error),
+        }
+        damaged.is_none()
+    })?;
+    if let Some(error) = damaged {
+        tracing::error!(%error, "undecodable item in the change log");
+        return Err(DynamoError::InternalServerError);
+    }
+    Ok(())
+}
+
 /// What a restore worker needs of the service.
 struct Restorer {
     engine: Arc<dyn Engine>,
@@ -318,19 +375,15 @@ impl Restorer {
         let record = self.record(&record_key)?;
         for part in 0..record.parts {
             let key = format!("{parts_key}/part-{part:05}.json");
-            let bytes = self
-                .store
-                .get(&key)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{key} is missing"))?;
-            let items = super::image::read_items(&bytes)?;
+            let items = super::image::read_part(&*self.store, &key)?;
             let changes: Vec<Change> = items.into_iter().map(|i| (i.clone(), Some(i))).collect();
             if !self.write_all(table, &changes, &lease)? {
                 return Ok(()); // the table went
             }
         }
         if let Some(at) = &summary.point_in_time {
-            let changes = self.log_changes(at).map_err(text)?;
+            let changes = last_changes(&*self.engine, at).map_err(text)?;
+            let changes: Vec<Change> = changes.into_values().collect();
             if !self.write_all(table, &changes, &lease)? {
                 return Ok(());
             }
@@ -342,38 +395,6 @@ impl Restorer {
         let bytes = self.store.get(key).map_err(|e| e.to_string())?;
         let bytes = bytes.ok_or_else(|| format!("{key} is missing"))?;
         serde_json::from_slice(&bytes).map_err(|e| format!("{key}: {e}"))
-    }
-
-    /// The last change of each key in the source table's log after the base image, up to the
-    /// moment restored.
-    fn log_changes(&self, at: &super::PointInTime) -> Result<Vec<Change>, DynamoError> {
-        let position = |(timestamp_ms, sequence)| LogPosition {
-            timestamp_ms,
-            sequence,
-        };
-        let from = position(at.base_position);
-        let until = position((at.until_ms, u64::MAX));
-        let mut last: BTreeMap<Vec<u8>, Change> = BTreeMap::new();
-        let mut damaged = None;
-        let snapshot = self.engine.snapshot()?;
-        let range = (Bound::Excluded(from), Bound::Included(until));
-        snapshot.scan_log(at.table_id, range, false, &mut |entry| {
-            let decode = |bytes: &Option<Vec<u8>>| bytes.as_deref().map(decode_item).transpose();
-            match (decode(&entry.record.old), decode(&entry.record.new)) {
-                (Ok(old), Ok(new)) => {
-                    if let Some(key_source) = new.clone().or(old) {
-                        last.insert(entry.record.key.clone(), (key_source, new));
-                    }
-                }
-                (Err(error), _) | (_, Err(error)) => damaged = Some(error),
-            }
-            damaged.is_none()
-        })?;
-        if let Some(error) = damaged {
-            tracing::error!(%error, "undecodable item in the change log");
-            return Err(DynamoError::InternalServerError);
-        }
-        Ok(last.into_values().collect())
     }
 
     /// Writes changes in batches while this node holds the restore's lease; false if the table

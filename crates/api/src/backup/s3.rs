@@ -17,6 +17,9 @@ use super::store::{BackupStore, StoreError};
 
 /// Largest object read back (parts are about 4 MB).
 const MAX_OBJECT_BYTES: u64 = 256 * 1024 * 1024;
+/// The longest one request may take (a part or data file is a few MB): an endpoint that stops
+/// answering fails the backup or export instead of holding its thread for ever.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 /// Most pages one listing reads (1,000 names a page).
 const MAX_LIST_PAGES: usize = 10_000;
 
@@ -33,6 +36,32 @@ pub struct S3Config {
     pub secret_access_key: String,
 }
 
+/// An S3-compatible endpoint and the key that signs for it, without a bucket: where
+/// ExportTableToPointInTime writes (`crate::export`) the bucket each request names
+/// (`haven serve --s3-endpoint`).
+#[derive(Debug, Clone)]
+pub struct S3Endpoint {
+    /// `http://host:port` (no trailing slash).
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl S3Endpoint {
+    /// The objects of `bucket`, named from its root.
+    pub fn bucket(&self, bucket: &str) -> S3Store {
+        S3Store::new(S3Config {
+            endpoint: self.endpoint.clone(),
+            bucket: bucket.to_string(),
+            prefix: String::new(),
+            region: self.region.clone(),
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+        })
+    }
+}
+
 pub struct S3Store {
     config: S3Config,
     agent: ureq::Agent,
@@ -42,6 +71,7 @@ impl S3Store {
     pub fn new(config: S3Config) -> S3Store {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .timeout_global(Some(REQUEST_TIMEOUT))
             .build()
             .new_agent();
         S3Store { config, agent }

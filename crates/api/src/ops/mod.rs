@@ -237,6 +237,11 @@ pub(crate) async fn dispatch(
         ImportTable => crate::import::import_table(service, parse(request)?).await,
         DescribeImport => crate::import::describe_import(service, parse(request)?).await,
         ListImports => crate::import::list_imports(service, parse(request)?).await,
+        ExportTableToPointInTime => {
+            crate::export::export_table_to_point_in_time(service, parse(request)?).await
+        }
+        DescribeExport => crate::export::describe_export(service, parse(request)?).await,
+        ListExports => crate::export::list_exports(service, parse(request)?).await,
         _ => Err(DynamoError::UnknownOperation),
     };
     json.map(Reply::from)

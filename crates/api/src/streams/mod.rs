@@ -138,7 +138,7 @@ fn new_stream(
 }
 
 /// `2026-12-07T00:13:16.484` for a time in milliseconds (UTC).
-fn label(ms: u64) -> String {
+pub(crate) fn label(ms: u64) -> String {
     let seconds = (ms / 1000) as i64;
     let (year, month, day) = crate::ops::civil_from_days(seconds.div_euclid(86_400));
     let of_day = seconds.rem_euclid(86_400);

@@ -363,6 +363,21 @@ pub async fn create_table_with_indexes(
         .unwrap_or_else(|e| panic!("CreateTable {name}: {e:?}"));
 }
 
+/// Turns point-in-time recovery on for `table` (default recovery period) and panics on failure.
+pub async fn enable_pitr(client: &aws_sdk_dynamodb::Client, table: &str) {
+    let spec = aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+        .point_in_time_recovery_enabled(true)
+        .build()
+        .unwrap();
+    client
+        .update_continuous_backups()
+        .table_name(table)
+        .point_in_time_recovery_specification(spec)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("UpdateContinuousBackups {table}: {e:?}"));
+}
+
 /// An Authorization header of the right form with a dummy signature: what a server without
 /// `--auth` accepts.
 pub const DUMMY_AUTHORIZATION: &str = "AWS4-HMAC-SHA256 \

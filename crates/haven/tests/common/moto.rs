@@ -1,6 +1,7 @@
 //! moto's S3 server (PyPI `moto[server]`, installed by scripts/test.sh): the S3-compatible
-//! endpoint of the backup store's and the import's tests, with the few S3 calls they make
-//! themselves (buckets, objects, listings), unsigned as moto accepts them.
+//! endpoint of the tests of the backup store, imports and exports, started per test on a loopback
+//! port and stopped with it, with the few S3 calls the tests make themselves (buckets, objects,
+//! listings), unsigned as moto accepts them.
 
 use std::time::{Duration, Instant};
 
