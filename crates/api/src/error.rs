@@ -73,6 +73,14 @@ pub enum DynamoError {
     ImportNotFound(String),
     /// An ImportTable's ClientToken was used by an import with other parameters.
     ImportConflict(String),
+    /// CreateGlobalTable (version 2017.11.29) of a table that is already a global table.
+    GlobalTableAlreadyExists(String),
+    /// No global table (version 2017.11.29) of that name.
+    GlobalTableNotFound(String),
+    /// UpdateGlobalTable adds a region that already holds a replica.
+    ReplicaAlreadyExists(String),
+    /// UpdateGlobalTable (or its settings) names a region that holds no replica.
+    ReplicaNotFound(String),
 }
 
 /// Why one action of a cancelled transaction failed (`Code` None when it did not).
@@ -141,6 +149,10 @@ impl DynamoError {
             DynamoError::PolicyNotFound(_) => "PolicyNotFoundException",
             DynamoError::ImportNotFound(_) => "ImportNotFoundException",
             DynamoError::ImportConflict(_) => "ImportConflictException",
+            DynamoError::GlobalTableAlreadyExists(_) => "GlobalTableAlreadyExistsException",
+            DynamoError::GlobalTableNotFound(_) => "GlobalTableNotFoundException",
+            DynamoError::ReplicaAlreadyExists(_) => "ReplicaAlreadyExistsException",
+            DynamoError::ReplicaNotFound(_) => "ReplicaNotFoundException",
         }
     }
 
@@ -205,7 +217,11 @@ impl DynamoError {
             | DynamoError::InvalidRestoreTime(m)
             | DynamoError::PolicyNotFound(m)
             | DynamoError::ImportNotFound(m)
-            | DynamoError::ImportConflict(m) => m,
+            | DynamoError::ImportConflict(m)
+            | DynamoError::GlobalTableAlreadyExists(m)
+            | DynamoError::GlobalTableNotFound(m)
+            | DynamoError::ReplicaAlreadyExists(m)
+            | DynamoError::ReplicaNotFound(m) => m,
             DynamoError::ConditionalCheckFailed { message, .. } => message,
             DynamoError::MissingAuthenticationToken => "Request is missing Authentication Token",
             DynamoError::InternalServerError => "Internal server error",

@@ -31,7 +31,7 @@ use anyhow::Context;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
-use haven_api::{Peer, REPLICATION_TARGET, ReplicationSettings, Transport};
+use haven_api::{Peer, REPLICATION_TARGET, ReplicationSettings, SendError, Transport};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -131,10 +131,17 @@ impl HttpTransport {
         }
     }
 
-    /// One signed POST to `node`.
-    fn post(&self, node: SocketAddr, body: &[u8]) -> Result<serde_json::Value, String> {
+    /// One signed POST of `operation` to `node`.
+    fn post(
+        &self,
+        node: SocketAddr,
+        operation: &str,
+        body: &[u8],
+    ) -> Result<serde_json::Value, SendError> {
+        let unreachable =
+            |e: &dyn std::fmt::Display| SendError::Unreachable(format!("{node}: {e}"));
         let host = node.to_string();
-        let target = format!("{REPLICATION_TARGET}.ReplicateChanges");
+        let target = format!("{REPLICATION_TARGET}.{operation}");
         let headers = [
             ("host", host.as_str()),
             ("content-type", "application/x-amz-json-1.0"),
@@ -148,43 +155,62 @@ impl HttpTransport {
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()
-            .map_err(|e| e.to_string())?
+            .map_err(|e| unreachable(&e))?
             .into();
         let url = format!("http://{host}/");
         let signable =
             SignableRequest::new("POST", &url, headers.into_iter(), SignableBody::Bytes(body))
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| unreachable(&e))?;
         let (instructions, _) = sign(signable, &params)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| unreachable(&e))?
             .into_parts();
         let mut request = self.agent.post(&url);
         for (name, value) in headers.into_iter().chain(instructions.headers()) {
             request = request.header(name, value);
         }
-        let mut response = request.send(body).map_err(|e| e.to_string())?;
+        let mut response = request.send(body).map_err(|e| unreachable(&e))?;
         let text = response
             .body_mut()
             .read_to_string()
-            .map_err(|e| e.to_string())?;
-        if response.status() != 200 {
-            return Err(format!("{node} answered {}: {text}", response.status()));
+            .map_err(|e| unreachable(&e))?;
+        let status = response.status();
+        let answer: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|_| unreachable(&format!("answered {status}: {text}")))?;
+        if status == 200 {
+            return Ok(answer);
         }
-        serde_json::from_str(&text).map_err(|e| e.to_string())
+        Err(refusal(&answer).unwrap_or_else(|| unreachable(&format!("answered {status}: {text}"))))
     }
 }
 
+/// A DynamoDB error answer (`{"__type": "ns#Name", "message": ...}`) as a refusal; None for a
+/// server error or anything else (those are retried as unreachable).
+fn refusal(answer: &serde_json::Value) -> Option<SendError> {
+    let kind = answer["__type"].as_str()?;
+    let error = kind.rsplit('#').next().unwrap_or(kind);
+    (error != "InternalServerError").then(|| SendError::Refused {
+        error: error.to_string(),
+        message: answer["message"].as_str().unwrap_or_default().to_string(),
+    })
+}
+
 impl Transport for HttpTransport {
-    fn send(&self, body: &serde_json::Value) -> Result<serde_json::Value, String> {
-        let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    fn send(
+        &self,
+        operation: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, SendError> {
+        let bytes = serde_json::to_vec(body).expect("a JSON value serialises");
         let first = self.preferred.load(Ordering::Relaxed);
-        let mut last_error = String::from("no nodes");
+        let mut last_error = SendError::Unreachable("no nodes".into());
         for offset in 0..self.nodes.len() {
             let index = (first + offset) % self.nodes.len();
-            match self.post(self.nodes[index], &bytes) {
+            match self.post(self.nodes[index], operation, &bytes) {
                 Ok(answer) => {
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(answer);
                 }
+                Err(refused @ SendError::Refused { .. }) => return Err(refused),
                 Err(error) => last_error = error,
             }
         }

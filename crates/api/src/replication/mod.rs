@@ -28,8 +28,11 @@
 //! [`Transport`] that sends a JSON body to one of the peer region's nodes, SigV4-signed with the
 //! replication credential, as the operation `HavenReplication_20261207.ReplicateChanges`.
 
+pub(crate) mod control;
+pub(crate) mod legacy;
 pub(crate) mod ops;
 pub(crate) mod receiver;
+pub(crate) mod settings;
 mod shipper;
 pub(crate) mod version;
 
@@ -41,14 +44,38 @@ use serde::{Deserialize, Serialize};
 
 pub(crate) use shipper::spawn;
 
-/// The version of global tables Haven implements.
+/// The version of global tables UpdateTable's ReplicaUpdates make.
 pub(crate) const GLOBAL_TABLE_VERSION: &str = "2019.11.21";
+/// The version CreateGlobalTable makes.
+pub(crate) const LEGACY_VERSION: &str = "2017.11.29";
 
 /// Sends one replication request to a peer region and returns its answer.
 pub trait Transport: Send + Sync {
-    /// `body` is the JSON request of `ReplicateChanges`; an error is anything that kept the peer
-    /// from answering 200 (the shipper retries later from the same position).
-    fn send(&self, body: &serde_json::Value) -> Result<serde_json::Value, String>;
+    /// `operation` is one of the replication operations (`ReplicateChanges`, `ManageReplica`)
+    /// and `body` its JSON request.
+    fn send(
+        &self,
+        operation: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, SendError>;
+}
+
+/// Why a peer did not answer 200.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendError {
+    /// No node of the peer answered (refused connection, timeout, TLS failure...): try later.
+    Unreachable(String),
+    /// A node answered with an error: its `__type` name (`ResourceNotFoundException`) and message.
+    Refused { error: String, message: String },
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Unreachable(reason) => write!(f, "unreachable: {reason}"),
+            SendError::Refused { error, message } => write!(f, "{error}: {message}"),
+        }
+    }
 }
 
 /// A region this one may replicate to.
@@ -90,6 +117,10 @@ pub struct GlobalTable {
     pub region: String,
     /// The other regions holding a replica.
     pub replicas: Vec<Replica>,
+    /// Set when CreateGlobalTable (version 2017.11.29) made the table global: when, in
+    /// milliseconds (`legacy.rs`). Such a table stays global with no other region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_since_ms: Option<u64>,
 }
 
 /// One other region's replica and its status (`CREATING` until it has been filled, then

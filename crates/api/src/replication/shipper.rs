@@ -131,7 +131,10 @@ impl Shipper {
                     tracing::warn!(table = %name, region = %replica.region, "replica region not in [[regions]]");
                     continue;
                 };
-                self.ship(&meta, peer)?;
+                if !self.ship(&meta, peer)? {
+                    super::ops::forget(&self.catalog, &name, &peer.region)?;
+                    continue;
+                }
                 if replica.status == "CREATING" && self.filled(&meta, peer)? {
                     super::ops::mark_active(&self.catalog, &name, &peer.region)?;
                 }
@@ -140,8 +143,9 @@ impl Shipper {
         Ok(())
     }
 
-    /// Up to [`STEPS_PER_ROUND`] batches of `meta` to `peer`; stops at the first failure.
-    fn ship(&self, meta: &TableMeta, peer: &Peer) -> Result<(), StorageError> {
+    /// Up to [`STEPS_PER_ROUND`] batches of `meta` to `peer`; stops at the first failure. False
+    /// when the peer answered that it no longer holds a replica.
+    fn ship(&self, meta: &TableMeta, peer: &Peer) -> Result<bool, StorageError> {
         let key = cursor_key(meta.id, &peer.region);
         for _ in 0..STEPS_PER_ROUND {
             let snapshot = self.engine.snapshot()?;
@@ -156,7 +160,7 @@ impl Shipper {
             let Some(step) = self.plan(&*snapshot, meta, cursor)? else {
                 self.lag
                     .record(&meta.name, &peer.region, |s| s.behind_ms = 0);
-                return Ok(());
+                return Ok(true);
             };
             drop(snapshot);
             if let Some(oldest) = step.oldest_ms {
@@ -164,9 +168,12 @@ impl Shipper {
                 self.lag
                     .record(&meta.name, &peer.region, |s| s.behind_ms = behind);
             }
-            if let Err(error) = peer.transport.send(&step.body) {
+            if let Err(error) = peer.transport.send("ReplicateChanges", &step.body) {
+                if super::control::peer_left(&error) {
+                    return Ok(false);
+                }
                 tracing::debug!(table = %meta.name, region = %peer.region, %error, "replication batch not delivered; retrying later");
-                return Ok(());
+                return Ok(true);
             }
             if let Some(oldest) = step.oldest_ms {
                 let latency = now_ms().saturating_sub(oldest);
@@ -174,10 +181,10 @@ impl Shipper {
                     .record(&meta.name, &peer.region, |s| s.latency_ms = latency);
             }
             if !self.advance(&key, stored, &step.next)? {
-                return Ok(());
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Whether `peer`'s replica has been filled (its cursor follows the log).
