@@ -42,7 +42,9 @@ pub use error::{CancellationReason, DynamoError};
 pub use import::ImportSourceConfig;
 pub use mirror::{MirrorOrigin, MirroredWrite};
 pub use ops::{Decoded, Operation, REPLICATION_TARGET};
-pub use replication::{Lag, Peer, ReplicationSettings, SendError, Transport};
+pub use replication::{
+    DEFAULT_TOMBSTONE_GRACE, Lag, Peer, ReplicationSettings, SendError, Transport,
+};
 pub use reply::Reply;
 pub use retry::contention_give_ups;
 pub use streams::StreamSettings;

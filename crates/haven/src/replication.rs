@@ -16,6 +16,7 @@
 //! secret_access_key = "..."
 //! interval_ms = 100                       # how often the shipper looks for changes
 //! timeout_ms = 2000                       # a peer node slower than this is tried again later
+//! tombstone_grace_ms = 86400000           # deletes' tombstones kept this long past every ack
 //! ```
 //! Without a `[replication]` section this node replicates nothing. The peers are every region
 //! but `--region`. A batch goes to one of the peer's nodes (the one that answered last, else the
@@ -31,7 +32,9 @@ use anyhow::Context;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
-use haven_api::{Peer, REPLICATION_TARGET, ReplicationSettings, SendError, Transport};
+use haven_api::{
+    DEFAULT_TOMBSTONE_GRACE, Peer, REPLICATION_TARGET, ReplicationSettings, SendError, Transport,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -56,6 +59,7 @@ struct RawReplication {
     interval_ms: u64,
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
+    tombstone_grace_ms: Option<u64>,
 }
 
 fn default_interval_ms() -> u64 {
@@ -93,9 +97,13 @@ pub fn settings(path: Option<&Path>, region: &str) -> anyhow::Result<Replication
             transport: Arc::new(HttpTransport::new(r, &replication, timeout)),
         })
         .collect();
+    let tombstone_grace = replication
+        .tombstone_grace_ms
+        .map_or(DEFAULT_TOMBSTONE_GRACE, Duration::from_millis);
     Ok(ReplicationSettings {
         peers,
         interval: Duration::from_millis(replication.interval_ms.max(1)),
+        tombstone_grace,
     })
 }
 

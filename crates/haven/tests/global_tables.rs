@@ -5,7 +5,8 @@
 //!   flow both ways, deletes included; DescribeTable shows Replicas and GlobalTableVersion;
 //! - ReplicaUpdates' errors; deleting a replica deletes its table in its region, and a table
 //!   deleted in one region leaves every other region's Replicas (even when the notice is lost);
-//!   undelivered changes show as lag;
+//!   undelivered changes show as lag; deletes' tombstones are collected once the peer has
+//!   acknowledged them, not before;
 //! - the convergence property: random puts, updates, deletes and transactions in both regions at
 //!   once while the link is cut and healed at random, then a partition in which both write every
 //!   key; afterwards both regions hold the same items,
@@ -179,6 +180,69 @@ async fn undelivered_changes_show_as_lag() {
         .find_map(|line| line.strip_prefix(&series)?.parse().ok())
         .unwrap_or_else(|| panic!("no {series} in {metrics}"));
     assert!(behind > 0.0, "and in the metrics: {behind}");
+}
+
+/// The tombstones `region` has collected from `table` (its `/replication/status`).
+fn collected(regions: &Regions, region: &str, table: &str) -> u64 {
+    let status = regions.status(region, "/replication/status");
+    let tables = status["Tombstones"].as_array().cloned().unwrap_or_default();
+    let row = tables.iter().find(|row| row["TableName"] == table);
+    row.map_or(0, |row| row["Collected"].as_u64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_are_collected_once_every_peer_has_acknowledged_them_and_not_before() {
+    let regions = Regions::start_with("tombstone_grace_ms = 200\n");
+    let (first, second) = global_table(&regions, "trash").await;
+    put_items(&first, "trash", "item", 10).await;
+    eventually(
+        "the items reach the second region",
+        Duration::from_secs(10),
+        || async { items(&second, "trash").await.len() == 10 },
+    )
+    .await;
+    regions.to_second.set_cut(true);
+    for i in 0..10 {
+        let key = s(&format!("item-{i}"));
+        first
+            .delete_item()
+            .table_name("trash")
+            .key("pk", key)
+            .send()
+            .await
+            .unwrap();
+    }
+    // The grace passes and the log moves on, but the second region has acknowledged nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    put_items(&first, "trash", "later", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        collected(&regions, FIRST, "trash"),
+        0,
+        "not before acknowledgement"
+    );
+    regions.to_second.set_cut(false);
+    for region in [FIRST, SECOND] {
+        eventually(
+            "the tombstones are collected",
+            Duration::from_secs(10),
+            || async { collected(&regions, region, "trash") == 10 },
+        )
+        .await;
+    }
+    assert_eq!(items(&second, "trash").await, items(&first, "trash").await);
+    assert_eq!(
+        items(&first, "trash").await.len(),
+        1,
+        "the deleted items stay deleted"
+    );
+    put_items(&second, "trash", "item", 2).await;
+    eventually(
+        "a key written again replicates",
+        Duration::from_secs(10),
+        || async { items(&first, "trash").await.len() == 3 },
+    )
+    .await;
 }
 
 /// Puts `count` items `<prefix>-<i>` into `table`.

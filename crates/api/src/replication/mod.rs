@@ -34,6 +34,7 @@ pub(crate) mod ops;
 pub(crate) mod receiver;
 pub(crate) mod settings;
 mod shipper;
+mod tombstones;
 pub(crate) mod version;
 
 use std::collections::BTreeMap;
@@ -46,6 +47,9 @@ pub(crate) use shipper::spawn;
 
 /// The version of global tables UpdateTable's ReplicaUpdates make.
 pub(crate) const GLOBAL_TABLE_VERSION: &str = "2019.11.21";
+/// The default of [`ReplicationSettings::tombstone_grace`]: the change log's retention, past
+/// which a peer that has not acknowledged is filled again from a scan anyway.
+pub const DEFAULT_TOMBSTONE_GRACE: Duration = Duration::from_secs(24 * 3600);
 /// The version CreateGlobalTable makes.
 pub(crate) const LEGACY_VERSION: &str = "2017.11.29";
 
@@ -99,6 +103,9 @@ impl std::fmt::Debug for Peer {
 pub struct ReplicationSettings {
     pub peers: Vec<Peer>,
     pub interval: Duration,
+    /// How much older than every peer's acknowledged position a tombstone must be before it is
+    /// collected (`tombstones.rs`).
+    pub tombstone_grace: Duration,
 }
 
 impl Default for ReplicationSettings {
@@ -106,6 +113,7 @@ impl Default for ReplicationSettings {
         ReplicationSettings {
             peers: Vec::new(),
             interval: Duration::from_millis(100),
+            tombstone_grace: DEFAULT_TOMBSTONE_GRACE,
         }
     }
 }
@@ -132,9 +140,13 @@ pub struct Replica {
 }
 
 /// Replication lag per (table, peer region), as the shipper last measured it: what
-/// DescribeTable's replicas and the status page show as ReplicationLatency.
+/// DescribeTable's replicas and the status page show as ReplicationLatency; and the tombstones
+/// collected per table (`tombstones.rs`) since this node started.
 #[derive(Clone, Default)]
-pub struct Lag(Arc<Mutex<BTreeMap<(String, String), LagSample>>>);
+pub struct Lag {
+    samples: Arc<Mutex<BTreeMap<(String, String), LagSample>>>,
+    collected: Arc<Mutex<BTreeMap<String, u64>>>,
+}
 
 /// One measurement of one (table, peer).
 #[derive(Debug, Clone, Copy, Default)]
@@ -148,7 +160,7 @@ pub struct LagSample {
 
 impl Lag {
     fn record(&self, table: &str, peer: &str, update: impl FnOnce(&mut LagSample)) {
-        let mut samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         update(
             samples
                 .entry((table.to_owned(), peer.to_owned()))
@@ -158,17 +170,22 @@ impl Lag {
 
     /// The last sample of `table` towards `peer`.
     pub fn get(&self, table: &str, peer: &str) -> Option<LagSample> {
-        let samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         samples.get(&(table.to_owned(), peer.to_owned())).copied()
     }
 
     /// Every sample: (table, peer region, sample).
     pub fn samples(&self) -> Vec<(String, String, LagSample)> {
-        let samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
         samples
             .iter()
             .map(|((table, peer), sample)| (table.clone(), peer.clone(), *sample))
             .collect()
+    }
+
+    fn count_collected(&self, table: &str, count: u64) {
+        let mut collected = self.collected.lock().unwrap_or_else(|p| p.into_inner());
+        *collected.entry(table.to_owned()).or_default() += count;
     }
 
     /// Every sample, as the `/replication/status` page shows them.
@@ -185,6 +202,11 @@ impl Lag {
                 })
             })
             .collect();
-        serde_json::json!({ "Replication": rows })
+        let collected = self.collected.lock().unwrap_or_else(|p| p.into_inner());
+        let tombstones: Vec<serde_json::Value> = collected
+            .iter()
+            .map(|(table, count)| serde_json::json!({ "TableName": table, "Collected": count }))
+            .collect();
+        serde_json::json!({ "Replication": rows, "Tombstones": tombstones })
     }
 }

@@ -21,8 +21,9 @@ use base64::Engine as _;
 use haven_storage::{CommitError, Engine, LogPosition, Origin, Snapshot, StorageError, WriteBatch};
 use serde_json::{Value, json};
 
+use super::tombstones::Collector;
 use super::version::{Stamp, stamp_key_of_suffix, table_start};
-use super::{Lag, Peer, ReplicationSettings};
+use super::{GlobalTable, Lag, Peer, ReplicationSettings};
 use crate::background::{Stop, spawn_periodic};
 use crate::catalog::{Catalog, TableMeta};
 use crate::streams::now_ms;
@@ -52,6 +53,7 @@ pub(crate) fn spawn(
         catalog,
         peers: settings.peers,
         lag,
+        collector: Collector::new(settings.tombstone_grace),
     };
     spawn_periodic("haven-replication", engine, period, stop, move || {
         shipper.round()
@@ -63,6 +65,7 @@ struct Shipper {
     catalog: Arc<Catalog>,
     peers: Vec<Peer>,
     lag: Lag,
+    collector: Collector,
 }
 
 /// Where a peer stands (see the module documentation).
@@ -139,8 +142,31 @@ impl Shipper {
                     super::ops::mark_active(&self.catalog, &name, &peer.region)?;
                 }
             }
+            let acknowledged = self.acknowledged(&meta, global)?;
+            self.collector
+                .step(&*self.engine, &meta, acknowledged, &self.lag)?;
         }
         Ok(())
+    }
+
+    /// The earliest log position every peer of `meta` has acknowledged (the log head when it has
+    /// none); None while a peer is being filled.
+    fn acknowledged(
+        &self,
+        meta: &TableMeta,
+        global: &GlobalTable,
+    ) -> Result<Option<LogPosition>, StorageError> {
+        let snapshot = self.engine.snapshot()?;
+        let mut earliest = snapshot.log_head()?;
+        for replica in &global.replicas {
+            let stored = snapshot.get(&cursor_key(meta.id, &replica.region))?;
+            match stored.as_deref().and_then(Cursor::decode) {
+                Some(Cursor::Following(position)) if position < earliest => earliest = position,
+                Some(Cursor::Following(_)) => {}
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(earliest))
     }
 
     /// Up to [`STEPS_PER_ROUND`] batches of `meta` to `peer`; stops at the first failure. False

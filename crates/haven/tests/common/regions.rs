@@ -125,6 +125,12 @@ pub struct Regions {
 impl Regions {
     /// Starts both regions in memory.
     pub fn start() -> Regions {
+        Regions::start_with("")
+    }
+
+    /// Starts both regions in memory with `replication` added to their `[replication]` sections
+    /// (`"tombstone_grace_ms = 200\n"`).
+    pub fn start_with(replication: &str) -> Regions {
         let dir = tempfile::tempdir().unwrap();
         let credentials = dir.path().join("credentials");
         let key = create_key(&credentials, "replication");
@@ -136,7 +142,10 @@ impl Regions {
             (FIRST, address(ports[0]), to_second.address),
             (SECOND, to_first.address, address(ports[1])),
         ]
-        .map(|(region, first, second)| write_config(dir.path(), region, first, second, &key));
+        .map(|(region, first, second)| {
+            let addresses = [first, second];
+            write_config(dir.path(), region, addresses, &key, replication)
+        });
         let start = |i: usize, region: &str| {
             HavenServer::start_on(
                 &address(ports[i]).to_string(),
@@ -256,9 +265,9 @@ impl Regions {
 fn write_config(
     dir: &Path,
     region: &str,
-    first: SocketAddr,
-    second: SocketAddr,
+    [first, second]: [SocketAddr; 2],
     key: &(String, String),
+    replication: &str,
 ) -> PathBuf {
     let path = dir.join(format!("{region}.toml"));
     let text = format!(
@@ -282,7 +291,7 @@ access_key_id = "{}"
 secret_access_key = "{}"
 interval_ms = 20
 timeout_ms = 1000
-"#,
+{replication}"#,
         key.0, key.1
     );
     std::fs::write(&path, text).unwrap();
