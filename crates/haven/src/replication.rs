@@ -16,14 +16,19 @@
 //! secret_access_key = "..."
 //! interval_ms = 100                       # how often the shipper looks for changes
 //! timeout_ms = 2000                       # a peer node slower than this is tried again later
+//! scheme = "http"                         # or "https" (peers run --tls-cert), which then needs:
+//! # ca_file = "/etc/haven/ca.pem"         # the CA bundle peer certificates are verified against
+//! # server_name = "api.haven.internal"    # optional: the name in the peer certificates
 //! tombstone_grace_ms = 86400000           # deletes' tombstones kept this long past every ack
 //! ```
 //! Without a `[replication]` section this node replicates nothing. The peers are every region
 //! but `--region`. A batch goes to one of the peer's nodes (the one that answered last, else the
-//! next), signed with SigV4 as any DynamoDB request, so the peer's `--auth` checks it.
+//! next), signed with SigV4 as any DynamoDB request, so the peer's `--auth` checks it, over HTTPS
+//! verified as the DNS health checks verify nodes (`peer_http.rs`): a certificate that does not
+//! verify is a failed send, counted and logged, never a fallback to plain HTTP.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -35,6 +40,7 @@ use aws_sigv4::sign::v4;
 use haven_api::{
     DEFAULT_TOMBSTONE_GRACE, Peer, REPLICATION_TARGET, ReplicationSettings, SendError, Transport,
 };
+use haven_dns::health::ProbeTls;
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -60,6 +66,17 @@ struct RawReplication {
     #[serde(default = "default_timeout_ms")]
     timeout_ms: u64,
     tombstone_grace_ms: Option<u64>,
+    /// "http" or "https" (the peers run `haven serve --tls-cert`), as `[health] scheme`.
+    #[serde(default = "default_scheme")]
+    scheme: String,
+    /// With https: the PEM bundle of the CA(s) that sign the peers' certificates.
+    ca_file: Option<PathBuf>,
+    /// With https: the name peer certificates carry (default: each node's IP address).
+    server_name: Option<String>,
+}
+
+fn default_scheme() -> String {
+    "http".into()
 }
 
 fn default_interval_ms() -> u64 {
@@ -88,13 +105,19 @@ pub fn settings(path: Option<&Path>, region: &str) -> anyhow::Result<Replication
         path.display()
     );
     let timeout = Duration::from_millis(replication.timeout_ms.max(1));
+    let (ca_file, server_name) = (
+        replication.ca_file.as_deref(),
+        replication.server_name.as_deref(),
+    );
+    let tls = ProbeTls::from_settings("replication", &replication.scheme, ca_file, server_name)
+        .map_err(|message| anyhow::anyhow!("{}: {message}", path.display()))?;
     let peers = file
         .regions
         .into_iter()
         .filter(|r| r.name != region)
         .map(|r| Peer {
             region: r.name.clone(),
-            transport: Arc::new(HttpTransport::new(r, &replication, timeout)),
+            transport: Arc::new(HttpTransport::new(r, &replication, timeout, tls.clone())),
         })
         .collect();
     let tombstone_grace = replication
@@ -107,24 +130,28 @@ pub fn settings(path: Option<&Path>, region: &str) -> anyhow::Result<Replication
     })
 }
 
-/// Sends batches over HTTP to the nodes of one region.
+/// Sends batches over HTTP (or HTTPS) to the nodes of one region.
 struct HttpTransport {
     region: String,
     nodes: Vec<SocketAddr>,
     /// The node to try first: the last one that answered.
     preferred: AtomicUsize,
     credentials: Credentials,
-    agent: ureq::Agent,
+    timeout: Duration,
+    /// Set with `scheme = "https"`.
+    tls: Option<ProbeTls>,
 }
 
 impl HttpTransport {
-    fn new(region: RawRegion, replication: &RawReplication, timeout: Duration) -> HttpTransport {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .build()
-            .into();
+    fn new(
+        region: RawRegion,
+        replication: &RawReplication,
+        timeout: Duration,
+        tls: Option<ProbeTls>,
+    ) -> HttpTransport {
         HttpTransport {
+            timeout,
+            tls,
             region: region.name,
             nodes: region.nodes,
             preferred: AtomicUsize::new(0),
@@ -135,7 +162,6 @@ impl HttpTransport {
                 None,
                 "haven-replication",
             ),
-            agent,
         }
     }
 
@@ -172,16 +198,11 @@ impl HttpTransport {
         let (instructions, _) = sign(signable, &params)
             .map_err(|e| unreachable(&e))?
             .into_parts();
-        let mut request = self.agent.post(&url);
-        for (name, value) in headers.into_iter().chain(instructions.headers()) {
-            request = request.header(name, value);
-        }
-        let mut response = request.send(body).map_err(|e| unreachable(&e))?;
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .map_err(|e| unreachable(&e))?;
-        let status = response.status();
+        let headers: Vec<(&str, &str)> =
+            headers.into_iter().chain(instructions.headers()).collect();
+        let (status, text) =
+            crate::peer_http::post(node, self.tls.as_ref(), self.timeout, &headers, body)
+                .map_err(|e| unreachable(&e))?;
         let answer: serde_json::Value = serde_json::from_str(&text)
             .map_err(|_| unreachable(&format!("answered {status}: {text}")))?;
         if status == 200 {

@@ -29,6 +29,7 @@
 //! replication credential, as the operation `HavenReplication_20261207.ReplicateChanges`.
 
 pub(crate) mod control;
+mod lag;
 pub(crate) mod legacy;
 pub(crate) mod ops;
 pub(crate) mod receiver;
@@ -37,12 +38,12 @@ mod shipper;
 mod tombstones;
 pub(crate) mod version;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use lag::Lag;
 pub(crate) use shipper::spawn;
 
 /// The version of global tables UpdateTable's ReplicaUpdates make.
@@ -137,76 +138,4 @@ pub struct GlobalTable {
 pub struct Replica {
     pub region: String,
     pub status: String,
-}
-
-/// Replication lag per (table, peer region), as the shipper last measured it: what
-/// DescribeTable's replicas and the status page show as ReplicationLatency; and the tombstones
-/// collected per table (`tombstones.rs`) since this node started.
-#[derive(Clone, Default)]
-pub struct Lag {
-    samples: Arc<Mutex<BTreeMap<(String, String), LagSample>>>,
-    collected: Arc<Mutex<BTreeMap<String, u64>>>,
-}
-
-/// One measurement of one (table, peer).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LagSample {
-    /// Milliseconds between the commit of the oldest change of the last batch the peer
-    /// acknowledged and the acknowledgement.
-    pub latency_ms: u64,
-    /// Milliseconds since the oldest change not yet acknowledged (0 when caught up).
-    pub behind_ms: u64,
-}
-
-impl Lag {
-    fn record(&self, table: &str, peer: &str, update: impl FnOnce(&mut LagSample)) {
-        let mut samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        update(
-            samples
-                .entry((table.to_owned(), peer.to_owned()))
-                .or_default(),
-        );
-    }
-
-    /// The last sample of `table` towards `peer`.
-    pub fn get(&self, table: &str, peer: &str) -> Option<LagSample> {
-        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        samples.get(&(table.to_owned(), peer.to_owned())).copied()
-    }
-
-    /// Every sample: (table, peer region, sample).
-    pub fn samples(&self) -> Vec<(String, String, LagSample)> {
-        let samples = self.samples.lock().unwrap_or_else(|p| p.into_inner());
-        samples
-            .iter()
-            .map(|((table, peer), sample)| (table.clone(), peer.clone(), *sample))
-            .collect()
-    }
-
-    fn count_collected(&self, table: &str, count: u64) {
-        let mut collected = self.collected.lock().unwrap_or_else(|p| p.into_inner());
-        *collected.entry(table.to_owned()).or_default() += count;
-    }
-
-    /// Every sample, as the `/replication/status` page shows them.
-    pub fn report(&self) -> serde_json::Value {
-        let rows: Vec<serde_json::Value> = self
-            .samples()
-            .into_iter()
-            .map(|(table, peer, sample)| {
-                serde_json::json!({
-                    "TableName": table,
-                    "ReplicaRegion": peer,
-                    "ReplicationLatencyMs": sample.latency_ms,
-                    "BehindMs": sample.behind_ms,
-                })
-            })
-            .collect();
-        let collected = self.collected.lock().unwrap_or_else(|p| p.into_inner());
-        let tombstones: Vec<serde_json::Value> = collected
-            .iter()
-            .map(|(table, count)| serde_json::json!({ "TableName": table, "Collected": count }))
-            .collect();
-        serde_json::json!({ "Replication": rows, "Tombstones": tombstones })
-    }
 }

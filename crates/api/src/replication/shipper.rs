@@ -198,9 +198,15 @@ impl Shipper {
                 if super::control::peer_left(&error) {
                     return Ok(false);
                 }
-                tracing::debug!(table = %meta.name, region = %peer.region, %error, "replication batch not delivered; retrying later");
+                let message = error.to_string();
+                if self.lag.failed(&meta.name, &peer.region, &message) {
+                    tracing::warn!(table = %meta.name, region = %peer.region, error = %message, "replication batch not delivered; retrying later");
+                } else {
+                    tracing::debug!(table = %meta.name, region = %peer.region, error = %message, "replication batch not delivered; retrying later");
+                }
                 return Ok(true);
             }
+            self.lag.delivered(&meta.name, &peer.region);
             if let Some(oldest) = step.oldest_ms {
                 let latency = now_ms().saturating_sub(oldest);
                 self.lag

@@ -261,8 +261,9 @@ impl Regions {
     }
 }
 
-/// A config file as a node of `region` sees the deployment: each region at the given address.
-fn write_config(
+/// A config file as a node of `region` sees the deployment (`dir/<region>.toml`): each region at
+/// the given address, `replication` added to `[replication]`.
+pub fn write_config(
     dir: &Path,
     region: &str,
     [first, second]: [SocketAddr; 2],
