@@ -85,8 +85,8 @@ measure() { # label, haven-bench options...: runs workload A, samples the latenc
     sleep 0.2
   done
   wait "$load"
-  jq -r '"\(.ops_per_sec | floor) requests/s, \(.ops_per_sec / 2 | floor) writes/s"' "$work/a.json" \
-    | sed "s/^/$label: /"
+  jq -r --arg name "$label" \
+    '"\($name): \(.ops_per_sec | floor) requests/s, \(.ops_per_sec / 2 | floor) writes/s"' "$work/a.json"
   sort -n "$samples" | awk -v label="$label" '{ s[NR] = $1 }
     END { printf "%s: replication latency (%d samples) p50 %d ms, p99 %d ms, max %d ms\n",
           label, NR, s[int(NR / 2) + 1], s[int(NR * 0.99) + 1], s[NR] }'
