@@ -79,6 +79,14 @@ pub enum DynamoError {
     ExportConflict(String),
     /// An export's time (or incremental window) outside the point-in-time recovery window.
     InvalidExportTime(String),
+    /// CreateGlobalTable (version 2017.11.29) of a table that is already a global table.
+    GlobalTableAlreadyExists(String),
+    /// No global table (version 2017.11.29) of that name.
+    GlobalTableNotFound(String),
+    /// UpdateGlobalTable adds a region that already holds a replica.
+    ReplicaAlreadyExists(String),
+    /// UpdateGlobalTable (or its settings) names a region that holds no replica.
+    ReplicaNotFound(String),
 }
 
 /// Why one action of a cancelled transaction failed (`Code` None when it did not).
@@ -150,6 +158,10 @@ impl DynamoError {
             DynamoError::ExportNotFound(_) => "ExportNotFoundException",
             DynamoError::ExportConflict(_) => "ExportConflictException",
             DynamoError::InvalidExportTime(_) => "InvalidExportTimeException",
+            DynamoError::GlobalTableAlreadyExists(_) => "GlobalTableAlreadyExistsException",
+            DynamoError::GlobalTableNotFound(_) => "GlobalTableNotFoundException",
+            DynamoError::ReplicaAlreadyExists(_) => "ReplicaAlreadyExistsException",
+            DynamoError::ReplicaNotFound(_) => "ReplicaNotFoundException",
         }
     }
 
@@ -214,7 +226,11 @@ impl DynamoError {
             | DynamoError::InvalidRestoreTime(m)
             | DynamoError::PolicyNotFound(m)
             | DynamoError::ImportNotFound(m)
-            | DynamoError::ImportConflict(m) => m,
+            | DynamoError::ImportConflict(m)
+            | DynamoError::GlobalTableAlreadyExists(m)
+            | DynamoError::GlobalTableNotFound(m)
+            | DynamoError::ReplicaAlreadyExists(m)
+            | DynamoError::ReplicaNotFound(m) => m,
             DynamoError::ExportNotFound(m)
             | DynamoError::ExportConflict(m)
             | DynamoError::InvalidExportTime(m) => m,

@@ -43,7 +43,9 @@ pub use error::{CancellationReason, DynamoError};
 pub use import::ImportSourceConfig;
 pub use mirror::{MirrorOrigin, MirroredWrite};
 pub use ops::{Decoded, Operation, REPLICATION_TARGET};
-pub use replication::{Lag, Peer, ReplicationSettings, Transport};
+pub use replication::{
+    DEFAULT_TOMBSTONE_GRACE, Lag, Peer, ReplicationSettings, SendError, Transport,
+};
 pub use reply::Reply;
 pub use retry::contention_give_ups;
 pub use streams::StreamSettings;

@@ -537,23 +537,8 @@ impl RawHealth {
     }
 
     fn tls(&self) -> Result<Option<ProbeTls>, ConfigError> {
-        let (ca_file, server_name) = (&self.ca_file, self.server_name.as_deref());
-        match (self.scheme.as_str(), ca_file) {
-            ("http", None) if server_name.is_none() => Ok(None),
-            ("http", _) => Err(invalid(
-                "[health] ca_file and server_name apply only with scheme = \"https\"",
-            )),
-            ("https", None) => Err(invalid(
-                "[health] scheme = \"https\" needs ca_file, the CA bundle that node certificates \
-                 are verified against",
-            )),
-            ("https", Some(path)) => ProbeTls::new(path, server_name)
-                .map(Some)
-                .map_err(|message| invalid(format!("[health] {message}"))),
-            (other, _) => Err(invalid(format!(
-                "[health] scheme must be \"http\" or \"https\", not {other:?}"
-            ))),
-        }
+        let (ca_file, server_name) = (self.ca_file.as_deref(), self.server_name.as_deref());
+        ProbeTls::from_settings("health", &self.scheme, ca_file, server_name).map_err(invalid)
     }
 }
 

@@ -14,6 +14,7 @@ mod healthcheck;
 mod import_source;
 mod mirror_cli;
 mod namespaces;
+mod peer_http;
 mod status;
 mod transfer_cli;
 
@@ -1046,6 +1047,7 @@ fn metrics_sample(
             region,
             latency_seconds: lag.latency_ms as f64 / 1000.0,
             behind_seconds: lag.behind_ms as f64 / 1000.0,
+            send_errors: lag.send_errors,
         })
         .collect();
     haven_metrics::Sample {

@@ -15,49 +15,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::HavenServer;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use common::authority::Authority;
 
 const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A test certificate authority.
-struct Authority {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Authority {
-    fn new(name: &str) -> Authority {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let pem = params.self_signed(&key).unwrap().pem();
-        Authority {
-            pem,
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// Writes a certificate for `ip` (an IP address SAN) and its key into `dir`; returns the
-    /// `--tls-cert` and `--tls-key` arguments.
-    fn issue(&self, ip: &str, dir: &Path) -> [String; 4] {
-        let key = KeyPair::generate().unwrap();
-        let cert = CertificateParams::new(vec![ip.to_string()])
-            .unwrap()
-            .signed_by(&key, &self.issuer)
-            .unwrap();
-        let (cert_path, key_path) = (dir.join(format!("{ip}.crt")), dir.join(format!("{ip}.key")));
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        let path = |p: &Path| p.to_str().unwrap().to_owned();
-        [
-            "--tls-cert".into(),
-            path(&cert_path),
-            "--tls-key".into(),
-            path(&key_path),
-        ]
-    }
-}
 
 fn start_tls_node(ip: &str, authority: &Authority, dir: &Path) -> HavenServer {
     let tls = authority.issue(ip, dir);

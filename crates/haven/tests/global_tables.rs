@@ -3,7 +3,10 @@
 //!
 //! - a new replica is filled from the table (several batches), becomes ACTIVE, and then writes
 //!   flow both ways, deletes included; DescribeTable shows Replicas and GlobalTableVersion;
-//! - ReplicaUpdates' errors;
+//! - ReplicaUpdates' errors; deleting a replica deletes its table in its region, and a table
+//!   deleted in one region leaves every other region's Replicas (even when the notice is lost);
+//!   undelivered changes show as lag; deletes' tombstones are collected once the peer has
+//!   acknowledged them, not before;
 //! - the convergence property: random puts, updates, deletes and transactions in both regions at
 //!   once while the link is cut and healed at random, then a partition in which both write every
 //!   key; afterwards both regions hold the same items,
@@ -13,7 +16,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -23,7 +26,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, CreateReplicationGroupMemberAction, DeleteReplicationGroupMemberAction, Put,
     ReplicaStatus, ReplicationGroupUpdate, ReturnValue, TransactWriteItem,
 };
-use common::regions::{FIRST, Regions, SECOND};
+use common::regions::{FIRST, Regions, SECOND, eventually, items, replicas};
 use common::{create_table, error_of};
 
 type Item = BTreeMap<String, AttributeValue>;
@@ -43,39 +46,6 @@ fn add_replica(region: &str) -> ReplicationGroupUpdate {
         .build()
 }
 
-/// Every item of `table`, by its `pk`.
-async fn items(client: &Client, table: &str) -> BTreeMap<String, Item> {
-    let items = common::scan_items(client, table).await;
-    let by_pk = |item: HashMap<String, AttributeValue>| {
-        let Some(AttributeValue::S(pk)) = item.get("pk") else {
-            panic!("item without pk: {item:?}");
-        };
-        (pk.clone(), item.into_iter().collect())
-    };
-    items.into_iter().map(by_pk).collect()
-}
-
-/// The replica statuses DescribeTable shows, by region.
-async fn replicas(client: &Client, table: &str) -> Vec<(String, ReplicaStatus)> {
-    let table = client
-        .describe_table()
-        .table_name(table)
-        .send()
-        .await
-        .unwrap();
-    let table = table.table().unwrap();
-    table
-        .replicas()
-        .iter()
-        .map(|r| {
-            (
-                r.region_name().unwrap().to_string(),
-                r.replica_status().unwrap().clone(),
-            )
-        })
-        .collect()
-}
-
 /// Creates `table` in the first region, adds its replica in the second and waits until that is
 /// ACTIVE; returns both regions' clients.
 async fn global_table(regions: &Regions, table: &str) -> (Client, Client) {
@@ -93,19 +63,6 @@ async fn global_table(regions: &Regions, table: &str) -> (Client, Client) {
     })
     .await;
     (first, second)
-}
-
-/// Polls `check` every 20 ms until it holds, for at most `within`.
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    within: Duration,
-    mut check: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + within;
-    while !check().await {
-        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,33 +152,21 @@ async fn a_new_replica_is_filled_then_writes_flow_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_deleted_in_its_region_is_not_brought_back() {
+async fn undelivered_changes_show_as_lag() {
     let regions = Regions::start();
-    let (first, second) = global_table(&regions, "events").await;
-    second
-        .delete_table()
-        .table_name("events")
-        .send()
-        .await
-        .unwrap();
-    for i in 0..20 {
-        first
-            .put_item()
-            .table_name("events")
-            .item("pk", s(&format!("after-{i}")))
-            .send()
-            .await
-            .unwrap();
-    }
-    // The shipper tries every 20 ms; 50 of its periods later the table must still be gone.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (code, _) = error_of(second.describe_table().table_name("events").send().await);
-    assert_eq!(code, "ResourceNotFoundException");
-    let status = regions.status(FIRST, "/replication/status");
-    assert!(
-        status["Replication"][0]["BehindMs"].as_u64().unwrap() > 0,
-        "the undelivered changes show as lag: {status}"
-    );
+    let (first, _second) = global_table(&regions, "events").await;
+    regions.to_second.set_cut(true);
+    put_items(&first, "events", "cut", 5).await;
+    let behind = || async {
+        let status = regions.status(FIRST, "/replication/status");
+        status["Replication"][0]["BehindMs"].as_u64().unwrap() > 0
+    };
+    eventually(
+        "the undelivered changes show as lag",
+        Duration::from_secs(10),
+        behind,
+    )
+    .await;
     let metrics = ureq::get(format!("{}/metrics", regions.server(FIRST).endpoint()))
         .call()
         .unwrap()
@@ -235,6 +180,177 @@ async fn a_replica_deleted_in_its_region_is_not_brought_back() {
         .find_map(|line| line.strip_prefix(&series)?.parse().ok())
         .unwrap_or_else(|| panic!("no {series} in {metrics}"));
     assert!(behind > 0.0, "and in the metrics: {behind}");
+}
+
+/// The tombstones `region` has collected from `table` (its `/replication/status`).
+fn collected(regions: &Regions, region: &str, table: &str) -> u64 {
+    let status = regions.status(region, "/replication/status");
+    let tables = status["Tombstones"].as_array().cloned().unwrap_or_default();
+    let row = tables.iter().find(|row| row["TableName"] == table);
+    row.map_or(0, |row| row["Collected"].as_u64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_are_collected_once_every_peer_has_acknowledged_them_and_not_before() {
+    let regions = Regions::start_with("tombstone_grace_ms = 200\n");
+    let (first, second) = global_table(&regions, "trash").await;
+    put_items(&first, "trash", "item", 10).await;
+    eventually(
+        "the items reach the second region",
+        Duration::from_secs(10),
+        || async { items(&second, "trash").await.len() == 10 },
+    )
+    .await;
+    regions.to_second.set_cut(true);
+    for i in 0..10 {
+        let key = s(&format!("item-{i}"));
+        first
+            .delete_item()
+            .table_name("trash")
+            .key("pk", key)
+            .send()
+            .await
+            .unwrap();
+    }
+    // The grace passes and the log moves on, but the second region has acknowledged nothing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    put_items(&first, "trash", "later", 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        collected(&regions, FIRST, "trash"),
+        0,
+        "not before acknowledgement"
+    );
+    regions.to_second.set_cut(false);
+    for region in [FIRST, SECOND] {
+        eventually(
+            "the tombstones are collected",
+            Duration::from_secs(10),
+            || async { collected(&regions, region, "trash") == 10 },
+        )
+        .await;
+    }
+    assert_eq!(items(&second, "trash").await, items(&first, "trash").await);
+    assert_eq!(
+        items(&first, "trash").await.len(),
+        1,
+        "the deleted items stay deleted"
+    );
+    put_items(&second, "trash", "item", 2).await;
+    eventually(
+        "a key written again replicates",
+        Duration::from_secs(10),
+        || async { items(&first, "trash").await.len() == 3 },
+    )
+    .await;
+}
+
+/// Puts `count` items `<prefix>-<i>` into `table`.
+async fn put_items(client: &Client, table: &str, prefix: &str, count: usize) {
+    for i in 0..count {
+        client
+            .put_item()
+            .table_name(table)
+            .item("pk", s(&format!("{prefix}-{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn delete_replica(region: &str) -> ReplicationGroupUpdate {
+    let action = DeleteReplicationGroupMemberAction::builder()
+        .region_name(region)
+        .build()
+        .unwrap();
+    ReplicationGroupUpdate::builder().delete(action).build()
+}
+
+/// Whether `table` is gone from `client`'s region.
+async fn gone(client: &Client, table: &str) -> bool {
+    let result = client.describe_table().table_name(table).send().await;
+    result.is_err() && error_of(result).0 == "ResourceNotFoundException"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_replica_deletes_its_table_there_and_every_region_agrees() {
+    let regions = Regions::start();
+    let (first, second) = global_table(&regions, "orders").await;
+    put_items(&second, "orders", "second", 3).await;
+    eventually(
+        "the items reach the first region",
+        Duration::from_secs(10),
+        || async { items(&first, "orders").await.len() == 3 },
+    )
+    .await;
+    let removed = first
+        .update_table()
+        .table_name("orders")
+        .replica_updates(delete_replica(SECOND))
+        .send()
+        .await
+        .unwrap();
+    assert!(removed.table_description().unwrap().replicas().is_empty());
+    eventually(
+        "the second region's table is deleted",
+        Duration::from_secs(10),
+        || gone(&second, "orders"),
+    )
+    .await;
+    assert!(replicas(&first, "orders").await.is_empty());
+    assert_eq!(
+        items(&first, "orders").await.len(),
+        3,
+        "the first region keeps its table"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_deleted_in_its_region_leaves_the_group_everywhere() {
+    let regions = Regions::start();
+    let (first, second) = global_table(&regions, "events").await;
+    // The deletion's notice to the first region is lost: the first region learns it from its
+    // next batch, which the second refuses (its table is gone).
+    regions.to_first.set_cut(true);
+    second
+        .delete_table()
+        .table_name("events")
+        .send()
+        .await
+        .unwrap();
+    put_items(&first, "events", "after", 20).await;
+    eventually(
+        "the first region drops the replica",
+        Duration::from_secs(10),
+        || async { replicas(&first, "events").await.is_empty() },
+    )
+    .await;
+    regions.to_first.set_cut(false);
+    let table = first
+        .describe_table()
+        .table_name("events")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(table.table().unwrap().global_table_version(), None);
+    // The shipper tries every 20 ms; 50 of its periods later the table must still be gone.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(gone(&second, "events").await, "not brought back");
+
+    // With the notice delivered, the other region drops it at once (no write needed).
+    let (first, second) = global_table(&regions, "logs").await;
+    first
+        .delete_table()
+        .table_name("logs")
+        .send()
+        .await
+        .unwrap();
+    eventually(
+        "the second region drops the replica",
+        Duration::from_secs(10),
+        || async { replicas(&second, "logs").await.is_empty() },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,14 +427,7 @@ async fn replica_updates_are_checked() {
     );
     assert_eq!(code, "ValidationException");
     assert!(message.contains("must be the only operation"), "{message}");
-    let delete = ReplicationGroupUpdate::builder()
-        .delete(
-            DeleteReplicationGroupMemberAction::builder()
-                .region_name(SECOND)
-                .build()
-                .unwrap(),
-        )
-        .build();
+    let delete = delete_replica(SECOND);
     let (code, _) = error_of(update(delete.clone()).await);
     assert_eq!(code, "ValidationException");
     let (code, _) = error_of(

@@ -87,6 +87,8 @@ pub struct ReplicationSample {
     pub region: String,
     pub latency_seconds: f64,
     pub behind_seconds: f64,
+    /// Batches not delivered to the peer since the node started.
+    pub send_errors: u64,
 }
 
 /// What a scrape reads from the running server: each table's figures, each global table's
@@ -166,6 +168,7 @@ struct Metrics {
     table_bytes: Family<TableLabels, Gauge>,
     replication_latency: Family<ReplicaLabels, Seconds>,
     replication_behind: Family<ReplicaLabels, Seconds>,
+    replication_send_errors: Family<ReplicaLabels, Gauge>,
     disk_bytes: Gauge,
     cache_hits: Counter,
     cache_misses: Counter,
@@ -213,6 +216,7 @@ impl Metrics {
             table_bytes: Family::default(),
             replication_latency: Family::default(),
             replication_behind: Family::default(),
+            replication_send_errors: Family::default(),
             disk_bytes: Gauge::default(),
             cache_hits: Counter::default(),
             cache_misses: Counter::default(),
@@ -332,6 +336,12 @@ impl Metrics {
             "Global tables: age of the oldest change the peer region has not acknowledged, by \
              table and peer region (0 when caught up)",
             self.replication_behind.clone(),
+        );
+        r.register(
+            "haven_replication_send_errors",
+            "Global tables: batches not delivered to the peer region since the node started (an \
+             unreachable peer, a certificate that does not verify), by table and peer region",
+            self.replication_send_errors.clone(),
         );
         r.register(
             "haven_storage_disk_bytes",
@@ -623,6 +633,7 @@ fn sample(metrics: &Metrics) {
     }
     metrics.replication_latency.clear();
     metrics.replication_behind.clear();
+    metrics.replication_send_errors.clear();
     for replica in sample.replication {
         let labels = ReplicaLabels {
             table: replica.table,
@@ -632,6 +643,8 @@ fn sample(metrics: &Metrics) {
         latency.set(replica.latency_seconds);
         let behind = metrics.replication_behind.get_or_create(&labels);
         behind.set(replica.behind_seconds);
+        let errors = metrics.replication_send_errors.get_or_create(&labels);
+        errors.set(i64::try_from(replica.send_errors).unwrap_or(i64::MAX));
     }
     if let Some(bytes) = sample.disk_bytes {
         metrics
@@ -784,6 +797,7 @@ mod tests {
                 region: "eu-west-1".to_string(),
                 latency_seconds: 0.25,
                 behind_seconds: 0.0,
+                send_errors: 3,
             }],
             disk_bytes: Some(4096),
             cache: Some(CacheStats {
@@ -803,6 +817,9 @@ mod tests {
         assert!(text.contains(
             r#"haven_replication_latency_seconds{table="Music",region="eu-west-1"} 0.25"#
         ));
+        assert!(
+            text.contains(r#"haven_replication_send_errors{table="Music",region="eu-west-1"} 3"#)
+        );
         assert!(text.contains("haven_storage_disk_bytes 4096"));
         assert!(text.contains("haven_storage_cache_hits_total 90"), "{text}");
         assert!(text.contains("haven_storage_cache_misses_total 10"));

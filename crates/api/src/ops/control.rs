@@ -516,6 +516,7 @@ pub(crate) async fn delete_table(
         )));
     }
     service.capacity.forget(meta.id);
+    crate::replication::control::table_deleted(service, &meta);
     Ok(json!({ "TableDescription": description }))
 }
 

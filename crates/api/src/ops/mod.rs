@@ -132,6 +132,7 @@ operations!(
     ListStreams,
     // Haven's replication between regions (target prefix HavenReplication_20261207).
     ReplicateChanges,
+    ManageReplica,
 );
 
 impl Operation {
@@ -143,7 +144,10 @@ impl Operation {
         let operation = Operation::from_name(name)?;
         let expected = if operation.is_streams() {
             STREAMS_TARGET
-        } else if operation == Operation::ReplicateChanges {
+        } else if matches!(
+            operation,
+            Operation::ReplicateChanges | Operation::ManageReplica
+        ) {
             REPLICATION_TARGET
         } else {
             DYNAMODB_TARGET
@@ -200,6 +204,17 @@ pub(crate) async fn dispatch(
         ExecuteTransaction => crate::partiql::execute_transaction(service, request).await,
         ReplicateChanges => {
             crate::replication::receiver::replicate_changes(service, parse(request)?).await
+        }
+        ManageReplica => crate::replication::control::manage(service, parse(request)?).await,
+        CreateGlobalTable => crate::replication::legacy::create(service, parse(request)?).await,
+        UpdateGlobalTable => crate::replication::legacy::update(service, parse(request)?).await,
+        DescribeGlobalTable => crate::replication::legacy::describe(service, parse(request)?),
+        ListGlobalTables => crate::replication::legacy::list(service, parse(request)?),
+        DescribeGlobalTableSettings => {
+            crate::replication::settings::describe(service, parse(request)?).await
+        }
+        UpdateGlobalTableSettings => {
+            crate::replication::settings::update(service, parse(request)?).await
         }
         CreateBackup => crate::backup::create_backup(service, parse(request)?).await,
         DescribeBackup => crate::backup::describe_backup(service, parse(request)?).await,

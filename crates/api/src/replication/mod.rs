@@ -28,27 +28,59 @@
 //! [`Transport`] that sends a JSON body to one of the peer region's nodes, SigV4-signed with the
 //! replication credential, as the operation `HavenReplication_20261207.ReplicateChanges`.
 
+pub(crate) mod control;
+mod lag;
+pub(crate) mod legacy;
 pub(crate) mod ops;
 pub(crate) mod receiver;
+pub(crate) mod settings;
 mod shipper;
+mod tombstones;
 pub(crate) mod version;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use lag::Lag;
 pub(crate) use shipper::spawn;
 
-/// The version of global tables Haven implements.
+/// The version of global tables UpdateTable's ReplicaUpdates make.
 pub(crate) const GLOBAL_TABLE_VERSION: &str = "2019.11.21";
+/// The default of [`ReplicationSettings::tombstone_grace`]: the change log's retention, past
+/// which a peer that has not acknowledged is filled again from a scan anyway.
+pub const DEFAULT_TOMBSTONE_GRACE: Duration = Duration::from_secs(24 * 3600);
+/// The version CreateGlobalTable makes.
+pub(crate) const LEGACY_VERSION: &str = "2017.11.29";
 
 /// Sends one replication request to a peer region and returns its answer.
 pub trait Transport: Send + Sync {
-    /// `body` is the JSON request of `ReplicateChanges`; an error is anything that kept the peer
-    /// from answering 200 (the shipper retries later from the same position).
-    fn send(&self, body: &serde_json::Value) -> Result<serde_json::Value, String>;
+    /// `operation` is one of the replication operations (`ReplicateChanges`, `ManageReplica`)
+    /// and `body` its JSON request.
+    fn send(
+        &self,
+        operation: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, SendError>;
+}
+
+/// Why a peer did not answer 200.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SendError {
+    /// No node of the peer answered (refused connection, timeout, TLS failure...): try later.
+    Unreachable(String),
+    /// A node answered with an error: its `__type` name (`ResourceNotFoundException`) and message.
+    Refused { error: String, message: String },
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SendError::Unreachable(reason) => write!(f, "unreachable: {reason}"),
+            SendError::Refused { error, message } => write!(f, "{error}: {message}"),
+        }
+    }
 }
 
 /// A region this one may replicate to.
@@ -72,6 +104,9 @@ impl std::fmt::Debug for Peer {
 pub struct ReplicationSettings {
     pub peers: Vec<Peer>,
     pub interval: Duration,
+    /// How much older than every peer's acknowledged position a tombstone must be before it is
+    /// collected (`tombstones.rs`).
+    pub tombstone_grace: Duration,
 }
 
 impl Default for ReplicationSettings {
@@ -79,6 +114,7 @@ impl Default for ReplicationSettings {
         ReplicationSettings {
             peers: Vec::new(),
             interval: Duration::from_millis(100),
+            tombstone_grace: DEFAULT_TOMBSTONE_GRACE,
         }
     }
 }
@@ -90,6 +126,10 @@ pub struct GlobalTable {
     pub region: String,
     /// The other regions holding a replica.
     pub replicas: Vec<Replica>,
+    /// Set when CreateGlobalTable (version 2017.11.29) made the table global: when, in
+    /// milliseconds (`legacy.rs`). Such a table stays global with no other region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_since_ms: Option<u64>,
 }
 
 /// One other region's replica and its status (`CREATING` until it has been filled, then
@@ -98,62 +138,4 @@ pub struct GlobalTable {
 pub struct Replica {
     pub region: String,
     pub status: String,
-}
-
-/// Replication lag per (table, peer region), as the shipper last measured it: what
-/// DescribeTable's replicas and the status page show as ReplicationLatency.
-#[derive(Clone, Default)]
-pub struct Lag(Arc<Mutex<BTreeMap<(String, String), LagSample>>>);
-
-/// One measurement of one (table, peer).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LagSample {
-    /// Milliseconds between the commit of the oldest change of the last batch the peer
-    /// acknowledged and the acknowledgement.
-    pub latency_ms: u64,
-    /// Milliseconds since the oldest change not yet acknowledged (0 when caught up).
-    pub behind_ms: u64,
-}
-
-impl Lag {
-    fn record(&self, table: &str, peer: &str, update: impl FnOnce(&mut LagSample)) {
-        let mut samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        update(
-            samples
-                .entry((table.to_owned(), peer.to_owned()))
-                .or_default(),
-        );
-    }
-
-    /// The last sample of `table` towards `peer`.
-    pub fn get(&self, table: &str, peer: &str) -> Option<LagSample> {
-        let samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        samples.get(&(table.to_owned(), peer.to_owned())).copied()
-    }
-
-    /// Every sample: (table, peer region, sample).
-    pub fn samples(&self) -> Vec<(String, String, LagSample)> {
-        let samples = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        samples
-            .iter()
-            .map(|((table, peer), sample)| (table.clone(), peer.clone(), *sample))
-            .collect()
-    }
-
-    /// Every sample, as the `/replication/status` page shows them.
-    pub fn report(&self) -> serde_json::Value {
-        let rows: Vec<serde_json::Value> = self
-            .samples()
-            .into_iter()
-            .map(|(table, peer, sample)| {
-                serde_json::json!({
-                    "TableName": table,
-                    "ReplicaRegion": peer,
-                    "ReplicationLatencyMs": sample.latency_ms,
-                    "BehindMs": sample.behind_ms,
-                })
-            })
-            .collect();
-        serde_json::json!({ "Replication": rows })
-    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{GLOBAL_TABLE_VERSION, GlobalTable, Replica};
+use super::{GLOBAL_TABLE_VERSION, GlobalTable, LEGACY_VERSION, Replica};
 use crate::Service;
 use crate::catalog::{Catalog, TableMeta};
 use crate::error::DynamoError;
@@ -61,7 +61,7 @@ fn parse(updates: &[Value]) -> Result<Vec<Update>, DynamoError> {
 }
 
 /// UpdateTable with ReplicaUpdates: adds replicas (CREATING until the shipper has filled them)
-/// or removes them.
+/// or removes them (deleting the table in that region).
 pub(crate) async fn update_replicas(
     service: &Service,
     name: &str,
@@ -84,15 +84,41 @@ pub(crate) async fn update_replicas(
         Ok((Some(updated.clone()), updated))
     })
     .await?;
+    for update in &updates {
+        if let Update::Delete(region) = update {
+            delete_replica(service, name, region).await;
+        }
+    }
     let description = crate::ops::describe(service, &meta, "UPDATING")?;
     Ok(json!({ "TableDescription": description }))
 }
 
+/// Deletes the table in `region`, which has just left the group (as AWS deletes a removed
+/// replica). A region unreachable now keeps its table, refused by this region's receiver from
+/// then on; the error is logged, the replica has left all the same.
+async fn delete_replica(service: &Service, name: &str, region: &str) {
+    let delete = super::control::Manage::Delete {
+        table_name: name.to_string(),
+    };
+    let _ = super::control::ask(service, region, delete).await;
+}
+
 fn apply(service: &Service, meta: &mut TableMeta, update: &Update) -> Result<(), DynamoError> {
     let local = &service.config.region;
+    if meta
+        .global
+        .as_ref()
+        .is_some_and(|g| g.legacy_since_ms.is_some())
+    {
+        return Err(DynamoError::validation(format!(
+            "One or more parameter values were invalid: Table {} is a global table of version {LEGACY_VERSION}: use UpdateGlobalTable",
+            meta.name
+        )));
+    }
     let global = meta.global.get_or_insert_with(|| GlobalTable {
         region: local.clone(),
         replicas: Vec::new(),
+        legacy_since_ms: None,
     });
     match update {
         Update::Create(region) => {
@@ -129,10 +155,20 @@ fn apply(service: &Service, meta: &mut TableMeta, update: &Update) -> Result<(),
             }
         }
     }
-    if meta.global.as_ref().is_some_and(|g| g.replicas.is_empty()) {
+    drop_if_alone(meta);
+    Ok(())
+}
+
+/// A table of version 2019.11.21 whose last replica went is a plain table again (one of
+/// version 2017.11.29 stays a global table of one region, as in AWS).
+pub(crate) fn drop_if_alone(meta: &mut TableMeta) {
+    if meta
+        .global
+        .as_ref()
+        .is_some_and(|g| g.replicas.is_empty() && g.legacy_since_ms.is_none())
+    {
         meta.global = None;
     }
-    Ok(())
 }
 
 /// Makes `name` a replica (or a plain table again, for None); used by the receiver for a table
@@ -159,18 +195,46 @@ pub(crate) fn mark_active(
     name: &str,
     region: &str,
 ) -> Result<(), haven_storage::StorageError> {
+    change_blocking(catalog, name, |meta| {
+        let replica = meta
+            .global
+            .as_mut()
+            .and_then(|g| g.replicas.iter_mut().find(|r| r.region == region));
+        if let Some(replica) = replica {
+            replica.status = "ACTIVE".into();
+        }
+    })
+}
+
+/// `region` refused the shipper's batch because its replica of `name` is gone: it leaves this
+/// region's list (see `control::peer_left`).
+pub(crate) fn forget(
+    catalog: &Arc<Catalog>,
+    name: &str,
+    region: &str,
+) -> Result<(), haven_storage::StorageError> {
+    tracing::info!(table = %name, %region, "the replica region no longer holds the table; dropping it");
+    change_blocking(catalog, name, |meta| {
+        super::control::leave(meta, region);
+        meta.schema_version += 1;
+    })
+}
+
+/// Commits `change` of `name`'s metadata from a worker thread; a lost race changes nothing (the
+/// worker tries again at its next round).
+fn change_blocking(
+    catalog: &Arc<Catalog>,
+    name: &str,
+    change: impl FnOnce(&mut TableMeta),
+) -> Result<(), haven_storage::StorageError> {
     let Some(meta) = catalog.get(name)? else {
         return Ok(());
     };
     let mut updated = (*meta).clone();
-    let Some(replica) = updated
-        .global
-        .as_mut()
-        .and_then(|g| g.replicas.iter_mut().find(|r| r.region == region))
-    else {
+    change(&mut updated);
+    if updated.global == meta.global {
         return Ok(());
-    };
-    replica.status = "ACTIVE".into();
+    }
     let (batch, installation) = Catalog::update_batch(&meta, updated);
     match catalog.commit_blocking(batch, installation) {
         Ok(()) | Err(haven_storage::CommitError::Conflict) => Ok(()),
@@ -187,5 +251,9 @@ pub(crate) fn describe_into(description: &mut Value, meta: &TableMeta) {
         .map(|r| json!({ "RegionName": r.region, "ReplicaStatus": r.status }))
         .collect();
     description["Replicas"] = Value::Array(replicas);
-    description["GlobalTableVersion"] = json!(GLOBAL_TABLE_VERSION);
+    let version = match global.legacy_since_ms {
+        Some(_) => LEGACY_VERSION,
+        None => GLOBAL_TABLE_VERSION,
+    };
+    description["GlobalTableVersion"] = json!(version);
 }

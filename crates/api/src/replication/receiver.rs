@@ -177,6 +177,7 @@ async fn replica_table(
     let global = GlobalTable {
         region: service.config.region.clone(),
         replicas,
+        legacy_since_ms: None,
     };
     super::ops::set_global(service, &input.table_name, Some(global)).await?;
     crate::items::table(service, &input.table_name)

@@ -21,8 +21,9 @@ use base64::Engine as _;
 use haven_storage::{CommitError, Engine, LogPosition, Origin, Snapshot, StorageError, WriteBatch};
 use serde_json::{Value, json};
 
+use super::tombstones::Collector;
 use super::version::{Stamp, stamp_key_of_suffix, table_start};
-use super::{Lag, Peer, ReplicationSettings};
+use super::{GlobalTable, Lag, Peer, ReplicationSettings};
 use crate::background::{Stop, spawn_periodic};
 use crate::catalog::{Catalog, TableMeta};
 use crate::streams::now_ms;
@@ -52,6 +53,7 @@ pub(crate) fn spawn(
         catalog,
         peers: settings.peers,
         lag,
+        collector: Collector::new(settings.tombstone_grace),
     };
     spawn_periodic("haven-replication", engine, period, stop, move || {
         shipper.round()
@@ -63,6 +65,7 @@ struct Shipper {
     catalog: Arc<Catalog>,
     peers: Vec<Peer>,
     lag: Lag,
+    collector: Collector,
 }
 
 /// Where a peer stands (see the module documentation).
@@ -131,17 +134,44 @@ impl Shipper {
                     tracing::warn!(table = %name, region = %replica.region, "replica region not in [[regions]]");
                     continue;
                 };
-                self.ship(&meta, peer)?;
+                if !self.ship(&meta, peer)? {
+                    super::ops::forget(&self.catalog, &name, &peer.region)?;
+                    continue;
+                }
                 if replica.status == "CREATING" && self.filled(&meta, peer)? {
                     super::ops::mark_active(&self.catalog, &name, &peer.region)?;
                 }
             }
+            let acknowledged = self.acknowledged(&meta, global)?;
+            self.collector
+                .step(&*self.engine, &meta, acknowledged, &self.lag)?;
         }
         Ok(())
     }
 
-    /// Up to [`STEPS_PER_ROUND`] batches of `meta` to `peer`; stops at the first failure.
-    fn ship(&self, meta: &TableMeta, peer: &Peer) -> Result<(), StorageError> {
+    /// The earliest log position every peer of `meta` has acknowledged (the log head when it has
+    /// none); None while a peer is being filled.
+    fn acknowledged(
+        &self,
+        meta: &TableMeta,
+        global: &GlobalTable,
+    ) -> Result<Option<LogPosition>, StorageError> {
+        let snapshot = self.engine.snapshot()?;
+        let mut earliest = snapshot.log_head()?;
+        for replica in &global.replicas {
+            let stored = snapshot.get(&cursor_key(meta.id, &replica.region))?;
+            match stored.as_deref().and_then(Cursor::decode) {
+                Some(Cursor::Following(position)) if position < earliest => earliest = position,
+                Some(Cursor::Following(_)) => {}
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(earliest))
+    }
+
+    /// Up to [`STEPS_PER_ROUND`] batches of `meta` to `peer`; stops at the first failure. False
+    /// when the peer answered that it no longer holds a replica.
+    fn ship(&self, meta: &TableMeta, peer: &Peer) -> Result<bool, StorageError> {
         let key = cursor_key(meta.id, &peer.region);
         for _ in 0..STEPS_PER_ROUND {
             let snapshot = self.engine.snapshot()?;
@@ -156,7 +186,7 @@ impl Shipper {
             let Some(step) = self.plan(&*snapshot, meta, cursor)? else {
                 self.lag
                     .record(&meta.name, &peer.region, |s| s.behind_ms = 0);
-                return Ok(());
+                return Ok(true);
             };
             drop(snapshot);
             if let Some(oldest) = step.oldest_ms {
@@ -164,20 +194,29 @@ impl Shipper {
                 self.lag
                     .record(&meta.name, &peer.region, |s| s.behind_ms = behind);
             }
-            if let Err(error) = peer.transport.send(&step.body) {
-                tracing::debug!(table = %meta.name, region = %peer.region, %error, "replication batch not delivered; retrying later");
-                return Ok(());
+            if let Err(error) = peer.transport.send("ReplicateChanges", &step.body) {
+                if super::control::peer_left(&error) {
+                    return Ok(false);
+                }
+                let message = error.to_string();
+                if self.lag.failed(&meta.name, &peer.region, &message) {
+                    tracing::warn!(table = %meta.name, region = %peer.region, error = %message, "replication batch not delivered; retrying later");
+                } else {
+                    tracing::debug!(table = %meta.name, region = %peer.region, error = %message, "replication batch not delivered; retrying later");
+                }
+                return Ok(true);
             }
+            self.lag.delivered(&meta.name, &peer.region);
             if let Some(oldest) = step.oldest_ms {
                 let latency = now_ms().saturating_sub(oldest);
                 self.lag
                     .record(&meta.name, &peer.region, |s| s.latency_ms = latency);
             }
             if !self.advance(&key, stored, &step.next)? {
-                return Ok(());
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Whether `peer`'s replica has been filled (its cursor follows the log).

@@ -6,6 +6,10 @@
 //!
 //! The name checked in the certificate is `[health] server_name` when given (certificates issued
 //! for a DNS name), otherwise the node's IP address (an IP address SAN).
+//!
+//! Replication between regions (`[replication] scheme = "https"`, the binary's
+//! `src/replication.rs`) trusts its peers the same way, with the same settings and checks: it takes
+//! [`ProbeTls::from_settings`] and uses [`ProbeTls::client_config`] on its blocking connections.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -22,6 +26,7 @@ use tokio_rustls::client::TlsStream;
 /// How probes set up TLS: the trusted roots and the name certificates must carry.
 #[derive(Clone)]
 pub struct ProbeTls {
+    config: Arc<ClientConfig>,
     connector: TlsConnector,
     /// None: each node's own IP address.
     server_name: Option<ServerName<'static>>,
@@ -36,6 +41,32 @@ impl fmt::Debug for ProbeTls {
 }
 
 impl ProbeTls {
+    /// The TLS settings of a configuration section (`[health]`, `[replication]`): `scheme`
+    /// "http" (None) or "https", which needs `ca_file`; the error names the section.
+    pub fn from_settings(
+        section: &str,
+        scheme: &str,
+        ca_file: Option<&Path>,
+        server_name: Option<&str>,
+    ) -> Result<Option<ProbeTls>, String> {
+        match (scheme, ca_file) {
+            ("http", None) if server_name.is_none() => Ok(None),
+            ("http", _) => Err(format!(
+                "[{section}] ca_file and server_name apply only with scheme = \"https\""
+            )),
+            ("https", None) => Err(format!(
+                "[{section}] scheme = \"https\" needs ca_file, the CA bundle that node certificates \
+                 are verified against"
+            )),
+            ("https", Some(path)) => ProbeTls::new(path, server_name)
+                .map(Some)
+                .map_err(|message| format!("[{section}] {message}")),
+            (other, _) => Err(format!(
+                "[{section}] scheme must be \"http\" or \"https\", not {other:?}"
+            )),
+        }
+    }
+
     /// Trusts the certificates of the PEM bundle `ca_file`; `server_name` is the name node
     /// certificates must carry (None: their IP address). The error says what is wrong, in words.
     pub fn new(ca_file: &Path, server_name: Option<&str>) -> Result<ProbeTls, String> {
@@ -53,11 +84,13 @@ impl ProbeTls {
                 .map_err(|error| format!("ca_file {shown}: {error}"))?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|error| error.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = Arc::new(
+            ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|error| error.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        );
         let server_name = server_name
             .map(|name| {
                 ServerName::try_from(name.to_owned())
@@ -65,9 +98,22 @@ impl ProbeTls {
             })
             .transpose()?;
         Ok(ProbeTls {
-            connector: TlsConnector::from(Arc::new(config)),
+            connector: TlsConnector::from(config.clone()),
+            config,
             server_name,
         })
+    }
+
+    /// The client configuration: trusts exactly the CA bundle.
+    pub fn client_config(&self) -> Arc<ClientConfig> {
+        self.config.clone()
+    }
+
+    /// The name `target`'s certificate must carry: `server_name`, else its IP address.
+    pub fn name_for(&self, target: SocketAddr) -> ServerName<'static> {
+        self.server_name
+            .clone()
+            .unwrap_or_else(|| ServerName::IpAddress(target.ip().into()))
     }
 
     /// The TLS session over `stream`, once the node's certificate has verified.
@@ -76,10 +122,6 @@ impl ProbeTls {
         target: SocketAddr,
         stream: TcpStream,
     ) -> std::io::Result<TlsStream<TcpStream>> {
-        let name = self
-            .server_name
-            .clone()
-            .unwrap_or_else(|| ServerName::IpAddress(target.ip().into()));
-        self.connector.connect(name, stream).await
+        self.connector.connect(self.name_for(target), stream).await
     }
 }

@@ -8,6 +8,7 @@
 //! files a second time that way.
 #![allow(dead_code)]
 
+pub mod authority;
 pub mod chaos;
 pub mod dns;
 pub mod dynamodb_local;

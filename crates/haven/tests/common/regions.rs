@@ -5,12 +5,15 @@
 //! Both regions run with `--auth` and one credentials file; the replication credential is a key
 //! of that file, so every batch between them is SigV4-verified as a client's request would be.
 
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{HavenServer, create_key};
 
@@ -122,6 +125,12 @@ pub struct Regions {
 impl Regions {
     /// Starts both regions in memory.
     pub fn start() -> Regions {
+        Regions::start_with("")
+    }
+
+    /// Starts both regions in memory with `replication` added to their `[replication]` sections
+    /// (`"tombstone_grace_ms = 200\n"`).
+    pub fn start_with(replication: &str) -> Regions {
         let dir = tempfile::tempdir().unwrap();
         let credentials = dir.path().join("credentials");
         let key = create_key(&credentials, "replication");
@@ -133,7 +142,10 @@ impl Regions {
             (FIRST, address(ports[0]), to_second.address),
             (SECOND, to_first.address, address(ports[1])),
         ]
-        .map(|(region, first, second)| write_config(dir.path(), region, first, second, &key));
+        .map(|(region, first, second)| {
+            let addresses = [first, second];
+            write_config(dir.path(), region, addresses, &key, replication)
+        });
         let start = |i: usize, region: &str| {
             HavenServer::start_on(
                 &address(ports[i]).to_string(),
@@ -249,13 +261,14 @@ impl Regions {
     }
 }
 
-/// A config file as a node of `region` sees the deployment: each region at the given address.
-fn write_config(
+/// A config file as a node of `region` sees the deployment (`dir/<region>.toml`): each region at
+/// the given address, `replication` added to `[replication]`.
+pub fn write_config(
     dir: &Path,
     region: &str,
-    first: SocketAddr,
-    second: SocketAddr,
+    [first, second]: [SocketAddr; 2],
     key: &(String, String),
+    replication: &str,
 ) -> PathBuf {
     let path = dir.join(format!("{region}.toml"));
     let text = format!(
@@ -279,9 +292,61 @@ access_key_id = "{}"
 secret_access_key = "{}"
 interval_ms = 20
 timeout_ms = 1000
-"#,
+{replication}"#,
         key.0, key.1
     );
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// Every item of `table`, by its `pk`.
+pub async fn items(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> BTreeMap<String, BTreeMap<String, AttributeValue>> {
+    let items = super::scan_items(client, table).await;
+    let by_pk = |item: HashMap<String, AttributeValue>| {
+        let Some(AttributeValue::S(pk)) = item.get("pk") else {
+            panic!("item without pk: {item:?}");
+        };
+        (pk.clone(), item.into_iter().collect())
+    };
+    items.into_iter().map(by_pk).collect()
+}
+
+/// The replica statuses DescribeTable shows, by region.
+pub async fn replicas(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> Vec<(String, aws_sdk_dynamodb::types::ReplicaStatus)> {
+    let table = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .unwrap();
+    let table = table.table().unwrap();
+    table
+        .replicas()
+        .iter()
+        .map(|r| {
+            (
+                r.region_name().unwrap().to_string(),
+                r.replica_status().unwrap().clone(),
+            )
+        })
+        .collect()
+}
+
+/// Polls `check` every 20 ms until it holds, for at most `within`.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
