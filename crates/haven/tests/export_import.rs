@@ -45,7 +45,7 @@ fn item(i: usize) -> HashMap<String, AttributeValue> {
             "bytes".to_string(),
             B(Blob::new(vec![0, 1, 2, 255, i as u8])),
         ),
-        ("flag".to_string(), Bool(i % 2 == 0)),
+        ("flag".to_string(), Bool(i.is_multiple_of(2))),
         ("nothing".to_string(), Null(true)),
         ("strings".to_string(), Ss(vec!["a".into(), format!("s{i}")])),
         ("numbers".to_string(), Ns(vec!["1".into(), "2.5".into()])),
