@@ -313,6 +313,39 @@ fn unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
+/// S3Bucket's constraints (AWS's pattern `^[a-z0-9A-Z]+[\.\-\w]*[a-z0-9A-Z]+$`, at most 255
+/// characters) and S3BucketOwner's (12 digits), reported at `<prefix>s3Bucket` and
+/// `<prefix>s3BucketOwner`, as ExportTableToPointInTime and ImportTable check them. The pattern
+/// also keeps a bucket name from reshaping the request's URL.
+pub(crate) fn check_bucket(
+    violations: &mut crate::error::Violations,
+    prefix: &str,
+    bucket: Option<&str>,
+    owner: Option<&str>,
+) {
+    let field = format!("{prefix}s3Bucket");
+    match bucket {
+        None => violations.null(&field),
+        Some(bucket) => {
+            let bytes = bucket.as_bytes();
+            let inner = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
+            let fits = bytes.len() >= 2
+                && bytes[0].is_ascii_alphanumeric()
+                && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+                && bytes.iter().all(inner);
+            if !fits {
+                violations.push(format!("Value '{bucket}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-z0-9A-Z]+[\\.\\-\\w]*[a-z0-9A-Z]+$"));
+            }
+            violations.length(&field, bucket, 0, 255);
+        }
+    }
+    if let Some(owner) = owner
+        && !(owner.len() == 12 && owner.bytes().all(|b| b.is_ascii_digit()))
+    {
+        violations.push(format!("Value '{owner}' at '{prefix}s3BucketOwner' failed to satisfy constraint: Member must satisfy regular expression pattern: [0-9]{{12}}"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

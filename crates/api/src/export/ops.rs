@@ -99,36 +99,13 @@ impl ExportInput {
 
     /// S3Bucket's pattern and length, S3BucketOwner's 12 digits.
     fn check_bucket(&self, violations: &mut Violations) {
-        match &self.s3_bucket {
-            None => violations.null("s3Bucket"),
-            Some(bucket) => {
-                if !bucket_name(bucket) {
-                    violations.push(format!("Value '{bucket}' at 's3Bucket' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-z0-9A-Z]+[\\.\\-\\w]*[a-z0-9A-Z]+$"));
-                }
-                violations.length("s3Bucket", bucket, 0, 255);
-            }
-        }
-        if let Some(owner) = &self.s3_bucket_owner
-            && (owner.len() != 12 || !owner.bytes().all(|b| b.is_ascii_digit()))
-        {
-            violations.push(format!("Value '{owner}' at 's3BucketOwner' failed to satisfy constraint: Member must satisfy regular expression pattern: [0-9]{{12}}"));
-        }
+        let (bucket, owner) = (self.s3_bucket.as_deref(), self.s3_bucket_owner.as_deref());
+        crate::backup::s3::check_bucket(violations, "", bucket, owner);
     }
 
     fn incremental(&self) -> bool {
         self.export_type.as_deref() == Some("INCREMENTAL_EXPORT")
     }
-}
-
-/// Whether `name` matches AWS's S3Bucket pattern (`^[a-z0-9A-Z]+[\.\-\w]*[a-z0-9A-Z]+$`): also
-/// what keeps a bucket name from reshaping the request's URL.
-fn bucket_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    let inner = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_');
-    bytes.len() >= 2
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes.iter().all(inner)
 }
 
 pub(crate) async fn export_table_to_point_in_time(

@@ -179,32 +179,13 @@ fn check(input: &ImportTableInput) -> Result<(), DynamoError> {
 }
 
 fn check_source(violations: &mut Violations, source: &S3BucketSource) {
-    match &source.s3_bucket {
-        None => violations.null("s3BucketSource.s3Bucket"),
-        Some(bucket) => {
-            let fits = bucket.len() >= 2
-                && bucket
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-                && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
-                && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
-            if !fits {
-                violations.push(format!(
-                    "Value '{bucket}' at 's3BucketSource.s3Bucket' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-z0-9A-Z]+[\\.\\-\\w]*[a-z0-9A-Z]+$"
-                ));
-            }
-            violations.length("s3BucketSource.s3Bucket", bucket, 0, 255);
-        }
-    }
+    let (bucket, owner) = (
+        source.s3_bucket.as_deref(),
+        source.s3_bucket_owner.as_deref(),
+    );
+    crate::backup::s3::check_bucket(violations, "s3BucketSource.", bucket, owner);
     if let Some(prefix) = &source.s3_key_prefix {
         violations.length("s3BucketSource.s3KeyPrefix", prefix, 0, 1024);
-    }
-    if let Some(owner) = &source.s3_bucket_owner
-        && !(owner.len() == 12 && owner.bytes().all(|b| b.is_ascii_digit()))
-    {
-        violations.push(format!(
-            "Value '{owner}' at 's3BucketSource.s3BucketOwner' failed to satisfy constraint: Member must satisfy regular expression pattern: [0-9]{{12}}"
-        ));
     }
 }
 
