@@ -112,7 +112,8 @@ pub struct TableMeta {
     #[serde(default)]
     pub indexes: Vec<IndexMeta>,
     /// Bumped whenever the set of indexes changes (see `schema_version_key`), and whenever what a
-    /// write must stage besides the item changes (a stream enabled or disabled, TTL switched).
+    /// write must stage besides the item changes (the change log's readers, by
+    /// `Catalog::update_batch` itself; TTL switched; replicas).
     #[serde(default)]
     pub schema_version: u64,
     /// Bumped by every change of this metadata, so that caches install changes in order.
@@ -156,6 +157,14 @@ pub struct TableMeta {
     /// CREATING until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import: Option<String>,
+    /// The highest id of an index this table has dropped (0: none, or dropped before this was
+    /// kept): new index ids go above it ([`TableMeta::next_index_id`]).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_index_ids: u32,
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// Whether an index shares the table's partition key (local) or has its own (global).
@@ -250,6 +259,19 @@ impl TableMeta {
         let mut key = self.stat_key(STAT_COLLECTION_SIZE);
         haven_model::key_codec::encode_key_value(partition, &mut key);
         key
+    }
+
+    /// The storage id of the next index: above every index the table has and every one it
+    /// dropped, so that an id is never reused (a new index must neither see a dropped one's
+    /// entries nor lose its own to their removal).
+    pub fn next_index_id(&self) -> u32 {
+        self.indexes
+            .iter()
+            .map(|i| i.id)
+            .chain([self.dropped_index_ids])
+            .max()
+            .unwrap_or(0)
+            + 1
     }
 
     pub fn has_local_indexes(&self) -> bool {
@@ -588,13 +610,19 @@ impl Catalog {
     }
 
     /// The batch that replaces a table's metadata if it is still `current` (plus the schema version
-    /// key when the set of indexes changed), and the metadata to install once it commits (its
-    /// version bumped). Commit both with [`Catalog::commit`].
+    /// key when what an item write stages changed), and the metadata to install once it commits
+    /// (its version bumped). Commit both with [`Catalog::commit`]. A change of the log's readers
+    /// always bumps the schema version: a write planned from metadata cached before it (on this
+    /// node or another) then conflicts and plans again, so no record written after a reader
+    /// arrived lacks an image it needs (`crate::changes`).
     pub(crate) fn update_batch(
         current: &TableMeta,
         mut updated: TableMeta,
     ) -> (WriteBatch, Installation) {
         updated.version = current.version + 1;
+        if !current.log_readers().eq(updated.log_readers()) {
+            updated.schema_version = updated.schema_version.max(current.schema_version + 1);
+        }
         let mut batch = WriteBatch::new();
         batch
             .expect(meta_key(&current.name), Some(encode_meta(current)))

@@ -312,6 +312,7 @@ fn run_index_worker(
             },
             "DELETING" => finish_step(catalog, &meta, &index, |updated| {
                 updated.indexes.retain(|i| i.id != index.id);
+                updated.dropped_index_ids = updated.dropped_index_ids.max(index.id);
                 updated.drop_unused_definitions();
             })?,
             _ => return Ok(()),

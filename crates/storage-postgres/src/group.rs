@@ -278,6 +278,7 @@ mod tests {
                 old: None,
                 new: None,
                 origin: Origin::User,
+                partial: Default::default(),
             });
         assert_eq!(
             Reads::of(&[&a, &b]),
@@ -347,6 +348,7 @@ mod tests {
             old: None,
             new: Some(vec![1]),
             origin: Origin::User,
+            partial: Default::default(),
         };
         let mut batch = WriteBatch::new();
         batch

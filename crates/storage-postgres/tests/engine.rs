@@ -60,6 +60,7 @@ fn nodes_sharing_a_database_conflict_and_count_as_one_engine() {
                             old: None,
                             new: Some(vec![writer]),
                             origin: haven_storage::Origin::User,
+                            partial: Default::default(),
                         });
                     match node.commit(batch).wait() {
                         Ok(()) => won += 1,

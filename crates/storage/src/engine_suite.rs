@@ -286,6 +286,7 @@ fn record(table: u64, key: &[u8]) -> LogRecord {
         old: None,
         new: Some(key.to_vec()),
         origin: Origin::User,
+        partial: Default::default(),
     }
 }
 
@@ -335,6 +336,7 @@ pub fn log_records_are_appended_with_their_batch_and_read_back_by_table(engines:
                 old: Some(b"old".to_vec()),
                 new: Some(b"new".to_vec()),
                 origin: Origin::Ttl,
+                partial: Default::default(),
             });
         engine.commit(batch).wait().unwrap();
         append(&*engine, 4, b"other");

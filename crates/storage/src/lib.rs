@@ -29,7 +29,7 @@ use std::ops::Bound;
 pub use batch::{CommitError, PendingCommit, WriteBatch, WriteOp, decode_counter};
 pub use haven_metrics::CacheStats;
 pub use lazy::LazySnapshot;
-pub use log::{LogEntry, LogPosition, LogRecord, Origin};
+pub use log::{LogEntry, LogPosition, LogRecord, Origin, Partial};
 pub use read::{PendingRead, Values};
 pub use redb_engine::{DEFAULT_CACHE_BYTES, RedbEngine};
 pub use sim_disk::SimulatedDisk;

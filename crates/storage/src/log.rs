@@ -60,6 +60,17 @@ pub struct LogRecord {
     /// The value after the change (None: the key was deleted).
     pub new: Option<Vec<u8>>,
     pub origin: Origin,
+    /// Which of `old` and `new` the writer kept only in part.
+    pub partial: Partial,
+}
+
+/// Which values of a record are partial: the layer above keeps of a value no reader of the table
+/// needs only what identifies the change (for Haven, the item's key attributes), so that the log
+/// does not pay for images nobody reads. A present but partial value still says the key existed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Partial {
+    pub old: bool,
+    pub new: bool,
 }
 
 /// Where a record sits in the log: the commit time and the sequence number the committer gave it.
@@ -178,11 +189,16 @@ const HAS_OLD: u8 = 1;
 const HAS_NEW: u8 = 2;
 /// The new value is stored as a change of the old one (see [`encode_record`]).
 const NEW_AS_DELTA: u8 = 4;
+/// The old value is partial ([`Partial`]); only with `HAS_OLD`.
+const OLD_PARTIAL: u8 = 8;
+/// The new value is partial ([`Partial`]); only with `HAS_NEW`.
+const NEW_PARTIAL: u8 = 16;
+const KNOWN_FLAGS: u8 = HAS_OLD | HAS_NEW | NEW_AS_DELTA | OLD_PARTIAL | NEW_PARTIAL;
 /// The bytes a delta spends besides the changed bytes: the two lengths it keeps from the old value.
 const DELTA_OVERHEAD: usize = 8;
 
 /// A record's stored value (the table is in the key): origin (1 byte), flags (old and new
-/// present, new stored as a delta), then the key, the old and the new value, each as a u32
+/// present, new stored as a delta, old or new partial), then the key, the old and the new value, each as a u32
 /// big-endian length and bytes.
 ///
 /// Most changes of an item rewrite a few of its attributes, so its old and new encodings share a
@@ -191,7 +207,8 @@ const DELTA_OVERHEAD: usize = 8;
 /// When both images are present and sharing saves bytes, the new value is stored as a delta:
 /// the length of the prefix and of the suffix it shares with the old value (u32 big-endian each),
 /// then the bytes between them as a part. Records written before deltas existed have no
-/// `NEW_AS_DELTA` flag and read as they always did.
+/// `NEW_AS_DELTA` flag and read as they always did, as do records from before partial values
+/// (no `*_PARTIAL` flag: both values whole).
 pub fn encode_record(record: &LogRecord) -> Vec<u8> {
     let delta = match (&record.old, &record.new) {
         (Some(old), Some(new)) => Delta::between(old, new),
@@ -200,7 +217,17 @@ pub fn encode_record(record: &LogRecord) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(2 + encoded_size(record, delta.as_ref()));
     let flags = if record.old.is_some() { HAS_OLD } else { 0 }
         | if record.new.is_some() { HAS_NEW } else { 0 }
-        | if delta.is_some() { NEW_AS_DELTA } else { 0 };
+        | if delta.is_some() { NEW_AS_DELTA } else { 0 }
+        | if record.old.is_some() && record.partial.old {
+            OLD_PARTIAL
+        } else {
+            0
+        }
+        | if record.new.is_some() && record.partial.new {
+            NEW_PARTIAL
+        } else {
+            0
+        };
     bytes.push(record.origin.code());
     bytes.push(flags);
     for part in [Some(&record.key), record.old.as_ref()]
@@ -290,7 +317,12 @@ pub fn decode_record(table: u64, bytes: &[u8]) -> Result<LogRecord, StorageError
         (true, true) => Some(reader.delta(old.as_deref()).ok_or_else(damaged)?),
         (false, true) => return Err(damaged()),
     };
-    if !reader.rest.is_empty() || flags & !(HAS_OLD | HAS_NEW | NEW_AS_DELTA) != 0 {
+    let partial = Partial {
+        old: flags & OLD_PARTIAL != 0,
+        new: flags & NEW_PARTIAL != 0,
+    };
+    let stray = (partial.old && old.is_none()) || (partial.new && new.is_none());
+    if !reader.rest.is_empty() || flags & !KNOWN_FLAGS != 0 || stray {
         return Err(damaged());
     }
     Ok(LogRecord {
@@ -299,6 +331,7 @@ pub fn decode_record(table: u64, bytes: &[u8]) -> Result<LogRecord, StorageError
         old,
         new,
         origin,
+        partial,
     })
 }
 
@@ -335,10 +368,38 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_damage_is_an_error() {
-        for (old, new, origin) in [
-            (None, Some(b"new".to_vec()), Origin::User),
-            (Some(b"old".to_vec()), Some(Vec::new()), Origin::Replication),
-            (Some(b"old".to_vec()), None, Origin::Ttl),
+        let whole = Partial::default();
+        let both = Partial {
+            old: true,
+            new: true,
+        };
+        for (old, new, origin, partial) in [
+            (None, Some(b"new".to_vec()), Origin::User, whole),
+            (
+                Some(b"old".to_vec()),
+                Some(Vec::new()),
+                Origin::Replication,
+                whole,
+            ),
+            (Some(b"old".to_vec()), None, Origin::Ttl, whole),
+            (
+                Some(b"k1".to_vec()),
+                Some(b"k1".to_vec()),
+                Origin::User,
+                both,
+            ),
+            (
+                None,
+                Some(b"k1".to_vec()),
+                Origin::User,
+                Partial { old: false, ..both },
+            ),
+            (
+                Some(b"old".to_vec()),
+                Some(b"k1".to_vec()),
+                Origin::User,
+                Partial { old: false, ..both },
+            ),
         ] {
             let record = LogRecord {
                 table: 7,
@@ -346,6 +407,7 @@ mod tests {
                 old,
                 new,
                 origin,
+                partial,
             };
             let bytes = encode_record(&record);
             assert_eq!(decode_record(7, &bytes).unwrap(), record);
@@ -371,6 +433,7 @@ mod tests {
                 old: Some(old.clone()),
                 new: Some(new.clone()),
                 origin: Origin::User,
+                partial: Partial::default(),
             };
             let bytes = encode_record(&record);
             assert_eq!(bytes[1], HAS_OLD | HAS_NEW | NEW_AS_DELTA);
@@ -394,7 +457,10 @@ mod tests {
         assert!(decode_record(1, &bytes).is_err());
         // A delta without an old value, and unknown flags.
         assert!(decode_record(1, &[0, HAS_NEW | NEW_AS_DELTA, 0, 0, 0, 0]).is_err());
-        assert!(decode_record(1, &[0, 8, 0, 0, 0, 0]).is_err());
+        assert!(decode_record(1, &[0, 32, 0, 0, 0, 0]).is_err());
+        // A partial value that is absent.
+        assert!(decode_record(1, &[0, OLD_PARTIAL, 0, 0, 0, 0]).is_err());
+        assert!(decode_record(1, &[0, HAS_OLD | NEW_PARTIAL, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
     }
 
     #[test]

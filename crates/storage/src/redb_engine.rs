@@ -611,6 +611,7 @@ mod tests {
             old: None,
             new: Some(b"v".to_vec()),
             origin: Origin::User,
+            partial: Default::default(),
         }
     }
 

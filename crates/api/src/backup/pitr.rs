@@ -226,12 +226,10 @@ pub(crate) async fn update_continuous_backups(
                     base_position: None,
                     earlier: Vec::new(),
                 });
-                updated.schema_version += 1;
             }
             (Some(pitr), false) => {
                 dropped = pitr.bases().into_iter().map(|base| base.key).collect();
                 updated.pitr = None;
-                updated.schema_version += 1;
             }
             (None, false) => break current,
         }

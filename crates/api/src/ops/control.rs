@@ -336,6 +336,7 @@ pub(crate) fn new_table_meta(
         on_demand,
         warm,
         import: None,
+        dropped_index_ids: 0,
     };
     Ok(meta)
 }

@@ -389,9 +389,11 @@ fn check_global_throughput(
     }
 }
 
-/// A global index added by UpdateTable: the same checks, against the table's existing indexes.
+/// A global index added by UpdateTable, with storage id `id`: the same checks, against the table's
+/// existing indexes.
 pub(crate) fn new_global_index(
     index: &IndexInput,
+    id: u32,
     definitions: &[AttributeDefinition],
     existing: &[IndexMeta],
     billing_mode: &str,
@@ -413,7 +415,6 @@ pub(crate) fn new_global_index(
             "GlobalSecondaryIndex count exceeds the per-table limit of 20",
         ));
     }
-    let id = existing.iter().map(|i| i.id).max().unwrap_or(0) + 1;
     let mut meta =
         with_capacity_settings(index, index_meta(index, id, IndexKind::Global, throughput))?;
     meta.status = "CREATING".into();

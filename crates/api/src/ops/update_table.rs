@@ -373,6 +373,7 @@ fn apply(
             merge_definitions(&mut updated.attribute_definitions, definitions)?;
             let created = index_specs::new_global_index(
                 index,
+                meta.next_index_id(),
                 &updated.attribute_definitions,
                 &meta.indexes,
                 &meta.billing_mode,
@@ -734,6 +735,7 @@ mod tests {
             on_demand: None,
             warm: None,
             import: None,
+            dropped_index_ids: 0,
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {
@@ -1054,5 +1056,73 @@ mod tests {
             long_utc_date(951_825_600.5),
             "Tuesday, February 29, 2000 at 12:00:00 PM Coordinated Universal Time"
         );
+    }
+
+    #[test]
+    fn index_ids_are_never_reused() {
+        let mut meta = table("PAY_PER_REQUEST", 0, 0);
+        assert_eq!(meta.next_index_id(), 1);
+        let index = |id| crate::catalog::IndexMeta {
+            id,
+            name: format!("i{id}"),
+            kind: IndexKind::Global,
+            key_schema: vec![],
+            projection_type: "ALL".into(),
+            non_key_attributes: None,
+            status: "ACTIVE".into(),
+            backfilling: false,
+            throughput: None,
+            on_demand: None,
+            warm: None,
+        };
+        meta.indexes = vec![index(1), index(2)];
+        assert_eq!(meta.next_index_id(), 3);
+        // The newest index dropped, as the index worker drops it: its id stays taken.
+        meta.indexes.retain(|i| i.id != 2);
+        meta.dropped_index_ids = 2;
+        assert_eq!(meta.next_index_id(), 3);
+        // A catalog stored before the high-water mark was kept reads as 0.
+        let mut stored = serde_json::to_value(&meta).unwrap();
+        stored.as_object_mut().unwrap().remove("dropped_index_ids");
+        let old: TableMeta = serde_json::from_value(stored).unwrap();
+        assert_eq!((old.dropped_index_ids, old.next_index_id()), (0, 2));
+    }
+
+    #[test]
+    fn a_change_of_the_log_readers_bumps_the_schema_version() {
+        let installed =
+            |current: &TableMeta, updated: TableMeta| match crate::catalog::Catalog::update_batch(
+                current, updated,
+            )
+            .1
+            {
+                crate::catalog::Installation::Install(meta) => *meta,
+                crate::catalog::Installation::Remove { .. } => unreachable!(),
+            };
+        let plain = table("PAY_PER_REQUEST", 0, 0);
+        let mut tagged = plain.clone();
+        tagged.tags.push(("k".into(), "v".into()));
+        assert_eq!(
+            installed(&plain, tagged).schema_version,
+            plain.schema_version
+        );
+        let interval = std::time::Duration::from_secs(3600);
+        let mut streamed = plain.clone();
+        for view in ["KEYS_ONLY", "NEW_IMAGE"] {
+            let mut updated = plain.clone();
+            updated.streams = vec![crate::streams::new_table_stream(view, 1, interval)];
+            streamed = installed(&plain, updated);
+            assert_eq!(streamed.schema_version, plain.schema_version + 1, "{view}");
+        }
+        // A caller that bumped it already (replicas) is not bumped twice.
+        let mut replicated = streamed.clone();
+        replicated.global = Some(crate::replication::GlobalTable {
+            region: "us-east-1".into(),
+            replicas: vec![],
+            legacy_since_ms: None,
+        });
+        replicated.schema_version += 1;
+        let replicated = installed(&streamed, replicated);
+        assert_eq!(replicated.schema_version, streamed.schema_version + 1);
     }
 }

@@ -191,7 +191,6 @@ pub(crate) fn change_stream(
             updated.streams.push(stream);
         }
     }
-    updated.schema_version += 1;
     Ok(updated)
 }
 

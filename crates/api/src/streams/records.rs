@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::shards::sequence_number;
 use crate::catalog::TableMeta;
+use crate::changes::Images;
 use crate::error::DynamoError;
 use crate::wire::item_to_json;
 
@@ -63,11 +64,16 @@ pub(crate) fn stream_record(
         json!(entry.position.timestamp_ms / 1000),
     );
     body.insert("Keys".into(), item_to_json(&keys));
-    for (member, item, shown) in [
-        ("NewImage", &new, ["NEW_IMAGE", "NEW_AND_OLD_IMAGES"]),
-        ("OldImage", &old, ["OLD_IMAGE", "NEW_AND_OLD_IMAGES"]),
+    // A partial image (only the keys: no reader needed it when the change was written, which
+    // for this stream's records can only be a write racing the UpdateTable that enabled it) is
+    // never shown as an image.
+    let shown = Images::of_view(view_type);
+    let partial = entry.record.partial;
+    for (member, item, show) in [
+        ("NewImage", &new, shown.new && !partial.new),
+        ("OldImage", &old, shown.old && !partial.old),
     ] {
-        if let Some(item) = item.as_ref().filter(|_| shown.contains(&view_type)) {
+        if let Some(item) = item.as_ref().filter(|_| show) {
             size += item_size(item);
             body.insert(member.into(), item_to_json(item));
         }

@@ -72,6 +72,7 @@ fn heartbeat_if_due(engine: &dyn Engine, catalog: &Arc<Catalog>) -> Result<(), S
         old: None,
         new: None,
         origin: Origin::User,
+        partial: Default::default(),
     });
     commit(engine, batch)
 }
