@@ -139,6 +139,42 @@ async fn records_show_each_change_in_order_with_both_images() {
     assert_eq!(ids.len(), 3, "eventIDs are unique");
 }
 
+/// (eventName, OldImage's v, NewImage's v) of each record, after checking that each one's Keys
+/// name `pk` and that it says its view type.
+fn events(
+    records: &[aws_sdk_dynamodbstreams::types::Record],
+    pk: &str,
+    view: &StreamViewType,
+) -> Vec<(String, Option<String>, Option<String>)> {
+    records
+        .iter()
+        .map(|record| {
+            let change = record.dynamodb().unwrap();
+            assert_eq!(change.keys().unwrap()["pk"].as_s().unwrap(), pk);
+            assert_eq!(change.keys().unwrap().len(), 1, "Keys hold the key only");
+            assert_eq!(
+                change.stream_view_type().map(|v| v.as_str()),
+                Some(view.as_str())
+            );
+            let name = record.event_name().unwrap().as_str().to_owned();
+            (name, v_of(change.old_image()), v_of(change.new_image()))
+        })
+        .collect()
+}
+
+/// An insert, a change and a removal of one item, as a stream of `view` shows them (`old` and
+/// `new`: whether the view shows each image).
+fn expected_events(old: bool, new: bool) -> Vec<(String, Option<String>, Option<String>)> {
+    let v = |shown: bool, v: &str| shown.then(|| v.to_owned());
+    vec![
+        ("INSERT".into(), None, v(new, "1")),
+        ("MODIFY".into(), v(old, "1"), v(new, "2")),
+        ("REMOVE".into(), v(old, "2"), None),
+    ]
+}
+
+// The log keeps whole only the images some reader needs (docs/storage-format.md): each view type
+// must still get exactly its images, and tell an insert from a change from a removal.
 #[tokio::test]
 async fn the_view_type_chooses_the_images() {
     let server = HavenServer::start_in_memory();
@@ -148,22 +184,66 @@ async fn the_view_type_chooses_the_images() {
         ("keys_only", StreamViewType::KeysOnly, false, false),
         ("new_image", StreamViewType::NewImage, false, true),
         ("old_image", StreamViewType::OldImage, true, false),
+        ("both_images", StreamViewType::NewAndOldImages, true, true),
     ] {
         let arn = create_streamed_table(&client, table, Some(view.clone()))
             .await
             .unwrap();
         put(&client, table, "k", 1).await;
         update(&client, table, "k", 2).await;
+        delete(&client, table, "k").await;
         let records = all_records(&streams, &arn).await;
-        let modify = records[1].dynamodb().unwrap();
-        assert_eq!(modify.old_image().is_some(), old, "{table}");
-        assert_eq!(modify.new_image().is_some(), new, "{table}");
-        assert_eq!(modify.keys().unwrap()["pk"].as_s().unwrap(), "k", "{table}");
         assert_eq!(
-            modify.stream_view_type().map(|v| v.as_str()),
-            Some(view.as_str())
+            events(&records, "k", &view),
+            expected_events(old, new),
+            "{table}"
         );
     }
+}
+
+// A stream enabled after one that needed no images gets whole images from its first record on,
+// and the old stream's records stay as its view type showed them.
+#[tokio::test]
+async fn a_stream_enabled_later_gets_both_images_from_its_start() {
+    let server = HavenServer::start_in_memory();
+    let client = server.client();
+    let streams = server.streams_client();
+    let first = create_streamed_table(&client, "later", Some(StreamViewType::KeysOnly))
+        .await
+        .unwrap();
+    put(&client, "later", "k", 1).await;
+    for view in [None, Some(StreamViewType::NewAndOldImages)] {
+        client
+            .update_table()
+            .table_name("later")
+            .stream_specification(specification(view))
+            .send()
+            .await
+            .unwrap();
+    }
+    let second = client
+        .describe_table()
+        .table_name("later")
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap()
+        .latest_stream_arn
+        .unwrap();
+    assert_ne!(second, first);
+    update(&client, "later", "k", 2).await;
+    delete(&client, "later", "k").await;
+    let records = all_records(&streams, &second).await;
+    assert_eq!(
+        events(&records, "k", &StreamViewType::NewAndOldImages),
+        expected_events(true, true)[1..]
+    );
+    let records = all_records(&streams, &first).await;
+    assert_eq!(
+        events(&records, "k", &StreamViewType::KeysOnly),
+        expected_events(false, false)[..1]
+    );
 }
 
 #[tokio::test]
