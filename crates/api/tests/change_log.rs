@@ -1,6 +1,7 @@
 //! The change log under every item write path: one record per changed item (PutItem, UpdateItem,
 //! DeleteItem, BatchWriteItem, TransactWriteItems), none for a write that changes nothing, none
-//! for index backfill, and none at all for a table without a stream.
+//! for index backfill, none at all for a table without a stream, and only the images its readers
+//! need.
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -31,16 +32,16 @@ impl Fixture {
             .unwrap_or_else(|e| panic!("{operation}: {e:?}"))
     }
 
-    async fn create(&self, name: &str, stream: bool) {
+    /// Creates table `name`, with a stream of `view` if given.
+    async fn create(&self, name: &str, view: Option<&str>) {
         let mut request = json!({
             "TableName": name,
             "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
             "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
             "BillingMode": "PAY_PER_REQUEST",
         });
-        if stream {
-            request["StreamSpecification"] =
-                json!({"StreamEnabled": true, "StreamViewType": "NEW_AND_OLD_IMAGES"});
+        if let Some(view) = view {
+            request["StreamSpecification"] = json!({"StreamEnabled": true, "StreamViewType": view});
         }
         self.call("CreateTable", request).await;
     }
@@ -51,8 +52,8 @@ impl Fixture {
             .await;
     }
 
-    /// The log of table id `table` as (pk, old v, new v) triples.
-    fn log(&self, table: u64) -> Vec<(String, Option<String>, Option<String>)> {
+    /// The committed records of table id `table`, oldest first.
+    fn entries(&self, table: u64) -> Vec<LogEntry> {
         let mut entries: Vec<LogEntry> = Vec::new();
         self.engine
             .snapshot()
@@ -67,6 +68,12 @@ impl Fixture {
                 },
             )
             .unwrap();
+        entries
+    }
+
+    /// The log of table id `table` as (pk, old v, new v) triples.
+    fn log(&self, table: u64) -> Vec<(String, Option<String>, Option<String>)> {
+        let entries = self.entries(table);
         let v = |bytes: &Option<Vec<u8>>| -> (Option<String>, Option<String>) {
             let Some(bytes) = bytes else {
                 return (None, None);
@@ -99,7 +106,7 @@ fn n(v: i64) -> Option<String> {
 #[tokio::test]
 async fn every_write_path_logs_each_changed_item_once() {
     let f = Fixture::new();
-    f.create("streamed", true).await;
+    f.create("streamed", Some("NEW_AND_OLD_IMAGES")).await;
     let table = "streamed";
 
     f.put(table, "a", 1).await;
@@ -169,8 +176,8 @@ async fn every_write_path_logs_each_changed_item_once() {
 #[tokio::test]
 async fn a_table_without_a_stream_logs_nothing_and_backfill_is_not_a_change() {
     let f = Fixture::new();
-    f.create("plain", false).await;
-    f.create("streamed", true).await;
+    f.create("plain", None).await;
+    f.create("streamed", Some("NEW_AND_OLD_IMAGES")).await;
     for i in 0..5 {
         f.put("plain", &format!("p{i}"), i).await;
         f.put("streamed", &format!("s{i}"), i).await;
@@ -197,4 +204,45 @@ async fn a_table_without_a_stream_logs_nothing_and_backfill_is_not_a_change() {
     }
     assert!(f.log(1).is_empty(), "the table without a stream logged");
     assert_eq!(f.log(2).len(), 5, "backfilling the index logged changes");
+}
+
+// A record keeps whole only the images some reader of its table needs; of the others it keeps the
+// item's key attributes, marked partial (docs/storage-format.md, "Who reads which image").
+#[tokio::test]
+async fn records_keep_only_the_images_their_readers_need() {
+    let f = Fixture::new();
+    let views = ["KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"];
+    for (id, view) in (1..).zip(views) {
+        let table = view.to_lowercase();
+        f.create(&table, Some(view)).await;
+        f.put(&table, "a", 1).await;
+        f.put(&table, "a", 2).await;
+        f.call(
+            "DeleteItem",
+            json!({"TableName": table, "Key": {"pk": {"S": "a"}}}),
+        )
+        .await;
+        let (old, new) = (view.contains("OLD"), view.contains("NEW"));
+        let shown = |whole: bool, v: i64| if whole { n(v) } else { None };
+        let s = |v: &str| v.to_string();
+        assert_eq!(
+            f.log(id),
+            [
+                (s("a"), None, shown(new, 1)),
+                (s("a"), shown(old, 1), shown(new, 2)),
+                (s("a"), shown(old, 2), None),
+            ],
+            "{view}"
+        );
+        let partial: Vec<(bool, bool)> = f
+            .entries(id)
+            .iter()
+            .map(|entry| (entry.record.partial.old, entry.record.partial.new))
+            .collect();
+        assert_eq!(
+            partial,
+            [(false, !new), (!old, !new), (!old, false)],
+            "{view}"
+        );
+    }
 }
