@@ -10,6 +10,9 @@
 //!   `synchronous_commit = on`), one node given both hosts with `target_session_attrs=read-write`;
 //!   the primary is killed (SIGKILL to each of its processes) under write load and the standby
 //!   promoted: writes resume without restarting Haven and every acknowledged write is there;
+//! - a stream enabled on one node: another node that cached the table's metadata before it logs
+//!   its next writes with the images the new stream shows (the change of the log's readers bumped
+//!   the schema version, so its write conflicted and read the metadata again);
 //! - bad storage configuration (an unreachable server, a wrong password, a database owned by a newer
 //!   Haven) stops `haven serve` at start-up with a clear message, before it listens.
 
@@ -22,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, TimeToLiveSpecification};
+use aws_sdk_dynamodb::types::{AttributeValue, StreamViewType, TimeToLiveSpecification};
 use common::{HavenServer, create_table, wait_until};
 use haven_storage_postgres::testing::{TestPostgres, free_port};
 use tokio::task::JoinSet;
@@ -134,6 +137,49 @@ async fn every_node_serves_the_same_tables_at_once() {
         .unwrap();
     let gone = clients[0].describe_table().table_name(TABLE).send().await;
     assert_eq!(common::error_of(gone).0, "ResourceNotFoundException");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_enabled_on_one_node_gets_both_images_of_writes_on_another() {
+    let url = TestPostgres::shared().fresh_database();
+    let nodes: Vec<HavenServer> = (1..=2)
+        .map(|n| HavenServer::start_on(&format!("127.0.0.{n}:0"), &["--storage", &url]))
+        .collect();
+    let (first, second) = (nodes[0].client(), nodes[1].client());
+    create_table(&first, TABLE, &[("pk", "S")]).await;
+    let change_stream = |view: Option<StreamViewType>| {
+        first
+            .update_table()
+            .table_name(TABLE)
+            .stream_specification(common::streams::specification(view))
+            .send()
+    };
+    change_stream(Some(StreamViewType::KeysOnly)).await.unwrap();
+    // The second node now holds metadata whose only reader needs no image.
+    assert!(put(&second, "k", "1").await);
+    change_stream(None).await.unwrap();
+    let arn = change_stream(Some(StreamViewType::NewAndOldImages))
+        .await
+        .unwrap()
+        .table_description
+        .unwrap()
+        .latest_stream_arn
+        .unwrap();
+    assert!(put(&second, "k", "2").await);
+    assert!(put(&second, "k", "3").await);
+    let records = common::streams::all_records(&nodes[0].streams_client(), &arn).await;
+    let v = |image: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
+        image.and_then(|i| i.get("v")?.as_s().ok().cloned())
+    };
+    let images: Vec<(Option<String>, Option<String>)> = records
+        .iter()
+        .map(|r| {
+            let change = r.dynamodb().unwrap();
+            (v(change.old_image()), v(change.new_image()))
+        })
+        .collect();
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(images, [(s("1"), s("2")), (s("2"), s("3"))]);
 }
 
 async fn status(client: &Client) -> String {
