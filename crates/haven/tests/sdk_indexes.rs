@@ -2014,3 +2014,103 @@ async fn index_creation_survives_a_kill_during_the_backfill() {
     wait_for_index(&client, "big", "by_g", Some(IndexStatus::Active)).await;
     assert_eq!(check_big_index(&client, "by_g", &["v"]).await, 20_000);
 }
+
+/// The `pk`s of the items of table `reuse` whose `attribute` (an index's hash key) is "x",
+/// through the index `index`, sorted.
+async fn query_x(client: &Client, index: &str, attribute: &str) -> Vec<String> {
+    let items = client
+        .query()
+        .table_name("reuse")
+        .index_name(index)
+        .key_condition_expression("#a = :x")
+        .expression_attribute_names("#a", attribute)
+        .expression_attribute_values(":x", s("x"))
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .unwrap();
+    let mut keys: Vec<String> = items
+        .iter()
+        .map(|i| i["pk"].as_s().unwrap().clone())
+        .collect();
+    keys.sort();
+    keys
+}
+
+// An index's storage id is never reused: an index created as soon as the newest one is dropped
+// gets a new id, so it neither sees the dropped index's entries nor loses its own to their
+// removal.
+#[tokio::test]
+async fn an_index_created_right_after_the_newest_one_is_dropped_holds_exactly_its_items() {
+    let server = HavenServer::start_in_memory();
+    let client = server.client();
+    common::create_table(&client, "reuse", &[("pk", "S")]).await;
+    // The keys of every `every`th item (sorted, as query_x sorts).
+    let every = |every: usize| -> Vec<String> {
+        (0..30)
+            .filter(|i| i % every == 0)
+            .map(|i| format!("k{i:02}"))
+            .collect()
+    };
+    for i in 0..30usize {
+        let mut attributes = vec![("pk", s(&format!("k{i:02}"))), ("a", s("x"))];
+        if i % 2 == 0 {
+            attributes.push(("b", s("x")));
+        }
+        if i % 3 == 0 {
+            attributes.push(("c", s("x")));
+        }
+        put(&client, "reuse", item(&attributes)).await;
+    }
+    let all = ProjectionType::All;
+    let update = |change: GlobalSecondaryIndexUpdate, attribute: &str| {
+        client
+            .update_table()
+            .table_name("reuse")
+            .attribute_definitions(definition(attribute, ScalarAttributeType::S))
+            .global_secondary_index_updates(change)
+            .send()
+    };
+    for (name, attribute) in [("by_a", "a"), ("by_b", "b")] {
+        update(
+            create_index_update(name, attribute, projection(all.clone(), &[])),
+            attribute,
+        )
+        .await
+        .unwrap();
+        wait_for_index(&client, "reuse", name, Some(IndexStatus::Active)).await;
+    }
+    update(delete_index_update("by_b"), "b").await.unwrap();
+    // by_c goes in as soon as the table takes it (not while by_b is DELETING).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let created = update(
+            create_index_update("by_c", "c", projection(all.clone(), &[])),
+            "c",
+        )
+        .await;
+        if created.is_ok() {
+            break;
+        }
+        let (kind, message) = error_of(created);
+        assert_eq!(kind, "LimitExceededException", "{message}");
+        assert!(Instant::now() < deadline, "by_c was never accepted");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_for_index(&client, "reuse", "by_c", Some(IndexStatus::Active)).await;
+    assert!(global(&describe(&client, "reuse").await, "by_b").is_none());
+    assert_eq!(query_x(&client, "by_c", "c").await, every(3));
+    assert_eq!(query_x(&client, "by_a", "a").await, every(1));
+    // Writes after the drop reach by_c, and nothing of by_b's.
+    put(
+        &client,
+        "reuse",
+        item(&[("pk", s("k99")), ("b", s("x")), ("c", s("x"))]),
+    )
+    .await;
+    let mut expected = every(3);
+    expected.push("k99".into());
+    assert_eq!(query_x(&client, "by_c", "c").await, expected);
+}
