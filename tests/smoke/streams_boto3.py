@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """DynamoDB Streams and TTL expiry with boto3 (its `dynamodbstreams` client on Haven's endpoint):
-records of puts, updates and deletes with both images, ListStreams and DescribeStream, iterators by
+records of puts, updates and deletes with both images, and with each other view type exactly its
+images (the log keeps whole only the images some reader needs), ListStreams and DescribeStream, iterators by
 sequence number, errors with their AWS codes, and a TTL deletion's record with the service identity.
 
 Starts target/debug/haven (in memory, on a free port, TTL worker every 200 ms) through cli_smoke's
@@ -101,11 +102,34 @@ def run(port):
           removal)
 
 
+def view_types(dynamodb, streams):
+    """Each view type's records of an insert, a change and a removal: Keys always, and exactly the
+    images the view type shows."""
+    for view, old, new in [("KEYS_ONLY", False, False), ("NEW_IMAGE", False, True), ("OLD_IMAGE", True, False)]:
+        table = view.lower()
+        arn = dynamodb.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": view})["TableDescription"]["LatestStreamArn"]
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": "a"}, "v": {"N": "1"}})
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": "a"}, "v": {"N": "2"}})
+        dynamodb.delete_item(TableName=table, Key={"pk": {"S": "a"}})
+        events = [(r["eventName"], r["dynamodb"]["Keys"], r["dynamodb"].get("OldImage"), r["dynamodb"].get("NewImage"))
+                  for r in records_of(streams, arn)]
+        image = lambda shown, v: {"pk": {"S": "a"}, "v": {"N": v}} if shown else None
+        keys = {"pk": {"S": "a"}}
+        expected = [("INSERT", keys, None, image(new, "1")), ("MODIFY", keys, image(old, "1"), image(new, "2")),
+                    ("REMOVE", keys, image(old, "2"), None)]
+        check(f"streams: the {view} stream shows exactly its images", events == expected, events)
+
+
 def main():
     process, port = cli_smoke.start_haven("--ttl-interval-ms", "200")
     try:
         try:
             run(port)
+            view_types(*clients(port))
         except Exception as error:  # a crash in the harness is a failure, not a pass
             check("the streams check runs to the end", False, repr(error))
     finally:
