@@ -12,6 +12,9 @@
 #   scripts/bench-stream-views.sh
 #   BEFORE=/tmp/haven-before ITEMS=50000 CONNECTIONS=8 DURATION=10 WARMUP=2 ROUNDS=3 scripts/bench-stream-views.sh
 #
+# BUILD=0 uses the binaries already built (cargo waits for its package cache lock while another
+# build holds it).
+#
 # Figures are for the report only: nothing here asserts a speed, and CI does not run it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +29,7 @@ BEFORE=${BEFORE:-}
 OUT=${OUT:-docs/benchmarks.md}
 VIEWS=(none KEYS_ONLY NEW_IMAGE NEW_AND_OLD_IMAGES)
 
-cargo build -q --profile "$PROFILE" -p haven -p haven-bench
+[ "${BUILD:-1}" = 0 ] || cargo build -q --profile "$PROFILE" -p haven -p haven-bench
 bin=target/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
 bench=$bin/haven-bench
 . scripts/bench-lib.sh
