@@ -9,22 +9,25 @@
 //! only the nodes on the paths it changes. That gives the trait's semantics directly:
 //! - a snapshot is a reference to the version current when it was taken: consistent, ordered
 //!   range reads both ways, and nothing a later commit does can change it;
-//! - a commit runs on the caller's thread under one lock (arrival order): it checks the batch's
-//!   expectations against the current version, applies the ops to a copy, stamps the log records
-//!   with the next sequence numbers, and publishes the copy. A batch refused by an expectation
-//!   publishes nothing, so it appends nothing and spends no sequence number; a batch is never
-//!   half applied, even if applying it panicked;
+//! - a commit runs on the caller's thread under the version's write lock (arrival order): it checks
+//!   the batch's expectations against the current version, applies the ops, stamps the log records
+//!   with the next sequence numbers, and publishes the result. A batch refused by an expectation
+//!   publishes nothing, so it appends nothing and spends no sequence number;
+//! - when no snapshot holds the current version (the common case: a write's own read has ended),
+//!   the commit changes it in place; only when one does is the version copied first, paths and
+//!   all, as a persistent map must. Copying on every commit cost a PutItem about a fifth of its
+//!   instructions (the copied paths, then freeing the old ones: docs/benchmarks.md, "Issue 26").
+//!   Once the expectations hold, applying the ops cannot fail, so a batch is applied whole;
 //! - old versions are reclaimed as soon as no snapshot holds them (reference counts), so memory is
 //!   the current data plus whatever live snapshots still see.
 //!
-//! Readers never take a lock: the current version is published through an `ArcSwap`.
+//! Readers take the lock only to clone the current version's `Arc`, never while a version is read.
 //! docs/storage-format.md has the measurements behind the choice.
 
 use std::ops::Bound;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use haven_storage::{
     CommitError, Engine, LogEntry, LogPosition, LogRecord, PendingCommit, Snapshot, StorageError,
@@ -36,11 +39,10 @@ use imbl::OrdMap;
 /// and in log order.
 type LogKey = (u64, LogPosition);
 
-/// The engine: the version new snapshots see, and the lock that makes commits one at a time.
+/// The engine: the version new snapshots see; its write lock makes commits one at a time.
 #[derive(Default)]
 pub struct MemoryEngine {
-    current: ArcSwap<Version>,
-    commit_lock: Mutex<()>,
+    current: RwLock<Arc<Version>>,
 }
 
 /// One committed state of the engine. Cloning it is cheap: the maps share their nodes.
@@ -60,27 +62,26 @@ impl MemoryEngine {
     }
 
     /// Applies `batch` if its expectations hold against the current version, and publishes the
-    /// result.
+    /// result: in place when no snapshot holds the current version, else on a copy.
     fn apply(&self, batch: WriteBatch) -> Result<(), CommitError> {
-        let _turn = self
-            .commit_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let current = self.current.load();
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         let holds = batch.expectations.iter().all(|(key, expected)| {
             current.data.get(key.as_slice()).map(|v| &v[..]) == expected.as_deref()
         });
         if !holds {
             return Err(CommitError::Conflict);
         }
-        let mut next = Version::clone(&current);
-        drop(current);
         let now_ms = unix_millis();
+        let next = Arc::make_mut(&mut current);
         for op in batch.ops {
             next.apply(op, now_ms);
         }
-        self.current.store(Arc::new(next));
         Ok(())
+    }
+
+    /// The current version, for a snapshot.
+    fn current(&self) -> Arc<Version> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
 }
 
@@ -176,7 +177,7 @@ fn unix_millis() -> u64 {
 
 impl Engine for MemoryEngine {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError> {
-        Ok(Box::new(MemorySnapshot(self.current.load_full())))
+        Ok(Box::new(MemorySnapshot(self.current())))
     }
 
     /// Commits at once on the caller's thread: there is nothing to wait for.

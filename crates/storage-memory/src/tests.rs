@@ -20,7 +20,7 @@ fn put(engine: &MemoryEngine, key: &[u8], value: &[u8]) {
 fn an_old_version_is_freed_once_its_last_snapshot_drops() {
     let engine = MemoryEngine::new();
     put(&engine, b"k", b"old");
-    let held = engine.current.load_full();
+    let held = engine.current();
     let version = Arc::downgrade(&held);
     let snapshot = engine.snapshot().unwrap();
     drop(held);
@@ -29,6 +29,23 @@ fn an_old_version_is_freed_once_its_last_snapshot_drops() {
     assert_eq!(snapshot.get(b"k").unwrap(), Some(b"old".to_vec()));
     drop(snapshot);
     assert!(version.upgrade().is_none(), "no one can see it any more");
+}
+
+#[test]
+fn a_commit_no_snapshot_sees_changes_the_version_in_place() {
+    let engine = MemoryEngine::new();
+    put(&engine, b"k", b"old");
+    let before = Arc::as_ptr(&engine.current());
+    put(&engine, b"k", b"new");
+    assert_eq!(Arc::as_ptr(&engine.current()), before, "not copied");
+    let snapshot = engine.snapshot().unwrap();
+    put(&engine, b"k", b"newer");
+    assert_ne!(
+        Arc::as_ptr(&engine.current()),
+        before,
+        "copied for the snapshot"
+    );
+    assert_eq!(snapshot.get(b"k").unwrap(), Some(b"new".to_vec()));
 }
 
 #[test]
