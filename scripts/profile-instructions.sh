@@ -9,7 +9,7 @@
 #   scripts/profile-instructions.sh put      # PutItem load of ITEMS items (one a request), per item
 #   ITEMS=10000 DURATION=10 CONNECTIONS=4 scripts/profile-instructions.sh a
 #   IN_MEMORY=1 scripts/profile-instructions.sh c   # `--in-memory`: the request path without the disk
-#   HAVEN=/tmp/haven-before scripts/profile-instructions.sh put   # another build's binary, to compare
+#   HAVEN=/tmp/haven-before scripts/profile-instructions.sh put   # another build's binary (not rebuilt)
 #
 # Needs valgrind (Debian package). Figures are in docs/benchmarks.md ("Where a request's instructions go").
 set -euo pipefail
@@ -19,15 +19,14 @@ ITEMS=${ITEMS:-10000}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-4}
 OUT=${OUT:-/tmp/haven-callgrind.$WORKLOAD.out}
-HAVEN=${HAVEN:-target/release/haven}
 command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgrind)" >&2; exit 1; }
 
-cargo build --release -q -p haven -p haven-bench
+if [ -n "${HAVEN:-}" ]; then cargo build --release -q -p haven-bench; else cargo build --release -q -p haven -p haven-bench; fi
 . scripts/bench-lib.sh
 port=$(free_port)
 storage=(--data-dir "$work/data")
 [ -n "${IN_MEMORY:-}" ] && storage=(--in-memory)
-valgrind --tool=callgrind --callgrind-out-file="$OUT" "$HAVEN" serve \
+valgrind --tool=callgrind --callgrind-out-file="$OUT" "${HAVEN:-target/release/haven}" serve \
   --listen "127.0.0.1:$port" "${storage[@]}" --log-level warn >"$work/log" 2>&1 &
 server_pid=$!
 until grep -q listening "$work/log"; do sleep 0.2; done

@@ -29,6 +29,7 @@ mod streams;
 mod transient;
 mod ttl;
 mod wire;
+mod wire_item;
 
 use std::sync::Arc;
 

@@ -21,6 +21,7 @@ use crate::items::{
 use crate::reply::{Member, Reply};
 use crate::retry::Retries;
 use crate::wire::{item_to_json, parse_item};
+use crate::wire_item::{WireItem, parse_optional};
 
 const MAX_GET_KEYS: usize = 100;
 const MAX_WRITE_REQUESTS: usize = 25;
@@ -185,13 +186,13 @@ pub(crate) async fn batch_get_item(
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct PutRequest {
-    item: Option<Value>,
+    item: Option<WireItem>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct DeleteRequest {
-    key: Option<Value>,
+    key: Option<WireItem>,
 }
 
 #[derive(Deserialize)]
@@ -287,7 +288,7 @@ fn unprocessed_writes(throttled: &[PlannedWrite]) -> Value {
 
 fn plan_writes(
     service: &Service,
-    requests: &BTreeMap<String, Vec<WriteRequest>>,
+    requests: BTreeMap<String, Vec<WriteRequest>>,
 ) -> Result<Vec<PlannedWrite>, DynamoError> {
     let more_than_one = || {
         DynamoError::validation(
@@ -296,17 +297,17 @@ fn plan_writes(
     };
     let mut planned: Vec<PlannedWrite> = Vec::new();
     for (table_name, writes) in requests {
-        let meta = crate::items::table(service, table_name)?;
+        let meta = crate::items::table(service, &table_name)?;
         for write in writes {
-            let (key, item) = match (&write.put_request, &write.delete_request) {
+            let (key, item) = match (write.put_request, write.delete_request) {
                 (Some(put), None) => {
-                    let item = parse_item(put.item.as_ref().unwrap_or(&Value::Null))?;
+                    let item = parse_optional(put.item)?;
                     check_item_size(&item)?;
                     validate_item(&meta, &item).map_err(batch_key_error)?;
                     (meta.keys().project_key(&item), Some(item))
                 }
                 (None, Some(delete)) => {
-                    let key = parse_item(delete.key.as_ref().unwrap_or(&Value::Null))?;
+                    let key = parse_optional(delete.key)?;
                     validate_key(&meta, &key)?;
                     (key, None)
                 }
@@ -366,7 +367,7 @@ pub(crate) async fn batch_write_item(
     }
     let mut admission = Admission::default();
     let (planned, throttled): (Vec<PlannedWrite>, Vec<PlannedWrite>) =
-        plan_writes(service, &requests)?
+        plan_writes(service, requests)?
             .into_iter()
             .partition(|write| {
                 admission.admits(service, &write.meta, Capacity::Write, write.units())

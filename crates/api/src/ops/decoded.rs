@@ -8,7 +8,8 @@
 //! a body that does not read cleanly (bad syntax, a member of the wrong type, a repeated member,
 //! a document nested too deep, not an object) takes the general path, which finds its error in
 //! DynamoDB's order. A body that reads cleanly has no syntax error, so skipping that step changes
-//! no answer.
+//! no answer. Its items and keys are read into Haven's item type on the way when they are clean
+//! (`crate::wire_item`); an unclean one also sends the request down the general path.
 
 use serde_json::Value;
 
@@ -32,10 +33,10 @@ macro_rules! decoded {
                 if body.trim_ascii_start().first() != Some(&b'{') {
                     return None;
                 }
-                let input = match operation {
-                    $(Operation::$name => Input::$name(serde_json::from_slice(body).ok()?),)*
-                    _ => return None,
-                };
+                let input = crate::wire_item::reading_straight(|| match operation {
+                    $(Operation::$name => serde_json::from_slice(body).ok().map(Input::$name),)*
+                    _ => None,
+                })?;
                 Some(Decoded(input))
             }
 

@@ -16,7 +16,7 @@ use crate::items::{
     read_many, read_units, table, validate_item, validate_key, write_item, write_units,
 };
 use crate::reply::{Member, Reply};
-use crate::wire::parse_item;
+use crate::wire_item::{WireItem, parse_optional};
 
 const RETURN_VALUES: &[&str] = &["ALL_NEW", "UPDATED_OLD", "ALL_OLD", "NONE", "UPDATED_NEW"];
 
@@ -171,13 +171,13 @@ impl WriteCommon {
 pub(crate) struct PutItemInput {
     #[serde(flatten)]
     common: WriteCommon,
-    item: Option<Value>,
+    item: Option<WireItem>,
 }
 
 pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<Reply, DynamoError> {
     let common = &input.common;
     let checks = common.check(("item", input.item.is_some()))?;
-    let item = parse_item(input.item.as_ref().unwrap_or(&Value::Null))?;
+    let item = parse_optional(input.item)?;
     let return_old = only_all_old_or_none(common.return_values.as_deref())?;
     let expressions = common.conditions(None)?;
     check_item_size(&item)?;
@@ -208,7 +208,7 @@ pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<R
 #[serde(rename_all = "PascalCase")]
 pub(crate) struct GetItemInput {
     table_name: Option<String>,
-    key: Option<Value>,
+    key: Option<WireItem>,
     consistent_read: Option<bool>,
     return_consumed_capacity: Option<String>,
     projection_expression: Option<String>,
@@ -225,7 +225,7 @@ pub(crate) async fn get_item(service: &Service, input: GetItemInput) -> Result<R
     let capacity =
         CapacityReport::parse(&mut violations, input.return_consumed_capacity.as_deref());
     violations.into_result()?;
-    let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
+    let key = parse_optional(input.key)?;
 
     let texts = ExpressionTexts {
         projection: input.projection_expression.as_deref(),
@@ -271,7 +271,7 @@ pub(crate) async fn get_item(service: &Service, input: GetItemInput) -> Result<R
 pub(crate) struct DeleteItemInput {
     #[serde(flatten)]
     common: WriteCommon,
-    key: Option<Value>,
+    key: Option<WireItem>,
 }
 
 pub(crate) async fn delete_item(
@@ -280,7 +280,7 @@ pub(crate) async fn delete_item(
 ) -> Result<Reply, DynamoError> {
     let common = &input.common;
     let checks = common.check(("key", input.key.is_some()))?;
-    let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
+    let key = parse_optional(input.key)?;
     let return_old = only_all_old_or_none(common.return_values.as_deref())?;
     let expressions = common.conditions(None)?;
 

@@ -12,7 +12,7 @@ use crate::error::DynamoError;
 use crate::expressions::check_condition;
 use crate::items::{check_item_size, table, validate_key, write_item};
 use crate::reply::Reply;
-use crate::wire::parse_item;
+use crate::wire_item::{WireItem, parse_optional};
 
 use super::items::WriteCommon;
 
@@ -21,7 +21,7 @@ use super::items::WriteCommon;
 pub(crate) struct UpdateItemInput {
     #[serde(flatten)]
     common: WriteCommon,
-    key: Option<Value>,
+    key: Option<WireItem>,
     update_expression: Option<String>,
     attribute_updates: Option<Map<String, Value>>,
 }
@@ -71,7 +71,7 @@ pub(crate) async fn update_item(
 ) -> Result<Reply, DynamoError> {
     let common = &input.common;
     let checks = common.check(("key", input.key.is_some()))?;
-    let key = parse_item(input.key.as_ref().unwrap_or(&Value::Null))?;
+    let key = parse_optional(input.key)?;
     let return_values = ReturnValues::parse(common.return_values.as_deref());
     let expressions = common.conditions(Some((
         input.update_expression.as_deref(),
