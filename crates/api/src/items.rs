@@ -215,12 +215,12 @@ pub(crate) struct WriteOutcome {
 /// state, with the table's current metadata (a bounded number of times, see `retry`).
 pub(crate) async fn write_item(
     service: &Service,
-    meta: &TableMeta,
+    meta: &Arc<TableMeta>,
     key: &Item,
     mut decide: impl FnMut(Option<&Item>) -> Result<Option<Item>, DynamoError>,
 ) -> Result<WriteOutcome, DynamoError> {
     service.capacity.admit(meta, None, Capacity::Write)?;
-    let mut meta = std::sync::Arc::new(meta.clone());
+    let mut meta = Arc::clone(meta);
     let mut retries = Retries::new("item write");
     loop {
         let current = read_stored(&*service.engine, &[(&meta, key)])
