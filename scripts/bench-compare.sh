@@ -32,38 +32,6 @@ cargo build --release -q -p haven -p haven-bench
 bench=target/release/haven-bench
 . scripts/bench-lib.sh
 
-# Starts a server command, polls its port every millisecond with a ListTables request and prints
-# "<milliseconds to the first answer> <pid>"; the pid is the command's own, or the last line it
-# prints when PID_FROM_STDOUT=1 (dynamodb-local.sh prints the java process's pid once it is ready).
-cat >"$work/start.py" <<'PY'
-import os, socket, subprocess, sys, time
-port, from_stdout, cmd = int(sys.argv[1]), sys.argv[2] == "1", sys.argv[3:]
-now = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-request = ("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-amz-json-1.0\r\n"
-    f"X-Amz-Target: DynamoDB_20120810.ListTables\r\nX-Amz-Date: {now}\r\nAuthorization: AWS4-HMAC-SHA256 "
-    f"Credential=x/{now[:8]}/us-east-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=x\r\n"
-    "Content-Length: 2\r\nConnection: close\r\n\r\n{}").encode()
-start = time.monotonic()
-log = open(os.environ["SERVER_LOG"], "w")
-proc = subprocess.Popen(cmd, stdout=subprocess.PIPE if from_stdout else log, stderr=log)
-while True:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(request)
-            if s.recv(16).startswith(b"HTTP/1.1 200"):
-                break
-    except OSError:
-        pass
-    if proc.poll() is not None and not from_stdout:
-        sys.exit("server exited")
-    if time.monotonic() - start > 120:
-        sys.exit("server did not answer")
-    time.sleep(0.001)
-elapsed = (time.monotonic() - start) * 1000
-pid = proc.stdout.read().decode().split()[-1] if from_stdout else proc.pid
-print(f"{elapsed:.1f} {pid}")
-PY
-
 cpu_seconds() { # pid: user + system CPU seconds so far
   awk -v tck="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) / tck }' "/proc/$1/stat"
 }
@@ -114,7 +82,7 @@ measure() { # target port data_dir: startup already done; runs the workloads and
 }
 
 start_target() { # target port dir: prints "startup_ms pid"
-  local start=(python3 "$work/start.py" "$2")
+  local start=(python3 scripts/start-server.py "$2")
   case $1 in
     haven) SERVER_LOG=$work/$1.log "${start[@]}" 0 target/release/haven serve \
         --listen "127.0.0.1:$2" --data-dir "$3" --log-level warn ;;
