@@ -100,11 +100,14 @@ pub(crate) fn accepts_gzip(headers: &HeaderMap) -> bool {
         .flat_map(|value| value.split(','))
         .any(|coding| {
             let mut parts = coding.split(';').map(str::trim);
-            let name = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let name = parts.next().unwrap_or_default();
             let quality = parts
                 .find_map(|param| param.strip_prefix("q="))
                 .map_or(Some(1.0), |q| q.parse::<f32>().ok());
-            matches!(name.as_str(), "gzip" | "x-gzip" | "*") && quality.is_some_and(|q| q > 0.0)
+            let gzip = ["gzip", "x-gzip", "*"]
+                .iter()
+                .any(|c| name.eq_ignore_ascii_case(c));
+            gzip && quality.is_some_and(|q| q > 0.0)
         })
 }
 

@@ -337,43 +337,47 @@ async fn handle_cors(
     cors: &cors::Cors,
     grant: Option<intake::Grant>,
     request: Request<Incoming>,
+    declared: Option<u64>,
     facts: &mut audit::Facts,
 ) -> Answer {
     if let Some(headers) = cors.answer_preflight(request.method(), request.headers()) {
-        let request_id = uuid::Uuid::new_v4().to_string();
-        let mut response = plain(StatusCode::OK, "", &request_id);
+        let request_id = RequestId::new();
+        let mut response = plain(StatusCode::OK, "", request_id.as_str());
         response.headers_mut().extend(headers);
         let (parts, body) = request.into_parts();
         return answered_unread(response, &parts.headers, body);
     }
     let origin = request.headers().get(hyper::header::ORIGIN).cloned();
-    let mut answer = handle(front, grant, request, facts).await;
+    let mut answer = handle(front, grant, request, declared, facts).await;
     if let Some(origin) = origin {
         cors.allow(&origin, answer.response.headers_mut());
     }
     answer
 }
 
+/// Answers one request whose head declared `declared` bytes of body (its `Content-Length`).
 async fn handle(
     front: &Front,
     grant: Option<intake::Grant>,
     request: Request<Incoming>,
+    declared: Option<u64>,
     facts: &mut audit::Facts,
 ) -> Answer {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = RequestId::new();
+    let request_id = request_id.as_str();
     let (parts, body) = request.into_parts();
     // A declared length over the cap is refused before a byte of the body is read.
-    let declared =
-        header(&parts.headers, hyper::header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > body::MAX_REQUEST_BYTES as u64) {
-        return plain(StatusCode::PAYLOAD_TOO_LARGE, "", &request_id).into();
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "", request_id).into();
     }
-    facts.operation = operation_of(&parts.headers).map(haven_api::Operation::name);
+    let operation = operation_of(&parts.headers);
+    facts.operation = operation.map(haven_api::Operation::name);
     let exchange = Exchange {
         front,
         parts: &parts,
-        request_id: &request_id,
+        request_id,
         route: Route::of(&parts, front),
+        operation,
     };
     if let Some(response) = exchange.open_answer() {
         return answered_unread(response, &parts.headers, body);
@@ -417,6 +421,8 @@ struct Exchange<'a> {
     parts: &'a hyper::http::request::Parts,
     request_id: &'a str,
     route: Route<'a>,
+    /// The operation `X-Amz-Target` names, read once.
+    operation: Option<haven_api::Operation>,
 }
 
 impl Exchange<'_> {
@@ -583,7 +589,7 @@ impl Exchange<'_> {
         let tenancy = &self.front.tenancy;
         let services =
             |headers: &HeaderMap, signer: Option<&AccessKey>| tenancy.service(headers, signer);
-        let outcome = dispatch_noting(services, caller, parts, body, facts)
+        let outcome = dispatch_noting(services, caller, self.operation, parts, body, facts)
             .instrument(span)
             .await;
         match outcome {
@@ -633,6 +639,7 @@ pub async fn dispatch(
     dispatch_noting(
         |_: &HeaderMap, _: Option<&AccessKey>| Ok(service),
         caller,
+        operation_of(&parts.headers),
         parts,
         body,
         &mut facts,
@@ -640,12 +647,14 @@ pub async fn dispatch(
     .await
 }
 
-/// [`dispatch`] after authentication, noting what the audit log records about the request in
-/// `facts`; `services` chooses the service that answers (see [`Tenancy`]) once the
-/// Authorization header is known to be well formed and the signing key, if any, known.
+/// [`dispatch`] after authentication, of the `operation` the request's `X-Amz-Target` names, noting
+/// what the audit log records about the request in `facts`; `services` chooses the service that
+/// answers (see [`Tenancy`]) once the Authorization header is known to be well formed and the
+/// signing key, if any, known.
 async fn dispatch_noting<S: std::ops::Deref<Target = Service>>(
     services: impl FnOnce(&HeaderMap, Option<&AccessKey>) -> Result<S, DynamoError>,
     caller: Caller,
+    operation: Option<haven_api::Operation>,
     parts: &hyper::http::request::Parts,
     body: &Bytes,
     facts: &mut audit::Facts,
@@ -654,7 +663,6 @@ async fn dispatch_noting<S: std::ops::Deref<Target = Service>>(
     // Without authentication or an audit record, an item operation's body is read straight into
     // its input (`haven_api::Decoded`); one that does not read cleanly takes the general path
     // below, which finds its error in DynamoDB's order.
-    let operation = operation_of(headers);
     let fast = matches!(caller, Caller::Anyone) && !facts.record_tables;
     if let Some(decoded) = operation
         .filter(|_| fast)
@@ -687,6 +695,23 @@ async fn dispatch_noting<S: std::ops::Deref<Target = Service>>(
         principal: signer.as_ref().map(credentials::AccessKey::principal),
     };
     service.call_with(operation.name(), request, &context).await
+}
+
+/// A request's id, a random UUID formatted on the stack: the response's `x-amzn-RequestId`, the
+/// logs and the audit record borrow it (formatting it into a `String` through `Display` cost a
+/// request an allocation and the formatter's machinery).
+struct RequestId([u8; uuid::fmt::Hyphenated::LENGTH]);
+
+impl RequestId {
+    fn new() -> RequestId {
+        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
+        uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+        RequestId(text)
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("a UUID is ASCII")
+    }
 }
 
 /// The operation `X-Amz-Target` names, if it is one.
@@ -850,13 +875,12 @@ async fn handle_audited(
         ..audit::Facts::default()
     };
     let is_api = request.method() == Method::POST;
-    let request_bytes = header(request.headers(), hyper::header::CONTENT_LENGTH)
-        .and_then(|length| length.parse().ok())
-        .unwrap_or(0);
+    let declared = header(request.headers(), hyper::header::CONTENT_LENGTH)
+        .and_then(|length| length.parse::<u64>().ok());
     let gzip = encoding::accepts_gzip(request.headers());
     let mut answer = match &front.security.cors {
-        Some(cors) => handle_cors(&front, cors, grant, request, &mut facts).await,
-        None => handle(&front, grant, request, &mut facts).await,
+        Some(cors) => handle_cors(&front, cors, grant, request, declared, &mut facts).await,
+        None => handle(&front, grant, request, declared, &mut facts).await,
     };
     if gzip {
         answer.response = compressed(answer.response).await;
@@ -874,7 +898,7 @@ async fn handle_audited(
             facts.operation.unwrap_or("Unknown"),
             result,
             started.elapsed().as_secs_f64(),
-            (request_bytes, response_bytes),
+            (declared.unwrap_or(0), response_bytes),
         );
     }
     if let Some(log) = recorded {
