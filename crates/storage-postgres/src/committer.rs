@@ -14,9 +14,14 @@
 //! - counters (a table's item count and size) are read-modify-written once per group, by the lock
 //!   holder only: no row is fought over, and a group of hundreds of writes updates each counter once.
 //!
-//! Throughput comes from the group, not from concurrent transactions: a commit costs two round
-//! trips (the reads, then the writes and `COMMIT` pipelined) and one WAL flush, shared by up to
-//! [`MAX_GROUP`] batches; docs/scale-out.md has the measurements and the limits of this choice.
+//! Throughput comes from the group, not from concurrent transactions: a commit costs one WAL
+//! flush shared by up to [`MAX_GROUP`] batches; docs/scale-out.md has the measurements and the
+//! limits of this choice. Most groups also cost one round trip and one statement: the group is
+//! decided on what its batches expect (an UpdateItem expects the item it read), and the
+//! server-side function `haven_commit_group` (schema.rs) takes the lock, checks those assumptions
+//! and writes, adding counter deltas itself ([`group::decide_assuming`]). Only when an assumption
+//! fails (a stale expectation, another node's log append) does the group pay for the careful way:
+//! lock and read in one round trip, decide, then the writes and `COMMIT` in a second.
 //!
 //! Failures: a connection lost before the writes are sent is reconnected and the group retried
 //! (nothing was written); one lost after is an unknown outcome, answered as a storage error
@@ -55,6 +60,7 @@ struct Statements {
     trim_log: Statement,
     append_log: Statement,
     upsert_state: Statement,
+    commit_group: Statement,
 }
 
 impl Statements {
@@ -101,6 +107,12 @@ impl Statements {
                      ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
                 )
                 .await?,
+            commit_group: client
+                .prepare(
+                    "SELECT haven_commit_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                     $13, $14, $15, $16, $17, $18)",
+                )
+                .await?,
         })
     }
 }
@@ -118,6 +130,9 @@ pub(crate) struct Committer {
     config: Config,
     target: String,
     connection: Option<Connection>,
+    /// The log-state values (`None`: absent) this committer last read or wrote, assumed by the
+    /// next group's one-statement commit (and checked by it).
+    known_state: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl Committer {
@@ -126,6 +141,7 @@ impl Committer {
             config,
             target,
             connection: None,
+            known_state: HashMap::new(),
         }
     }
 
@@ -167,12 +183,25 @@ impl Committer {
         }
     }
 
-    /// One group: lock and read, decide, write and commit. Answers which batches applied.
+    /// One group: in one statement if the database confirms what the group was decided on
+    /// ([`group::decide_assuming`]), else lock and read, decide, write and commit. Answers which
+    /// batches applied.
     async fn commit(&mut self, group: &[&WriteBatch]) -> Result<Vec<bool>, StorageError> {
-        let (data, state) = self.begin(&Reads::of(group)).await?;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |elapsed| elapsed.as_millis() as u64);
+        if let Some(assumed) = group::decide_assuming(group, &self.known_state, now_ms)
+            && self.commit_assumed(&assumed).await?
+        {
+            self.learn(&assumed.decision.state);
+            return Ok(assumed.decision.applied);
+        }
+        let reads = Reads::of(group);
+        let (data, state) = self.begin(&reads).await?;
+        for key in reads.state {
+            let value = state.get(&key).cloned();
+            self.known_state.insert(key, value);
+        }
         let decision = group::decide(group, &data, &state, now_ms);
         let connection = self.connection.as_ref().expect("begun on a connection");
         let finished = if decision.writes() {
@@ -182,9 +211,41 @@ impl Committer {
         };
         if let Err(error) = finished {
             self.abandon_transaction().await;
+            self.known_state.clear();
             return Err(error);
         }
+        self.learn(&decision.state);
         Ok(decision.applied)
+    }
+
+    /// Sends a group decided on assumptions in one round trip (`BEGIN`, `haven_commit_group`,
+    /// `COMMIT`, so that the answer comes once the commit is durable). Answers whether the
+    /// assumptions held (if not, nothing was written). A connection found closed before sending
+    /// is replaced; a failure after sending is an unknown outcome, answered as an error.
+    async fn commit_assumed(&mut self, assumed: &group::Assumed) -> Result<bool, StorageError> {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|connection| connection.client.is_closed())
+        {
+            self.connection = None;
+        }
+        let outcome = match self.connection().await {
+            Ok(connection) => write_assumed(connection, assumed).await,
+            Err(error) => Err(error),
+        };
+        if outcome.is_err() {
+            self.known_state.clear();
+            self.abandon_transaction().await;
+        }
+        outcome
+    }
+
+    /// Remembers the log state a committed group wrote.
+    fn learn(&mut self, state: &[(Vec<u8>, Vec<u8>)]) {
+        for (key, value) in state {
+            self.known_state.insert(key.clone(), Some(value.clone()));
+        }
     }
 
     /// Begins the group's transaction under the commit lock and reads what the group needs,
@@ -321,6 +382,58 @@ async fn write(connection: &Connection, decision: &Decision) -> Result<(), Stora
         .await
         .map_err(|e| pg_error("commit: writing", e))?;
     Ok(())
+}
+
+/// `BEGIN`, the group in one call of `haven_commit_group`, and `COMMIT`, in one round trip:
+/// answers whether the group's assumptions held.
+async fn write_assumed(
+    connection: &Connection,
+    assumed: &group::Assumed,
+) -> Result<bool, StorageError> {
+    let (client, decision) = (&connection.client, &assumed.decision);
+    let columns = |pairs: &[(Vec<u8>, Vec<u8>)]| -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        pairs.iter().cloned().unzip()
+    };
+    let assumed_columns =
+        |pairs: &[(Vec<u8>, Option<Vec<u8>>)]| -> (Vec<Vec<u8>>, Vec<Option<Vec<u8>>>) {
+            pairs.iter().cloned().unzip()
+        };
+    let (assumed_keys, assumed_values) = assumed_columns(&assumed.data);
+    let (assumed_state_keys, assumed_state_values) = assumed_columns(&assumed.state);
+    let (range_starts, range_ends) = columns(&decision.range_deletes);
+    let (put_keys, put_values) = columns(&decision.puts);
+    let (counter_keys, counter_deltas): (Vec<Vec<u8>>, Vec<i64>) =
+        assumed.counters.iter().cloned().unzip();
+    let (trim_starts, trim_ends) = columns(&decision.log_trims);
+    let (append_keys, append_records) = columns(&decision.log_appends);
+    let (state_keys, state_values) = columns(&decision.state);
+    let params: [&(dyn ToSql + Sync); 18] = [
+        &COMMIT_LOCK,
+        &assumed_keys,
+        &assumed_values,
+        &assumed_state_keys,
+        &assumed_state_values,
+        &range_starts,
+        &range_ends,
+        &put_keys,
+        &put_values,
+        &decision.deletes,
+        &counter_keys,
+        &counter_deltas,
+        &trim_starts,
+        &trim_ends,
+        &append_keys,
+        &append_records,
+        &state_keys,
+        &state_values,
+    ];
+    let (_, row, _) = futures_util::try_join!(
+        client.batch_execute("BEGIN"),
+        client.query_one(&connection.statements.commit_group, &params),
+        client.batch_execute("COMMIT"),
+    )
+    .map_err(|e| pg_error("commit: writing the group", e))?;
+    Ok(row.get(0))
 }
 
 async fn rollback(connection: &Connection) -> Result<(), StorageError> {

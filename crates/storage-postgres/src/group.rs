@@ -170,6 +170,102 @@ impl LogState<'_> {
     }
 }
 
+/// A group decided without reading first: the values it assumed, to be checked under the commit
+/// lock by the statement that writes it ([`decide_assuming`]).
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Assumed {
+    /// The decision, counters left out.
+    pub decision: Decision,
+    /// Data keys and the value (`None`: absent) the decision took them to hold.
+    pub data: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Log-state keys and the value the decision took them to hold.
+    pub state: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Counter keys and what the applied batches add to them, added by the database itself.
+    pub counters: Vec<(Vec<u8>, i64)>,
+}
+
+/// Decides the group as [`decide`] would if every expected key held the value its first batch
+/// expects, and every log-state key the value in `known_state` (what this committer last read or
+/// wrote). If the database confirms those assumptions under the commit lock, the decision is the
+/// one reading first would have made: the keys `decide` reads are exactly the expected ones, the
+/// log state and the counters, and counters are sent as deltas. `None` when the group cannot be
+/// decided so: a log-state key not known, or a counter key the group also expects, writes or
+/// deletes a range over (its stored value would matter).
+pub(crate) fn decide_assuming(
+    group: &[&WriteBatch],
+    known_state: &HashMap<Vec<u8>, Option<Vec<u8>>>,
+    now_ms: u64,
+) -> Option<Assumed> {
+    let mut data: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    for (key, expected) in group.iter().flat_map(|batch| &batch.expectations) {
+        data.entry(key.clone()).or_insert_with(|| expected.clone());
+    }
+    let counters = counter_keys(group, &data)?;
+    let state = Reads::of(group)
+        .state
+        .into_iter()
+        .map(|key| known_state.get(&key).map(|value| (key, value.clone())))
+        .collect::<Option<Vec<_>>>()?;
+    let data: Vec<_> = data.into_iter().collect();
+    let present = |pairs: &[(Vec<u8>, Option<Vec<u8>>)]| {
+        pairs
+            .iter()
+            .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
+            .collect::<HashMap<_, _>>()
+    };
+    let read_data = present(&data);
+    let read_state = present(&state);
+    let mut decision = decide(group, &read_data, &read_state, now_ms);
+    let mut deltas = Vec::new();
+    decision.puts.retain(|(key, value)| {
+        let counter = counters.contains(key);
+        if counter {
+            deltas.push((key.clone(), decode_counter(value)));
+        }
+        !counter
+    });
+    decision.deletes.retain(|key| !counters.contains(key));
+    Some(Assumed {
+        decision,
+        data,
+        state,
+        counters: deltas,
+    })
+}
+
+/// The group's counter keys, or `None` if one of them is also expected, put, deleted or inside a
+/// deleted range: then its stored value decides something, and must be read.
+fn counter_keys(
+    group: &[&WriteBatch],
+    expected: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+) -> Option<std::collections::BTreeSet<Vec<u8>>> {
+    let mut counters = std::collections::BTreeSet::new();
+    let mut written = std::collections::BTreeSet::new();
+    let mut ranges = Vec::new();
+    for op in group.iter().flat_map(|batch| &batch.ops) {
+        match op {
+            WriteOp::AddCounter(key, _) => counters.insert(key),
+            WriteOp::Put(key, _) | WriteOp::Delete(key) => written.insert(key),
+            WriteOp::DeleteRange(start, end) => {
+                ranges.push((start, end));
+                false
+            }
+            WriteOp::AppendLog(_) | WriteOp::TrimLog { .. } => false,
+        };
+    }
+    let clash = |key: &&Vec<u8>| {
+        expected.contains_key(*key)
+            || written.contains(*key)
+            || ranges
+                .iter()
+                .any(|(start, end)| *start <= *key && *key < *end)
+    };
+    if counters.iter().any(clash) {
+        return None;
+    }
+    Some(counters.into_iter().cloned().collect())
+}
+
 /// Decides the group: `read_data` holds the stored values of [`Reads::data`] (absent keys are
 /// missing), `read_state` those of [`Reads::state`]; `now_ms` stamps the group's log records.
 pub(crate) fn decide(
@@ -375,6 +471,64 @@ mod tests {
                 (HEAD_KEY.to_vec(), at(10).to_bytes().to_vec()),
                 (horizon_key(1).to_vec(), [0xFF; 16].to_vec()),
             ]
+        );
+    }
+
+    #[test]
+    fn an_assumed_group_takes_first_expectations_as_stored_and_sends_counters_as_deltas() {
+        let update = |old: &[u8], new: &[u8]| {
+            let mut batch = WriteBatch::new();
+            batch
+                .expect(b"k".to_vec(), Some(old.to_vec()))
+                .put(b"k".to_vec(), new.to_vec())
+                .add_counter(b"size".to_vec(), 2)
+                .add_counter(b"count".to_vec(), 0);
+            batch
+        };
+        let (first, stale, next) = (
+            update(b"v1", b"v2"),
+            update(b"v1", b"v3"),
+            update(b"v2", b"v4"),
+        );
+        let assumed = decide_assuming(&[&first, &stale, &next], &HashMap::new(), 0).unwrap();
+        assert_eq!(assumed.data, [(b"k".to_vec(), Some(b"v1".to_vec()))]);
+        assert!(assumed.state.is_empty());
+        assert_eq!(assumed.decision.applied, [true, false, true]);
+        assert_eq!(assumed.decision.puts, [(b"k".to_vec(), b"v4".to_vec())]);
+        assert!(
+            assumed.decision.deletes.is_empty(),
+            "a zero sum writes nothing"
+        );
+        assert_eq!(assumed.counters, [(b"size".to_vec(), 4)]);
+    }
+
+    #[test]
+    fn a_group_whose_counters_or_log_state_matter_is_not_assumed() {
+        let mut clash = WriteBatch::new();
+        clash
+            .add_counter(b"c".to_vec(), 1)
+            .delete_range(b"a".to_vec(), b"z".to_vec());
+        assert_eq!(decide_assuming(&[&clash], &HashMap::new(), 0), None);
+        let mut append = WriteBatch::new();
+        append.append_log(LogRecord {
+            table: 1,
+            key: b"k".to_vec(),
+            old: None,
+            new: None,
+            origin: Origin::User,
+            partial: Default::default(),
+        });
+        assert_eq!(decide_assuming(&[&append], &HashMap::new(), 0), None);
+        let known = HashMap::from([(HEAD_KEY.to_vec(), None)]);
+        let assumed = decide_assuming(&[&append], &known, 7).unwrap();
+        assert_eq!(assumed.state, [(HEAD_KEY.to_vec(), None)]);
+        let head = LogPosition {
+            timestamp_ms: 7,
+            sequence: 1,
+        };
+        assert_eq!(
+            assumed.decision.state,
+            [(HEAD_KEY.to_vec(), head.to_bytes().to_vec())]
         );
     }
 

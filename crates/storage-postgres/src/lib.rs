@@ -9,7 +9,7 @@
 //!   read (`Engine::read`) is one statement with no transaction (`snapshot`);
 //! - writes go through one committer per node that folds queued batches into one transaction
 //!   under a database-wide commit lock, checking each batch's expectations in arrival order
-//!   (`committer`, `group`);
+//!   (`committer`, `group`), usually in one statement that checks what the group was decided on;
 //! - the schema is versioned and migrated by Haven at start-up (`schema`).
 //!
 //! PostgreSQL is reached without TLS (a deliberate choice to keep the dependency tree lean: run
