@@ -7,6 +7,10 @@
 #
 #   scripts/bench-postgres.sh
 #   ITEMS=100000 CONNECTIONS=8 DURATION=20 WARMUP=3 ROUNDS=2 scripts/bench-postgres.sh
+#   HAVEN=/tmp/haven-before PG_SOCKET=1 scripts/bench-postgres.sh
+#
+# HAVEN: the server binary to run (default: target/release/haven, built first), to compare builds in
+# one sitting. PG_SOCKET=1: Haven reaches PostgreSQL over its unix socket instead of TCP loopback.
 #
 # PostgreSQL is a throw-away local cluster (scripts/postgres-test.sh: Debian's postgresql package,
 # run as the postgres user), with synchronous_commit on and fsync on, so an acknowledged write is on
@@ -20,8 +24,10 @@ WARMUP=${WARMUP:-3}
 ROUNDS=${ROUNDS:-2}
 DISTRIBUTION=${DISTRIBUTION:-zipfian}
 OUT=${OUT:-docs/benchmarks.md}
+PG_SOCKET=${PG_SOCKET:-0}
 
-cargo build --release -q -p haven -p haven-bench
+if [ -n "${HAVEN:-}" ]; then cargo build --release -q -p haven-bench; else cargo build --release -q -p haven -p haven-bench; fi
+haven=${HAVEN:-target/release/haven}
 bench=target/release/haven-bench
 . scripts/bench-lib.sh
 
@@ -65,8 +71,9 @@ for round in $(seq 1 "$ROUNDS"); do
     if [ "$engine" = postgres ]; then
       psql_run "DROP DATABASE IF EXISTS bench" && psql_run "CREATE DATABASE bench"
       storage=(--storage "postgres://haven:haven@127.0.0.1:$pg_port/bench")
+      [ "$PG_SOCKET" = 1 ] && storage=(--storage "host=$pg_dir port=$pg_port user=haven dbname=bench")
     fi
-    target/release/haven serve --listen "127.0.0.1:$port" --data-dir "$work/data" "${storage[@]}" \
+    "$haven" serve --listen "127.0.0.1:$port" --data-dir "$work/data" "${storage[@]}" \
       --log-level warn >"$work/haven.log" 2>&1 &
     server_pid=$!
     until curl -s -o /dev/null "http://127.0.0.1:$port/health"; do sleep 0.05; done
@@ -80,7 +87,10 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-command="ITEMS=$ITEMS CONNECTIONS=$CONNECTIONS DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS scripts/bench-postgres.sh"
+command="ITEMS=$ITEMS CONNECTIONS=$CONNECTIONS DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS"
+[ -n "${HAVEN:-}" ] && command+=" HAVEN=$HAVEN"
+[ "$PG_SOCKET" = 1 ] && command+=" PG_SOCKET=1"
+command+=" scripts/bench-postgres.sh"
 python3 - "$work" "$OUT" "$command" "$ROUNDS" "$WARMUP" <<'PY'
 import json, subprocess, sys, time
 sys.path.insert(0, "scripts")
