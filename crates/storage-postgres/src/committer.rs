@@ -18,8 +18,8 @@
 //! flush shared by up to [`MAX_GROUP`] batches; docs/scale-out.md has the measurements and the
 //! limits of this choice. Most groups also cost one round trip and one statement: the group is
 //! decided on what its batches expect (an UpdateItem expects the item it read), and the
-//! server-side function `haven_commit_group` (schema.rs) takes the lock, checks those assumptions
-//! and writes, adding counter deltas itself ([`group::decide_assuming`]). Only when an assumption
+//! server-side function `haven_commit_group` (schema.rs), called as a statement in a transaction
+//! of its own, takes the lock, checks those assumptions and writes, adding counter deltas itself ([`group::decide_assuming`]). Only when an assumption
 //! fails (a stale expectation, another node's log append) does the group pay for the careful way:
 //! lock and read in one round trip, decide, then the writes and `COMMIT` in a second.
 //!
@@ -218,8 +218,8 @@ impl Committer {
         Ok(decision.applied)
     }
 
-    /// Sends a group decided on assumptions in one round trip (`BEGIN`, `haven_commit_group`,
-    /// `COMMIT`, so that the answer comes once the commit is durable). Answers whether the
+    /// Sends a group decided on assumptions in one round trip and one statement
+    /// ([`write_assumed`]). Answers whether the
     /// assumptions held (if not, nothing was written). A connection found closed before sending
     /// is replaced; a failure after sending is an unknown outcome, answered as an error.
     async fn commit_assumed(&mut self, assumed: &group::Assumed) -> Result<bool, StorageError> {
@@ -384,8 +384,10 @@ async fn write(connection: &Connection, decision: &Decision) -> Result<(), Stora
     Ok(())
 }
 
-/// `BEGIN`, the group in one call of `haven_commit_group`, and `COMMIT`, in one round trip:
-/// answers whether the group's assumptions held.
+/// The group in one call of `haven_commit_group`, a statement in a transaction of its own: the
+/// answer (whether the group's assumptions held) is complete only at `ReadyForQuery`, which
+/// PostgreSQL sends once the transaction has committed (and is durable, and replicated to a
+/// synchronous standby), and a failure to commit arrives as the statement's error.
 async fn write_assumed(
     connection: &Connection,
     assumed: &group::Assumed,
@@ -427,12 +429,10 @@ async fn write_assumed(
         &state_keys,
         &state_values,
     ];
-    let (_, row, _) = futures_util::try_join!(
-        client.batch_execute("BEGIN"),
-        client.query_one(&connection.statements.commit_group, &params),
-        client.batch_execute("COMMIT"),
-    )
-    .map_err(|e| pg_error("commit: writing the group", e))?;
+    let row = client
+        .query_one(&connection.statements.commit_group, &params)
+        .await
+        .map_err(|e| pg_error("commit: writing the group", e))?;
     Ok(row.get(0))
 }
 
