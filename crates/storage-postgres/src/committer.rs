@@ -348,9 +348,6 @@ type Step<'a> = BoxFuture<'a, Result<u64, tokio_postgres::Error>>;
 /// Sends the group's writes and `COMMIT` in one round trip (they run in this order).
 async fn write(connection: &Connection, decision: &Decision) -> Result<(), StorageError> {
     let (client, st) = (&connection.client, &connection.statements);
-    let columns = |pairs: &[(Vec<u8>, Vec<u8>)]| -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        pairs.iter().cloned().unzip()
-    };
     let ranges = columns(&decision.range_deletes);
     let puts = columns(&decision.puts);
     let trims = columns(&decision.log_trims);
@@ -393,19 +390,11 @@ async fn write_assumed(
     assumed: &group::Assumed,
 ) -> Result<bool, StorageError> {
     let (client, decision) = (&connection.client, &assumed.decision);
-    let columns = |pairs: &[(Vec<u8>, Vec<u8>)]| -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        pairs.iter().cloned().unzip()
-    };
-    let assumed_columns =
-        |pairs: &[(Vec<u8>, Option<Vec<u8>>)]| -> (Vec<Vec<u8>>, Vec<Option<Vec<u8>>>) {
-            pairs.iter().cloned().unzip()
-        };
-    let (assumed_keys, assumed_values) = assumed_columns(&assumed.data);
-    let (assumed_state_keys, assumed_state_values) = assumed_columns(&assumed.state);
+    let (assumed_keys, assumed_values) = columns(&assumed.data);
+    let (assumed_state_keys, assumed_state_values) = columns(&assumed.state);
     let (range_starts, range_ends) = columns(&decision.range_deletes);
     let (put_keys, put_values) = columns(&decision.puts);
-    let (counter_keys, counter_deltas): (Vec<Vec<u8>>, Vec<i64>) =
-        assumed.counters.iter().cloned().unzip();
+    let (counter_keys, counter_deltas) = columns(&assumed.counters);
     let (trim_starts, trim_ends) = columns(&decision.log_trims);
     let (append_keys, append_records) = columns(&decision.log_appends);
     let (state_keys, state_values) = columns(&decision.state);
@@ -434,6 +423,11 @@ async fn write_assumed(
         .await
         .map_err(|e| pg_error("commit: writing the group", e))?;
     Ok(row.get(0))
+}
+
+/// A statement's two array parameters from pairs.
+fn columns<A: Clone, B: Clone>(pairs: &[(A, B)]) -> (Vec<A>, Vec<B>) {
+    pairs.iter().cloned().unzip()
 }
 
 async fn rollback(connection: &Connection) -> Result<(), StorageError> {
