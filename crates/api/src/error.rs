@@ -315,6 +315,14 @@ impl Violations {
         self.length(field, name, 3, 255);
     }
 
+    /// Checks a required string member: null when absent, else its length against `min..=max`.
+    pub fn required_length(&mut self, field: &str, value: Option<&str>, min: usize, max: usize) {
+        match value {
+            None => self.null(field),
+            Some(value) => self.length(field, value, min, max),
+        }
+    }
+
     /// Checks a string member's length against `min..=max`.
     pub fn length(&mut self, field: &str, value: &str, min: usize, max: usize) {
         if value.len() < min {

@@ -25,10 +25,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 /// Checks a BackupArn member's length (AWS: 37 to 1024 characters).
 pub(crate) fn check_backup_arn(violations: &mut Violations, arn: Option<&str>) {
-    match arn {
-        None => violations.null("backupArn"),
-        Some(arn) => violations.length("backupArn", arn, 37, 1024),
-    }
+    violations.required_length("backupArn", arn, 37, 1024);
 }
 
 #[derive(Deserialize)]

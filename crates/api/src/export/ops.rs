@@ -45,10 +45,7 @@ pub(crate) struct ExportInput {
 impl ExportInput {
     fn check(&self) -> Result<(), DynamoError> {
         let mut violations = Violations::new();
-        match &self.table_arn {
-            None => violations.null("tableArn"),
-            Some(arn) => violations.length("tableArn", arn, 1, 1024),
-        }
+        violations.required_length("tableArn", self.table_arn.as_deref(), 1, 1024);
         self.check_bucket(&mut violations);
         if let Some(prefix) = &self.s3_prefix {
             violations.length("s3Prefix", prefix, 0, 1024);
@@ -325,10 +322,7 @@ pub(crate) async fn describe_export(
     input: DescribeExportInput,
 ) -> Result<Value, DynamoError> {
     let mut violations = Violations::new();
-    match &input.export_arn {
-        None => violations.null("exportArn"),
-        Some(arn) => violations.length("exportArn", arn, 37, 1024),
-    }
+    violations.required_length("exportArn", input.export_arn.as_deref(), 37, 1024);
     violations.into_result()?;
     let arn = input.export_arn.unwrap_or_default();
     let lookup = arn.clone();

@@ -274,10 +274,7 @@ pub(crate) async fn describe_import(
     input: DescribeImportInput,
 ) -> Result<Value, DynamoError> {
     let mut violations = Violations::new();
-    match &input.import_arn {
-        None => violations.null("importArn"),
-        Some(arn) => violations.length("importArn", arn, 37, 1024),
-    }
+    violations.required_length("importArn", input.import_arn.as_deref(), 37, 1024);
     violations.into_result()?;
     let arn = input.import_arn.unwrap_or_default();
     let lookup = arn.clone();

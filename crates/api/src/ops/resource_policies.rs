@@ -74,10 +74,7 @@ fn check_fields(
     expected_revision: Option<&str>,
 ) -> Result<(), DynamoError> {
     let mut violations = Violations::new();
-    match arn {
-        None => violations.null("resourceArn"),
-        Some(arn) => violations.length("resourceArn", arn, 1, 1283),
-    }
+    violations.required_length("resourceArn", arn, 1, 1283);
     if let Some(None) = policy {
         violations.null("policy");
     }

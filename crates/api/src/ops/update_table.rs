@@ -713,6 +713,27 @@ mod tests {
         }
     }
 
+    /// An ACTIVE global index with no key schema, `throughput` its provisioned capacity.
+    fn global_index(
+        id: u32,
+        name: &str,
+        throughput: Option<Throughput>,
+    ) -> crate::catalog::IndexMeta {
+        crate::catalog::IndexMeta {
+            id,
+            name: name.into(),
+            kind: IndexKind::Global,
+            key_schema: vec![],
+            projection_type: "ALL".into(),
+            non_key_attributes: None,
+            status: "ACTIVE".into(),
+            backfilling: false,
+            throughput,
+            on_demand: None,
+            warm: None,
+        }
+    }
+
     fn table(billing_mode: &str, read: i64, write: i64) -> TableMeta {
         TableMeta {
             id: 1,
@@ -837,23 +858,12 @@ mod tests {
     #[test]
     fn an_index_update_is_checked_against_the_table() {
         let mut meta = table(PROVISIONED, 5, 5);
-        meta.indexes.push(crate::catalog::IndexMeta {
-            id: 1,
-            name: "byg".into(),
-            kind: IndexKind::Global,
-            key_schema: vec![],
-            projection_type: "ALL".into(),
-            non_key_attributes: None,
-            status: "ACTIVE".into(),
-            backfilling: false,
-            throughput: Some(Throughput {
-                read_capacity_units: 1,
-                write_capacity_units: 1,
-                ..Throughput::default()
-            }),
-            on_demand: None,
-            warm: None,
-        });
+        let throughput = Throughput {
+            read_capacity_units: 1,
+            write_capacity_units: 1,
+            ..Throughput::default()
+        };
+        meta.indexes.push(global_index(1, "byg", Some(throughput)));
         let update = |value: Value, meta: &TableMeta| {
             let Change::UpdateIndex(update) = check_request(&input(json!({
                 "TableName": "tab", "GlobalSecondaryIndexUpdates": [{"Update": value}]
@@ -1062,19 +1072,7 @@ mod tests {
     fn index_ids_are_never_reused() {
         let mut meta = table("PAY_PER_REQUEST", 0, 0);
         assert_eq!(meta.next_index_id(), 1);
-        let index = |id| crate::catalog::IndexMeta {
-            id,
-            name: format!("i{id}"),
-            kind: IndexKind::Global,
-            key_schema: vec![],
-            projection_type: "ALL".into(),
-            non_key_attributes: None,
-            status: "ACTIVE".into(),
-            backfilling: false,
-            throughput: None,
-            on_demand: None,
-            warm: None,
-        };
+        let index = |id| global_index(id, &format!("i{id}"), None);
         meta.indexes = vec![index(1), index(2)];
         assert_eq!(meta.next_index_id(), 3);
         // The newest index dropped, as the index worker drops it: its id stays taken.
