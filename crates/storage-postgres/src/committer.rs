@@ -19,9 +19,12 @@
 //! limits of this choice. Most groups also cost one round trip and one statement: the group is
 //! decided on what its batches expect (an UpdateItem expects the item it read), and the
 //! server-side function `haven_commit_group` (schema.rs), called as a statement in a transaction
-//! of its own, takes the lock, checks those assumptions and writes, adding counter deltas itself ([`group::decide_assuming`]). Only when an assumption
-//! fails (a stale expectation, another node's log append) does the group pay for the careful way:
-//! lock and read in one round trip, decide, then the writes and `COMMIT` in a second.
+//! of its own, takes the lock, checks those assumptions and writes, adding counter deltas itself
+//! ([`group::decide_assuming`]). Only when an assumption fails (a stale expectation, another
+//! node's log append) does the group pay for the careful way: lock and read in one round trip,
+//! decide, then the writes and `COMMIT` in a second. On loopback the saving did not show in
+//! throughput (docs/benchmarks.md); it is a round trip, and the lock held across none, where
+//! PostgreSQL runs on a machine of its own.
 //!
 //! Failures: a connection lost before the writes are sent is reconnected and the group retried
 //! (nothing was written); one lost after is an unknown outcome, answered as a storage error
@@ -219,9 +222,9 @@ impl Committer {
     }
 
     /// Sends a group decided on assumptions in one round trip and one statement
-    /// ([`write_assumed`]). Answers whether the
-    /// assumptions held (if not, nothing was written). A connection found closed before sending
-    /// is replaced; a failure after sending is an unknown outcome, answered as an error.
+    /// ([`write_assumed`]). Answers whether the assumptions held (if not, nothing was written).
+    /// A connection found closed before sending is replaced; a failure after sending is an
+    /// unknown outcome, answered as an error.
     async fn commit_assumed(&mut self, assumed: &group::Assumed) -> Result<bool, StorageError> {
         if self
             .connection
