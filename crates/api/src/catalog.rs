@@ -16,6 +16,7 @@ use haven_model::schema::{KeyAttribute, KeySchema, ScalarType};
 use haven_storage::{CommitError, Engine, Snapshot, StorageError, WriteBatch, read_counter};
 use serde::{Deserialize, Serialize};
 
+use crate::background::{Job, OnDemand};
 use crate::error::DynamoError;
 use crate::retry::Retries;
 
@@ -446,11 +447,13 @@ struct Entry {
 /// - a name missing from the cache is looked up in storage before "not found" is answered, so a
 ///   table created elsewhere (another node on a shared engine) is usable at once;
 /// - a writer whose batch conflicts re-reads the table's metadata from storage ([`Catalog::reload`]);
-/// - every change bumps a stored generation counter; control-plane reads and a background thread
-///   compare it with the cache's and reload everything when it moved ([`Catalog::refresh`]).
+/// - every change bumps a stored generation counter; control-plane reads, and on storage other
+///   nodes share a background thread, compare it with the cache's and reload everything when it
+///   moved ([`Catalog::refresh`]).
 ///
 /// Installing the cache also keeps the background work the metadata asks for running: an index in
-/// CREATING or DELETING gets its worker whichever request, restart or node made it so.
+/// CREATING or DELETING gets its worker whichever request, restart or node made it so, and a table
+/// with a stream, TTL or point-in-time recovery the service's worker for it (`background::Job`).
 pub struct Catalog {
     engine: Arc<dyn Engine>,
     tables: RwLock<BTreeMap<String, Entry>>,
@@ -461,17 +464,22 @@ pub struct Catalog {
     /// The transient-status window: an index worker finishes an index only once its table's
     /// last update is older (`crate::transient`).
     transient: Duration,
+    /// The service's background jobs the tables have called for.
+    jobs: OnDemand,
 }
 
-/// How often the background thread compares the stored catalog generation with the cache's.
+/// How often the background thread (on storage other nodes share) compares the stored catalog
+/// generation with the cache's.
 const REFRESH_INTERVAL: Duration = Duration::from_millis(500);
 /// Attempts of a metadata change from a worker thread before it gives up (each lost race means
 /// another change went in).
 const UPDATE_ATTEMPTS: u32 = 256;
 
 impl Catalog {
-    /// Loads every table's metadata from storage, starts the work the metadata asks for (index
-    /// backfills and removals left half-way), and a thread that keeps the cache following storage.
+    /// Loads every table's metadata from storage and starts the work the metadata asks for (index
+    /// backfills and removals left half-way; the jobs it wants start with `OnDemand::start_with`).
+    /// On storage other nodes share, a thread keeps the cache following their changes; on storage
+    /// this process alone changes, every change is installed by the catalog that made it.
     pub fn load(
         engine: Arc<dyn Engine>,
         transient: Duration,
@@ -482,8 +490,12 @@ impl Catalog {
             generation: AtomicI64::new(-1),
             index_workers: Mutex::new(HashSet::new()),
             transient,
+            jobs: OnDemand::default(),
         });
         catalog.refresh()?;
+        if !catalog.engine.shared() {
+            return Ok(catalog);
+        }
         let weak = Arc::downgrade(&catalog);
         let spawned = std::thread::Builder::new()
             .name("haven-catalog".into())
@@ -501,6 +513,11 @@ impl Catalog {
     /// The transient-status window (`crate::transient`).
     pub(crate) fn transient(&self) -> Duration {
         self.transient
+    }
+
+    /// The service's background jobs the tables have called for.
+    pub(crate) fn jobs(&self) -> &OnDemand {
+        &self.jobs
     }
 
     /// The table's metadata: from the cache, or from storage when the cache does not have it.
@@ -803,6 +820,7 @@ impl Catalog {
         };
         if let Some(meta) = installed {
             self.start_index_workers(&meta);
+            self.jobs.want(self, Job::wanted_by(&meta));
         }
     }
 

@@ -170,7 +170,7 @@ pub struct Service {
 
 impl Service {
     /// Loads the catalog, which resumes any index creation or deletion a previous run left
-    /// half-way, and starts the change log's and TTL's workers.
+    /// half-way, and starts the background workers the tables need.
     pub fn new(engine: Arc<dyn Engine>, config: ServiceConfig) -> Result<Service, StorageError> {
         let catalog = Catalog::load(engine.clone(), config.transient_status)?;
         let service = Service {
@@ -182,7 +182,7 @@ impl Service {
             lag: Lag::default(),
             stop: background::Stop::default(),
         };
-        service.start_workers();
+        service.start_workers()?;
         Ok(service)
     }
 
@@ -196,26 +196,14 @@ impl Service {
         &self.config.account
     }
 
-    /// Starts the workers that run for the service's lifetime: the change log's trimmer, the
-    /// TTL worker, the replication shipper and PITR's re-basing, and
-    /// resumes restores, imports and exports a previous run left half-way.
-    fn start_workers(&self) {
+    /// Resumes restores, imports and exports a previous run left half-way, starts the
+    /// replication shipper if there are peers, and from now on the workers the tables call for
+    /// (the change log's trimmer, the TTL worker, PITR's re-basing: `background::Job`), each the
+    /// first time some table needs it.
+    fn start_workers(&self) -> Result<(), StorageError> {
         backup::resume_restores(&self.engine, &self.catalog, &self.backups, &self.config);
         import::resume_imports(&self.engine, &self.catalog, &self.backups, &self.config);
         export::resume(&self.engine, &self.catalog, &self.backups, &self.config);
-        streams::worker::spawn(
-            self.engine.clone(),
-            self.catalog.clone(),
-            self.config.streams.clone(),
-            self.stop.clone(),
-        );
-        ttl::spawn(
-            self.engine.clone(),
-            self.catalog.clone(),
-            self.config.ttl_interval,
-            self.config.item_collection_limit,
-            self.stop.clone(),
-        );
         replication::spawn(
             self.engine.clone(),
             self.catalog.clone(),
@@ -223,13 +211,36 @@ impl Service {
             self.lag.clone(),
             self.stop.clone(),
         );
-        backup::pitr::spawn(
-            self.engine.clone(),
-            self.catalog.clone(),
-            self.backups.clone(),
-            self.config.pitr_rebase,
-            self.stop.clone(),
-        );
+        let jobs = self.catalog.jobs();
+        if streams::worker::has_leftovers(&*self.engine)? {
+            jobs.want(&self.catalog, [background::Job::Log]);
+        }
+        jobs.start_with(&self.catalog, self.starter());
+        Ok(())
+    }
+
+    /// Starts a job's worker with the service's settings.
+    fn starter(&self) -> background::Starter {
+        let (engine, config) = (self.engine.clone(), self.config.clone());
+        let (backups, stop) = (self.backups.clone(), self.stop.clone());
+        Box::new(move |job, catalog| {
+            let (engine, catalog, stop) = (engine.clone(), catalog.clone(), stop.clone());
+            match job {
+                background::Job::Log => {
+                    streams::worker::spawn(engine, catalog, config.streams.clone(), stop)
+                }
+                background::Job::Ttl => ttl::spawn(
+                    engine,
+                    catalog,
+                    config.ttl_interval,
+                    config.item_collection_limit,
+                    stop,
+                ),
+                background::Job::Pitr => {
+                    backup::pitr::spawn(engine, catalog, backups.clone(), config.pitr_rebase, stop)
+                }
+            }
+        })
     }
 
     /// Replication lag per global table and peer region (the `/replication/status` page).

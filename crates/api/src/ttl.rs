@@ -43,7 +43,7 @@ const DELETES_PER_ROUND: usize = 100;
 const MAX_AGE_SECONDS: u64 = 5 * 365 * 24 * 3600;
 
 /// The enabled TTL setting of a table.
-fn enabled(meta: &TableMeta) -> Option<&TimeToLive> {
+pub(crate) fn enabled(meta: &TableMeta) -> Option<&TimeToLive> {
     // A mirrored table's expiries arrive from its source as deletions (`crate::mirror`).
     let local = meta.mirror.is_none();
     meta.time_to_live

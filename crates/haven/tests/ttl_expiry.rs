@@ -209,3 +209,73 @@ async fn expired_items_stay_readable_until_the_worker_deletes_them() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(exists(&client, "lazy", "expired").await);
 }
+
+/// The names of the server's threads (from /proc: Linux), once every thread has named itself
+/// (a thread takes its name after it starts; until then it has the process's, as `main` does).
+async fn threads(server: &HavenServer) -> Vec<String> {
+    let tasks = format!("/proc/{}/task", server.child.id());
+    let names = || -> Vec<String> {
+        let tasks = std::fs::read_dir(&tasks).unwrap();
+        tasks
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_string())
+            .collect()
+    };
+    common::wait_until("every thread named", Duration::from_secs(10), || {
+        names().iter().filter(|name| *name == "haven").count() == 1
+    })
+    .await;
+    names()
+}
+
+#[tokio::test]
+async fn the_ttl_worker_starts_once_a_table_has_ttl_and_at_start_up_after_that() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let args = [
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--ttl-interval-ms",
+        "200",
+    ];
+    let server = HavenServer::start_with(&args);
+    let client = server.client();
+    common::create_table(&client, "sessions", &[("pk", "S")]).await;
+    let idle = threads(&server).await;
+    assert!(
+        !idle.iter().any(|t| t == "haven-ttl" || t == "haven-log"),
+        "no table has TTL or a stream: {idle:?}"
+    );
+
+    enable_ttl(&client, "sessions").await;
+    put(&client, "sessions", "expired", epoch(now() - 10)).await;
+    common::wait_until_async("the expired item deleted", Duration::from_secs(10), || {
+        let client = client.clone();
+        async move { !exists(&client, "sessions", "expired").await }
+    })
+    .await;
+    let running = threads(&server).await;
+    assert!(running.iter().any(|t| t == "haven-ttl"), "{running:?}");
+    assert!(
+        !running.iter().any(|t| t == "haven-log"),
+        "nothing is logged: {running:?}"
+    );
+
+    common::terminate(server);
+    let server = HavenServer::start_with(&args);
+    let restarted = threads(&server).await;
+    assert!(
+        restarted.iter().any(|t| t == "haven-ttl"),
+        "a stored table with TTL starts the worker: {restarted:?}"
+    );
+    put(&server.client(), "sessions", "later", epoch(now() - 10)).await;
+    common::wait_until_async(
+        "the item deleted after the restart",
+        Duration::from_secs(10),
+        || {
+            let client = server.client();
+            async move { !exists(&client, "sessions", "later").await }
+        },
+    )
+    .await;
+}

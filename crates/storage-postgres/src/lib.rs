@@ -142,6 +142,11 @@ impl Engine for PostgresEngine {
         }
         pending
     }
+
+    /// Any number of nodes share one database (docs/scale-out.md).
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 /// The connection string's settings plus Haven's: a connect timeout, the application name the

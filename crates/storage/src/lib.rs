@@ -117,6 +117,12 @@ pub trait Engine: Send + Sync + 'static {
     fn cache_stats(&self) -> Option<CacheStats> {
         None
     }
+
+    /// Whether other processes (other nodes) may commit to this engine's data, so that a node
+    /// must look for their changes; false for an engine this process alone opens.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Reads a counter written by [`WriteOp::AddCounter`] (absent counters are zero).

@@ -93,6 +93,18 @@ fn deleted_ms(key: &[u8]) -> u64 {
     u64::from_be_bytes(tail)
 }
 
+/// Whether any deleted table's streams are kept.
+pub(crate) fn any(snapshot: &dyn Snapshot) -> Result<bool, StorageError> {
+    let end = prefix_end(PREFIX);
+    let mut found = false;
+    let range = (Bound::Included(PREFIX), Bound::Excluded(&end[..]));
+    snapshot.scan(range, false, &mut |_, _| {
+        found = true;
+        false
+    })?;
+    Ok(found)
+}
+
 /// Removes up to [`MAX_VISITED`] records of tables deleted before `oldest_ms` (the log worker).
 pub(crate) fn sweep(engine: &dyn Engine, oldest_ms: u64) -> Result<(), StorageError> {
     let snapshot = engine.snapshot()?;

@@ -47,6 +47,13 @@ pub(crate) fn spawn(
     });
 }
 
+/// Whether the log holds records, or deleted tables' streams are still kept (`super::retired`),
+/// from a previous run: the worker must trim them even if no table calls for it any more.
+pub(crate) fn has_leftovers(engine: &dyn Engine) -> Result<bool, StorageError> {
+    let snapshot = engine.snapshot()?;
+    Ok(snapshot.next_log_table(None)?.is_some() || super::retired::any(&*snapshot)?)
+}
+
 /// Appends a heartbeat when some enabled stream's current shard window has ended without a commit
 /// after it.
 fn heartbeat_if_due(engine: &dyn Engine, catalog: &Arc<Catalog>) -> Result<(), StorageError> {
