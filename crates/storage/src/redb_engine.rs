@@ -43,13 +43,19 @@ const DATABASE_FILE: &str = "haven.redb";
 const LOCK_FILE: &str = "LOCK";
 
 type CommitRequest = (WriteBatch, oneshot::Sender<Result<(), CommitError>>);
+/// A committed (or failed) group, for the thread that answers its callers.
+type Answers = (
+    Vec<CommitRequest>,
+    Result<Vec<Result<(), CommitError>>, StorageError>,
+);
 type Opener = Box<dyn Fn() -> Result<Database, StorageError> + Send + Sync>;
 
 /// The embedded engine, on disk or in memory.
 pub struct RedbEngine {
     shared: Arc<Shared>,
     sender: Mutex<Option<mpsc::Sender<CommitRequest>>>,
-    committer: Mutex<Option<JoinHandle<()>>>,
+    /// The committer, then the thread that answers its groups' callers: joined in that order.
+    threads: Mutex<Vec<JoinHandle<()>>>,
     /// Held for the engine's lifetime: a second server on the same directory is refused.
     _lock: Option<File>,
 }
@@ -182,24 +188,30 @@ impl RedbEngine {
             durability,
         });
         let (sender, receiver) = mpsc::channel();
+        let (answers, to_answer) = mpsc::channel();
+        let answerer = std::thread::Builder::new()
+            .name("haven-answers".into())
+            .spawn(move || answer(to_answer))
+            .map_err(io_error)?;
         let committer_shared = shared.clone();
         let committer = std::thread::Builder::new()
             .name("haven-committer".into())
-            .spawn(move || run_committer(&committer_shared, receiver))
+            .spawn(move || run_committer(&committer_shared, receiver, answers))
             .map_err(io_error)?;
         Ok(RedbEngine {
             shared,
             sender: Mutex::new(Some(sender)),
-            committer: Mutex::new(Some(committer)),
+            threads: Mutex::new(vec![committer, answerer]),
             _lock: lock,
         })
     }
 
-    /// Stops accepting batches, waits for the queued ones to commit, and stops the committer.
+    /// Stops accepting batches, waits for the queued ones to commit and be answered, and stops the
+    /// committer.
     pub fn shutdown(&self) {
         self.sender.lock().unwrap().take();
-        if let Some(committer) = self.committer.lock().unwrap().take() {
-            let _ = committer.join();
+        for thread in self.threads.lock().unwrap().drain(..) {
+            let _ = thread.join();
         }
     }
 }
@@ -387,8 +399,14 @@ fn scan(
     Ok(())
 }
 
-/// The committer loop: one redb transaction and one sync per group of queued batches.
-fn run_committer(shared: &Shared, receiver: mpsc::Receiver<CommitRequest>) {
+/// The committer loop: one redb transaction and one sync per group of queued batches. The group
+/// then goes to the answering thread, so that waking its callers (and freeing its batches)
+/// overlaps the next group's commit instead of delaying it.
+fn run_committer(
+    shared: &Shared,
+    receiver: mpsc::Receiver<CommitRequest>,
+    answers: mpsc::Sender<Answers>,
+) {
     while let Ok(first) = receiver.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -405,6 +423,18 @@ fn run_committer(shared: &Shared, receiver: mpsc::Receiver<CommitRequest>) {
             started.elapsed().as_secs_f64(),
             result.is_err(),
         );
+        if let Err(error) = &result {
+            tracing::error!(%error, "group commit failed; the storage will be reopened");
+            shared.close_after_failure();
+        }
+        // The answering thread outlives the committer (it ends when this sender drops).
+        let _ = answers.send((group, result));
+    }
+}
+
+/// Answers each group's callers with their batches' outcomes, or the group's storage error.
+fn answer(groups: mpsc::Receiver<Answers>) {
+    for (group, result) in groups {
         match result {
             Ok(outcomes) => {
                 for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
@@ -412,8 +442,6 @@ fn run_committer(shared: &Shared, receiver: mpsc::Receiver<CommitRequest>) {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "group commit failed; the storage will be reopened");
-                shared.close_after_failure();
                 for (_, reply) in group {
                     let _ = reply.send(Err(CommitError::Storage(error.clone())));
                 }
