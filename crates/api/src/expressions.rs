@@ -16,10 +16,35 @@ use serde_json::{Map, Value};
 
 use crate::error::DynamoError;
 use crate::wire::parse_item;
+use crate::wire_item::WireItem;
 
 impl From<ExprError> for DynamoError {
     fn from(error: ExprError) -> DynamoError {
         DynamoError::Validation(error.0)
+    }
+}
+
+/// ExpressionAttributeValues as a request holds them: read into values already, when the request
+/// was read straight and they were clean (`crate::wire_item`: then no value can be refused, and
+/// the map's keys are checked as always), or as sent.
+#[derive(Clone, Copy)]
+pub(crate) enum SentValues<'r> {
+    Read(&'r Item),
+    Sent(&'r Value),
+}
+
+impl<'r> From<&'r Value> for SentValues<'r> {
+    fn from(value: &'r Value) -> SentValues<'r> {
+        SentValues::Sent(value)
+    }
+}
+
+impl<'r> From<&'r WireItem> for SentValues<'r> {
+    fn from(values: &'r WireItem) -> SentValues<'r> {
+        match values {
+            WireItem::Read(item) => SentValues::Read(item),
+            WireItem::Sent(value) => SentValues::Sent(value),
+        }
     }
 }
 
@@ -51,7 +76,7 @@ pub(crate) struct Expressions {
 fn parse_expressions(
     texts: ExpressionTexts,
     names: Option<&HashMap<String, String>>,
-    values: Option<&Value>,
+    values: Option<SentValues>,
 ) -> Result<Expressions, DynamoError> {
     let any_expression = texts.condition.is_some()
         || texts.update.is_some()
@@ -59,8 +84,15 @@ fn parse_expressions(
         || texts.key_condition.is_some()
         || texts.filter.is_some();
     let values: Option<HashMap<String, AttributeValue>> = match values {
-        Some(v) if any_expression => Some(parse_values(v, names)?),
-        Some(v) => Some(parse_item(v)?.into_iter().collect()),
+        // Their keys are checked by `Placeholders::new` below, as `parse_values` checks them.
+        Some(SentValues::Read(values)) => Some(
+            values
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        ),
+        Some(SentValues::Sent(v)) if any_expression => Some(parse_values(v, names)?),
+        Some(SentValues::Sent(v)) => Some(parse_item(v)?.into_iter().collect()),
         None => None,
     };
     if !any_expression {
@@ -269,8 +301,12 @@ pub(crate) fn parse_request_conditions(
     texts: ExpressionTexts,
     legacy: LegacyParams,
     names: Option<&HashMap<String, String>>,
-    values: Option<&Value>,
+    values: Option<SentValues>,
 ) -> Result<RequestConditions, DynamoError> {
+    if nothing_given(&texts, &legacy) && names.is_none() && values.is_none() {
+        // Most GetItems and PutItems: nothing to check (the checks below find nothing either).
+        return Ok(RequestConditions::default());
+    }
     check_no_mix(&texts, &legacy)?;
     let expressions = parse_expressions(texts, names, values)?;
     let operator = conditional_operator(legacy.conditional_operator)?;
@@ -314,6 +350,41 @@ pub(crate) fn parse_request_conditions(
             (None, None, None) => None,
         },
     })
+}
+
+/// Whether a request has neither an expression nor a legacy parameter.
+fn nothing_given(texts: &ExpressionTexts, legacy: &LegacyParams) -> bool {
+    let ExpressionTexts {
+        condition,
+        update,
+        projection,
+        key_condition,
+        filter,
+        missing_value_expressions: _,
+    } = texts;
+    let LegacyParams {
+        expected,
+        attribute_updates,
+        attributes_to_get,
+        key_conditions,
+        query_filter,
+        scan_filter,
+        conditional_operator,
+    } = legacy;
+    [condition, update, projection, key_condition, filter]
+        .iter()
+        .all(|text| text.is_none())
+        && [
+            expected,
+            attribute_updates,
+            key_conditions,
+            query_filter,
+            scan_filter,
+        ]
+        .iter()
+        .all(|map| map.is_none())
+        && attributes_to_get.is_none()
+        && conditional_operator.is_none()
 }
 
 /// DynamoDB's refusal of requests that mix expressions with legacy parameters.

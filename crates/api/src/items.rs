@@ -207,6 +207,8 @@ pub(crate) struct WriteOutcome {
     pub index_units: crate::indexes::IndexUnits,
     /// The item collection and its size, for tables with local indexes.
     pub collection: Option<(Item, i64)>,
+    /// The size of the larger of the two images, which write units are counted on.
+    pub size: usize,
 }
 
 /// Runs `decide` on the item's current state and writes what it returns (None deletes), atomically
@@ -254,6 +256,7 @@ pub(crate) async fn write_item(
                     new,
                     index_units: staged.index_units,
                     collection: staged.collection,
+                    size: staged.size,
                 };
                 let units = write_units(&outcome);
                 (service.capacity).charge(&meta, Capacity::Write, units, &outcome.index_units);
@@ -355,6 +358,7 @@ pub(crate) fn stage_any_item_write(
     Ok(StagedWrite {
         index_units,
         collection,
+        size: old_size.max(new_size) as usize,
     })
 }
 
@@ -363,6 +367,8 @@ pub(crate) fn stage_any_item_write(
 pub(crate) struct StagedWrite {
     pub index_units: crate::indexes::IndexUnits,
     pub collection: Option<(Item, i64)>,
+    /// The size of the larger of the old and the new item.
+    pub size: usize,
 }
 
 /// Keeps the item collection size of a table with local indexes (items of one partition plus their
@@ -504,12 +510,7 @@ impl CapacityReport {
 
 /// Write units: one per started KB of the larger of the old and new item, at least one.
 pub(crate) fn write_units(outcome: &WriteOutcome) -> f64 {
-    let size = outcome
-        .old
-        .as_ref()
-        .map_or(0, item_size)
-        .max(outcome.new.as_ref().map_or(0, item_size));
-    size.div_ceil(1024).max(1) as f64
+    outcome.size.div_ceil(1024).max(1) as f64
 }
 
 /// Read units: one per started 4 KB (at least one), halved for eventually consistent reads.

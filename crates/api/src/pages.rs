@@ -3,6 +3,7 @@
 //! counts what was read and Count what matched), and the LastEvaluatedKey to resume from.
 //! A read targets the table or one of its secondary indexes ([`ReadTarget`]).
 
+use std::borrow::Cow;
 use std::ops::Bound;
 
 use haven_expr::{Condition, Path};
@@ -17,6 +18,7 @@ use crate::catalog::{IndexKind, IndexMeta, TableMeta};
 use crate::error::{DynamoError, Violations};
 use crate::items::{Capacity, CapacityReport, read_item, read_units};
 use crate::reply::{Member, Reply};
+use crate::wire_item::WireItem;
 
 /// DynamoDB stops a Query or Scan page once this much data has been read.
 pub(crate) const PAGE_BYTES: usize = 1024 * 1024;
@@ -133,10 +135,10 @@ impl<'m> ReadTarget<'m> {
     }
 
     /// The key schema the read is ordered by.
-    pub fn keys(&self) -> KeySchema {
+    pub fn keys(&self) -> Cow<'m, KeySchema> {
         match self.index {
-            Some(index) => self.meta.index_keys(index),
-            None => self.meta.keys(),
+            Some(index) => Cow::Owned(self.meta.index_keys(index)),
+            None => Cow::Borrowed(self.meta.keys()),
         }
     }
 
@@ -518,9 +520,8 @@ pub(crate) fn condition_roots<'c>(condition: &'c Condition, out: &mut Vec<&'c st
     }
 }
 
-/// The members Query and Scan share, and the steps they take with them.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// The members Query and Scan share (read with each input's own members by [`read_input!`]), and
+/// the steps they take with them.
 pub(crate) struct ReadCommon {
     pub table_name: Option<String>,
     pub index_name: Option<String>,
@@ -534,8 +535,31 @@ pub(crate) struct ReadCommon {
     pub attributes_to_get: Option<Vec<String>>,
     pub conditional_operator: Option<String>,
     pub expression_attribute_names: Option<std::collections::HashMap<String, String>>,
-    pub expression_attribute_values: Option<Value>,
+    pub expression_attribute_values: Option<WireItem>,
 }
+
+/// Implements `Deserialize` for Query's or Scan's input: [`ReadCommon`]'s members and its own
+/// (`crate::ops::flat_input!`).
+macro_rules! read_input {
+    ($name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        crate::ops::flat_input!($name, ReadCommon {
+            table_name: Option<String>,
+            index_name: Option<String>,
+            select: Option<String>,
+            limit: Option<i64>,
+            consistent_read: Option<bool>,
+            exclusive_start_key: Option<serde_json::Value>,
+            return_consumed_capacity: Option<String>,
+            projection_expression: Option<String>,
+            filter_expression: Option<String>,
+            attributes_to_get: Option<Vec<String>>,
+            conditional_operator: Option<String>,
+            expression_attribute_names: Option<std::collections::HashMap<String, String>>,
+            expression_attribute_values: Option<crate::wire_item::WireItem>,
+        }, { $($field: $ty),* });
+    };
+}
+pub(crate) use read_input;
 
 /// What a Query or Scan resolved from its shared members.
 pub(crate) struct ReadPlan {
@@ -576,7 +600,7 @@ impl ReadCommon {
             texts,
             legacy,
             self.expression_attribute_names.as_ref(),
-            self.expression_attribute_values.as_ref(),
+            self.expression_attribute_values.as_ref().map(Into::into),
         )?;
         let projection = projection_parameter(
             self.projection_expression.is_some(),

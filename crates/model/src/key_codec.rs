@@ -69,12 +69,15 @@ pub fn item_key(
     partition: &AttributeValue,
     sort: Option<&AttributeValue>,
 ) -> Vec<u8> {
-    let mut encoded_partition = Vec::with_capacity(32);
-    encode_key_value(partition, &mut encoded_partition);
-    let mut key = Vec::with_capacity(prefix.len() + 8 + encoded_partition.len() + 16);
+    // The partition key is encoded in place after room for its hash, which is then filled in:
+    // one allocation per key.
+    let mut key = Vec::with_capacity(prefix.len() + 8 + 48);
     key.extend_from_slice(prefix);
-    key.extend_from_slice(&partition_hash(&encoded_partition));
-    key.extend_from_slice(&encoded_partition);
+    let hash_at = key.len();
+    key.extend_from_slice(&[0; 8]);
+    encode_key_value(partition, &mut key);
+    let hash = partition_hash(&key[hash_at + 8..]);
+    key[hash_at..hash_at + 8].copy_from_slice(&hash);
     if let Some(sort) = sort {
         encode_key_value(sort, &mut key);
     }
@@ -95,6 +98,22 @@ mod tests {
     fn number_strategy() -> impl Strategy<Value = Number> {
         (any::<bool>(), 0u128..10u128.pow(20), -140i64..120)
             .prop_filter_map("in range", |(neg, c, e)| Number::from_parts(neg, c, e).ok())
+    }
+
+    #[test]
+    fn an_item_key_is_prefix_hash_partition_then_sort() {
+        let partition = AttributeValue::S("user\u{0}42".into());
+        let sort = AttributeValue::N(Number::parse("-1.5").unwrap());
+        let encoded_partition = encoded(&partition);
+        let mut expected = b"pre".to_vec();
+        expected.extend_from_slice(&partition_hash(&encoded_partition));
+        expected.extend_from_slice(&encoded_partition);
+        expected.extend_from_slice(&encoded(&sort));
+        assert_eq!(item_key(b"pre", &partition, Some(&sort)), expected);
+        let mut alone = b"pre".to_vec();
+        alone.extend_from_slice(&partition_hash(&encoded_partition));
+        alone.extend_from_slice(&encoded_partition);
+        assert_eq!(item_key(b"pre", &partition, None), alone);
     }
 
     proptest! {

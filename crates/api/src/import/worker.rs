@@ -335,7 +335,7 @@ impl<'a> Fill<'a> {
     /// writes the batch once full.
     fn push(&mut self, item: Item) -> Result<(), Stop> {
         self.record.imported_items += 1;
-        let keys = self.meta()?.keys();
+        let keys = self.meta()?.keys().clone();
         let key = keys.project_key(&item);
         match self
             .pending

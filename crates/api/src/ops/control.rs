@@ -337,6 +337,7 @@ pub(crate) fn new_table_meta(
         warm,
         import: None,
         dropped_index_ids: 0,
+        key_cache: Default::default(),
     };
     Ok(meta)
 }

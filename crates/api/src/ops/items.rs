@@ -79,9 +79,8 @@ pub(super) fn write_response(
     reply
 }
 
-/// The members PutItem, UpdateItem and DeleteItem share.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
+/// The members PutItem, UpdateItem and DeleteItem share (read with each input's own members by
+/// [`write_input!`]).
 pub(crate) struct WriteCommon {
     pub table_name: Option<String>,
     pub return_values: Option<String>,
@@ -91,9 +90,29 @@ pub(crate) struct WriteCommon {
     pub conditional_operator: Option<String>,
     pub condition_expression: Option<String>,
     pub expression_attribute_names: Option<HashMap<String, String>>,
-    pub expression_attribute_values: Option<Value>,
+    pub expression_attribute_values: Option<WireItem>,
     pub return_values_on_condition_check_failure: Option<String>,
 }
+
+/// Implements `Deserialize` for a write's input: [`WriteCommon`]'s members and its own
+/// (`super::flat_input!`).
+macro_rules! write_input {
+    ($name:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        super::flat_input!($name, WriteCommon {
+            table_name: Option<String>,
+            return_values: Option<String>,
+            return_consumed_capacity: Option<String>,
+            return_item_collection_metrics: Option<String>,
+            expected: Option<serde_json::Map<String, serde_json::Value>>,
+            conditional_operator: Option<String>,
+            condition_expression: Option<String>,
+            expression_attribute_names: Option<std::collections::HashMap<String, String>>,
+            expression_attribute_values: Option<crate::wire_item::WireItem>,
+            return_values_on_condition_check_failure: Option<String>,
+        }, { $($field: $ty),* });
+    };
+}
+pub(crate) use write_input;
 
 /// UpdateItem's UpdateExpression and AttributeUpdates, as sent.
 pub(crate) type UpdateParameters<'r> = (Option<&'r str>, Option<&'r Map<String, Value>>);
@@ -157,7 +176,7 @@ impl WriteCommon {
             texts,
             legacy,
             self.expression_attribute_names.as_ref(),
-            self.expression_attribute_values.as_ref(),
+            self.expression_attribute_values.as_ref().map(Into::into),
         )
     }
 
@@ -166,13 +185,12 @@ impl WriteCommon {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub(crate) struct PutItemInput {
-    #[serde(flatten)]
     common: WriteCommon,
     item: Option<WireItem>,
 }
+
+write_input!(PutItemInput { item: Option<WireItem> });
 
 pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<Reply, DynamoError> {
     let common = &input.common;
@@ -266,13 +284,12 @@ pub(crate) async fn get_item(service: &Service, input: GetItemInput) -> Result<R
     Ok(reply)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub(crate) struct DeleteItemInput {
-    #[serde(flatten)]
     common: WriteCommon,
     key: Option<WireItem>,
 }
+
+write_input!(DeleteItemInput { key: Option<WireItem> });
 
 pub(crate) async fn delete_item(
     service: &Service,

@@ -4,6 +4,34 @@
 //! prefix, `DynamoDBStreams_20120810`, on the same endpoint) are here too; they live in
 //! `crate::streams`.
 
+/// Implements `Deserialize` for `$name`, an operation's input made of `common` (the members it
+/// shares with other operations: `$common`, whose fields the list names) and its own members,
+/// reading all of them at one level as the request holds them. `#[serde(flatten)]` says the same
+/// more briefly, but serde then reads every member the outer struct does not name into a buffer
+/// first, and the shared struct from that buffer: 4% of an UpdateItem's instructions
+/// (docs/benchmarks.md, "Issue 26"). The compiler checks the list against `$common`'s fields.
+macro_rules! flat_input {
+    ($name:ident, $common:ident { $($c:ident: $cty:ty),* $(,)? }, { $($field:ident: $ty:ty),* $(,)? }) => {
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                /// Every member of the input, at one level.
+                #[derive(serde::Deserialize)]
+                #[serde(rename_all = "PascalCase")]
+                struct Flat {
+                    $($c: $cty,)*
+                    $($field: $ty,)*
+                }
+                let flat = Flat::deserialize(deserializer)?;
+                Ok($name {
+                    common: $common { $($c: flat.$c),* },
+                    $($field: flat.$field),*
+                })
+            }
+        }
+    };
+}
+pub(crate) use flat_input;
+
 mod account;
 mod batch;
 mod contributor_insights;

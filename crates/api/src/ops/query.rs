@@ -8,7 +8,6 @@ use haven_expr::{Condition, KeyPredicate, RangeKeyCondition};
 use haven_model::key_codec::{encode_key_value, partition_hash};
 use haven_model::schema::KeySchema;
 use haven_model::{AttributeValue, Item};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Service;
@@ -16,20 +15,24 @@ use crate::error::{DynamoError, Violations};
 use crate::expressions::LegacyParams;
 use crate::items::table;
 use crate::pages::{
-    ReadCommon, ReadTarget, condition_roots, prefix_successor, read_page, render_page,
+    ReadCommon, ReadTarget, condition_roots, prefix_successor, read_input, read_page, render_page,
 };
 use crate::reply::Reply;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub(crate) struct QueryInput {
-    #[serde(flatten)]
     common: ReadCommon,
     scan_index_forward: Option<bool>,
     key_condition_expression: Option<String>,
     key_conditions: Option<serde_json::Map<String, Value>>,
     query_filter: Option<serde_json::Map<String, Value>>,
 }
+
+read_input!(QueryInput {
+    scan_index_forward: Option<bool>,
+    key_condition_expression: Option<String>,
+    key_conditions: Option<serde_json::Map<String, Value>>,
+    query_filter: Option<serde_json::Map<String, Value>>,
+});
 
 pub(crate) fn query(service: &Service, input: QueryInput) -> Result<Reply, DynamoError> {
     let common = &input.common;

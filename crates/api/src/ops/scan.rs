@@ -4,28 +4,30 @@
 
 use std::ops::Bound;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::Service;
 use crate::error::{DynamoError, Violations};
 use crate::expressions::LegacyParams;
 use crate::items::table;
-use crate::pages::{ReadCommon, read_page, render_page};
+use crate::pages::{ReadCommon, read_input, read_page, render_page};
 use crate::reply::Reply;
 
 /// DynamoDB's maximum TotalSegments.
 const MAX_SEGMENTS: i64 = 1_000_000;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub(crate) struct ScanInput {
-    #[serde(flatten)]
     common: ReadCommon,
     segment: Option<i64>,
     total_segments: Option<i64>,
     scan_filter: Option<serde_json::Map<String, Value>>,
 }
+
+read_input!(ScanInput {
+    segment: Option<i64>,
+    total_segments: Option<i64>,
+    scan_filter: Option<serde_json::Map<String, Value>>,
+});
 
 fn check_segments(violations: &mut Violations, segment: Option<i64>, total: Option<i64>) {
     if let Some(total) = total {

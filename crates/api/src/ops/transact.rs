@@ -288,7 +288,7 @@ fn parse_action(
         texts,
         LegacyParams::default(),
         input.expression_attribute_names.as_ref(),
-        input.expression_attribute_values.as_ref(),
+        input.expression_attribute_values.as_ref().map(Into::into),
     )?;
     let sent = if kind == Kind::Put {
         &input.item

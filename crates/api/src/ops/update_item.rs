@@ -3,7 +3,6 @@
 
 use haven_expr::UpdatedPaths;
 use haven_model::Item;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::Service;
@@ -14,17 +13,20 @@ use crate::items::{check_item_size, table, validate_key, write_item};
 use crate::reply::Reply;
 use crate::wire_item::{WireItem, parse_optional};
 
-use super::items::WriteCommon;
+use super::items::{WriteCommon, write_input};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
 pub(crate) struct UpdateItemInput {
-    #[serde(flatten)]
     common: WriteCommon,
     key: Option<WireItem>,
     update_expression: Option<String>,
     attribute_updates: Option<Map<String, Value>>,
 }
+
+write_input!(UpdateItemInput {
+    key: Option<WireItem>,
+    update_expression: Option<String>,
+    attribute_updates: Option<Map<String, Value>>,
+});
 
 /// What ReturnValues asks UpdateItem to return (and RETURNING a PartiQL UPDATE).
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -757,6 +757,7 @@ mod tests {
             warm: None,
             import: None,
             dropped_index_ids: 0,
+            key_cache: Default::default(),
             billing_mode: billing_mode.into(),
             pay_per_request_since: None,
             throughput: Throughput {

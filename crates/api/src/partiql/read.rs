@@ -364,7 +364,7 @@ pub(crate) fn one_item(
     }
     let meta = table(service, &select.table)?;
     let schema = meta.keys();
-    let (key, rest) = match keys::item_key(select.condition.as_ref(), &expr_schema(&schema)) {
+    let (key, rest) = match keys::item_key(select.condition.as_ref(), &expr_schema(schema)) {
         Ok(found) => found,
         Err(error @ keys::KeyError::WrongType(_)) => {
             return Err(DynamoError::validation(error.message()));

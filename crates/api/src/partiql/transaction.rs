@@ -180,7 +180,7 @@ fn exists(service: &Service, select: &Select, return_item: bool) -> Result<Actio
     }
     let meta = table(service, &select.table)?;
     let schema = meta.keys();
-    let (key, rest) = match keys::item_key(select.condition.as_ref(), &expr_schema(&schema)) {
+    let (key, rest) = match keys::item_key(select.condition.as_ref(), &expr_schema(schema)) {
         Ok((key, Some(rest))) => (key, rest),
         Err(error @ keys::KeyError::WrongType(_)) => {
             return Err(DynamoError::validation(error.message()));

@@ -118,7 +118,7 @@ pub(super) fn one_item(
     }
     let meta = table(service, table_name)?;
     let schema = meta.keys();
-    let (key, rest) = keys::item_key(condition, &expr_schema(&schema))
+    let (key, rest) = keys::item_key(condition, &expr_schema(schema))
         .map_err(|e| DynamoError::validation(e.message()))?;
     validate_key(&meta, &key)?;
     Ok((meta, key, rest))
@@ -299,7 +299,7 @@ fn item_partition(
     condition: Option<&Condition>,
 ) -> Vec<haven_model::AttributeValue> {
     let schema = meta.keys();
-    keys::item_key(condition, &expr_schema(&schema))
+    keys::item_key(condition, &expr_schema(schema))
         .ok()
         .and_then(|(mut key, _)| key.remove(&schema.hash().name))
         .into_iter()
