@@ -50,12 +50,6 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 /// Session settings of every connection: a transaction left idle (a node frozen mid-commit,
 /// holding the commit lock) is ended by the server, and a lock wait gives up with an error.
 const SESSION_OPTIONS: &str = "-c idle_in_transaction_session_timeout=60000 -c lock_timeout=20000";
-/// Session settings of the pooled connections (reads), after [`SESSION_OPTIONS`]: each read is a
-/// prepared statement whose plan is the same whatever its parameters (the primary key's index), yet
-/// by default PostgreSQL plans `key = ANY($1)` afresh at every execution, because the plan for the
-/// actual array (one key) always looks cheaper than the generic one (costed for ten). That planning
-/// was a sixth of PostgreSQL's CPU under workload A (docs/scale-out.md). PostgreSQL 12 or later.
-const READ_OPTIONS: &str = "-c plan_cache_mode=force_generic_plan";
 
 /// The PostgreSQL engine. Dropping it (or [`PostgresEngine::shutdown`]) commits what is queued.
 pub struct PostgresEngine {
@@ -214,12 +208,7 @@ async fn connect(config: &Config, target: &str) -> Result<Client, StorageError> 
     Ok(client)
 }
 
-fn pool(mut config: Config, size: usize) -> Result<Pool, StorageError> {
-    let options = format!(
-        "{} {READ_OPTIONS}",
-        config.get_options().unwrap_or_default()
-    );
-    config.options(&options);
+fn pool(config: Config, size: usize) -> Result<Pool, StorageError> {
     let manager = Manager::from_config(
         config,
         NoTls,
