@@ -5,8 +5,9 @@
 //! the leases live in PostgreSQL, which users already run (and operate, back up and fail over),
 //! and every node serves every table. The semantics are the embedded engine's, proven by the same
 //! test suite (`haven_storage::engine_suite`):
-//! - snapshots are `REPEATABLE READ, READ ONLY` transactions on pooled connections, and a one-shot
-//!   read (`Engine::read`) is one statement with no transaction (`snapshot`);
+//! - snapshots are `REPEATABLE READ, READ ONLY` transactions on pooled connections (`snapshot`),
+//!   and a one-shot read (`Engine::read`) is one statement with no transaction, shared under load
+//!   by the reads queued beside it (`reader`);
 //! - writes go through one committer per node that folds queued batches into one transaction
 //!   under a database-wide commit lock, checking each batch's expectations in arrival order
 //!   (`committer`, `group`), usually in one statement that checks what the group was decided on;
@@ -19,6 +20,7 @@
 mod bridge;
 mod committer;
 mod group;
+mod reader;
 mod schema;
 mod snapshot;
 #[cfg(feature = "test-support")]
@@ -56,6 +58,7 @@ pub struct PostgresEngine {
     bridge: Bridge,
     runtime: Mutex<Option<Runtime>>,
     pool: Pool,
+    reads: mpsc::UnboundedSender<reader::ReadRequest>,
     commits: Mutex<Option<mpsc::UnboundedSender<CommitRequest>>>,
     committer: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -80,6 +83,8 @@ impl PostgresEngine {
             schema::migrate(&mut client, &migration_target).await
         })??;
         let pool = pool(config.clone(), pool_size)?;
+        let (reads, read_requests) = mpsc::unbounded_channel();
+        runtime.spawn(reader::run(pool.clone(), read_requests));
         let (sender, receiver) = mpsc::unbounded_channel();
         let committer = runtime.spawn(Committer::new(config, target.clone()).run(receiver));
         tracing::info!(target, pool_size, "PostgreSQL storage ready");
@@ -88,6 +93,7 @@ impl PostgresEngine {
             bridge,
             runtime: Mutex::new(Some(runtime)),
             pool,
+            reads,
             commits: Mutex::new(Some(sender)),
             committer: Mutex::new(Some(committer)),
         })
@@ -122,15 +128,14 @@ impl Engine for PostgresEngine {
         Ok(Box::new(PgSnapshot::new(&self.pool, &self.bridge)))
     }
 
-    /// One statement on a pooled connection, answered on the engine's runtime: no transaction,
-    /// and no thread of the caller's runtime waits for it.
+    /// One statement on a pooled connection, shared with the reads queued beside it (`reader`),
+    /// answered on the engine's runtime: no transaction, and no thread of the caller's runtime
+    /// waits for it.
     fn read(&self, keys: Vec<Vec<u8>>) -> PendingRead {
         let (reply, pending) = PendingRead::channel();
-        let pool = self.pool.clone();
-        // On a runtime already shut down the task is dropped, and so `reply`: Closed.
-        self.bridge.0.spawn(async move {
-            let _ = reply.send(snapshot::read_once(&pool, keys).await);
-        });
+        // A send error means the reader is gone (the runtime shut down); dropping `reply`
+        // resolves as Closed.
+        let _ = self.reads.send((keys, reply));
         pending
     }
 

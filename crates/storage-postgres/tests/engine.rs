@@ -89,6 +89,35 @@ fn nodes_sharing_a_database_conflict_and_count_as_one_engine() {
     }
 }
 
+/// One-shot reads queued together share a statement (the reader's): each still answers the values
+/// of its own keys, in its order, absent keys as None, and a read of no keys answers nothing.
+#[test]
+fn reads_sharing_a_statement_each_answer_their_own_keys() {
+    let url = TestPostgres::shared().fresh_database();
+    let engine = PostgresEngine::connect(&url).unwrap();
+    for i in 0..50u8 {
+        put(&engine, &[b'k', i], &[i]);
+    }
+    let reads: Vec<_> = (0..200usize)
+        .map(|n| {
+            let keys: Vec<Vec<u8>> = (0..n % 4)
+                .map(|j| vec![b'k', ((n + j * 7) % 60) as u8])
+                .collect();
+            (keys.clone(), engine.read(keys))
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for (keys, pending) in reads {
+        let expected: Vec<Option<Vec<u8>>> = keys
+            .iter()
+            .map(|key| (key[1] < 50).then(|| vec![key[1]]))
+            .collect();
+        assert_eq!(runtime.block_on(pending).unwrap(), expected, "{keys:?}");
+    }
+}
+
 #[test]
 fn a_database_of_an_older_haven_is_migrated_at_start() {
     let server = TestPostgres::shared();
