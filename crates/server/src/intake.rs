@@ -253,9 +253,6 @@ pub(crate) struct GatedStream {
     activity: Arc<Activity>,
     header_timeout: Duration,
     head_deadline: Pin<Box<Sleep>>,
-    /// True from when the connection joined the line until the request it waited for is read:
-    /// only such a request can have been given up by its client while it waited.
-    waited_in_line: bool,
 }
 
 impl GatedStream {
@@ -271,7 +268,6 @@ impl GatedStream {
             activity,
             header_timeout,
             head_deadline: Box::pin(tokio::time::sleep(header_timeout)),
-            waited_in_line: false,
         }
     }
 
@@ -290,9 +286,7 @@ impl GatedStream {
     /// timeout, a retry on another connection). hyper drops a request when it sees the end of its
     /// connection, but only if it sees it before the request runs, which is a race; checking here,
     /// before the request is handed to hyper, makes sure such a request is never executed. It
-    /// costs one non-blocking recv, so it is asked only of a request that waited in line: one
-    /// read as soon as it arrived was not waiting for anything its client could give up on, and
-    /// the recv (which finds nothing: a third of a served request's system calls) is saved.
+    /// costs one non-blocking recv per request.
     fn client_has_gone(&mut self, buf: &mut ReadBuf<'_>) -> bool {
         // A plain non-blocking recv: tokio's `try_read` trusts its readiness cache, which the read
         // that just returned may have cleared, and would report WouldBlock without asking.
@@ -356,7 +350,6 @@ impl AsyncRead for GatedStream {
                 return this.wait_for_client(cx);
             }
             if !this.ticket.request(cx.waker()) {
-                this.waited_in_line = true;
                 return Poll::Pending;
             }
         }
@@ -364,7 +357,7 @@ impl AsyncRead for GatedStream {
         let read = Pin::new(&mut this.stream).poll_read(cx, buf);
         match read {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                if std::mem::take(&mut this.waited_in_line) && this.client_has_gone(buf) {
+                if this.client_has_gone(buf) {
                     // Its client went away (typically while it waited in line): not read at all.
                     buf.set_filled(before);
                     return Poll::Ready(Ok(()));
