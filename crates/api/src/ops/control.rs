@@ -486,40 +486,50 @@ pub(crate) async fn delete_table(
     service: &Service,
     input: TableNameInput,
 ) -> Result<Value, DynamoError> {
-    let meta = match input.lookup(service) {
-        // DynamoDB answers a table already DELETING without an error.
-        Err(DynamoError::ResourceNotFound(message)) => {
-            return deleted_description(service, &input, message)
-                .map(|table| json!({ "TableDescription": table }));
+    // A concurrent change to the table's metadata (an index backfill finishing, a TTL or stream
+    // switch, possibly on another node) makes the delete's expectation fail: the catalog then
+    // reloads the table and the delete starts again on what won, as `modify_table` does.
+    let mut retries = Retries::new("DeleteTable");
+    loop {
+        let meta = match input.lookup(service) {
+            // DynamoDB answers a table already DELETING without an error.
+            Err(DynamoError::ResourceNotFound(message)) => {
+                return deleted_description(service, &input, message)
+                    .map(|table| json!({ "TableDescription": table }));
+            }
+            found => found?,
+        };
+        if let Some(description) = try_delete(service, &meta).await? {
+            service.capacity.forget(meta.id);
+            crate::replication::control::table_deleted(service, &meta);
+            return Ok(json!({ "TableDescription": description }));
         }
-        found => found?,
-    };
+        retries.conflict().await?;
+    }
+}
+
+/// Deletes `meta`'s table if its stored metadata is still `meta`: its description as DELETING, or
+/// None when a concurrent change won the race.
+async fn try_delete(service: &Service, meta: &TableMeta) -> Result<Option<Value>, DynamoError> {
     if meta.deletion_protection {
         return Err(DynamoError::validation(
             "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first.",
         ));
     }
-    if crate::backup::restoring(&meta) {
+    if crate::backup::restoring(meta) {
         return Err(DynamoError::ResourceInUse(format!(
             "Attempt to change a resource which is still in use: Table is being created: {}",
             meta.name
         )));
     }
     let at = now();
-    crate::transient::refuse_unless_active(&meta, service.config.transient_status, at)?;
-    let description = describe(service, &meta, "DELETING")?;
+    crate::transient::refuse_unless_active(meta, service.config.transient_status, at)?;
+    let description = describe(service, meta, "DELETING")?;
     let mut batch = haven_storage::WriteBatch::new();
     let window = service.config.transient_status;
     crate::transient::bury(&mut batch, &*service.engine, &description, window, at)?;
-    if !service.catalog.delete(&meta, batch).await? {
-        return Err(DynamoError::ResourceNotFound(format!(
-            "Requested resource not found: Table: {} not found",
-            meta.name
-        )));
-    }
-    service.capacity.forget(meta.id);
-    crate::replication::control::table_deleted(service, &meta);
-    Ok(json!({ "TableDescription": description }))
+    let deleted = service.catalog.delete(meta, batch).await?;
+    Ok(deleted.then_some(description))
 }
 
 #[derive(Deserialize)]
