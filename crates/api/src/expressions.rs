@@ -61,6 +61,23 @@ pub(crate) struct ExpressionTexts<'r> {
     pub missing_value_expressions: &'static str,
 }
 
+impl ExpressionTexts<'_> {
+    /// Whether the request gave any expression (destructured, so that a new one is not forgotten).
+    fn any(&self) -> bool {
+        let ExpressionTexts {
+            condition,
+            update,
+            projection,
+            key_condition,
+            filter,
+            missing_value_expressions: _,
+        } = self;
+        [condition, update, projection, key_condition, filter]
+            .iter()
+            .any(|text| text.is_some())
+    }
+}
+
 /// The parsed expressions of one request.
 #[derive(Default)]
 pub(crate) struct Expressions {
@@ -78,11 +95,7 @@ fn parse_expressions(
     names: Option<&HashMap<String, String>>,
     values: Option<SentValues>,
 ) -> Result<Expressions, DynamoError> {
-    let any_expression = texts.condition.is_some()
-        || texts.update.is_some()
-        || texts.projection.is_some()
-        || texts.key_condition.is_some()
-        || texts.filter.is_some();
+    let any_expression = texts.any();
     let values: Option<HashMap<String, AttributeValue>> = match values {
         // Their keys are checked by `Placeholders::new` below, as `parse_values` checks them.
         Some(SentValues::Read(values)) => Some(
@@ -354,14 +367,6 @@ pub(crate) fn parse_request_conditions(
 
 /// Whether a request has neither an expression nor a legacy parameter.
 fn nothing_given(texts: &ExpressionTexts, legacy: &LegacyParams) -> bool {
-    let ExpressionTexts {
-        condition,
-        update,
-        projection,
-        key_condition,
-        filter,
-        missing_value_expressions: _,
-    } = texts;
     let LegacyParams {
         expected,
         attribute_updates,
@@ -371,9 +376,7 @@ fn nothing_given(texts: &ExpressionTexts, legacy: &LegacyParams) -> bool {
         scan_filter,
         conditional_operator,
     } = legacy;
-    [condition, update, projection, key_condition, filter]
-        .iter()
-        .all(|text| text.is_none())
+    !texts.any()
         && [
             expected,
             attribute_updates,
