@@ -56,16 +56,21 @@ pub(crate) async fn run(pool: Pool, mut requests: mpsc::UnboundedReceiver<ReadRe
 
 /// Reads every key of `reads` in one statement and answers each read its own values.
 async fn answer(pool: &Pool, reads: Vec<ReadRequest>) {
-    let keys: Vec<Vec<u8>> = reads.iter().flat_map(|(keys, _)| keys.clone()).collect();
+    let mut keys = Vec::new();
+    let mut replies = Vec::with_capacity(reads.len());
+    for (read_keys, reply) in reads {
+        replies.push((read_keys.len(), reply));
+        keys.extend(read_keys);
+    }
     match snapshot::read_once(pool, keys).await {
         Ok(values) => {
             let mut values = values.into_iter();
-            for (keys, reply) in reads {
-                let _ = reply.send(Ok(values.by_ref().take(keys.len()).collect()));
+            for (count, reply) in replies {
+                let _ = reply.send(Ok(values.by_ref().take(count).collect()));
             }
         }
         Err(error) => {
-            for (_, reply) in reads {
+            for (_, reply) in replies {
                 let _ = reply.send(Err(error.clone()));
             }
         }
