@@ -27,12 +27,19 @@
 //! bytes without completing a request head gives the grant back, so idle and slow clients never
 //! hold grants. A refusal given back unused (the readiness that asked for it brought no request)
 //! goes to the next waiter rather than being lost.
+//!
+//! A request can wait unread (beyond its task's turn to run) only while the room is full, and its
+//! client may give up meanwhile (a timeout, a retry on another connection): such a request is
+//! dropped unexecuted. So a grant also says whether the room filled since the connection's
+//! previous one ([`Ticket::crowded`]; a new connection's first grant always says so), and only
+//! then (or when the kernel has already signalled more behind the request) does the stream look
+//! for the client's close behind it, with one system call that a server with room skips.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -64,6 +71,11 @@ const NO_GRANT: u8 = 0;
 const SERVE: u8 = 1;
 const REFUSE: u8 = 2;
 
+/// A new connection's `fillings_seen`, which no count of fillings equals: its first request is
+/// always looked behind, since it may have waited unread to be accepted, and the server cannot
+/// tell how long (the system call is paid once a connection).
+const NOT_YET_GRANTED: u64 = u64::MAX;
+
 /// The grants of one server.
 pub(crate) struct Intake {
     state: Mutex<State>,
@@ -76,6 +88,8 @@ struct State {
     refusals: usize,
     /// Served requests since the last refusal was earned.
     served: u32,
+    /// How many times the room has filled (its last serve grant taken).
+    fillings: u64,
     /// Connections with a request to read and no grant, oldest first, with when they joined.
     waiting: VecDeque<(Arc<Ticket>, Instant)>,
     /// Refusals are handed out only once the oldest waiter has waited this long: a line that
@@ -86,6 +100,11 @@ struct State {
 /// One connection's standing with the [`Intake`], shared by its stream and its requests.
 pub(crate) struct Ticket {
     grant: AtomicU8,
+    /// The intake's `fillings` when the connection was last handed a grant, or
+    /// [`NOT_YET_GRANTED`]; changed only under the intake's lock.
+    fillings_seen: AtomicU64,
+    /// Whether the room filled between the connection's previous grant and the one it holds.
+    crowded: AtomicBool,
     /// True while the connection waits in line; changed only under the intake's lock, and set only
     /// by the connection itself.
     in_line: AtomicBool,
@@ -103,6 +122,7 @@ impl Intake {
                 free: serve_grants.max(1),
                 refusals: 0,
                 served: 0,
+                fillings: 0,
                 waiting: VecDeque::new(),
                 overload_after,
             }),
@@ -112,6 +132,8 @@ impl Intake {
     pub(crate) fn ticket(self: &Arc<Intake>) -> Arc<Ticket> {
         Arc::new(Ticket {
             grant: AtomicU8::new(NO_GRANT),
+            fillings_seen: AtomicU64::new(NOT_YET_GRANTED),
+            crowded: AtomicBool::new(false),
             in_line: AtomicBool::new(false),
             waker: Mutex::new(None),
             intake: self.clone(),
@@ -132,14 +154,17 @@ impl State {
                 return;
             };
             self.free -= 1;
-            ticket.grant_now(SERVE);
+            if self.free == 0 {
+                self.fillings += 1;
+            }
+            ticket.grant_now(SERVE, self.fillings);
         }
         while self.refusals > 0 && self.overloaded() {
             let Some((ticket, _)) = self.waiting.pop_back() else {
                 return;
             };
             self.refusals -= 1;
-            ticket.grant_now(REFUSE);
+            ticket.grant_now(REFUSE, self.fillings);
         }
     }
 
@@ -183,8 +208,18 @@ impl Ticket {
         self.grant().is_some()
     }
 
-    /// Hands `grant` to this connection, which has just left the line, and wakes it.
-    fn grant_now(&self, grant: u8) {
+    /// True if the room filled between the connection's previous grant and the one it holds: the
+    /// request read with it may have waited unread (see the module docs). Answered once a grant.
+    pub(crate) fn take_crowded(&self) -> bool {
+        self.crowded.swap(false, Ordering::Relaxed)
+    }
+
+    /// Hands `grant` to this connection, which has just left the line, and wakes it; `fillings` is
+    /// the intake's count of the times the room filled.
+    fn grant_now(&self, grant: u8, fillings: u64) {
+        let seen = self.fillings_seen.swap(fillings, Ordering::Relaxed);
+        self.crowded.store(seen != fillings, Ordering::Relaxed);
+        // Release: whoever sees the grant sees `crowded` too.
         self.grant.store(grant, Ordering::Release);
         self.in_line.store(false, Ordering::Release);
         if let Some(waker) = self.waker().take() {
@@ -279,14 +314,25 @@ impl GatedStream {
         }
     }
 
+    /// True if the request just read into `buf` may have waited unread long enough for its client
+    /// to give up: the room filled since the connection's previous grant ([`Ticket::crowded`]),
+    /// or the kernel has already signalled something behind it (more bytes, or the close, which
+    /// tokio keeps once told even when the read just drained the socket).
+    ///
+    /// Only such a request is looked behind: an uncrowded server reads a request as soon as its
+    /// task runs, and the look (a non-blocking recv finding nothing) was a third of a served
+    /// request's system calls.
+    fn may_have_waited(&mut self, cx: &mut Context<'_>) -> bool {
+        self.ticket.take_crowded() || self.stream.poll_read_ready(cx).is_ready()
+    }
+
     /// True if the client has closed its side of the connection behind the bytes just read into
     /// `buf` (whatever else arrived before the close is read into `buf` too).
     ///
-    /// Why: a request that waited in line may have been given up by its client meanwhile (a
-    /// timeout, a retry on another connection). hyper drops a request when it sees the end of its
-    /// connection, but only if it sees it before the request runs, which is a race; checking here,
-    /// before the request is handed to hyper, makes sure such a request is never executed. It
-    /// costs one non-blocking recv per request.
+    /// Why: a request that waited unread may have been given up by its client meanwhile. hyper
+    /// drops a request when it sees the end of its connection, but only if it sees it before the
+    /// request runs, which is a race; checking here, before the request is handed to hyper, makes
+    /// sure such a request is never executed.
     fn client_has_gone(&mut self, buf: &mut ReadBuf<'_>) -> bool {
         // A plain non-blocking recv: tokio's `try_read` trusts its readiness cache, which the read
         // that just returned may have cleared, and would report WouldBlock without asking.
@@ -357,7 +403,7 @@ impl AsyncRead for GatedStream {
         let read = Pin::new(&mut this.stream).poll_read(cx, buf);
         match read {
             Poll::Ready(Ok(())) if buf.filled().len() > before => {
-                if this.client_has_gone(buf) {
+                if this.may_have_waited(cx) && this.client_has_gone(buf) {
                     // Its client went away (typically while it waited in line): not read at all.
                     buf.set_filled(before);
                     return Poll::Ready(Ok(()));
@@ -545,6 +591,37 @@ mod tests {
         let state = intake.state();
         assert_eq!(state.free, 3, "every serve grant came back");
         assert!(state.waiting.is_empty());
+    }
+
+    #[test]
+    fn a_grant_says_whether_the_room_filled_since_the_connections_previous_one() {
+        let intake = Intake::new(2, Duration::from_secs(3600));
+        let (steady, other) = (intake.ticket(), intake.ticket());
+        assert!(steady.request(&waker()));
+        assert!(
+            steady.take_crowded(),
+            "a new connection may have waited to be accepted"
+        );
+        assert!(!steady.take_crowded(), "answered once a grant");
+        steady.answered();
+        assert!(steady.request(&waker()));
+        assert!(!steady.take_crowded(), "the room never filled");
+        // The other connection takes the last free grant: the room is full.
+        assert!(other.request(&waker()));
+        steady.answered();
+        assert!(steady.request(&waker()));
+        assert!(
+            steady.take_crowded(),
+            "the room filled since its previous grant"
+        );
+        // A new connection takes the grant it gives back: its next request waits in line.
+        let third = intake.ticket();
+        steady.answered();
+        assert!(third.request(&waker()));
+        assert!(!steady.request(&waker()));
+        third.answered();
+        assert_eq!(steady.grant(), Some(Grant::Serve));
+        assert!(steady.take_crowded(), "it waited in line");
     }
 
     #[test]
