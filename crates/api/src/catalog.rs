@@ -374,7 +374,9 @@ impl TableMeta {
     }
 
     pub(crate) fn stat_key(&self, kind: u8) -> Vec<u8> {
-        key_of(&[&[prefix::STATS], &self.id.to_be_bytes(), &[kind]])
+        let mut key = [kind; 10];
+        key[..9].copy_from_slice(&table_range_bytes(prefix::STATS, self.id));
+        key.to_vec()
     }
 
     pub fn item_count_key(&self) -> Vec<u8> {
@@ -394,7 +396,15 @@ pub struct TableStats {
 
 /// `prefix | table id`: the start of a table's range under a per-table prefix.
 fn table_range(prefix: u8, table_id: u64) -> Vec<u8> {
-    key_of(&[&[prefix], &table_id.to_be_bytes()])
+    table_range_bytes(prefix, table_id).to_vec()
+}
+
+/// [`table_range`] on the stack: every item write builds such keys (its table's prefix, counters
+/// and schema version), and assembling them from slices cost twice as much as copying them whole.
+fn table_range_bytes(prefix: u8, table_id: u64) -> [u8; 9] {
+    let mut key = [prefix; 9];
+    key[1..].copy_from_slice(&table_id.to_be_bytes());
+    key
 }
 
 /// A storage key made of `parts`, allocated once at its length (every item write builds several).

@@ -244,11 +244,19 @@ impl Update {
         }
     }
 
-    pub fn apply(&self, item: &mut Item, key_names: &[&str]) -> Result<UpdatedPaths, DynamoError> {
-        Ok(match self {
-            Update::Expression(update) => update.apply(item, key_names)?,
-            Update::Legacy(updates) => updates.apply(item, key_names)?,
-        })
+    /// The update applied to `item` (the caller's own copy, dropped if the update fails).
+    pub fn apply_to(
+        &self,
+        mut item: Item,
+        key_names: &[&str],
+    ) -> Result<(Item, UpdatedPaths), DynamoError> {
+        match self {
+            Update::Expression(update) => Ok(update.apply_to(item, key_names)?),
+            Update::Legacy(updates) => {
+                let updated = updates.apply(&mut item, key_names)?;
+                Ok((item, updated))
+            }
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! What every item operation shares: finding the table, validating keys and items against the key
 //! schema, reading an item, the optimistic read-decide-write loop, and consumed capacity.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use haven_model::item_codec::{decode_item, encode_item};
@@ -143,8 +144,34 @@ pub(crate) fn read_item(
     meta: &TableMeta,
     key: &Item,
 ) -> Result<Option<(Vec<u8>, Item)>, DynamoError> {
-    let storage_key = meta.keys().storage_key(&meta.item_prefix(), key);
-    with_item(meta, snapshot.get(&storage_key)?)
+    read_item_at(snapshot, meta, &ItemKey::new(meta, key).storage)
+}
+
+/// [`read_item`] by the item's storage key.
+pub(crate) fn read_item_at(
+    snapshot: &dyn Snapshot,
+    meta: &TableMeta,
+    storage_key: &[u8],
+) -> Result<Option<(Vec<u8>, Item)>, DynamoError> {
+    with_item(meta, snapshot.get(storage_key)?)
+}
+
+/// An item's key: attributes holding the key attributes (the key alone, or the whole item), and
+/// the storage key they encode to, computed once for the read and the write of an item.
+pub(crate) struct ItemKey<'k> {
+    pub attributes: &'k Item,
+    pub storage: Vec<u8>,
+}
+
+impl<'k> ItemKey<'k> {
+    /// The key of `attributes` (validated against the key schema) in `meta`'s table.
+    pub fn new(meta: &TableMeta, attributes: &'k Item) -> ItemKey<'k> {
+        let storage = meta.keys().storage_key(&meta.item_prefix(), attributes);
+        ItemKey {
+            attributes,
+            storage,
+        }
+    }
 }
 
 /// Reads the items at `keys` (validated keys, each with its table) as of one moment, in one
@@ -169,7 +196,7 @@ pub(crate) async fn read_stored(
 ) -> Result<Vec<Option<(Vec<u8>, Item)>>, DynamoError> {
     let storage_keys: Vec<Vec<u8>> = keys
         .iter()
-        .map(|(meta, key)| meta.keys().storage_key(&meta.item_prefix(), key))
+        .map(|(meta, key)| ItemKey::new(meta, key).storage)
         .collect();
     let found = engine.read(storage_keys).await?;
     found
@@ -199,10 +226,11 @@ fn decode_stored(meta: &TableMeta, bytes: &[u8]) -> Result<Item, DynamoError> {
     })
 }
 
-/// The before and after images of a single-item write.
-pub(crate) struct WriteOutcome {
+/// The before and after images of a single-item write (the new one as the decision gave it:
+/// PutItem's item is borrowed from its request, not copied).
+pub(crate) struct WriteOutcome<'i> {
     pub old: Option<Item>,
-    pub new: Option<Item>,
+    pub new: Option<Cow<'i, Item>>,
     /// Write units the secondary indexes spent.
     pub index_units: crate::indexes::IndexUnits,
     /// The item collection and its size, for tables with local indexes.
@@ -214,21 +242,26 @@ pub(crate) struct WriteOutcome {
 /// Runs `decide` on the item's current state and writes what it returns (None deletes), atomically
 /// with respect to every other writer: if the item (or the table's set of indexes) changed between
 /// the read and the commit, the engine refuses the batch and the decision is made again on the fresh
-/// state, with the table's current metadata (a bounded number of times, see `retry`).
-pub(crate) async fn write_item(
+/// state, with the table's current metadata (a bounded number of times, see `retry`). `key` holds
+/// the item's key attributes (it may be the whole item).
+pub(crate) async fn write_item<'i>(
     service: &Service,
     meta: &Arc<TableMeta>,
     key: &Item,
-    mut decide: impl FnMut(Option<&Item>) -> Result<Option<Item>, DynamoError>,
-) -> Result<WriteOutcome, DynamoError> {
+    mut decide: impl FnMut(Option<&Item>) -> Result<Option<Cow<'i, Item>>, DynamoError>,
+) -> Result<WriteOutcome<'i>, DynamoError> {
     service.capacity.admit(meta, None, Capacity::Write)?;
     let mut meta = Arc::clone(meta);
     let mut retries = Retries::new("item write");
     loop {
-        let current = read_stored(&*service.engine, &[(&meta, key)])
+        let item_key = ItemKey::new(&meta, key);
+        let current = service
+            .engine
+            .read(vec![item_key.storage.clone()])
             .await?
             .pop()
             .flatten();
+        let current = with_item(&meta, current)?;
         let old = current.as_ref().map(|(_, item)| item);
         let new = decide(old)?;
         if let Some(item) = &new {
@@ -242,9 +275,9 @@ pub(crate) async fn write_item(
         let staged = stage_item_write(
             &snapshot,
             &meta,
-            key,
+            item_key,
             current.as_ref(),
-            new.as_ref(),
+            new.as_deref(),
             &mut batch,
             service.config.item_collection_limit,
         )?;
@@ -313,7 +346,7 @@ pub(crate) fn refresh_tables<'m>(
 pub(crate) fn stage_item_write(
     snapshot: &dyn Snapshot,
     meta: &TableMeta,
-    key: &Item,
+    key: ItemKey,
     current: Option<&(Vec<u8>, Item)>,
     new: Option<&Item>,
     batch: &mut WriteBatch,
@@ -327,17 +360,24 @@ pub(crate) fn stage_item_write(
 pub(crate) fn stage_any_item_write(
     snapshot: &dyn Snapshot,
     meta: &TableMeta,
-    key: &Item,
+    key: ItemKey,
     current: Option<&(Vec<u8>, Item)>,
     new: Option<&Item>,
     batch: &mut WriteBatch,
     collection_limit: u64,
 ) -> Result<StagedWrite, DynamoError> {
-    let storage_key = meta.keys().storage_key(&meta.item_prefix(), key);
+    let ItemKey {
+        attributes: key,
+        storage: storage_key,
+    } = key;
     let old = current.map(|(_, item)| item);
-    batch
-        .expect(storage_key.clone(), current.map(|(bytes, _)| bytes.clone()))
-        .expect(meta.schema_version_key(), meta.schema_version_expectation());
+    batch.expect(storage_key.clone(), current.map(|(bytes, _)| bytes.clone()));
+    // The items of one table in a batch (BatchWriteItem's, a transaction's) expect one schema
+    // version: checking it once is enough.
+    let (version_key, version) = (meta.schema_version_key(), meta.schema_version_expectation());
+    if !batch.expects(&version_key, version.as_deref()) {
+        batch.expect(version_key, version);
+    }
     let new_bytes = new.map(encode_item);
     crate::changes::stage(meta, &storage_key, current, new, new_bytes.as_ref(), batch);
     crate::replication::version::stage_local(snapshot, meta, &storage_key, new.is_none(), batch)?;

@@ -101,7 +101,7 @@ async fn commit_mirrored(
             stage_any_item_write(
                 &*snapshot,
                 &meta,
-                &write.key,
+                crate::items::ItemKey::new(&meta, &write.key),
                 current.as_ref(),
                 write.new.as_ref(),
                 &mut batch,

@@ -258,7 +258,7 @@ impl Worker {
                 let staged = crate::items::stage_item_write(
                     &*snapshot,
                     meta,
-                    &key,
+                    crate::items::ItemKey::new(meta, &key),
                     Some(&current),
                     None,
                     &mut batch,

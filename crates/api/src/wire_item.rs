@@ -138,30 +138,33 @@ impl<'de> Visitor<'de> for ValueSeed {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AttributeValue, A::Error> {
-        let type_name = map.next_key::<TypeName>()?.ok_or_else(unclean)?;
+        // The data type, borrowed from the body: a name written with escapes does not borrow,
+        // and is left to the general path with any other unclean value.
+        let type_name: &'de str = map.next_key()?.ok_or_else(unclean)?;
         let inner = self.depth + 1;
         let value = match type_name {
-            TypeName::S => AttributeValue::S(map.next_value()?),
-            TypeName::N => AttributeValue::N(number(map.next_value()?)?),
-            TypeName::B => AttributeValue::B(binary(map.next_value()?)?),
-            TypeName::Bool => AttributeValue::Bool(map.next_value()?),
-            TypeName::Null => match map.next_value()? {
+            "S" => AttributeValue::S(map.next_value()?),
+            "N" => AttributeValue::N(number(map.next_value()?)?),
+            "B" => AttributeValue::B(binary(map.next_value()?)?),
+            "BOOL" => AttributeValue::Bool(map.next_value()?),
+            "NULL" => match map.next_value()? {
                 true => AttributeValue::Null,
                 false => return Err(unclean()),
             },
-            TypeName::M => AttributeValue::M(map.next_value_seed(ItemSeed { depth: inner })?),
-            TypeName::L => AttributeValue::L(map.next_value_seed(ListSeed { depth: inner })?),
-            TypeName::Ss => AttributeValue::Ss(set(map.next_value::<Vec<String>>()?)?),
-            TypeName::Ns => {
+            "M" => AttributeValue::M(map.next_value_seed(ItemSeed { depth: inner })?),
+            "L" => AttributeValue::L(map.next_value_seed(ListSeed { depth: inner })?),
+            "SS" => AttributeValue::Ss(set(map.next_value::<Vec<String>>()?)?),
+            "NS" => {
                 let members: Vec<String> = map.next_value()?;
                 let members = members.into_iter().map(number).collect::<Result<_, _>>()?;
                 AttributeValue::Ns(set(members)?)
             }
-            TypeName::Bs => {
+            "BS" => {
                 let members: Vec<String> = map.next_value()?;
                 let members = members.into_iter().map(binary).collect::<Result<_, _>>()?;
                 AttributeValue::Bs(set(members)?)
             }
+            _ => return Err(unclean()),
         };
         match map.next_key::<de::IgnoredAny>()? {
             None => Ok(value),
@@ -197,26 +200,6 @@ impl<'de> Visitor<'de> for ListSeed {
         }
         Ok(members)
     }
-}
-
-/// The data types an attribute value may name; any other member makes it unclean.
-#[derive(Deserialize)]
-enum TypeName {
-    S,
-    N,
-    B,
-    #[serde(rename = "BOOL")]
-    Bool,
-    #[serde(rename = "NULL")]
-    Null,
-    M,
-    L,
-    #[serde(rename = "SS")]
-    Ss,
-    #[serde(rename = "NS")]
-    Ns,
-    #[serde(rename = "BS")]
-    Bs,
 }
 
 fn number<E: de::Error>(text: String) -> Result<Number, E> {
@@ -269,6 +252,7 @@ mod tests {
         let deep = format!(r#"{{"a":{deep}}}"#);
         for text in [
             r#"{"a":{"S":"x","N":"1"}}"#,
+            r#"{"a":{"\u0053":"x"}}"#,
             r#"{"a":{"S":"x","Other":1}}"#,
             r#"{"a":{}}"#,
             r#"{"a":{"N":"one"}}"#,

@@ -54,14 +54,28 @@ impl UpdateExpression {
         }
     }
 
-    /// Applies the update to `item` (an empty item when it did not exist yet).
+    /// Applies the update to `item` (an empty item when it did not exist yet); a failed update
+    /// leaves `item` as it was.
     pub fn apply(
         &self,
         item: &mut Item,
         key_attribute_names: &[&str],
     ) -> Result<UpdatedPaths, ExprError> {
+        let (new, updated) = self.apply_to(item.clone(), key_attribute_names)?;
+        *item = new;
+        Ok(updated)
+    }
+
+    /// Applies the update to an item the caller gives up (its own copy of the current item): the
+    /// item is changed where it lies, with no copy to keep for a failure, which drops it. A copy
+    /// of a 1 KB item and its drop were a tenth of UpdateItem's own instructions.
+    pub fn apply_to(
+        &self,
+        item: Item,
+        key_attribute_names: &[&str],
+    ) -> Result<(Item, UpdatedPaths), ExprError> {
         self.check_key_attributes(key_attribute_names)?;
-        let values = self.check(item)?;
+        let values = self.check(&item)?;
         let mut writes = Vec::new();
         let mut removes = Vec::new();
         for (action, value) in self.actions.iter().zip(values) {
@@ -74,7 +88,7 @@ impl UpdateExpression {
                 UpdateAction::Remove(path) => removes.push(path),
             }
         }
-        let mut new = item.clone();
+        let mut new = item;
         writes.sort_by(|a, b| a.0.cmp(b.0));
         for (path, change) in writes {
             match change {
@@ -87,10 +101,8 @@ impl UpdateExpression {
         for path in removes {
             remove(&mut new, path)?;
         }
-        *item = new;
-        Ok(UpdatedPaths(
-            self.actions.iter().map(|a| a.path().clone()).collect(),
-        ))
+        let updated = UpdatedPaths(self.actions.iter().map(|a| a.path().clone()).collect());
+        Ok((new, updated))
     }
 
     /// The checks DynamoDB makes before changing anything, in its order (measured against DynamoDB

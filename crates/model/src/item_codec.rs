@@ -33,14 +33,63 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// The item's encoding, in a buffer of its exact length: measuring first is cheaper than growing
+/// the buffer through doublings (each a copy) to a 1 KB item's size.
 pub fn encode_item(item: &Item) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    write_varint(item.len() as u128, &mut out);
-    for (name, value) in item {
-        write_bytes(name.as_bytes(), &mut out);
-        encode_value(value, &mut out);
-    }
+    let mut out = Vec::with_capacity(map_len(item));
+    encode_map(item, &mut out);
     out
+}
+
+fn encode_map(map: &BTreeMap<String, AttributeValue>, out: &mut Vec<u8>) {
+    write_varint(map.len() as u128, out);
+    for (name, value) in map {
+        write_bytes(name.as_bytes(), out);
+        encode_value(value, out);
+    }
+}
+
+/// The length of [`encode_map`]'s output.
+fn map_len(map: &BTreeMap<String, AttributeValue>) -> usize {
+    let entries: usize = map
+        .iter()
+        .map(|(name, value)| bytes_len(name.len()) + value_len(value))
+        .sum();
+    varint_len(map.len() as u128) + entries
+}
+
+/// The length of [`encode_value`]'s output.
+fn value_len(value: &AttributeValue) -> usize {
+    let members = |count: usize, sum: usize| 1 + varint_len(count as u128) + sum;
+    match value {
+        AttributeValue::S(s) => 1 + bytes_len(s.len()),
+        AttributeValue::N(n) => number_len(n),
+        AttributeValue::B(b) => 1 + bytes_len(b.len()),
+        AttributeValue::Bool(_) | AttributeValue::Null => 1,
+        AttributeValue::M(m) => 1 + map_len(m),
+        AttributeValue::L(l) => members(l.len(), l.iter().map(value_len).sum()),
+        AttributeValue::Ss(s) => members(s.len(), s.iter().map(|v| bytes_len(v.len())).sum()),
+        AttributeValue::Ns(s) => members(s.len(), s.iter().map(number_len).sum()),
+        AttributeValue::Bs(s) => members(s.len(), s.iter().map(|v| bytes_len(v.len())).sum()),
+    }
+}
+
+fn number_len(n: &Number) -> usize {
+    1 + varint_len(zigzag(n.exponent()) as u128) + varint_len(n.coefficient())
+}
+
+fn bytes_len(len: usize) -> usize {
+    varint_len(len as u128) + len
+}
+
+/// Bytes of `write_varint(value)`: seven bits each, at least one.
+fn varint_len(value: u128) -> usize {
+    ((128 - value.leading_zeros() as usize).max(1)).div_ceil(7)
+}
+
+fn zigzag(exponent: i32) -> u64 {
+    let exponent = exponent as i64;
+    ((exponent << 1) ^ (exponent >> 63)) as u64
 }
 
 pub fn decode_item(bytes: &[u8]) -> Result<Item, DecodeError> {
@@ -67,11 +116,7 @@ fn encode_value(value: &AttributeValue, out: &mut Vec<u8>) {
         AttributeValue::Null => out.push(TAG_NULL),
         AttributeValue::M(m) => {
             out.push(TAG_M);
-            write_varint(m.len() as u128, out);
-            for (k, v) in m {
-                write_bytes(k.as_bytes(), out);
-                encode_value(v, out);
-            }
+            encode_map(m, out);
         }
         AttributeValue::L(l) => {
             out.push(TAG_L);
@@ -102,8 +147,7 @@ fn encode_number(n: &Number, out: &mut Vec<u8>) {
     } else {
         TAG_N_POSITIVE
     });
-    let exponent = n.exponent() as i64;
-    write_varint(((exponent << 1) ^ (exponent >> 63)) as u64 as u128, out);
+    write_varint(zigzag(n.exponent()) as u128, out);
     write_varint(n.coefficient(), out);
 }
 
@@ -244,6 +288,22 @@ mod tests {
         #[test]
         fn items_round_trip(item in proptest::collection::btree_map(".*", value_strategy(), 0..6)) {
             prop_assert_eq!(decode_item(&encode_item(&item)).unwrap(), item);
+        }
+
+        #[test]
+        fn long_values_are_measured_exactly(len in prop_oneof![0usize..300, 16_000usize..17_000]) {
+            let item: Item = [
+                ("s".to_string(), AttributeValue::S("x".repeat(len))),
+                ("b".to_string(), AttributeValue::B(vec![7; len])),
+            ]
+            .into_iter()
+            .collect();
+            prop_assert_eq!(encode_item(&item).len(), map_len(&item));
+        }
+
+        #[test]
+        fn the_buffer_is_measured_exactly(item in proptest::collection::btree_map(".*", value_strategy(), 0..6)) {
+            prop_assert_eq!(encode_item(&item).len(), map_len(&item));
         }
 
         #[test]

@@ -199,9 +199,7 @@ impl Engine for MemoryEngine {
         let started = Instant::now();
         let outcome = self.apply(batch);
         haven_metrics::commit(1, started.elapsed().as_secs_f64(), false);
-        let (reply, pending) = PendingCommit::channel();
-        let _ = reply.send(outcome);
-        pending
+        PendingCommit::ready(outcome)
     }
 }
 

@@ -59,6 +59,11 @@ impl WriteBatch {
         self
     }
 
+    /// Whether the batch already requires `key` to hold `value` (or be absent).
+    pub fn expects(&self, key: &[u8], value: Option<&[u8]>) -> bool {
+        (self.expectations.iter()).any(|(k, v)| k == key && v.as_deref() == value)
+    }
+
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> &mut Self {
         self.ops.push(WriteOp::Put(key, value));
         self
@@ -113,31 +118,51 @@ pub enum CommitError {
 }
 
 /// Resolves when the engine has applied or refused a batch.
-pub struct PendingCommit(pub(crate) oneshot::Receiver<Result<(), CommitError>>);
+pub struct PendingCommit(Outcome);
+
+enum Outcome {
+    /// Decided before the commit returned (an engine that commits on the caller's thread).
+    Ready(Option<Result<(), CommitError>>),
+    Waiting(oneshot::Receiver<Result<(), CommitError>>),
+}
 
 impl PendingCommit {
+    /// A commit already decided: no channel to allocate and signal (the memory engine's, where
+    /// that was a tenth of a commit's instructions).
+    pub fn ready(outcome: Result<(), CommitError>) -> PendingCommit {
+        PendingCommit(Outcome::Ready(Some(outcome)))
+    }
+
     /// A commit to resolve later through the sender (an engine's committer answers on it;
     /// dropping it unanswered resolves as [`StorageError::Closed`]).
     pub fn channel() -> (oneshot::Sender<Result<(), CommitError>>, PendingCommit) {
         let (sender, receiver) = oneshot::channel();
-        (sender, PendingCommit(receiver))
+        (sender, PendingCommit(Outcome::Waiting(receiver)))
     }
 
     /// Waits on the current thread (for code outside an async runtime).
     pub fn wait(self) -> Result<(), CommitError> {
-        self.0
-            .blocking_recv()
-            .unwrap_or(Err(CommitError::Storage(StorageError::Closed)))
+        match self.0 {
+            Outcome::Ready(outcome) => outcome.unwrap_or(Err(closed())),
+            Outcome::Waiting(receiver) => receiver.blocking_recv().unwrap_or(Err(closed())),
+        }
     }
+}
+
+fn closed() -> CommitError {
+    CommitError::Storage(StorageError::Closed)
 }
 
 impl Future for PendingCommit {
     type Output = Result<(), CommitError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|result| result.unwrap_or(Err(CommitError::Storage(StorageError::Closed))))
+        match &mut self.0 {
+            Outcome::Ready(outcome) => Poll::Ready(outcome.take().unwrap_or(Err(closed()))),
+            Outcome::Waiting(receiver) => Pin::new(receiver)
+                .poll(cx)
+                .map(|result| result.unwrap_or(Err(closed()))),
+        }
     }
 }
 

@@ -466,7 +466,7 @@ pub(crate) fn write_changes(
             crate::items::stage_item_write(
                 &*snapshot,
                 &meta,
-                &key,
+                crate::items::ItemKey::new(&meta, &key),
                 current.as_ref(),
                 item.as_ref(),
                 &mut batch,

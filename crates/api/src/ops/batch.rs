@@ -2,7 +2,7 @@
 //! Reads come from one snapshot; the writes of a batch commit together in one storage batch (each
 //! put or delete is atomic, as DynamoDB promises, and here the whole batch is too).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use haven_model::{Item, item_size};
 use haven_storage::{CommitError, WriteBatch};
@@ -15,8 +15,8 @@ use crate::error::{DynamoError, Violations};
 use crate::expressions::{ExpressionTexts, LegacyParams, parse_request_conditions};
 use crate::indexes::IndexUnits;
 use crate::items::{
-    Capacity, CapacityReport, check_item_size, collection_metrics, read_item, read_many,
-    read_units, refresh_tables, stage_item_write, validate_item, validate_key,
+    Capacity, CapacityReport, ItemKey, check_item_size, collection_metrics, read_item_at,
+    read_many, read_units, refresh_tables, stage_item_write, validate_item, validate_key,
 };
 use crate::reply::{Member, Reply};
 use crate::retry::Retries;
@@ -210,18 +210,24 @@ pub(crate) struct BatchWriteItemInput {
     return_item_collection_metrics: Option<String>,
 }
 
-/// One validated write: the table, the item's key, and the new item (None deletes).
+/// One validated write: the table, the item's key (for a put, the item itself, which holds it),
+/// its storage key in that table, and whether it puts the item or deletes the key.
 struct PlannedWrite {
     meta: std::sync::Arc<TableMeta>,
     key: Item,
-    item: Option<Item>,
+    storage_key: Vec<u8>,
+    put: bool,
 }
 
 impl PlannedWrite {
+    /// The new item (None deletes).
+    fn item(&self) -> Option<&Item> {
+        self.put.then_some(&self.key)
+    }
+
     /// The write units it will at least consume (a delete's item is not read yet: one).
     fn units(&self) -> f64 {
-        self.item
-            .as_ref()
+        self.item()
             .map_or(1, |item| item_size(item).div_ceil(1024).max(1)) as f64
     }
 }
@@ -272,7 +278,7 @@ impl Admission {
 fn unprocessed_writes(throttled: &[PlannedWrite]) -> Value {
     let mut tables = Map::new();
     for write in throttled {
-        let request = match &write.item {
+        let request = match write.item() {
             Some(item) => json!({ "PutRequest": { "Item": item_to_json(item) } }),
             None => json!({ "DeleteRequest": { "Key": item_to_json(&write.key) } }),
         };
@@ -296,24 +302,27 @@ fn plan_writes(
         )
     };
     let mut planned: Vec<PlannedWrite> = Vec::new();
+    // The (table, storage key) pairs planned so far: two writes of one item have one storage key.
+    let mut seen = HashSet::new();
     for (table_name, writes) in requests {
         let meta = crate::items::table(service, &table_name)?;
         for write in writes {
-            let (key, item) = match (write.put_request, write.delete_request) {
+            let (key, put) = match (write.put_request, write.delete_request) {
                 (Some(put), None) => {
                     let item = parse_optional(put.item)?;
                     check_item_size(&item)?;
                     validate_item(&meta, &item).map_err(batch_key_error)?;
-                    (meta.keys().project_key(&item), Some(item))
+                    (item, true)
                 }
                 (None, Some(delete)) => {
                     let key = parse_optional(delete.key)?;
                     validate_key(&meta, &key)?;
-                    (key, None)
+                    (key, false)
                 }
                 _ => return Err(more_than_one()),
             };
-            if planned.iter().any(|p| p.meta.id == meta.id && p.key == key) {
+            let storage_key = ItemKey::new(&meta, &key).storage;
+            if !seen.insert((meta.id, storage_key.clone())) {
                 return Err(DynamoError::validation(
                     "Provided list of item keys contains duplicates",
                 ));
@@ -321,7 +330,8 @@ fn plan_writes(
             planned.push(PlannedWrite {
                 meta: meta.clone(),
                 key,
-                item,
+                storage_key,
+                put,
             });
         }
     }
@@ -409,25 +419,31 @@ async fn commit_writes(
         let mut units: BTreeMap<String, (f64, IndexUnits)> = BTreeMap::new();
         let mut collections: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for write in planned {
-            // The table's current metadata: its indexes may have changed since the plan.
+            // The table's current metadata: its indexes may have changed since the plan (and a
+            // table of the same name created since has other storage keys).
             let meta = crate::items::table(service, &write.meta.name)?;
-            if let Some(item) = &write.item {
+            if let Some(item) = write.item() {
                 crate::indexes::validate_index_keys(&meta, item)?;
             }
-            let current = read_item(&*snapshot, &meta, &write.key)?;
-            let old_size = current.as_ref().map_or(0, |(_, item)| item_size(item));
-            let new_size = write.item.as_ref().map_or(0, item_size);
+            let item_key = match meta.id == write.meta.id {
+                true => ItemKey {
+                    attributes: &write.key,
+                    storage: write.storage_key.clone(),
+                },
+                false => ItemKey::new(&meta, &write.key),
+            };
+            let current = read_item_at(&*snapshot, &meta, &item_key.storage)?;
             let staged = stage_item_write(
                 &*snapshot,
                 &meta,
-                &write.key,
+                item_key,
                 current.as_ref(),
-                write.item.as_ref(),
+                write.item(),
                 &mut batch,
                 service.config.item_collection_limit,
             )?;
             let table_units = units.entry(meta.name.clone()).or_default();
-            table_units.0 += old_size.max(new_size).div_ceil(1024).max(1) as f64;
+            table_units.0 += staged.size.div_ceil(1024).max(1) as f64;
             table_units.1.extend(staged.index_units);
             if let Some(collection) = &staged.collection {
                 collections

@@ -1,5 +1,6 @@
 //! Single-item operations: PutItem, GetItem, DeleteItem.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::Deserialize;
@@ -202,17 +203,17 @@ pub(crate) async fn put_item(service: &Service, input: PutItemInput) -> Result<R
 
     let meta = table(service, common.table_name())?;
     validate_item(&meta, &item)?;
-    let key = meta.keys().project_key(&item);
-    let outcome = write_item(service, &meta, &key, |current| {
+    // The item holds its key: it serves as the key too, and is written as it is, uncopied.
+    let mut outcome = write_item(service, &meta, &item, |current| {
         check_condition(
             expressions.condition.as_ref(),
             current,
             checks.return_item_on_failure,
         )?;
-        Ok(Some(item.clone()))
+        Ok(Some(Cow::Borrowed(&item)))
     })
     .await?;
-    let attributes = outcome.old.clone().filter(|_| return_old);
+    let attributes = outcome.old.take().filter(|_| return_old);
     Ok(write_response(
         attributes,
         &checks,
@@ -303,7 +304,7 @@ pub(crate) async fn delete_item(
 
     let meta = table(service, common.table_name())?;
     validate_key(&meta, &key)?;
-    let outcome: WriteOutcome = write_item(service, &meta, &key, |current| {
+    let mut outcome: WriteOutcome = write_item(service, &meta, &key, |current| {
         check_condition(
             expressions.condition.as_ref(),
             current,
@@ -312,7 +313,7 @@ pub(crate) async fn delete_item(
         Ok(None)
     })
     .await?;
-    let attributes = outcome.old.clone().filter(|_| return_old);
+    let attributes = outcome.old.take().filter(|_| return_old);
     Ok(write_response(
         attributes,
         &checks,

@@ -21,12 +21,12 @@ use crate::Service;
 use crate::catalog::{TableMeta, prefix};
 use crate::error::{CancellationReason, DynamoError, Violations};
 use crate::expressions::{
-    ExpressionTexts, LegacyParams, RequestConditions, Update, parse_request_conditions,
+    ExpressionTexts, LegacyParams, RequestConditions, parse_request_conditions,
 };
 use crate::indexes::IndexUnits;
 use crate::items::{
-    Capacity, CapacityReport, check_item_size, collection_metrics, read_item, refresh_tables,
-    stage_item_write, table, validate_item, validate_key,
+    Capacity, CapacityReport, ItemKey, check_item_size, collection_metrics, read_item,
+    read_item_at, refresh_tables, stage_item_write, table, validate_item, validate_key,
 };
 use crate::retry::Retries;
 use crate::wire::{item_to_json, parse_item};
@@ -367,10 +367,13 @@ fn evaluate(action: &Action, current: Option<&Item>) -> Evaluation {
             if let Some(update) = &action.conditions.update {
                 let schema = action.meta.keys();
                 let names: Vec<&str> = schema.attributes().map(|a| a.name.as_str()).collect();
-                if let Err(error) = Update::apply(update, &mut item, &names) {
-                    return Evaluation::Failed(validation_reason(
-                        error.message().unwrap_or_default(),
-                    ));
+                match update.apply_to(item, &names) {
+                    Ok((updated, _)) => item = updated,
+                    Err(error) => {
+                        return Evaluation::Failed(validation_reason(
+                            error.message().unwrap_or_default(),
+                        ));
+                    }
                 }
             }
             if check_item_size(&item).is_err() {
@@ -633,7 +636,8 @@ pub(crate) async fn commit_actions(
         let mut collections: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         for action in actions {
             let meta = table(service, &action.meta.name)?;
-            let current = read_item(&*snapshot, &meta, &action.key)?;
+            let item_key = ItemKey::new(&meta, &action.key);
+            let current = read_item_at(&*snapshot, &meta, &item_key.storage)?;
             let old = current.as_ref().map(|(_, item)| item);
             let size = match evaluate(action, old) {
                 Evaluation::Failed(reason) => {
@@ -642,9 +646,8 @@ pub(crate) async fn commit_actions(
                     continue;
                 }
                 Evaluation::Check => {
-                    let storage_key = meta.keys().storage_key(&meta.item_prefix(), &action.key);
                     batch.expect(
-                        storage_key,
+                        item_key.storage,
                         current.as_ref().map(|(bytes, _)| bytes.clone()),
                     );
                     old.map_or(0, item_size)
@@ -656,7 +659,7 @@ pub(crate) async fn commit_actions(
                     match stage_item_write(
                         &*snapshot,
                         &meta,
-                        &action.key,
+                        item_key,
                         current.as_ref(),
                         new.as_ref(),
                         &mut batch,

@@ -1,6 +1,8 @@
 //! UpdateItem: edits an item in place (creating it if absent) with an UpdateExpression, under an
 //! optional ConditionExpression, and returns the attributes ReturnValues asks for.
 
+use std::borrow::Cow;
+
 use haven_expr::UpdatedPaths;
 use haven_model::Item;
 use serde_json::{Map, Value};
@@ -95,15 +97,15 @@ pub(crate) async fn update_item(
             checks.return_item_on_failure,
         )?;
         let (item, paths) = updated_item(&meta, &key, current, |item| match &expressions.update {
-            Some(update) => update.apply(item, &key_names),
-            None => Ok(UpdatedPaths::default()),
+            Some(update) => update.apply_to(item, &key_names),
+            None => Ok((item, UpdatedPaths::default())),
         })?;
         updated = paths;
-        Ok(Some(item))
+        Ok(Some(Cow::Owned(item)))
     })
     .await?;
 
-    let attributes = return_values.select(outcome.old.as_ref(), outcome.new.as_ref(), &updated);
+    let attributes = return_values.select(outcome.old.as_ref(), outcome.new.as_deref(), &updated);
     Ok(super::items::write_response(
         attributes,
         &checks,
@@ -119,10 +121,9 @@ pub(crate) fn updated_item(
     meta: &TableMeta,
     key: &Item,
     current: Option<&Item>,
-    apply: impl FnOnce(&mut Item) -> Result<UpdatedPaths, DynamoError>,
+    apply: impl FnOnce(Item) -> Result<(Item, UpdatedPaths), DynamoError>,
 ) -> Result<(Item, UpdatedPaths), DynamoError> {
-    let mut item = current.cloned().unwrap_or_else(|| key.clone());
-    let updated = apply(&mut item)?;
+    let (item, updated) = apply(current.cloned().unwrap_or_else(|| key.clone()))?;
     // UpdateItem words the limit its own way (as DynamoDB and DynamoDB Local do).
     check_item_size(&item).map_err(|_| {
         DynamoError::validation("Item size to update has exceeded the maximum allowed size")

@@ -4,6 +4,7 @@
 //! the item if it is there and its condition holds. The same planned writes become a transaction's
 //! actions ([`PlannedWrite::into_action`]).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use haven_expr::partiql::{Returning, Statement, keys};
@@ -166,7 +167,7 @@ fn and(first: Condition, rest: Option<Condition>) -> Condition {
 /// A write that ran: what RETURNING asked for, and what the write did.
 pub(crate) struct Written {
     pub item: Option<Item>,
-    pub outcome: WriteOutcome,
+    pub outcome: WriteOutcome<'static>,
     pub table: String,
 }
 
@@ -195,14 +196,19 @@ pub(crate) async fn run(
     let outcome = write_item(service, meta, key, |current| match &planned.kind {
         WriteKind::Insert(item) => {
             check_condition(condition, current, false).map_err(|_| DynamoError::DuplicateItem)?;
-            Ok(Some(item.clone()))
+            Ok(Some(Cow::Owned(item.clone())))
         }
         WriteKind::Update(update, _) => {
             check_condition(condition, current, return_item_on_failure)?;
             let (item, paths) =
-                updated_item(meta, key, current, |item| Ok(update.apply(item, &names)?))?;
+                updated_item(
+                    meta,
+                    key,
+                    current,
+                    |item| Ok(update.apply_to(item, &names)?),
+                )?;
             updated = paths;
-            Ok(Some(item))
+            Ok(Some(Cow::Owned(item)))
         }
         WriteKind::Delete(_) => {
             check_condition(condition, current, return_item_on_failure)?;
@@ -213,7 +219,7 @@ pub(crate) async fn run(
     let item = match &planned.kind {
         WriteKind::Insert(_) => None,
         WriteKind::Update(_, returning) | WriteKind::Delete(returning) => returning.and_then(|r| {
-            return_values(r).select(outcome.old.as_ref(), outcome.new.as_ref(), &updated)
+            return_values(r).select(outcome.old.as_ref(), outcome.new.as_deref(), &updated)
         }),
     };
     Ok(Written {

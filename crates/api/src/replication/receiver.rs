@@ -216,7 +216,7 @@ fn stage_change(
         stage_item_write(
             snapshot,
             meta,
-            &key,
+            crate::items::ItemKey::new(meta, &key),
             current.as_ref(),
             new,
             &mut part,

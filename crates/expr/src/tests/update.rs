@@ -601,3 +601,22 @@ fn size_limit_message_states_no_size() {
         "Invalid UpdateExpression: Expression size has exceeded the maximum allowed size;"
     );
 }
+
+#[test]
+fn a_repeated_text_is_lowered_with_each_request_s_placeholders() {
+    let text = "SET a = :v REMOVE #c";
+    let first = values().name("#c", "c");
+    let second = Env::new().value(":v", n("2")).name("#c", "d");
+    let expected = |env: &Env| parse(&format!("{text} "), env).unwrap();
+    assert_eq!(parse(text, &first).unwrap(), expected(&first));
+    assert_eq!(parse(text, &second).unwrap(), expected(&second));
+    assert_ne!(parse(text, &first), parse(text, &second));
+    // Errors are the same every time, before and after the text parsed cleanly.
+    let missing = Env::new().name("#c", "c");
+    let error = parse(text, &missing).unwrap_err();
+    assert_eq!(parse(text, &missing).unwrap_err(), error);
+    assert!(error.contains(":v"), "{error}");
+    assert!(parse("SET a = ", &first).is_err());
+    assert!(parse("SET a = ", &first).is_err());
+    assert_eq!(parse(text, &first).unwrap(), expected(&first));
+}
