@@ -3,7 +3,7 @@
 
     startup-order.py drive PORT first|items     # waits for the first answered ListTables, or
                                                 # runs CreateTable and the item operations
-    startup-order.py list CALLS BINARY OUTPUT   # BINARY's functions in the dumps CALLS.1, CALLS.2
+    startup-order.py list BINARY OUTPUT DUMP... # BINARY's functions in the callgrind dumps, in order
 """
 import json, re, socket, sys, time
 
@@ -83,10 +83,10 @@ def functions(path, binary):
     return found
 
 
-def list_functions(calls, binary, output):
-    order = {}  # insertion-ordered: part one's functions, then the ones part two adds
-    for part in (f"{calls}.1", f"{calls}.2"):
-        order.update(dict.fromkeys(functions(part, binary)))
+def list_functions(binary, output, *dumps):
+    order = {}  # insertion-ordered: the first dump's functions, then the ones each next one adds
+    for dump in dumps:
+        order.update(dict.fromkeys(functions(dump, binary)))
     with open(output, "w") as out:
         out.write("".join(f"{f}\n" for f in order))
     print(f"{len(order)} functions in {output}")
@@ -96,4 +96,4 @@ if sys.argv[1] == "drive":
     port = int(sys.argv[2])
     first_answer(port) if sys.argv[3] == "first" else items(port)
 else:
-    list_functions(*sys.argv[2:5])
+    list_functions(*sys.argv[2:])

@@ -9,6 +9,7 @@
 
 mod api_client;
 mod backup_cli;
+mod deferred;
 mod dynamodb_local;
 mod healthcheck;
 mod import_source;
@@ -29,6 +30,7 @@ mod replication;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use deferred::Deferred;
 use haven_api::{Service, ServiceConfig};
 use haven_storage::{Engine, RedbEngine};
 use haven_storage_memory::MemoryEngine;
@@ -52,31 +54,32 @@ struct Cli {
     command: Command,
 }
 
+/// The subcommands; each one's arguments are `Deferred`, defined only when it is the one run.
 #[derive(Subcommand)]
 enum Command {
     /// Serve the DynamoDB API over HTTP.
-    Serve(Box<ServeArgs>),
+    Serve(Deferred<Box<ServeArgs>>),
     /// Manage the access keys of a credentials file (see docs/security.md).
-    Keys(KeysArgs),
+    Keys(Deferred<KeysArgs>),
     /// Keep live, read-only copies of another DynamoDB endpoint's tables while serving them (see
     /// docs/failover.md); `haven mirror promote TABLE` makes a copy writable.
-    Mirror(Box<MirrorArgs>),
+    Mirror(Deferred<Box<MirrorArgs>>),
     /// Back up, list, restore and delete backups of a running server's tables
     /// (see docs/backups.md).
-    Backup(backup_cli::BackupArgs),
+    Backup(Deferred<backup_cli::BackupArgs>),
     /// Export a table of a running server to S3 and wait for the end (see docs/backups.md).
-    Export(Box<transfer_cli::ExportArgs>),
+    Export(Deferred<Box<transfer_cli::ExportArgs>>),
     /// Import S3 objects into a new table of a running server and wait for the end
     /// (see docs/backups.md).
-    Import(Box<transfer_cli::ImportArgs>),
+    Import(Deferred<Box<transfer_cli::ImportArgs>>),
     /// Run a local caching DNS resolver that keeps the last good addresses of critical names
     /// (see docs/resolve.md).
-    Resolve(ResolveArgs),
+    Resolve(Deferred<ResolveArgs>),
     /// Summarise a running server: serving or not, requests and errors, load, tables, storage
     /// (from its /health and /metrics; see docs/metrics.md).
-    Status(StatusArgs),
+    Status(Deferred<StatusArgs>),
     /// Exit 0 if the server answers GET /health with 200, 1 if not (a container's HEALTHCHECK).
-    Healthcheck(HealthcheckArgs),
+    Healthcheck(Deferred<HealthcheckArgs>),
 }
 
 #[derive(clap::Args)]
@@ -403,15 +406,15 @@ struct ServeArgs {
 fn main() -> anyhow::Result<()> {
     let cli = parse_command_line();
     match cli.command {
-        Command::Serve(args) => serve(*args, None),
-        Command::Mirror(args) => mirror(*args),
-        Command::Keys(args) => keys(args),
-        Command::Resolve(args) => resolve(args),
-        Command::Status(args) => status::run(&args.endpoint),
-        Command::Backup(args) => backup_cli::run(args),
-        Command::Export(args) => transfer_cli::export(*args),
-        Command::Import(args) => transfer_cli::import(*args),
-        Command::Healthcheck(args) => healthcheck(args),
+        Command::Serve(Deferred(args)) => serve(*args, None),
+        Command::Mirror(Deferred(args)) => mirror(*args),
+        Command::Keys(Deferred(args)) => keys(args),
+        Command::Resolve(Deferred(args)) => resolve(args),
+        Command::Status(Deferred(args)) => status::run(&args.endpoint),
+        Command::Backup(Deferred(args)) => backup_cli::run(args),
+        Command::Export(Deferred(args)) => transfer_cli::export(*args),
+        Command::Import(Deferred(args)) => transfer_cli::import(*args),
+        Command::Healthcheck(Deferred(args)) => healthcheck(args),
     }
 }
 
