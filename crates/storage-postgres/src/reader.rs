@@ -2,10 +2,9 @@
 //!
 //! A GetItem is one `SELECT ... WHERE key = ANY($1)`, whose execution is the small part of what it
 //! costs PostgreSQL: the backend's wake-up, the protocol messages, the transaction around the
-//! statement, its plan (made afresh at every execution: PostgreSQL's plan for the actual array
-//! always looks cheaper than its generic one) and the reply cost more than the index lookup (under
-//! workload A on 2 cores, about 90 µs of backend CPU per read for 20 µs of execution;
-//! docs/scale-out.md). So reads go to the
+//! statement and the reply cost more than the index lookup (under workload A on 2 cores, about
+//! 90 µs of backend CPU per read for 20 µs of execution, before the pool's connections kept one
+//! generic plan: `READ_OPTIONS` in lib.rs; docs/scale-out.md). So reads go to the
 //! node's reader task, which lets at most [`STATEMENTS_IN_FLIGHT`] statements run at once: a read
 //! that finds one free is sent at once (an idle node pays no wait), and the reads that arrive while
 //! every statement is busy go together in the next one, as batches share a group commit. A single
