@@ -158,7 +158,7 @@ def section():
              f"the table (E on a third table of {items} items keyed by partition and sort key; DynamoDB Local on disk skips "
              f"B, D and F, its load being slow), each {duration} s measured after {warmup} s of warm-up; {distribution()} keys, "
              "closed loop over keep-alive HTTP/1.1 connections with SigV4-signed requests (`haven-bench`, one client thread). "
-             "Startup is the time from spawning the server to its first answered ListTables (polled every millisecond; for "
+             "Startup is the time from spawning the server to its first answered ListTables (polled every 0.1 ms; for "
              "DynamoDB Local this includes `dynamodb-local.sh` and the JVM). Server CPU is user+system time over warm-up and "
              "measurement, in cores, and per operation (warm-up's included) or per item loaded. Latencies are as seen by the client and include its own queueing. Client CPU per "
              "request is the load generator's user+system time (warm-up included) over its requests; on loopback the "
