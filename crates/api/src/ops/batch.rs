@@ -425,12 +425,13 @@ async fn commit_writes(
             if let Some(item) = write.item() {
                 crate::indexes::validate_index_keys(&meta, item)?;
             }
-            let item_key = match meta.id == write.meta.id {
-                true => ItemKey {
+            let item_key = if meta.id == write.meta.id {
+                ItemKey {
                     attributes: &write.key,
                     storage: write.storage_key.clone(),
-                },
-                false => ItemKey::new(&meta, &write.key),
+                }
+            } else {
+                ItemKey::new(&meta, &write.key)
             };
             let current = read_item_at(&*snapshot, &meta, &item_key.storage)?;
             let staged = stage_item_write(
