@@ -15,8 +15,7 @@ fn put(engine: &RedbEngine, key: &[u8], value: &[u8]) -> Result<(), CommitError>
 }
 
 fn simulated(disk: &SimulatedDisk) -> RedbEngine {
-    let backend = disk.clone();
-    RedbEngine::on_backend("simulated.redb", move || backend.clone()).unwrap()
+    RedbEngine::on_simulated_disk(disk).unwrap()
 }
 
 fn get(engine: &RedbEngine, key: &[u8]) -> Option<Vec<u8>> {
