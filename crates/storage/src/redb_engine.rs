@@ -75,7 +75,9 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// The compactor takes at most this many bytes of a segment's records per step.
 const COMPACTION_STEP: u64 = 1 << 20;
 /// Under a steady stream of writes, one compaction step every this many groups.
-const COMPACTION_EVERY: u32 = 16;
+const COMPACTION_EVERY: u32 = 8;
+/// Compaction steps after a second without writes, at most (each checks for a waiting batch).
+const IDLE_STEPS: usize = 256;
 
 type CommitRequest = (WriteBatch, oneshot::Sender<Result<(), CommitError>>);
 /// A committed (or failed) group, for the thread that answers its callers.
@@ -303,11 +305,16 @@ impl RedbEngine {
 
 /// Creates the tables and moves an older engine's values into [`ENTRIES`].
 fn prepare(database: &Database) -> Result<(), StorageError> {
-    let txn = database.begin_write().map_err(io_error)?;
+    let mut txn = database.begin_write().map_err(io_error)?;
+    let migrate = (txn.list_tables().map_err(io_error)?).any(|table| table.name() == "data");
+    if !migrate {
+        // Creating missing tables need not be synced: a crash before the first checkpoint
+        // leaves them to be created again.
+        txn.set_durability(Durability::None).map_err(io_error)?;
+    }
     for table in [ENTRIES, LOG, LOG_STATE, VALUES] {
         txn.open_table(table).map_err(io_error)?;
     }
-    let migrate = (txn.list_tables().map_err(io_error)?).any(|table| table.name() == "data");
     if migrate {
         {
             let old = txn.open_table(OLD_DATA).map_err(io_error)?;
@@ -375,48 +382,54 @@ fn recover(
         let file = dir.open(id, false).map_err(|e| segment_error(id, e))?;
         segments.0.insert(id, file);
     }
+    // Not synced: the log it replays is durable, and a full disk need not stop reads. The index
+    // then lags the log until the next checkpoint, as between any two.
     let mut txn = database.begin_write().map_err(io_error)?;
-    txn.set_durability(Durability::Immediate)
-        .map_err(io_error)?;
-    let (segment, end) = {
+    txn.set_durability(Durability::None).map_err(io_error)?;
+    let (segment, end, replayed) = {
         let mut index = Index::open(&txn, true, true)?;
         let checkpoint = index.checkpoint()?;
-        let (mut segment, mut end) = checkpoint.unwrap_or((ids.first().copied().unwrap_or(1), 0));
-        if checkpoint.is_some() && !segments.0.contains_key(&segment) {
+        let covered = checkpoint.unwrap_or((ids.first().copied().unwrap_or(1), 0));
+        if checkpoint.is_some() && !segments.0.contains_key(&covered.0) {
             return Err(StorageError::Corrupted {
-                file: format!("value log segment {segment}"),
+                file: dir.name(covered.0),
                 detail: "the segment the index was last checkpointed in is missing".into(),
             });
         }
-        let mut replayed = 0usize;
-        for (&id, file) in segments.0.range(segment..) {
-            let start = if id == segment { end } else { 0 };
+        let (mut segment, mut end) = covered;
+        let mut replayed = 0u32;
+        for (&id, file) in &segments.0 {
+            let damaged = |detail: String| StorageError::Corrupted {
+                file: dir.name(id),
+                detail,
+            };
             let len = file.len().map_err(|e| segment_error(id, e))?;
-            let mut bytes = vec![0; len.saturating_sub(start) as usize];
-            if len < start {
-                return Err(StorageError::Corrupted {
-                    file: format!("value log segment {id}"),
-                    detail: format!("{len} bytes, but the index covers {start}"),
-                });
-            }
-            file.read_at(start, &mut bytes)
+            let mut bytes = vec![0; len as usize];
+            file.read_at(0, &mut bytes)
                 .map_err(|e| segment_error(id, e))?;
+            // Every record's checksum is verified, as redb verifies every page of the index;
+            // those after the checkpoint are replayed.
             let intact = value_log::intact_records(&bytes, |payload, at| {
+                let start = (at - value_log::HEADER) as u64;
+                if (id, start) < covered {
+                    return Ok(());
+                }
                 replayed += 1;
-                value_log::effects(payload, start + at as u64, |effect| {
-                    index.apply(effect, Some(id))
-                })
+                value_log::effects(payload, at as u64, |effect| index.apply(effect, Some(id)))
             })?;
-            (segment, end) = (id, start + intact as u64);
+            if id == covered.0 && (intact as u64) < covered.1 {
+                return Err(damaged(format!(
+                    "a damaged record before offset {}, which the index covers",
+                    covered.1
+                )));
+            }
+            (segment, end) = (id, intact as u64);
             if intact < bytes.len() {
-                if Some(&id) != ids.last() {
-                    return Err(StorageError::Corrupted {
-                        file: format!("value log segment {id}"),
-                        detail: format!("a damaged record at offset {end}"),
-                    });
+                if Some(&id) != ids.last() || value_log::record_follows(&bytes, intact) {
+                    return Err(damaged(format!("a damaged record at offset {intact}")));
                 }
                 tracing::warn!(
-                    segment = id,
+                    file = dir.name(id),
                     offset = end,
                     "the value log ends in a record that was never completed (interrupted by a \
                      crash or an I/O error): cut there"
@@ -432,9 +445,8 @@ fn recover(
         if replayed > 0 {
             tracing::info!(groups = replayed, "replayed the value log into the index");
         }
-        index.set_checkpoint(segment, end)?;
         index.finish()?;
-        (segment, end)
+        (segment, end, replayed)
     };
     txn.commit().map_err(io_error)?;
     let file = segments.0[&segment].clone();
@@ -445,7 +457,7 @@ fn recover(
             segment,
             end,
             file,
-            groups_since_checkpoint: 0,
+            groups_since_checkpoint: replayed,
             checkpointed: Instant::now(),
         }),
         segment_bytes,
@@ -691,14 +703,18 @@ fn run_committer(
 ) {
     let mut compactor = Compactor::default();
     let mut groups = 0u32;
+    let mut arrived = None;
     loop {
-        let first = match receiver.recv_timeout(CHECKPOINT_INTERVAL) {
-            Ok(first) => first,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                idle(shared, &mut compactor);
-                continue;
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        let first = match arrived.take() {
+            Some(first) => first,
+            None => match receiver.recv_timeout(CHECKPOINT_INTERVAL) {
+                Ok(first) => first,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    arrived = idle(shared, &mut compactor, &receiver);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            },
         };
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -730,9 +746,13 @@ fn run_committer(
     }
 }
 
-/// With no writes waiting: a checkpoint if the index lags the log, and compaction steps while
-/// there is work and still nothing waits (each step is bounded).
-fn idle(shared: &Shared, compactor: &mut Compactor) {
+/// With no writes waiting: a checkpoint if the index lags the log, then compaction steps while
+/// there is work, at most [`IDLE_STEPS`], until a batch arrives (returned, to commit next).
+fn idle(
+    shared: &Shared,
+    compactor: &mut Compactor,
+    receiver: &mpsc::Receiver<CommitRequest>,
+) -> Option<CommitRequest> {
     let lagging = shared.with_open(|open| {
         Ok((open.values.as_ref())
             .is_some_and(|values| values.writer.lock().unwrap().groups_since_checkpoint > 0))
@@ -743,13 +763,26 @@ fn idle(shared: &Shared, compactor: &mut Compactor) {
         tracing::error!(%error, "checkpoint failed; the storage will be reopened");
         shared.close_after_failure();
     }
-    compact(shared, compactor);
+    for _ in 0..IDLE_STEPS {
+        if !compact(shared, compactor) {
+            return None;
+        }
+        if let Ok(arrived) = receiver.try_recv() {
+            return Some(arrived);
+        }
+    }
+    None
 }
 
-fn compact(shared: &Shared, compactor: &mut Compactor) {
-    if let Err(error) = shared.with_open(|open| compactor.step(open)) {
-        tracing::error!(%error, "compaction step failed; the storage will be reopened");
-        shared.close_after_failure();
+/// One compaction step; whether there is more to do.
+fn compact(shared: &Shared, compactor: &mut Compactor) -> bool {
+    match shared.with_open(|open| compactor.step(open)) {
+        Ok(more) => more,
+        Err(error) => {
+            tracing::error!(%error, "compaction step failed; the storage will be reopened");
+            shared.close_after_failure();
+            false
+        }
     }
 }
 
@@ -1226,21 +1259,28 @@ struct Compactor {
 }
 
 impl Compactor {
-    fn step(&mut self, open: &Open) -> Result<(), StorageError> {
+    /// Compacts the next part of the target segment (choosing one if needed); answers whether
+    /// there is more to do.
+    fn step(&mut self, open: &Open) -> Result<bool, StorageError> {
         let Some(values) = &open.values else {
-            return Ok(());
+            return Ok(false);
         };
         let segments = values.segments();
         if self.target.is_none() {
             self.target = self.choose(open, values, &segments)?.map(|id| (id, 0));
         }
         let Some((segment, cursor)) = self.target else {
-            return Ok(());
+            return Ok(false);
         };
-        let file = segments.0.get(&segment).ok_or(StorageError::Closed)?;
+        let Some(file) = segments.0.get(&segment) else {
+            // Gone since it was chosen (the storage was reopened): choose again.
+            self.target = None;
+            return Ok(true);
+        };
         let len = file.len().map_err(|e| segment_error(segment, e))?;
         if cursor >= len {
-            return self.remove(open, values, segment);
+            self.remove(open, values, segment)?;
+            return Ok(true);
         }
         let mut bytes = vec![0; (len - cursor).min(COMPACTION_STEP) as usize];
         file.read_at(cursor, &mut bytes)
@@ -1278,14 +1318,17 @@ impl Compactor {
             tracing::warn!(segment, cursor, "compaction found a damaged record; segment kept");
             self.skip.insert(segment);
             self.target = None;
-            return Ok(());
+            return Ok(true);
         }
         self.target = Some((segment, cursor + read as u64));
         if !batch.ops.is_empty() {
             let (reply, _) = oneshot::channel();
             commit_group(open, &[(batch, reply)])?;
         }
-        Ok(())
+        if cursor + read as u64 >= len {
+            self.remove(open, values, segment)?;
+        }
+        Ok(true)
     }
 
     /// The oldest sealed segment less than half live, if any.

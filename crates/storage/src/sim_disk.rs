@@ -341,4 +341,8 @@ impl LogDir for SimulatedDisk {
         disk.mutate()?;
         disk.files.remove(&Some(id)).map(|_| ()).ok_or_else(missing)
     }
+
+    fn name(&self, id: u32) -> String {
+        format!("simulated segment {id}")
+    }
 }

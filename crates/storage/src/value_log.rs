@@ -185,6 +185,17 @@ pub(crate) fn intact_records(
     Ok(at)
 }
 
+/// Whether an intact record starts right after the one claimed at `at` (which did not read back
+/// intact): then the bad record is damage in the middle of the log, not a torn tail.
+pub(crate) fn record_follows(bytes: &[u8], at: usize) -> bool {
+    let Some(header) = bytes.get(at..at + HEADER) else {
+        return false;
+    };
+    let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let next = at + HEADER + len;
+    next < bytes.len() && intact_records(&bytes[next..], |_, _| Ok(())).is_ok_and(|end| end > 0)
+}
+
 /// One segment file.
 pub trait LogFile: Send + Sync {
     fn read_at(&self, offset: u64, out: &mut [u8]) -> io::Result<()>;
@@ -202,6 +213,8 @@ pub trait LogDir: Send + Sync {
     fn open(&self, id: u32, create: bool) -> io::Result<Arc<dyn LogFile>>;
     /// Removes segment `id` for good.
     fn remove(&self, id: u32) -> io::Result<()>;
+    /// Names segment `id` in messages.
+    fn name(&self, id: u32) -> String;
 }
 
 /// Segment files `values-NNNNNNNN.log` in the data directory.
@@ -250,6 +263,10 @@ impl LogDir for FsDir {
     fn remove(&self, id: u32) -> io::Result<()> {
         std::fs::remove_file(self.path(id))?;
         self.sync_dir()
+    }
+
+    fn name(&self, id: u32) -> String {
+        self.path(id).display().to_string()
     }
 }
 
