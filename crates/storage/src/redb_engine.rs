@@ -219,7 +219,12 @@ impl RedbEngine {
                 .map_err(|e| open_error(&file, e))
         };
         let segments = Arc::new(FsDir(dir.to_path_buf()));
-        Self::start(Some(Box::new(opener)), Some(segments), segment_bytes, Some(lock))
+        Self::start(
+            Some(Box::new(opener)),
+            Some(segments),
+            segment_bytes,
+            Some(lock),
+        )
     }
 
     /// A durable engine whose index file and segment files are on `disk`, for fault-injection
@@ -339,7 +344,11 @@ impl Shared {
         let database = opener()?;
         prepare(&database)?;
         let values = match &self.dir {
-            Some(dir) => Some(Arc::new(recover(&database, dir.clone(), self.segment_bytes)?)),
+            Some(dir) => Some(Arc::new(recover(
+                &database,
+                dir.clone(),
+                self.segment_bytes,
+            )?)),
             None => None,
         };
         Ok(Open { database, values })
@@ -439,7 +448,9 @@ fn recover(
             }
         }
         if segments.0.is_empty() {
-            let file = dir.open(segment, true).map_err(|e| segment_error(segment, e))?;
+            let file = dir
+                .open(segment, true)
+                .map_err(|e| segment_error(segment, e))?;
             segments.0.insert(segment, file);
         }
         if replayed > 0 {
@@ -472,7 +483,10 @@ impl Values {
     /// Seals the writer's segment and starts the next one.
     fn roll(&self, writer: &mut Writer) -> Result<(), StorageError> {
         let next = writer.segment + 1;
-        let file = self.dir.open(next, true).map_err(|e| segment_error(next, e))?;
+        let file = self
+            .dir
+            .open(next, true)
+            .map_err(|e| segment_error(next, e))?;
         let mut segments = self.segments.write().unwrap();
         *segments = Arc::new(segments.with(next, file.clone()));
         (writer.segment, writer.end, writer.file) = (next, 0, file);
@@ -724,16 +738,24 @@ fn run_committer(
             }
         }
         let started = Instant::now();
-        let result = shared.with_open(|open| commit_group(open, &group));
+        let result = match shared.with_open(|open| Ok(commit_group(open, &group))) {
+            Ok(Ok(outcomes)) => Ok(outcomes),
+            Ok(Err(GroupFailure { error, reopen })) => {
+                if reopen {
+                    tracing::error!(%error, "group commit failed; the storage will be reopened");
+                    shared.close_after_failure();
+                } else {
+                    tracing::error!(%error, "group commit failed; its record was cut from the log");
+                }
+                Err(error)
+            }
+            Err(error) => Err(error),
+        };
         haven_metrics::commit(
             group.len(),
             started.elapsed().as_secs_f64(),
             result.is_err(),
         );
-        if let Err(error) = &result {
-            tracing::error!(%error, "group commit failed; the storage will be reopened");
-            shared.close_after_failure();
-        }
         // The answering thread outlives the committer (it ends when this sender drops).
         let _ = answers.send((group, result));
         groups = groups.wrapping_add(1);
@@ -827,7 +849,7 @@ fn answer(groups: mpsc::Receiver<Answers>) {
 fn commit_group(
     open: &Open,
     group: &[CommitRequest],
-) -> Result<Vec<Result<(), CommitError>>, StorageError> {
+) -> Result<Vec<Result<(), CommitError>>, GroupFailure> {
     let mut writer = open.values.as_ref().map(|v| v.writer.lock().unwrap());
     if let (Some(values), Some(writer)) = (&open.values, writer.as_deref_mut())
         && writer.end >= values.segment_bytes
@@ -885,10 +907,19 @@ fn commit_group(
         if let (Some(mut record), Some(writer)) = (record.take(), writer.as_deref_mut()) {
             if !record.is_empty() {
                 record.seal();
-                let segment = writer.segment;
-                (writer.file.write_at(record.start, &record.bytes))
-                    .and_then(|()| writer.file.sync())
-                    .map_err(|e| segment_error(segment, e))?;
+                let file = &writer.file;
+                let appended =
+                    (file.write_at(record.start, &record.bytes)).and_then(|()| file.sync());
+                if let Err(error) = appended {
+                    // The index transaction is dropped unapplied, so redb is untouched; cutting
+                    // what the append left (durably, lest a crash bring it back) is all it takes
+                    // to go on. If even that fails, the storage is reopened and recovered.
+                    let cut = file.set_len(record.start).and_then(|()| file.sync());
+                    return Err(GroupFailure {
+                        error: segment_error(writer.segment, error),
+                        reopen: cut.is_err(),
+                    });
+                }
                 writer.end += record.bytes.len() as u64;
                 writer.groups_since_checkpoint += 1;
             }
@@ -904,6 +935,22 @@ fn commit_group(
         writer.checkpointed = Instant::now();
     }
     Ok(outcomes)
+}
+
+/// Why a group failed, and whether the index and log must be reopened (anything but an append
+/// whose leftovers were cut).
+struct GroupFailure {
+    error: StorageError,
+    reopen: bool,
+}
+
+impl From<StorageError> for GroupFailure {
+    fn from(error: StorageError) -> GroupFailure {
+        GroupFailure {
+            error,
+            reopen: true,
+        }
+    }
 }
 
 fn is_log_op(op: &WriteOp) -> bool {
@@ -1315,7 +1362,11 @@ impl Compactor {
         })?;
         drop((entries, txn));
         if read == 0 {
-            tracing::warn!(segment, cursor, "compaction found a damaged record; segment kept");
+            tracing::warn!(
+                segment,
+                cursor,
+                "compaction found a damaged record; segment kept"
+            );
             self.skip.insert(segment);
             self.target = None;
             return Ok(true);
@@ -1323,7 +1374,7 @@ impl Compactor {
         self.target = Some((segment, cursor + read as u64));
         if !batch.ops.is_empty() {
             let (reply, _) = oneshot::channel();
-            commit_group(open, &[(batch, reply)])?;
+            commit_group(open, &[(batch, reply)]).map_err(|failure| failure.error)?;
         }
         if cursor + read as u64 >= len {
             self.remove(open, values, segment)?;
@@ -1377,7 +1428,10 @@ impl Compactor {
             let mut set = values.segments.write().unwrap();
             *set = Arc::new(set.without(segment));
         }
-        values.dir.remove(segment).map_err(|e| segment_error(segment, e))?;
+        values
+            .dir
+            .remove(segment)
+            .map_err(|e| segment_error(segment, e))?;
         tracing::info!(segment, "compacted a value log segment away");
         Ok(())
     }

@@ -88,7 +88,11 @@ impl SimulatedDisk {
 
     /// How many segment files the value log has.
     pub fn segment_count(&self) -> usize {
-        self.disk().files.keys().filter(|name| name.is_some()).count()
+        self.disk()
+            .files
+            .keys()
+            .filter(|name| name.is_some())
+            .count()
     }
 
     /// After `calls` more successful writes, extensions or syncs, the next one fails with EIO.

@@ -238,9 +238,12 @@ impl LogDir for FsDir {
         let mut ids = Vec::new();
         for entry in std::fs::read_dir(&self.0)? {
             let name = entry?.file_name();
-            let id = name
-                .to_str()
-                .and_then(|name| name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse::<u32>().ok());
+            let id = name.to_str().and_then(|name| {
+                name.strip_prefix(PREFIX)?
+                    .strip_suffix(SUFFIX)?
+                    .parse::<u32>()
+                    .ok()
+            });
             ids.extend(id);
         }
         ids.sort_unstable();
@@ -300,9 +303,10 @@ pub(crate) struct Segments(pub BTreeMap<u32, Arc<dyn LogFile>>);
 
 impl Segments {
     pub fn read(&self, segment: u32, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
-        let file = self.0.get(&segment).ok_or_else(|| {
-            StorageError::Io(format!("value log segment {segment} is missing"))
-        })?;
+        let file = self
+            .0
+            .get(&segment)
+            .ok_or_else(|| StorageError::Io(format!("value log segment {segment} is missing")))?;
         let mut out = vec![0; len];
         file.read_at(offset, &mut out)
             .map_err(|e| StorageError::Io(format!("value log segment {segment}: {e}")))?;

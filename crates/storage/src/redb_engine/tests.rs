@@ -32,7 +32,11 @@ fn value(i: u32, round: u32) -> Vec<u8> {
 fn segments_in(dir: &Path) -> (usize, u64) {
     let ids = FsDir(dir.to_path_buf()).list().unwrap();
     let bytes = (ids.iter())
-        .map(|id| std::fs::metadata(dir.join(format!("values-{id:08}.log"))).unwrap().len())
+        .map(|id| {
+            std::fs::metadata(dir.join(format!("values-{id:08}.log")))
+                .unwrap()
+                .len()
+        })
         .sum();
     (ids.len(), bytes)
 }
@@ -125,7 +129,11 @@ fn a_power_cut_between_checkpoints_replays_to_the_last_acknowledged_group() {
     disk.power_on(0);
     let engine = RedbEngine::on_simulated_disk(&disk).unwrap();
     for i in 0..50u32 {
-        assert_eq!(get(&engine, &i.to_be_bytes()), Some(value(i, 0)), "item {i}");
+        assert_eq!(
+            get(&engine, &i.to_be_bytes()),
+            Some(value(i, 0)),
+            "item {i}"
+        );
     }
     assert_eq!(get(&engine, b"~count"), Some(50i64.to_be_bytes().to_vec()));
     assert_eq!(engine.snapshot().unwrap().log_head().unwrap().sequence, 50);
@@ -228,6 +236,10 @@ fn compaction_on_a_simulated_disk_survives_a_power_cut() {
     disk.power_on(0x5555_5555_5555_5555);
     let engine = RedbEngine::on_simulated_disk_with(&disk, 16 * 1024).unwrap();
     for i in 0..30u32 {
-        assert_eq!(get(&engine, &i.to_be_bytes()), Some(value(i, 29)), "item {i}");
+        assert_eq!(
+            get(&engine, &i.to_be_bytes()),
+            Some(value(i, 29)),
+            "item {i}"
+        );
     }
 }
