@@ -759,7 +759,7 @@ fn run_committer(
         // The answering thread outlives the committer (it ends when this sender drops).
         let _ = answers.send((group, result));
         groups = groups.wrapping_add(1);
-        if groups % COMPACTION_EVERY == 0 {
+        if groups.is_multiple_of(COMPACTION_EVERY) {
             compact(shared, &mut compactor);
         }
     }
