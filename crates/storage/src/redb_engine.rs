@@ -606,10 +606,14 @@ impl RedbSnapshot {
                 offset,
                 len,
             } => {
-                let segments = match &self.segments {
-                    Some(set) if set.0.contains_key(&segment) => set.clone(),
+                let current;
+                let segments: &Segments = match &self.segments {
+                    Some(set) if set.0.contains_key(&segment) => set,
                     // Started after this snapshot took its set: the current set holds it.
-                    _ => self.values.as_ref().ok_or(StorageError::Closed)?.segments(),
+                    _ => {
+                        current = self.values.as_ref().ok_or(StorageError::Closed)?.segments();
+                        &current
+                    }
                 };
                 Ok(Cow::Owned(segments.read(segment, offset, len as usize)?))
             }
