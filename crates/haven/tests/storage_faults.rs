@@ -4,8 +4,8 @@
 //!   test fails, never skips, without it). Writes fill it until they fail with InternalServerError;
 //!   deleting a ballast file gives the space back and writes succeed again without a restart; every
 //!   acknowledged item is intact, before and after a restart.
-//! - A damaged data file (a flipped byte in an item, a truncated file) stops start-up with a
-//!   non-zero exit and a message naming the file; an intact file starts. A byte flipped anywhere
+//! - A damaged data file (a flipped byte in an item's value, in the value log or the index; a
+//!   truncated index file) stops start-up with a non-zero exit and a message naming the file; an intact file starts. A byte flipped anywhere
 //!   else either stops start-up the same way or falls in space no commit uses, and then every
 //!   item reads back intact: never garbage.
 //! - A second server on a data directory in use is refused, naming it.
@@ -199,27 +199,43 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flipped_byte_in_the_data_file_stops_start_up_naming_the_file() {
-    let (dir, file) = stopped_data_dir().await;
-    let mut bytes = std::fs::read(&file).unwrap();
-    // One byte in every copy of the items' values ('q' repeated), so that the live copy is hit
-    // whichever copies are stale.
-    let run = [b'q'; 1000];
-    let mut flipped = 0;
-    let mut at = 0;
-    while at + run.len() <= bytes.len() {
-        if bytes[at..at + run.len()] == run {
-            bytes[at + 500] ^= 0x04;
-            flipped += 1;
-            at += run.len();
-        } else {
-            at += 1;
+async fn a_flipped_byte_in_an_item_value_stops_start_up_naming_the_file() {
+    let (dir, index) = stopped_data_dir().await;
+    // One byte in every copy of the items' values ('q' repeated), in the index file and the value
+    // log's segments alike, so that the live copy is hit wherever it lies.
+    let mut files = vec![index];
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|ext| ext == "log") {
+            files.push(path);
         }
     }
-    assert!(flipped > 0, "no item value found in the file");
-    std::fs::write(&file, bytes).unwrap();
+    let run = [b'q'; 1000];
+    let mut damaged = Vec::new();
+    for file in files {
+        let mut bytes = std::fs::read(&file).unwrap();
+        let mut flipped = 0;
+        let mut at = 0;
+        while at + run.len() <= bytes.len() {
+            if bytes[at..at + run.len()] == run {
+                bytes[at + 500] ^= 0x04;
+                flipped += 1;
+                at += run.len();
+            } else {
+                at += 1;
+            }
+        }
+        if flipped > 0 {
+            std::fs::write(&file, bytes).unwrap();
+            damaged.push(file.display().to_string());
+        }
+    }
+    assert!(!damaged.is_empty(), "no item value found in the files");
     let stderr = failed_start(dir.path());
-    assert!(stderr.contains(&file.display().to_string()), "{stderr}");
+    assert!(
+        damaged.iter().any(|file| stderr.contains(file)),
+        "{stderr} names none of {damaged:?}"
+    );
     assert!(stderr.contains("corrupted"), "{stderr}");
 }
 

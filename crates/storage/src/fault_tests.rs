@@ -15,8 +15,7 @@ fn put(engine: &RedbEngine, key: &[u8], value: &[u8]) -> Result<(), CommitError>
 }
 
 fn simulated(disk: &SimulatedDisk) -> RedbEngine {
-    let backend = disk.clone();
-    RedbEngine::on_backend("simulated.redb", move || backend.clone()).unwrap()
+    RedbEngine::on_simulated_disk(disk).unwrap()
 }
 
 fn get(engine: &RedbEngine, key: &[u8]) -> Option<Vec<u8>> {
@@ -98,18 +97,17 @@ fn a_power_loss_keeps_every_acknowledged_commit() {
     ]);
 }
 
-/// A database file with one recognisable value, closed cleanly; returns the file and the value.
-fn file_with_marker(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>) {
-    let marker = b"haven-marker-value-0123456789".repeat(4);
+/// A data directory holding `marker` and 50 more values, closed cleanly; returns the index file.
+fn dir_with_marker(dir: &std::path::Path, marker: &[u8]) -> std::path::PathBuf {
     {
         let engine = RedbEngine::open(dir).unwrap();
-        put(&engine, b"marker", &marker).unwrap();
+        put(&engine, b"marker", marker).unwrap();
         // Later commits share the marker's page, so no older commit holds an intact copy.
         for i in 0u32..50 {
             put(&engine, &i.to_be_bytes(), &[1; 100]).unwrap();
         }
     }
-    (dir.join("haven.redb"), marker)
+    dir.join("haven.redb")
 }
 
 fn open_error(dir: &std::path::Path) -> StorageError {
@@ -119,18 +117,16 @@ fn open_error(dir: &std::path::Path) -> StorageError {
     }
 }
 
-#[test]
-fn a_flipped_byte_in_a_value_is_reported_naming_the_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let (file, marker) = file_with_marker(dir.path());
-    let mut bytes = std::fs::read(&file).unwrap();
+/// Flips a bit of `marker` in `file`, opens the directory and expects `Corrupted` naming `file`.
+fn flip_and_expect_refusal(dir: &std::path::Path, file: &std::path::Path, marker: &[u8]) {
+    let mut bytes = std::fs::read(file).unwrap();
     let at = bytes
         .windows(marker.len())
         .position(|w| w == marker)
         .expect("the value is in the file");
     bytes[at + 10] ^= 0x01;
-    std::fs::write(&file, bytes).unwrap();
-    let error = open_error(dir.path());
+    std::fs::write(file, bytes).unwrap();
+    let error = open_error(dir);
     assert!(matches!(error, StorageError::Corrupted { .. }), "{error:?}");
     assert!(
         error.to_string().contains(&file.display().to_string()),
@@ -139,9 +135,27 @@ fn a_flipped_byte_in_a_value_is_reported_naming_the_file() {
 }
 
 #[test]
+fn a_flipped_byte_in_a_value_kept_in_the_index_is_reported_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = b"haven-marker-0123456789".repeat(2);
+    assert!(marker.len() < crate::redb_engine::INLINE_MAX);
+    let file = dir_with_marker(dir.path(), &marker);
+    flip_and_expect_refusal(dir.path(), &file, &marker);
+}
+
+#[test]
+fn a_flipped_byte_in_a_value_in_the_log_is_reported_naming_the_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = b"haven-marker-value-0123456789".repeat(4);
+    dir_with_marker(dir.path(), &marker);
+    let segment = dir.path().join("values-00000001.log");
+    flip_and_expect_refusal(dir.path(), &segment, &marker);
+}
+
+#[test]
 fn a_truncated_file_is_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (file, _) = file_with_marker(dir.path());
+    let file = dir_with_marker(dir.path(), b"marker");
     let len = std::fs::metadata(&file).unwrap().len();
     std::fs::File::options()
         .write(true)
@@ -159,7 +173,8 @@ fn a_truncated_file_is_refused_naming_the_file() {
 #[test]
 fn an_intact_file_reopens_with_its_data() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, marker) = file_with_marker(dir.path());
+    let marker = b"haven-marker-value-0123456789".repeat(4);
+    dir_with_marker(dir.path(), &marker);
     let engine = RedbEngine::open(dir.path()).unwrap();
     assert_eq!(get(&engine, b"marker"), Some(marker));
     let mut count = 0;

@@ -11,8 +11,8 @@
 //! - the change log ([`log`]): records appended by batches, stamped with their position by the
 //!   committer, read back per table in commit order.
 //!
-//! [`RedbEngine`] is the embedded default; see `docs/storage-format.md` for why redb, the on-disk
-//! layout and the measurements behind the choice.
+//! [`RedbEngine`] is the embedded default (redb as the ordered index, values in a log of its own);
+//! see `docs/storage-format.md` for why, the on-disk layout and the measurements behind the choice.
 
 mod batch;
 #[cfg(any(test, feature = "test-support"))]
@@ -23,6 +23,7 @@ pub mod model_check;
 mod read;
 mod redb_engine;
 mod sim_disk;
+mod value_log;
 
 use std::ops::Bound;
 

@@ -76,8 +76,7 @@ struct Harness {
 }
 
 fn open(disk: &SimulatedDisk) -> Result<RedbEngine, StorageError> {
-    let backend = disk.clone();
-    RedbEngine::on_backend("simulated.redb", move || backend.clone())
+    RedbEngine::on_simulated_disk(disk)
 }
 
 impl Harness {
