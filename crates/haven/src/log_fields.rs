@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn the_request_prefix_is_that_of_the_request_span() {
-        let id = haven_server::request_log::RequestId::new();
+        let id = haven_server::request_log::RequestId::random();
         let in_span = logged_by(Format::default().without_time(), || {
             let request_id = id.as_str();
             tracing::warn_span!("request", %request_id).in_scope(log_in_request);

@@ -344,7 +344,7 @@ async fn handle_cors(
     facts: &mut audit::Facts,
 ) -> Answer {
     if let Some(headers) = cors.answer_preflight(request.method(), request.headers()) {
-        let request_id = RequestId::new();
+        let request_id = RequestId::random();
         let mut response = plain(StatusCode::OK, "", request_id.as_str());
         response.headers_mut().extend(headers);
         let (parts, body) = request.into_parts();
@@ -366,7 +366,7 @@ async fn handle(
     declared: Option<u64>,
     facts: &mut audit::Facts,
 ) -> Answer {
-    let id = RequestId::new();
+    let id = RequestId::random();
     let request_id = id.as_str();
     let (parts, body) = request.into_parts();
     // A declared length over the cap is refused before a byte of the body is read.
