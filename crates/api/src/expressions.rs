@@ -2,6 +2,7 @@
 //! ExpressionAttributeNames/Values, parsing every expression of the request through one placeholder
 //! tracker, and the request-level rules DynamoDB checks around them.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use haven_expr::{
@@ -96,16 +97,11 @@ fn parse_expressions(
     values: Option<SentValues>,
 ) -> Result<Expressions, DynamoError> {
     let any_expression = texts.any();
-    let values: Option<HashMap<String, AttributeValue>> = match values {
+    let values: Option<Cow<Item>> = match values {
         // Their keys are checked by `Placeholders::new` below, as `parse_values` checks them.
-        Some(SentValues::Read(values)) => Some(
-            values
-                .iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect(),
-        ),
-        Some(SentValues::Sent(v)) if any_expression => Some(parse_values(v, names)?),
-        Some(SentValues::Sent(v)) => Some(parse_item(v)?.into_iter().collect()),
+        Some(SentValues::Read(values)) => Some(Cow::Borrowed(values)),
+        Some(SentValues::Sent(v)) if any_expression => Some(Cow::Owned(parse_values(v, names)?)),
+        Some(SentValues::Sent(v)) => Some(Cow::Owned(parse_item(v)?)),
         None => None,
     };
     if !any_expression {
@@ -125,7 +121,7 @@ fn parse_expressions(
         }
         return Ok(Expressions::default());
     }
-    let mut placeholders = Placeholders::new(names, values.as_ref())?;
+    let mut placeholders = Placeholders::new(names, values.as_deref())?;
     let expressions = Expressions {
         update: texts
             .update
@@ -158,12 +154,12 @@ fn parse_expressions(
 fn parse_values(
     values: &Value,
     names: Option<&HashMap<String, String>>,
-) -> Result<HashMap<String, AttributeValue>, DynamoError> {
+) -> Result<Item, DynamoError> {
     let Some(object) = values.as_object() else {
         // Not a map: the wire reader's own error.
-        return Ok(parse_item(values)?.into_iter().collect());
+        return parse_item(values);
     };
-    let keys: HashMap<String, AttributeValue> = object
+    let keys: Item = object
         .keys()
         .map(|k| (k.clone(), AttributeValue::Null))
         .collect();

@@ -4,7 +4,7 @@
 //!
 //! Run: `cargo bench -p haven-expr --bench expressions`
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -45,7 +45,7 @@ fn map(entries: Vec<(&str, AttributeValue)>) -> AttributeValue {
 /// twenty attributes with nested maps and lists.
 struct Fixture {
     names: HashMap<String, String>,
-    values: HashMap<String, AttributeValue>,
+    values: BTreeMap<String, AttributeValue>,
     item: Item,
 }
 

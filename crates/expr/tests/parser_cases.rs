@@ -7,7 +7,7 @@
 //! `HAVEN_BLESS=1 cargo test -p haven-expr --test parser_cases` rewrites the expectations from the
 //! current parser (review the diff before committing it).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use haven_expr::{ConditionKind, Placeholders, parse_condition, parse_projection, parse_update};
@@ -20,7 +20,7 @@ fn names() -> HashMap<String, String> {
         .collect()
 }
 
-fn values() -> HashMap<String, AttributeValue> {
+fn values() -> BTreeMap<String, AttributeValue> {
     let n = |t: &str| AttributeValue::N(Number::parse(t).unwrap());
     [
         (":one", n("1")),

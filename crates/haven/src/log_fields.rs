@@ -9,13 +9,81 @@
 //! error) are written here directly; anything else (a message, whose control characters the
 //! default formatter escapes, an error with its sources, colour on a terminal) is left to the
 //! default formatter, so the text of every log line is unchanged.
+//!
+//! Events are formatted by [`LogEvents`]: the default format, with the request prefix a request's
+//! span would add (`request{request_id=...}:`) written from the id `haven_server::request_log`
+//! keeps for the task instead, so that a request opens no span (about 2,700 instructions each,
+//! though requests almost never log).
 
 use std::fmt::{self, Write as _};
 
 use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::field::RecordFields;
-use tracing_subscriber::fmt::FormatFields;
-use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::format::{DefaultFields, Format, Full, Writer};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+/// tracing-subscriber's default event format ([`Format`]), with the prefix of the request the
+/// task answers (`haven_server::request_log`) where the request's span would show it. Without
+/// colour only: on a terminal the server keeps the span (see `init_logging`).
+pub struct LogEvents<T = SystemTime> {
+    format: Format<Full, T>,
+}
+
+impl<T> LogEvents<T> {
+    pub fn new(format: Format<Full, T>) -> LogEvents<T> {
+        LogEvents { format }
+    }
+}
+
+impl<S, N, T> FormatEvent<S, N> for LogEvents<T>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    T: FormatTime,
+{
+    fn format_event(
+        &self,
+        context: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let request = haven_server::request_log::current();
+        let Some(request) = request.filter(|_| !writer.has_ansi_escapes()) else {
+            return self.format.format_event(context, writer, event);
+        };
+        // The line as the default format writes it, then the span's text spliced in after the
+        // level, where the outermost span's name goes (the level's text holds a space, which a
+        // timestamp does not, so it is found nowhere before).
+        let mut line = String::new();
+        self.format
+            .format_event(context, Writer::new(&mut line), event)?;
+        let level = level_text(*event.metadata().level());
+        let at = line.find(level).map_or(0, |start| start + level.len());
+        // The spans' part ends with a space, after the innermost span.
+        let space = if context.event_scope().is_some() {
+            ""
+        } else {
+            " "
+        };
+        writer.write_str(&line[..at])?;
+        write!(writer, "request{{request_id={}}}:{space}", request.as_str())?;
+        writer.write_str(&line[at..])
+    }
+}
+
+/// A level as the default format writes it without colour, with the space after it.
+fn level_text(level: Level) -> &'static str {
+    match level {
+        Level::TRACE => "TRACE ",
+        Level::DEBUG => "DEBUG ",
+        Level::INFO => " INFO ",
+        Level::WARN => " WARN ",
+        Level::ERROR => "ERROR ",
+    }
+}
 
 /// tracing-subscriber's [`DefaultFields`], faster where its output is plain `name=value` pairs.
 #[derive(Default)]
@@ -188,6 +256,59 @@ mod tests {
             .finish();
         tracing::subscriber::with_default(subscriber, log_everything);
         String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Events at several levels, outside any span and inside one.
+    fn log_in_request() {
+        tracing::error!(items = 3, "gave up");
+        tracing::warn!("plain \u{1b}[31m");
+        tracing::info!(ok = true, "noted");
+        let inner = tracing::warn_span!("commit", table = "Music");
+        let _inner = inner.enter();
+        tracing::warn!(name = "quoted \"value\"", "inside");
+    }
+
+    fn logged_by<E>(events: E, log: impl FnOnce()) -> String
+    where
+        E: FormatEvent<tracing_subscriber::Registry, LogFields> + Send + Sync + 'static,
+    {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .fmt_fields(LogFields::default())
+            .event_format(events)
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn the_request_prefix_is_that_of_the_request_span() {
+        let id = haven_server::request_log::RequestId::random();
+        let in_span = logged_by(Format::default().without_time(), || {
+            let request_id = id.as_str();
+            tracing::warn_span!("request", %request_id).in_scope(log_in_request);
+        });
+        let in_task = logged_by(LogEvents::new(Format::default().without_time()), || {
+            haven_server::request_log::REQUEST_ID.sync_scope(Some(id), log_in_request);
+        });
+        assert_eq!(in_task, in_span);
+        assert_eq!(in_task.lines().count(), 4, "{in_task}");
+        let prefix = format!("request{{request_id={}}}:", id.as_str());
+        assert!(
+            in_task.lines().all(|line| line.contains(&prefix)),
+            "{in_task}"
+        );
+        // Outside a request, the default format's lines.
+        let outside = logged_by(
+            LogEvents::new(Format::default().without_time()),
+            log_in_request,
+        );
+        assert_eq!(
+            outside,
+            logged_by(Format::default().without_time(), log_in_request)
+        );
     }
 
     #[test]

@@ -457,15 +457,22 @@ fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<()> {
 /// Logs to standard error, filtered by `level`; in colour only on a terminal (a log file gets no
 /// escape codes, and every request's span is formatted without them: painting its field cost a
 /// GetItem about 3% of its instructions), its fields written by `log_fields` (the same text).
+/// Without colour, requests open no span: `log_fields::LogEvents` writes the request prefix from
+/// the id the server keeps for the task (`haven_server::request_log`).
 fn init_logging(level: &str) -> anyhow::Result<()> {
     use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    if !ansi {
+        haven_server::request_log::log_request_ids_without_spans();
+    }
     tracing_subscriber::fmt()
         .fmt_fields(log_fields::LogFields::default())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(level).context("invalid --log-level")?,
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(ansi)
+        .event_format(log_fields::LogEvents::new(Default::default()))
         .init();
     Ok(())
 }

@@ -29,6 +29,7 @@ mod encoding;
 mod intake;
 mod json;
 mod limits;
+pub mod request_log;
 pub mod sigv4;
 pub mod tenancy;
 pub mod tls;
@@ -53,6 +54,8 @@ pub use limits::{
     DEFAULT_REQUEST_MEMORY, Limits, default_max_in_flight, listen, raise_open_file_limit,
 };
 pub use tenancy::Tenancy;
+
+use request_log::RequestId;
 
 /// One read-only JSON report (see [`StatusPages`]).
 pub type StatusPage = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
@@ -341,7 +344,7 @@ async fn handle_cors(
     facts: &mut audit::Facts,
 ) -> Answer {
     if let Some(headers) = cors.answer_preflight(request.method(), request.headers()) {
-        let request_id = RequestId::new();
+        let request_id = RequestId::random();
         let mut response = plain(StatusCode::OK, "", request_id.as_str());
         response.headers_mut().extend(headers);
         let (parts, body) = request.into_parts();
@@ -363,8 +366,8 @@ async fn handle(
     declared: Option<u64>,
     facts: &mut audit::Facts,
 ) -> Answer {
-    let request_id = RequestId::new();
-    let request_id = request_id.as_str();
+    let id = RequestId::random();
+    let request_id = id.as_str();
     let (parts, body) = request.into_parts();
     // A declared length over the cap is refused before a byte of the body is read.
     if declared.is_some_and(|length| length > body::MAX_REQUEST_BYTES as u64) {
@@ -375,6 +378,7 @@ async fn handle(
     let exchange = Exchange {
         front,
         parts: &parts,
+        id,
         request_id,
         route: Route::of(&parts, front),
         operation,
@@ -419,6 +423,8 @@ async fn handle(
 struct Exchange<'a> {
     front: &'a Front,
     parts: &'a hyper::http::request::Parts,
+    id: RequestId,
+    /// `id` as text, borrowed from the caller's copy.
     request_id: &'a str,
     route: Route<'a>,
     /// The operation `X-Amz-Target` names, read once.
@@ -585,11 +591,15 @@ impl Exchange<'_> {
         };
         // Whatever the operation logs (a write giving up on contention, a storage failure) names
         // the request id the client was answered with.
-        let span = tracing::warn_span!("request", %request_id);
         let tenancy = &self.front.tenancy;
         let services =
             |headers: &HeaderMap, signer: Option<&AccessKey>| tenancy.service(headers, signer);
-        let outcome = dispatch_noting(services, caller, self.operation, parts, body, facts)
+        let (span, id) = request_log::naming(self.id);
+        let outcome = request_log::REQUEST_ID
+            .scope(
+                id,
+                dispatch_noting(services, caller, self.operation, parts, body, facts),
+            )
             .instrument(span)
             .await;
         match outcome {
@@ -695,23 +705,6 @@ async fn dispatch_noting<S: std::ops::Deref<Target = Service>>(
         principal: signer.as_ref().map(credentials::AccessKey::principal),
     };
     service.call_with(operation.name(), request, &context).await
-}
-
-/// A request's id, a random UUID formatted on the stack: the response's `x-amzn-RequestId`, the
-/// logs and the audit record borrow it (formatting it into a `String` through `Display` cost a
-/// request an allocation and the formatter's machinery).
-struct RequestId([u8; uuid::fmt::Hyphenated::LENGTH]);
-
-impl RequestId {
-    fn new() -> RequestId {
-        let mut text = [0; uuid::fmt::Hyphenated::LENGTH];
-        uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-        RequestId(text)
-    }
-
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("a UUID is ASCII")
-    }
 }
 
 /// The operation `X-Amz-Target` names, if it is one.

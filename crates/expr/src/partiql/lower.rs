@@ -5,9 +5,7 @@
 //! DELETE), a select list becomes a projection. Literals and parameters become placeholder values,
 //! names become paths that DynamoDB's reserved words do not apply to.
 
-use std::collections::HashMap;
-
-use haven_model::AttributeValue;
+use haven_model::{AttributeValue, Item};
 
 use super::syntax::{Expr, ExprKind, RawAssignment, Step};
 use super::values::Values;
@@ -25,14 +23,14 @@ const IN_OPERANDS: &str = "IN operator must have a left hand argument of type Va
 /// Builds parse trees, collecting the values they use as placeholders.
 pub(crate) struct Lowering<'a> {
     pub values: Values<'a>,
-    placeholders: HashMap<String, AttributeValue>,
+    placeholders: Item,
 }
 
 impl<'a> Lowering<'a> {
     pub fn new(values: Values<'a>) -> Lowering<'a> {
         Lowering {
             values,
-            placeholders: HashMap::new(),
+            placeholders: Item::new(),
         }
     }
 

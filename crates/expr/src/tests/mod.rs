@@ -49,7 +49,7 @@ pub(crate) fn item(entries: Vec<(&str, AttributeValue)>) -> Item {
 #[derive(Default)]
 pub(crate) struct Env {
     pub names: HashMap<String, String>,
-    pub values: HashMap<String, AttributeValue>,
+    pub values: BTreeMap<String, AttributeValue>,
 }
 
 impl Env {
