@@ -58,8 +58,8 @@ extern "C" fn smaller_arenas() {
     unsafe extern "C" {
         fn mi_option_set_default(option: std::ffi::c_int, value: std::ffi::c_long);
     }
-    /// `mi_option_arena_reserve` of mimalloc.h (v3), in KiB; the test `mimalloc_arenas` checks
-    /// the name it has.
+    /// `mi_option_arena_reserve` of mimalloc.h (v3), in KiB; tests/startup.rs checks the name
+    /// it has.
     const ARENA_RESERVE: std::ffi::c_int = 23;
     // SAFETY: sets one entry of mimalloc's static option table; nothing runs concurrently yet.
     unsafe { mi_option_set_default(ARENA_RESERVE, 64 * 1024) }

@@ -381,3 +381,57 @@ fn put_with_checksum(bucket: &dyn BackupStore, key: &str, body: &[u8]) -> Result
     let checksum_key = format!("{}.checksum", key.trim_end_matches(".json"));
     Ok(bucket.put(&checksum_key, checksum.as_bytes())?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::store::MemoryStore;
+    use haven_storage::RedbEngine;
+
+    fn record(id: &str, status: &str) -> ExportRecord {
+        let table = "arn:aws:dynamodb:us-east-1:000000000000:table/gone";
+        serde_json::from_value(json!({
+            "arn": format!("{table}/export/{id}"), "status": status, "start_ms": 1,
+            "table_arn": table, "table_name": "gone", "table_id": "x", "table_number": 1,
+            "bucket": "b", "sse_algorithm": "AES256", "format": "DYNAMODB_JSON",
+            "export_type": "FULL_EXPORT", "item_count": 0, "billed_size_bytes": 0, "request": {},
+        }))
+        .unwrap()
+    }
+
+    /// A start finds the exports to resume in the engine's notes, and forgets the notes of those
+    /// no run can write: ended, never saved, or of a table the engine no longer has.
+    #[test]
+    fn notes_of_exports_no_run_can_write_are_forgotten() {
+        let engine: Arc<dyn Engine> = Arc::new(RedbEngine::in_memory().unwrap());
+        let backups: Arc<dyn BackupStore> = Arc::new(MemoryStore::default());
+        let catalog = Catalog::load(engine.clone(), Duration::ZERO).unwrap();
+        assert!(super::super::in_flight(&*engine).unwrap().is_empty());
+        let ids = [
+            "01604475114253-00000001",
+            "01604475114253-00000002",
+            "01604475114253-00000003",
+        ];
+        super::super::save(&*backups, &record(ids[0], "COMPLETED")).unwrap();
+        super::super::save(&*backups, &record(ids[1], "IN_PROGRESS")).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for id in ids {
+            runtime
+                .block_on(super::super::note_in_flight(&*engine, id))
+                .unwrap();
+        }
+        assert_eq!(super::super::in_flight(&*engine).unwrap(), ids);
+        let exporter = Exporter {
+            engine: engine.clone(),
+            catalog,
+            backups,
+            s3: None,
+        };
+        for id in ids {
+            exporter.resume(id);
+        }
+        assert!(super::super::in_flight(&*engine).unwrap().is_empty());
+    }
+}
