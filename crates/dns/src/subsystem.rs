@@ -59,13 +59,13 @@ pub struct TargetStatus {
 }
 
 impl DnsSubsystem {
-    /// Starts health checks, the control loop and the servers on `config.listen`.
-    pub fn start(config: DnsConfig) -> anyhow::Result<DnsSubsystem> {
+    /// Starts health checks, the control loop and the servers on `config.listen`, on `threads`
+    /// worker threads (the caller's core count, read once at its start).
+    pub fn start(config: DnsConfig, threads: usize) -> anyhow::Result<DnsSubsystem> {
         anyhow::ensure!(
             !config.listen.is_empty(),
             "no DNS listen address: set [dns] listen in the config"
         );
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("haven-dns")
@@ -220,7 +220,7 @@ mod tests {
             "the store must be unusable"
         );
         config.state_dir = Some(state_dir);
-        let dns = DnsSubsystem::start(config).unwrap();
+        let dns = DnsSubsystem::start(config, 2).unwrap();
 
         let mut query = Message::query();
         query.metadata.id = 7;

@@ -391,7 +391,7 @@ fn the_dns_subsystem_pushes_the_plan_it_serves() {
         knot = knot.address,
         secret = knot.secret,
     );
-    let haven = DnsSubsystem::start(DnsConfig::parse(&config).expect("config")).expect("start");
+    let haven = DnsSubsystem::start(DnsConfig::parse(&config).expect("config"), 2).expect("start");
     let haven_dns = haven.addresses()[0];
 
     // Either server may change between two queries (Haven makes a newer plan when the nodes fail

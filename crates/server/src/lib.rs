@@ -50,9 +50,7 @@ use tracing::Instrument;
 use haven_api::{DynamoError, Service};
 
 pub use credentials::{AccessKey, Authenticator, KeyStore};
-pub use limits::{
-    DEFAULT_REQUEST_MEMORY, Limits, default_max_in_flight, listen, raise_open_file_limit,
-};
+pub use limits::{DEFAULT_REQUEST_MEMORY, Limits, listen, raise_open_file_limit};
 pub use tenancy::Tenancy;
 
 use request_log::RequestId;

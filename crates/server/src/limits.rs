@@ -70,8 +70,16 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
+        Limits::for_cores(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+impl Limits {
+    /// The defaults on a machine with `cores` cores: start-up reads the count once and passes it
+    /// to everything sized by it (each read opens cgroup files).
+    pub fn for_cores(cores: usize) -> Limits {
         Limits {
-            max_in_flight: default_max_in_flight(),
+            max_in_flight: max_in_flight_for(cores),
             queue_timeout: Duration::from_millis(50),
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
@@ -89,8 +97,8 @@ pub const DEFAULT_REQUEST_MEMORY: usize = 256 * 1024 * 1024;
 
 /// 64 requests per core: enough to keep the group committer's batches full (most of a write's time
 /// is spent waiting for the sync), few enough that a request never waits behind thousands.
-pub fn default_max_in_flight() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()) * 64
+fn max_in_flight_for(cores: usize) -> usize {
+    cores * 64
 }
 
 /// Raises this process's soft limit on open files to its hard limit and returns the new soft limit.

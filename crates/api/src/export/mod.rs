@@ -15,14 +15,19 @@
 //! turns COMPLETED, or FAILED with a FailureCode and FailureMessage. Its record lives in the
 //! backup store (`exports/<id>.json`), beside the backups, so exports outlive a restart and
 //! every node sharing the store lists them; an export left IN_PROGRESS by a stopped server is
-//! written again from the start by the next one (under a lease, so by one node). docs/backups.md
-//! has the layout and the differences from AWS.
+//! written again from the start by the next one (under a lease, so by one node). Which exports
+//! those are the engine itself notes (`in_flight`), so that a start with none to resume reads one
+//! range of its own storage instead of listing the backup store (a bucket, perhaps) on a thread of
+//! its own. docs/backups.md has the layout and the differences from AWS.
 
 mod files;
 mod ion;
 mod ops;
 mod worker;
 
+use std::ops::Bound;
+
+use haven_storage::{CommitError, Engine, StorageError, WriteBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -170,13 +175,62 @@ pub(crate) fn save(store: &dyn BackupStore, record: &ExportRecord) -> Result<(),
 fn load(store: &dyn BackupStore, arn: &str) -> Result<ExportRecord, DynamoError> {
     let not_found = || DynamoError::ExportNotFound(format!("Export not found: {arn}"));
     let id = export_id(arn).ok_or_else(not_found)?;
-    let bytes = store.get(&record_key(id))?.ok_or_else(not_found)?;
-    let record: ExportRecord = serde_json::from_slice(&bytes)
-        .map_err(|error| StoreError(format!("export record {id} is damaged: {error}")))?;
+    let record = stored(store, id)?.ok_or_else(not_found)?;
     if record.arn != arn {
         return Err(not_found());
     }
     Ok(record)
+}
+
+/// The record of the export with id `id`, if the store has one.
+fn stored(store: &dyn BackupStore, id: &str) -> Result<Option<ExportRecord>, StoreError> {
+    let Some(bytes) = store.get(&record_key(id))? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|error| StoreError(format!("export record {id} is damaged: {error}")))
+}
+
+/// `SYSTEM | "export-in-flight/" | export id` → nothing: the engine's note that an export of one
+/// of its tables may still be IN_PROGRESS. Committed before the export's record is saved and
+/// deleted once its end is recorded (or a start finds it ended), so every export a stopped server
+/// left IN_PROGRESS has one.
+const IN_FLIGHT: &[u8] = b"\x03export-in-flight/";
+/// The first key after every `IN_FLIGHT` key ('0' follows '/').
+const IN_FLIGHT_END: &[u8] = b"\x03export-in-flight0";
+
+fn in_flight_key(id: &str) -> Vec<u8> {
+    [IN_FLIGHT, id.as_bytes()].concat()
+}
+
+/// Notes that the export `id` is in flight, before its record is saved.
+async fn note_in_flight(engine: &dyn Engine, id: &str) -> Result<(), DynamoError> {
+    let mut batch = WriteBatch::new();
+    batch.put(in_flight_key(id), Vec::new());
+    match engine.commit(batch).await {
+        Ok(()) => Ok(()),
+        Err(CommitError::Storage(error)) => Err(error.into()),
+        Err(CommitError::Conflict) => Err(DynamoError::InternalServerError), // it expects nothing
+    }
+}
+
+/// Deletes the note that the export `id` is in flight.
+fn forget_in_flight(engine: &dyn Engine, id: &str) -> Result<(), CommitError> {
+    let mut batch = WriteBatch::new();
+    batch.delete(in_flight_key(id));
+    engine.commit(batch).wait()
+}
+
+/// The ids of the exports the engine notes as in flight.
+fn in_flight(engine: &dyn Engine) -> Result<Vec<String>, StorageError> {
+    let mut ids = Vec::new();
+    let range = (Bound::Included(IN_FLIGHT), Bound::Excluded(IN_FLIGHT_END));
+    engine.snapshot()?.scan(range, false, &mut |key, _| {
+        ids.push(String::from_utf8_lossy(&key[IN_FLIGHT.len()..]).into_owned());
+        true
+    })?;
+    Ok(ids)
 }
 
 /// Every export record in the store, oldest first.

@@ -125,6 +125,7 @@ pub(crate) async fn export_table_to_point_in_time(
         }
     }
     let record = plan(service, &input, &meta, request, now)?;
+    super::note_in_flight(&*service.engine, record.id()).await?;
     let saved = record.clone();
     blocking(&service.backups, move |store| {
         Ok(super::save(store, &saved)?)

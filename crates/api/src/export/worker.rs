@@ -75,14 +75,22 @@ pub(crate) struct Exporter {
     s3: Option<S3Endpoint>,
 }
 
-/// Writes again every export a stopped server left IN_PROGRESS (on a thread, since the backup
-/// store may be a bucket).
+/// Writes again every export a stopped server left IN_PROGRESS, on a thread (the backup store may
+/// be a bucket) that starts only if the engine notes an export in flight (`super::in_flight`).
 pub(crate) fn resume(
     engine: &Arc<dyn Engine>,
     catalog: &Arc<Catalog>,
     backups: &Arc<dyn BackupStore>,
     config: &ServiceConfig,
 ) {
+    let ids = match super::in_flight(&**engine) {
+        Ok(ids) if ids.is_empty() => return,
+        Ok(ids) => ids,
+        Err(error) => {
+            tracing::error!(%error, "cannot read which exports to resume");
+            return;
+        }
+    };
     let exporter = Exporter {
         engine: engine.clone(),
         catalog: catalog.clone(),
@@ -91,13 +99,7 @@ pub(crate) fn resume(
     };
     let spawned = std::thread::Builder::new()
         .name("haven-export".into())
-        .spawn(move || match super::all(&*exporter.backups) {
-            Ok(records) => records
-                .into_iter()
-                .filter(|r| r.status == "IN_PROGRESS" && exporter.owns(r))
-                .for_each(|record| exporter.run(record)),
-            Err(error) => tracing::error!(%error, "cannot list exports to resume"),
-        });
+        .spawn(move || ids.iter().for_each(|id| exporter.resume(id)));
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start the export resumer");
     }
@@ -110,6 +112,25 @@ impl Exporter {
             catalog: service.catalog.clone(),
             backups: service.backups.clone(),
             s3: service.config.s3_endpoint.clone(),
+        }
+    }
+
+    /// Writes the export `id` again if it is still IN_PROGRESS and of one of this engine's
+    /// tables; forgets the note of one that ended or that no run can write (its record is gone, or
+    /// its table).
+    fn resume(&self, id: &str) {
+        match super::stored(&*self.backups, id) {
+            Ok(Some(record)) if record.status == "IN_PROGRESS" && self.owns(&record) => {
+                self.run(record)
+            }
+            Ok(_) => self.forget(id),
+            Err(error) => tracing::error!(export = id, %error, "cannot read an export to resume"),
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        if let Err(error) = super::forget_in_flight(&*self.engine, id) {
+            tracing::warn!(export = id, %error, "cannot forget an ended export");
         }
     }
 
@@ -146,8 +167,11 @@ impl Exporter {
             }
         }
         record.end_ms = Some(crate::streams::now_ms());
-        if let Err(error) = super::save(&*self.backups, &record) {
-            tracing::error!(export = record.arn, %error, "cannot record how an export ended");
+        match super::save(&*self.backups, &record) {
+            Ok(()) => self.forget(record.id()),
+            Err(error) => {
+                tracing::error!(export = record.arn, %error, "cannot record how an export ended")
+            }
         }
     }
 
@@ -356,4 +380,58 @@ fn put_with_checksum(bucket: &dyn BackupStore, key: &str, body: &[u8]) -> Result
     let checksum = super::files::hex(&Md5::digest(body));
     let checksum_key = format!("{}.checksum", key.trim_end_matches(".json"));
     Ok(bucket.put(&checksum_key, checksum.as_bytes())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::store::MemoryStore;
+    use haven_storage::RedbEngine;
+
+    fn record(id: &str, status: &str) -> ExportRecord {
+        let table = "arn:aws:dynamodb:us-east-1:000000000000:table/gone";
+        serde_json::from_value(json!({
+            "arn": format!("{table}/export/{id}"), "status": status, "start_ms": 1,
+            "table_arn": table, "table_name": "gone", "table_id": "x", "table_number": 1,
+            "bucket": "b", "sse_algorithm": "AES256", "format": "DYNAMODB_JSON",
+            "export_type": "FULL_EXPORT", "item_count": 0, "billed_size_bytes": 0, "request": {},
+        }))
+        .unwrap()
+    }
+
+    /// A start finds the exports to resume in the engine's notes, and forgets the notes of those
+    /// no run can write: ended, never saved, or of a table the engine no longer has.
+    #[test]
+    fn notes_of_exports_no_run_can_write_are_forgotten() {
+        let engine: Arc<dyn Engine> = Arc::new(RedbEngine::in_memory().unwrap());
+        let backups: Arc<dyn BackupStore> = Arc::new(MemoryStore::default());
+        let catalog = Catalog::load(engine.clone(), Duration::ZERO).unwrap();
+        assert!(super::super::in_flight(&*engine).unwrap().is_empty());
+        let ids = [
+            "01604475114253-00000001",
+            "01604475114253-00000002",
+            "01604475114253-00000003",
+        ];
+        super::super::save(&*backups, &record(ids[0], "COMPLETED")).unwrap();
+        super::super::save(&*backups, &record(ids[1], "IN_PROGRESS")).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for id in ids {
+            runtime
+                .block_on(super::super::note_in_flight(&*engine, id))
+                .unwrap();
+        }
+        assert_eq!(super::super::in_flight(&*engine).unwrap(), ids);
+        let exporter = Exporter {
+            engine: engine.clone(),
+            catalog,
+            backups,
+            s3: None,
+        };
+        for id in ids {
+            exporter.resume(id);
+        }
+        assert!(super::super::in_flight(&*engine).unwrap().is_empty());
+    }
 }
