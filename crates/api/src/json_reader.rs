@@ -20,12 +20,11 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::forward_to_deserialize_any;
 
+use crate::item_json::{BLOCK, block_needs_escape, escape_bits};
+
 /// Objects and arrays a body may nest in this reader; deeper ones go to serde_json, which allows
 /// 128 and tells DynamoDB's nesting error from a syntax error (`haven-server`'s `json`).
 const MAX_DEPTH: usize = 100;
-
-/// Bytes a string's end is looked for in at once.
-const BLOCK: usize = 64;
 
 /// The reader did not read the body: serde_json is to.
 #[derive(Debug)]
@@ -68,16 +67,8 @@ struct Reader<'de> {
     depth: usize,
 }
 
-/// True if any byte of `block` ends a string's clean run: a quote, a backslash or a control
-/// character (branch-free, so the compiler tests sixteen bytes per SSE2 compare).
-fn block_stops(block: &[u8; BLOCK]) -> bool {
-    let mut found = 0u8;
-    for &byte in block {
-        found |= u8::from(byte < 0x20) | u8::from(byte == b'"') | u8::from(byte == b'\\');
-    }
-    found != 0
-}
-
+/// True if `byte` ends a string's run of plain bytes: a quote, a backslash or a control character
+/// (the bytes the item writer escapes, `crate::item_json`).
 fn stops(byte: u8) -> bool {
     byte < 0x20 || byte == b'"' || byte == b'\\'
 }
@@ -120,10 +111,17 @@ impl<'de> Reader<'de> {
     fn clean_end(&self, mut from: usize) -> usize {
         let bytes = self.bytes();
         while let Some(block) = bytes.get(from..from + BLOCK) {
-            if block_stops(block.try_into().expect("a block")) {
+            if block_needs_escape(block.try_into().expect("a block")) {
                 break;
             }
             from += BLOCK;
+        }
+        while let Some(word) = bytes.get(from..from + 8) {
+            let bits = escape_bits(u64::from_le_bytes(word.try_into().expect("eight bytes")));
+            if bits != 0 {
+                return from + bits.trailing_zeros() as usize / 8;
+            }
+            from += 8;
         }
         while bytes.get(from).is_some_and(|&byte| !stops(byte)) {
             from += 1;
@@ -401,6 +399,24 @@ mod tests {
         ] {
             let expected: Value = serde_json::from_str(text).unwrap();
             assert_eq!(read(text), Some(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn finds_an_escape_or_the_end_wherever_it_is() {
+        for escape in ["\\n", "\\\"", "\\u00e9", "é"] {
+            for at in 0..=2 * BLOCK + 11 {
+                let plain: String = "0123456789abcdef"
+                    .chars()
+                    .cycle()
+                    .take(2 * BLOCK + 11)
+                    .collect();
+                let text = format!("\"{}{escape}{}\"", &plain[..at], &plain[at..]);
+                let expected: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(read(&text), Some(expected), "{text}");
+                let unclosed = &text[..text.len() - 1];
+                assert_eq!(read(unclosed), None, "{unclosed}");
+            }
         }
     }
 
