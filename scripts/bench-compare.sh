@@ -10,6 +10,7 @@
 #   ITEMS=100000 CONNECTIONS=8 DURATION=20 WARMUP=3 DISTRIBUTION=zipfian BATCH=25 scripts/bench-compare.sh
 #   TARGETS="haven-memory ruststack" scripts/bench-compare.sh   # a subset (the table shows what ran)
 #   EXTRA_WORKLOADS="" RANGE_WORKLOAD="" scripts/bench-compare.sh   # loads, A and C only
+#   HAVEN=/tmp/haven-before scripts/bench-compare.sh   # another build's binary for Haven (not rebuilt)
 #
 # Figures are for the report only: nothing here asserts a speed, and CI does not run it.
 set -euo pipefail
@@ -28,7 +29,8 @@ DDB=scripts/dynamodb-local.sh
 DYNOXIDE_VERSION=3.2.0
 RUSTSTACK_VERSION=0.7.2 # its newer releases need a dependency version the registry here lacks
 
-cargo build --release -q -p haven -p haven-bench
+if [ -n "${HAVEN:-}" ]; then cargo build --release -q -p haven-bench; else cargo build --release -q -p haven -p haven-bench; fi
+haven=${HAVEN:-target/release/haven}
 bench=target/release/haven-bench
 . scripts/bench-lib.sh
 
@@ -84,9 +86,9 @@ measure() { # target port data_dir: startup already done; runs the workloads and
 start_target() { # target port dir: prints "startup_ms pid"
   local start=(python3 scripts/start-server.py "$2")
   case $1 in
-    haven) SERVER_LOG=$work/$1.log "${start[@]}" 0 target/release/haven serve \
+    haven) SERVER_LOG=$work/$1.log "${start[@]}" 0 "$haven" serve \
         --listen "127.0.0.1:$2" --data-dir "$3" --log-level warn ;;
-    haven-memory) SERVER_LOG=$work/$1.log "${start[@]}" 0 target/release/haven serve \
+    haven-memory) SERVER_LOG=$work/$1.log "${start[@]}" 0 "$haven" serve \
         --listen "127.0.0.1:$2" --in-memory --log-level warn ;;
     ruststack) SERVER_LOG=$work/$1.log GATEWAY_LISTEN="127.0.0.1:$2" SERVICES=dynamodb LOG_LEVEL=warn \
         "${start[@]}" 0 rustack ;;

@@ -17,6 +17,7 @@ mod import;
 mod indexes;
 mod item_json;
 mod items;
+mod json_reader;
 mod lease;
 mod mirror;
 mod ops;
@@ -50,6 +51,7 @@ pub use replication::{
 pub use reply::Reply;
 pub use retry::contention_give_ups;
 pub use streams::StreamSettings;
+pub use wire::from_body;
 
 /// The members an error body carries besides `__type` and `message`: the item of a failed condition
 /// (when asked for), the CancellationReasons of a cancelled transaction.

@@ -18,7 +18,7 @@ use serde_json::Value;
 
 /// The body as a JSON value, or the error DynamoDB gives for it.
 pub(crate) fn parse(body: &[u8]) -> Result<serde_json::Value, DynamoError> {
-    serde_json::from_slice(body).map_err(|error| {
+    haven_api::from_body(body).map_err(|error| {
         if error.to_string().starts_with("recursion limit exceeded") && balanced(body) {
             DynamoError::nesting_exceeded()
         } else {

@@ -4,7 +4,9 @@
 //! its target and its Authorization header, in DynamoDB's order), then read into its input type
 //! from that tree. For the item operations that tree was pure overhead: building it and reading
 //! it again cost a GetItem about a tenth of its instructions (docs/benchmarks.md, "Issue 26").
-//! So the server first tries to read the body of these operations as their input type directly;
+//! So the server first tries to read the body of these operations as their input type directly
+//! (with `crate::json_reader`, which reads strings faster than serde_json and refuses anything it
+//! does not read exactly as serde_json would);
 //! a body that does not read cleanly (bad syntax, a member of the wrong type, a repeated member,
 //! a document nested too deep, not an object) takes the general path, which finds its error in
 //! DynamoDB's order. A body that reads cleanly has no syntax error, so skipping that step changes
@@ -14,6 +16,7 @@
 use serde_json::Value;
 
 use super::{Operation, batch, items, parse, query, scan, update_item};
+use crate::json_reader::from_text;
 use crate::reply::Reply;
 use crate::{DynamoError, Service};
 
@@ -33,8 +36,10 @@ macro_rules! decoded {
                 if body.trim_ascii_start().first() != Some(&b'{') {
                     return None;
                 }
+                // A body that is not UTF-8 is not read cleanly either.
+                let text = std::str::from_utf8(body).ok()?;
                 let input = crate::wire_item::reading_straight(|| match operation {
-                    $(Operation::$name => serde_json::from_slice(body).ok().map(Input::$name),)*
+                    $(Operation::$name => from_text(text).ok().map(Input::$name),)*
                     _ => None,
                 })?;
                 Some(Decoded(input))
