@@ -4,6 +4,8 @@
 //! starts again when another writer got there first. Many writers of one item conflict most of the
 //! time; unbounded, that loop let a request wait forever. Each request now gives up after a bounded
 //! number of attempts with InternalServerError (which SDKs retry) and nothing in between is lost.
+//! Issue 26: writers of one item on one node now queue on the item instead (`hot_items`), so on one
+//! node none gives up at all.
 
 mod common;
 
