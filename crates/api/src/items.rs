@@ -242,8 +242,9 @@ pub(crate) struct WriteOutcome<'i> {
 /// Runs `decide` on the item's current state and writes what it returns (None deletes), atomically
 /// with respect to every other writer: if the item (or the table's set of indexes) changed between
 /// the read and the commit, the engine refuses the batch and the decision is made again on the fresh
-/// state, with the table's current metadata (a bounded number of times, see `retry`). `key` holds
-/// the item's key attributes (it may be the whole item).
+/// state, with the table's current metadata (a bounded number of times, see `retry`), holding the
+/// item's lock so that this node's other writers of the item wait their turn (`hot_items`). `key`
+/// holds the item's key attributes (it may be the whole item).
 pub(crate) async fn write_item<'i>(
     service: &Service,
     meta: &Arc<TableMeta>,
@@ -253,6 +254,14 @@ pub(crate) async fn write_item<'i>(
     service.capacity.admit(meta, None, Capacity::Write)?;
     let mut meta = Arc::clone(meta);
     let mut retries = Retries::new("item write");
+    // The item's lock (`hot_items`): taken before the first attempt only while other writers of
+    // the item queue on it, else after the first conflict.
+    let stripe = crate::hot_items::stripe(&ItemKey::new(&meta, key).storage);
+    let mut lock = None;
+    if stripe.contended() {
+        lock = Some(stripe.lock().await);
+        retries.restart_clock();
+    }
     loop {
         let item_key = ItemKey::new(&meta, key);
         let current = service
@@ -297,6 +306,10 @@ pub(crate) async fn write_item<'i>(
             }
             Err(CommitError::Conflict) => {
                 retries.conflict().await?;
+                if lock.is_none() {
+                    lock = Some(stripe.lock().await);
+                    retries.restart_clock();
+                }
                 meta = current_meta(service, &meta)?;
             }
             Err(CommitError::Storage(error)) => return Err(error.into()),

@@ -13,6 +13,7 @@ mod changes;
 mod error;
 mod export;
 mod expressions;
+mod hot_items;
 mod import;
 mod indexes;
 mod item_json;

@@ -7,7 +7,9 @@
 //! answer for contention (InternalServerError, which every SDK retries with backoff; a
 //! transaction's own answer for transactions), logged and counted. Between attempts the writer
 //! pauses a random, growing while (backoff with jitter), so that writers of one hot item stop
-//! invalidating each other in lockstep.
+//! invalidating each other in lockstep. A single-item write that conflicts also queues on its
+//! item's lock (`hot_items`), so that the writers of one item on this node converge; the budget
+//! still bounds the conflicts it cannot prevent (other nodes' writes, on PostgreSQL).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -51,6 +53,12 @@ impl Retries {
             started: Instant::now(),
             give_up,
         }
+    }
+
+    /// Starts the time budget again: time spent queued for a hot item's lock (`hot_items`) is
+    /// not time spent conflicting. The attempts already made still count.
+    pub(crate) fn restart_clock(&mut self) {
+        self.started = Instant::now();
     }
 
     /// Records a conflict: pauses before the next attempt, or answers the error to give up with.
