@@ -817,6 +817,7 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
         let listener = haven_server::listen(args.listen)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
+        let shutdown = shutdown_signal().context("cannot handle SIGTERM and SIGINT")?;
         tracing::info!(%address, storage = storage.describe(&args), "haven is ready");
         let scheme = if security.tls.is_some() {
             "https"
@@ -824,15 +825,7 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
             "http"
         };
         println!("Haven listening on {scheme}://{address}");
-        haven_server::run_tenancy(
-            listener,
-            tenancy,
-            security,
-            limits,
-            pages,
-            shutdown_signal(),
-        )
-        .await;
+        haven_server::run_tenancy(listener, tenancy, security, limits, pages, shutdown).await;
         anyhow::Ok(())
     })?;
     accounts.shutdown();
@@ -1129,14 +1122,19 @@ fn bytes_under(dir: &std::path::Path) -> u64 {
     walk(dir, 3)
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+/// Resolves on Ctrl-C or SIGTERM. Both handlers are installed by the call itself, not when the
+/// future is first polled: a supervisor may send SIGTERM as soon as it reads "Haven listening", and
+/// a signal arriving before the handlers exist would kill the process instead of draining it.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }
 
 /// Parses an AWS account id: 12 digits.

@@ -626,10 +626,13 @@ async fn concurrent_writes_with_link_cuts_converge_to_last_writer_wins() {
         let (regions, done) = (regions.clone(), done.clone());
         let mut rng = Rng(seed.rotate_left(17) | 1);
         std::thread::spawn(move || {
-            let mut cuts = 0;
+            // Cut and heal in turn (each cut of one direction or both, for a random while), so
+            // that however fast the writes run, the link is cut every other step.
+            let (mut step, mut cuts) = (0usize, 0);
             while !done.load(Ordering::Relaxed) {
-                let cut = rng.below(2) == 0;
+                let cut = step % 2 == 0;
                 cuts += cut as usize;
+                step += 1;
                 regions.to_first.set_cut(cut && rng.below(3) != 0);
                 regions.to_second.set_cut(cut && rng.below(3) != 0);
                 std::thread::sleep(Duration::from_millis(5 + rng.below(120)));
