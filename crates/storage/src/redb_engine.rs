@@ -560,6 +560,22 @@ fn pointer(segment: u32, offset: u64, len: u32) -> [u8; 17] {
     entry
 }
 
+/// The value an index entry stands for: its inline bytes, or those `read_pointer` reads from the
+/// log at (segment, offset, length).
+fn entry_value<'e>(
+    entry: &'e [u8],
+    read_pointer: impl FnOnce(u32, u64, usize) -> Result<Vec<u8>, StorageError>,
+) -> Result<Cow<'e, [u8]>, StorageError> {
+    Ok(match parse_entry(entry)? {
+        Entry::Inline(value) => Cow::Borrowed(value),
+        Entry::Pointer {
+            segment,
+            offset,
+            len,
+        } => Cow::Owned(read_pointer(segment, offset, len as usize)?),
+    })
+}
+
 fn parse_entry(entry: &[u8]) -> Result<Entry<'_>, StorageError> {
     match entry.split_first() {
         Some((&INLINE, value)) => Ok(Entry::Inline(value)),
@@ -599,25 +615,14 @@ impl RedbSnapshot {
 
     /// The value an index entry stands for.
     fn value<'e>(&self, entry: &'e [u8]) -> Result<Cow<'e, [u8]>, StorageError> {
-        match parse_entry(entry)? {
-            Entry::Inline(value) => Ok(Cow::Borrowed(value)),
-            Entry::Pointer {
-                segment,
-                offset,
-                len,
-            } => {
-                let current;
-                let segments: &Segments = match &self.segments {
-                    Some(set) if set.0.contains_key(&segment) => set,
-                    // Started after this snapshot took its set: the current set holds it.
-                    _ => {
-                        current = self.values.as_ref().ok_or(StorageError::Closed)?.segments();
-                        &current
-                    }
-                };
-                Ok(Cow::Owned(segments.read(segment, offset, len as usize)?))
+        entry_value(entry, |segment, offset, len| match &self.segments {
+            Some(set) if set.0.contains_key(&segment) => set.read(segment, offset, len),
+            // Started after this snapshot took its set: the current set holds it.
+            _ => {
+                let values = self.values.as_ref().ok_or(StorageError::Closed)?;
+                values.segments().read(segment, offset, len)
             }
-        }
+        })
     }
 }
 
@@ -1158,21 +1163,13 @@ struct Reader<'r> {
 
 impl Reader<'_> {
     fn value<'e>(&self, entry: &'e [u8]) -> Result<Cow<'e, [u8]>, StorageError> {
-        match parse_entry(entry)? {
-            Entry::Inline(value) => Ok(Cow::Borrowed(value)),
-            Entry::Pointer {
-                segment,
-                offset,
-                len,
-            } => {
-                let len = len as usize;
-                if let Some(bytes) = self.record.and_then(|r| r.read(segment, offset, len)) {
-                    return Ok(Cow::Owned(bytes.to_vec()));
-                }
-                let segments = self.segments.ok_or(StorageError::Closed)?;
-                Ok(Cow::Owned(segments.read(segment, offset, len)?))
+        entry_value(entry, |segment, offset, len| {
+            if let Some(bytes) = self.record.and_then(|r| r.read(segment, offset, len)) {
+                return Ok(bytes.to_vec());
             }
-        }
+            let segments = self.segments.ok_or(StorageError::Closed)?;
+            segments.read(segment, offset, len)
+        })
     }
 
     /// Whether `entry` stands for `expected`, reading the log only when the lengths agree.
