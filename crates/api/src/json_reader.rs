@@ -317,6 +317,24 @@ impl<'de> de::Deserializer<'de> for &mut Reader<'de> {
     }
 }
 
+impl Reader<'_> {
+    /// Steps past the comma before the next member or element of a container that `close` ends
+    /// (none before the first); false at its end.
+    fn next_in(&mut self, close: u8, first: &mut bool) -> Result<bool, Unread> {
+        let next = self.peek()?;
+        if next == close {
+            return Ok(false);
+        }
+        if !std::mem::replace(first, false) {
+            if next != b',' {
+                return Err(Unread);
+            }
+            self.at += 1;
+        }
+        Ok(true)
+    }
+}
+
 /// The members of an object being read.
 struct Members<'a, 'de> {
     reader: &'a mut Reader<'de>,
@@ -330,15 +348,8 @@ impl<'de> MapAccess<'de> for Members<'_, 'de> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, Unread> {
-        let next = self.reader.peek()?;
-        if next == b'}' {
+        if !self.reader.next_in(b'}', &mut self.first)? {
             return Ok(None);
-        }
-        if !std::mem::replace(&mut self.first, false) {
-            if next != b',' {
-                return Err(Unread);
-            }
-            self.reader.at += 1;
         }
         if self.reader.peek()? != b'"' {
             return Err(Unread);
@@ -365,15 +376,8 @@ impl<'de> SeqAccess<'de> for Elements<'_, 'de> {
         &mut self,
         seed: T,
     ) -> Result<Option<T::Value>, Unread> {
-        let next = self.reader.peek()?;
-        if next == b']' {
+        if !self.reader.next_in(b']', &mut self.first)? {
             return Ok(None);
-        }
-        if !std::mem::replace(&mut self.first, false) {
-            if next != b',' {
-                return Err(Unread);
-            }
-            self.reader.at += 1;
         }
         seed.deserialize(&mut *self.reader).map(Some)
     }
