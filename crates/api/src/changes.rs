@@ -141,8 +141,9 @@ impl TableMeta {
 }
 
 /// DynamoDB writes no stream record for a write that leaves the item as it was (a put of the
-/// same item, a delete of a missing one); sets compare without regard to order.
-fn unchanged(old: Option<&Item>, new: Option<&Item>) -> bool {
+/// same item, a delete of a missing one); sets compare without regard to order. Nor does such a
+/// write restamp an item of a global table (`replication::version::stage_local`).
+pub(crate) fn unchanged(old: Option<&Item>, new: Option<&Item>) -> bool {
     match (old, new) {
         (None, None) => true,
         (Some(old), Some(new)) => {

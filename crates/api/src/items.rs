@@ -393,7 +393,7 @@ pub(crate) fn stage_any_item_write(
     }
     let new_bytes = new.map(encode_item);
     crate::changes::stage(meta, &storage_key, current, new, new_bytes.as_ref(), batch);
-    crate::replication::version::stage_local(snapshot, meta, &storage_key, new.is_none(), batch)?;
+    crate::replication::version::stage_local(snapshot, meta, &storage_key, old, new, batch)?;
     match new_bytes {
         Some(bytes) => batch.put(storage_key, bytes),
         None => batch.delete(storage_key),

@@ -6,13 +6,15 @@
 //! - ReplicaUpdates' errors; deleting a replica deletes its table in its region, and a table
 //!   deleted in one region leaves every other region's Replicas (even when the notice is lost);
 //!   undelivered changes show as lag; deletes' tombstones are collected once the peer has
-//!   acknowledged them, not before;
+//!   acknowledged them, not before; a fill carries deletes made before it began;
 //! - the convergence property: random puts, updates, deletes and transactions in both regions at
 //!   once while the link is cut and healed at random, then a partition in which both write every
 //!   key; afterwards both regions hold the same items,
 //!   and each item is what last-writer-wins gives: the last write of one of the two regions, and
-//!   the later one whenever the two were clearly apart in time. `HAVEN_GLOBAL_OPS` (default 300
-//!   per region) and `HAVEN_GLOBAL_SEED` set the size and the seed.
+//!   the later one whenever the two were clearly apart in time (a delete that finds nothing is no
+//!   write: it changes nothing, so it makes no stream record, as in DynamoDB, and ships nothing).
+//!   `HAVEN_GLOBAL_OPS` (default 300 per region) and `HAVEN_GLOBAL_SEED` set the size and the
+//!   seed; a delete that finds nothing does not outrank a concurrent put (its own test).
 
 mod common;
 
@@ -449,6 +451,66 @@ async fn replica_updates_are_checked() {
     assert_eq!(description.global_table_version(), None);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_that_finds_nothing_does_not_outrank_a_concurrent_put() {
+    let regions = Regions::start();
+    let (first, second) = global_table(&regions, "items").await;
+    regions.set_cut(true);
+    second
+        .put_item()
+        .table_name("items")
+        .item("pk", s("k"))
+        .item("v", s("second"))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The first region holds no "k": its later delete changes nothing there, so (as in DynamoDB,
+    // where it makes no stream record) it is not a write that replicates or outranks the put.
+    first
+        .delete_item()
+        .table_name("items")
+        .key("pk", s("k"))
+        .send()
+        .await
+        .unwrap();
+    regions.set_cut(false);
+    eventually(
+        "the put reaches the first region",
+        Duration::from_secs(10),
+        || async { items(&first, "items").await.contains_key("k") },
+    )
+    .await;
+    assert_eq!(items(&first, "items").await, items(&second, "items").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_made_before_a_region_first_ships_reaches_its_peer() {
+    let regions = Regions::start();
+    // The second region cannot reach the first from the start: when it deletes the item, it has
+    // shipped nothing yet, and its first batches fill the first region from a scan of its table.
+    regions.to_first.set_cut(true);
+    let (first, second) = global_table(&regions, "items").await;
+    put_items(&first, "items", "item", 2).await;
+    eventually(
+        "the items reach the second region",
+        Duration::from_secs(10),
+        || async { items(&second, "items").await.len() == 2 },
+    )
+    .await;
+    let key = s("item-0");
+    let deleted = second.delete_item().table_name("items").key("pk", key);
+    deleted.send().await.unwrap();
+    regions.to_first.set_cut(false);
+    eventually(
+        "the delete reaches the first region",
+        Duration::from_secs(10),
+        || async { items(&first, "items").await.len() == 1 },
+    )
+    .await;
+    assert_eq!(items(&first, "items").await, items(&second, "items").await);
+}
+
 /// A small deterministic generator (xorshift), so that a failing seed can be replayed.
 struct Rng(u64);
 
@@ -471,18 +533,14 @@ struct Write {
 
 const KEYS: u64 = 4;
 
-/// Runs `count` random writes on `client`, one at a time, and returns them in order.
-async fn random_writes(
-    client: Client,
-    region: &'static str,
-    seed: u64,
-    count: usize,
-) -> Vec<Write> {
+/// Runs `count` random writes on `client`, one at a time, and returns in order the ones that
+/// changed an item; the values they write are `<label>-<i>`, so no two calls write the same.
+async fn random_writes(client: Client, label: &'static str, seed: u64, count: usize) -> Vec<Write> {
     let mut rng = Rng(seed | 1);
     let mut writes = Vec::new();
     for i in 0..count {
         let key = format!("k{}", rng.below(KEYS));
-        let value = format!("{region}-{i}");
+        let value = format!("{label}-{i}");
         let started = Instant::now();
         let results: Vec<(String, Option<Item>)> = match rng.below(4) {
             0 => {
@@ -514,14 +572,20 @@ async fn random_writes(
                 )]
             }
             2 => {
-                client
+                let out = client
                     .delete_item()
                     .table_name("items")
                     .key("pk", s(&key))
+                    .return_values(ReturnValue::AllOld)
                     .send()
                     .await
                     .unwrap();
-                vec![(key, None)]
+                // A delete that finds no item changes nothing: as in DynamoDB (no stream record),
+                // it is no write for last-writer-wins.
+                match out.attributes() {
+                    Some(_) => vec![(key, None)],
+                    None => Vec::new(),
+                }
             }
             _ => {
                 let other = format!(
@@ -627,7 +691,8 @@ async fn concurrent_writes_with_link_cuts_converge_to_last_writer_wins() {
         let mut rng = Rng(seed.rotate_left(17) | 1);
         std::thread::spawn(move || {
             // Cut and heal in turn (each cut of one direction or both, for a random while), so
-            // that however fast the writes run, the link is cut every other step.
+            // that however fast the writes run, the link is cut every other step. A step lasts at
+            // most 65 ms: writes that take 300 ms see at least three cuts.
             let (mut step, mut cuts) = (0usize, 0);
             while !done.load(Ordering::Relaxed) {
                 let cut = step % 2 == 0;
@@ -635,7 +700,7 @@ async fn concurrent_writes_with_link_cuts_converge_to_last_writer_wins() {
                 step += 1;
                 regions.to_first.set_cut(cut && rng.below(3) != 0);
                 regions.to_second.set_cut(cut && rng.below(3) != 0);
-                std::thread::sleep(Duration::from_millis(5 + rng.below(120)));
+                std::thread::sleep(Duration::from_millis(5 + rng.below(60)));
             }
             regions.set_cut(false);
             cuts
@@ -652,8 +717,18 @@ async fn concurrent_writes_with_link_cuts_converge_to_last_writer_wins() {
     // Then a partition in which both regions write every key: each key ends in a conflict.
     regions.set_cut(true);
     let (partitioned_a, partitioned_b) = tokio::join!(
-        random_writes(first.clone(), FIRST, seed ^ 1, 4 * KEYS as usize),
-        random_writes(second.clone(), SECOND, seed ^ 2, 4 * KEYS as usize),
+        random_writes(
+            first.clone(),
+            "first-partitioned",
+            seed ^ 1,
+            4 * KEYS as usize
+        ),
+        random_writes(
+            second.clone(),
+            "second-partitioned",
+            seed ^ 2,
+            4 * KEYS as usize
+        ),
     );
     regions.set_cut(false);
     let (mut a, mut b) = (a, b);

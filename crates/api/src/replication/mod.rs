@@ -11,13 +11,14 @@
 //! - **State, not operations.** A batch carries each changed key's *current* item (or its
 //!   absence) with its version, read from one snapshot, never the operation that made it. Applying
 //!   a state is idempotent and commutative under last-writer-wins, which is what makes resending
-//!   safe and lets a new replica be filled by the same messages (a scan of the table, then the log
-//!   from the position the scan started at).
+//!   safe and lets a new replica be filled by the same messages (a scan of the table's items and
+//!   tombstones, then the log from the position the scan started at).
 //! - **Versions beside the item.** Each item of a global table has a stamp (`version.rs`): the
 //!   time in milliseconds and the region of the write that made it, and whether that write was a
 //!   delete (a tombstone outlives the item, so a late older put is still refused). A local write
 //!   stamps `max(now, previous + 1)`, so a region's writes to an item always outrank what it has
-//!   seen; a replicated write is applied only when its stamp is greater than the local one
+//!   seen; one that changes nothing stamps nothing (it logs nothing, so no peer would learn the
+//!   stamp, and the regions would rank later writes differently); a replicated write is applied only when its stamp is greater than the local one
 //!   (time, then region name: a deterministic tie-break), and is logged with origin
 //!   `Replication`, so it shows in Streams but is not shipped back.
 //! - **Haven's own write path.** The receiver (`receiver.rs`) stages its writes with

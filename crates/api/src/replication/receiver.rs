@@ -204,9 +204,7 @@ fn stage_change(
     let mut part = WriteBatch::new();
     if current.is_none() && new.is_none() {
         // Nothing to delete: only the tombstone, so that an older put arriving later is refused.
-        part.expect(stamp_key.clone(), stamp_bytes)
-            .expect(storage_key, None)
-            .put(stamp_key, change.stamp.encode());
+        part.expect(storage_key, None);
     } else {
         let key = key_of(meta, current.as_ref(), new);
         if key_mismatch(meta, &storage_key, &key) {
@@ -222,8 +220,8 @@ fn stage_change(
             &mut part,
             limit,
         )?;
-        adopt_remote(&mut part, &stamp_key, &change.stamp);
     }
+    adopt_remote(&mut part, &stamp_key, stamp_bytes, &change.stamp);
     batch.expectations.extend(part.expectations);
     batch.ops.extend(part.ops);
     Ok(true)
@@ -257,4 +255,117 @@ fn key_of(meta: &TableMeta, current: Option<&(Vec<u8>, Item)>, new: Option<&Item
 fn key_mismatch(meta: &TableMeta, storage_key: &[u8], key: &Item) -> bool {
     crate::items::validate_key(meta, key).is_err()
         || meta.keys().storage_key(&meta.item_prefix(), key) != storage_key
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use base64::Engine as _;
+    use haven_model::item_codec::encode_item;
+    use haven_model::{AttributeValue, Item};
+    use haven_storage::RedbEngine;
+    use serde_json::{Value, json};
+
+    use crate::streams::now_ms;
+    use crate::{Service, ServiceConfig};
+
+    /// The region whose replica this service (us-east-1, the default) holds.
+    const PEER: &str = "eu-west-1";
+
+    /// A request from [`PEER`] for table `items`.
+    fn request(fill: bool, changes: Vec<Value>) -> Value {
+        json!({
+            "TableName": "items",
+            "SourceRegion": PEER,
+            "Fill": fill,
+            "Table": {
+                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                "Regions": [PEER, "us-east-1"],
+            },
+            "Changes": changes,
+        })
+    }
+
+    /// A region holding a replica of [`PEER`]'s table `items`, as its first fill batch makes it.
+    async fn replica() -> Service {
+        let engine = Arc::new(RedbEngine::in_memory().unwrap());
+        let service = Service::new(engine, ServiceConfig::default()).unwrap();
+        service
+            .call("ReplicateChanges", request(true, Vec::new()))
+            .await
+            .unwrap();
+        service
+    }
+
+    /// [`PEER`]'s item `{pk: k, v}`, stamped `time`.
+    fn peer_put(service: &Service, v: &str, time: u64) -> Value {
+        let meta = service.catalog.get("items").unwrap().unwrap();
+        let s = |text: &str| AttributeValue::S(text.into());
+        let item: Item = [("pk".to_string(), s("k")), ("v".to_string(), s(v))].into();
+        let prefix = meta.item_prefix();
+        let key = meta
+            .keys()
+            .storage_key(&prefix, &meta.keys().project_key(&item));
+        let b64 = base64::engine::general_purpose::STANDARD;
+        json!({
+            "K": b64.encode(&key[prefix.len()..]),
+            "I": b64.encode(encode_item(&item)),
+            "T": time,
+            "R": PEER,
+        })
+    }
+
+    /// How many changes of a request carrying only `change` this region applied (0 or 1).
+    async fn applied(service: &Service, change: Value) -> u64 {
+        let answer = service.call("ReplicateChanges", request(false, vec![change]));
+        answer.await.unwrap()["Applied"].as_u64().unwrap()
+    }
+
+    async fn call(service: &Service, operation: &str, item: Value) {
+        let member = if operation == "PutItem" {
+            "Item"
+        } else {
+            "Key"
+        };
+        let request = json!({"TableName": "items", member: item});
+        service.call(operation, request).await.unwrap();
+    }
+
+    /// A local write that leaves the item as it was makes no change log record, so the peer never
+    /// hears of it: it must not outrank the peer's earlier writes here either, or the two regions
+    /// would hold different items for ever. And a remote state equal to the local item still
+    /// brings its stamp.
+    #[tokio::test]
+    async fn a_write_that_changes_nothing_does_not_outrank_a_peers_earlier_write() {
+        let service = replica().await;
+        let now = now_ms();
+        call(&service, "DeleteItem", json!({"pk": {"S": "k"}})).await;
+        let put = peer_put(&service, "peer", now - 1000);
+        assert_eq!(applied(&service, put).await, 1, "after a delete of nothing");
+
+        let same = json!({"pk": {"S": "k"}, "v": {"S": "peer"}});
+        call(&service, "PutItem", same).await;
+        let put = peer_put(&service, "later", now - 500);
+        assert_eq!(
+            applied(&service, put).await,
+            1,
+            "after a put of the same item"
+        );
+
+        let newer_stamp = peer_put(&service, "later", now - 100);
+        assert_eq!(applied(&service, newer_stamp).await, 1, "the same item");
+        let stale = peer_put(&service, "stale", now - 200);
+        assert_eq!(
+            applied(&service, stale).await,
+            0,
+            "older than the stamp taken"
+        );
+        let item = service.call(
+            "GetItem",
+            json!({"TableName": "items", "Key": {"pk": {"S": "k"}}}),
+        );
+        assert_eq!(item.await.unwrap()["Item"]["v"], json!({"S": "later"}));
+    }
 }

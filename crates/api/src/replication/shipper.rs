@@ -2,9 +2,10 @@
 //! position it acknowledged, and fills a new replica first.
 //!
 //! A cursor per (table, peer) is stored at `REPLICATION | table id | 'c' | region`:
-//! - `Seeding { from, after }`: a new replica is being filled by a scan of the table in key
-//!   order (`after`: the last key sent); `from` is the log head when the fill began, so every
-//!   change the scan may have missed is in the log after it;
+//! - `Seeding { from, after }`: a new replica is being filled by a scan of the table's items and
+//!   tombstones in key order (`after`: the last key sent); `from` is the log head when the fill
+//!   began, so every change the scan may have missed is in the log after it, and every delete
+//!   before it is a tombstone the scan sends;
 //! - `Following(position)`: the peer has every change up to `position`.
 //!
 //! Every step reads one snapshot, sends one bounded batch and moves the cursor only once the peer
@@ -22,7 +23,7 @@ use haven_storage::{CommitError, Engine, LogPosition, Origin, Snapshot, StorageE
 use serde_json::{Value, json};
 
 use super::tombstones::Collector;
-use super::version::{Stamp, stamp_key_of_suffix, table_start};
+use super::version::{Stamp, stamp_key_of_suffix, stamp_range, table_start};
 use super::{GlobalTable, Lag, Peer, ReplicationSettings};
 use crate::background::{Stop, spawn_periodic};
 use crate::catalog::{Catalog, TableMeta};
@@ -268,17 +269,53 @@ impl Shipper {
     }
 }
 
-/// The next [`BATCH`] items of the table after `after` in key order, or fewer if they reach
-/// [`BATCH_BYTES`].
+/// The next keys of the table after `after` in key order: [`BATCH`] items at most (fewer if they
+/// reach [`BATCH_BYTES`]) and [`BATCH`] tombstones at most. The tombstones carry the deletes made
+/// before `from`, which the log after it does not: the peer may hold such an item (sent before
+/// the fill began, or before the log's retention overtook its cursor), and would keep it for ever.
 fn seed_step(
     snapshot: &dyn Snapshot,
     meta: &TableMeta,
     from: LogPosition,
     after: Vec<u8>,
 ) -> Result<Step, StorageError> {
+    let (items, items_full) = seed_items(snapshot, meta, &after)?;
+    let upper = items.last().filter(|_| items_full).cloned();
+    let (tombstones, tombstones_full) = seed_tombstones(snapshot, meta, &after, upper.as_deref())?;
+    // Each list holds every key of its kind up to its last one; past the last of a full list, the
+    // other list may lack keys: the batch stops there.
+    let bound = match tombstones.last() {
+        Some(last) if tombstones_full => Some(last.clone()),
+        _ => upper,
+    };
+    let mut keys: Vec<Vec<u8>> = items
+        .into_iter()
+        .filter(|key| bound.as_ref().is_none_or(|bound| key <= bound))
+        .chain(tombstones)
+        .collect();
+    keys.sort();
+    let next = match bound {
+        Some(last) => Cursor::Seeding { from, after: last },
+        None => Cursor::Following(from),
+    };
+    let body = batch_body(snapshot, meta, &keys, true)?;
+    Ok(Step {
+        body,
+        next,
+        oldest_ms: None,
+    })
+}
+
+/// The item keys (suffixes) of the next [`BATCH`] items after `after`, or fewer if they reach
+/// [`BATCH_BYTES`]; true if the batch is full (more may follow).
+fn seed_items(
+    snapshot: &dyn Snapshot,
+    meta: &TableMeta,
+    after: &[u8],
+) -> Result<(Vec<Vec<u8>>, bool), StorageError> {
     let prefix = meta.item_prefix();
     let mut start = prefix.clone();
-    start.extend_from_slice(&after);
+    start.extend_from_slice(after);
     let end = meta.item_prefix_end();
     let lower = if after.is_empty() {
         Bound::Included(start.as_slice())
@@ -293,19 +330,38 @@ fn seed_step(
         full = keys.len() == BATCH || bytes >= BATCH_BYTES;
         !full
     })?;
-    let next = match keys.last() {
-        Some(last) if full => Cursor::Seeding {
-            from,
-            after: last.clone(),
-        },
-        _ => Cursor::Following(from),
+    Ok((keys, full))
+}
+
+/// The item keys (suffixes) of the next [`BATCH`] tombstones after `after`, up to `upper` if
+/// given; true if the batch is full (more may follow).
+fn seed_tombstones(
+    snapshot: &dyn Snapshot,
+    meta: &TableMeta,
+    after: &[u8],
+    upper: Option<&[u8]>,
+) -> Result<(Vec<Vec<u8>>, bool), StorageError> {
+    let (start, end) = stamp_range(meta.id);
+    let from = [start.as_slice(), after].concat();
+    let lower = if after.is_empty() {
+        Bound::Included(from.as_slice())
+    } else {
+        Bound::Excluded(from.as_slice())
     };
-    let body = batch_body(snapshot, meta, &keys, true)?;
-    Ok(Step {
-        body,
-        next,
-        oldest_ms: None,
-    })
+    let last = upper.map(|upper| [start.as_slice(), upper].concat());
+    let higher = match &last {
+        Some(last) => Bound::Included(last.as_slice()),
+        None => Bound::Excluded(end.as_slice()),
+    };
+    let (mut keys, mut full) = (Vec::new(), false);
+    snapshot.scan((lower, higher), false, &mut |key, value| {
+        if Stamp::decode(value).is_some_and(|stamp| stamp.deleted) {
+            keys.push(key[start.len()..].to_vec());
+            full = keys.len() == BATCH;
+        }
+        !full
+    })?;
+    Ok((keys, full))
 }
 
 /// The keys changed by the next [`BATCH`] log records after `position`, or fewer records if their

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use haven_storage::{CommitError, Engine, LogPosition, StorageError, WriteBatch};
 
 use super::Lag;
-use super::version::{Stamp, table_start};
+use super::version::{Stamp, stamp_range};
 use crate::catalog::TableMeta;
 
 /// Stamps one round reads per table at most.
@@ -106,13 +106,4 @@ impl Collector {
             None => resume.remove(&table),
         };
     }
-}
-
-/// The keys of `table`'s stamps: `REPLICATION | table id | 'v' | ...`.
-fn stamp_range(table: u64) -> (Vec<u8>, Vec<u8>) {
-    let mut start = table_start(table);
-    let mut end = start.clone();
-    start.push(b'v');
-    end.push(b'v' + 1);
-    (start, end)
 }

@@ -5,6 +5,7 @@
 //! table prefix), written in the same batch as the item, and expected by the next writer so that
 //! stamp and item never disagree.
 
+use haven_model::Item;
 use haven_storage::{Origin, Snapshot, WriteBatch, WriteOp};
 
 use crate::catalog::{TableMeta, prefix};
@@ -55,6 +56,15 @@ pub(crate) fn table_start(table: u64) -> Vec<u8> {
     key
 }
 
+/// The keys of `table`'s stamps: `REPLICATION | table id | 'v' | ...`.
+pub(crate) fn stamp_range(table: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut start = table_start(table);
+    let mut end = start.clone();
+    start.push(b'v');
+    end.push(b'v' + 1);
+    (start, end)
+}
+
 /// The key of the stamp of the item at `storage_key` in `meta`.
 pub(crate) fn stamp_key(meta: &TableMeta, storage_key: &[u8]) -> Vec<u8> {
     let suffix = storage_key
@@ -83,16 +93,25 @@ pub(crate) fn read_stamp(
 
 /// Stages the stamp of a local write to an item of a global table (nothing for other tables):
 /// this region, and a time above both the clock and the item's previous stamp.
+///
+/// A write that leaves the item as it was (`old` to `new`: a delete of a missing item, a put of
+/// the same one) stamps nothing. It appends no change log record (DynamoDB writes no stream
+/// record for it), so nothing would ship a new stamp; kept here only, it would outrank the peers'
+/// concurrent writes in this region but not in theirs, and the regions would never agree.
 pub(crate) fn stage_local(
     snapshot: &dyn Snapshot,
     meta: &TableMeta,
     storage_key: &[u8],
-    deleted: bool,
+    old: Option<&Item>,
+    new: Option<&Item>,
     batch: &mut WriteBatch,
 ) -> Result<(), DynamoError> {
     let Some(global) = &meta.global else {
         return Ok(());
     };
+    if crate::changes::unchanged(old, new) {
+        return Ok(());
+    }
     let key = stamp_key(meta, storage_key);
     let (bytes, previous) = read_stamp(snapshot, &key)?;
     let floor = previous.map_or(0, |p| p.version.timestamp_ms + 1);
@@ -101,23 +120,34 @@ pub(crate) fn stage_local(
             timestamp_ms: now_ms().max(floor),
             region: global.region.clone(),
         },
-        deleted,
+        deleted: new.is_none(),
     };
     batch.expect(key.clone(), bytes).put(key, stamp.encode());
     Ok(())
 }
 
 /// Turns a batch staged as a local write into the replica of a remote one: the item's stamp
-/// becomes `stamp`, and its change log record is marked as replicated (shown by Streams, never
-/// shipped back).
-pub(crate) fn adopt_remote(batch: &mut WriteBatch, stamp_key: &[u8], stamp: &Stamp) {
+/// becomes `stamp`, expecting the one read (`stored`), whether or not the local write staged a
+/// stamp (one that leaves the item as it was stages none), and its change log record is marked
+/// as replicated (shown by Streams, never shipped back).
+pub(crate) fn adopt_remote(
+    batch: &mut WriteBatch,
+    stamp_key: &[u8],
+    stored: Option<Vec<u8>>,
+    stamp: &Stamp,
+) {
+    batch
+        .ops
+        .retain(|op| !matches!(op, WriteOp::Put(key, _) if key == stamp_key));
     for op in &mut batch.ops {
-        match op {
-            WriteOp::Put(key, value) if key == stamp_key => *value = stamp.encode(),
-            WriteOp::AppendLog(record) => record.origin = Origin::Replication,
-            _ => {}
+        if let WriteOp::AppendLog(record) = op {
+            record.origin = Origin::Replication;
         }
     }
+    if !batch.expects(stamp_key, stored.as_deref()) {
+        batch.expect(stamp_key.to_vec(), stored);
+    }
+    batch.put(stamp_key.to_vec(), stamp.encode());
 }
 
 #[cfg(test)]
