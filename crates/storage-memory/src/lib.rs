@@ -23,8 +23,11 @@
 //!
 //! Snapshots take the lock only to clone the current version's `Arc`, never while a version is read;
 //! a one-shot read (`Engine::read`: GetItem's) looks its keys up under the read lock instead, without
-//! counting a reference.
+//! counting a reference. The data map's keys hold their first bytes inline ([`key`]), so that a
+//! lookup's comparisons seldom leave the map's nodes.
 //! docs/storage-format.md has the measurements behind the choice.
+
+mod key;
 
 use std::ops::Bound;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -36,6 +39,8 @@ use haven_storage::{
     StorageError, WriteBatch, WriteOp, decode_counter,
 };
 use imbl::OrdMap;
+
+use crate::key::Key;
 
 /// A record's place in the log: its table, then its position, so a table's records are contiguous
 /// and in log order.
@@ -50,7 +55,7 @@ pub struct MemoryEngine {
 /// One committed state of the engine. Cloning it is cheap: the maps share their nodes.
 #[derive(Clone, Default)]
 struct Version {
-    data: OrdMap<Bytes, Bytes>,
+    data: OrdMap<Key, Bytes>,
     log: OrdMap<LogKey, Arc<LogRecord>>,
     /// The position of the last record appended, of any table.
     head: LogPosition,
@@ -66,16 +71,17 @@ impl MemoryEngine {
     /// Applies `batch` if its expectations hold against the current version, and publishes the
     /// result: in place when no snapshot holds the current version, else on a copy.
     fn apply(&self, batch: WriteBatch) -> Result<(), CommitError> {
+        let WriteBatch { expectations, ops } = batch;
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        let holds = batch.expectations.iter().all(|(key, expected)| {
-            current.data.get(key.as_slice()).map(|v| &v[..]) == expected.as_deref()
+        let holds = expectations.into_iter().all(|(key, expected)| {
+            current.data.get(&Key::from(key)).map(|v| &v[..]) == expected.as_deref()
         });
         if !holds {
             return Err(CommitError::Conflict);
         }
         let now_ms = unix_millis();
         let next = Arc::make_mut(&mut current);
-        for op in batch.ops {
+        for op in ops {
             next.apply(op, now_ms);
         }
         Ok(())
@@ -91,15 +97,15 @@ impl Version {
     fn apply(&mut self, op: WriteOp, now_ms: u64) {
         match op {
             WriteOp::Put(key, value) => {
-                self.data.insert(Bytes::from(key), Bytes::from(value));
+                self.data.insert(Key::from(key), Bytes::from(value));
             }
             WriteOp::Delete(key) => {
-                self.data.remove(key.as_slice());
+                self.data.remove(&Key::from(key));
             }
-            WriteOp::AddCounter(key, delta) => self.add_counter(key, delta),
+            WriteOp::AddCounter(key, delta) => self.add_counter(Key::from(key), delta),
             WriteOp::DeleteRange(start, end) => {
-                let range = (Bound::Included(&start[..]), Bound::Excluded(&end[..]));
-                let doomed = keys_in(&self.data, range);
+                let (start, end) = (Key::from(start), Key::from(end));
+                let doomed = keys_in(&self.data, (Bound::Included(&start), Bound::Excluded(&end)));
                 for key in doomed {
                     self.data.remove(&key);
                 }
@@ -115,17 +121,17 @@ impl Version {
     /// Adds `delta` to the counter at `key` (absent is 0); a counter that reaches 0 is removed.
     /// A counter that exists and stays is changed where it lies: one descent of the map, not a
     /// lookup and then an insert (every item write moves two counters).
-    fn add_counter(&mut self, key: Vec<u8>, delta: i64) {
+    fn add_counter(&mut self, key: Key, delta: i64) {
         let counter = |total: i64| Bytes::copy_from_slice(&total.to_be_bytes());
-        if let Some(value) = self.data.get_mut(key.as_slice()) {
+        if let Some(value) = self.data.get_mut(&key) {
             let total = decode_counter(value).wrapping_add(delta);
             if total != 0 {
                 *value = counter(total);
             } else {
-                self.data.remove(key.as_slice());
+                self.data.remove(&key);
             }
         } else if delta != 0 {
-            self.data.insert(Bytes::from(key), counter(delta));
+            self.data.insert(key, counter(delta));
         }
     }
 
@@ -188,8 +194,13 @@ impl Engine for MemoryEngine {
     fn read(&self, keys: Vec<Vec<u8>>) -> PendingRead {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
         let values = keys
-            .iter()
-            .map(|key| current.data.get(key.as_slice()).map(|value| value.to_vec()))
+            .into_iter()
+            .map(|key| {
+                current
+                    .data
+                    .get(&Key::from(key))
+                    .map(|value| value.to_vec())
+            })
             .collect();
         PendingRead::ready(Ok(values))
     }
@@ -208,7 +219,11 @@ struct MemorySnapshot(Arc<Version>);
 
 impl Snapshot for MemorySnapshot {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.0.data.get(key).map(|value| value.to_vec()))
+        Ok(self
+            .0
+            .data
+            .get(&Key::copied(key))
+            .map(|value| value.to_vec()))
     }
 
     fn scan(
@@ -217,9 +232,13 @@ impl Snapshot for MemorySnapshot {
         reverse: bool,
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StorageError> {
-        visit_range(&self.0.data, range, reverse, &mut |key, value| {
-            visit(key, value)
-        });
+        let (start, end) = (range.0.map(Key::copied), range.1.map(Key::copied));
+        visit_range(
+            &self.0.data,
+            (start.as_ref(), end.as_ref()),
+            reverse,
+            &mut |key, value| visit(key.bytes(), value),
+        );
         Ok(())
     }
 
