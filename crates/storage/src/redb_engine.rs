@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -136,7 +136,8 @@ struct Values {
     segment_bytes: u64,
     /// Set when a sync failed: the groups appended since are lost, and the log must be reopened.
     sync_failure: Mutex<Option<StorageError>>,
-    /// Raised with `sync_failure`: the index file takes no more writes ([`fence`]).
+    /// Raised with `sync_failure` (and read by every snapshot, which `sync_failure`'s lock would
+    /// slow): the index file takes no more writes ([`fence`]).
     fence: Arc<AtomicBool>,
 }
 
@@ -517,7 +518,7 @@ fn recover(
 impl Open {
     /// Whether a failed sync lost groups the index holds: the next use reopens and recovers.
     fn broken(&self) -> bool {
-        (self.values.as_ref()).is_some_and(|values| values.sync_failure().is_some())
+        (self.values.as_ref()).is_some_and(|values| values.fence.load(Ordering::Relaxed))
     }
 }
 
