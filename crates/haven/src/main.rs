@@ -796,7 +796,7 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
         Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
     let dns = start_dns(&args, cores)?;
-    let per_core = !matches!(storage, Storage::Postgres(_));
+    let per_core = matches!(storage, Storage::Memory(_));
     let serving = Serving::start(cores, per_core)?;
     let runtime = &serving.main;
     let mut pages: Vec<(&'static str, haven_server::StatusPage)> = Vec::new();
@@ -842,11 +842,12 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
 }
 
 /// The runtimes that serve connections (`haven_server::Runtimes`): one per core, or as many as
-/// TOKIO_WORKER_THREADS says. On the embedded and in-memory engines each is single-threaded, the
-/// main thread's and one thread's per other core (`haven-core-N`), so that a connection's requests
-/// never change threads. On PostgreSQL they are the workers of one multi-threaded runtime: a
-/// snapshot's read blocks its thread for a round trip, and only there do the thread's other tasks
-/// move to another meanwhile (`block_in_place`).
+/// TOKIO_WORKER_THREADS says. On the in-memory engine each is single-threaded, the main thread's
+/// and one thread's per other core (`haven-core-N`), so that a connection's requests never change
+/// threads. On the other engines they are the workers of one multi-threaded runtime, which move
+/// a thread's tasks to another while it waits: on PostgreSQL a snapshot's read blocks its thread
+/// for a round trip (`block_in_place`), and on the embedded engine workload A at 64 connections
+/// ran at a third of its rate single-threaded (docs/benchmarks.md, "Thread per core").
 struct Serving {
     main: tokio::runtime::Runtime,
     cores: Vec<CoreThread>,
