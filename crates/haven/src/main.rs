@@ -796,9 +796,7 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
         Err(error) => tracing::warn!(%error, "cannot raise the open-file limit"),
     }
     let dns = start_dns(&args, cores)?;
-    let per_core = matches!(storage, Storage::Memory(_));
-    let serving = Serving::start(cores, per_core)?;
-    let runtime = &serving.main;
+    let runtime = runtime(cores)?;
     let mut pages: Vec<(&'static str, haven_server::StatusPage)> = Vec::new();
     if let Some(service) = &shared {
         let lag = service.replication_lag();
@@ -827,99 +825,23 @@ fn serve(args: ServeArgs, mut mirror: Option<haven_mirror::MirrorConfig>) -> any
             "http"
         };
         println!("Haven listening on {scheme}://{address}");
-        let runtimes = serving.runtimes();
-        haven_server::run_tenancy(
-            listener, tenancy, security, limits, pages, runtimes, shutdown,
-        )
-        .await;
+        haven_server::run_tenancy(listener, tenancy, security, limits, pages, shutdown).await;
         anyhow::Ok(())
     })?;
-    serving.stop();
     accounts.shutdown();
     storage.shutdown();
     tracing::info!("haven stopped");
     Ok(())
 }
 
-/// The runtimes that serve connections (`haven_server::Runtimes`): one per core, or as many as
-/// TOKIO_WORKER_THREADS says. On the in-memory engine each is single-threaded, the main thread's
-/// and one thread's per other core (`haven-core-N`), so that a connection's requests never change
-/// threads. On the other engines they are the workers of one multi-threaded runtime, which move
-/// a thread's tasks to another while it waits: on PostgreSQL a snapshot's read blocks its thread
-/// for a round trip (`block_in_place`), and on the embedded engine workload A at 64 connections
-/// ran at a third of its rate single-threaded (docs/benchmarks.md, "Thread per core").
-struct Serving {
-    main: tokio::runtime::Runtime,
-    cores: Vec<CoreThread>,
-}
-
-/// A thread running a single-threaded runtime until it is told to stop.
-struct CoreThread {
-    handle: tokio::runtime::Handle,
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Serving {
-    fn start(cores: usize, per_core: bool) -> std::io::Result<Serving> {
-        let threads = std::env::var("TOKIO_WORKER_THREADS")
-            .ok()
-            .and_then(|threads| threads.parse().ok())
-            .unwrap_or(cores)
-            .max(1);
-        if !per_core {
-            let main = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(threads)
-                .enable_all()
-                .build()?;
-            return Ok(Serving {
-                main,
-                cores: Vec::new(),
-            });
-        }
-        let main = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let cores = (1..threads)
-            .map(CoreThread::start)
-            .collect::<std::io::Result<_>>()?;
-        Ok(Serving { main, cores })
+/// The runtime that serves every connection: a worker per core, or as many as
+/// TOKIO_WORKER_THREADS says, as with tokio's own default.
+fn runtime(cores: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        builder.worker_threads(cores);
     }
-
-    /// Where connections are served: the main thread's runtime (or the multi-threaded one's
-    /// workers) and every core thread's.
-    fn runtimes(&self) -> haven_server::Runtimes {
-        let cores = self.cores.iter().map(|core| core.handle.clone());
-        haven_server::Runtimes::new(std::iter::once(self.main.handle().clone()).chain(cores))
-    }
-
-    /// Stops the core threads (their connections have closed) and waits for them.
-    fn stop(self) {
-        for core in self.cores {
-            let _ = core.stop.send(());
-            let _ = core.thread.join();
-        }
-    }
-}
-
-impl CoreThread {
-    fn start(index: usize) -> std::io::Result<CoreThread> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = tokio::sync::oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name(format!("haven-core-{index}"))
-            .spawn(move || {
-                let _ = runtime.block_on(stopped);
-            })?;
-        Ok(CoreThread {
-            handle,
-            stop,
-            thread,
-        })
-    }
+    builder.enable_all().build()
 }
 
 /// The engine `haven serve` runs on: embedded on disk, in memory (`--in-memory`) or PostgreSQL,

@@ -30,7 +30,6 @@ mod intake;
 mod json;
 mod limits;
 pub mod request_log;
-mod runtimes;
 pub mod sigv4;
 pub mod tenancy;
 pub mod tls;
@@ -52,7 +51,6 @@ use haven_api::{DynamoError, Service};
 
 pub use credentials::{AccessKey, Authenticator, KeyStore};
 pub use limits::{DEFAULT_REQUEST_MEMORY, Limits, listen, raise_open_file_limit};
-pub use runtimes::Runtimes;
 pub use tenancy::Tenancy;
 
 use request_log::RequestId;
@@ -133,22 +131,16 @@ pub async fn run_with_status_pages(
     shutdown: impl Future<Output = ()>,
 ) {
     let tenancy = Tenancy::from(service);
-    let runtimes = Runtimes::current();
-    run_tenancy(
-        listener, tenancy, security, limits, pages, runtimes, shutdown,
-    )
-    .await
+    run_tenancy(listener, tenancy, security, limits, pages, shutdown).await
 }
 
-/// [`run_with_status_pages`] with the tables each request sees chosen by `tenancy`, each
-/// connection served on one of `runtimes`.
+/// [`run_with_status_pages`] with the tables each request sees chosen by `tenancy`.
 pub async fn run_tenancy(
     listener: TcpListener,
     tenancy: Tenancy,
     security: Security,
     limits: Limits,
     pages: StatusPages,
-    runtimes: Runtimes,
     shutdown: impl Future<Output = ()>,
 ) {
     let admission = limits::Admission::new(&limits);
@@ -183,17 +175,11 @@ pub async fn run_tenancy(
                 let slots = connection_slots.clone();
                 let shed = shed_idle.clone();
                 let _ = stream.set_nodelay(true);
-                // Moved to the I/O driver of the runtime that serves it (see `runtimes`).
-                let Ok(stream) = stream.into_std() else { continue };
-                let assigned = runtimes.least_busy();
-                let runtime = assigned.handle().clone();
                 let front = front.clone();
                 let limits = limits.clone();
                 let ticket = intake.ticket();
                 let mut closing = closing_rx.clone();
-                connections.spawn_on(async move {
-                    let _assigned = assigned;
-                    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else { return };
+                connections.spawn(async move {
                     let _slot = match slot {
                         Ok(slot) => slot,
                         // At the cap: wait briefly for a shed idle connection's slot, else close.
@@ -268,7 +254,7 @@ pub async fn run_tenancy(
                             }
                         }
                     }
-                }, &runtime);
+                });
             }
             () = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
