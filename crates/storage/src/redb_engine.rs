@@ -3,18 +3,16 @@
 //! Durability comes from group commit. Every batch goes to a single committer thread that drains
 //! whatever is queued and applies the batches in arrival order (checking each batch's
 //! expectations against the state left by the batches before it). On disk, the group's effects
-//! become one record of the value log (`value_log.rs`), appended once, and go into the index in a
-//! redb transaction committed without a sync of its own; a second thread then syncs the record
-//! while the committer goes on with the next group, and only then do readers see the group and
-//! its callers get their answers (`pipeline.rs`). Every so often the index commit is durable and
-//! records how far the log is covered (a checkpoint), and opening replays the log after it. So a
-//! batch is acknowledged only once it is on disk, throughput grows with the number of concurrent
-//! writers, and a 1 KB item costs about its own bytes on disk instead of redb's copied pages
-//! (docs/storage-format.md, "The value log"). In memory (tests, throw-away servers) there is no
-//! log: values stay in the index.
+//! become one record of the value log (`value_log.rs`), appended and synced once, and only then
+//! does the index see them, in a redb transaction committed without a sync of its own; every so
+//! often that commit is durable and records how far the log is covered (a checkpoint), and opening
+//! replays the log after it. So a batch is acknowledged only once it is on disk, throughput grows
+//! with the number of concurrent writers, and a 1 KB item costs about its own bytes on disk
+//! instead of redb's copied pages (docs/storage-format.md, "The value log"). In memory (tests,
+//! throw-away servers) there is no log: values stay in the index.
 //!
-//! Readers never wait: a snapshot is the newest synced group's redb read transaction (shared by
-//! the snapshots taken while it is the newest) plus the set of segment files open when it began. Values of at least [`INLINE_MAX`] bytes are read from their segment; smaller
+//! Readers never wait: a snapshot is a redb read transaction plus the set of segment files open
+//! when it began. Values of at least [`INLINE_MAX`] bytes are read from their segment; smaller
 //! ones (counters, catalog entries) are kept in the index entry itself. A compactor rewrites the
 //! live values of mostly dead segments and then removes them ([`Compactor`]).
 
@@ -23,7 +21,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,11 +35,6 @@ use crate::batch::{CommitError, PendingCommit, WriteBatch, WriteOp};
 use crate::log::{self, LogEntry, LogPosition};
 use crate::value_log::{self, Effect, FsDir, LogDir, LogFile, Record, Segments, Target};
 use crate::{CacheStats, Engine, SimulatedDisk, Snapshot, StorageError};
-use fence::Fenced;
-use pipeline::{Committed, Pipeline, Unsynced, Visible};
-
-mod fence;
-mod pipeline;
 
 /// Key → index entry: [`INLINE`] and the value, or [`POINTER`] and where the value lies in the log.
 const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
@@ -88,15 +80,18 @@ const COMPACTION_EVERY: u32 = 8;
 const IDLE_STEPS: usize = 256;
 
 type CommitRequest = (WriteBatch, oneshot::Sender<Result<(), CommitError>>);
-/// Opens the index, answering the fence of its backend ([`fence`]).
-type Opener = Box<dyn Fn() -> Result<(Database, Arc<AtomicBool>), StorageError> + Send + Sync>;
+/// A committed (or failed) group, for the thread that answers its callers.
+type Answers = (
+    Vec<CommitRequest>,
+    Result<Vec<Result<(), CommitError>>, StorageError>,
+);
+type Opener = Box<dyn Fn() -> Result<Database, StorageError> + Send + Sync>;
 
 /// The embedded engine, on disk or in memory.
 pub struct RedbEngine {
     shared: Arc<Shared>,
     sender: Mutex<Option<mpsc::Sender<CommitRequest>>>,
-    /// The committer, the syncer, then the thread that answers the groups' callers: joined in
-    /// that order.
+    /// The committer, then the thread that answers its groups' callers: joined in that order.
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// Held for the engine's lifetime: a second server on the same directory is refused.
     _lock: Option<File>,
@@ -124,8 +119,6 @@ struct Shared {
 struct Open {
     database: Database,
     values: Option<Arc<Values>>,
-    /// What readers see: the newest group committed and synced.
-    visible: Arc<Visible>,
 }
 
 /// The value log as the committer writes it and readers read it.
@@ -134,11 +127,6 @@ struct Values {
     segments: RwLock<Arc<Segments>>,
     writer: Mutex<Writer>,
     segment_bytes: u64,
-    /// Set when a sync failed: the groups appended since are lost, and the log must be reopened.
-    sync_failure: Mutex<Option<StorageError>>,
-    /// Raised with `sync_failure` (and read by every snapshot, which `sync_failure`'s lock would
-    /// slow): the index file takes no more writes ([`fence`]).
-    fence: Arc<AtomicBool>,
 }
 
 /// Where the next record goes, and how much the index's durable state lags behind the log.
@@ -226,20 +214,9 @@ impl RedbEngine {
         let path: PathBuf = dir.join(DATABASE_FILE);
         let file = path.display().to_string();
         let opener = move || {
-            let handle = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(|e| io_error(format!("{file}: {e}")))?;
-            let backend =
-                redb::backends::FileBackend::new(handle).map_err(|e| open_error(&file, e))?;
-            let (backend, fence) = Fenced::new(backend);
-            let database = builder(&file, cache_bytes)
-                .create_with_backend(backend)
-                .map_err(|e| open_error(&file, e))?;
-            Ok((database, fence))
+            builder(&file, cache_bytes)
+                .create(&path)
+                .map_err(|e| open_error(&file, e))
         };
         let segments = Arc::new(FsDir(dir.to_path_buf()));
         Self::start(
@@ -262,11 +239,9 @@ impl RedbEngine {
     ) -> Result<RedbEngine, StorageError> {
         let backend = disk.clone();
         let opener = move || {
-            let (backend, fence) = Fenced::new(backend.clone());
-            let database = builder("simulated.redb", DEFAULT_CACHE_BYTES)
-                .create_with_backend(backend)
-                .map_err(|e| open_error("simulated.redb", e))?;
-            Ok((database, fence))
+            builder("simulated.redb", DEFAULT_CACHE_BYTES)
+                .create_with_backend(backend.clone())
+                .map_err(|e| open_error("simulated.redb", e))
         };
         let segments = Arc::new(disk.clone());
         Self::start(Some(Box::new(opener)), Some(segments), segment_bytes, None)
@@ -297,7 +272,6 @@ impl RedbEngine {
                     .map_err(io_error)?;
                 prepare(&database)?;
                 Open {
-                    visible: Visible::new(&database)?,
                     database,
                     values: None,
                 }
@@ -306,17 +280,20 @@ impl RedbEngine {
         shared.open = RwLock::new(Some(open));
         let shared = Arc::new(shared);
         let (sender, receiver) = mpsc::channel();
-        let (pipeline, mut threads) = Pipeline::start()?;
+        let (answers, to_answer) = mpsc::channel();
+        let answerer = std::thread::Builder::new()
+            .name("haven-answers".into())
+            .spawn(move || answer(to_answer))
+            .map_err(io_error)?;
         let committer_shared = shared.clone();
         let committer = std::thread::Builder::new()
             .name("haven-committer".into())
-            .spawn(move || run_committer(&committer_shared, receiver, pipeline))
+            .spawn(move || run_committer(&committer_shared, receiver, answers))
             .map_err(io_error)?;
-        threads.insert(0, committer);
         Ok(RedbEngine {
             shared,
             sender: Mutex::new(Some(sender)),
-            threads: Mutex::new(threads),
+            threads: Mutex::new(vec![committer, answerer]),
             _lock: lock,
         })
     }
@@ -364,38 +341,29 @@ impl Shared {
     /// Opens the index and the log: the torn tail cut, the records after the checkpoint replayed.
     fn open_now(&self) -> Result<Open, StorageError> {
         let opener = self.opener.as_ref().ok_or(StorageError::Closed)?;
-        let (database, fence) = opener()?;
+        let database = opener()?;
         prepare(&database)?;
         let values = match &self.dir {
             Some(dir) => Some(Arc::new(recover(
                 &database,
-                fence,
                 dir.clone(),
                 self.segment_bytes,
             )?)),
             None => None,
         };
-        Ok(Open {
-            visible: Visible::new(&database)?,
-            database,
-            values,
-        })
+        Ok(Open { database, values })
     }
 
-    /// Runs `use_open` on the open index and log, reopening them first if a failure closed them
-    /// or a failed sync broke the log.
+    /// Runs `use_open` on the open index and log, reopening them first if a failure closed them.
     fn with_open<T>(
         &self,
         use_open: impl FnOnce(&Open) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        if let Some(open) = self.open.read().unwrap().as_ref()
-            && !open.broken()
-        {
+        if let Some(open) = self.open.read().unwrap().as_ref() {
             return use_open(open);
         }
         let mut slot = self.open.write().unwrap();
-        if slot.as_ref().is_none_or(Open::broken) {
-            slot.take();
+        if slot.is_none() {
             *slot = Some(self.open_now()?);
             tracing::info!("storage reopened after a failure");
         }
@@ -414,7 +382,6 @@ impl Shared {
 /// Replays the log after the index's checkpoint, cuts a torn tail, and checkpoints.
 fn recover(
     database: &Database,
-    fence: Arc<AtomicBool>,
     dir: Arc<dyn LogDir>,
     segment_bytes: u64,
 ) -> Result<Values, StorageError> {
@@ -487,11 +454,6 @@ fn recover(
             segments.0.insert(segment, file);
         }
         if replayed > 0 {
-            // A reopen after a failed group commit may find that group's record appended but not
-            // yet synced (the syncer syncs after the index commit): what is replayed, and later
-            // checkpointed, must be durable first.
-            let last = &segments.0[&segment];
-            last.sync().map_err(|e| segment_error(segment, e))?;
             tracing::info!(groups = replayed, "replayed the value log into the index");
         }
         index.finish()?;
@@ -510,26 +472,12 @@ fn recover(
             checkpointed: Instant::now(),
         }),
         segment_bytes,
-        sync_failure: Mutex::new(None),
-        fence,
     })
-}
-
-impl Open {
-    /// Whether a failed sync lost groups the index holds: the next use reopens and recovers.
-    fn broken(&self) -> bool {
-        (self.values.as_ref()).is_some_and(|values| values.fence.load(Ordering::Relaxed))
-    }
 }
 
 impl Values {
     fn segments(&self) -> Arc<Segments> {
         self.segments.read().unwrap().clone()
-    }
-
-    /// Why the log is broken, if a sync failed.
-    fn sync_failure(&self) -> Option<StorageError> {
-        self.sync_failure.lock().unwrap().clone()
     }
 
     /// Seals the writer's segment and starts the next one.
@@ -558,7 +506,7 @@ impl Engine for RedbEngine {
             // The segments first: a segment the transaction can reach is then in the set, or
             // newer than it (see `RedbSnapshot::read`).
             let segments = open.values.as_ref().map(|values| values.segments());
-            let txn = open.visible.current();
+            let txn = open.database.begin_read().map_err(io_error)?;
             let table = txn.open_table(ENTRIES).map_err(io_error)?;
             Ok(Box::new(RedbSnapshot {
                 txn,
@@ -646,10 +594,10 @@ fn live_key(segment: u32) -> [u8; 8] {
     key
 }
 
-/// A read transaction (shared with the other snapshots of the same group) and the segments open
-/// when it began; the log's tables are opened only when a log reader asks.
+/// A read transaction and the segments open when it began; the log's tables are opened only
+/// when a log reader asks.
 struct RedbSnapshot {
-    txn: Arc<redb::ReadTransaction>,
+    txn: redb::ReadTransaction,
     table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
     segments: Option<Arc<Segments>>,
     values: Option<Arc<Values>>,
@@ -767,10 +715,15 @@ fn scan(
     Ok(())
 }
 
-/// The committer loop: one log record and one index commit per group of queued batches, each
-/// group then handed to the syncer ([`pipeline`]), which syncs it while the next group commits.
-/// Between groups, a compaction step now and then; after a second without writes, a checkpoint.
-fn run_committer(shared: &Shared, receiver: mpsc::Receiver<CommitRequest>, mut pipeline: Pipeline) {
+/// The committer loop: one log record, one sync and one index commit per group of queued
+/// batches. The group then goes to the answering thread, so that waking its callers (and freeing
+/// its batches) overlaps the next group's commit instead of delaying it. Between groups, a
+/// compaction step now and then; after a second without writes, a checkpoint.
+fn run_committer(
+    shared: &Shared,
+    receiver: mpsc::Receiver<CommitRequest>,
+    answers: mpsc::Sender<Answers>,
+) {
     let mut compactor = Compactor::default();
     let mut groups = 0u32;
     let mut arrived = None;
@@ -780,7 +733,7 @@ fn run_committer(shared: &Shared, receiver: mpsc::Receiver<CommitRequest>, mut p
             None => match receiver.recv_timeout(CHECKPOINT_INTERVAL) {
                 Ok(first) => first,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    arrived = idle(shared, &mut compactor, &mut pipeline, &receiver);
+                    arrived = idle(shared, &mut compactor, &receiver);
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -794,12 +747,12 @@ fn run_committer(shared: &Shared, receiver: mpsc::Receiver<CommitRequest>, mut p
             }
         }
         let started = Instant::now();
-        let result = match shared.with_open(|open| Ok(commit(open, &mut pipeline, &group))) {
-            Ok(Ok(committed)) => Ok(committed),
+        let result = match shared.with_open(|open| Ok(commit_group(open, &group))) {
+            Ok(Ok(outcomes)) => Ok(outcomes),
             Ok(Err(GroupFailure { error, reopen })) => {
                 if reopen {
                     tracing::error!(%error, "group commit failed; the storage will be reopened");
-                    close_after_failure(shared, &pipeline);
+                    shared.close_after_failure();
                 } else {
                     tracing::error!(%error, "group commit failed; its record was cut from the log");
                 }
@@ -807,22 +760,21 @@ fn run_committer(shared: &Shared, receiver: mpsc::Receiver<CommitRequest>, mut p
             }
             Err(error) => Err(error),
         };
-        pipeline.hand(group, started, result);
+        haven_metrics::commit(
+            group.len(),
+            started.elapsed().as_secs_f64(),
+            result.is_err(),
+        );
+        // The answering thread outlives the committer (it ends when this sender drops).
+        let _ = answers.send((group, result));
         groups = groups.wrapping_add(1);
         if groups.is_multiple_of(COMPACTION_EVERY) {
-            compact(shared, &mut compactor, &mut pipeline);
+            compact(shared, &mut compactor);
         }
     }
-    if let Err(error) = shared.with_open(|open| pipeline.checkpoint(open)) {
+    if let Err(error) = shared.with_open(checkpoint) {
         tracing::warn!(%error, "the checkpoint at shutdown failed; the next start replays the log");
     }
-}
-
-/// Closes the index and log once every group before is synced (or failed): reopening recovers
-/// from the log, which must not bring back a group before its sync's outcome is known.
-fn close_after_failure(shared: &Shared, pipeline: &Pipeline) {
-    pipeline.drain();
-    shared.close_after_failure();
 }
 
 /// With no writes waiting: a checkpoint if the index lags the log, then compaction steps while
@@ -830,7 +782,6 @@ fn close_after_failure(shared: &Shared, pipeline: &Pipeline) {
 fn idle(
     shared: &Shared,
     compactor: &mut Compactor,
-    pipeline: &mut Pipeline,
     receiver: &mpsc::Receiver<CommitRequest>,
 ) -> Option<CommitRequest> {
     let lagging = shared.with_open(|open| {
@@ -838,13 +789,13 @@ fn idle(
             .is_some_and(|values| values.writer.lock().unwrap().groups_since_checkpoint > 0))
     });
     if matches!(lagging, Ok(true))
-        && let Err(error) = shared.with_open(|open| pipeline.checkpoint(open))
+        && let Err(error) = shared.with_open(checkpoint)
     {
         tracing::error!(%error, "checkpoint failed; the storage will be reopened");
-        close_after_failure(shared, pipeline);
+        shared.close_after_failure();
     }
     for _ in 0..IDLE_STEPS {
-        if !compact(shared, compactor, pipeline) {
+        if !compact(shared, compactor) {
             return None;
         }
         if let Ok(arrived) = receiver.try_recv() {
@@ -855,27 +806,23 @@ fn idle(
 }
 
 /// One compaction step; whether there is more to do.
-fn compact(shared: &Shared, compactor: &mut Compactor, pipeline: &mut Pipeline) -> bool {
-    match shared.with_open(|open| compactor.step(open, pipeline)) {
+fn compact(shared: &Shared, compactor: &mut Compactor) -> bool {
+    match shared.with_open(|open| compactor.step(open)) {
         Ok(more) => more,
         Err(error) => {
             tracing::error!(%error, "compaction step failed; the storage will be reopened");
-            close_after_failure(shared, pipeline);
+            shared.close_after_failure();
             false
         }
     }
 }
 
-/// Commits the index durably, recording the log position it covers. Only once every group before
-/// is synced ([`Pipeline::checkpoint`]), and never over a log whose sync failed.
+/// Commits the index durably, recording the log position it covers.
 fn checkpoint(open: &Open) -> Result<(), StorageError> {
     let Some(values) = &open.values else {
         return Ok(());
     };
     let mut writer = values.writer.lock().unwrap();
-    if let Some(error) = values.sync_failure() {
-        return Err(error);
-    }
     let txn = open.database.begin_write().map_err(io_error)?;
     {
         let mut index = Index::open(&txn, false, true)?;
@@ -888,56 +835,50 @@ fn checkpoint(open: &Open) -> Result<(), StorageError> {
     Ok(())
 }
 
-/// Commits a group: as part of a checkpoint once every group before is synced, when one is due;
-/// otherwise leaving its record's sync to the syncer.
-fn commit(
-    open: &Open,
-    pipeline: &mut Pipeline,
-    group: &[CommitRequest],
-) -> Result<Committed, GroupFailure> {
-    let checkpoint_due = open.values.as_ref().is_some_and(|values| {
-        let writer = values.writer.lock().unwrap();
-        writer.groups_since_checkpoint + 1 >= CHECKPOINT_GROUPS
-            || writer.checkpointed.elapsed() >= CHECKPOINT_INTERVAL
-    });
-    if checkpoint_due {
-        pipeline.drain();
+/// Answers each group's callers with their batches' outcomes, or the group's storage error.
+fn answer(groups: mpsc::Receiver<Answers>) {
+    for (group, result) in groups {
+        match result {
+            Ok(outcomes) => {
+                for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                for (_, reply) in group {
+                    let _ = reply.send(Err(CommitError::Storage(error.clone())));
+                }
+            }
+        }
     }
-    commit_group(open, group, checkpoint_due)
 }
 
-/// Applies each batch whose expectations hold, appends the group's record, then commits the index
-/// (not durably); returns each batch's outcome and the record for the syncer to sync. With
-/// `checkpoint`, the record is synced here and the commit is durable and records the checkpoint.
+/// Applies each batch whose expectations hold, appends and syncs the group's record, then commits
+/// the index; returns each batch's outcome.
 fn commit_group(
     open: &Open,
     group: &[CommitRequest],
-    checkpoint: bool,
-) -> Result<Committed, GroupFailure> {
+) -> Result<Vec<Result<(), CommitError>>, GroupFailure> {
     let mut writer = open.values.as_ref().map(|v| v.writer.lock().unwrap());
-    if let Some(error) = open
-        .values
-        .as_ref()
-        .and_then(|values| values.sync_failure())
-    {
-        return Err(error.into());
-    }
     if let (Some(values), Some(writer)) = (&open.values, writer.as_deref_mut())
         && writer.end >= values.segment_bytes
     {
         values.roll(writer)?;
     }
+    let checkpoint_due = writer.as_ref().is_some_and(|w| {
+        w.groups_since_checkpoint + 1 >= CHECKPOINT_GROUPS
+            || w.checkpointed.elapsed() >= CHECKPOINT_INTERVAL
+    });
     let mut record = writer.as_ref().map(|w| Record::new(w.segment, w.end));
     let segments = open.values.as_ref().map(|values| values.segments());
     let mut txn = open.database.begin_write().map_err(io_error)?;
-    let durability = if checkpoint {
+    let durability = if checkpoint_due {
         Durability::Immediate
     } else {
         Durability::None
     };
     txn.set_durability(durability).map_err(io_error)?;
     let mut outcomes = Vec::with_capacity(group.len());
-    let mut unsynced = None;
     {
         let logs = group
             .iter()
@@ -976,10 +917,8 @@ fn commit_group(
             if !record.is_empty() {
                 record.seal();
                 let file = &writer.file;
-                let mut appended = file.write_at(record.start, &record.bytes);
-                if checkpoint {
-                    appended = appended.and_then(|()| file.sync());
-                }
+                let appended =
+                    (file.write_at(record.start, &record.bytes)).and_then(|()| file.sync());
                 if let Err(error) = appended {
                     // The index transaction is dropped unapplied, so redb is untouched; cutting
                     // what the append left (durably, lest a crash bring it back) is all it takes
@@ -990,34 +929,21 @@ fn commit_group(
                         reopen: cut.is_err(),
                     });
                 }
-                if !checkpoint {
-                    unsynced = Some(Unsynced {
-                        file: file.clone(),
-                        segment: writer.segment,
-                        start: record.start,
-                    });
-                }
                 writer.end += record.bytes.len() as u64;
                 writer.groups_since_checkpoint += 1;
             }
-            if checkpoint {
+            if checkpoint_due {
                 index.set_checkpoint(writer.segment, writer.end)?;
             }
         }
         index.finish()?;
     }
     txn.commit().map_err(io_error)?;
-    if let Some(writer) = writer.as_deref_mut().filter(|_| checkpoint) {
+    if let Some(writer) = writer.as_deref_mut().filter(|_| checkpoint_due) {
         writer.groups_since_checkpoint = 0;
         writer.checkpointed = Instant::now();
     }
-    Ok(Committed {
-        outcomes,
-        unsynced,
-        visible: open.visible.clone(),
-        txn: open.database.begin_read().map_err(io_error)?,
-        values: open.values.clone(),
-    })
+    Ok(outcomes)
 }
 
 /// Why a group failed, and whether the index and log must be reopened (anything but an append
@@ -1383,7 +1309,7 @@ struct Compactor {
 impl Compactor {
     /// Compacts the next part of the target segment (choosing one if needed); answers whether
     /// there is more to do.
-    fn step(&mut self, open: &Open, pipeline: &mut Pipeline) -> Result<bool, StorageError> {
+    fn step(&mut self, open: &Open) -> Result<bool, StorageError> {
         let Some(values) = &open.values else {
             return Ok(false);
         };
@@ -1401,7 +1327,7 @@ impl Compactor {
         };
         let len = file.len().map_err(|e| segment_error(segment, e))?;
         if cursor >= len {
-            self.remove(open, pipeline, values, segment)?;
+            self.remove(open, values, segment)?;
             return Ok(true);
         }
         let mut bytes = vec![0; (len - cursor).min(COMPACTION_STEP) as usize];
@@ -1449,13 +1375,10 @@ impl Compactor {
         self.target = Some((segment, cursor + read as u64));
         if !batch.ops.is_empty() {
             let (reply, _) = oneshot::channel();
-            let group = vec![(batch, reply)];
-            let started = Instant::now();
-            let committed = commit(open, pipeline, &group).map_err(|failure| failure.error)?;
-            pipeline.hand(group, started, Ok(committed));
+            commit_group(open, &[(batch, reply)]).map_err(|failure| failure.error)?;
         }
         if cursor + read as u64 >= len {
-            self.remove(open, pipeline, values, segment)?;
+            self.remove(open, values, segment)?;
         }
         Ok(true)
     }
@@ -1485,15 +1408,9 @@ impl Compactor {
     }
 
     /// Removes a segment all of whose values were rewritten, once a checkpoint covers that.
-    fn remove(
-        &mut self,
-        open: &Open,
-        pipeline: &Pipeline,
-        values: &Values,
-        segment: u32,
-    ) -> Result<(), StorageError> {
+    fn remove(&mut self, open: &Open, values: &Values, segment: u32) -> Result<(), StorageError> {
         self.target = None;
-        pipeline.checkpoint(open)?;
+        checkpoint(open)?;
         let txn = open.database.begin_write().map_err(io_error)?;
         {
             let index = Index::open(&txn, false, true)?;
