@@ -20,7 +20,7 @@ use crate::catalog::TableMeta;
 
 /// Stages the log record and the expiry index change of one item write: `current` is what the
 /// item held (its stored bytes and value), `new` what it will hold (None deletes) and
-/// `new_bytes` its encoding.
+/// `new_bytes` its encoding. True if it appended a log record.
 pub(crate) fn stage(
     meta: &TableMeta,
     storage_key: &[u8],
@@ -28,11 +28,10 @@ pub(crate) fn stage(
     new: Option<&Item>,
     new_bytes: Option<&Vec<u8>>,
     batch: &mut WriteBatch,
-) {
+) -> bool {
     let old = current.map(|(_, item)| item);
-    if let Some(images) = meta.logged_images()
-        && !unchanged(old, new)
-    {
+    let logged = meta.logged_images().filter(|_| !unchanged(old, new));
+    if let Some(images) = logged {
         let mut keys = None;
         let mut image = |item: Option<&Item>, bytes: Option<&Vec<u8>>, whole: bool| match item {
             Some(item) if !whole => Some(
@@ -54,6 +53,7 @@ pub(crate) fn stage(
         });
     }
     crate::ttl::stage_expiry(meta, storage_key, old, new, batch);
+    logged.is_some()
 }
 
 /// The images of a change that a reader of the log needs whole (besides the key, which every
@@ -141,9 +141,8 @@ impl TableMeta {
 }
 
 /// DynamoDB writes no stream record for a write that leaves the item as it was (a put of the
-/// same item, a delete of a missing one); sets compare without regard to order. Nor does such a
-/// write restamp an item of a global table (`replication::version::stage_local`).
-pub(crate) fn unchanged(old: Option<&Item>, new: Option<&Item>) -> bool {
+/// same item, a delete of a missing one); sets compare without regard to order.
+fn unchanged(old: Option<&Item>, new: Option<&Item>) -> bool {
     match (old, new) {
         (None, None) => true,
         (Some(old), Some(new)) => {

@@ -392,8 +392,11 @@ pub(crate) fn stage_any_item_write(
         batch.expect(version_key, version);
     }
     let new_bytes = new.map(encode_item);
-    crate::changes::stage(meta, &storage_key, current, new, new_bytes.as_ref(), batch);
-    crate::replication::version::stage_local(snapshot, meta, &storage_key, old, new, batch)?;
+    let logged = crate::changes::stage(meta, &storage_key, current, new, new_bytes.as_ref(), batch);
+    if logged {
+        let deleted = new.is_none();
+        crate::replication::version::stage_local(snapshot, meta, &storage_key, deleted, batch)?;
+    }
     match new_bytes {
         Some(bytes) => batch.put(storage_key, bytes),
         None => batch.delete(storage_key),

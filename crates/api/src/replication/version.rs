@@ -5,7 +5,6 @@
 //! table prefix), written in the same batch as the item, and expected by the next writer so that
 //! stamp and item never disagree.
 
-use haven_model::Item;
 use haven_storage::{Origin, Snapshot, WriteBatch, WriteOp};
 
 use crate::catalog::{TableMeta, prefix};
@@ -94,24 +93,20 @@ pub(crate) fn read_stamp(
 /// Stages the stamp of a local write to an item of a global table (nothing for other tables):
 /// this region, and a time above both the clock and the item's previous stamp.
 ///
-/// A write that leaves the item as it was (`old` to `new`: a delete of a missing item, a put of
-/// the same one) stamps nothing. It appends no change log record (DynamoDB writes no stream
+/// Called only for a write that appended a change log record: one that leaves the item as it was
+/// (a delete of a missing item, a put of the same one) appends none (DynamoDB writes no stream
 /// record for it), so nothing would ship a new stamp; kept here only, it would outrank the peers'
 /// concurrent writes in this region but not in theirs, and the regions would never agree.
 pub(crate) fn stage_local(
     snapshot: &dyn Snapshot,
     meta: &TableMeta,
     storage_key: &[u8],
-    old: Option<&Item>,
-    new: Option<&Item>,
+    deleted: bool,
     batch: &mut WriteBatch,
 ) -> Result<(), DynamoError> {
     let Some(global) = &meta.global else {
         return Ok(());
     };
-    if crate::changes::unchanged(old, new) {
-        return Ok(());
-    }
     let key = stamp_key(meta, storage_key);
     let (bytes, previous) = read_stamp(snapshot, &key)?;
     let floor = previous.map_or(0, |p| p.version.timestamp_ms + 1);
@@ -120,7 +115,7 @@ pub(crate) fn stage_local(
             timestamp_ms: now_ms().max(floor),
             region: global.region.clone(),
         },
-        deleted: new.is_none(),
+        deleted,
     };
     batch.expect(key.clone(), bytes).put(key, stamp.encode());
     Ok(())
